@@ -1,0 +1,51 @@
+// agent: the Intel GPU driver container's node agent.
+#include <cstdlib>
+#include <iostream>
+
+#include <CLI/CLI.hpp>
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/spdlog.h>
+
+#include "agent/kabi_check.h"
+
+int main(int argc, char** argv) {
+  auto logger = spdlog::stderr_color_mt("agent");
+  spdlog::set_default_logger(logger);
+  spdlog::set_pattern("agent: %l: %v");
+  spdlog::set_level(spdlog::level::warn);
+
+  CLI::App app{"Intel GPU driver container node agent"};
+  app.require_subcommand(0, 1);
+  bool verbose = false;
+  app.add_flag("-v,--verbose", verbose, "More detail in logs and reports");
+
+  CLI::App* kabi = app.add_subcommand("kabi", "kABI tools for CI: will a kernel accept these modules?");
+  kabi->require_subcommand(1);
+  CLI::App* kcheck = kabi->add_subcommand("check", "Predict init_module() for MODULE.ko... on a target kernel");
+  agent::KabiCheckOptions ko;
+  std::string policy = "strict";
+  kcheck->add_option("--symvers", ko.symvers, "The target kernel's Module.symvers (plain, .gz, .xz)")->required();
+  kcheck->add_option("--kernel-modules", ko.kernel_modules, "The target kernel's module tree (/lib/modules/<kver>)")
+      ->required();
+  kcheck->add_option("--policy", policy, "Missing __versions entry: strict (refuse, Debian) or upstream (warn)")
+      ->check(CLI::IsMember({"strict", "upstream"}));
+  kcheck->add_flag("--sig-enforce", ko.sig_enforce, "Predict as if module.sig_enforce=1");
+  kcheck->add_flag("--json", ko.json, "JSON output (schema 1)");
+  kcheck->add_option("modules", ko.modules, "Modules to check (.ko, .ko.xz, .ko.zst, .ko.gz)")->required();
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    const int rc = app.exit(e);
+    return rc == 0 ? 0 : agent::kExitInputError;
+  }
+  if (verbose) spdlog::set_level(spdlog::level::debug);
+
+  if (kcheck->parsed()) {
+    ko.policy = policy == "upstream" ? agent::kabi::MissingVersionPolicy::Upstream : agent::kabi::MissingVersionPolicy::Strict;
+    ko.verbose = verbose;
+    return agent::run_kabi_check(ko, std::cout, std::cerr);
+  }
+  std::cerr << app.help();
+  return agent::kExitInputError;
+}

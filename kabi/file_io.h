@@ -1,0 +1,27 @@
+// Whole-file reads, transparently decompressing gzip, xz and zstd (by magic, not by name).
+#pragma once
+
+#include <filesystem>
+#include <string>
+#include <string_view>
+
+#include "kabi/result.h"
+
+namespace agent::kabi {
+
+enum class Compression { None, Gzip, Xz, Zstd };
+
+[[nodiscard]] Compression detect_compression(std::string_view bytes) noexcept;
+[[nodiscard]] std::string_view compression_name(Compression c) noexcept;
+
+// Reads a file as it is on disk.
+[[nodiscard]] Result<std::string> read_file(const std::filesystem::path& path);
+
+// Decompresses `bytes` if they carry a gzip/xz/zstd magic, else returns them unchanged.
+// `path` only names the input in errors.
+[[nodiscard]] Result<std::string> decompress(std::string bytes, const std::string& path);
+
+// read_file + decompress.
+[[nodiscard]] Result<std::string> read_decompressed(const std::filesystem::path& path);
+
+}  // namespace agent::kabi

@@ -1,0 +1,76 @@
+// What a target kernel offers a module: its exported symbols with CRCs, its vermagic, its
+// own in-tree modules (for dependencies), what is live, and its signing policy.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <cctype>
+#include <map>
+#include <optional>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "kabi/module.h"
+#include "kabi/result.h"
+#include "kabi/symvers.h"
+
+namespace agent::kabi {
+
+// What the kernel does with an undefined symbol that has no entry in a present __versions.
+enum class MissingVersionPolicy {
+  Strict,    // refuse with EINVAL (Debian's kernels)
+  Upstream,  // "no symbol version for X": warn once and accept
+};
+
+struct InTreeModule {
+  std::string name;                  // kernel name (underscores)
+  std::filesystem::path path;        // absolute path of the .ko[.xz|.zst|.gz]
+  std::vector<std::string> depends;  // from modules.dep, as names
+};
+
+struct KernelModel {
+  std::string release;    // "6.1.0-56-amd64"
+  std::string vermagic;   // full vermagic of its own modules: "6.1.0-56-amd64 SMP preempt mod_unload modversions "
+  bool modversions = true;
+  std::string symvers_source;  // where the CRCs came from (a path, or "in-tree __versions union")
+  Symvers symvers;
+  // sizeof(struct module) as the kernel's own modules record it; 0 if unknown.
+  uint64_t this_module_size = 0;
+  // major.minor of the release, for rules that exist only in some kernels.
+  int version_major = 0, version_minor = 0;
+
+  std::map<std::string, InTreeModule> in_tree;  // by name
+  std::set<std::string> live;                   // names of loaded (or built-in) modules
+  MissingVersionPolicy policy = MissingVersionPolicy::Strict;
+  // Signature policy. module_sig: the kernel checks signatures at all (CONFIG_MODULE_SIG;
+  // its own modules are signed). sig_enforce: module.sig_enforce=1 or CONFIG_MODULE_SIG_FORCE.
+  // lockdown: integrity/confidentiality lockdown refuses what sig_enforce would let taint.
+  bool module_sig = false;
+  bool sig_enforce = false;
+  bool lockdown = false;
+  // Whether the kernel's trusted certificates were available to verify signatures with.
+  bool certificates_known = false;
+};
+
+// Builds a model from a symvers file and a module tree (/lib/modules/<kver>): the release is
+// the tree's directory name, the full vermagic and struct module size come from the tree's
+// own modules, dependencies from its modules.dep (or the modules' depends= if it has none).
+[[nodiscard]] Result<KernelModel> load_kernel_model(const std::filesystem::path& symvers_file,
+                                                    const std::filesystem::path& module_dir);
+
+// Scans a module tree (kernel/, updates/, extra/ ...) into name -> InTreeModule.
+[[nodiscard]] Result<std::map<std::string, InTreeModule>> scan_module_tree(const std::filesystem::path& module_dir);
+
+// The vermagic and struct module size of a kernel, read from a few of its own modules.
+struct TreeFacts {
+  std::string vermagic;
+  uint64_t this_module_size = 0;
+  std::string sample;  // the module they were read from
+};
+[[nodiscard]] Result<TreeFacts> read_tree_facts(const std::map<std::string, InTreeModule>& tree);
+
+// Parses "6.12.94+deb13-amd64" into {6, 12}; {0, 0} if it does not start with digits.
+[[nodiscard]] std::pair<int, int> parse_release_version(const std::string& release);
+
+}  // namespace agent::kabi

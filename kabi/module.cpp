@@ -1,0 +1,325 @@
+#include "kabi/module.h"
+
+#include <cerrno>
+#include <cstring>
+#include <unordered_map>
+
+#include <gelf.h>
+#include <libelf.h>
+#include <openssl/evp.h>
+
+#include "kabi/file_io.h"
+#include "kabi/handles.h"
+#include "kabi/signature.h"
+
+namespace agent::kabi {
+namespace {
+
+using ElfHandle = CHandle<Elf, elf_end>;
+
+constexpr size_t kModuleNameLen = 56;  // MODULE_NAME_LEN on 64-bit: 64 - sizeof(unsigned long)
+
+struct Section {
+  std::string name;
+  GElf_Shdr hdr{};
+  std::string_view data;  // empty for SHT_NOBITS
+};
+
+std::string hex(const unsigned char* p, size_t n) {
+  static constexpr char kDigits[] = "0123456789abcdef";
+  std::string s;
+  s.reserve(n * 2);
+  for (size_t i = 0; i < n; ++i) {
+    s += kDigits[p[i] >> 4];
+    s += kDigits[p[i] & 15];
+  }
+  return s;
+}
+
+std::string sha256_hex(std::string_view bytes) {
+  unsigned char md[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  EVP_Digest(bytes.data(), bytes.size(), md, &len, EVP_sha256(), nullptr);
+  return hex(md, len);
+}
+
+uint64_t read_le(std::string_view d, size_t off, size_t width) {
+  uint64_t v = 0;
+  for (size_t i = 0; i < width; ++i) v |= uint64_t(static_cast<unsigned char>(d[off + i])) << (8 * i);
+  return v;
+}
+
+// Splits NUL-separated "key=value" strings; runs of NULs (padding) are skipped, as the
+// kernel's get_next_modinfo() does.
+void parse_modinfo(std::string_view d, ModuleInfo& m) {
+  size_t pos = 0;
+  while (pos < d.size()) {
+    size_t end = d.find('\0', pos);
+    if (end == std::string_view::npos) end = d.size();
+    std::string_view entry = d.substr(pos, end - pos);
+    pos = end + 1;
+    if (entry.empty()) continue;
+    size_t eq = entry.find('=');
+    std::string key(entry.substr(0, eq));
+    std::string value(eq == std::string_view::npos ? std::string_view() : entry.substr(eq + 1));
+    if (key == "vermagic") m.vermagic = value;
+    else if (key == "license") m.license = value;
+    else if (key == "srcversion") m.srcversion = value;
+    else if (key == "alias") m.aliases.push_back(value);
+    else if (key == "import_ns") m.import_ns.push_back(value);
+    else if (key == "firmware") m.firmware.push_back(value);
+    else if (key == "depends") {
+      size_t s = 0;
+      while (s <= value.size() && !value.empty()) {
+        size_t comma = value.find(',', s);
+        std::string dep = value.substr(s, comma == std::string::npos ? std::string::npos : comma - s);
+        if (!dep.empty()) m.depends.push_back(dep);
+        if (comma == std::string::npos) break;
+        s = comma + 1;
+      }
+    }
+    m.modinfo.emplace_back(std::move(key), std::move(value));
+  }
+}
+
+Result<std::vector<VersionEntry>> parse_versions(const Section& s, bool is64, const std::string& path) {
+  const size_t crc_width = is64 ? 8 : 4;
+  const size_t entry = 64;  // sizeof(struct modversion_info) on both 32- and 64-bit
+  if (s.data.size() % entry != 0)
+    return fail(ENOEXEC, "__versions size " + std::to_string(s.data.size()) + " is not a multiple of 64", path);
+  std::vector<VersionEntry> out;
+  for (size_t off = 0; off < s.data.size(); off += entry) {
+    VersionEntry v;
+    v.crc = static_cast<uint32_t>(read_le(s.data, off, crc_width));
+    std::string_view name = s.data.substr(off + crc_width, entry - crc_width);
+    v.name = std::string(name.substr(0, name.find('\0')));
+    out.push_back(std::move(v));
+  }
+  return out;
+}
+
+Result<std::vector<VersionEntry>> parse_ext_versions(const Section& crcs, const Section& names,
+                                                     const std::string& path) {
+  if (crcs.data.size() % 4 != 0) return fail(ENOEXEC, "__version_ext_crcs size is not a multiple of 4", path);
+  std::vector<VersionEntry> out;
+  size_t pos = 0;
+  for (size_t off = 0; off < crcs.data.size(); off += 4) {
+    size_t end = names.data.find('\0', pos);
+    if (end == std::string_view::npos)
+      return fail(ENOEXEC, "__version_ext_names has fewer names than __version_ext_crcs has CRCs", path);
+    out.push_back({std::string(names.data.substr(pos, end - pos)), static_cast<uint32_t>(read_le(crcs.data, off, 4))});
+    pos = end + 1;
+  }
+  return out;
+}
+
+}  // namespace
+
+std::vector<std::string> ModuleInfo::modinfo_values(std::string_view key) const {
+  std::vector<std::string> out;
+  for (const auto& [k, v] : modinfo)
+    if (k == key) out.push_back(v);
+  return out;
+}
+
+const std::vector<VersionEntry>* ModuleInfo::effective_versions() const {
+  if (has_ext_versions) return &ext_versions;
+  if (has_versions && versions_alloc) return &versions;
+  return nullptr;
+}
+
+const VersionEntry* ModuleInfo::find_version(std::string_view symbol) const {
+  const auto* table = effective_versions();
+  if (!table) return nullptr;
+  for (const auto& v : *table)
+    if (v.name == symbol) return &v;
+  return nullptr;
+}
+
+std::string module_name_from_path(const std::filesystem::path& path) {
+  std::string name = path.filename().string();
+  for (const char* ext : {".xz", ".zst", ".gz"}) {
+    std::string_view e(ext);
+    if (name.size() > e.size() && name.compare(name.size() - e.size(), e.size(), e) == 0) {
+      name.resize(name.size() - e.size());
+      break;
+    }
+  }
+  if (name.size() > 3 && name.compare(name.size() - 3, 3, ".ko") == 0) name.resize(name.size() - 3);
+  for (auto& c : name)
+    if (c == '-') c = '_';
+  return name;
+}
+
+Result<ModuleInfo> parse_module(std::string bytes, const std::string& path) {
+  ModuleInfo m;
+  m.path = path;
+  m.sha256 = sha256_hex(bytes);
+  Compression comp = detect_compression(bytes);
+  m.compression = std::string(compression_name(comp));
+  if (comp != Compression::None) {
+    auto raw = decompress(std::move(bytes), path);
+    if (!raw) return tl::unexpected(raw.error());
+    bytes = std::move(*raw);
+  }
+  if (bytes.empty()) return fail(ENOEXEC, "empty file, not a kernel module", path);
+  if (bytes.size() < 4 || bytes.compare(0, 4, "\x7f" "ELF") != 0)
+    return fail(ENOEXEC, "not an ELF file", path);
+
+  // The signature trailer is outside the ELF image the kernel parses.
+  auto sig = parse_signature_trailer(bytes);
+  m.signature = sig.signature;
+  std::string_view image(bytes.data(), sig.image_size);
+
+  if (elf_version(EV_CURRENT) == EV_NONE) return fail(EIO, "libelf initialisation failed", path);
+  ElfHandle elf(elf_memory(const_cast<char*>(image.data()), image.size()));
+  if (!elf || elf_kind(elf.get()) != ELF_K_ELF)
+    return fail(ENOEXEC, std::string("not an ELF file: ") + elf_errmsg(-1), path);
+  GElf_Ehdr ehdr;
+  if (!gelf_getehdr(elf.get(), &ehdr)) return fail(ENOEXEC, std::string("bad ELF header: ") + elf_errmsg(-1), path);
+  if (ehdr.e_type != ET_REL) return fail(ENOEXEC, "ELF type is not ET_REL (relocatable): not a kernel module", path);
+  const bool is64 = gelf_getclass(elf.get()) == ELFCLASS64;
+  if (ehdr.e_ident[EI_DATA] != ELFDATA2LSB)
+    return fail(ENOEXEC, "big-endian modules are not supported", path);
+
+  size_t shstrndx = 0;
+  if (elf_getshdrstrndx(elf.get(), &shstrndx) != 0)
+    return fail(ENOEXEC, std::string("no section name table: ") + elf_errmsg(-1), path);
+
+  std::vector<Section> sections;
+  std::unordered_map<std::string, size_t> by_name;
+  for (Elf_Scn* scn = nullptr; (scn = elf_nextscn(elf.get(), scn)) != nullptr;) {
+    Section s;
+    if (!gelf_getshdr(scn, &s.hdr)) return fail(ENOEXEC, std::string("bad section header: ") + elf_errmsg(-1), path);
+    const char* n = elf_strptr(elf.get(), shstrndx, s.hdr.sh_name);
+    if (!n) return fail(ENOEXEC, "section name outside the section name table", path);
+    s.name = n;
+    if (s.hdr.sh_type != SHT_NOBITS && s.hdr.sh_size > 0) {
+      if (s.hdr.sh_offset > image.size() || s.hdr.sh_size > image.size() - s.hdr.sh_offset)
+        return fail(ENOEXEC, "section " + s.name + " extends past the end of the file (truncated?)", path);
+      s.data = image.substr(s.hdr.sh_offset, s.hdr.sh_size);
+    }
+    size_t idx = elf_ndxscn(scn);
+    if (sections.size() <= idx) sections.resize(idx + 1);
+    by_name.emplace(s.name, idx);
+    sections[idx] = std::move(s);
+  }
+  auto find = [&](const char* name) -> const Section* {
+    auto it = by_name.find(name);
+    return it == by_name.end() ? nullptr : &sections[it->second];
+  };
+
+  // .modinfo is required by the kernel for name and vermagic checks.
+  if (const Section* mi = find(".modinfo")) parse_modinfo(mi->data, m);
+  else return fail(ENOEXEC, "no .modinfo section: not a kernel module", path);
+
+  if (const Section* tm = find(".gnu.linkonce.this_module")) {
+    m.this_module_size = tm->hdr.sh_size;
+    const size_t name_off = is64 ? 24 : 12;  // offsetof(struct module, name)
+    if (tm->data.size() >= name_off + 1) {
+      std::string_view n = tm->data.substr(name_off, std::min(kModuleNameLen, tm->data.size() - name_off));
+      m.name = std::string(n.substr(0, n.find('\0')));
+    }
+  } else {
+    return fail(ENOEXEC, "no .gnu.linkonce.this_module section: not a kernel module", path);
+  }
+  if (m.name.empty()) {
+    for (const auto& [k, v] : m.modinfo)
+      if (k == "name") m.name = v;
+  }
+  if (m.name.empty()) m.name = module_name_from_path(path);
+
+  if (const Section* v = find("__versions")) {
+    m.has_versions = true;
+    m.versions_alloc = (v->hdr.sh_flags & SHF_ALLOC) != 0;
+    auto table = parse_versions(*v, is64, path);
+    if (!table) return tl::unexpected(table.error());
+    m.versions = std::move(*table);
+  }
+  const Section* ext_crcs = find("__version_ext_crcs");
+  const Section* ext_names = find("__version_ext_names");
+  if (ext_crcs && ext_names && (ext_crcs->hdr.sh_flags & SHF_ALLOC)) {
+    m.has_ext_versions = true;
+    auto table = parse_ext_versions(*ext_crcs, *ext_names, path);
+    if (!table) return tl::unexpected(table.error());
+    m.ext_versions = std::move(*table);
+  }
+
+  // Symbols: undefined ones in table order; exports via __ksymtab_<sym> / __crc_<sym>.
+  const Section* symtab = nullptr;
+  size_t symtab_idx = 0;
+  for (size_t i = 0; i < sections.size(); ++i)
+    if (sections[i].hdr.sh_type == SHT_SYMTAB) {
+      symtab = &sections[i];
+      symtab_idx = i;
+    }
+  if (!symtab) return fail(ENOEXEC, "no symbol table", path);
+  if (symtab->hdr.sh_link >= sections.size()) return fail(ENOEXEC, "symbol table links to a missing string table", path);
+  const std::string_view strtab = sections[symtab->hdr.sh_link].data;
+  const size_t symsize = is64 ? sizeof(Elf64_Sym) : sizeof(Elf32_Sym);
+  const size_t nsyms = symtab->data.size() / symsize;
+  Elf_Data* symdata = elf_getdata(elf_getscn(elf.get(), symtab_idx), nullptr);
+  if (!symdata) return fail(ENOEXEC, std::string("unreadable symbol table: ") + elf_errmsg(-1), path);
+
+  struct Def {
+    size_t shndx;
+    uint64_t value;
+  };
+  std::unordered_map<std::string, Def> ksymtab, kcrctab, kstrtabns;
+  std::vector<std::pair<std::string, Def>> ksym_order;
+  for (size_t i = 1; i < nsyms; ++i) {
+    GElf_Sym sym;
+    if (!gelf_getsym(symdata, static_cast<int>(i), &sym)) return fail(ENOEXEC, "bad symbol entry", path);
+    if (sym.st_name >= strtab.size()) return fail(ENOEXEC, "symbol name outside the string table", path);
+    std::string_view name = strtab.substr(sym.st_name);
+    name = name.substr(0, name.find('\0'));
+    if (name.empty()) continue;
+    if (sym.st_shndx == SHN_UNDEF) {
+      m.undefined.push_back({std::string(name), GELF_ST_BIND(sym.st_info) == STB_WEAK});
+      continue;
+    }
+    auto strip = [&](std::string_view prefix) -> std::optional<std::string> {
+      if (name.size() > prefix.size() && name.substr(0, prefix.size()) == prefix)
+        return std::string(name.substr(prefix.size()));
+      return std::nullopt;
+    };
+    if (auto s = strip("__ksymtab_")) {
+      ksymtab[*s] = {sym.st_shndx, sym.st_value};
+      ksym_order.emplace_back(*s, Def{sym.st_shndx, sym.st_value});
+    } else if (auto c = strip("__crc_")) {
+      kcrctab[*c] = {sym.st_shndx, sym.st_value};
+    } else if (auto n = strip("__kstrtabns_")) {
+      kstrtabns[*n] = {sym.st_shndx, sym.st_value};
+    }
+  }
+  for (const auto& [name, def] : ksym_order) {
+    ExportedSymbol e;
+    e.name = name;
+    if (def.shndx < sections.size()) e.gpl_only = sections[def.shndx].name.rfind("__ksymtab_gpl", 0) == 0;
+    if (auto c = kcrctab.find(name); c != kcrctab.end()) {
+      if (c->second.shndx == SHN_ABS) {  // before 5.19: the CRC is the symbol's value
+        e.crc = static_cast<uint32_t>(c->second.value);
+      } else if (c->second.shndx < sections.size()) {
+        std::string_view d = sections[c->second.shndx].data;
+        if (c->second.value + 4 <= d.size()) e.crc = static_cast<uint32_t>(read_le(d, c->second.value, 4));
+      }
+    }
+    if (auto n = kstrtabns.find(name); n != kstrtabns.end() && n->second.shndx < sections.size()) {
+      std::string_view d = sections[n->second.shndx].data;
+      if (n->second.value < d.size()) {
+        std::string_view s = d.substr(n->second.value);
+        e.ns = std::string(s.substr(0, s.find('\0')));
+      }
+    }
+    m.exports.push_back(std::move(e));
+  }
+  return m;
+}
+
+Result<ModuleInfo> read_module(const std::filesystem::path& path) {
+  auto bytes = read_file(path);
+  if (!bytes) return tl::unexpected(bytes.error());
+  return parse_module(std::move(*bytes), path.string());
+}
+
+}  // namespace agent::kabi

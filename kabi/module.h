@@ -1,0 +1,88 @@
+// A kernel module (.ko, .ko.xz, .ko.zst, .ko.gz) as the kernel's loader sees it.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "kabi/result.h"
+
+namespace agent::kabi {
+
+struct VersionEntry {
+  std::string name;
+  uint32_t crc = 0;
+};
+
+struct UndefinedSymbol {
+  std::string name;
+  bool weak = false;  // a missing weak symbol resolves to 0, never an error
+};
+
+struct ExportedSymbol {
+  std::string name;
+  std::optional<uint32_t> crc;  // absent when the module was built without MODVERSIONS
+  bool gpl_only = false;
+  std::string ns;
+};
+
+struct Signature {
+  enum class State { None, Present, Malformed };
+  State state = State::None;
+  std::string problem;    // why it is malformed
+  std::string signer;     // issuer name of the signing certificate, if readable
+  std::string key_id;     // hex: serial number, or subject key identifier
+  std::string hash_algo;  // e.g. "sha256"
+  size_t signed_size = 0; // bytes covered by the signature (the module without the trailer)
+  // Set by whoever holds the target kernel's certificates (kernel_keys.h).
+  enum class KeyCheck { NotChecked, Verified, BadSignature, UnknownKey };
+  KeyCheck key_check = KeyCheck::NotChecked;
+};
+
+struct ModuleInfo {
+  std::string path;
+  std::string name;  // from .gnu.linkonce.this_module (what the kernel calls it)
+  std::string compression;  // "none", "xz", "zstd", "gzip"
+
+  // .modinfo in file order; repeated keys (alias, import_ns, firmware, parm...) repeat.
+  std::vector<std::pair<std::string, std::string>> modinfo;
+  std::string vermagic, license, srcversion;
+  std::vector<std::string> depends, aliases, import_ns, firmware;
+
+  // __versions: the CRCs the module was built against.
+  bool has_versions = false;        // the section exists
+  bool versions_alloc = false;      // and is SHF_ALLOC, so the kernel reads it
+  std::vector<VersionEntry> versions;
+  // 6.14+ extended modversions; when present the kernel ignores __versions.
+  bool has_ext_versions = false;
+  std::vector<VersionEntry> ext_versions;
+
+  std::vector<UndefinedSymbol> undefined;  // symbol-table order, as the kernel resolves them
+  std::vector<ExportedSymbol> exports;
+
+  uint64_t this_module_size = 0;  // sizeof(struct module) of the kernel it was built for
+  Signature signature;
+  std::string sha256;  // of the file as stored (compressed or not)
+
+  [[nodiscard]] std::vector<std::string> modinfo_values(std::string_view key) const;
+  // The CRC table the kernel consults: extended versions if present, else an SHF_ALLOC
+  // __versions, else none.
+  [[nodiscard]] const std::vector<VersionEntry>* effective_versions() const;
+  [[nodiscard]] const VersionEntry* find_version(std::string_view symbol) const;
+};
+
+// Parses a module image already in memory (decompressed or not). `path` names it in errors.
+[[nodiscard]] Result<ModuleInfo> parse_module(std::string bytes, const std::string& path);
+
+// Reads and parses a module file.
+[[nodiscard]] Result<ModuleInfo> read_module(const std::filesystem::path& path);
+
+// The module name a file name implies: "drm_kms_helper.ko.xz" -> "drm_kms_helper",
+// dashes folded to underscores as the kernel does.
+[[nodiscard]] std::string module_name_from_path(const std::filesystem::path& path);
+
+}  // namespace agent::kabi

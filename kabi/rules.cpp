@@ -1,0 +1,307 @@
+#include "kabi/rules.h"
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <functional>
+#include <map>
+#include <set>
+#include <unordered_map>
+
+namespace agent::kabi {
+namespace {
+
+// license_is_gpl_compatible() in include/linux/license.h.
+bool license_is_gpl_compatible(const std::string& l) {
+  return l == "GPL" || l == "GPL v2" || l == "GPL and additional rights" || l == "Dual BSD/GPL" ||
+         l == "Dual MIT/GPL" || l == "Dual MPL/GPL";
+}
+
+// same_magic(): with CRCs, the release word may differ (the CRCs carry the ABI).
+bool same_magic(const std::string& mod, const std::string& kernel, bool has_crcs) {
+  if (!has_crcs) return mod == kernel;
+  auto rest = [](const std::string& s) { return s.substr(std::min(s.find(' '), s.size())); };
+  return rest(mod) == rest(kernel);
+}
+
+struct Provider {
+  std::string owner;  // module name, "vmlinux", or a bundle module name
+  bool bundle = false;
+  std::optional<uint32_t> crc;
+  bool gpl_only = false;
+  std::string ns;
+};
+
+Reason make(const char* code, int err, std::string message, std::string symbol = {}, bool fatal = true) {
+  Reason r;
+  r.code = code;
+  r.err = err;
+  r.message = std::move(message);
+  r.symbol = std::move(symbol);
+  r.fatal = fatal;
+  return r;
+}
+
+// Orders the set so that every module comes after the set members it needs (by depends= and
+// by the symbols it imports from them); ties keep the caller's order.
+std::vector<size_t> load_order(const std::vector<ModuleInfo>& set,
+                               const std::unordered_map<std::string, size_t>& exporter_of) {
+  std::map<std::string, size_t> by_name;
+  for (size_t i = 0; i < set.size(); ++i) by_name.emplace(set[i].name, i);
+  std::vector<std::set<size_t>> needs(set.size());
+  for (size_t i = 0; i < set.size(); ++i) {
+    for (const auto& d : set[i].depends)
+      if (auto it = by_name.find(d); it != by_name.end() && it->second != i) needs[i].insert(it->second);
+    for (const auto& u : set[i].undefined)
+      if (auto it = exporter_of.find(u.name); it != exporter_of.end() && it->second != i) needs[i].insert(it->second);
+  }
+  std::vector<size_t> order;
+  std::vector<int> state(set.size(), 0);  // 0 new, 1 visiting, 2 done
+  std::function<void(size_t)> visit = [&](size_t i) {
+    if (state[i] != 0) return;  // a cycle is broken where it closes, as insmod order would
+    state[i] = 1;
+    for (size_t d : needs[i]) visit(d);
+    state[i] = 2;
+    order.push_back(i);
+  };
+  for (size_t i = 0; i < set.size(); ++i) visit(i);
+  return order;
+}
+
+}  // namespace
+
+bool Evaluation::all_loadable() const {
+  return std::all_of(modules.begin(), modules.end(), [](const auto& m) { return m.verdict == Verdict::Loadable; });
+}
+
+std::string errno_name(int err) {
+  switch (err) {
+    case 0: return "";
+    case EPERM: return "EPERM";
+    case ENOENT: return "ENOENT";
+    case ENOEXEC: return "ENOEXEC";
+    case EEXIST: return "EEXIST";
+    case EINVAL: return "EINVAL";
+    case EBADMSG: return "EBADMSG";
+    case ENOKEY: return "ENOKEY";
+    case EKEYREJECTED: return "EKEYREJECTED";
+    case ENOPKG: return "ENOPKG";
+    case EBUSY: return "EBUSY";
+    default: return "E" + std::to_string(err);
+  }
+}
+
+Evaluation evaluate(const std::vector<ModuleInfo>& set, const KernelModel& kernel) {
+  // Exports of the set, and which in-tree modules the set replaces.
+  std::unordered_map<std::string, size_t> exporter_of;
+  std::set<std::string> replaced;
+  for (size_t i = 0; i < set.size(); ++i) {
+    replaced.insert(set[i].name);
+    for (const auto& e : set[i].exports) exporter_of.emplace(e.name, i);
+  }
+  const std::vector<size_t> order = load_order(set, exporter_of);
+  std::vector<int> position(set.size());
+  for (size_t p = 0; p < order.size(); ++p) position[order[p]] = static_cast<int>(p);
+
+  Evaluation ev;
+  std::map<std::string, Verdict> verdict_of;  // bundle modules evaluated so far
+  const bool modversions = kernel.modversions;
+
+  auto kernel_provider = [&](const std::string& sym) -> std::optional<Provider> {
+    const SymversEntry* e = kernel.symvers.find(sym);
+    if (!e) return std::nullopt;
+    std::string owner = e->owner == "vmlinux" ? "vmlinux" : owner_module_name(e->owner);
+    if (replaced.count(owner)) return std::nullopt;  // the set ships its own copy
+    return Provider{owner, false, modversions ? std::optional<uint32_t>(e->crc) : std::nullopt, is_gpl_only(e->type), e->ns};
+  };
+
+  for (size_t idx : order) {
+    const ModuleInfo& m = set[idx];
+    ModuleVerdict v;
+    v.path = m.path;
+    v.name = m.name;
+    const int my_pos = position[idx];
+    // Kernel order: each stage that fails ends the load with its errno; later stages are still
+    // evaluated so that the report names everything that would need fixing.
+    int stage_err = 0;
+    auto settle = [&](int err) {
+      if (stage_err == 0 && err != 0) stage_err = err;
+    };
+
+    // 1. Signature (module_sig_check): a bad signature is fatal even when not enforced.
+    if (kernel.module_sig) {
+      using KC = Signature::KeyCheck;
+      const Signature& s = m.signature;
+      const bool enforce = kernel.sig_enforce;
+      auto unenforced = [&](const char* warn_code, const char* fatal_code, const std::string& what) {
+        if (enforce) {
+          v.reasons.push_back(make(fatal_code, EKEYREJECTED, "Loading of " + what + " is rejected"));
+          settle(EKEYREJECTED);
+        } else if (kernel.lockdown) {
+          v.reasons.push_back(make(fatal_code, EPERM, "Lockdown: insmod: unsigned module loading is restricted; see man kernel_lockdown.7"));
+          settle(EPERM);
+        } else {
+          v.reasons.push_back(make(warn_code, 0, m.name + ": loading " + what + " taints kernel.", {}, false));
+        }
+      };
+      if (s.state == Signature::State::None) {
+        unenforced(reason::kUnsignedAccepted, reason::kUnsignedEnforced, "unsigned module");
+      } else if (s.state == Signature::State::Malformed) {
+        v.reasons.push_back(make(reason::kSignatureMalformed, EBADMSG, "module signature malformed: " + s.problem));
+        settle(EBADMSG);
+      } else if (s.key_check == KC::BadSignature) {
+        v.reasons.push_back(make(reason::kSignatureRejected, EKEYREJECTED,
+                                 "Key was rejected by service (signed by " + s.signer + ", content does not match)"));
+        settle(EKEYREJECTED);
+      } else if (s.key_check == KC::UnknownKey) {
+        unenforced(reason::kUnknownKeyAccepted, reason::kUnknownKeyEnforced, "module with unavailable key");
+      } else if (s.key_check == KC::NotChecked && !kernel.certificates_known) {
+        v.reasons.push_back(make("signature_not_verified", 0,
+                                 "the kernel's certificates were not available: signature by " + s.signer +
+                                     " not verified",
+                                 {}, false));
+      }
+    }
+
+    // 2. sizeof(struct module) must match exactly (6.12+ checks it at load).
+    if (kernel.this_module_size && m.this_module_size && m.this_module_size != kernel.this_module_size &&
+        (kernel.version_major > 6 || (kernel.version_major == 6 && kernel.version_minor >= 12))) {
+      v.reasons.push_back(make(reason::kModuleStructSize, ENOEXEC,
+                               "module " + m.name + ": .gnu.linkonce.this_module section size must match the kernel's built struct module size at run time"));
+      settle(ENOEXEC);
+    }
+
+    const std::vector<VersionEntry>* versions = modversions ? m.effective_versions() : nullptr;
+    const bool has_crcs = m.effective_versions() != nullptr;
+    auto no_table_warned = false;
+    // check_version(): returns the errno a CRC problem gives (0 = accepted).
+    auto check_version = [&](const std::string& sym, const std::optional<uint32_t>& crc, int mismatch_err) -> int {
+      if (!modversions || !crc) return 0;  // exporter has no CRCs: nothing to compare
+      if (!has_crcs) {
+        if (!no_table_warned) {
+          v.reasons.push_back(make(reason::kNoVersionsTable, 0,
+                                   m.name + ": no symbol version table (__versions missing or not SHF_ALLOC): kernel tainted (forced load).",
+                                   {}, false));
+          no_table_warned = true;
+        }
+        return 0;
+      }
+      for (const auto& e : *versions) {
+        if (e.name != sym) continue;
+        if (e.crc == *crc) return 0;
+        Reason r = make(reason::kCrcMismatch, mismatch_err, m.name + ": disagrees about version of symbol " + sym, sym);
+        r.expected_crc = crc;
+        r.found_crc = e.crc;
+        v.reasons.push_back(std::move(r));
+        return mismatch_err;
+      }
+      if (kernel.policy == MissingVersionPolicy::Strict) {
+        v.reasons.push_back(make(reason::kNoSymbolVersion, EINVAL, m.name + ": no symbol version for " + sym, sym));
+        v.reasons.back().expected_crc = crc;
+        return EINVAL;
+      }
+      v.reasons.push_back(make(reason::kNoSymbolVersionWarn, 0, m.name + ": no symbol version for " + sym, sym, false));
+      return 0;
+    };
+
+    // 3. module_layout (check_modstruct_version), before vermagic.
+    if (modversions) {
+      if (const SymversEntry* ml = kernel.symvers.find("module_layout"))
+        settle(check_version("module_layout", ml->crc, ENOEXEC));
+    }
+
+    // 4. vermagic (check_modinfo).
+    if (m.vermagic.empty()) {
+      v.reasons.push_back(make(reason::kVermagic, ENOEXEC, m.name + ": no version magic, tainting kernel. (refused unless forced)"));
+      settle(ENOEXEC);
+    } else if (!same_magic(m.vermagic, kernel.vermagic, modversions && has_crcs)) {
+      v.reasons.push_back(make(reason::kVermagic, ENOEXEC,
+                               m.name + ": version magic '" + m.vermagic + "' should be '" + kernel.vermagic + "'"));
+      settle(ENOEXEC);
+    }
+
+    // 5. A live module of the same name.
+    if (kernel.live.count(m.name)) {
+      v.reasons.push_back(make(reason::kAlreadyLoaded, EEXIST, "module " + m.name + " is already loaded"));
+      settle(EEXIST);
+    }
+
+    // 6. Symbols (simplify_symbols): every unresolved symbol is reported; the errno is the
+    // last failure's, because the kernel overwrites it for each one.
+    const bool gplok = license_is_gpl_compatible(m.license);
+    std::set<std::string> deps;
+    int symbol_err = 0;
+    for (const auto& u : m.undefined) {
+      std::optional<Provider> p;
+      if (auto it = exporter_of.find(u.name); it != exporter_of.end() && it->second != idx) {
+        const ModuleInfo& ex = set[it->second];
+        if (position[it->second] < my_pos) {
+          for (const auto& e : ex.exports)
+            if (e.name == u.name) p = Provider{ex.name, true, e.crc, e.gpl_only, e.ns};
+        }
+        if (p && verdict_of[ex.name] == Verdict::Refused) {
+          deps.insert(ex.name);
+          if (!u.weak) {
+            v.reasons.push_back(make(reason::kDependencyRefused, ENOENT,
+                                     m.name + ": Unknown symbol " + u.name + " (err -2): its provider " + ex.name + " is refused",
+                                     u.name));
+            symbol_err = ENOENT;
+          }
+          continue;
+        }
+      }
+      if (!p) p = kernel_provider(u.name);
+      if (!p || (p->gpl_only && !gplok)) {
+        if (u.weak) continue;
+        const bool gpl = p && p->gpl_only && !gplok;
+        v.reasons.push_back(make(gpl ? reason::kGplOnlySymbol : reason::kUnknownSymbol, ENOENT,
+                                 m.name + ": Unknown symbol " + u.name + " (err -2)" +
+                                     (gpl ? " [GPL-only symbol, module license '" + m.license + "']" : ""),
+                                 u.name));
+        symbol_err = ENOENT;
+        continue;
+      }
+      if (p->owner != "vmlinux") {
+        if (!p->bundle && !kernel.in_tree.empty() && !kernel.in_tree.count(p->owner)) {
+          v.reasons.push_back(make(reason::kMissingDependency, ENOENT,
+                                   m.name + ": Unknown symbol " + u.name + " (err -2): its module " + p->owner +
+                                       " is not in the kernel's module tree",
+                                   u.name));
+          symbol_err = ENOENT;
+          continue;
+        }
+        deps.insert(p->owner);
+      }
+      if (int e = check_version(u.name, p->crc, EINVAL)) {
+        symbol_err = e;
+        continue;
+      }
+      if (!p->ns.empty() && std::find(m.import_ns.begin(), m.import_ns.end(), p->ns) == m.import_ns.end()) {
+        v.reasons.push_back(make(reason::kNamespaceNotImported, EINVAL,
+                                 m.name + ": module uses symbol (" + u.name + ") from namespace " + p->ns +
+                                     ", but does not import it.",
+                                 u.name));
+        symbol_err = EINVAL;
+      }
+    }
+    settle(symbol_err);
+    if (modversions == false && !kernel.symvers.modversions)
+      v.reasons.push_back(make(reason::kNoModversions, 0,
+                               "kernel built without MODVERSIONS: CRCs are not checked, vermagic must match in full", {}, false));
+
+    // In-tree dependencies also pull in theirs (modules.dep is transitive).
+    std::set<std::string> all_deps = deps;
+    for (const auto& d : deps)
+      if (auto it = kernel.in_tree.find(d); it != kernel.in_tree.end())
+        for (const auto& t : it->second.depends)
+          if (!replaced.count(t)) all_deps.insert(t);
+    v.load_after.assign(all_deps.begin(), all_deps.end());
+    v.err = stage_err;
+    v.verdict = stage_err == 0 ? Verdict::Loadable : Verdict::Refused;
+    verdict_of[m.name] = v.verdict;
+    ev.modules.push_back(std::move(v));
+  }
+  return ev;
+}
+
+}  // namespace agent::kabi

@@ -1,0 +1,73 @@
+// The loadability rules: predict what init_module() returns for each module, in the order
+// the kernel checks (see DESIGN.md "The loadability rules").
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "kabi/kernel_model.h"
+#include "kabi/module.h"
+
+namespace agent::kabi {
+
+// Stable reason codes: tools parse them; the README lists them all.
+namespace reason {
+inline constexpr const char* kSignatureRejected = "signature_rejected";
+inline constexpr const char* kSignatureMalformed = "signature_malformed";
+inline constexpr const char* kUnsignedEnforced = "unsigned_rejected";
+inline constexpr const char* kUnknownKeyEnforced = "unknown_key_rejected";
+inline constexpr const char* kModuleStructSize = "module_struct_size";
+inline constexpr const char* kModuleLayout = "module_layout_crc";
+inline constexpr const char* kVermagic = "vermagic_mismatch";
+inline constexpr const char* kAlreadyLoaded = "already_loaded";
+inline constexpr const char* kUnknownSymbol = "unknown_symbol";
+inline constexpr const char* kGplOnlySymbol = "gpl_only_symbol";
+inline constexpr const char* kCrcMismatch = "crc_mismatch";
+inline constexpr const char* kNoSymbolVersion = "no_symbol_version";
+inline constexpr const char* kNamespaceNotImported = "namespace_not_imported";
+inline constexpr const char* kMissingDependency = "missing_dependency";
+inline constexpr const char* kDependencyRefused = "dependency_refused";
+// Warnings: recorded, never fatal.
+inline constexpr const char* kNoVersionsTable = "no_versions_table";         // tainted "forced"
+inline constexpr const char* kNoSymbolVersionWarn = "no_symbol_version_warning";
+inline constexpr const char* kUnsignedAccepted = "unsigned_accepted";         // taints
+inline constexpr const char* kUnknownKeyAccepted = "unknown_key_accepted";    // taints
+inline constexpr const char* kNoModversions = "kernel_without_modversions";
+}  // namespace reason
+
+struct Reason {
+  std::string code;
+  std::string symbol;
+  std::optional<uint32_t> expected_crc;  // what the kernel has
+  std::optional<uint32_t> found_crc;     // what the module was built against
+  std::string message;                   // the kernel's own message text
+  bool fatal = true;
+  int err = 0;                           // errno this reason alone would give
+};
+
+enum class Verdict { Loadable, Refused };
+
+struct ModuleVerdict {
+  std::string path;
+  std::string name;
+  Verdict verdict = Verdict::Loadable;
+  int err = 0;  // errno init_module would return; 0 if it would load
+  std::vector<Reason> reasons;              // fatal ones and warnings, in check order
+  std::vector<std::string> load_after;      // modules (bundle or in-tree) to insert first
+};
+
+struct Evaluation {
+  std::vector<ModuleVerdict> modules;  // in load order
+  [[nodiscard]] bool all_loadable() const;
+};
+
+// Evaluates a set of modules meant to be loaded together against a kernel. Modules resolve
+// against each other in dependency order and against the kernel's in-tree modules for
+// dependencies the set does not ship.
+[[nodiscard]] Evaluation evaluate(const std::vector<ModuleInfo>& set, const KernelModel& kernel);
+
+[[nodiscard]] std::string errno_name(int err);  // "ENOEXEC", "" for 0
+
+}  // namespace agent::kabi

@@ -1,0 +1,92 @@
+#include "kabi/signature.h"
+
+#include <memory>
+
+#include <openssl/bio.h>
+#include <openssl/cms.h>
+#include <openssl/objects.h>
+#include <openssl/x509.h>
+
+#include "kabi/handles.h"
+
+namespace agent::kabi {
+namespace {
+
+constexpr size_t kModSigSize = 12;  // sizeof(struct module_signature)
+constexpr unsigned char kPkeyIdPkcs7 = 2;
+
+std::string hex_of(const unsigned char* p, size_t n) {
+  static constexpr char kDigits[] = "0123456789abcdef";
+  std::string s;
+  for (size_t i = 0; i < n; ++i) {
+    s += kDigits[p[i] >> 4];
+    s += kDigits[p[i] & 15];
+  }
+  return s;
+}
+
+// Fills signer, key id and digest algorithm from the CMS SignedData, as far as it parses.
+bool describe_cms(std::string_view der, Signature& sig) {
+  const auto* p = reinterpret_cast<const unsigned char*>(der.data());
+  CHandle<CMS_ContentInfo, CMS_ContentInfo_free> cms(d2i_CMS_ContentInfo(nullptr, &p, static_cast<long>(der.size())));
+  if (!cms) return false;
+  STACK_OF(CMS_SignerInfo)* infos = CMS_get0_SignerInfos(cms.get());
+  if (!infos || sk_CMS_SignerInfo_num(infos) < 1) return false;
+  CMS_SignerInfo* si = sk_CMS_SignerInfo_value(infos, 0);
+  ASN1_OCTET_STRING* keyid = nullptr;
+  X509_NAME* issuer = nullptr;
+  ASN1_INTEGER* serial = nullptr;
+  if (CMS_SignerInfo_get0_signer_id(si, &keyid, &issuer, &serial) != 1) return false;
+  if (keyid) sig.key_id = hex_of(ASN1_STRING_get0_data(keyid), static_cast<size_t>(ASN1_STRING_length(keyid)));
+  if (serial) sig.key_id = hex_of(ASN1_STRING_get0_data(serial), static_cast<size_t>(ASN1_STRING_length(serial)));
+  if (issuer) {
+    CHandle<BIO, BIO_free> bio(BIO_new(BIO_s_mem()));
+    X509_NAME_print_ex(bio.get(), issuer, 0, XN_FLAG_ONELINE & ~ASN1_STRFLGS_ESC_MSB);
+    char* data = nullptr;
+    long len = BIO_get_mem_data(bio.get(), &data);
+    if (data && len > 0) sig.signer.assign(data, static_cast<size_t>(len));
+  }
+  X509_ALGOR* dig = nullptr;
+  CMS_SignerInfo_get0_algs(si, nullptr, nullptr, &dig, nullptr);
+  if (dig) {
+    const ASN1_OBJECT* obj = nullptr;
+    X509_ALGOR_get0(&obj, nullptr, nullptr, dig);
+    if (obj) sig.hash_algo = OBJ_nid2sn(OBJ_obj2nid(obj));
+  }
+  return true;
+}
+
+}  // namespace
+
+SignatureTrailer parse_signature_trailer(std::string_view file) {
+  SignatureTrailer t;
+  t.image_size = file.size();
+  if (file.size() < kSignatureMagic.size() || file.substr(file.size() - kSignatureMagic.size()) != kSignatureMagic)
+    return t;
+  auto malformed = [&](std::string why) {
+    t.signature.state = Signature::State::Malformed;
+    t.signature.problem = std::move(why);
+    t.image_size = file.size() - kSignatureMagic.size();
+    return t;
+  };
+  const size_t before_magic = file.size() - kSignatureMagic.size();
+  if (before_magic < kModSigSize) return malformed("signature trailer shorter than struct module_signature");
+  const auto* ms = reinterpret_cast<const unsigned char*>(file.data() + before_magic - kModSigSize);
+  const unsigned char id_type = ms[2], signer_len = ms[3], key_id_len = ms[4];
+  const size_t sig_len = (size_t{ms[8]} << 24) | (size_t{ms[9]} << 16) | (size_t{ms[10]} << 8) | ms[11];
+  // mod_check_sig(): PKCS#7 signatures carry everything inside the blob.
+  if (id_type != kPkeyIdPkcs7) return malformed("signature is not PKCS#7 (id_type " + std::to_string(id_type) + ")");
+  if (ms[0] != 0 || ms[1] != 0 || signer_len != 0 || key_id_len != 0 || ms[5] || ms[6] || ms[7])
+    return malformed("PKCS#7 signature header has non-zero algo/hash/signer/key-id fields");
+  if (sig_len == 0 || sig_len > before_magic - kModSigSize) return malformed("signature length exceeds the file");
+  t.image_size = before_magic - kModSigSize - sig_len;
+  t.signature.signed_size = t.image_size;
+  t.signature.state = Signature::State::Present;
+  if (!describe_cms(file.substr(t.image_size, sig_len), t.signature)) {
+    t.signature.state = Signature::State::Malformed;
+    t.signature.problem = "PKCS#7 signature does not parse";
+  }
+  return t;
+}
+
+}  // namespace agent::kabi

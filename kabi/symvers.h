@@ -1,0 +1,49 @@
+// Module.symvers: the CRC, owner and export type of every symbol a kernel build exports.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include "kabi/result.h"
+
+namespace agent::kabi {
+
+enum class ExportType { Plain, Gpl, GplFuture, Unused, UnusedGpl };
+
+[[nodiscard]] std::string_view export_type_name(ExportType t) noexcept;  // "EXPORT_SYMBOL_GPL", ...
+[[nodiscard]] bool is_gpl_only(ExportType t) noexcept;
+
+struct SymversEntry {
+  std::string name;
+  uint32_t crc = 0;
+  std::string owner;      // "vmlinux" or the module path without .ko ("drivers/gpu/drm/drm")
+  ExportType type = ExportType::Plain;
+  std::string ns;         // symbol namespace, empty if none
+};
+
+struct Symvers {
+  std::string source;                              // the file it was read from
+  std::vector<SymversEntry> entries;               // file order
+  std::unordered_map<std::string, size_t> index;   // name -> entries[i]
+  // False when the kernel was built without CONFIG_MODVERSIONS: every CRC is 0.
+  bool modversions = true;
+
+  [[nodiscard]] const SymversEntry* find(std::string_view name) const;
+};
+
+// Parses Module.symvers text: "0xCRC\tsymbol\towner\tEXPORT_TYPE[\tnamespace]" (5 columns, the
+// namespace last, since 5.4) or the older 4-column form. A malformed line is an error naming
+// `source` and the line number.
+[[nodiscard]] Result<Symvers> parse_symvers(std::string_view text, const std::string& source);
+
+// Reads a Module.symvers file, plain, .gz, .xz or .zst.
+[[nodiscard]] Result<Symvers> read_symvers(const std::filesystem::path& path);
+
+// The short module name of an owner path: "drivers/gpu/drm/drm" -> "drm"; "vmlinux" stays.
+[[nodiscard]] std::string owner_module_name(std::string_view owner);
+
+}  // namespace agent::kabi

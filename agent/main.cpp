@@ -21,7 +21,9 @@ int main(int argc, char** argv) {
 
   CLI::App* kabi = app.add_subcommand("kabi", "kABI tools for CI: will a kernel accept these modules?");
   kabi->require_subcommand(1);
+  kabi->fallthrough();
   CLI::App* kcheck = kabi->add_subcommand("check", "Predict init_module() for MODULE.ko... on a target kernel");
+  kcheck->fallthrough();
   agent::KabiCheckOptions ko;
   std::string policy = "strict";
   kcheck->add_option("--symvers", ko.symvers, "The target kernel's Module.symvers (plain, .gz, .xz)")->required();

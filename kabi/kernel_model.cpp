@@ -94,7 +94,9 @@ Result<TreeFacts> read_tree_facts(const std::map<std::string, InTreeModule>& tre
       continue;
     }
     if (info->vermagic.empty()) continue;
-    return TreeFacts{info->vermagic, info->this_module_size, m->path.string()};
+    const bool is_signed = info->signature.state == Signature::State::Present;
+    return TreeFacts{info->vermagic, info->this_module_size, is_signed, is_signed ? info->signature.key_id : "",
+                     m->path.string()};
   }
   return fail(EINVAL, "cannot read the kernel's vermagic from its own modules: " + last_error);
 }
@@ -112,6 +114,7 @@ Result<KernelModel> load_kernel_model(const fs::path& symvers_file, const fs::pa
   if (!facts) return tl::unexpected(Error{facts.error().code, facts.error().message, module_dir.string()});
   k.vermagic = facts->vermagic;
   k.this_module_size = facts->this_module_size;
+  k.module_sig = facts->signed_modules;
   k.release = k.vermagic.substr(0, k.vermagic.find(' '));
   std::tie(k.version_major, k.version_minor) = parse_release_version(k.release);
   // Both must agree: a kernel without CONFIG_MODVERSIONS writes all-zero CRCs and leaves

@@ -66,6 +66,8 @@ struct KernelModel {
 struct TreeFacts {
   std::string vermagic;
   uint64_t this_module_size = 0;
+  bool signed_modules = false;  // its modules carry signatures: CONFIG_MODULE_SIG
+  std::string signer_key_id;    // the build key's id, from that signature
   std::string sample;  // the module they were read from
 };
 [[nodiscard]] Result<TreeFacts> read_tree_facts(const std::map<std::string, InTreeModule>& tree);

@@ -1,0 +1,416 @@
+#!/usr/bin/env python3
+"""Make rule test cases from one real kernel module (ELF64 little endian, x86-64).
+
+Every case is a separate file, a copy of the input edited in place (same size, same layout,
+python stdlib only), so that exactly one loadability rule is hit:
+
+  stripped           the module signature removed (the base of every case below)
+  crc                one __versions CRC changed (a symbol really undefined, not module_layout)
+  import_ns          one namespace the module uses dropped from .modinfo (import_ns= -> NULs)
+  license            licence made non-GPL: "license=Proprietary" padded with NULs
+  vermagic           a non-release word of vermagic changed ("mod_unload" -> "mod_unloaX")
+  vermagic_release   only the release word changed, same length (skipped with SHF_ALLOC
+                     __versions, so the kernel loads it)
+  undef_renamed      one undefined symbol renamed in .strtab to a name nothing exports
+  versions_noalloc   SHF_ALLOC cleared on the __versions section header
+  versions_noalloc_release
+                     both: SHF_ALLOC cleared and the release word changed (without an
+                     SHF_ALLOC __versions the whole vermagic must match)
+  versions_missing   one __versions entry renamed away: an undefined symbol has no version
+  module_layout      the module_layout CRC changed (only if the module has that entry)
+  signed_crc         signature KEPT and one CRC changed (a signed module that was modified)
+
+Usage: mkcases.py [--prefix P] [--symvers Module.symvers] [--only CASE,...] [--keep-signature]
+                  INPUT.ko[.xz] OUTDIR
+Writes OUTDIR/<P><case>.ko and prints a manifest, one line per case:
+  <P><case> TAB <input> TAB <output>
+--symvers (the target kernel's) picks for import_ns a namespace the module really uses, and
+for crc / versions_missing / undef_renamed a symbol the kernel exports; without it the first
+candidate in the file is taken. A .ko.xz input is decompressed (lzma); outputs are plain .ko.
+--keep-signature edits the signed input instead (the signature then no longer matches the
+bytes: what does a kernel do when it does not know the key?); "stripped" and "signed_crc" are
+skipped then.
+Also: mkcases.py modname FILE   prints the module's name from .modinfo (name=).
+"""
+
+import argparse
+import lzma
+import os
+import struct
+import sys
+
+SIG_MAGIC = b"~Module signature appended~\n"
+SHF_ALLOC = 0x2
+SHT_SYMTAB = 2
+VERSION_ENTRY = 64  # struct modversion_info { unsigned long crc; char name[56]; }
+VERSION_NAME_LEN = VERSION_ENTRY - 8
+
+
+class CaseError(Exception):
+    pass
+
+
+def read_module(path):
+    with open(path, "rb") as f:
+        data = f.read()
+    if path.endswith(".xz"):
+        data = lzma.decompress(data)
+    return bytearray(data)
+
+
+def signature_len(data):
+    """Bytes of the appended signature (struct module_signature + PKCS#7 + magic), or 0."""
+    if not data.endswith(SIG_MAGIC):
+        return 0
+    end = len(data) - len(SIG_MAGIC)
+    if end < 12:
+        raise CaseError("signature trailer without struct module_signature")
+    # u8 algo, hash, id_type, signer_len, key_id_len, pad[3]; __be32 sig_len
+    sig_len = struct.unpack_from(">I", data, end - 4)[0]
+    total = 12 + sig_len + len(SIG_MAGIC)
+    if total > len(data):
+        raise CaseError("signature length %d beyond file size" % sig_len)
+    return total
+
+
+def strip_signature(data):
+    n = signature_len(data)
+    return bytearray(data[: len(data) - n]) if n else bytearray(data)
+
+
+class Elf:
+    def __init__(self, data):
+        self.data = data
+        if data[:4] != b"\x7fELF" or data[4] != 2 or data[5] != 1:
+            raise CaseError("not an ELF64 little-endian file")
+        self.shoff = struct.unpack_from("<Q", data, 0x28)[0]
+        self.shentsize, self.shnum, self.shstrndx = struct.unpack_from("<HHH", data, 0x3A)
+        if self.shentsize != 64 or self.shoff + self.shnum * 64 > len(data):
+            raise CaseError("bad section header table")
+        self.sections = []
+        for i in range(self.shnum):
+            off = self.shoff + i * 64
+            (name, typ, flags, _addr, offset, size, link, info, _align,
+             entsize) = struct.unpack_from("<IIQQQQIIQQ", data, off)
+            self.sections.append(dict(index=i, hdr=off, name_off=name, type=typ, flags=flags,
+                                      offset=offset, size=size, link=link, info=info,
+                                      entsize=entsize))
+        shstr = self.sections[self.shstrndx]
+        for s in self.sections:
+            s["name"] = self.cstr(shstr["offset"] + s["name_off"])
+
+    def cstr(self, off):
+        end = self.data.index(b"\0", off)
+        return self.data[off:end].decode("latin-1")
+
+    def section(self, name):
+        for s in self.sections:
+            if s["name"] == name:
+                return s
+        raise CaseError("no section %s" % name)
+
+    def symbols(self):
+        """[(symtab entry offset, st_name, shndx, name)] for every named symbol."""
+        symtab = next(s for s in self.sections if s["type"] == SHT_SYMTAB)
+        strtab = self.sections[symtab["link"]]
+        out = []
+        for i in range(1, symtab["size"] // 24):
+            off = symtab["offset"] + i * 24
+            st_name, _info, _other, shndx = struct.unpack_from("<IBBH", self.data, off)
+            if st_name:
+                out.append((off, st_name, shndx, self.cstr(strtab["offset"] + st_name)))
+        return out, strtab
+
+    def undefined(self):
+        syms, _ = self.symbols()
+        return [name for _, _, shndx, name in syms if shndx == 0]
+
+    def versions(self):
+        """[(entry offset, crc, name)] of __versions."""
+        s = self.section("__versions")
+        out = []
+        for off in range(s["offset"], s["offset"] + s["size"], VERSION_ENTRY):
+            crc = struct.unpack_from("<Q", self.data, off)[0]
+            raw = bytes(self.data[off + 8: off + VERSION_ENTRY])
+            out.append((off, crc, raw.split(b"\0", 1)[0].decode("latin-1")))
+        return out
+
+    def modinfo(self):
+        """[(offset, length, text)] of the NUL separated .modinfo strings."""
+        s = self.section(".modinfo")
+        out, pos, end = [], s["offset"], s["offset"] + s["size"]
+        while pos < end:
+            nul = self.data.index(b"\0", pos)
+            if nul > pos:
+                out.append((pos, nul - pos, self.data[pos:nul].decode("latin-1")))
+            pos = nul + 1
+        return out
+
+    def modinfo_value(self, key):
+        for _, _, text in self.modinfo():
+            if text.startswith(key + "="):
+                return text[len(key) + 1:]
+        return None
+
+
+def load_symvers(path):
+    """{symbol: namespace} of a Module.symvers (crc, symbol, module, export type[, ns])."""
+    out = {}
+    with open(path, encoding="latin-1") as f:
+        for line in f:
+            cols = line.rstrip("\n").split("\t")
+            if len(cols) >= 4:
+                out[cols[1]] = cols[4] if len(cols) > 4 else ""
+    return out
+
+
+def versioned_undefined(elf, symvers):
+    """__versions entries of symbols the module really leaves undefined (not module_layout),
+    exported by the kernel when a symvers is known: [(entry offset, crc, name)]."""
+    undef = set(elf.undefined())
+    out = [v for v in elf.versions() if v[2] in undef and v[2] != "module_layout"]
+    if symvers is not None:
+        out = [v for v in out if v[2] in symvers]
+    if not out:
+        raise CaseError("no __versions entry of an undefined symbol")
+    return out
+
+
+def unused_name(name, taken):
+    """A same-length name that no symbol of the module uses (upper case, then a letter swap)."""
+    cand = name.upper()
+    if cand == name or cand in taken:
+        cand = "Q" + name[1:] if name[0] != "Q" else "Z" + name[1:]
+    if cand in taken:
+        raise CaseError("no unused name for %s" % name)
+    return cand
+
+
+def change_crc(data, off):
+    crc = struct.unpack_from("<Q", data, off)[0]
+    struct.pack_into("<Q", data, off, (crc & ~0xFFFFFFFF) | ((crc ^ 0x5A5A5A5A) & 0xFFFFFFFF))
+
+
+def overwrite_modinfo(elf, key, replace):
+    """replace(text) -> new text (not longer) or None; NUL padded in place. Returns count."""
+    n = 0
+    for off, length, text in elf.modinfo():
+        if not text.startswith(key + "="):
+            continue
+        new = replace(text)
+        if new is None:
+            continue
+        raw = new.encode("latin-1")
+        if len(raw) > length:
+            raise CaseError("%r does not fit in place of %r" % (new, text))
+        elf.data[off:off + length] = raw + b"\0" * (length - len(raw))
+        n += 1
+    return n
+
+
+# --- the cases: each takes (stripped bytes, signed original, symvers) and returns new bytes ---
+
+def case_stripped(data, _signed, _symvers):
+    return data, "signature removed"
+
+
+def case_crc(data, _signed, symvers):
+    off, crc, name = versioned_undefined(Elf(data), symvers)[0]
+    change_crc(data, off)
+    return data, "CRC of %s 0x%08x -> 0x%08x" % (name, crc & 0xFFFFFFFF,
+                                                  struct.unpack_from("<Q", data, off)[0] & 0xFFFFFFFF)
+
+
+def case_signed_crc(_data, signed, symvers):
+    if not signature_len(signed):
+        raise CaseError("input is not signed")
+    data = bytearray(signed)
+    off, _crc, name = versioned_undefined(Elf(data), symvers)[0]
+    change_crc(data, off)
+    return data, "signature kept, CRC of %s changed" % name
+
+
+def case_module_layout(data, _signed, _symvers):
+    for off, _crc, name in Elf(data).versions():
+        if name == "module_layout":
+            change_crc(data, off)
+            return data, "module_layout CRC changed"
+    raise CaseError("no module_layout entry in __versions")
+
+
+def case_import_ns(data, _signed, symvers):
+    elf = Elf(data)
+    imported = []
+    for _, _, text in elf.modinfo():
+        if text.startswith("import_ns=") and text[10:] not in imported:
+            imported.append(text[10:])
+    if symvers is not None:
+        used = {symvers.get(s, "") for s in elf.undefined()}
+        imported = [ns for ns in imported if ns in used]
+    if not imported:
+        raise CaseError("module imports no namespace it uses")
+    ns = imported[0]
+    n = overwrite_modinfo(elf, "import_ns", lambda t: "" if t == "import_ns=" + ns else None)
+    return data, "import_ns=%s removed (%d entries)" % (ns, n)
+
+
+def case_license(data, _signed, _symvers):
+    elf = Elf(data)
+    old = elf.modinfo_value("license")
+    if overwrite_modinfo(elf, "license", lambda t: "license=Proprietary") != 1:
+        raise CaseError("not exactly one license= entry")
+    return data, "license %r -> 'Proprietary'" % old
+
+
+def case_vermagic(data, _signed, _symvers):
+    elf = Elf(data)
+    old = elf.modinfo_value("vermagic")
+    words = old.split(" ")
+    if "mod_unload" in words:
+        words[words.index("mod_unload")] = "mod_unloaX"
+    elif len(words) > 1 and words[1]:
+        words[1] = words[1][:-1] + ("X" if words[1][-1] != "X" else "Y")
+    else:
+        raise CaseError("vermagic %r has no second word" % old)
+    new = " ".join(words)
+    overwrite_modinfo(elf, "vermagic", lambda t: "vermagic=" + new)
+    return data, "vermagic %r -> %r" % (old, new)
+
+
+def case_vermagic_release(data, _signed, _symvers):
+    elf = Elf(data)
+    old = elf.modinfo_value("vermagic")
+    release, sep, rest = old.partition(" ")
+    release = release[:-1] + ("X" if release[-1] != "X" else "Y")
+    new = release + sep + rest
+    overwrite_modinfo(elf, "vermagic", lambda t: "vermagic=" + new)
+    return data, "vermagic %r -> %r" % (old, new)
+
+
+def case_undef_renamed(data, _signed, symvers):
+    elf = Elf(data)
+    syms, strtab = elf.symbols()
+    versioned = {v[2] for v in elf.versions()}
+    refs = {}
+    for _, st_name, _, _ in syms:
+        refs[st_name] = refs.get(st_name, 0) + 1
+    taken = {name for _, _, _, name in syms} | versioned
+    for _, st_name, shndx, name in syms:
+        if shndx != 0 or name not in versioned or (symvers is not None and name not in symvers):
+            continue
+        # The string must belong to this symbol alone: referenced once, and no other symbol
+        # name starts inside it (a linker-merged suffix like "foo" inside "barfoo").
+        end = st_name + len(name)
+        if refs[st_name] != 1 or any(st_name < o <= end for o in refs if o != st_name):
+            continue
+        new = unused_name(name, taken)
+        if symvers is not None and new in symvers:
+            continue
+        off = strtab["offset"] + st_name
+        data[off:off + len(name)] = new.encode("latin-1")
+        return data, "undefined symbol %s renamed %s in .strtab" % (name, new)
+    raise CaseError("no undefined symbol with a string of its own")
+
+
+def case_versions_noalloc(data, _signed, _symvers):
+    s = Elf(data).section("__versions")
+    struct.pack_into("<Q", data, s["hdr"] + 8, s["flags"] & ~SHF_ALLOC)
+    return data, "SHF_ALLOC cleared on __versions"
+
+
+def case_versions_noalloc_release(data, signed, symvers):
+    data, _ = case_versions_noalloc(data, signed, symvers)
+    data, what = case_vermagic_release(data, signed, symvers)
+    return data, "SHF_ALLOC cleared on __versions and " + what
+
+
+def case_versions_missing(data, _signed, symvers):
+    elf = Elf(data)
+    cands = versioned_undefined(elf, symvers)
+    # not the symbol the crc cases use, so the two cases name different symbols
+    off, _crc, name = cands[1] if len(cands) > 1 else cands[0]
+    taken = {n for _, _, _, n in elf.symbols()[0]} | {v[2] for v in elf.versions()}
+    new = unused_name(name, taken).encode("latin-1")
+    data[off + 8:off + VERSION_ENTRY] = new + b"\0" * (VERSION_NAME_LEN - len(new))
+    return data, "__versions entry of %s renamed %s: %s has no version" % (
+        name, new.decode(), name)
+
+
+CASES = [
+    ("stripped", case_stripped),
+    ("crc", case_crc),
+    ("import_ns", case_import_ns),
+    ("license", case_license),
+    ("vermagic", case_vermagic),
+    ("vermagic_release", case_vermagic_release),
+    ("undef_renamed", case_undef_renamed),
+    ("versions_noalloc", case_versions_noalloc),
+    ("versions_noalloc_release", case_versions_noalloc_release),
+    ("versions_missing", case_versions_missing),
+    ("module_layout", case_module_layout),
+    ("signed_crc", case_signed_crc),
+]
+
+
+def modname(path):
+    name = Elf(strip_signature(read_module(path))).modinfo_value("name")
+    if not name:
+        raise CaseError("%s: no name= in .modinfo" % path)
+    return name
+
+
+def main(argv):
+    if len(argv) == 2 and argv[0] == "modname":
+        try:
+            print(modname(argv[1]))
+        except (OSError, CaseError, lzma.LZMAError) as e:
+            print("mkcases: %s: %s" % (argv[1], e), file=sys.stderr)
+            return 2
+        return 0
+    ap = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    ap.add_argument("--prefix", default="")
+    ap.add_argument("--symvers")
+    ap.add_argument("--only", help="comma separated case names")
+    ap.add_argument("--keep-signature", action="store_true")
+    ap.add_argument("input")
+    ap.add_argument("outdir")
+    args = ap.parse_args(argv)
+    only = set(args.only.split(",")) if args.only else None
+    try:
+        signed = read_module(args.input)
+        stripped = strip_signature(signed)
+        Elf(stripped)
+        if args.keep_signature:
+            if len(stripped) == len(signed):
+                raise CaseError("--keep-signature: input is not signed")
+            stripped = signed
+        symvers = load_symvers(args.symvers) if args.symvers else None
+    except (OSError, CaseError, lzma.LZMAError) as e:
+        print("mkcases: %s: %s" % (args.input, e), file=sys.stderr)
+        return 2
+    os.makedirs(args.outdir, exist_ok=True)
+    failed = 0
+    for name, fn in CASES:
+        if only is not None and name not in only:
+            continue
+        if args.keep_signature and name in ("stripped", "signed_crc"):
+            continue
+        try:
+            data, what = fn(bytearray(stripped), signed, symvers)
+        except CaseError as e:
+            print("mkcases: %s%s skipped: %s" % (args.prefix, name, e), file=sys.stderr)
+            if name != "module_layout":  # absent on kernels without module_layout (6.4+)
+                failed += 1
+            continue
+        out = os.path.join(args.outdir, args.prefix + name + ".ko")
+        tmp = out + ".tmp"
+        with open(tmp, "wb") as f:
+            f.write(data)
+        os.replace(tmp, out)
+        print("mkcases: %s%s: %s" % (args.prefix, name, what), file=sys.stderr)
+        print("%s%s\t%s\t%s" % (args.prefix, name, args.input, out))
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

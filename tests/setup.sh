@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Installs every build and test dependency from Debian 12 packages. Idempotent; needs root.
+set -euo pipefail
+
+PACKAGES=(
+  build-essential cmake ninja-build pkg-config git
+  libkmod-dev libelf-dev libudev-dev libpci-dev pci.ids libspdlog-dev nlohmann-json3-dev
+  catch2 libcli11-dev libexpected-dev zlib1g-dev liblzma-dev libzstd-dev libssl-dev
+  kmod xz-utils zstd gzip cpio openssl python3 libc6-dev
+  qemu-system-x86 busybox-static umockdev libumockdev-dev
+  clang libclang-rt-14-dev hyperfine time
+  shellcheck yamllint
+)
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  if [[ $(id -u) -ne 0 ]]; then
+    echo "setup: missing packages: ${missing[*]} (run as root)" >&2
+    exit 1
+  fi
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -q
+  apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+echo "setup: all ${#PACKAGES[@]} packages present"

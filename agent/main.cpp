@@ -29,6 +29,8 @@ int main(int argc, char** argv) {
   kcheck->add_option("--symvers", ko.symvers, "The target kernel's Module.symvers (plain, .gz, .xz)")->required();
   kcheck->add_option("--kernel-modules", ko.kernel_modules, "The target kernel's module tree (/lib/modules/<kver>)")
       ->required();
+  kcheck->add_option("--kernel-image", ko.kernel_image, "The target kernel image (vmlinuz), for its trusted certificates")
+      ->check(CLI::ExistingFile);
   kcheck->add_option("--policy", policy, "Missing __versions entry: strict (refuse, Debian) or upstream (warn)")
       ->check(CLI::IsMember({"strict", "upstream"}));
   kcheck->add_flag("--sig-enforce", ko.sig_enforce, "Predict as if module.sig_enforce=1");

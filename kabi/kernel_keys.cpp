@@ -1,8 +1,10 @@
 #include "kabi/kernel_keys.h"
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdint>
 #include <cstring>
+#include <optional>
 #include <set>
 
 #include <lzma.h>
@@ -185,6 +187,9 @@ std::vector<std::string> scan_certificates(std::string_view blob) {
   return certs;
 }
 
+// sk_X509_free is a macro; the stack holds borrowed certificates.
+void free_x509_stack(STACK_OF(X509) * s) { sk_X509_free(s); }
+
 }  // namespace
 
 Result<std::vector<std::string>> extract_kernel_certificates(const std::filesystem::path& vmlinuz) {
@@ -236,7 +241,7 @@ SignatureCheck check_module_signature(std::string_view file, const std::vector<s
 
   // The kernel (pkcs7_validate_trust) looks each signer up in the keyring by its id - issuer +
   // serial, or subject key id - and verifies against that key. sign-file makes one signer.
-  CHandle<STACK_OF(X509), sk_X509_free> signers(sk_X509_new_null());
+  CHandle<STACK_OF(X509), free_x509_stack> signers(sk_X509_new_null());
   if (!signers) return SignatureCheck::Malformed;
   int known = 0;
   const int n = sk_CMS_SignerInfo_num(infos);
@@ -258,7 +263,7 @@ SignatureCheck check_module_signature(std::string_view file, const std::vector<s
   CHandle<BIO, BIO_free> content(BIO_new_mem_buf(image.data(), static_cast<int>(image.size())));
   if (!content) return SignatureCheck::Malformed;
   const int ok = CMS_verify(cms.get(), signers.get(), nullptr, content.get(), nullptr,
-                            CMS_BINARY | CMS_DETACHED | CMS_NOINTERN | CMS_NO_SIGNER_CERT_VERIFY);
+                            CMS_BINARY | CMS_NOINTERN | CMS_NO_SIGNER_CERT_VERIFY);
   ERR_clear_error();
   return ok == 1 ? SignatureCheck::Verified : SignatureCheck::BadSignature;
 }

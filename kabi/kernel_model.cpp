@@ -101,6 +101,20 @@ Result<TreeFacts> read_tree_facts(const std::map<std::string, InTreeModule>& tre
   return fail(EINVAL, "cannot read the kernel's vermagic from its own modules: " + last_error);
 }
 
+std::optional<fs::path> find_kernel_image(const fs::path& module_dir, const std::string& release) {
+  std::error_code ec;
+  fs::path dir = fs::weakly_canonical(module_dir, ec);
+  if (ec) dir = module_dir;
+  std::vector<fs::path> candidates = {dir / "vmlinuz"};
+  // <root>/lib/modules/<kver> or <root>/usr/lib/modules/<kver>
+  fs::path root = dir.parent_path().parent_path().parent_path();
+  candidates.push_back(root / "boot" / ("vmlinuz-" + release));
+  if (root.filename() == "usr") candidates.push_back(root.parent_path() / "boot" / ("vmlinuz-" + release));
+  for (const auto& c : candidates)
+    if (fs::is_regular_file(c, ec)) return c;
+  return std::nullopt;
+}
+
 Result<KernelModel> load_kernel_model(const fs::path& symvers_file, const fs::path& module_dir) {
   KernelModel k;
   auto sv = read_symvers(symvers_file);

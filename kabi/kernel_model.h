@@ -49,8 +49,11 @@ struct KernelModel {
   bool module_sig = false;
   bool sig_enforce = false;
   bool lockdown = false;
-  // Whether the kernel's trusted certificates were available to verify signatures with.
+  // The kernel's built-in certificates (DER), and whether they were read at all: without
+  // them a signature by a trusted key cannot be verified.
   bool certificates_known = false;
+  std::vector<std::string> certificates;
+  std::string kernel_image;  // where they were read from
 };
 
 // Builds a model from a symvers file and a module tree (/lib/modules/<kver>): the release is
@@ -58,6 +61,11 @@ struct KernelModel {
 // own modules, dependencies from its modules.dep (or the modules' depends= if it has none).
 [[nodiscard]] Result<KernelModel> load_kernel_model(const std::filesystem::path& symvers_file,
                                                     const std::filesystem::path& module_dir);
+
+// The kernel image of a module tree, if it sits where packages put it: <tree>/vmlinuz
+// (usr-merged kernels) or <root>/boot/vmlinuz-<kver> for <root>/[usr/]lib/modules/<kver>.
+[[nodiscard]] std::optional<std::filesystem::path> find_kernel_image(const std::filesystem::path& module_dir,
+                                                                     const std::string& release);
 
 // Scans a module tree (kernel/, updates/, extra/ ...) into name -> InTreeModule.
 [[nodiscard]] Result<std::map<std::string, InTreeModule>> scan_module_tree(const std::filesystem::path& module_dir);

@@ -10,6 +10,7 @@
 
 #include "kabi/file_io.h"
 #include "kabi/handles.h"
+#include "kabi/kernel_keys.h"
 #include "kabi/signature.h"
 
 namespace agent::kabi {
@@ -151,7 +152,8 @@ std::string module_name_from_path(const std::filesystem::path& path) {
   return name;
 }
 
-Result<ModuleInfo> parse_module(std::string bytes, const std::string& path) {
+Result<ModuleInfo> parse_module(std::string bytes, const std::string& path,
+                                const std::vector<std::string>* trusted_certs) {
   ModuleInfo m;
   m.path = path;
   m.sha256 = sha256_hex(bytes);
@@ -169,6 +171,16 @@ Result<ModuleInfo> parse_module(std::string bytes, const std::string& path) {
   // The signature trailer is outside the ELF image the kernel parses.
   auto sig = parse_signature_trailer(bytes);
   m.signature = sig.signature;
+  if (trusted_certs && m.signature.state == Signature::State::Present) {
+    using KC = Signature::KeyCheck;
+    switch (check_module_signature(bytes, *trusted_certs)) {
+      case SignatureCheck::Verified: m.signature.key_check = KC::Verified; break;
+      case SignatureCheck::BadSignature: m.signature.key_check = KC::BadSignature; break;
+      case SignatureCheck::UnknownKey: m.signature.key_check = KC::UnknownKey; break;
+      case SignatureCheck::Unsigned:
+      case SignatureCheck::Malformed: break;  // already told by the trailer parse
+    }
+  }
   std::string_view image(bytes.data(), sig.image_size);
 
   if (elf_version(EV_CURRENT) == EV_NONE) return fail(EIO, "libelf initialisation failed", path);
@@ -316,10 +328,10 @@ Result<ModuleInfo> parse_module(std::string bytes, const std::string& path) {
   return m;
 }
 
-Result<ModuleInfo> read_module(const std::filesystem::path& path) {
+Result<ModuleInfo> read_module(const std::filesystem::path& path, const std::vector<std::string>* trusted_certs) {
   auto bytes = read_file(path);
   if (!bytes) return tl::unexpected(bytes.error());
-  return parse_module(std::move(*bytes), path.string());
+  return parse_module(std::move(*bytes), path.string(), trusted_certs);
 }
 
 }  // namespace agent::kabi

@@ -76,10 +76,14 @@ struct ModuleInfo {
 };
 
 // Parses a module image already in memory (decompressed or not). `path` names it in errors.
-[[nodiscard]] Result<ModuleInfo> parse_module(std::string bytes, const std::string& path);
+// With `trusted_certs` (the target kernel's built-in certificates, DER), the signature is also
+// checked as the kernel would and Signature::key_check is set.
+[[nodiscard]] Result<ModuleInfo> parse_module(std::string bytes, const std::string& path,
+                                              const std::vector<std::string>* trusted_certs = nullptr);
 
 // Reads and parses a module file.
-[[nodiscard]] Result<ModuleInfo> read_module(const std::filesystem::path& path);
+[[nodiscard]] Result<ModuleInfo> read_module(const std::filesystem::path& path,
+                                             const std::vector<std::string>* trusted_certs = nullptr);
 
 // The module name a file name implies: "drm_kms_helper.ko.xz" -> "drm_kms_helper",
 // dashes folded to underscores as the kernel does.

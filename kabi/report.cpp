@@ -42,6 +42,8 @@ nlohmann::json kernel_json(const KernelModel& k) {
       {"vermagic", k.vermagic},
       {"modversions", k.modversions},
       {"symvers", k.symvers_source},
+      {"module_sig", k.module_sig},
+      {"kernel_image", k.certificates_known ? nlohmann::json(k.kernel_image) : nlohmann::json(nullptr)},
   };
 }
 

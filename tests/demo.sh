@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# The main job on the embedded default: the prebuilt i915 of Debian 6.1.0-55 (compatible
+# kABI) and of 6.1.0-47 (changed kABI) against the running kernel 6.1.0-56. The agent predicts;
+# then the real 6.1.0-56 kernel, booted under qemu, inserts the same modules and answers.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+bash tests/setup.sh >/dev/null
+cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+cmake --build build -j"$(nproc)" --target agent >/dev/null
+bash tests/e2e/fetch-kernels.sh 6.1.0-47 6.1.0-55 6.1.0-56 >/dev/null
+
+CACHE=${AGENT_KERNEL_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/intel-gpu-agent/kernels}
+AGENT=build/agent/agent
+target=6.1.0-56
+work=$(mktemp -d "${TMPDIR:-/tmp}/agent-demo.XXXXXX")
+trap 'rm -rf "$work"' EXIT
+
+: >"$work/manifest"
+for from in 6.1.0-55 6.1.0-47; do
+  ko="$CACHE/$from/modules/kernel/drivers/gpu/drm/i915/i915.ko"
+  echo
+  echo "=== agent kabi check: i915 built for $from, running kernel $target ==="
+  rc=0
+  "$AGENT" kabi check --symvers "$CACHE/$target/Module.symvers" \
+    --kernel-modules "$CACHE/$target/modules" "$ko" | head -n 16 || rc=$?
+  "$AGENT" kabi check --json --symvers "$CACHE/$target/Module.symvers" \
+    --kernel-modules "$CACHE/$target/modules" "$ko" >"$work/$from.json" || true
+  echo "i915-from-$from $ko" >>"$work/manifest"
+done
+
+echo
+echo "=== the real kernel $target under qemu inserts the same modules ==="
+bash tests/e2e/run-vm.sh -o "$work/results" "$target" "$work/manifest"
+printf '\n%-22s %-22s %s\n' "MODULE" "AGENT PREDICTED" "KERNEL ANSWERED"
+agree=0 total=0
+for from in 6.1.0-55 6.1.0-47; do
+  predicted=$(python3 -c 'import json,sys; m=json.load(open(sys.argv[1]))["modules"][0]; print(m["errno"])' "$work/$from.json")
+  answered=$(awk -v c="i915-from-$from" '$1 == c { print $2 }' "$work/results")
+  printf '%-22s %-22s %s\n' "i915 from $from" "errno $predicted" "errno ${answered:-none}"
+  total=$((total + 1))
+  [[ $predicted == "$answered" ]] && agree=$((agree + 1))
+done
+echo
+echo "agent and kernel agree on $agree of $total modules"
+[[ $agree -eq $total ]]

@@ -2,7 +2,9 @@
 
 #include <cerrno>
 #include <cstring>
-#include <fstream>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <lzma.h>
 #include <zlib.h>
@@ -113,10 +115,28 @@ std::string_view compression_name(Compression c) noexcept {
 }
 
 Result<std::string> read_file(const std::filesystem::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return fail(errno ? errno : EIO, std::string("cannot open: ") + std::strerror(errno ? errno : EIO), path);
-  std::string data((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  if (in.bad()) return fail(EIO, "read error", path);
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return fail(errno, std::string("cannot open: ") + std::strerror(errno), path);
+  struct Closer {
+    int fd;
+    ~Closer() { ::close(fd); }
+  } closer{fd};
+  struct stat st {};
+  if (::fstat(fd, &st) != 0) return fail(errno, std::string("cannot stat: ") + std::strerror(errno), path);
+  if (S_ISDIR(st.st_mode)) return fail(EISDIR, "is a directory, not a file", path);
+  std::string data;
+  if (S_ISREG(st.st_mode)) data.reserve(static_cast<size_t>(st.st_size));
+  char buf[1 << 16];
+  while (true) {
+    const ssize_t n = ::read(fd, buf, sizeof buf);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return fail(errno, std::string("read error: ") + std::strerror(errno), path);
+    }
+    if (n == 0) break;
+    data.append(buf, static_cast<size_t>(n));
+    if (data.size() > kMaxDecompressed) return fail(EFBIG, "larger than 1 GiB", path);
+  }
   return data;
 }
 

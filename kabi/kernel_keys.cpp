@@ -208,6 +208,7 @@ std::string_view signature_check_name(SignatureCheck c) noexcept {
     case SignatureCheck::BadSignature: return "bad-signature";
     case SignatureCheck::UnknownKey: return "unknown-key";
     case SignatureCheck::Unsigned: return "unsigned";
+    case SignatureCheck::Unsupported: return "unsupported";
     case SignatureCheck::Malformed: return "malformed";
   }
   return "?";
@@ -217,6 +218,7 @@ SignatureCheck check_module_signature(std::string_view file, const std::vector<s
   const SignatureTrailer trailer = parse_signature_trailer(file);
   switch (trailer.signature.state) {
     case Signature::State::None: return SignatureCheck::Unsigned;
+    case Signature::State::Unsupported: return SignatureCheck::Unsupported;
     case Signature::State::Malformed: return SignatureCheck::Malformed;
     case Signature::State::Present: break;
   }

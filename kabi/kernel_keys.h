@@ -34,9 +34,10 @@ namespace agent::kabi {
 //   UnknownKey   - signed by no key given here (ENOKEY): accepted with a taint unless
 //                  sig_enforce / lockdown, then EKEYREJECTED.
 //   Unsigned     - no "~Module signature appended~" trailer (ENODATA): as UnknownKey.
+//   Unsupported  - a trailer whose signature is not PKCS#7 (ENOPKG): as Unsigned.
 //   Malformed    - a trailer the kernel can't parse (EBADMSG and friends): fatal even without
 //                  sig_enforce.
-enum class SignatureCheck { Verified, BadSignature, UnknownKey, Unsigned, Malformed };
+enum class SignatureCheck { Verified, BadSignature, UnknownKey, Unsigned, Unsupported, Malformed };
 
 [[nodiscard]] std::string_view signature_check_name(SignatureCheck c) noexcept;
 

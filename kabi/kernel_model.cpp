@@ -68,9 +68,11 @@ Result<std::map<std::string, InTreeModule>> scan_module_tree(const fs::path& mod
     m.name = module_name_from_path(it->path());
     m.path = it->path();
     // updates/ and extra/ override kernel/, as depmod's search order does.
-    const std::string rel = fs::relative(it->path(), module_dir, ec).string();
+    const std::string& full = it->path().native();
+    const bool in_kernel_dir = full.compare(module_dir.native().size(), 8, "/kernel/") == 0 ||
+                               full.compare(module_dir.native().size(), 7, "kernel/") == 0;
     auto [pos, inserted] = tree.emplace(m.name, m);
-    if (!inserted && rel.rfind("kernel/", 0) != 0) pos->second = m;
+    if (!inserted && !in_kernel_dir) pos->second = m;
   }
   if (tree.empty()) return fail(ENOENT, "no kernel modules found", module_dir.string());
   if (auto dep = read_file(module_dir / "modules.dep")) apply_modules_dep(*dep, tree);

@@ -178,6 +178,7 @@ Result<ModuleInfo> parse_module(std::string bytes, const std::string& path,
       case SignatureCheck::BadSignature: m.signature.key_check = KC::BadSignature; break;
       case SignatureCheck::UnknownKey: m.signature.key_check = KC::UnknownKey; break;
       case SignatureCheck::Unsigned:
+      case SignatureCheck::Unsupported:
       case SignatureCheck::Malformed: break;  // already told by the trailer parse
     }
   }

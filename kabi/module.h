@@ -31,7 +31,9 @@ struct ExportedSymbol {
 };
 
 struct Signature {
-  enum class State { None, Present, Malformed };
+  // Unsupported: a trailer whose signature type is not PKCS#7 (the kernel's ENOPKG, which it
+  // treats like an unsigned module); Malformed: one it cannot parse (EBADMSG, always fatal).
+  enum class State { None, Present, Unsupported, Malformed };
   State state = State::None;
   std::string problem;    // why it is malformed
   std::string signer;     // issuer name of the signing certificate, if readable

@@ -97,7 +97,8 @@ std::string evaluation_text(const Evaluation& ev, const KernelModel& k, bool ver
     size_t shown = 0, total = 0;
     for (const auto& r : m.reasons) total += (r.fatal || verbose);
     if (total == 0) continue;
-    out << '\n' << m.name << " (" << m.path << "):\n";
+    // The path on a line of its own: a KMM image path alone is ~75 columns.
+    out << '\n' << m.name << ":\n  " << m.path << '\n';
     for (const auto& r : m.reasons) {
       if (!r.fatal && !verbose) continue;
       if (++shown > kShown && !verbose) {

@@ -146,6 +146,8 @@ Evaluation evaluate(const std::vector<ModuleInfo>& set, const KernelModel& kerne
       };
       if (s.state == Signature::State::None) {
         unenforced(reason::kUnsignedAccepted, reason::kUnsignedEnforced, "unsigned module");
+      } else if (s.state == Signature::State::Unsupported) {
+        unenforced(reason::kUnsupportedSigAccepted, reason::kUnsupportedSigEnforced, "module with unsupported crypto");
       } else if (s.state == Signature::State::Malformed) {
         v.reasons.push_back(make(reason::kSignatureMalformed, EBADMSG, "module signature malformed: " + s.problem));
         settle(EBADMSG);
@@ -163,19 +165,27 @@ Evaluation evaluate(const std::vector<ModuleInfo>& set, const KernelModel& kerne
       }
     }
 
-    // 2. sizeof(struct module) must match exactly (6.12+ checks it at load).
-    if (kernel.this_module_size && m.this_module_size && m.this_module_size != kernel.this_module_size &&
-        (kernel.version_major > 6 || (kernel.version_major == 6 && kernel.version_minor >= 12))) {
-      v.reasons.push_back(make(reason::kModuleStructSize, ENOEXEC,
-                               "module " + m.name + ": .gnu.linkonce.this_module section size must match the kernel's built struct module size at run time"));
-      settle(ENOEXEC);
+    // 2. sizeof(struct module) must match exactly. The check came with the ELF sanity checks
+    // of 6.4 (proven refused on 6.12 under qemu); 6.1 does not check and loads such a module
+    // broken (WARNING at load, BUG at unload, also seen under qemu) - a warning there.
+    if (kernel.this_module_size && m.this_module_size && m.this_module_size != kernel.this_module_size) {
+      const std::string size_msg = "module " + m.name + ": .gnu.linkonce.this_module section size must match the kernel's built struct module size at run time (module " +
+                                   std::to_string(m.this_module_size) + ", kernel " + std::to_string(kernel.this_module_size) + ")";
+      if (kernel.version_major > 6 || (kernel.version_major == 6 && kernel.version_minor >= 4)) {
+        v.reasons.push_back(make(reason::kModuleStructSize, ENOEXEC, size_msg));
+        settle(ENOEXEC);
+      } else {
+        v.reasons.push_back(make(reason::kModuleStructSizeUnchecked, 0,
+                                 size_msg + "; this kernel does not check it and would load a broken module", {}, false));
+      }
     }
 
     const std::vector<VersionEntry>* versions = modversions ? m.effective_versions() : nullptr;
     const bool has_crcs = m.effective_versions() != nullptr;
     auto no_table_warned = false;
     // check_version(): returns the errno a CRC problem gives (0 = accepted).
-    auto check_version = [&](const std::string& sym, const std::optional<uint32_t>& crc, int mismatch_err) -> int {
+    auto check_version = [&](const std::string& sym, const std::optional<uint32_t>& crc, int mismatch_err,
+                             const char* mismatch_code = reason::kCrcMismatch) -> int {
       if (!modversions || !crc) return 0;  // exporter has no CRCs: nothing to compare
       if (!has_crcs) {
         if (!no_table_warned) {
@@ -189,16 +199,17 @@ Evaluation evaluate(const std::vector<ModuleInfo>& set, const KernelModel& kerne
       for (const auto& e : *versions) {
         if (e.name != sym) continue;
         if (e.crc == *crc) return 0;
-        Reason r = make(reason::kCrcMismatch, mismatch_err, m.name + ": disagrees about version of symbol " + sym, sym);
+        Reason r = make(mismatch_code, mismatch_err, m.name + ": disagrees about version of symbol " + sym, sym);
         r.expected_crc = crc;
         r.found_crc = e.crc;
         v.reasons.push_back(std::move(r));
         return mismatch_err;
       }
       if (kernel.policy == MissingVersionPolicy::Strict) {
-        v.reasons.push_back(make(reason::kNoSymbolVersion, EINVAL, m.name + ": no symbol version for " + sym, sym));
+        // module_layout's failure is check_modstruct_version()'s: ENOEXEC, like a mismatch.
+        v.reasons.push_back(make(reason::kNoSymbolVersion, mismatch_err, m.name + ": no symbol version for " + sym, sym));
         v.reasons.back().expected_crc = crc;
-        return EINVAL;
+        return mismatch_err;
       }
       v.reasons.push_back(make(reason::kNoSymbolVersionWarn, 0, m.name + ": no symbol version for " + sym, sym, false));
       return 0;
@@ -207,7 +218,7 @@ Evaluation evaluate(const std::vector<ModuleInfo>& set, const KernelModel& kerne
     // 3. module_layout (check_modstruct_version), before vermagic.
     if (modversions) {
       if (const SymversEntry* ml = kernel.symvers.find("module_layout"))
-        settle(check_version("module_layout", ml->crc, ENOEXEC));
+        settle(check_version("module_layout", ml->crc, ENOEXEC, reason::kModuleLayout));
     }
 
     // 4. vermagic (check_modinfo).
@@ -263,6 +274,7 @@ Evaluation evaluate(const std::vector<ModuleInfo>& set, const KernelModel& kerne
       }
       if (p->owner != "vmlinux") {
         if (!p->bundle && !kernel.in_tree.empty() && !kernel.in_tree.count(p->owner)) {
+          if (u.weak) continue;  // an unresolved weak reference is 0, never an error
           v.reasons.push_back(make(reason::kMissingDependency, ENOENT,
                                    m.name + ": Unknown symbol " + u.name + " (err -2): its module " + p->owner +
                                        " is not in the kernel's module tree",

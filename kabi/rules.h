@@ -18,6 +18,7 @@ inline constexpr const char* kSignatureRejected = "signature_rejected";
 inline constexpr const char* kSignatureMalformed = "signature_malformed";
 inline constexpr const char* kUnsignedEnforced = "unsigned_rejected";
 inline constexpr const char* kUnknownKeyEnforced = "unknown_key_rejected";
+inline constexpr const char* kUnsupportedSigEnforced = "unsupported_signature_rejected";
 inline constexpr const char* kModuleStructSize = "module_struct_size";
 inline constexpr const char* kModuleLayout = "module_layout_crc";
 inline constexpr const char* kVermagic = "vermagic_mismatch";
@@ -34,6 +35,8 @@ inline constexpr const char* kNoVersionsTable = "no_versions_table";         // 
 inline constexpr const char* kNoSymbolVersionWarn = "no_symbol_version_warning";
 inline constexpr const char* kUnsignedAccepted = "unsigned_accepted";         // taints
 inline constexpr const char* kUnknownKeyAccepted = "unknown_key_accepted";    // taints
+inline constexpr const char* kUnsupportedSigAccepted = "unsupported_signature_accepted";  // taints
+inline constexpr const char* kModuleStructSizeUnchecked = "module_struct_size_unchecked";  // loads broken
 inline constexpr const char* kNoModversions = "kernel_without_modversions";
 }  // namespace reason
 

@@ -75,7 +75,11 @@ SignatureTrailer parse_signature_trailer(std::string_view file) {
   const unsigned char id_type = ms[2], signer_len = ms[3], key_id_len = ms[4];
   const size_t sig_len = (size_t{ms[8]} << 24) | (size_t{ms[9]} << 16) | (size_t{ms[10]} << 8) | ms[11];
   // mod_check_sig(): PKCS#7 signatures carry everything inside the blob.
-  if (id_type != kPkeyIdPkcs7) return malformed("signature is not PKCS#7 (id_type " + std::to_string(id_type) + ")");
+  if (id_type != kPkeyIdPkcs7) {
+    malformed("signature is not PKCS#7 (id_type " + std::to_string(id_type) + ")");
+    t.signature.state = Signature::State::Unsupported;
+    return t;
+  }
   if (ms[0] != 0 || ms[1] != 0 || signer_len != 0 || key_id_len != 0 || ms[5] || ms[6] || ms[7])
     return malformed("PKCS#7 signature header has non-zero algo/hash/signer/key-id fields");
   if (sig_len == 0 || sig_len > before_magic - kModSigSize) return malformed("signature length exceeds the file");

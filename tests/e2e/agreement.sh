@@ -1,21 +1,34 @@
 #!/usr/bin/env bash
 # The kernel-agreement suite: for every case, the real kernel (booted under qemu, once per
-# kernel, see run-vm.sh) says what init_module returns, and the agent's prediction
-#   agent kabi check --json --symvers <kernel>/Module.symvers --kernel-modules <kernel>/modules M
-# must agree: same errno, verdict "loadable" iff the errno is 0.
+# kernel and command line, see run-vm.sh) says what init_module returns, and the agent's
+# prediction
+#   agent kabi check --json --symvers <kernel>/Module.symvers --kernel-modules <kernel>/modules M...
+# must agree for each module M of the case: same errno, verdict "loadable" iff the errno is 0,
+# exit status 0 iff every module of the case loads.
+#
+# A case is one module, or a group of modules inserted in that order in one VM (a dependency
+# shipped with its user: the VM does not load the target's in-tree copy of it; the agent checks
+# the group in one call and lists each module in modules[]). A target is a kernel ABI, or
+# ABI@VARIANT for a second boot with another command line (VARIANT sig_enforce:
+# module.sig_enforce=1, the agent gets --sig-enforce). Kernel-only cases (facts the offline
+# check cannot know, e.g. a module already live) compare the kernel with a recorded errno.
 #
 # Usage: agreement.sh [--kernel-only] [AGENT]
 #   AGENT          the agent binary (default $AGENT, else build/agent/agent of this repository)
 #   --kernel-only  only ask the kernels (no agent needed) and print their answers
 # Env: AGENT_KERNEL_CACHE   kernel cache (fetch-kernels.sh); VM results are cached under
-#                           its e2e-results/<abi>/<sha256 of the case module>, case files are
-#                           kept under e2e-cases/<abi>/ for reruns by hand
-#      AGENT_E2E_FRESH=1    ignore cached VM results (boot every kernel again)
+#                           its e2e-results/<target>/<key> (key: sha256 of the module, for a
+#                           group's N-th module sha256 of "<sha256 of each module> N"), case
+#                           files are kept under e2e-cases/<abi>/ for reruns by hand
+#      AGENT_E2E_FRESH=1    ignore cached VM results (boot every target again)
 #      AGENT_E2E_POLICY     passed as --policy to the agent when set (strict|upstream)
+#      AGENT_E2E_JOBS       jobs at a time (default 2): the boots, one after the other, are
+#                           one job, each agent run another
 # The target's kernel image is passed as --vmlinuz (or --kernel-image) when the agent's
 # `kabi check --help` lists such an option.
-# Output: one line per case "PASS|FAIL <abi>/<case> kernel=... agent=..." (on FAIL followed by
-# the kernel's messages and the agent's reasons, indented), then "N passed, M failed".
+# Output: one line per module of a case "PASS|FAIL <target>/<case>[/N] kernel=... agent=..."
+# (on FAIL followed by the kernel's messages and the agent's reasons, indented), then
+# "N passed, M failed".
 # Exit: 0 all agree, 1 some disagree (or a kernel gave no answer), 2 bad setup.
 set -euo pipefail
 
@@ -37,20 +50,37 @@ fi
 K61_OLD=6.1.0-47 K61_PREV=6.1.0-55 K61=6.1.0-56 K612_OLD=6.12.94+deb13 K612=6.12.107+deb13
 bash "$HERE/fetch-kernels.sh" "$K61_OLD" "$K61_PREV" "$K61" "$K612_OLD" "$K612" >&2
 
-mod() { # mod ABI NAME -> path of the in-tree module (.ko or .ko.xz) of that kernel
-  local f
-  for f in "$CACHE/$1/modules/kernel/drivers/gpu/drm/$2/$2.ko" \
-    "$CACHE/$1/modules/kernel/drivers/gpu/drm/$2/$2.ko.xz"; do
-    [[ -f $f ]] && { echo "$f"; return 0; }
-  done
-  die "no $2 module in $CACHE/$1"
+# Target variants: the extra kernel command line, the agent's extra options.
+variant_append() {
+  case $1 in
+    *@sig_enforce) echo "module.sig_enforce=1" ;;
+    *@*) die "unknown variant in target $1" ;;
+  esac
+}
+variant_agent_args() {
+  case $1 in
+    *@sig_enforce) echo "--sig-enforce" ;;
+  esac
+}
+
+mod() { # mod ABI NAME -> path of the in-tree module NAME (.ko or .ko.xz) of that kernel
+  local rel
+  rel=$(grep -oE "^([^:]*/)?$2\.ko(\.(xz|zst|gz))?:" "$CACHE/$1/modules/modules.dep" | head -1) \
+    || die "no $2 module in $CACHE/$1"
+  echo "$CACHE/$1/modules/${rel%:}"
 }
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/agent-e2e.XXXXXX")
 trap 'rm -rf "$work"' EXIT
-cases="$work/cases"   # lines: ABI CASE PATH
+cases="$work/cases"   # lines: TARGET CASE PATH [PATH...] (more than one path: a group)
+expect="$work/expect" # kernel-only cases, lines: TARGET CASE ERRNO[,ERRNO...] (one per module)
 : >"$cases"
-add() { echo "$1 $2 $3" >>"$cases"; }
+: >"$expect"
+add() { echo "$*" >>"$cases"; }
+add_kernel_only() { # TARGET CASE ERRNOS PATH...
+  echo "$1 $2 $3" >>"$expect"
+  add "$1" "$2" "${@:4}"
+}
 
 # Cross-kernel cases: in-tree modules of one ABI on another kernel.
 add "$K61" "i915-own" "$(mod "$K61" i915)"
@@ -63,14 +93,18 @@ add "$K612_OLD" "i915-from-$K612" "$(mod "$K612" i915)"
 add "$K612_OLD" "xe-from-$K612" "$(mod "$K612" xe)"
 
 # Rule cases: one edit each of a module (mkcases.py), on the target kernel.
-rule_cases() { # TARGET_ABI SOURCE_ABI MODULE PREFIX [mkcases.py options...]
-  local target=$1 source=$2 module=$3 prefix=$4 dir="$CACHE/e2e-cases/$1" name out
+make_cases() { # TARGET_ABI SOURCE_ABI MODULE PREFIX [mkcases.py options...] -> mkcases.out
+  local target=$1 source=$2 module=$3 prefix=$4 dir="$CACHE/e2e-cases/$1"
   shift 4
   mkdir -p "$dir"
   python3 "$HERE/mkcases.py" --prefix "$prefix" --symvers "$CACHE/$target/Module.symvers" "$@" \
     "$(mod "$source" "$module")" "$dir" 2>"$work/mkcases.err" >"$work/mkcases.out" \
     || { cat "$work/mkcases.err" >&2; die "mkcases.py failed for $module of $source"; }
-  while IFS=$'\t' read -r name _ out; do add "$target" "$name" "$out"; done <"$work/mkcases.out"
+}
+rule_cases() { # TARGET_ABI SOURCE_ABI MODULE PREFIX [mkcases.py options...]
+  local name out
+  make_cases "$@"
+  while IFS=$'\t' read -r name _ out; do add "$1" "$name" "$out"; done <"$work/mkcases.out"
 }
 rule_cases "$K61" "$K61" i915 i915-
 rule_cases "$K612" "$K612" xe xe-
@@ -82,44 +116,106 @@ rule_cases "$K61" "$K61_PREV" i915 "i915-from-$K61_PREV-signed-" --keep-signatur
   --only vermagic_release,crc
 rule_cases "$K612" "$K612" xe xe-signed- --keep-signature --only vermagic_release
 
-# The kernels' answers: cached by ABI + sha256 of the module file, else one boot per kernel.
+# Exports between shipped modules: 6.1.0-55's drm_display_helper (which exports drm_dp_*
+# that i915 uses) shipped with 6.1.0-55's i915, instead of the target's in-tree copy; then the
+# same with one exported CRC (of a symbol i915 imports) changed in the helper's __kcrctab:
+# the helper loads, i915 (built against the original CRC) is refused.
+i915_prev=$(mod "$K61_PREV" i915) dh_prev=$(mod "$K61_PREV" drm_display_helper)
+add "$K61" "drm_display_helper+i915-from-$K61_PREV" "$dh_prev" "$i915_prev"
+make_cases "$K61" "$K61_PREV" drm_display_helper "drm_display_helper-from-$K61_PREV-" \
+  --only export_crc --user "$i915_prev"
+add "$K61" "drm_display_helper-export_crc+i915-from-$K61_PREV" "$(cut -f3 "$work/mkcases.out")" \
+  "$i915_prev"
+# Kernel-only: the same module twice, the second finds the first live (EEXIST).
+add_kernel_only "$K61" "i915-own-twice" 0,17 "$(mod "$K61" i915)" "$(mod "$K61" i915)"
+
+# module.sig_enforce=1: the kernel's own signature (0), none (EKEYREJECTED), another kernel's
+# key (EKEYREJECTED: "Loading of module with unavailable key is rejected").
+add "$K61@sig_enforce" "i915-own" "$(mod "$K61" i915)"
+add "$K61@sig_enforce" "i915-stripped" "$CACHE/e2e-cases/$K61/i915-stripped.ko"
+add "$K61@sig_enforce" "i915-from-$K61_PREV" "$i915_prev"
+
+# sizeof(struct module): .gnu.linkonce.this_module 64 bytes short. Last of each boot: 6.1 does
+# not check it and loads a module whose struct module overlaps its next section (a WARNING,
+# and removing it hits a BUG), so nothing is unloaded after it.
+rule_cases "$K61" "$K61" i915 i915- --only this_module_size
+rule_cases "$K612" "$K612" xe xe- --only this_module_size
+
+# The kernels' answers: cached per target + key, else one boot per target for the cases
+# without an answer (a group is asked again as a whole).
 results="$CACHE/e2e-results"
-mapfile -t abis < <(cut -d' ' -f1 "$cases" | sort -u)
-for abi in "${abis[@]}"; do
-  mkdir -p "$results/$abi"
-  manifest="$work/manifest.$abi"
+python3 - "$cases" "$work" <<'PY'
+import hashlib, os, sys
+cases, work = sys.argv[1:3]
+
+def sha(path, memo={}):
+    if path not in memo:
+        h = hashlib.sha256()
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+        memo[path] = h.hexdigest()
+    return memo[path]
+
+# keys.<target>: UNIT KEY PATH per module (UNIT: CASE, or CASE/N in a group)
+for line in open(cases):
+    target, case, *paths = line.split()
+    shas = [sha(p) for p in paths]
+    with open(os.path.join(work, "keys." + target), "a") as out:
+        for n, (p, s) in enumerate(zip(paths, shas), 1):
+            if len(paths) == 1:
+                out.write("%s %s %s\n" % (case, s, p))
+            else:
+                key = hashlib.sha256(("%s %d" % (" ".join(shas), n)).encode()).hexdigest()
+                out.write("%s/%d %s %s\n" % (case, n, key, p))
+PY
+mapfile -t targets < <(cut -d' ' -f1 "$cases" | awk '!seen[$0]++')
+ask_kernels() { # one boot per target, in the background while the agent runs
+for target in "${targets[@]}"; do
+  abi=${target%%@*}
+  mkdir -p "$results/$target"
+  manifest="$work/manifest.$target"
   : >"$manifest"
-  while read -r a case path; do
-    [[ $a == "$abi" ]] || continue
-    sha=$(sha256sum "$path" | cut -d' ' -f1)
-    echo "$case $sha" >>"$work/sha.$abi"
-    if [[ ${AGENT_E2E_FRESH:-0} == 1 || ! -f $results/$abi/$sha ]]; then
-      echo "$case $path" >>"$manifest"
+  while read -r t case rest; do
+    [[ $t == "$target" ]] || continue
+    want=0
+    while read -r unit key _; do
+      [[ ${unit%/*} == "$case" ]] || continue
+      [[ ${AGENT_E2E_FRESH:-0} == 1 || ! -f $results/$target/$key ]] && want=1
+    done <"$work/keys.$target"
+    if [[ $want -eq 1 ]]; then
+      read -ra paths <<<"$rest"
+      for p in "${paths[@]}"; do echo "$case $p" >>"$manifest"; done
     fi
   done <"$cases"
   [[ -s $manifest ]] || continue
   rc=0
-  bash "$HERE/run-vm.sh" -o "$work/vm.$abi" "$abi" "$manifest" || rc=$?
-  [[ $rc -le 1 ]] || die "run-vm.sh failed for $abi"
-  cp "$work/vm.$abi.log" "$results/$abi/last-boot.log"
-  # store each answer: line 1 "errno N", then the kernel's messages for the case
-  python3 - "$work/vm.$abi" "$work/sha.$abi" "$results/$abi" <<'PY'
+  bash "$HERE/run-vm.sh" -a "$(variant_append "$target")" -o "$work/vm.$target" "$abi" \
+    "$manifest" || rc=$?
+  [[ $rc -le 1 ]] || die "run-vm.sh failed for $target"
+  cp "$work/vm.$target.log" "$results/$target/last-boot.log"
+  # store each answer: line 1 "errno N", then the kernel's messages for the module
+  python3 - "$work/vm.$target" "$work/keys.$target" "$results/$target" <<'PY'
 import os, sys
-vm, shas, outdir = sys.argv[1:4]
-sha = dict(l.split() for l in open(shas))
+vm, keys, outdir = sys.argv[1:4]
+key = {l.split()[0]: l.split()[1] for l in open(keys)}
 dmesg = {}
 for l in open(vm + ".dmesg"):
-    case, _, msg = l.rstrip("\n").partition("\t")
-    dmesg.setdefault(case, []).append(msg)
+    unit, _, msg = l.rstrip("\n").partition("\t")
+    dmesg.setdefault(unit, []).append(msg)
 for l in open(vm):
-    case, errno = l.split()
-    path = os.path.join(outdir, sha[case])
+    unit, errno = l.split()
+    path = os.path.join(outdir, key[unit])
     with open(path + ".tmp", "w") as f:
         f.write("errno %s\n" % errno)
-        f.writelines(m + "\n" for m in dmesg.get(case, []))
+        f.writelines(m + "\n" for m in dmesg.get(unit, []))
     os.replace(path + ".tmp", path)
 PY
 done
+}
+# 2 jobs at a time: the boots (one qemu after the other) and the agent runs share the cores
+jobs_max=${AGENT_E2E_JOBS:-2}
+( ask_kernels; : >"$work/kernels.done" ) &
 
 # The agent's predictions, then the comparison. The kernel image carries the certificates the
 # kernel trusts for module signatures: passed when the agent has an option for it.
@@ -127,25 +223,47 @@ image_opt=""
 if [[ $kernel_only -eq 0 ]]; then
   image_opt=$("$AGENT" kabi check --help 2>&1 | grep -oE -- '--(vmlinuz|kernel-image)\b' | head -1 || true)
 fi
-while read -r abi case path; do
-  out="$work/agent.$abi.$case"
-  if [[ $kernel_only -eq 1 ]]; then echo "-" >"$out.rc"; continue; fi
+predict() { # TARGET CASE PATHS: the agent's answer into agent.TARGET.CASE.{json,err,rc}
+  local target=$1 case=$2 rest=$3 out="$work/agent.$1.$2" abi extra rc=0 paths args
+  if [[ $kernel_only -eq 1 ]] || awk -v t="$target" -v c="$case" '$1 == t && $2 == c { f = 1 }
+      END { exit !f }' "$expect"; then
+    echo "-" >"$out.rc"
+    return 0
+  fi
+  abi=${target%%@*}
   args=(kabi check --json --symvers "$CACHE/$abi/Module.symvers" --kernel-modules "$CACHE/$abi/modules")
   [[ -n ${AGENT_E2E_POLICY:-} ]] && args+=(--policy "$AGENT_E2E_POLICY")
   [[ -n $image_opt ]] && args+=("$image_opt" "$CACHE/$abi/vmlinuz")
-  rc=0
-  "$AGENT" "${args[@]}" "$path" >"$out.json" 2>"$out.err" || rc=$?
+  extra=$(variant_agent_args "$target")
+  [[ -n $extra ]] && args+=("$extra")
+  read -ra paths <<<"$rest"
+  "$AGENT" "${args[@]}" "${paths[@]}" >"$out.json" 2>"$out.err" || rc=$?
   echo "$rc" >"$out.rc"
+}
+while read -r target case rest; do
+  while [[ $(jobs -rp | wc -l) -ge $jobs_max ]]; do wait -n || true; done
+  predict "$target" "$case" "$rest" &
 done <"$cases"
+wait
+[[ -f $work/kernels.done ]] || die "asking the kernels failed"
 
-python3 - "$cases" "$work" "$results" "$kernel_only" <<'PY'
+python3 - "$cases" "$expect" "$work" "$results" "$kernel_only" "$HERE" <<'PY'
 import errno as E, json, os, sys
-cases, work, results, kernel_only = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4] == "1"
+cases, expect_file, work, results = sys.argv[1:5]
+kernel_only = sys.argv[5] == "1"
+sys.path.insert(0, sys.argv[6])
+import mkcases  # noqa: E402 (modname)
+expect = {}
+for l in open(expect_file):
+    target, case, errnos = l.split()
+    expect[target, case] = [int(e) for e in errnos.split(",")]
+
 
 def relevant(msgs):
     """The kernel's messages, the ones naming the verdict's cause first."""
     tiers = (("disagrees", "Unknown symbol", "no symbol version", "version magic", "namespace",
-              "Key was rejected", "unsigned module"), ("kernel tainted",))
+              "Key was rejected", "is rejected", "this_module", "kernel BUG", "WARNING"),
+             ("kernel tainted",))
 
     def rank(m):
         return next((i for i, keys in enumerate(tiers) if any(k in m for k in keys)), len(tiers))
@@ -155,49 +273,89 @@ def relevant(msgs):
 def ename(n):
     return "OK" if n == 0 else E.errorcode.get(n, "E?")
 
+
+def show(n):
+    return "%s(%d)" % (ename(n), n)
+
+
+keys = {}
+for target in {l.split()[0] for l in open(cases)}:
+    for l in open(os.path.join(work, "keys." + target)):
+        unit, key, _ = l.split()
+        keys[target, unit] = key
+
 pw = fl = 0
 for line in open(cases):
-    abi, case, path = line.split()
-    label = "%s/%s" % (abi, case)
-    sha = dict(l.split() for l in open(os.path.join(work, "sha." + abi)))[case]
-    rfile = os.path.join(results, abi, sha)
-    if not os.path.exists(rfile):
-        print("FAIL %s kernel=no-answer agent=-" % label)
+    target, case, *paths = line.split()
+    group = len(paths) > 1
+    units = ["%s/%d" % (case, n) for n in range(1, len(paths) + 1)] if group else [case]
+    answers = []  # (errno, messages) or None
+    for unit in units:
+        rfile = os.path.join(results, target, keys[target, unit])
+        if os.path.exists(rfile):
+            lines = open(rfile).read().splitlines()
+            answers.append((int(lines[0].split()[1]), relevant(lines[1:])))
+        else:
+            answers.append(None)
+    doc, rc, err, agent_error = None, "-", "", None
+    base = os.path.join(work, "agent.%s.%s" % (target, case))
+    if not kernel_only and (target, case) not in expect:
+        rc = open(base + ".rc").read().strip()
+        err = open(base + ".err").read().strip()
+        try:
+            doc = json.load(open(base + ".json"))
+            doc["modules"]
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            agent_error = "error(exit=%s,%s)" % (rc, type(e).__name__)
+    all_ok = all(a is not None and a[0] == 0 for a in answers)
+    for n, (unit, path, ans) in enumerate(zip(units, paths, answers)):
+        label = "%s/%s" % (target, unit)
+        if ans is None:
+            print("FAIL %s kernel=no-answer agent=-" % label)
+            fl += 1
+            continue
+        kerrno, kmsgs = ans
+        kernel = show(kerrno)
+        if kernel_only:
+            print("KERNEL %s kernel=%s %s" % (label, kernel, kmsgs[0] if kmsgs else ""))
+            continue
+        reasons, ok = [], False
+        if (target, case) in expect:
+            want = expect[target, case][n]
+            agent = "kernel-only,expected=" + show(want)
+            ok = kerrno == want
+        elif agent_error:
+            agent = agent_error
+        else:
+            mods = doc["modules"]
+            m = next((m for m in mods if m.get("path") == path), None)
+            if m is None:  # by name: the k-th module of that name in the case
+                names = [mkcases.modname(p).replace("-", "_") for p in paths]
+                k = names[:n].count(names[n])
+                same = [m for m in mods if str(m.get("name")).replace("-", "_") == names[n]]
+                m = same[k] if k < len(same) else None
+            try:
+                verdict, aerrno = m["verdict"], int(m["errno"])
+                reasons = m.get("reasons", [])
+                agent = "%s:%s" % (verdict, show(aerrno))
+                ok = (aerrno == kerrno and verdict == ("loadable" if kerrno == 0 else "refused")
+                      and rc == ("0" if all_ok else "1"))
+                if aerrno == kerrno and not ok:
+                    agent += ",exit=" + rc
+            except (KeyError, TypeError, ValueError) as e:
+                agent = "error(exit=%s,%s)" % (rc, type(e).__name__)
+        print("%s %s kernel=%s agent=%s" % ("PASS" if ok else "FAIL", label, kernel, agent))
+        if ok:
+            pw += 1
+            continue
         fl += 1
-        continue
-    lines = open(rfile).read().splitlines()
-    kerrno, kmsgs = int(lines[0].split()[1]), relevant(lines[1:])
-    kernel = "%s(%d)" % (ename(kerrno), kerrno)
-    if kernel_only:
-        print("KERNEL %s kernel=%s %s" % (label, kernel, kmsgs[0] if kmsgs else ""))
-        continue
-    base = os.path.join(work, "agent.%s.%s" % (abi, case))
-    rc = open(base + ".rc").read().strip()
-    reasons, agent, ok = [], None, False
-    try:
-        doc = json.load(open(base + ".json"))
-        m = doc["modules"][0]
-        verdict, aerrno = m["verdict"], int(m["errno"])
-        reasons = m.get("reasons", [])
-        agent = "%s:%s(%d)" % (verdict, ename(aerrno), aerrno)
-        ok = (aerrno == kerrno and verdict == ("loadable" if kerrno == 0 else "refused")
-              and rc == ("0" if kerrno == 0 else "1"))
-        if aerrno == kerrno and not ok:
-            agent += ",exit=" + rc
-    except (OSError, ValueError, KeyError, IndexError, TypeError) as e:
-        agent = "error(exit=%s,%s)" % (rc, type(e).__name__)
-    print("%s %s kernel=%s agent=%s" % ("PASS" if ok else "FAIL", label, kernel, agent))
-    if ok:
-        pw += 1
-        continue
-    fl += 1
-    for m in kmsgs[:5]:
-        print("    kernel: " + m)
-    for r in reasons[:5]:
-        print("    agent:  %s %s %s" % (r.get("code"), r.get("symbol") or "-", r.get("message") or ""))
-    err = open(base + ".err").read().strip()
-    if err:
-        print("    agent stderr: " + err.splitlines()[0])
+        for msg in kmsgs[:5]:
+            print("    kernel: " + msg)
+        for r in reasons[:5]:
+            print("    agent:  %s %s %s" % (r.get("code"), r.get("symbol") or "-",
+                                         r.get("message") or ""))
+        if err:
+            print("    agent stderr: " + err.splitlines()[0])
 if not kernel_only:
     print("%d passed, %d failed" % (pw, fl))
 sys.exit(1 if fl else 0)

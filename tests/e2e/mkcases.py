@@ -19,9 +19,15 @@ python stdlib only), so that exactly one loadability rule is hit:
   versions_missing   one __versions entry renamed away: an undefined symbol has no version
   module_layout      the module_layout CRC changed (only if the module has that entry)
   signed_crc         signature KEPT and one CRC changed (a signed module that was modified)
+  export_crc         the CRC of one symbol the module EXPORTS changed in __kcrctab (at its
+                     __crc_<sym>, which must sit at the index of __ksymtab_<sym>): a module
+                     built against the original CRC is then refused; with --user USER.ko, a
+                     symbol that USER imports with a __versions entry. Only with --only.
+  this_module_size   sh_size of .gnu.linkonce.this_module shrunk by 64 bytes (6.12+ check
+                     sizeof(struct module) exactly; older kernels do not). Only with --only.
 
 Usage: mkcases.py [--prefix P] [--symvers Module.symvers] [--only CASE,...] [--keep-signature]
-                  INPUT.ko[.xz] OUTDIR
+                  [--user USER.ko[.xz]] INPUT.ko[.xz] OUTDIR
 Writes OUTDIR/<P><case>.ko and prints a manifest, one line per case:
   <P><case> TAB <input> TAB <output>
 --symvers (the target kernel's) picks for import_ns a namespace the module really uses, and
@@ -336,6 +342,50 @@ def case_versions_missing(data, _signed, symvers):
         name, new.decode(), name)
 
 
+def case_export_crc(data, _signed, _symvers, user=None):
+    elf = Elf(data)
+    syms, _ = elf.symbols()
+    # name -> (section index, st_value: the offset inside that section)
+    defs = {name: (shndx, struct.unpack_from("<Q", data, off + 8)[0])
+            for off, _, shndx, name in syms if shndx != 0}
+    secs = elf.sections
+    pair = {"__ksymtab": "__kcrctab", "__ksymtab_gpl": "__kcrctab_gpl"}
+    wanted = None
+    if user is not None:
+        uelf = Elf(strip_signature(read_module(user)))
+        uundef = set(uelf.undefined())
+        wanted = {v[2]: i for i, v in enumerate(uelf.versions()) if v[2] in uundef}
+    cands = []
+    for name, (crc_shndx, crc_off) in defs.items():
+        if not name.startswith("__crc_") or crc_shndx >= len(secs):
+            continue
+        sym = name[len("__crc_"):]
+        if "__ksymtab_" + sym not in defs or (wanted is not None and sym not in wanted):
+            continue
+        ks_shndx, ks_off = defs["__ksymtab_" + sym]
+        # the kernel reads crcs[index in __ksymtab]; struct kernel_symbol is 12 bytes (PREL32)
+        if (ks_shndx >= len(secs) or pair.get(secs[ks_shndx]["name"]) != secs[crc_shndx]["name"]
+                or crc_off % 4 or ks_off % 12 or crc_off // 4 != ks_off // 12):
+            continue
+        cands.append((wanted[sym] if wanted is not None else 0, sym,
+                      secs[crc_shndx]["offset"] + crc_off))
+    if not cands:
+        raise CaseError("no exported symbol with a __kcrctab entry%s" %
+                        (" that %s uses" % user if user else ""))
+    _, sym, off = min(cands)
+    old = struct.unpack_from("<I", data, off)[0]
+    struct.pack_into("<I", data, off, old ^ 0x5A5A5A5A)
+    return data, "exported CRC of %s 0x%08x -> 0x%08x in __kcrctab" % (sym, old, old ^ 0x5A5A5A5A)
+
+
+def case_this_module_size(data, _signed, _symvers):
+    s = Elf(data).section(".gnu.linkonce.this_module")
+    if s["size"] <= 64:
+        raise CaseError(".gnu.linkonce.this_module is only %d bytes" % s["size"])
+    struct.pack_into("<Q", data, s["hdr"] + 32, s["size"] - 64)
+    return data, ".gnu.linkonce.this_module sh_size %d -> %d" % (s["size"], s["size"] - 64)
+
+
 CASES = [
     ("stripped", case_stripped),
     ("crc", case_crc),
@@ -349,7 +399,10 @@ CASES = [
     ("versions_missing", case_versions_missing),
     ("module_layout", case_module_layout),
     ("signed_crc", case_signed_crc),
+    ("export_crc", case_export_crc),
+    ("this_module_size", case_this_module_size),
 ]
+OPT_IN = {"export_crc", "this_module_size"}  # made only when --only names them
 
 
 def modname(path):
@@ -372,6 +425,7 @@ def main(argv):
     ap.add_argument("--symvers")
     ap.add_argument("--only", help="comma separated case names")
     ap.add_argument("--keep-signature", action="store_true")
+    ap.add_argument("--user", help="export_crc: pick a symbol this module imports")
     ap.add_argument("input")
     ap.add_argument("outdir")
     args = ap.parse_args(argv)
@@ -391,13 +445,16 @@ def main(argv):
     os.makedirs(args.outdir, exist_ok=True)
     failed = 0
     for name, fn in CASES:
-        if only is not None and name not in only:
+        if (name not in only) if only is not None else (name in OPT_IN):
             continue
         if args.keep_signature and name in ("stripped", "signed_crc"):
             continue
         try:
-            data, what = fn(bytearray(stripped), signed, symvers)
-        except CaseError as e:
+            if name == "export_crc":
+                data, what = fn(bytearray(stripped), signed, symvers, user=args.user)
+            else:
+                data, what = fn(bytearray(stripped), signed, symvers)
+        except (CaseError, OSError, lzma.LZMAError) as e:
             print("mkcases: %s%s skipped: %s" % (args.prefix, name, e), file=sys.stderr)
             if name != "module_layout":  # absent on kernels without module_layout (6.4+)
                 failed += 1

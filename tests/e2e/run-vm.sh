@@ -2,19 +2,26 @@
 # Boot one real kernel under qemu (TCG) ONCE and ask it, with init_module, about every test
 # module of a manifest. The kernel's errno is the truth the agent is compared with.
 #
-# Usage: run-vm.sh [-o RESULTS] [-l LOG] KERNEL_ABI MANIFEST
+# Usage: run-vm.sh [-o RESULTS] [-l LOG] [-a APPEND] KERNEL_ABI MANIFEST
 #   KERNEL_ABI  a directory of the kernel cache (fetch-kernels.sh), e.g. 6.1.0-56
-#   MANIFEST    one case a line: "CASE ... PATH" (first field the case name, last field the
-#               module file, .ko or .ko.xz; a mkcases.py manifest fits); '#' lines ignored
-#   RESULTS     written here (default: stdout): "CASE ERRNO" a line; RESULTS.dmesg gets the
-#               kernel's messages per case ("CASE<TAB>line"), LOG (default RESULTS.log) the
-#               whole serial console
-# For each case the initramfs /init inserts the target kernel's in-tree dependencies of the
-# module of the same name (modules.dep, in dependency order, each once), tries the case
-# module, prints "RESULT <case> errno=<N>" and the dmesg lines it caused, removes the module
-# if it loaded, and at the end powers off.
+#   MANIFEST    one module a line: "CASE ... PATH" (first field the case name, last field the
+#               module file, .ko or .ko.xz; a mkcases.py manifest fits); '#' lines ignored.
+#               Consecutive lines with the same CASE form a group: its modules are inserted in
+#               that order with none removed in between (a dependency then its user, or one
+#               module twice)
+#   RESULTS     written here (default: stdout): "CASE ERRNO" a line, "CASE/N ERRNO" for the
+#               N-th module (1-based) of a group; RESULTS.dmesg gets the kernel's messages per
+#               case ("CASE<TAB>line", CASE/N for groups), LOG (default RESULTS.log) the whole
+#               serial console
+#   APPEND      added to the kernel command line (e.g. module.sig_enforce=1)
+# For each module of a case the initramfs /init inserts the target kernel's in-tree
+# dependencies of the module of the same name (modules.dep, in dependency order, each once)
+# except the modules the case ships itself (a live in-tree copy of those is removed before the
+# case), tries the case module, prints "RESULT <case> errno=<N>" and the dmesg lines it caused;
+# after the case's last module it removes the case's modules that are live (no more removals
+# once a case made the kernel WARN or BUG), and at the end it powers off.
 # Exit: 0 every case has a result, 1 some case has none (timeout, crash), 2 bad input.
-# Env: AGENT_KERNEL_CACHE, AGENT_E2E_TIMEOUT (seconds, default 300 + 60 per case),
+# Env: AGENT_KERNEL_CACHE, AGENT_E2E_TIMEOUT (seconds, default 300 + 60 per module),
 #      QEMU (default qemu-system-x86_64), BUSYBOX (default /bin/busybox, must be static).
 set -euo pipefail
 
@@ -25,16 +32,18 @@ BUSYBOX=${BUSYBOX:-/bin/busybox}
 
 die() { echo "run-vm: $*" >&2; exit 2; }
 
-results="" log=""
-while getopts "o:l:" opt; do
+usage="usage: run-vm.sh [-o RESULTS] [-l LOG] [-a APPEND] KERNEL_ABI MANIFEST"
+results="" log="" append=""
+while getopts "o:l:a:" opt; do
   case $opt in
     o) results=$OPTARG ;;
     l) log=$OPTARG ;;
-    *) die "usage: run-vm.sh [-o RESULTS] [-l LOG] KERNEL_ABI MANIFEST" ;;
+    a) append=$OPTARG ;;
+    *) die "$usage" ;;
   esac
 done
 shift $((OPTIND - 1))
-[[ $# -eq 2 ]] || die "usage: run-vm.sh [-o RESULTS] [-l LOG] KERNEL_ABI MANIFEST"
+[[ $# -eq 2 ]] || die "$usage"
 abi=$1 manifest=$2
 kdir="$CACHE/$abi"
 [[ -f $kdir/.done ]] || die "kernel $abi not in $CACHE (run tests/e2e/fetch-kernels.sh $abi)"
@@ -55,18 +64,20 @@ gcc -static -O2 -Wall -o "$root/bin/tryload" "$HERE/tryload.c"
 cp "$BUSYBOX" "$root/bin/busybox"
 ln -s busybox "$root/bin/sh"
 
-# Cases and their dependencies. For each case: its module name (.modinfo name=), and the
-# target kernel's in-tree module of that name's dependencies from modules.dep, ordered so that
-# every module comes after what it needs. Output lines: CASE MODNAME FILE DEP,DEP,...
-ncases=0
-while read -r case mod src deps; do
-  dst="$root/cases/$case.ko"
+# The modules to try. For each: its unit (CASE, or CASE/N in a group), its name (.modinfo
+# name=), the target kernel's in-tree dependencies of the module of that name (modules.dep),
+# ordered so that every module comes after what it needs, without the modules the case ships;
+# PRE: module names to unload before it (a group's own names, on its first module), POST:
+# those to unload after it (the case's names in reverse, on its last module); "-" for none.
+# Output lines: UNIT NAME SOURCE FILE DEP,DEP,... PRE POST
+nmods=0
+while read -r unit mod src file deps pre post; do
   case $src in
-    *.xz) xz -dc "$src" >"$dst" ;;
-    *) cp "$src" "$dst" ;;
+    *.xz) xz -dc "$src" >"$root/cases/$file" ;;
+    *) cp "$src" "$root/cases/$file" ;;
   esac
-  echo "$case $mod $case.ko $deps" >>"$root/cases.list"
-  ncases=$((ncases + 1))
+  echo "$unit $mod $file $deps $pre $post" >>"$root/cases.list"
+  nmods=$((nmods + 1))
 done < <(python3 - "$manifest" "$kdir/modules" "$HERE/mkcases.py" <<'PY'
 import importlib.util, os, re, sys
 manifest, moddir, mkcases_py = sys.argv[1:4]
@@ -93,28 +104,40 @@ def ordered(mod, out, seen):
             out.append(d)
     return out
 
-names = set()
+cases = []  # [(case, [(name, path)])]: a group is consecutive lines of one case
 with open(manifest) as f:
     for line in f:
         fields = line.split()
         if not fields or fields[0].startswith("#"):
             continue
         case, path = fields[0], fields[-1]
-        if not re.fullmatch(r"[A-Za-z0-9_.+-]+", case) or case in names:
-            sys.exit("run-vm: bad or duplicate case name %r" % case)
-        names.add(case)
+        if not re.fullmatch(r"[A-Za-z0-9_.+-]+", case):
+            sys.exit("run-vm: bad case name %r" % case)
         if not os.path.isfile(path):
             sys.exit("run-vm: %s: no module file %s" % (case, path))
         try:
-            name = mkcases.modname(path)
+            name = mkcases.modname(path).replace("-", "_")
         except Exception as e:
             sys.exit("run-vm: %s: %s" % (case, e))
-        intree = by_name.get(name.replace("-", "_"))
-        chain = ordered(intree, [], set()) if intree else []
-        print(case, name, path, ",".join(chain) or "-")
+        if cases and cases[-1][0] == case:
+            cases[-1][1].append((name, path))
+        elif any(c == case for c, _ in cases):
+            sys.exit("run-vm: duplicate case %r (the lines of a group must be consecutive)" % case)
+        else:
+            cases.append((case, [(name, path)]))
+
+for case, mods in cases:
+    own = list(dict.fromkeys(n for n, _ in mods))
+    for i, (name, path) in enumerate(mods):
+        unit = case if len(mods) == 1 else "%s/%d" % (case, i + 1)
+        intree = by_name.get(name)
+        chain = [d for d in (ordered(intree, [], set()) if intree else []) if norm(d) not in own]
+        pre = ",".join(own) if i == 0 and len(mods) > 1 else "-"
+        post = ",".join(reversed(own)) if i == len(mods) - 1 else "-"
+        print(unit, name, path, unit.replace("/", ".") + ".ko", ",".join(chain) or "-", pre, post)
 PY
 )
-[[ $ncases -gt 0 ]] || die "no cases in $manifest"
+[[ $nmods -gt 0 ]] || die "no cases in $manifest"
 
 # In-tree dependencies, decompressed, under /deps with their modules.dep relative path
 # flattened to the file name.
@@ -134,32 +157,47 @@ export PATH=/bin
 mount -t proc proc /proc
 mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev
-echo "E2E BEGIN $(uname -r)"
+echo "E2E BEGIN $(uname -r) $(cat /proc/cmdline)"
 dmesg -c >/dev/null
 show_dmesg() { dmesg -c | while IFS= read -r l; do echo "DMESG $1 $l"; done; }
-while read -r case mod file deps; do
+unload() { # unload UNIT NAME,NAME,...: each one that is live, retried while it is busy
+  for n in $(echo "$2" | tr ',' ' '); do
+    [ "$n" = - ] && continue
+    grep -q "^$n " /proc/modules || continue
+    i=0
+    while :; do
+      r=$(tryload remove "$n")
+      [ "$r" = errno=0 ] || [ $i -ge 10 ] && break
+      i=$((i + 1)); sleep 1
+    done
+    echo "REMOVE $1 $n $r"
+  done
+  dmesg -c >/dev/null
+}
+warned=0
+while read -r unit mod file deps pre post; do
+  [ $warned = 1 ] || unload "$unit" "$pre"
   for dep in $(echo "$deps" | tr ',' ' '); do
     [ "$dep" = - ] && continue
     f=/deps/${dep##*/}; f=${f%.xz}
     n=${f##*/}; n=${n%.ko}; n=$(echo "$n" | tr - _)
     grep -q "^$n " /proc/modules && continue
     r=$(tryload insert "$f")
-    echo "DEP $case $n $r"
-    [ "$r" = errno=0 ] || [ "$r" = errno=17 ] || show_dmesg "$case"
+    echo "DEP $unit $n $r"
+    [ "$r" = errno=0 ] || [ "$r" = errno=17 ] || show_dmesg "$unit"
   done
   dmesg -c >/dev/null
   r=$(tryload insert "/cases/$file")
-  echo "RESULT $case $r"
-  show_dmesg "$case"
-  if [ "$r" = errno=0 ]; then
-    i=0
-    while :; do
-      r=$(tryload remove "$(echo "$mod" | tr - _)")
-      [ "$r" = errno=0 ] || [ $i -ge 10 ] && break
-      i=$((i + 1)); sleep 1
-    done
-    echo "REMOVE $case $r"
-    dmesg -c >/dev/null
+  echo "RESULT $unit $r"
+  d=$(dmesg -c)
+  [ -n "$d" ] && echo "$d" | while IFS= read -r l; do echo "DMESG $unit $l"; done
+  # After a kernel WARNING/BUG the module state is suspect (removing it may hit a BUG with
+  # module_mutex held and hang the VM): from then on nothing is unloaded.
+  case $d in *"cut here"*|*"kernel BUG"*) warned=1 ;; esac
+  if [ $warned = 1 ]; then
+    [ "$post" = - ] || echo "KEEP $unit $post"
+  else
+    unload "$unit" "$post"
   fi
 done </cases.list
 echo "E2E END"
@@ -169,14 +207,14 @@ chmod +x "$root/init"
 
 (cd "$root" && find . | cpio -o -H newc --quiet) >"$work/initrd.cpio"
 
-timeout_s=${AGENT_E2E_TIMEOUT:-$((300 + 60 * ncases))}
+timeout_s=${AGENT_E2E_TIMEOUT:-$((300 + 60 * nmods))}
 serial="$work/serial.log"
-echo "run-vm: booting $kver with $ncases case(s) (timeout ${timeout_s}s)" >&2
+echo "run-vm: booting $kver${append:+ ($append)} with $nmods module(s) to try (timeout ${timeout_s}s)" >&2
 start=$SECONDS
 rc=0
 timeout --kill-after=10 "$timeout_s" "$QEMU" -accel tcg -cpu max -m 1024 -nographic -no-reboot \
   -kernel "$kdir/vmlinuz" -initrd "$work/initrd.cpio" \
-  -append "console=ttyS0 panic=-1 quiet" </dev/null >"$serial" 2>&1 || rc=$?
+  -append "console=ttyS0 panic=-1 quiet${append:+ $append}" </dev/null >"$serial" 2>&1 || rc=$?
 tr -d '\r' <"$serial" >"$serial.txt"
 echo "run-vm: qemu exited $rc after $((SECONDS - start))s" >&2
 [[ -n $log ]] && cp "$serial.txt" "$log"
@@ -184,8 +222,8 @@ echo "run-vm: qemu exited $rc after $((SECONDS - start))s" >&2
 python3 - "$serial.txt" "$root/cases.list" "${results:-/dev/stdout}" <<'PY'
 import re, sys
 serial, cases_list, results = sys.argv[1:4]
-cases = [l.split()[0] for l in open(cases_list) if l.strip()]
-errno, dmesg, removed = {}, {}, {}
+units = [l.split()[0] for l in open(cases_list) if l.strip()]
+errno, dmesg, stuck, kept = {}, {}, {}, []
 for line in open(serial, errors="replace"):
     m = re.search(r"RESULT (\S+) errno=(\d+)", line)
     if m:
@@ -195,24 +233,30 @@ for line in open(serial, errors="replace"):
     if m:
         dmesg.setdefault(m.group(1), []).append(m.group(2))
         continue
-    m = re.search(r"REMOVE (\S+) errno=(\d+)", line)
+    m = re.search(r"KEEP (\S+) (\S+)", line)
     if m:
-        removed[m.group(1)] = int(m.group(2))
-missing = [c for c in cases if c not in errno]
+        kept.append(m.groups())
+        continue
+    m = re.search(r"REMOVE (\S+) (\S+) errno=(\d+)", line)
+    if m and int(m.group(3)):
+        stuck[m.group(1), m.group(2)] = int(m.group(3))
+missing = [u for u in units if u not in errno]
 with open(results, "w") as out:
-    for c in cases:
-        if c in errno:
-            out.write("%s %d\n" % (c, errno[c]))
+    for u in units:
+        if u in errno:
+            out.write("%s %d\n" % (u, errno[u]))
 if results != "/dev/stdout":
     with open(results + ".dmesg", "w") as out:
-        for c in cases:
-            for l in dmesg.get(c, []):
-                out.write("%s\t%s\n" % (c, l))
-for c, e in removed.items():
-    if e:
-        print("run-vm: %s: could not remove the module (errno=%d), later cases may see EEXIST"
-              % (c, e), file=sys.stderr)
-for c in missing:
-    print("run-vm: %s: no result from the kernel" % c, file=sys.stderr)
+        for u in units:
+            for l in dmesg.get(u, []):
+                out.write("%s\t%s\n" % (u, l))
+for (u, n), e in stuck.items():
+    print("run-vm: %s: could not remove %s (errno=%d), later cases may see EEXIST" % (u, n, e),
+          file=sys.stderr)
+for u, n in kept:
+    print("run-vm: %s: the kernel warned, %s left loaded (and nothing unloaded after it)" % (u, n),
+          file=sys.stderr)
+for u in missing:
+    print("run-vm: %s: no result from the kernel" % u, file=sys.stderr)
 sys.exit(1 if missing else 0)
 PY

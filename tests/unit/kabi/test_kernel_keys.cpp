@@ -1,0 +1,448 @@
+// kabi::extract_kernel_certificates and kabi::check_module_signature: self-made keys and
+// kernel images (no cache needed), then real Debian kernels from the fetch-kernels.sh cache.
+#include <catch2/catch.hpp>
+
+#include <cstdint>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <optional>
+#include <string>
+#include <unistd.h>
+#include <vector>
+
+#include <lzma.h>
+#include <openssl/bio.h>
+#include <openssl/cms.h>
+#include <openssl/evp.h>
+#include <openssl/x509.h>
+#include <openssl/x509v3.h>
+#include <zlib.h>
+#include <zstd.h>
+
+#include "kabi/file_io.h"
+#include "kabi/handles.h"
+#include "kabi/kernel_keys.h"
+#include "kabi/signature.h"
+
+namespace fs = std::filesystem;
+using agent::CHandle;
+using agent::kabi::check_module_signature;
+using agent::kabi::extract_kernel_certificates;
+using agent::kabi::SignatureCheck;
+using namespace std::string_literals;
+
+namespace {
+
+using Key = CHandle<EVP_PKEY, EVP_PKEY_free>;
+using Cert = CHandle<X509, X509_free>;
+
+Key rsa_key() { return Key(EVP_PKEY_Q_keygen(nullptr, nullptr, "RSA", size_t{2048})); }
+Key ec_key() { return Key(EVP_PKEY_Q_keygen(nullptr, nullptr, "EC", "P-256")); }
+
+// A self-signed v3 certificate with a subject key identifier, like certs/x509.genkey makes.
+Cert make_cert(EVP_PKEY* key, const char* cn, long serial) {
+  Cert cert(X509_new());
+  X509_set_version(cert.get(), 2);
+  ASN1_INTEGER_set(X509_get_serialNumber(cert.get()), serial);
+  X509_NAME* name = X509_get_subject_name(cert.get());
+  X509_NAME_add_entry_by_txt(name, "O", MBSTRING_ASC, reinterpret_cast<const unsigned char*>("agent test"), -1, -1, 0);
+  X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC, reinterpret_cast<const unsigned char*>(cn), -1, -1, 0);
+  X509_set_issuer_name(cert.get(), name);
+  X509_gmtime_adj(X509_getm_notBefore(cert.get()), 0);
+  X509_gmtime_adj(X509_getm_notAfter(cert.get()), 3600L * 24 * 365);
+  X509_set_pubkey(cert.get(), key);
+  X509V3_CTX ctx;
+  X509V3_set_ctx_nodb(&ctx);
+  X509V3_set_ctx(&ctx, cert.get(), cert.get(), nullptr, nullptr, 0);
+  for (auto [nid, value] : {std::pair{NID_subject_key_identifier, "hash"}, std::pair{NID_basic_constraints, "critical,CA:FALSE"},
+                            std::pair{NID_key_usage, "digitalSignature"}}) {
+    CHandle<X509_EXTENSION, X509_EXTENSION_free> ext(X509V3_EXT_conf_nid(nullptr, &ctx, nid, value));
+    REQUIRE(ext);
+    X509_add_ext(cert.get(), ext.get(), -1);
+  }
+  REQUIRE(X509_sign(cert.get(), key, EVP_sha256()) > 0);
+  return cert;
+}
+
+std::string der_of(X509* cert) {
+  unsigned char* buf = nullptr;
+  const int len = i2d_X509(cert, &buf);
+  REQUIRE(len > 0);
+  std::string der(reinterpret_cast<char*>(buf), static_cast<size_t>(len));
+  OPENSSL_free(buf);
+  return der;
+}
+
+// What scripts/sign-file appends: the detached CMS (no certificates, no signed attributes),
+// struct module_signature {algo 0, hash 0, id_type PKEY_ID_PKCS7, signer_len 0, key_id_len 0,
+// pad[3], be32 sig_len}, then the magic.
+std::string sign_module(std::string_view image, X509* cert, EVP_PKEY* key, bool use_keyid = false) {
+  CHandle<BIO, BIO_free> content(BIO_new_mem_buf(image.data(), static_cast<int>(image.size())));
+  CHandle<CMS_ContentInfo, CMS_ContentInfo_free> cms(
+      CMS_sign(nullptr, nullptr, nullptr, nullptr, CMS_NOCERTS | CMS_PARTIAL | CMS_BINARY | CMS_DETACHED));
+  REQUIRE(cms);
+  REQUIRE(CMS_add1_signer(cms.get(), cert, key, EVP_sha256(),
+                          CMS_NOCERTS | CMS_BINARY | CMS_NOSMIMECAP | CMS_NOATTR | (use_keyid ? CMS_USE_KEYID : 0)));
+  REQUIRE(CMS_final(cms.get(), content.get(), nullptr, CMS_NOCERTS | CMS_BINARY) == 1);
+  unsigned char* buf = nullptr;
+  const int len = i2d_CMS_ContentInfo(cms.get(), &buf);
+  REQUIRE(len > 0);
+  std::string out(image);
+  out.append(reinterpret_cast<char*>(buf), static_cast<size_t>(len));
+  OPENSSL_free(buf);
+  const auto n = static_cast<uint32_t>(len);
+  const char sig[12] = {0, 0, 2, 0, 0, 0, 0, 0, static_cast<char>(n >> 24), static_cast<char>(n >> 16),
+                        static_cast<char>(n >> 8), static_cast<char>(n)};
+  out.append(sig, sizeof sig);
+  out.append(agent::kabi::kSignatureMagic);
+  return out;
+}
+
+std::string strip_signature(std::string_view signed_module) {
+  return std::string(signed_module.substr(0, agent::kabi::parse_signature_trailer(signed_module).image_size));
+}
+
+// A stand-in module image: an ELF-looking blob with a .modinfo-like string.
+std::string fake_module() {
+  std::string image("\x7f" "ELF\x02\x01\x01", 7);
+  image.resize(4096, '\0');
+  image += "license=GPL\0vermagic=6.1.0-56-amd64 SMP preempt mod_unload modversions \0"s;
+  for (int i = 0; i < 1000; ++i) image += static_cast<char>(i * 7);
+  return image;
+}
+
+fs::path temp_path(const std::string& name) {
+  return fs::temp_directory_path() / ("agent-kernel-keys-" + std::to_string(getpid()) + "-" + name);
+}
+
+void write_file(const fs::path& p, std::string_view bytes) {
+  std::ofstream out(p, std::ios::binary | std::ios::trunc);
+  out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+  REQUIRE(out.good());
+}
+
+std::string gzip(std::string_view in) {
+  z_stream zs{};
+  REQUIRE(deflateInit2(&zs, 9, Z_DEFLATED, 16 + MAX_WBITS, 8, Z_DEFAULT_STRATEGY) == Z_OK);
+  std::string out(deflateBound(&zs, static_cast<uLong>(in.size())) + 64, '\0');
+  zs.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(in.data()));
+  zs.avail_in = static_cast<uInt>(in.size());
+  zs.next_out = reinterpret_cast<Bytef*>(out.data());
+  zs.avail_out = static_cast<uInt>(out.size());
+  REQUIRE(deflate(&zs, Z_FINISH) == Z_STREAM_END);
+  out.resize(zs.total_out);
+  deflateEnd(&zs);
+  return out;
+}
+
+std::string xz(std::string_view in) {
+  std::string out(lzma_stream_buffer_bound(in.size()), '\0');
+  size_t pos = 0;
+  REQUIRE(lzma_easy_buffer_encode(6, LZMA_CHECK_CRC32, nullptr, reinterpret_cast<const uint8_t*>(in.data()), in.size(),
+                                  reinterpret_cast<uint8_t*>(out.data()), &pos, out.size()) == LZMA_OK);
+  out.resize(pos);
+  return out;
+}
+
+std::string zstd(std::string_view in) {
+  std::string out(ZSTD_compressBound(in.size()), '\0');
+  const size_t n = ZSTD_compress(out.data(), out.size(), in.data(), in.size(), 19);
+  REQUIRE(!ZSTD_isError(n));
+  out.resize(n);
+  return out;
+}
+
+std::string le32(size_t v) {
+  std::string s(4, '\0');
+  for (int i = 0; i < 4; ++i) s[static_cast<size_t>(i)] = static_cast<char>((v >> (8 * i)) & 0xff);
+  return s;
+}
+
+// A minimal x86 bzImage: one setup sector after the boot sector, boot protocol 2.15, and the
+// payload (compressed kernel + le32 uncompressed size) right after the setup code.
+std::string bzimage(std::string_view payload) {
+  std::string image(1024, '\0');
+  image[0x1f1] = 1;  // setup_sects
+  image[0x1fe] = '\x55';
+  image[0x1ff] = '\xaa';
+  image.replace(0x202, 4, "HdrS");
+  image[0x206] = '\x0f';
+  image[0x207] = '\x02';
+  image.replace(0x248, 4, le32(0));
+  image.replace(0x24c, 4, le32(payload.size()));
+  image += payload;
+  image += std::string(512, '\x5a');  // whatever follows the payload
+  return image;
+}
+
+// ---- the real kernels ---------------------------------------------------------------------
+
+std::optional<fs::path> kernel_cache() {
+  fs::path dir;
+  if (const char* env = std::getenv("AGENT_KERNEL_CACHE"); env && *env) {
+    dir = env;
+  } else if (const char* home = std::getenv("HOME"); home && *home) {
+    dir = fs::path(home) / ".cache/intel-gpu-agent/kernels";
+  } else {
+    return std::nullopt;
+  }
+  std::error_code ec;
+  if (!fs::is_directory(dir, ec)) return std::nullopt;
+  return dir;
+}
+
+std::optional<fs::path> kernel_dir(const std::string& abi) {
+  auto cache = kernel_cache();
+  if (!cache) return std::nullopt;
+  std::error_code ec;
+  if (!fs::exists(*cache / abi / ".done", ec)) return std::nullopt;
+  return *cache / abi;
+}
+
+const std::vector<std::string>& certs_of(const fs::path& dir) {
+  static std::map<fs::path, std::vector<std::string>> cache;
+  auto it = cache.find(dir);
+  if (it == cache.end()) {
+    auto certs = extract_kernel_certificates(dir / "vmlinuz");
+    INFO((certs ? std::string() : certs.error().what()));
+    REQUIRE(certs);
+    it = cache.emplace(dir, std::move(*certs)).first;
+  }
+  return it->second;
+}
+
+std::string i915_of(const fs::path& dir) {
+  const fs::path base = dir / "modules/kernel/drivers/gpu/drm/i915";
+  for (const char* name : {"i915.ko", "i915.ko.xz", "i915.ko.zst"}) {
+    std::error_code ec;
+    if (!fs::exists(base / name, ec)) continue;
+    auto bytes = agent::kabi::read_decompressed(base / name);
+    INFO((bytes ? std::string() : bytes.error().what()));
+    REQUIRE(bytes);
+    return std::move(*bytes);
+  }
+  FAIL("no i915 module under " << base);
+  return {};
+}
+
+// The [offset, offset+size) of an ELF64 little-endian section, found by name.
+std::pair<size_t, size_t> elf_section(std::string_view elf, std::string_view wanted) {
+  auto u16 = [&](size_t at) { return size_t{static_cast<unsigned char>(elf[at])} | size_t{static_cast<unsigned char>(elf[at + 1])} << 8; };
+  auto u64 = [&](size_t at) {
+    size_t v = 0;
+    for (size_t i = 0; i < 8; ++i) v |= size_t{static_cast<unsigned char>(elf[at + i])} << (8 * i);
+    return v;
+  };
+  REQUIRE(elf.size() > 64);
+  REQUIRE(elf[4] == 2);  // ELFCLASS64
+  const size_t shoff = u64(0x28), shentsize = u16(0x3a), shnum = u16(0x3c), shstrndx = u16(0x3e);
+  REQUIRE(shoff + shnum * shentsize <= elf.size());
+  const size_t strtab = u64(shoff + shstrndx * shentsize + 0x18);
+  for (size_t i = 0; i < shnum; ++i) {
+    const size_t sh = shoff + i * shentsize;
+    const size_t name = strtab + (size_t{static_cast<unsigned char>(elf[sh])} | size_t{static_cast<unsigned char>(elf[sh + 1])} << 8 |
+                                  size_t{static_cast<unsigned char>(elf[sh + 2])} << 16 | size_t{static_cast<unsigned char>(elf[sh + 3])} << 24);
+    if (std::string_view(elf.data() + name) == wanted) return {u64(sh + 0x18), u64(sh + 0x20)};
+  }
+  FAIL("no section " << wanted);
+  return {};
+}
+
+std::string subject_of(const std::string& der) {
+  const auto* p = reinterpret_cast<const unsigned char*>(der.data());
+  Cert cert(d2i_X509(nullptr, &p, static_cast<long>(der.size())));
+  if (!cert) return "?";
+  CHandle<BIO, BIO_free> bio(BIO_new(BIO_s_mem()));
+  X509_NAME_print_ex(bio.get(), X509_get_subject_name(cert.get()), 0, XN_FLAG_ONELINE);
+  char* data = nullptr;
+  const long len = BIO_get_mem_data(bio.get(), &data);
+  return std::string(data, static_cast<size_t>(len));
+}
+
+// Verified / UnknownKey / BadSignature / Unsigned for one kernel and an older one with another
+// build key.
+void check_real_kernel(const std::string& abi, const std::string& other_abi) {
+  auto dir = kernel_dir(abi);
+  auto other = kernel_dir(other_abi);
+  if (!dir || !other) {
+    WARN("kernel cache for " << abi << " / " << other_abi
+                             << " absent (run tests/e2e/fetch-kernels.sh); skipping");
+    return;
+  }
+  const auto& certs = certs_of(*dir);
+  REQUIRE(!certs.empty());
+  std::string subjects;
+  for (const auto& c : certs) subjects += "\n  " + subject_of(c);
+  INFO(abi << " vmlinuz certificates:" << subjects);
+
+  const std::string own = i915_of(*dir);
+  CHECK(check_module_signature(own, certs) == SignatureCheck::Verified);
+
+  const std::string foreign = i915_of(*other);
+  CHECK(check_module_signature(foreign, certs) == SignatureCheck::UnknownKey);
+  // ... and the foreign module against its own kernel's keys.
+  CHECK(check_module_signature(foreign, certs_of(*other)) == SignatureCheck::Verified);
+
+  std::string tampered = own;
+  auto [off, size] = elf_section(tampered, ".modinfo");
+  REQUIRE(size > 16);
+  tampered[off + size / 2] ^= 0x01;
+  CHECK(check_module_signature(tampered, certs) == SignatureCheck::BadSignature);
+
+  CHECK(check_module_signature(strip_signature(own), certs) == SignatureCheck::Unsigned);
+  CHECK(check_module_signature(own, {}) == SignatureCheck::UnknownKey);
+}
+
+}  // namespace
+
+TEST_CASE("check_module_signature on a module signed like sign-file does", "[kabi][kernel_keys]") {
+  const Key key = rsa_key();
+  const Key other_key = ec_key();
+  REQUIRE(key);
+  REQUIRE(other_key);
+  const Cert cert = make_cert(key.get(), "build key", 1);
+  const Cert other_cert = make_cert(other_key.get(), "other build key", 2);
+  const std::string image = fake_module();
+  const std::string signed_module = sign_module(image, cert.get(), key.get());
+  const std::vector<std::string> trusted{der_of(cert.get())};
+
+  SECTION("signed by a trusted key, content intact: Verified") {
+    CHECK(check_module_signature(signed_module, trusted) == SignatureCheck::Verified);
+    // Among other certificates and bytes that are no certificate at all.
+    CHECK(check_module_signature(signed_module, {"garbage"s, der_of(other_cert.get()), trusted[0]}) ==
+          SignatureCheck::Verified);
+  }
+  SECTION("signer named by subject key identifier (sign-file -k)") {
+    CHECK(check_module_signature(sign_module(image, cert.get(), key.get(), true), trusted) == SignatureCheck::Verified);
+  }
+  SECTION("an EC key works the same") {
+    const std::string ec_signed = sign_module(image, other_cert.get(), other_key.get());
+    CHECK(check_module_signature(ec_signed, {der_of(other_cert.get())}) == SignatureCheck::Verified);
+    CHECK(check_module_signature(ec_signed, trusted) == SignatureCheck::UnknownKey);
+  }
+  SECTION("one byte of the image changed, trailer kept: BadSignature") {
+    std::string tampered = signed_module;
+    tampered[4096 + 10] ^= 0x20;
+    CHECK(check_module_signature(tampered, trusted) == SignatureCheck::BadSignature);
+  }
+  SECTION("a certificate with the signer's issuer and serial but another key: BadSignature") {
+    // The kernel finds the key by id and the signature then fails with EKEYREJECTED.
+    const Key impostor_key = rsa_key();
+    const Cert impostor = make_cert(impostor_key.get(), "build key", 1);
+    CHECK(check_module_signature(signed_module, {der_of(impostor.get())}) == SignatureCheck::BadSignature);
+  }
+  SECTION("signed by a key the kernel doesn't have: UnknownKey") {
+    CHECK(check_module_signature(signed_module, {der_of(other_cert.get())}) == SignatureCheck::UnknownKey);
+    CHECK(check_module_signature(signed_module, {}) == SignatureCheck::UnknownKey);
+  }
+  SECTION("no trailer: Unsigned") {
+    CHECK(check_module_signature(image, trusted) == SignatureCheck::Unsigned);
+    CHECK(check_module_signature(strip_signature(signed_module), trusted) == SignatureCheck::Unsigned);
+    CHECK(check_module_signature("", trusted) == SignatureCheck::Unsigned);
+  }
+  SECTION("a trailer the kernel can't parse: Malformed") {
+    std::string bad_type = signed_module;
+    bad_type[bad_type.size() - agent::kabi::kSignatureMagic.size() - 12 + 2] = 1;  // id_type PKEY_ID_PGP
+    CHECK(check_module_signature(bad_type, trusted) == SignatureCheck::Unsupported);
+
+    std::string bad_cms = signed_module;
+    bad_cms[image.size()] = 0x04;  // the PKCS#7 blob no longer starts with a SEQUENCE
+    CHECK(check_module_signature(bad_cms, trusted) == SignatureCheck::Malformed);
+
+    CHECK(check_module_signature(std::string(agent::kabi::kSignatureMagic), trusted) == SignatureCheck::Malformed);
+  }
+}
+
+TEST_CASE("signature_check_name", "[kabi][kernel_keys]") {
+  CHECK(agent::kabi::signature_check_name(SignatureCheck::Verified) == "verified");
+  CHECK(agent::kabi::signature_check_name(SignatureCheck::BadSignature) == "bad-signature");
+  CHECK(agent::kabi::signature_check_name(SignatureCheck::UnknownKey) == "unknown-key");
+  CHECK(agent::kabi::signature_check_name(SignatureCheck::Unsigned) == "unsigned");
+  CHECK(agent::kabi::signature_check_name(SignatureCheck::Malformed) == "malformed");
+}
+
+TEST_CASE("extract_kernel_certificates on self-made kernel images", "[kabi][kernel_keys]") {
+  const Key key = ec_key();
+  const Cert a = make_cert(key.get(), "build key", 1);
+  const Cert b = make_cert(key.get(), "second key", 2);
+  const std::string der_a = der_of(a.get()), der_b = der_of(b.get());
+
+  // A "vmlinux": ELF magic, bytes that look like a DER header but aren't a certificate,
+  // then system_certificate_list with a duplicate.
+  std::string vmlinux("\x7f" "ELF\x02\x01\x01", 7);
+  vmlinux.resize(8192, '\x90');
+  vmlinux += "\x30\x82\x01\x00\x30\x82\x00\x10\xa0 not a certificate"s;
+  vmlinux += der_a + der_b + der_a;
+  vmlinux.resize(vmlinux.size() + 8192, '\0');
+  const std::vector<std::string> expected{der_a, der_b};
+
+  const fs::path file = temp_path("vmlinuz");
+  struct Cleanup {
+    fs::path p;
+    ~Cleanup() {
+      std::error_code ec;
+      fs::remove(p, ec);
+    }
+  } cleanup{file};
+
+  SECTION("uncompressed vmlinux") {
+    write_file(file, vmlinux);
+    auto certs = extract_kernel_certificates(file);
+    REQUIRE(certs);
+    CHECK(*certs == expected);
+  }
+  SECTION("bzImage with an xz, zstd or gzip payload followed by its size and more bytes") {
+    for (auto compress : {&xz, &zstd, &gzip}) {
+      write_file(file, bzimage(compress(vmlinux) + le32(vmlinux.size())));
+      auto certs = extract_kernel_certificates(file);
+      INFO((certs ? std::string() : certs.error().what()));
+      REQUIRE(certs);
+      CHECK(*certs == expected);
+    }
+  }
+  SECTION("no boot header: the first stream that decompresses, after false magics") {
+    for (auto compress : {&xz, &zstd, &gzip}) {
+      std::string image = "MZ junk \xfd" "7zXZ\0 not xz, \x28\xb5\x2f\xfd not zstd, \x1f\x8b\x08 not gzip "s;
+      image += compress(vmlinux) + le32(vmlinux.size()) + std::string(300, '\x11');
+      write_file(file, image);
+      auto certs = extract_kernel_certificates(file);
+      INFO((certs ? std::string() : certs.error().what()));
+      REQUIRE(certs);
+      CHECK(*certs == expected);
+    }
+  }
+  SECTION("an image without certificates is an error naming the file") {
+    std::string bare("\x7f" "ELF\x02\x01\x01", 7);
+    bare.resize(100000, '\x30');
+    write_file(file, bzimage(xz(bare)));
+    auto certs = extract_kernel_certificates(file);
+    REQUIRE(!certs);
+    CHECK(certs.error().path == file.string());
+  }
+  SECTION("an image with no compressed kernel is an error naming the file") {
+    write_file(file, "MZ this is no kernel \x1f\x8b\x08 broken"s);
+    auto certs = extract_kernel_certificates(file);
+    REQUIRE(!certs);
+    CHECK(certs.error().path == file.string());
+  }
+  SECTION("a truncated payload is an error") {
+    const std::string payload = xz(vmlinux);
+    write_file(file, bzimage(payload.substr(0, payload.size() / 2)));
+    CHECK(!extract_kernel_certificates(file));
+  }
+  SECTION("a missing file is an error naming it") {
+    auto certs = extract_kernel_certificates(file.string() + ".missing");
+    REQUIRE(!certs);
+    CHECK(certs.error().path == file.string() + ".missing");
+  }
+}
+
+TEST_CASE("real Debian 6.1 kernels: i915 against the build keys in vmlinuz", "[kabi][kernel_keys][real]") {
+  check_real_kernel("6.1.0-56", "6.1.0-55");
+}
+
+TEST_CASE("real Debian 6.12 kernels: i915.ko.xz against the build keys in vmlinuz", "[kabi][kernel_keys][real]") {
+  check_real_kernel("6.12.107+deb13", "6.12.94+deb13");
+}

@@ -1,0 +1,374 @@
+#include "kabi/module.h"
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <random>
+
+#include <catch2/catch.hpp>
+
+#include "test_util.h"
+
+using namespace agent::kabi;
+using Catch::Matchers::Contains;
+using kabi_test::fixture;
+using kabi_test::slurp;
+using kabi_test::TempDir;
+
+namespace {
+
+ModuleInfo load(const std::string& name) {
+  auto m = read_module(fixture(name));
+  if (!m) FAIL("cannot read fixture " << name << ": " << m.error().what());
+  return *m;
+}
+
+const UndefinedSymbol* undefined(const ModuleInfo& m, const std::string& name) {
+  for (const auto& u : m.undefined)
+    if (u.name == name) return &u;
+  return nullptr;
+}
+
+const ExportedSymbol* exported(const ModuleInfo& m, const std::string& name) {
+  for (const auto& e : m.exports)
+    if (e.name == name) return &e;
+  return nullptr;
+}
+
+using Strings = std::vector<std::string>;
+
+// The basic fixture, as every way of storing it must read.
+void check_basic(const ModuleInfo& m) {
+  CHECK(m.name == "kabi_basic");
+  CHECK(m.vermagic == "6.1.0-56-amd64 SMP preempt mod_unload modversions ");
+  CHECK(m.license == "GPL");
+  CHECK(m.srcversion == "0123456789ABCDEF0123456");
+  CHECK(m.depends == Strings{"drm", "drm_kms_helper"});
+  CHECK(m.aliases == Strings{"pci:v00008086d00005690sv*sd*bc03sc*i*", "pci:v00008086d0000100Esv*sd*bc*sc*i*"});
+  CHECK(m.import_ns == Strings{"DMA_BUF"});
+  CHECK(m.firmware == Strings{"i915/dg2_guc_70.bin", "i915/dg2_huc_gsc.bin"});
+
+  // .modinfo in file order, padding skipped, unknown keys kept.
+  std::vector<std::pair<std::string, std::string>> expected = {
+      {"vermagic", "6.1.0-56-amd64 SMP preempt mod_unload modversions "},
+      {"license", "GPL"},
+      {"alias", "pci:v00008086d00005690sv*sd*bc03sc*i*"},
+      {"alias", "pci:v00008086d0000100Esv*sd*bc*sc*i*"},
+      {"import_ns", "DMA_BUF"},
+      {"firmware", "i915/dg2_guc_70.bin"},
+      {"firmware", "i915/dg2_huc_gsc.bin"},
+      {"parm", "enable_guc:Enable GuC (int)"},
+      {"depends", "drm,drm_kms_helper"},
+      {"srcversion", "0123456789ABCDEF0123456"},
+      {"name", "kabi_basic"},
+  };
+  CHECK(m.modinfo == expected);
+  CHECK(m.modinfo_values("alias").size() == 2);
+  CHECK(m.modinfo_values("parm") == Strings{"enable_guc:Enable GuC (int)"});
+  CHECK(m.modinfo_values("nope").empty());
+
+  CHECK(m.has_versions);
+  CHECK(m.versions_alloc);
+  REQUIRE(m.versions.size() == 6);
+  CHECK(m.versions[0].name == "module_layout");
+  CHECK(m.versions[0].crc == 0x6d4c2fd1u);
+  CHECK(m.versions[5].name == "kabi_optional_hook");
+  CHECK(m.versions[5].crc == 0x0badf00du);
+  CHECK_FALSE(m.has_ext_versions);
+  CHECK(m.ext_versions.empty());
+  REQUIRE(m.effective_versions() == &m.versions);
+  REQUIRE(m.find_version("dma_buf_get"));
+  CHECK(m.find_version("dma_buf_get")->crc == 0x2a0e6b6eu);
+  CHECK(m.find_version("not_versioned") == nullptr);
+
+  // Undefined symbols: module_layout is versioned but never referenced, so it is not here.
+  Strings names;
+  for (const auto& u : m.undefined) names.push_back(u.name);
+  std::sort(names.begin(), names.end());
+  CHECK(names == Strings{"_printk", "dma_buf_get", "drm_dev_register", "jiffies", "kabi_optional_hook"});
+  REQUIRE(undefined(m, "kabi_optional_hook"));
+  CHECK(undefined(m, "kabi_optional_hook")->weak);
+  CHECK_FALSE(undefined(m, "_printk")->weak);
+  CHECK_FALSE(undefined(m, "jiffies")->weak);
+
+  REQUIRE(m.exports.size() == 2);
+  const ExportedSymbol* gpl = exported(m, "kabi_basic_export");
+  REQUIRE(gpl);
+  CHECK(gpl->gpl_only);
+  REQUIRE(gpl->crc);
+  CHECK(*gpl->crc == 0x1234abcdu);
+  CHECK(gpl->ns == "KABI_NS");
+  const ExportedSymbol* plain = exported(m, "kabi_basic_plain");
+  REQUIRE(plain);
+  CHECK_FALSE(plain->gpl_only);
+  REQUIRE(plain->crc);
+  CHECK(*plain->crc == 0xdeadbeefu);  // an absolute __crc_ symbol (before 5.19)
+  CHECK(plain->ns.empty());
+
+  CHECK(m.this_module_size == 1280);
+}
+
+}  // namespace
+
+TEST_CASE("module: every field of a plain .ko", "[module]") {
+  const ModuleInfo m = load("basic.ko");
+  check_basic(m);
+  CHECK(m.path == fixture("basic.ko").string());
+  CHECK(m.compression == "none");
+  CHECK(m.signature.state == Signature::State::None);
+  CHECK(m.sha256 == kabi_test::sha256_of_fixture("basic.ko"));
+  CHECK(m.sha256.size() == 64);
+}
+
+TEST_CASE("module: .ko.xz, .ko.zst and .ko.gz read like the plain file", "[module]") {
+  for (auto [file, comp] : {std::pair{"basic.ko.xz", "xz"}, {"basic.ko.zst", "zstd"}, {"basic.ko.gz", "gzip"}}) {
+    INFO(file);
+    const ModuleInfo m = load(file);
+    check_basic(m);
+    CHECK(m.compression == comp);
+    CHECK(m.path == fixture(file).string());
+  }
+  // sha256 is of the file as stored, so a compressed copy has its own.
+  const ModuleInfo xz = load("basic.ko.xz");
+  CHECK(xz.sha256 == kabi_test::sha256_of_fixture("basic.ko.xz"));
+  CHECK(xz.sha256 != kabi_test::sha256_of_fixture("basic.ko"));
+}
+
+TEST_CASE("module: parse_module takes bytes already in memory", "[module]") {
+  auto m = parse_module(slurp(fixture("basic.ko.zst")), "/opt/lib/modules/6.1.0-56-amd64/kabi_basic.ko.zst");
+  REQUIRE(m);
+  check_basic(*m);
+  CHECK(m->path == "/opt/lib/modules/6.1.0-56-amd64/kabi_basic.ko.zst");
+  CHECK(m->compression == "zstd");
+}
+
+TEST_CASE("module: __versions is honoured only when SHF_ALLOC", "[module]") {
+  const ModuleInfo m = load("nonalloc.ko");
+  CHECK(m.has_versions);
+  CHECK_FALSE(m.versions_alloc);
+  // Still read (modprobe --dump-modversions prints it) but not what the kernel consults.
+  CHECK(m.versions.size() == 6);
+  CHECK(m.effective_versions() == nullptr);
+  CHECK(m.find_version("module_layout") == nullptr);
+  CHECK(m.vermagic == "6.1.0-56-amd64 SMP preempt mod_unload modversions ");
+}
+
+TEST_CASE("module: extended modversions replace __versions", "[module]") {
+  const ModuleInfo m = load("ext.ko");
+  CHECK(m.name == "kabi_ext");
+  CHECK(m.license == "GPL v2");
+  CHECK(m.this_module_size == 1344);
+  CHECK(m.has_versions);
+  CHECK(m.versions_alloc);
+  REQUIRE(m.versions.size() == 1);
+  CHECK(m.versions[0].crc == 0x11111111u);
+  CHECK(m.has_ext_versions);
+  REQUIRE(m.ext_versions.size() == 3);
+  CHECK(m.ext_versions[0].name == "module_layout");
+  CHECK(m.ext_versions[0].crc == 0x6d4c2fd1u);
+  CHECK(m.ext_versions[1].name == "_printk");
+  CHECK(m.ext_versions[1].crc == 0x92997ed8u);
+  const std::string long_name = "kabi_a_symbol_name_much_longer_than_the_fifty_six_bytes_of_modversion_info";
+  CHECK(m.ext_versions[2].name == long_name);
+  CHECK(m.ext_versions[2].crc == 0x0000beefu);
+  CHECK(m.effective_versions() == &m.ext_versions);
+  REQUIRE(m.find_version("_printk"));
+  CHECK(m.find_version("_printk")->crc == 0x92997ed8u);  // the stale __versions CRC is not used
+  REQUIRE(m.find_version(long_name));
+  CHECK(undefined(m, long_name));
+}
+
+TEST_CASE("module: no __versions, no export CRCs, name from .modinfo", "[module]") {
+  const ModuleInfo m = load("noversions.ko");
+  // .gnu.linkonce.this_module has an empty name: .modinfo's name= is next.
+  CHECK(m.name == "kabi_noversions");
+  CHECK(m.license == "Proprietary");
+  CHECK(m.vermagic == "7.2.13-amd64 SMP preempt mod_unload ");
+  CHECK_FALSE(m.has_versions);
+  CHECK_FALSE(m.versions_alloc);
+  CHECK(m.versions.empty());
+  CHECK(m.effective_versions() == nullptr);
+  CHECK(m.this_module_size == 1408);
+  REQUIRE(m.exports.size() == 1);
+  CHECK(m.exports[0].name == "kabi_nover_export");
+  CHECK_FALSE(m.exports[0].crc.has_value());
+  CHECK_FALSE(m.exports[0].gpl_only);
+  CHECK(m.depends.empty());
+  CHECK(m.aliases.empty());
+}
+
+TEST_CASE("module: a two-module bundle's exports and imports", "[module]") {
+  const ModuleInfo p = load("provider.ko");
+  const ModuleInfo c = load("consumer.ko");
+  CHECK(p.name == "kabi_provider");
+  CHECK(p.depends.empty());  // "depends=" with nothing after it
+  REQUIRE(exported(p, "prov_gpl"));
+  CHECK(exported(p, "prov_gpl")->gpl_only);
+  CHECK(exported(p, "prov_gpl")->crc == 0xc0ffee01u);
+  REQUIRE(exported(p, "prov_plain"));
+  CHECK_FALSE(exported(p, "prov_plain")->gpl_only);
+  CHECK(exported(p, "prov_plain")->crc == 0xc0ffee02u);  // from __kcrctab data, not absolute
+  CHECK(c.name == "kabi_consumer");
+  CHECK(c.depends == Strings{"kabi_provider"});
+  CHECK(undefined(c, "prov_gpl"));
+  CHECK(undefined(c, "prov_plain"));
+  CHECK(c.exports.empty());
+}
+
+TEST_CASE("module: signature states as read from the file", "[module]") {
+  SECTION("signed") {
+    const ModuleInfo m = load("signed.ko");
+    check_basic(m);  // the trailer is not part of the ELF image
+    CHECK(m.signature.state == Signature::State::Present);
+    CHECK(m.signature.key_id == "5eed1234");
+    CHECK_THAT(m.signature.signer, Contains("kabi unit test signing key"));
+    CHECK(m.signature.signed_size == slurp(fixture("basic.ko")).size());
+    CHECK(m.signature.key_check == Signature::KeyCheck::NotChecked);
+    CHECK(m.sha256 != kabi_test::sha256_of_fixture("basic.ko"));
+  }
+  SECTION("signed, then compressed, as kbuild installs it") {
+    for (const char* f : {"signed.ko.xz", "signed.ko.zst", "signed.ko.gz"}) {
+      INFO(f);
+      const ModuleInfo m = load(f);
+      check_basic(m);
+      CHECK(m.signature.state == Signature::State::Present);
+      CHECK(m.signature.key_id == "5eed1234");
+    }
+  }
+  SECTION("a valid trailer around garbage") {
+    const ModuleInfo m = load("badsig.ko");
+    check_basic(m);
+    CHECK(m.signature.state == Signature::State::Malformed);
+    CHECK_FALSE(m.signature.problem.empty());
+  }
+  SECTION("unsigned") {
+    CHECK(load("basic.ko").signature.state == Signature::State::None);
+  }
+}
+
+TEST_CASE("module: the signature checked against given certificates", "[module][signature]") {
+  const std::vector<std::string> certs{slurp(fixture("signing_cert.der"))};
+  const std::vector<std::string> none;
+  using KC = Signature::KeyCheck;
+  auto check = [](const agent::Result<ModuleInfo>& m) {
+    if (!m) FAIL(m.error().what());
+    return m->signature.key_check;
+  };
+  CHECK(check(read_module(fixture("signed.ko"), &certs)) == KC::Verified);
+  CHECK(check(read_module(fixture("signed.ko.xz"), &certs)) == KC::Verified);  // checked decompressed
+  CHECK(check(read_module(fixture("signed.ko"), &none)) == KC::UnknownKey);
+  CHECK(check(read_module(fixture("signed.ko"))) == KC::NotChecked);
+  CHECK(check(read_module(fixture("basic.ko"), &certs)) == KC::NotChecked);  // unsigned: state None
+  CHECK(check(read_module(fixture("badsig.ko"), &certs)) == KC::NotChecked);  // malformed: state says it
+
+  // One byte of the signed image changed (a .modinfo string): the key is known, the content not.
+  std::string bytes = slurp(fixture("signed.ko"));
+  const size_t at = bytes.find("srcversion=0123456789ABCDEF0123456");
+  REQUIRE(at != std::string::npos);
+  bytes[at + 11] = '9';
+  auto tampered = parse_module(bytes, "tampered.ko", &certs);
+  REQUIRE(tampered);
+  CHECK(tampered->srcversion == "9123456789ABCDEF0123456");
+  CHECK(tampered->signature.state == Signature::State::Present);
+  CHECK(tampered->signature.key_check == KC::BadSignature);
+}
+
+TEST_CASE("module: names implied by file names", "[module]") {
+  CHECK(module_name_from_path("/lib/modules/6.1.0/kernel/drivers/gpu/drm/drm_kms_helper.ko.xz") == "drm_kms_helper");
+  CHECK(module_name_from_path("snd-hda-intel.ko.zst") == "snd_hda_intel");
+  CHECK(module_name_from_path("i915.ko") == "i915");
+  CHECK(module_name_from_path("i915.ko.gz") == "i915");
+}
+
+// ---- bad input: a clear error naming the path, never a crash -------------------------------
+
+namespace {
+
+void check_error(const agent::Result<ModuleInfo>& r, const std::string& path, const char* says) {
+  REQUIRE_FALSE(r);
+  CHECK(r.error().code == ENOEXEC);
+  CHECK(r.error().path == path);
+  CHECK_THAT(r.error().what(), Contains(path));
+  if (says) CHECK_THAT(r.error().message, Contains(says));
+}
+
+}  // namespace
+
+TEST_CASE("module: empty, garbage and non-module files", "[module][errors]") {
+  TempDir tmp;
+  SECTION("empty") {
+    kabi_test::spit(tmp / "empty.ko", "");
+    check_error(read_module(tmp / "empty.ko"), (tmp / "empty.ko").string(), "empty");
+  }
+  SECTION("garbage") {
+    kabi_test::spit(tmp / "garbage.ko", std::string(4096, 'Z'));
+    check_error(read_module(tmp / "garbage.ko"), (tmp / "garbage.ko").string(), "not an ELF");
+  }
+  SECTION("ELF magic only") {
+    kabi_test::spit(tmp / "magic.ko", "\x7f" "ELF");
+    check_error(read_module(tmp / "magic.ko"), (tmp / "magic.ko").string(), nullptr);
+  }
+  SECTION("no .modinfo") {
+    check_error(read_module(fixture("nomodinfo.ko")), fixture("nomodinfo.ko").string(), ".modinfo");
+  }
+  SECTION("no .gnu.linkonce.this_module") {
+    check_error(read_module(fixture("nothismodule.ko")), fixture("nothismodule.ko").string(),
+                ".gnu.linkonce.this_module");
+  }
+  SECTION("__versions not a multiple of 64 bytes") {
+    check_error(read_module(fixture("badversions.ko")), fixture("badversions.ko").string(), "__versions");
+  }
+  SECTION("not ET_REL") {
+    std::string bytes = slurp(fixture("basic.ko"));
+    bytes[16] = 3;  // e_type = ET_DYN
+    check_error(parse_module(bytes, "shared.so"), "shared.so", "ET_REL");
+  }
+  SECTION("big-endian") {
+    std::string bytes = slurp(fixture("basic.ko"));
+    bytes[5] = 2;  // EI_DATA = ELFDATA2MSB
+    check_error(parse_module(bytes, "be.ko"), "be.ko", nullptr);
+  }
+  SECTION("a compressed file with garbage inside") {
+    std::string xz = slurp(fixture("basic.ko.xz"));
+    kabi_test::spit(tmp / "cut.ko.xz", xz.substr(0, xz.size() / 2));
+    auto r = read_module(tmp / "cut.ko.xz");
+    REQUIRE_FALSE(r);
+    CHECK(r.error().path == (tmp / "cut.ko.xz").string());
+  }
+  SECTION("missing file") {
+    auto r = read_module(tmp / "missing.ko");
+    REQUIRE_FALSE(r);
+    CHECK(r.error().code == ENOENT);
+    CHECK(r.error().path == (tmp / "missing.ko").string());
+  }
+}
+
+TEST_CASE("module: a .ko truncated at any length is an error naming it", "[module][errors]") {
+  const std::string whole = slurp(fixture("basic.ko"));
+  for (size_t len = 0; len < whole.size(); ++len) {
+    auto r = parse_module(whole.substr(0, len), "truncated.ko");
+    if (r) {
+      FAIL_CHECK("truncated to " << len << " of " << whole.size() << " bytes, parsed as module " << r->name);
+    } else if (r.error().path != "truncated.ko" || r.error().message.empty()) {
+      FAIL_CHECK("error at " << len << " does not name the file: " << r.error().what());
+    }
+  }
+}
+
+TEST_CASE("module: corrupted bytes never crash the reader", "[module][errors]") {
+  // Deterministic mutations of every fixture: a result or an error, nothing else (run the
+  // sanitizer build to catch out-of-bounds reads).
+  std::mt19937 rng(20261101);
+  for (const char* f : {"basic.ko", "ext.ko", "signed.ko", "provider.ko"}) {
+    const std::string whole = slurp(fixture(f));
+    std::uniform_int_distribution<size_t> pos(0, whole.size() - 1);
+    std::uniform_int_distribution<int> byte(0, 255);
+    for (int iter = 0; iter < 400; ++iter) {
+      std::string bytes = whole;
+      const int flips = 1 + iter % 8;
+      for (int i = 0; i < flips; ++i) bytes[pos(rng)] = static_cast<char>(byte(rng));
+      auto r = parse_module(bytes, f);
+      if (!r) CHECK_FALSE(r.error().message.empty());
+    }
+  }
+}

@@ -1,0 +1,777 @@
+// One test per loadability rule (DESIGN.md, "The loadability rules"), with the errno the
+// kernel's init_module() returns. Kernels are built by hand; modules by hand or from fixtures.
+#include "kabi/rules.h"
+
+#include <cerrno>
+
+#include <catch2/catch.hpp>
+
+#include "kabi/signature.h"
+#include "test_util.h"
+
+using namespace agent::kabi;
+using Catch::Matchers::Contains;
+using kabi_test::fixture;
+
+namespace {
+
+constexpr const char* kVermagic61 = "6.1.0-56-amd64 SMP preempt mod_unload modversions ";
+
+// Debian 6.1.0-56's exports, the ones the tests use.
+constexpr const char* kSymvers61 =
+    "0x6d4c2fd1\tmodule_layout\tvmlinux\tEXPORT_SYMBOL\t\n"
+    "0x92997ed8\t_printk\tvmlinux\tEXPORT_SYMBOL\t\n"
+    "0x15ba50a6\tjiffies\tvmlinux\tEXPORT_SYMBOL\t\n"
+    "0x2a0e6b6e\tdma_buf_get\tvmlinux\tEXPORT_SYMBOL_GPL\tDMA_BUF\n"
+    "0x4b1d0a3c\tgpl_only_fn\tvmlinux\tEXPORT_SYMBOL_GPL\t\n"
+    "0x7f2a1c00\tgpl_future_fn\tvmlinux\tEXPORT_SYMBOL_GPL_FUTURE\t\n"
+    "0x1c3a7b21\tdrm_dev_register\tdrivers/gpu/drm/drm\tEXPORT_SYMBOL\t\n"
+    "0x3e1f7a10\tdrm_kms_helper_poll_init\tdrivers/gpu/drm/drm_kms_helper\tEXPORT_SYMBOL_GPL\t\n"
+    "0x5a5a5a5a\torphan_fn\tdrivers/misc/orphan\tEXPORT_SYMBOL\t\n";
+
+KernelModel kernel61() {
+  KernelModel k;
+  k.release = "6.1.0-56-amd64";
+  k.vermagic = kVermagic61;
+  k.symvers_source = "test:Module.symvers";
+  auto sv = parse_symvers(kSymvers61, k.symvers_source);
+  REQUIRE(sv);
+  k.symvers = std::move(*sv);
+  k.modversions = true;
+  k.version_major = 6;
+  k.version_minor = 1;
+  k.this_module_size = 1280;
+  k.in_tree["drm"] = InTreeModule{"drm", "/lib/modules/6.1.0-56-amd64/kernel/drivers/gpu/drm/drm.ko", {}};
+  k.in_tree["drm_kms_helper"] =
+      InTreeModule{"drm_kms_helper", "/lib/modules/6.1.0-56-amd64/kernel/drivers/gpu/drm/drm_kms_helper.ko", {"drm"}};
+  return k;
+}
+
+// A GPL module built for that kernel, importing `imports` with the kernel's own CRCs.
+ModuleInfo module(const std::string& name, std::vector<std::string> imports = {"_printk"}) {
+  ModuleInfo m;
+  m.path = "/opt/lib/modules/6.1.0-56-amd64/" + name + ".ko";
+  m.name = name;
+  m.compression = "none";
+  m.vermagic = kVermagic61;
+  m.license = "GPL";
+  m.has_versions = true;
+  m.versions_alloc = true;
+  m.this_module_size = 1280;
+  const Symvers sv = parse_symvers(kSymvers61, "t").value();
+  m.versions.push_back({"module_layout", sv.find("module_layout")->crc});
+  for (const auto& s : imports) {
+    m.undefined.push_back({s, false});
+    if (const SymversEntry* e = sv.find(s)) m.versions.push_back({s, e->crc});
+    if (const SymversEntry* e = sv.find(s); e && !e->ns.empty()) m.import_ns.push_back(e->ns);
+  }
+  return m;
+}
+
+VersionEntry* version(ModuleInfo& m, const std::string& sym) {
+  for (auto& v : m.versions)
+    if (v.name == sym) return &v;
+  FAIL("no version entry " << sym);
+  return nullptr;
+}
+
+ModuleVerdict one(const ModuleInfo& m, const KernelModel& k) {
+  Evaluation ev = evaluate({m}, k);
+  REQUIRE(ev.modules.size() == 1);
+  return ev.modules[0];
+}
+
+const Reason* find_reason(const ModuleVerdict& v, const std::string& code) {
+  for (const auto& r : v.reasons)
+    if (r.code == code) return &r;
+  return nullptr;
+}
+
+const ModuleVerdict& by_name(const Evaluation& ev, const std::string& name) {
+  for (const auto& m : ev.modules)
+    if (m.name == name) return m;
+  FAIL("no verdict for " << name);
+  return ev.modules.front();
+}
+
+size_t fatal_count(const ModuleVerdict& v) {
+  size_t n = 0;
+  for (const auto& r : v.reasons) n += r.fatal;
+  return n;
+}
+
+std::string codes(const ModuleVerdict& v) {
+  std::string s;
+  for (const auto& r : v.reasons) s += r.code + (r.symbol.empty() ? "" : "(" + r.symbol + ")") + " ";
+  return s;
+}
+
+#define REQUIRE_LOADABLE(v)                    \
+  do {                                         \
+    INFO("reasons: " << codes(v));             \
+    REQUIRE((v).verdict == Verdict::Loadable); \
+    REQUIRE((v).err == 0);                     \
+  } while (0)
+
+#define REQUIRE_REFUSED(v, errno_value)         \
+  do {                                          \
+    INFO("reasons: " << codes(v));              \
+    REQUIRE((v).verdict == Verdict::Refused);   \
+    REQUIRE(errno_name((v).err) == errno_name(errno_value)); \
+  } while (0)
+
+}  // namespace
+
+// ---- the baseline --------------------------------------------------------------------------
+
+TEST_CASE("rules: a module built for the kernel loads", "[rules]") {
+  auto v = one(module("i915", {"_printk", "jiffies", "drm_dev_register"}), kernel61());
+  REQUIRE_LOADABLE(v);
+  CHECK(v.reasons.empty());
+  CHECK(v.name == "i915");
+  CHECK(v.path == "/opt/lib/modules/6.1.0-56-amd64/i915.ko");
+  CHECK(v.load_after == std::vector<std::string>{"drm"});
+}
+
+TEST_CASE("rules: the basic fixture against a kernel built from the same tree", "[rules][fixtures]") {
+  auto m = read_module(fixture("basic.ko"));
+  REQUIRE(m);
+  auto v = one(*m, kernel61());
+  REQUIRE_LOADABLE(v);
+  // kabi_optional_hook is weak and nowhere: fine. dma_buf_get's namespace is imported.
+  CHECK(v.reasons.empty());
+  CHECK(v.load_after == std::vector<std::string>{"drm"});
+}
+
+// ---- module_layout -------------------------------------------------------------------------
+
+TEST_CASE("rules: module_layout CRC differs -> ENOEXEC, before vermagic", "[rules]") {
+  ModuleInfo m = module("i915");
+  version(m, "module_layout")->crc = 0x11111111;
+  auto v = one(m, kernel61());
+  REQUIRE_REFUSED(v, ENOEXEC);
+  const Reason* r = nullptr;
+  for (const auto& x : v.reasons)
+    if (x.symbol == "module_layout") r = &x;
+  REQUIRE(r);
+  CHECK(r->fatal);
+  CHECK(r->err == ENOEXEC);
+  CHECK(r->expected_crc == 0x6d4c2fd1u);
+  CHECK(r->found_crc == 0x11111111u);
+  CHECK_THAT(r->message, Contains("disagrees about version of symbol module_layout"));
+  CHECK(r->code == reason::kModuleLayout);
+
+  // Also refused for vermagic: module_layout is reported first, as the kernel checks it first.
+  m.vermagic = "6.1.0-47-amd64 SMP preempt_rt mod_unload modversions ";
+  auto both = one(m, kernel61());
+  REQUIRE_REFUSED(both, ENOEXEC);
+  REQUIRE(both.reasons.size() == 2);
+  CHECK(both.reasons[0].symbol == "module_layout");
+  CHECK(both.reasons[1].code == reason::kVermagic);
+}
+
+TEST_CASE("rules: module_layout missing from __versions, strict policy -> ENOEXEC", "[rules]") {
+  ModuleInfo m = module("i915");
+  m.versions.erase(m.versions.begin());  // drop module_layout
+  auto v = one(m, kernel61());
+  // check_modstruct_version() failing makes load_module() return -ENOEXEC whatever the reason.
+  REQUIRE_REFUSED(v, ENOEXEC);
+}
+
+TEST_CASE("rules: module_layout missing from __versions, upstream policy -> warning", "[rules]") {
+  ModuleInfo m = module("i915");
+  m.versions.erase(m.versions.begin());
+  KernelModel k = kernel61();
+  k.policy = MissingVersionPolicy::Upstream;
+  auto v = one(m, k);
+  REQUIRE_LOADABLE(v);
+  REQUIRE(find_reason(v, reason::kNoSymbolVersionWarn));
+  CHECK_FALSE(find_reason(v, reason::kNoSymbolVersionWarn)->fatal);
+}
+
+// ---- vermagic ------------------------------------------------------------------------------
+
+TEST_CASE("rules: vermagic differs beyond the release word -> ENOEXEC", "[rules]") {
+  ModuleInfo m = module("i915");
+  m.vermagic = "6.1.0-56-amd64 SMP preempt_dynamic mod_unload modversions ";
+  auto v = one(m, kernel61());
+  REQUIRE_REFUSED(v, ENOEXEC);
+  const Reason* r = find_reason(v, reason::kVermagic);
+  REQUIRE(r);
+  CHECK(r->err == ENOEXEC);
+  CHECK_THAT(r->message, Contains("version magic '6.1.0-56-amd64 SMP preempt_dynamic mod_unload modversions ' "
+                                  "should be '6.1.0-56-amd64 SMP preempt mod_unload modversions '"));
+}
+
+TEST_CASE("rules: only the release word differs: accepted with CRCs", "[rules]") {
+  ModuleInfo m = module("i915", {"_printk", "drm_dev_register"});
+  m.vermagic = "6.1.0-55-amd64 SMP preempt mod_unload modversions ";
+  auto v = one(m, kernel61());
+  REQUIRE_LOADABLE(v);
+  CHECK_FALSE(find_reason(v, reason::kVermagic));
+}
+
+TEST_CASE("rules: only the release word differs: refused without an SHF_ALLOC __versions", "[rules]") {
+  SECTION("no __versions at all") {
+    ModuleInfo m = module("i915");
+    m.vermagic = "6.1.0-55-amd64 SMP preempt mod_unload modversions ";
+    m.has_versions = false;
+    m.versions_alloc = false;
+    m.versions.clear();
+    auto v = one(m, kernel61());
+    REQUIRE_REFUSED(v, ENOEXEC);
+    CHECK(find_reason(v, reason::kVermagic));
+  }
+  SECTION("__versions present but not SHF_ALLOC (fixture)") {
+    auto m = read_module(fixture("nonalloc.ko"));
+    REQUIRE(m);
+    m->vermagic = "6.1.0-55-amd64 SMP preempt mod_unload modversions ";
+    auto v = one(*m, kernel61());
+    REQUIRE_REFUSED(v, ENOEXEC);
+    CHECK(find_reason(v, reason::kVermagic));
+  }
+  SECTION("the same vermagic: the non-SHF_ALLOC fixture is a forced load") {
+    auto m = read_module(fixture("nonalloc.ko"));
+    REQUIRE(m);
+    auto v = one(*m, kernel61());
+    REQUIRE_LOADABLE(v);
+    CHECK(find_reason(v, reason::kNoVersionsTable));
+  }
+}
+
+TEST_CASE("rules: no vermagic at all -> ENOEXEC", "[rules]") {
+  ModuleInfo m = module("i915");
+  m.vermagic.clear();
+  auto v = one(m, kernel61());
+  REQUIRE_REFUSED(v, ENOEXEC);
+  CHECK(find_reason(v, reason::kVermagic));
+}
+
+// ---- struct module size (6.12+) -------------------------------------------------------------
+
+TEST_CASE("rules: .gnu.linkonce.this_module size differs -> ENOEXEC on 6.12+, ignored before", "[rules]") {
+  ModuleInfo m = module("i915");
+  m.this_module_size = 1344;
+  KernelModel k = kernel61();
+  REQUIRE_LOADABLE(one(m, k));
+  k.version_minor = 12;
+  auto v = one(m, k);
+  REQUIRE_REFUSED(v, ENOEXEC);
+  CHECK(find_reason(v, reason::kModuleStructSize));
+  k.version_major = 7;
+  k.version_minor = 0;
+  REQUIRE_REFUSED(one(m, k), ENOEXEC);
+  k.this_module_size = 0;  // unknown: nothing to compare
+  REQUIRE_LOADABLE(one(m, k));
+}
+
+// ---- already loaded ------------------------------------------------------------------------
+
+TEST_CASE("rules: a live module of the same name -> EEXIST", "[rules]") {
+  KernelModel k = kernel61();
+  k.live = {"i915", "drm"};
+  auto v = one(module("i915"), k);
+  REQUIRE_REFUSED(v, EEXIST);
+  CHECK(find_reason(v, reason::kAlreadyLoaded));
+  REQUIRE_LOADABLE(one(module("xe"), k));
+}
+
+// ---- symbols -------------------------------------------------------------------------------
+
+TEST_CASE("rules: an unknown symbol -> ENOENT, named", "[rules]") {
+  ModuleInfo m = module("i915", {"_printk", "drm_gem_renamed"});
+  auto v = one(m, kernel61());
+  REQUIRE_REFUSED(v, ENOENT);
+  const Reason* r = find_reason(v, reason::kUnknownSymbol);
+  REQUIRE(r);
+  CHECK(r->symbol == "drm_gem_renamed");
+  CHECK(r->err == ENOENT);
+  CHECK_THAT(r->message, Contains("Unknown symbol drm_gem_renamed (err -2)"));
+  CHECK(fatal_count(v) == 1);
+}
+
+TEST_CASE("rules: a weak undefined symbol nobody exports is fine", "[rules]") {
+  ModuleInfo m = module("i915");
+  m.undefined.push_back({"optional_hook", true});
+  REQUIRE_LOADABLE(one(m, kernel61()));
+  // A weak reference to a GPL-only symbol from a non-GPL module resolves to 0 too.
+  ModuleInfo p = module("blob", {"_printk"});
+  p.license = "Proprietary";
+  p.undefined.push_back({"gpl_only_fn", true});
+  REQUIRE_LOADABLE(one(p, kernel61()));
+}
+
+TEST_CASE("rules: a weak symbol that resolves must still match its CRC", "[rules]") {
+  // resolve_symbol() returns ERR_PTR(-EINVAL), not NULL, so the weak binding does not help.
+  ModuleInfo m = module("i915", {"drm_dev_register"});
+  m.undefined[0].weak = true;
+  version(m, "drm_dev_register")->crc = 0x1;
+  REQUIRE_REFUSED(one(m, kernel61()), EINVAL);
+}
+
+TEST_CASE("rules: a weak symbol of an in-tree module the tree lacks is fine", "[rules]") {
+  // No module provides it at load time, so the weak reference resolves to 0 as for any
+  // missing weak symbol.
+  ModuleInfo m = module("i915", {"_printk"});
+  m.undefined.push_back({"orphan_fn", true});
+  m.versions.push_back({"orphan_fn", 0x5a5a5a5a});
+  REQUIRE_LOADABLE(one(m, kernel61()));
+}
+
+TEST_CASE("rules: a GPL-only symbol in a non-GPL module -> ENOENT", "[rules]") {
+  ModuleInfo m = module("blob", {"_printk", "gpl_only_fn"});
+  m.license = "Proprietary";
+  auto v = one(m, kernel61());
+  REQUIRE_REFUSED(v, ENOENT);
+  const Reason* r = find_reason(v, reason::kGplOnlySymbol);
+  REQUIRE(r);
+  CHECK(r->symbol == "gpl_only_fn");
+  CHECK_THAT(r->message, Contains("Unknown symbol gpl_only_fn (err -2)"));
+
+  // Every licence string license_is_gpl_compatible() accepts.
+  for (const char* ok : {"GPL", "GPL v2", "GPL and additional rights", "Dual BSD/GPL", "Dual MIT/GPL", "Dual MPL/GPL"}) {
+    INFO(ok);
+    m.license = ok;
+    REQUIRE_LOADABLE(one(m, kernel61()));
+  }
+  for (const char* bad : {"", "MIT", "BSD", "GPLv2", "gpl"}) {
+    INFO(bad);
+    m.license = bad;
+    REQUIRE_REFUSED(one(m, kernel61()), ENOENT);
+  }
+  // GPL_FUTURE exports are not GPL-only.
+  ModuleInfo f = module("blob", {"gpl_future_fn"});
+  f.license = "Proprietary";
+  REQUIRE_LOADABLE(one(f, kernel61()));
+}
+
+TEST_CASE("rules: a CRC mismatch -> EINVAL with both CRCs", "[rules]") {
+  ModuleInfo m = module("i915", {"_printk", "drm_dev_register"});
+  version(m, "drm_dev_register")->crc = 0xdeadbeef;
+  auto v = one(m, kernel61());
+  REQUIRE_REFUSED(v, EINVAL);
+  const Reason* r = find_reason(v, reason::kCrcMismatch);
+  REQUIRE(r);
+  CHECK(r->symbol == "drm_dev_register");
+  CHECK(r->expected_crc == 0x1c3a7b21u);
+  CHECK(r->found_crc == 0xdeadbeefu);
+  CHECK(r->err == EINVAL);
+  CHECK_THAT(r->message, Contains("i915: disagrees about version of symbol drm_dev_register"));
+}
+
+TEST_CASE("rules: a symbol without a __versions entry", "[rules]") {
+  ModuleInfo m = module("i915", {"_printk", "jiffies"});
+  m.versions.erase(m.versions.begin() + 2);  // jiffies
+  REQUIRE_FALSE(m.find_version("jiffies"));
+  SECTION("strict (Debian) -> EINVAL") {
+    auto v = one(m, kernel61());
+    REQUIRE_REFUSED(v, EINVAL);
+    const Reason* r = find_reason(v, reason::kNoSymbolVersion);
+    REQUIRE(r);
+    CHECK(r->symbol == "jiffies");
+    CHECK(r->fatal);
+    CHECK_THAT(r->message, Contains("no symbol version for jiffies"));
+  }
+  SECTION("upstream -> a warning, accepted") {
+    KernelModel k = kernel61();
+    k.policy = MissingVersionPolicy::Upstream;
+    auto v = one(m, k);
+    REQUIRE_LOADABLE(v);
+    const Reason* r = find_reason(v, reason::kNoSymbolVersionWarn);
+    REQUIRE(r);
+    CHECK(r->symbol == "jiffies");
+    CHECK_FALSE(r->fatal);
+  }
+}
+
+TEST_CASE("rules: a namespaced symbol not imported -> EINVAL", "[rules]") {
+  ModuleInfo m = module("i915", {"_printk", "dma_buf_get"});
+  REQUIRE_LOADABLE(one(m, kernel61()));
+  m.import_ns.clear();
+  auto v = one(m, kernel61());
+  REQUIRE_REFUSED(v, EINVAL);
+  const Reason* r = find_reason(v, reason::kNamespaceNotImported);
+  REQUIRE(r);
+  CHECK(r->symbol == "dma_buf_get");
+  CHECK_THAT(r->message, Contains("module uses symbol (dma_buf_get) from namespace DMA_BUF, but does not import it."));
+  m.import_ns = {"SOME_OTHER_NS"};
+  REQUIRE_REFUSED(one(m, kernel61()), EINVAL);
+}
+
+TEST_CASE("rules: the errno is the last failing symbol's", "[rules]") {
+  // simplify_symbols() reports every bad symbol but keeps only the last one's error.
+  ModuleInfo crc_then_unknown = module("i915", {"drm_dev_register", "no_such_symbol"});
+  version(crc_then_unknown, "drm_dev_register")->crc = 1;
+  auto a = one(crc_then_unknown, kernel61());
+  REQUIRE_REFUSED(a, ENOENT);
+  CHECK(fatal_count(a) == 2);
+
+  ModuleInfo unknown_then_crc = module("i915", {"no_such_symbol", "drm_dev_register"});
+  version(unknown_then_crc, "drm_dev_register")->crc = 1;
+  auto b = one(unknown_then_crc, kernel61());
+  REQUIRE_REFUSED(b, EINVAL);
+  CHECK(fatal_count(b) == 2);
+
+  // A later good symbol does not clear the error.
+  ModuleInfo bad_then_good = module("i915", {"no_such_symbol", "_printk"});
+  REQUIRE_REFUSED(one(bad_then_good, kernel61()), ENOENT);
+
+  // Namespace last: EINVAL.
+  ModuleInfo ns_last = module("i915", {"no_such_symbol", "dma_buf_get"});
+  ns_last.import_ns.clear();
+  REQUIRE_REFUSED(one(ns_last, kernel61()), EINVAL);
+}
+
+TEST_CASE("rules: an earlier stage's errno wins over the symbols'", "[rules]") {
+  KernelModel k = kernel61();
+  k.live = {"i915"};
+  ModuleInfo m = module("i915", {"no_such_symbol"});
+  auto v = one(m, k);
+  REQUIRE_REFUSED(v, EEXIST);
+  // ... but the report still names everything that would need fixing.
+  CHECK(find_reason(v, reason::kUnknownSymbol));
+}
+
+TEST_CASE("rules: a symbol of an in-tree module the tree lacks -> ENOENT", "[rules]") {
+  ModuleInfo m = module("i915", {"orphan_fn"});
+  auto v = one(m, kernel61());
+  REQUIRE_REFUSED(v, ENOENT);
+  const Reason* r = find_reason(v, reason::kMissingDependency);
+  REQUIRE(r);
+  CHECK(r->symbol == "orphan_fn");
+}
+
+TEST_CASE("rules: in-tree dependencies are listed with theirs", "[rules]") {
+  auto v = one(module("i915", {"drm_kms_helper_poll_init"}), kernel61());
+  REQUIRE_LOADABLE(v);
+  CHECK(v.load_after == std::vector<std::string>{"drm", "drm_kms_helper"});
+}
+
+// ---- no versions table, no modversions -----------------------------------------------------
+
+TEST_CASE("rules: a module without __versions on a modversions kernel is a forced load", "[rules]") {
+  ModuleInfo m = module("i915", {"_printk", "drm_dev_register", "jiffies"});
+  m.has_versions = false;
+  m.versions_alloc = false;
+  m.versions.clear();
+  auto v = one(m, kernel61());
+  REQUIRE_LOADABLE(v);
+  size_t warnings = 0;
+  for (const auto& r : v.reasons) {
+    CHECK_FALSE(r.fatal);
+    warnings += r.code == reason::kNoVersionsTable;
+  }
+  CHECK(warnings == 1);  // once per module, as the kernel taints once
+}
+
+TEST_CASE("rules: a kernel without MODVERSIONS checks no CRCs but the whole vermagic", "[rules]") {
+  KernelModel k;
+  k.release = "7.2.13-amd64";
+  k.vermagic = "7.2.13-amd64 SMP preempt mod_unload ";
+  k.symvers = read_symvers(kabi_test::source_fixture("Module.symvers.nomodversions")).value();
+  REQUIRE_FALSE(k.symvers.modversions);
+  k.modversions = false;
+  k.version_major = 7;
+  k.version_minor = 2;
+
+  SECTION("the fixture built for it") {
+    auto m = read_module(fixture("noversions.ko"));
+    REQUIRE(m);
+    auto v = one(*m, k);
+    REQUIRE_LOADABLE(v);
+    REQUIRE(find_reason(v, reason::kNoModversions));
+    CHECK_FALSE(find_reason(v, reason::kNoModversions)->fatal);
+    CHECK_FALSE(find_reason(v, reason::kNoVersionsTable));
+  }
+  SECTION("CRCs in the module mean nothing") {
+    ModuleInfo m = module("i915", {"_printk", "dma_buf_get"});
+    m.vermagic = k.vermagic;
+    for (auto& e : m.versions) e.crc = 0x12345678;
+    REQUIRE_LOADABLE(one(m, k));
+  }
+  SECTION("another release word is refused, CRCs or not") {
+    ModuleInfo m = module("i915");
+    m.vermagic = "7.2.12-amd64 SMP preempt mod_unload ";
+    REQUIRE_REFUSED(one(m, k), ENOEXEC);
+  }
+  SECTION("symbols must still exist, with their namespaces") {
+    ModuleInfo m = module("i915", {"no_such_symbol"});
+    m.vermagic = k.vermagic;
+    REQUIRE_REFUSED(one(m, k), ENOENT);
+    ModuleInfo n = module("i915", {"dma_buf_get"});
+    n.vermagic = k.vermagic;
+    n.import_ns.clear();
+    REQUIRE_REFUSED(one(n, k), EINVAL);
+  }
+}
+
+// ---- extended modversions (6.14+) ----------------------------------------------------------
+
+TEST_CASE("rules: extended modversions are checked and __versions ignored", "[rules][fixtures]") {
+  KernelModel k = kernel61();
+  k.release = "6.14.0-1-amd64";
+  k.vermagic = "6.14.0-1-amd64 SMP preempt mod_unload modversions ";
+  k.version_minor = 14;
+  k.this_module_size = 1344;
+  k.symvers = read_symvers(kabi_test::source_fixture("Module.symvers")).value();
+  auto m = read_module(fixture("ext.ko"));
+  REQUIRE(m);
+  auto v = one(*m, k);
+  REQUIRE_LOADABLE(v);  // __versions' stale _printk CRC (0x11111111) is not consulted
+
+  m->ext_versions[1].crc = 0x22222222;  // _printk
+  auto bad = one(*m, k);
+  REQUIRE_REFUSED(bad, EINVAL);
+  REQUIRE(find_reason(bad, reason::kCrcMismatch));
+  CHECK(find_reason(bad, reason::kCrcMismatch)->found_crc == 0x22222222u);
+}
+
+// ---- bundles -------------------------------------------------------------------------------
+
+TEST_CASE("rules: bundle modules resolve against each other in dependency order", "[rules][fixtures]") {
+  auto provider = read_module(fixture("provider.ko"));
+  auto consumer = read_module(fixture("consumer.ko"));
+  REQUIRE(provider);
+  REQUIRE(consumer);
+  // Given in the wrong order: the evaluation puts the provider first.
+  Evaluation ev = evaluate({*consumer, *provider}, kernel61());
+  REQUIRE(ev.modules.size() == 2);
+  CHECK(ev.modules[0].name == "kabi_provider");
+  CHECK(ev.modules[1].name == "kabi_consumer");
+  REQUIRE_LOADABLE(ev.modules[0]);
+  REQUIRE_LOADABLE(ev.modules[1]);
+  CHECK(ev.modules[1].load_after == std::vector<std::string>{"kabi_provider"});
+  CHECK(ev.all_loadable());
+
+  SECTION("alone, the consumer misses the provider's symbols") {
+    auto v = one(*consumer, kernel61());
+    REQUIRE_REFUSED(v, ENOENT);
+    CHECK(find_reason(v, reason::kUnknownSymbol));
+  }
+  SECTION("a CRC that disagrees with the bundle's export") {
+    ModuleInfo c = *consumer;
+    version(c, "prov_plain")->crc = 0x0;
+    Evaluation e = evaluate({*provider, c}, kernel61());
+    REQUIRE_REFUSED(e.modules[1], EINVAL);
+    CHECK(find_reason(e.modules[1], reason::kCrcMismatch)->expected_crc == 0xc0ffee02u);
+    CHECK_FALSE(e.all_loadable());
+  }
+  SECTION("a bundle export's GPL-only flag applies") {
+    ModuleInfo c = *consumer;
+    c.license = "Proprietary";
+    Evaluation e = evaluate({*provider, c}, kernel61());
+    REQUIRE_REFUSED(e.modules[1], ENOENT);
+    CHECK(find_reason(e.modules[1], reason::kGplOnlySymbol)->symbol == "prov_gpl");
+  }
+  SECTION("ordering by imported symbols alone, without depends=") {
+    ModuleInfo c = *consumer;
+    c.depends.clear();
+    Evaluation e = evaluate({c, *provider}, kernel61());
+    CHECK(e.modules[0].name == "kabi_provider");
+    REQUIRE_LOADABLE(e.modules[1]);
+  }
+}
+
+TEST_CASE("rules: a bundle module replaces the in-tree module of the same name", "[rules]") {
+  // The bundle ships its own drm: its exports, not the kernel's symvers entry, count.
+  ModuleInfo drm = module("drm", {"_printk"});
+  drm.exports.push_back({"drm_dev_register", 0x99999999u, false, ""});
+  ModuleInfo i915 = module("i915", {"drm_dev_register"});
+  Evaluation ev = evaluate({i915, drm}, kernel61());
+  REQUIRE(ev.modules.size() == 2);
+  CHECK(ev.modules[0].name == "drm");
+  REQUIRE_REFUSED(ev.modules[1], EINVAL);  // built against the kernel's drm CRC
+  version(i915, "drm_dev_register")->crc = 0x99999999u;
+  Evaluation ok = evaluate({i915, drm}, kernel61());
+  REQUIRE_LOADABLE(ok.modules[1]);
+  CHECK(ok.modules[1].load_after == std::vector<std::string>{"drm"});
+
+  // A replaced module's symbol the bundle copy no longer exports is unknown.
+  ModuleInfo helper_user = module("i915", {"drm_kms_helper_poll_init"});
+  ModuleInfo helper = module("drm_kms_helper", {"_printk"});
+  Evaluation gone = evaluate({helper_user, helper}, kernel61());
+  REQUIRE_REFUSED(by_name(gone, "i915"), ENOENT);
+  CHECK(find_reason(by_name(gone, "i915"), reason::kUnknownSymbol));
+}
+
+TEST_CASE("rules: a module whose bundle dependency is refused is refused", "[rules][fixtures]") {
+  auto provider = read_module(fixture("provider.ko"));
+  auto consumer = read_module(fixture("consumer.ko"));
+  REQUIRE(provider);
+  REQUIRE(consumer);
+  provider->vermagic = "6.1.0-56-amd64 SMP preempt_rt mod_unload modversions ";
+  Evaluation ev = evaluate({*provider, *consumer}, kernel61());
+  REQUIRE(ev.modules.size() == 2);
+  REQUIRE_REFUSED(ev.modules[0], ENOEXEC);
+  REQUIRE_REFUSED(ev.modules[1], ENOENT);
+  const Reason* r = find_reason(ev.modules[1], reason::kDependencyRefused);
+  REQUIRE(r);
+  CHECK_THAT(r->message, Contains("kabi_provider"));
+  CHECK(ev.modules[1].load_after == std::vector<std::string>{"kabi_provider"});
+}
+
+// ---- signatures ----------------------------------------------------------------------------
+
+TEST_CASE("rules: signature states and the kernel's signing policy", "[rules][signature]") {
+  KernelModel k = kernel61();
+  k.module_sig = true;
+  k.certificates_known = true;
+  ModuleInfo m = module("i915");
+  using S = Signature::State;
+  using KC = Signature::KeyCheck;
+
+  SECTION("a kernel without CONFIG_MODULE_SIG ignores signatures entirely") {
+    k.module_sig = false;
+    m.signature.state = S::Malformed;
+    auto v = one(m, k);
+    REQUIRE_LOADABLE(v);
+    CHECK(v.reasons.empty());
+  }
+  SECTION("unsigned, not enforced: accepted, taints") {
+    auto v = one(m, k);
+    REQUIRE_LOADABLE(v);
+    REQUIRE(find_reason(v, reason::kUnsignedAccepted));
+    CHECK_FALSE(find_reason(v, reason::kUnsignedAccepted)->fatal);
+  }
+  SECTION("unsigned under sig_enforce -> EKEYREJECTED") {
+    k.sig_enforce = true;
+    auto v = one(m, k);
+    REQUIRE_REFUSED(v, EKEYREJECTED);
+    REQUIRE(find_reason(v, reason::kUnsignedEnforced));
+    CHECK_THAT(find_reason(v, reason::kUnsignedEnforced)->message, Contains("Loading of unsigned module is rejected"));
+  }
+  SECTION("unsigned under lockdown -> EPERM") {
+    k.lockdown = true;
+    auto v = one(m, k);
+    REQUIRE_REFUSED(v, EPERM);
+    CHECK(find_reason(v, reason::kUnsignedEnforced));
+  }
+  SECTION("unsigned under both: sig_enforce decides (EKEYREJECTED)") {
+    k.lockdown = true;
+    k.sig_enforce = true;
+    REQUIRE_REFUSED(one(m, k), EKEYREJECTED);
+  }
+  SECTION("verified: nothing to say") {
+    m.signature.state = S::Present;
+    m.signature.key_check = KC::Verified;
+    k.sig_enforce = true;
+    k.lockdown = true;
+    auto v = one(m, k);
+    REQUIRE_LOADABLE(v);
+    CHECK(v.reasons.empty());
+  }
+  SECTION("a bad signature is fatal even unenforced -> EKEYREJECTED") {
+    m.signature.state = S::Present;
+    m.signature.key_check = KC::BadSignature;
+    auto v = one(m, k);
+    REQUIRE_REFUSED(v, EKEYREJECTED);
+    REQUIRE(find_reason(v, reason::kSignatureRejected));
+    CHECK_THAT(find_reason(v, reason::kSignatureRejected)->message, Contains("Key was rejected by service"));
+  }
+  SECTION("a malformed signature is fatal even unenforced -> EBADMSG") {
+    auto bad = read_module(fixture("badsig.ko"));
+    REQUIRE(bad);
+    auto v = one(*bad, k);
+    REQUIRE_REFUSED(v, EBADMSG);
+    CHECK(find_reason(v, reason::kSignatureMalformed));
+  }
+  SECTION("an unknown key, not enforced: accepted, taints") {
+    m.signature.state = S::Present;
+    m.signature.key_check = KC::UnknownKey;
+    auto v = one(m, k);
+    REQUIRE_LOADABLE(v);
+    CHECK(find_reason(v, reason::kUnknownKeyAccepted));
+  }
+  SECTION("an unknown key under sig_enforce -> EKEYREJECTED") {
+    m.signature.state = S::Present;
+    m.signature.key_check = KC::UnknownKey;
+    k.sig_enforce = true;
+    auto v = one(m, k);
+    REQUIRE_REFUSED(v, EKEYREJECTED);
+    REQUIRE(find_reason(v, reason::kUnknownKeyEnforced));
+    CHECK_THAT(find_reason(v, reason::kUnknownKeyEnforced)->message,
+               Contains("Loading of module with unavailable key is rejected"));
+  }
+  SECTION("an unknown key under lockdown -> EPERM") {
+    m.signature.state = S::Present;
+    m.signature.key_check = KC::UnknownKey;
+    k.lockdown = true;
+    REQUIRE_REFUSED(one(m, k), EPERM);
+  }
+  SECTION("signed, certificates unknown: a warning that nothing was verified") {
+    auto s = read_module(fixture("signed.ko"));
+    REQUIRE(s);
+    k.certificates_known = false;
+    auto v = one(*s, k);
+    REQUIRE_LOADABLE(v);
+    REQUIRE(v.reasons.size() == 1);
+    CHECK_FALSE(v.reasons[0].fatal);
+    CHECK_THAT(v.reasons[0].message, Contains("kabi unit test signing key"));
+  }
+  SECTION("the signature is checked first: its errno wins") {
+    m.signature.state = S::Present;
+    m.signature.key_check = KC::BadSignature;
+    m.vermagic = "5.10.0 SMP mod_unload ";
+    m.undefined.push_back({"no_such_symbol", false});
+    auto v = one(m, k);
+    REQUIRE_REFUSED(v, EKEYREJECTED);
+    CHECK(fatal_count(v) == 3);
+  }
+}
+
+TEST_CASE("rules: signatures verified against the fixture key, end to end", "[rules][signature][fixtures]") {
+  const std::vector<std::string> certs{kabi_test::slurp(fixture("signing_cert.der"))};
+  KernelModel k = kernel61();
+  k.module_sig = true;
+  k.sig_enforce = true;
+  k.certificates_known = true;
+  auto good = read_module(fixture("signed.ko.zst"), &certs);
+  REQUIRE(good);
+  auto v = one(*good, k);
+  REQUIRE_LOADABLE(v);
+  CHECK(v.reasons.empty());
+
+  std::string bytes = kabi_test::slurp(fixture("signed.ko"));
+  bytes[bytes.find("license=GPL") + 8] = 'g';  // "gPL": still signed, no longer matching
+  auto tampered = parse_module(bytes, "tampered.ko", &certs);
+  REQUIRE(tampered);
+  k.sig_enforce = false;  // a bad signature is fatal regardless
+  auto t = one(*tampered, k);
+  REQUIRE_REFUSED(t, EKEYREJECTED);
+  CHECK(find_reason(t, reason::kSignatureRejected));
+  // ... and the licence change is reported too: gpl_only dma_buf_get is now unknown.
+  CHECK(find_reason(t, reason::kGplOnlySymbol));
+}
+
+TEST_CASE("rules: a signature that is not PKCS#7 is 'unsupported crypto', not fatal unenforced",
+          "[rules][signature]") {
+  // mod_check_sig() returns -ENOPKG for id_type != PKEY_ID_PKCS7, and module_sig_check() treats
+  // ENOPKG like ENODATA/ENOKEY: "Loading of module with unsupported crypto is rejected" only
+  // under sig_enforce (EKEYREJECTED) or lockdown (EPERM); otherwise the module loads, tainted.
+  std::string bytes = kabi_test::slurp(fixture("signed.ko"));
+  bytes[bytes.size() - kSignatureMagic.size() - 12 + 2] = 1;  // struct module_signature.id_type
+  auto m = parse_module(bytes, "x509-id-type.ko");
+  REQUIRE(m);
+  REQUIRE(m->signature.state == Signature::State::Unsupported);
+  KernelModel k = kernel61();
+  k.module_sig = true;
+  m->name = "kabi_basic";
+  auto v = one(*m, k);
+  REQUIRE_LOADABLE(v);
+  k.sig_enforce = true;
+  REQUIRE_REFUSED(one(*m, k), EKEYREJECTED);
+}
+
+// ---- names ---------------------------------------------------------------------------------
+
+TEST_CASE("rules: errno names", "[rules]") {
+  CHECK(errno_name(0).empty());
+  CHECK(errno_name(ENOEXEC) == "ENOEXEC");
+  CHECK(errno_name(ENOENT) == "ENOENT");
+  CHECK(errno_name(EINVAL) == "EINVAL");
+  CHECK(errno_name(EEXIST) == "EEXIST");
+  CHECK(errno_name(EPERM) == "EPERM");
+  CHECK(errno_name(EKEYREJECTED) == "EKEYREJECTED");
+  CHECK(errno_name(EBADMSG) == "EBADMSG");
+  CHECK(errno_name(ENOKEY) == "ENOKEY");
+}

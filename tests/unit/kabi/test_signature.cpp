@@ -1,0 +1,124 @@
+#include "kabi/signature.h"
+
+#include <catch2/catch.hpp>
+
+#include "test_util.h"
+
+using namespace agent::kabi;
+using Catch::Matchers::Contains;
+using kabi_test::fixture;
+using kabi_test::slurp;
+
+namespace {
+
+// struct module_signature as scripts/sign-file writes it, big-endian sig_len last.
+std::string module_signature(uint32_t sig_len, unsigned char id_type = 2, unsigned char signer_len = 0,
+                             unsigned char key_id_len = 0, unsigned char algo = 0) {
+  std::string s(12, '\0');
+  s[0] = static_cast<char>(algo);
+  s[2] = static_cast<char>(id_type);
+  s[3] = static_cast<char>(signer_len);
+  s[4] = static_cast<char>(key_id_len);
+  s[8] = static_cast<char>(sig_len >> 24);
+  s[9] = static_cast<char>(sig_len >> 16);
+  s[10] = static_cast<char>(sig_len >> 8);
+  s[11] = static_cast<char>(sig_len);
+  return s;
+}
+
+std::string sign(const std::string& image, const std::string& sig, unsigned char id_type = 2) {
+  return image + sig + module_signature(static_cast<uint32_t>(sig.size()), id_type) + std::string(kSignatureMagic);
+}
+
+}  // namespace
+
+TEST_CASE("signature: a file without the magic is unsigned", "[signature]") {
+  const std::string ko = slurp(fixture("basic.ko"));
+  auto t = parse_signature_trailer(ko);
+  CHECK(t.signature.state == Signature::State::None);
+  CHECK(t.image_size == ko.size());
+  CHECK(parse_signature_trailer("").signature.state == Signature::State::None);
+  // The magic must end the file; one in the middle means nothing.
+  auto mid = parse_signature_trailer(std::string(kSignatureMagic) + "tail");
+  CHECK(mid.signature.state == Signature::State::None);
+}
+
+TEST_CASE("signature: a real CMS signature by sign-file's rules", "[signature]") {
+  const std::string image = slurp(fixture("basic.ko"));
+  const std::string file = slurp(fixture("signed.ko"));
+  auto t = parse_signature_trailer(file);
+  REQUIRE(t.signature.state == Signature::State::Present);
+  CHECK(t.image_size == image.size());
+  CHECK(t.signature.signed_size == image.size());
+  CHECK(t.signature.problem.empty());
+  // issuer + serial, as sign-file signs without -k: the serial is the key id.
+  CHECK(t.signature.key_id == "5eed1234");
+  CHECK_THAT(t.signature.signer, Contains("CN = kabi unit test signing key"));
+  CHECK_THAT(t.signature.hash_algo, Catch::Matchers::Equals("sha256", Catch::CaseSensitive::No));
+  CHECK(t.signature.key_check == Signature::KeyCheck::NotChecked);
+}
+
+TEST_CASE("signature: garbage inside a well-formed trailer is malformed", "[signature]") {
+  const std::string image = slurp(fixture("basic.ko"));
+  auto t = parse_signature_trailer(slurp(fixture("badsig.ko")));
+  CHECK(t.signature.state == Signature::State::Malformed);
+  CHECK_THAT(t.signature.problem, Contains("PKCS#7"));
+  CHECK(t.image_size == image.size());  // the length fields were sound
+}
+
+TEST_CASE("signature: trailers the kernel cannot parse", "[signature]") {
+  const std::string image = "\x7f" "ELF-image-bytes";
+  const std::string der = slurp(fixture("basic.ko.p7s"));
+  SECTION("shorter than struct module_signature") {
+    auto t = parse_signature_trailer("abc" + std::string(kSignatureMagic));
+    CHECK(t.signature.state == Signature::State::Malformed);
+    CHECK(t.image_size == 3);
+  }
+  SECTION("sig_len beyond the start of the file") {
+    auto t = parse_signature_trailer(image + module_signature(1000) + std::string(kSignatureMagic));
+    CHECK(t.signature.state == Signature::State::Malformed);
+    CHECK_THAT(t.signature.problem, Contains("length"));
+    CHECK(t.image_size <= image.size() + 12);
+  }
+  SECTION("sig_len zero") {
+    auto t = parse_signature_trailer(image + module_signature(0) + std::string(kSignatureMagic));
+    CHECK(t.signature.state == Signature::State::Malformed);
+  }
+  SECTION("not PKCS#7") {
+    auto t = parse_signature_trailer(sign(image, der, 1));
+    CHECK(t.signature.state == Signature::State::Unsupported);  // ENOPKG, not EBADMSG
+    CHECK_THAT(t.signature.problem, Contains("PKCS#7"));
+  }
+  SECTION("PKCS#7 with non-zero signer/key-id lengths") {
+    auto t = parse_signature_trailer(image + der + module_signature(static_cast<uint32_t>(der.size()), 2, 4, 0) +
+                                     std::string(kSignatureMagic));
+    CHECK(t.signature.state == Signature::State::Malformed);
+  }
+  SECTION("PKCS#7 with a non-zero algorithm byte") {
+    auto t = parse_signature_trailer(image + der + module_signature(static_cast<uint32_t>(der.size()), 2, 0, 0, 1) +
+                                     std::string(kSignatureMagic));
+    CHECK(t.signature.state == Signature::State::Malformed);
+  }
+  SECTION("the same signature spliced onto other bytes still parses (verification is kernel_keys')") {
+    auto t = parse_signature_trailer(sign(image, der));
+    CHECK(t.signature.state == Signature::State::Present);
+    CHECK(t.image_size == image.size());
+    CHECK(t.signature.key_id == "5eed1234");
+  }
+  SECTION("a truncated DER blob") {
+    auto t = parse_signature_trailer(sign(image, der.substr(0, der.size() / 2)));
+    CHECK(t.signature.state == Signature::State::Malformed);
+  }
+}
+
+TEST_CASE("signature: any trailer corruption gives a state, never a crash", "[signature]") {
+  const std::string file = slurp(fixture("signed.ko"));
+  const size_t trailer = file.size() - slurp(fixture("basic.ko")).size();
+  for (size_t i = file.size() - trailer; i < file.size() - kSignatureMagic.size(); ++i) {
+    std::string bytes = file;
+    bytes[i] = static_cast<char>(bytes[i] ^ 0xff);
+    auto t = parse_signature_trailer(bytes);
+    CHECK(t.image_size <= bytes.size());
+    if (t.signature.state == Signature::State::Malformed) CHECK_FALSE(t.signature.problem.empty());
+  }
+}

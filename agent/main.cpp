@@ -6,6 +6,7 @@
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
+#include "agent/check.h"
 #include "agent/kabi_check.h"
 
 int main(int argc, char** argv) {
@@ -18,6 +19,19 @@ int main(int argc, char** argv) {
   app.require_subcommand(0, 1);
   bool verbose = false;
   app.add_flag("-v,--verbose", verbose, "More detail in logs and reports");
+
+  // agent --check: the read-only diagnosis of this node.
+  agent::CheckOptions co;
+  bool check = false;
+  std::string check_policy;
+  app.add_flag("--check", check, "Read-only diagnosis: devices, kernel, verdicts and the decision; changes nothing");
+  app.add_option("--root", co.root, "Host root (default: $HOST_ROOT, else /)");
+  app.add_option("--bundle", co.bundle, "The shipped modules (default: /opt/lib/modules/<kver>, else the only bundle)");
+  app.add_option("--symvers", co.symvers, "The running kernel's Module.symvers, tried first and verified like the others");
+  app.add_option("--policy", check_policy, "Missing __versions entry: strict or upstream (default: strict on Debian kernels)")
+      ->check(CLI::IsMember({"strict", "upstream"}));
+  app.add_option("--pci-ids", co.pci_ids, "pci.ids for device names (default: this image's)");
+  app.add_flag("--json", co.json, "JSON output (schema 1)");
 
   CLI::App* kabi = app.add_subcommand("kabi", "kABI tools for CI: will a kernel accept these modules?");
   kabi->require_subcommand(1);
@@ -45,6 +59,13 @@ int main(int argc, char** argv) {
   }
   if (verbose) spdlog::set_level(spdlog::level::debug);
 
+  if (check) {
+    if (!check_policy.empty())
+      co.policy = check_policy == "upstream" ? agent::kabi::MissingVersionPolicy::Upstream
+                                             : agent::kabi::MissingVersionPolicy::Strict;
+    co.verbose = verbose;
+    return agent::run_check(co, std::cout, std::cerr);
+  }
   if (kcheck->parsed()) {
     ko.policy = policy == "upstream" ? agent::kabi::MissingVersionPolicy::Upstream : agent::kabi::MissingVersionPolicy::Strict;
     ko.verbose = verbose;

@@ -1,0 +1,396 @@
+#include <catch2/catch.hpp>
+
+#include <sys/stat.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <fstream>
+#include <map>
+#include <sstream>
+
+#include "agent/check.h"
+#include "test_util.h"
+
+using namespace agent;
+using agent::test::TempDir;
+using agent::test::write_file;
+namespace fs = std::filesystem;
+
+namespace {
+
+// A host copy the test may change: directories and small files real, module files hard links
+// (never written to).
+struct Node {
+  TempDir t;
+  fs::path root;
+  explicit Node(const fs::path& from) : root(t / "host") {
+    fs::create_directories(root);
+    fs::copy(from, root, fs::copy_options::recursive | fs::copy_options::copy_symlinks | fs::copy_options::create_hard_links);
+  }
+  // Replaces a (possibly hard-linked) file with new content without touching the shared inode.
+  void put(const std::string& rel, const std::string& text) {
+    std::error_code ec;
+    fs::remove(root / rel, ec);
+    write_file(root / rel, text);
+  }
+};
+
+// A bundle directory holding modules from the kernel cache: <dir>/<kver>/updates/<file>.
+struct Bundle {
+  TempDir t;
+  fs::path dir;
+  Bundle(const fs::path& abi_dir, const std::vector<std::string>& rel_modules) {
+    std::ifstream done(abi_dir / ".done");
+    std::string kver;
+    done >> kver;
+    dir = t / ("opt/lib/modules/" + kver);
+    for (const auto& rel : rel_modules) {
+      const fs::path src = abi_dir / "modules" / rel;
+      fs::create_directories(dir / "updates");
+      fs::copy_file(src, dir / "updates" / src.filename());
+    }
+  }
+};
+
+CheckOptions options_for(const fs::path& root, const fs::path& bundle) {
+  CheckOptions o;
+  o.root = root;
+  o.bundle = bundle;
+  o.pci_ids = AGENT_PCI_IDS;
+  o.pci_backend = probes::PciBackend::Libpci;
+  return o;
+}
+
+bool has_reason(const CheckReport& r, const std::string& code) {
+  return std::any_of(r.reasons.begin(), r.reasons.end(), [&](const auto& x) { return x.code == code; });
+}
+
+std::string reasons_of(const CheckReport& r) {
+  std::string s;
+  for (const auto& x : r.reasons) s += x.code + ": " + x.message + "\n";
+  return s;
+}
+
+const DeviceReport* device(const CheckReport& r, const std::string& bdf) {
+  for (const auto& d : r.devices)
+    if (d.device.bdf == bdf) return &d;
+  return nullptr;
+}
+
+const char* kI915_61 = "kernel/drivers/gpu/drm/i915/i915.ko";
+
+// Skips (with a warning) unless the fixture host and the cached ABIs exist.
+#define NEED(host_var, kind, ...)                                                 \
+  auto host_var = agent::test::cache_host(kind);                                  \
+  for (const char* abi_ : {__VA_ARGS__}) {                                        \
+    if (!agent::test::kernel_abi(abi_)) host_var.reset();                         \
+  }                                                                               \
+  if (!host_var) {                                                                \
+    WARN(agent::test::skip_message(kind) + " (or a needed ABI is not cached)");  \
+    return;                                                                       \
+  }
+
+}  // namespace
+
+TEST_CASE("check, Debian node, a bundle built for 6.1.0-55 on 6.1.0-56: same kABI, prebuilt") {
+  NEED(host, "debian12", "6.1.0-55");
+  Bundle b(*agent::test::kernel_abi("6.1.0-55"), {kI915_61});
+  auto r = diagnose(options_for(*host, b.dir));
+  REQUIRE(r);
+  INFO(reasons_of(*r));
+  CHECK(r->decision == Decision::Prebuilt);
+  CHECK(exit_code(r->decision) == kCheckPrebuilt);
+  CHECK(has_reason(*r, check_reason::kModulesLoadable));
+  // i915 is loaded in-tree but unused: it would be removed first.
+  REQUIRE(r->conflicts.size() == 1);
+  CHECK(r->conflicts[0].name == "i915");
+  CHECK(r->conflicts[0].removable);
+  CHECK(has_reason(*r, check_reason::kConflictRemovable));
+  // The devices: 6.1's i915 drives the Flex 170, the A770 and the Alder Lake iGPU, not the Max 1550.
+  CHECK(device(*r, "0000:03:00.0")->bundle_modules == std::vector<std::string>{"i915"});
+  CHECK(device(*r, "0000:04:00.0")->bundle_modules == std::vector<std::string>{"i915"});
+  CHECK(device(*r, "0000:00:02.0")->bundle_modules == std::vector<std::string>{"i915"});
+  REQUIRE(device(*r, "0000:81:00.0"));
+  CHECK(device(*r, "0000:81:00.0")->bundle_modules.empty());
+  CHECK(device(*r, "0000:06:00.0")->bundle_modules.empty());  // ASPEED BMC VGA: shown, not handled
+  CHECK(device(*r, "0000:82:00.0") == nullptr);               // a NIC no bundle module matches: not shown
+  CHECK(r->kernel.symvers_origin.verified);
+  CHECK(r->model.certificates_known);
+  CHECK(r->problems.empty());
+}
+
+TEST_CASE("check, Debian node, a bundle built for 6.1.0-47: kABI differs, headers present, build") {
+  NEED(host, "debian12", "6.1.0-47");
+  Bundle b(*agent::test::kernel_abi("6.1.0-47"), {kI915_61});
+  auto r = diagnose(options_for(*host, b.dir));
+  REQUIRE(r);
+  INFO(reasons_of(*r));
+  CHECK(r->decision == Decision::Build);
+  CHECK(exit_code(r->decision) == kCheckBuild);
+  CHECK(has_reason(*r, check_reason::kModulesRefused));
+  CHECK(has_reason(*r, check_reason::kBuildPossible));
+  REQUIRE(r->evaluation.modules.size() == 1);
+  const auto& v = r->evaluation.modules[0];
+  CHECK(v.err == ENOEXEC);
+  // module_layout is checked before vermagic and gives ENOEXEC.
+  CHECK(std::any_of(v.reasons.begin(), v.reasons.end(), [](auto& x) {
+    return x.symbol == "module_layout" && (x.code == "crc_mismatch" || x.code == "module_layout_crc") && x.err == ENOEXEC;
+  }));
+}
+
+TEST_CASE("check: under sig_enforce a node build would be unsigned, so refuse") {
+  NEED(host, "debian12", "6.1.0-47");
+  Node n(*host);
+  n.put("sys/module/module/parameters/sig_enforce", "Y\n");
+  Bundle b(*agent::test::kernel_abi("6.1.0-47"), {kI915_61});
+  auto r = diagnose(options_for(n.root, b.dir));
+  REQUIRE(r);
+  INFO(reasons_of(*r));
+  CHECK(r->decision == Decision::Refuse);
+  CHECK(has_reason(*r, check_reason::kBuildUnsignedEnforced));
+  // 47's modules are signed by 47's build key, which 56 does not trust.
+  const auto& reasons = r->evaluation.modules.at(0).reasons;
+  CHECK(std::any_of(reasons.begin(), reasons.end(), [](auto& x) { return x.code == "unknown_key_rejected"; }));
+}
+
+TEST_CASE("check: an in-tree i915 in use blocks the load whatever the kABI says") {
+  NEED(host, "debian12", "6.1.0-55");
+  Node n(*host);
+  std::ifstream in(n.root / "proc/modules");
+  std::stringstream text;
+  text << in.rdbuf();
+  std::string modules = text.str();
+  modules.replace(modules.find("i915 3706880 0 -"), 16, "i915 3706880 1 -");
+  n.put("proc/modules", modules);
+  n.put("sys/module/i915/refcnt", "1\n");
+  Bundle b(*agent::test::kernel_abi("6.1.0-55"), {kI915_61});
+  auto r = diagnose(options_for(n.root, b.dir));
+  REQUIRE(r);
+  INFO(reasons_of(*r));
+  CHECK(r->decision == Decision::Refuse);
+  CHECK(exit_code(r->decision) == kCheckRefuse);
+  CHECK(has_reason(*r, check_reason::kConflictInUse));
+  REQUIRE(r->conflicts.size() == 1);
+  CHECK_FALSE(r->conflicts[0].removable);
+  CHECK(r->conflicts[0].detail.find("1 other reference") != std::string::npos);
+}
+
+TEST_CASE("check: a bundle ttm used only by the bundle's i915 is removable with it; used by another driver it is not") {
+  NEED(host, "debian12", "6.1.0-55");
+  Bundle b(*agent::test::kernel_abi("6.1.0-55"), {kI915_61, "kernel/drivers/gpu/drm/ttm/ttm.ko"});
+  auto r = diagnose(options_for(*host, b.dir));
+  REQUIRE(r);
+  INFO(reasons_of(*r));
+  CHECK(r->conflicts.size() == 2);
+  CHECK(std::all_of(r->conflicts.begin(), r->conflicts.end(), [](auto& c) { return c.removable; }));
+  CHECK(r->decision == Decision::Prebuilt);
+
+  Node n(*host);
+  std::filesystem::create_symlink("../../ast", n.root / "sys/module/ttm/holders/ast");
+  n.put("sys/module/ttm/refcnt", "2\n");
+  auto r2 = diagnose(options_for(n.root, b.dir)).value();
+  INFO(reasons_of(r2));
+  CHECK(r2.decision == Decision::Refuse);
+  auto ttm = std::find_if(r2.conflicts.begin(), r2.conflicts.end(), [](auto& c) { return c.name == "ttm"; });
+  REQUIRE(ttm != r2.conflicts.end());
+  CHECK(ttm->detail == "in use by ast");
+}
+
+TEST_CASE("check, RHEL 9 node, a 6.12.107 bundle on 6.12.94: CRCs differ, kernel-devel present, build") {
+  NEED(host, "rhel9", "6.12.107+deb13");
+  Bundle b(*agent::test::kernel_abi("6.12.107+deb13"),
+           {"kernel/drivers/gpu/drm/i915/i915.ko.xz", "kernel/drivers/gpu/drm/xe/xe.ko.xz"});
+  auto r = diagnose(options_for(*host, b.dir));
+  REQUIRE(r);
+  INFO(reasons_of(*r));
+  CHECK(r->decision == Decision::Build);
+  CHECK(r->kernel.symvers_origin.path == "/usr/src/kernels/6.12.94+deb13-amd64/Module.symvers");
+  CHECK(r->build.dir == "/lib/modules/6.12.94+deb13-amd64/build");
+  // Both drivers claim the Arc A770; i915 alone the Flex 170 here (xe lists it too in 6.12).
+  CHECK(device(*r, "0000:04:00.0")->bundle_modules == std::vector<std::string>{"i915", "xe"});
+  CHECK(r->policy.kernel_decompression == "xz");
+  for (const auto& m : r->evaluation.modules) {
+    CHECK(m.verdict == kabi::Verdict::Refused);
+    CHECK(std::any_of(m.reasons.begin(), m.reasons.end(), [](auto& x) { return x.code == "crc_mismatch" && !x.symbol.empty(); }));
+  }
+}
+
+TEST_CASE("check, node without any symvers: the in-tree union covers i915's needs, prebuilt, and says so") {
+  NEED(host, "nosymvers", "6.1.0-56");
+  Bundle b(*agent::test::kernel_abi("6.1.0-56"), {kI915_61});
+  auto r = diagnose(options_for(*host, b.dir));
+  REQUIRE(r);
+  INFO(reasons_of(*r));
+  CHECK(r->decision == Decision::Prebuilt);
+  CHECK(has_reason(*r, check_reason::kSymversPartial));
+  CHECK(r->kernel.symvers_origin.kind == probes::SymversOrigin::Kind::InTreeUnion);
+  CHECK_FALSE(r->build.possible);
+}
+
+TEST_CASE("check, node without any symvers or headers, a foreign kABI: refuse") {
+  NEED(host, "nosymvers", "6.1.0-47");
+  Bundle b(*agent::test::kernel_abi("6.1.0-47"), {kI915_61});
+  auto r = diagnose(options_for(*host, b.dir));
+  REQUIRE(r);
+  INFO(reasons_of(*r));
+  CHECK(r->decision == Decision::Refuse);
+  CHECK(has_reason(*r, check_reason::kNoKernelHeaders));
+  CHECK(has_reason(*r, check_reason::kModulesRefused));
+}
+
+TEST_CASE("check: a bundle whose aliases match no device here: no-device") {
+  NEED(host, "debian12", "6.1.0-56");
+  Bundle b(*agent::test::kernel_abi("6.1.0-56"), {"kernel/drivers/net/ethernet/intel/e1000/e1000.ko"});
+  auto r = diagnose(options_for(*host, b.dir));
+  REQUIRE(r);
+  CHECK(r->decision == Decision::NoDevice);
+  CHECK(exit_code(r->decision) == kCheckNoDevice);
+  CHECK(has_reason(*r, check_reason::kNoDevice));
+  // Display devices are still listed, as not handled.
+  CHECK(device(*r, "0000:03:00.0")->bundle_modules.empty());
+}
+
+TEST_CASE("check JSON carries the contract fields") {
+  NEED(host, "debian12", "6.1.0-55");
+  Bundle b(*agent::test::kernel_abi("6.1.0-55"), {kI915_61});
+  CheckOptions o = options_for(*host, b.dir);
+  o.json = true;
+  std::ostringstream out, err;
+  CHECK(run_check(o, out, err) == 0);
+  auto j = nlohmann::json::parse(out.str());
+  CHECK(j["schema"] == 1);
+  CHECK(j["decision"] == "prebuilt");
+  CHECK(j["exit_code"] == 0);
+  auto flex = std::find_if(j["devices"].begin(), j["devices"].end(), [](auto& d) { return d["bdf"] == "0000:03:00.0"; });
+  REQUIRE(flex != j["devices"].end());
+  CHECK((*flex)["vendor"] == "0x8086");
+  CHECK((*flex)["device"] == "0x56c0");
+  CHECK((*flex)["name"] == "Intel Corporation Data Center GPU Flex 170");
+  CHECK((*flex)["driver"] == "i915");
+  CHECK((*flex)["bundle_module"] == "i915");
+  auto max = std::find_if(j["devices"].begin(), j["devices"].end(), [](auto& d) { return d["bdf"] == "0000:81:00.0"; });
+  REQUIRE(max != j["devices"].end());
+  CHECK((*max)["bundle_module"].is_null());
+  CHECK((*max)["driver"].is_null());
+  CHECK(j["kernel"]["release"] == "6.1.0-56-amd64");
+  CHECK(j["kernel"]["vermagic"] == "6.1.0-56-amd64 SMP preempt mod_unload modversions ");
+  CHECK(j["kernel"]["modversions"] == true);
+  CHECK(j["kernel"]["symvers"]["path"] == "/lib/modules/6.1.0-56-amd64/build/Module.symvers");
+  CHECK(j["kernel"]["symvers"]["verified"] == true);
+  CHECK_FALSE(j["kernel"]["symvers"]["verified_with"].get<std::string>().empty());
+  REQUIRE(j["modules"].size() == 1);
+  CHECK(j["modules"][0]["name"] == "i915");
+  CHECK(j["modules"][0]["verdict"].is_string());
+  CHECK(j["conflicts"][0]["name"] == "i915");
+  CHECK(j["conflicts"][0]["in_use"] == false);
+  CHECK(j["policy"]["sig_enforce"] == false);
+  CHECK(j["policy"]["lockdown"] == "none");
+  CHECK(j["policy"]["secure_boot"] == false);
+  CHECK(j["policy"]["firmware_path"] == "");
+  CHECK(j["build"]["possible"] == true);
+  CHECK(err.str().empty());
+}
+
+TEST_CASE("check text names the decision, the devices and the symvers source") {
+  NEED(host, "debian12", "6.1.0-47");
+  Bundle b(*agent::test::kernel_abi("6.1.0-47"), {kI915_61});
+  std::ostringstream out, err;
+  CHECK(run_check(options_for(*host, b.dir), out, err) == kCheckBuild);
+  const std::string text = out.str();
+  CHECK(text.rfind("Decision: BUILD (exit 10)", 0) == 0);
+  CHECK(text.find("Data Center GPU Flex 170") != std::string::npos);
+  CHECK(text.find("not handled by this bundle") != std::string::npos);
+  CHECK(text.find("/lib/modules/6.1.0-56-amd64/build/Module.symvers") != std::string::npos);
+  CHECK(text.find("module_layout") != std::string::npos);
+}
+
+TEST_CASE("check: the default bundle is the image's only one under /opt/lib/modules") {
+  NEED(host, "debian12", "6.1.0-55");
+  Bundle b(*agent::test::kernel_abi("6.1.0-55"), {kI915_61});
+  CheckOptions o = options_for(*host, {});
+  o.bundle_base = b.dir.parent_path();
+  auto r = diagnose(o);
+  REQUIRE(r);
+  CHECK(r->bundle_dir == b.dir.string());
+
+  fs::create_directories(b.dir.parent_path() / "6.1.0-47-amd64");
+  auto two = diagnose(o);
+  REQUIRE_FALSE(two);
+  CHECK(two.error().message.find("several bundles") != std::string::npos);
+}
+
+TEST_CASE("check: usage and input errors exit 2 and say what is wrong") {
+  std::ostringstream out, err;
+  TempDir t;
+  CheckOptions o;
+  o.root = t / "absent";
+  o.bundle = t.path();
+  CHECK(run_check(o, out, err) == kCheckInputError);
+  CHECK(err.str().find("absent") != std::string::npos);
+
+  // A root that is not a node: no osrelease.
+  err.str("");
+  o.root = t.path();
+  CHECK(run_check(o, out, err) == kCheckInputError);
+  CHECK(err.str().find("osrelease") != std::string::npos);
+
+  // A node, but the bundle is empty or corrupt.
+  agent::test::copy_tree(agent::test::base_host(), t / "node");
+  o.root = t / "node";
+  fs::create_directories(t / "bundle");
+  o.bundle = t / "bundle";
+  err.str("");
+  CHECK(run_check(o, out, err) == kCheckInputError);
+  CHECK(err.str().find("no kernel modules") != std::string::npos);
+  write_file(t / "bundle/i915.ko", "not an ELF file");
+  err.str("");
+  CHECK(run_check(o, out, err) == kCheckInputError);
+  CHECK(err.str().find("i915.ko") != std::string::npos);
+  CHECK(out.str().empty());
+}
+
+namespace {
+
+// Everything about a tree that a write would change: names, types, sizes, modes, mtimes, link
+// targets, and the content of every regular file.
+std::map<std::string, std::string> snapshot(const fs::path& dir) {
+  std::map<std::string, std::string> s;
+  for (auto it = fs::recursive_directory_iterator(dir); it != fs::recursive_directory_iterator(); ++it) {
+    const fs::path& p = it->path();
+    struct stat st{};
+    REQUIRE(::lstat(p.c_str(), &st) == 0);
+    std::ostringstream v;
+    v << st.st_mode << ' ' << st.st_size << ' ' << st.st_mtim.tv_sec << '.' << st.st_mtim.tv_nsec;
+    if (S_ISLNK(st.st_mode)) v << " -> " << fs::read_symlink(p).string();
+    if (S_ISREG(st.st_mode)) {
+      std::ifstream f(p, std::ios::binary);
+      std::ostringstream c;
+      c << f.rdbuf();
+      v << ' ' << std::hash<std::string>{}(c.str());
+    }
+    s[fs::relative(p, dir).string()] = v.str();
+  }
+  return s;
+}
+
+}  // namespace
+
+TEST_CASE("check never writes: a read-only copy of a node is unchanged, byte for byte") {
+  NEED(host, "debian12", "6.1.0-47");
+  TempDir t;
+  const fs::path node = t / "node";
+  // A real copy (no hard links into the shared fixture), then made read-only.
+  fs::copy(*host, node, fs::copy_options::recursive | fs::copy_options::copy_symlinks);
+  Bundle b(*agent::test::kernel_abi("6.1.0-47"), {kI915_61});
+  REQUIRE(std::system(("chmod -R a-w '" + node.string() + "' '" + b.t.path().string() + "'").c_str()) == 0);
+  const auto before = snapshot(node);
+  const auto bundle_before = snapshot(b.t.path());
+  std::ostringstream out, err;
+  CheckOptions o = options_for(node, b.dir);
+  CHECK(run_check(o, out, err) == kCheckBuild);
+  o.json = true;
+  CHECK(run_check(o, out, err) == kCheckBuild);
+  CHECK(err.str().empty());
+  CHECK(snapshot(node) == before);
+  CHECK(snapshot(b.t.path()) == bundle_before);
+}

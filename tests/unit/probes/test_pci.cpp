@@ -1,0 +1,184 @@
+#include <catch2/catch.hpp>
+
+#include <algorithm>
+#include <cerrno>
+
+#include "probes/pci.h"
+#include "test_util.h"
+
+using namespace agent::probes;
+using agent::test::TempDir;
+namespace fs = std::filesystem;
+
+namespace {
+
+const PciDevice& by_bdf(const PciInventory& inv, const std::string& bdf) {
+  auto it = std::find_if(inv.devices.begin(), inv.devices.end(), [&](const auto& d) { return d.bdf == bdf; });
+  REQUIRE(it != inv.devices.end());
+  return *it;
+}
+
+PciOptions libpci_options() {
+  PciOptions o;
+  o.backend = PciBackend::Libpci;
+  o.pci_ids = AGENT_PCI_IDS;
+  return o;
+}
+
+}  // namespace
+
+TEST_CASE("libpci lists every PCI function of the fixture node, sorted") {
+  auto root = HostRoot::open(agent::test::base_host()).value();
+  auto inv = discover_pci(root, libpci_options());
+  REQUIRE(inv);
+  CHECK(inv->backend == "libpci");
+  REQUIRE(inv->devices.size() == 13);
+  CHECK(std::is_sorted(inv->devices.begin(), inv->devices.end(), [](auto& a, auto& b) { return a.bdf < b.bdf; }));
+  CHECK(std::count_if(inv->devices.begin(), inv->devices.end(), [](auto& d) { return d.is_display(); }) == 5);
+  for (const auto& d : inv->devices) CHECK(d.problems.empty());
+}
+
+TEST_CASE("libpci reads a Data Center GPU Flex 170 as sysfs shows it") {
+  auto root = HostRoot::open(agent::test::base_host()).value();
+  auto inv = discover_pci(root, libpci_options()).value();
+  const PciDevice& flex = by_bdf(inv, "0000:03:00.0");
+  CHECK(flex.vendor == 0x8086);
+  CHECK(flex.device == 0x56c0);
+  CHECK(flex.subsystem_vendor == 0x8086);
+  CHECK(flex.subsystem_device == 0x4905);
+  CHECK(flex.class_code == 0x038000);
+  CHECK(flex.revision == 0x08);
+  CHECK(flex.modalias == "pci:v00008086d000056C0sv00008086sd00004905bc03sc80i00");
+  CHECK(flex.numa_node == 0);
+  CHECK(flex.driver == "i915");
+  CHECK(flex.sysfs_path == "/sys/devices/pci0000:00/0000:00:01.0/0000:03:00.0");
+  if (!inv.pci_ids.empty()) CHECK(flex.name() == "Intel Corporation Data Center GPU Flex 170");
+}
+
+TEST_CASE("libpci reads the other GPUs: Max 1550 unbound on NUMA node 1, Arc A770, Alder Lake-P, ASPEED") {
+  auto root = HostRoot::open(agent::test::base_host()).value();
+  auto inv = discover_pci(root, libpci_options()).value();
+  const PciDevice& max = by_bdf(inv, "0000:81:00.0");
+  CHECK(max.device == 0x0bd5);
+  CHECK(max.revision == 0x2f);
+  CHECK(max.driver.empty());
+  CHECK(max.numa_node == 1);
+  const PciDevice& arc = by_bdf(inv, "0000:04:00.0");
+  CHECK(arc.device == 0x56a0);
+  CHECK(arc.class_code == 0x030000);
+  const PciDevice& adl = by_bdf(inv, "0000:00:02.0");
+  CHECK(adl.device == 0x46a6);
+  CHECK(adl.subsystem_vendor == 0x17aa);
+  const PciDevice& aspeed = by_bdf(inv, "0000:06:00.0");
+  CHECK(aspeed.vendor == 0x1a03);
+  CHECK(aspeed.driver == "ast");
+  CHECK(aspeed.is_display());
+  const PciDevice& nic = by_bdf(inv, "0000:82:00.0");
+  CHECK_FALSE(nic.is_display());
+  CHECK(nic.driver == "mlx5_core");
+  if (!inv.pci_ids.empty()) {
+    CHECK(max.device_name == "Ponte Vecchio XT (2 Tile) [Data Center GPU Max 1550]");
+    CHECK(arc.device_name == "DG2 [Arc A770]");
+    CHECK(adl.device_name == "Alder Lake-P Integrated Graphics Controller");
+    CHECK(aspeed.vendor_name == "ASPEED Technology, Inc.");
+  }
+}
+
+TEST_CASE("PCI discovery: no PCI bus under the root is an error, not zero devices") {
+  TempDir t;
+  auto root = HostRoot::open(t.path()).value();
+  auto inv = discover_pci(root, libpci_options());
+  REQUIRE_FALSE(inv);
+  CHECK(inv.error().code == ENOENT);
+  CHECK(inv.error().path.find("sys/bus/pci/devices") != std::string::npos);
+}
+
+TEST_CASE("PCI discovery: an unreadable vendor attribute is reported on that device") {
+  TempDir t;
+  agent::test::copy_tree(agent::test::base_host() / "sys", t / "sys");
+  const fs::path vendor = t / "sys/devices/pci0000:80/0000:80:01.0/0000:81:00.0/vendor";
+  fs::remove(vendor);
+  fs::create_directory(vendor);  // read() fails with EISDIR, as root cannot be locked out by mode bits
+  auto root = HostRoot::open(t.path()).value();
+  auto inv = discover_pci(root, libpci_options());
+  REQUIRE(inv);
+  REQUIRE(inv->devices.size() == 13);
+  const PciDevice& max = by_bdf(*inv, "0000:81:00.0");
+  REQUIRE_FALSE(max.problems.empty());
+  CHECK(max.problems.front().find("vendor") != std::string::npos);
+  CHECK(max.class_code == 0x038000);  // the other attributes still read
+  CHECK(max.revision == 0x2f);
+  CHECK(max.modalias == "pci:v00008086d00000BD5sv00008086sd00000000bc03sc80i00");
+  CHECK(by_bdf(*inv, "0000:03:00.0").problems.empty());
+}
+
+TEST_CASE("PCI discovery: a missing modalias is rebuilt from the ids and reported") {
+  TempDir t;
+  agent::test::copy_tree(agent::test::base_host() / "sys", t / "sys");
+  fs::remove(t / "sys/devices/pci0000:00/0000:00:01.0/0000:03:00.0/modalias");
+  auto root = HostRoot::open(t.path()).value();
+  auto inv = discover_pci(root, libpci_options()).value();
+  const PciDevice& flex = by_bdf(inv, "0000:03:00.0");
+  CHECK(flex.modalias == "pci:v00008086d000056C0sv00008086sd00004905bc03sc80i00");
+  REQUIRE(flex.problems.size() == 1);
+  CHECK(flex.problems[0].find("modalias") != std::string::npos);
+}
+
+TEST_CASE("PCI discovery: without pci.ids the devices are listed by id and the gap is reported") {
+  auto root = HostRoot::open(agent::test::base_host()).value();
+  PciOptions o = libpci_options();
+  o.pci_ids = "/nonexistent/pci.ids";
+  auto inv = discover_pci(root, o).value();
+  REQUIRE(inv.devices.size() == 13);
+  CHECK(inv.pci_ids.empty());
+  REQUIRE(inv.problems.size() == 1);
+  CHECK(inv.problems[0].code == ENOENT);
+  CHECK(by_bdf(inv, "0000:03:00.0").name() == "8086:56c0");
+}
+
+TEST_CASE("PCI discovery: libudev refuses a root other than /") {
+  auto root = HostRoot::open(agent::test::base_host()).value();
+  PciOptions o = libpci_options();
+  o.backend = PciBackend::Udev;
+  auto inv = discover_pci(root, o);
+  REQUIRE_FALSE(inv);
+  CHECK(inv.error().code == EINVAL);
+}
+
+TEST_CASE("pci_modalias formats ids as the kernel does") {
+  PciDevice d;
+  d.vendor = 0x8086;
+  d.device = 0x0bd5;
+  d.subsystem_vendor = 0x8086;
+  d.subsystem_device = 0;
+  d.class_code = 0x038000;
+  CHECK(pci_modalias(d) == "pci:v00008086d00000BD5sv00008086sd00000000bc03sc80i00");
+}
+
+TEST_CASE("alias matching uses the kernel's and kmod's glob semantics") {
+  const std::string flex = "pci:v00008086d000056C0sv00008086sd00004905bc03sc80i00";
+  // i915's own alias for the Flex 170, as modinfo prints it.
+  CHECK(alias_matches("pci:v00008086d000056C0sv*sd*bc03sc*i*", flex));
+  CHECK_FALSE(alias_matches("pci:v00008086d000056C1sv*sd*bc03sc*i*", flex));
+  // The class is part of the alias: an Intel NIC id table never matches a display device.
+  CHECK_FALSE(alias_matches("pci:v00008086d000056C0sv*sd*bc02sc*i*", flex));
+  // Hex in a modalias is upper case; glob matching is case-sensitive, as in the kernel.
+  CHECK_FALSE(alias_matches("pci:v00008086d000056c0sv*sd*bc03sc*i*", flex));
+  CHECK(alias_matches("pci:v00008086d*sv*sd*bc03sc*i*", flex));
+  CHECK(alias_matches("pci:v00008086d000056C[0-9]sv*sd*bc03sc*i*", flex));
+}
+
+TEST_CASE("matching_modules: the bundle's aliases decide, in bundle order; Max 1550 is not in 6.1's i915") {
+  auto root = HostRoot::open(agent::test::base_host()).value();
+  auto inv = discover_pci(root, libpci_options()).value();
+  const std::vector<ModuleAliases> bundle = {
+      {"i915", {"pci:v00008086d000056C0sv*sd*bc03sc*i*", "pci:v00008086d000056A0sv*sd*bc03sc*i*",
+                "pci:v00008086d000046A6sv*sd*bc03sc*i*"}},
+      {"xe", {"pci:v00008086d000056A0sv*sd*bc03sc*i*", "of:NgpuT*Cintel"}},
+      {"e1000", {"pci:v00008086d0000100Esv*sd*bc*sc*i*"}},
+  };
+  CHECK(matching_modules(by_bdf(inv, "0000:03:00.0"), bundle) == std::vector<std::string>{"i915"});
+  CHECK(matching_modules(by_bdf(inv, "0000:04:00.0"), bundle) == std::vector<std::string>{"i915", "xe"});
+  CHECK(matching_modules(by_bdf(inv, "0000:81:00.0"), bundle).empty());
+  CHECK(matching_modules(by_bdf(inv, "0000:06:00.0"), bundle).empty());
+}

@@ -104,7 +104,8 @@ void settle_removability(std::vector<Conflict>& conflicts) {
     if (c.builtin) {
       c.detail = "built into the kernel: cannot be replaced";
     } else if (c.same_as_bundle) {
-      c.detail = "the bundle's own module (srcversion " + c.srcversion + ") is already loaded";
+      c.detail = "the bundle's own module (build id " + (c.build_id.empty() ? "srcversion " + c.srcversion : c.build_id) +
+                 ") is already loaded";
     } else if (!c.refcnt) {
       c.detail = "loaded, and the kernel cannot unload modules (no refcount)";
     } else if (c.removable) {
@@ -294,7 +295,7 @@ Result<CheckReport> diagnose(const CheckOptions& o) {
   }
 
   for (const auto& f : files) {
-    auto m = kabi::read_module(f, certs_known ? &certs : nullptr);
+    auto m = kabi::read_module(f, {.trusted_certs = certs_known ? &certs : nullptr});
     if (!m) return tl::unexpected(m.error());
     r.bundle.push_back(std::move(*m));
   }
@@ -364,7 +365,10 @@ Result<CheckReport> diagnose(const CheckOptions& o) {
     c.holders = l.holders;
     if (c.holders.empty()) c.holders = l.used_by;
     c.srcversion = l.srcversion;
-    c.same_as_bundle = !l.srcversion.empty() && l.srcversion == m.srcversion;
+    c.build_id = l.build_id;
+    // Debian's modules carry no srcversion (no MODULE_VERSION): the build id is what tells.
+    c.same_as_bundle = (!l.build_id.empty() && l.build_id == m.build_id) ||
+                       (!l.srcversion.empty() && l.srcversion == m.srcversion);
     r.conflicts.push_back(std::move(c));
   }
   settle_removability(r.conflicts);
@@ -463,6 +467,7 @@ nlohmann::json check_json(const CheckReport& r) {
                          {"in_use", !c.removable && !c.builtin},
                          {"removable", c.removable},
                          {"srcversion", c.srcversion.empty() ? json(nullptr) : json(c.srcversion)},
+                         {"build_id", c.build_id.empty() ? json(nullptr) : json(c.build_id)},
                          {"same_as_bundle", c.same_as_bundle},
                          {"detail", c.detail}});
   }

@@ -89,7 +89,9 @@ struct Conflict {
   std::optional<int> refcnt;
   std::vector<std::string> holders;
   std::string srcversion;
-  bool same_as_bundle = false;  // srcversion equals the bundle's: the bundle's own module is loaded
+  std::string build_id;
+  // The bundle's own module is loaded: same build id (or, failing that, same srcversion).
+  bool same_as_bundle = false;
   bool removable = false;       // unused, or used only by other removable conflicts
   std::string detail;
 };

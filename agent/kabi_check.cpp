@@ -12,7 +12,18 @@
 namespace agent {
 
 int run_kabi_check(const KabiCheckOptions& o, std::ostream& out, std::ostream& err) {
-  auto kernel = kabi::load_kernel_model(o.symvers, o.kernel_modules);
+  std::vector<kabi::ModuleInfo> set;
+  for (const auto& path : o.modules) {
+    auto m = kabi::read_module(path, {.trusted_certs = nullptr, .sha256 = false});
+    if (!m) {
+      err << "agent: " << m.error().what() << '\n';
+      return kExitInputError;
+    }
+    set.push_back(std::move(*m));
+  }
+  // Malformed input is reported before the kernel's files are read; the model covers what
+  // this set needs.
+  auto kernel = kabi::load_kernel_model(o.symvers, o.kernel_modules, &set);
   if (!kernel) {
     err << "agent: " << kernel.error().what() << '\n';
     return kExitInputError;
@@ -20,10 +31,17 @@ int run_kabi_check(const KabiCheckOptions& o, std::ostream& out, std::ostream& e
   kernel->policy = o.policy;
   kernel->sig_enforce = o.sig_enforce;
 
-  // The kernel's certificates decide whether a signature is by a trusted key, which must then
-  // verify. Decompressing a kernel image costs ~0.1-0.8 s, so it is read only when the kernel
-  // checks signatures at all.
-  if (kernel->module_sig) {
+  // A signature by a key the kernel trusts must verify, or the kernel refuses the module before
+  // any other check; the trusted certificates are in the kernel image. Decompressing an image
+  // costs 0.1-0.5 s, so it is read when asked for (--kernel-image) or when a module is signed
+  // with the key the kernel's own modules are signed with (certainly trusted). Otherwise a
+  // signature is reported as not verified: a key only a distribution CA in the image trusts
+  // (not Debian's case) goes unchecked.
+  const bool own_key = std::any_of(set.begin(), set.end(), [&](const kabi::ModuleInfo& m) {
+    return m.signature.state == kabi::Signature::State::Present && !kernel->build_key_id.empty() &&
+           m.signature.key_id == kernel->build_key_id;
+  });
+  if (kernel->module_sig && (!o.kernel_image.empty() || own_key)) {
     std::optional<std::filesystem::path> image;
     if (!o.kernel_image.empty()) image = o.kernel_image;
     else image = kabi::find_kernel_image(o.kernel_modules, kernel->release);
@@ -36,17 +54,16 @@ int run_kabi_check(const KabiCheckOptions& o, std::ostream& out, std::ostream& e
       kernel->certificates = std::move(*certs);
       kernel->certificates_known = true;
       kernel->kernel_image = image->string();
+      for (auto& m : set) {
+        if (m.signature.state != kabi::Signature::State::Present) continue;
+        auto checked = kabi::read_module(m.path, {.trusted_certs = &kernel->certificates, .sha256 = false});
+        if (!checked) {
+          err << "agent: " << checked.error().what() << '\n';
+          return kExitInputError;
+        }
+        m.signature = checked->signature;
+      }
     }
-  }
-
-  std::vector<kabi::ModuleInfo> set;
-  for (const auto& path : o.modules) {
-    auto m = kabi::read_module(path, kernel->certificates_known ? &kernel->certificates : nullptr);
-    if (!m) {
-      err << "agent: " << m.error().what() << '\n';
-      return kExitInputError;
-    }
-    set.push_back(std::move(*m));
   }
   const kabi::Evaluation ev = kabi::evaluate(set, *kernel);
   if (o.json)

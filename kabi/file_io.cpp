@@ -2,8 +2,10 @@
 
 #include <cerrno>
 #include <cstring>
+#include <utility>
 #include <fcntl.h>
 #include <sys/stat.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include <lzma.h>
@@ -47,9 +49,13 @@ Result<std::string> gunzip(std::string_view in, const std::string& path) {
   return out;
 }
 
+// Module and symvers xz files use dictionaries of 1-8 MiB; a stream asking for more is refused
+// instead of letting liblzma allocate whatever its header says.
+constexpr uint64_t kXzMemLimit = uint64_t{256} << 20;
+
 Result<std::string> unxz(std::string_view in, const std::string& path) {
   lzma_stream xs = LZMA_STREAM_INIT;
-  if (lzma_stream_decoder(&xs, UINT64_MAX, LZMA_CONCATENATED) != LZMA_OK)
+  if (lzma_stream_decoder(&xs, kXzMemLimit, LZMA_CONCATENATED) != LZMA_OK)
     return fail(ENOMEM, "liblzma init failed", path);
   std::string out;
   xs.next_in = reinterpret_cast<const uint8_t*>(in.data());
@@ -63,7 +69,11 @@ Result<std::string> unxz(std::string_view in, const std::string& path) {
     out.append(reinterpret_cast<char*>(buf), sizeof buf - xs.avail_out);
     if (rc != LZMA_OK && rc != LZMA_STREAM_END) {
       lzma_end(&xs);
-      return fail(EINVAL, rc == LZMA_BUF_ERROR ? "truncated xz data" : "corrupt xz data", path);
+      return fail(EINVAL,
+                  rc == LZMA_BUF_ERROR      ? "truncated xz data"
+                  : rc == LZMA_MEMLIMIT_ERROR ? "xz data needs more than 256 MiB of memory to decompress"
+                                            : "corrupt xz data",
+                  path);
     }
     if (out.size() > kMaxDecompressed) {
       lzma_end(&xs);
@@ -138,6 +148,47 @@ Result<std::string> read_file(const std::filesystem::path& path) {
     if (data.size() > kMaxDecompressed) return fail(EFBIG, "larger than 1 GiB", path);
   }
   return data;
+}
+
+MappedFile::MappedFile(MappedFile&& o) noexcept
+    : map_(std::exchange(o.map_, nullptr)), size_(std::exchange(o.size_, 0)), copy_(std::move(o.copy_)) {}
+
+MappedFile& MappedFile::operator=(MappedFile&& o) noexcept {
+  if (this != &o) {
+    if (map_) ::munmap(map_, size_);
+    map_ = std::exchange(o.map_, nullptr);
+    size_ = std::exchange(o.size_, 0);
+    copy_ = std::move(o.copy_);
+  }
+  return *this;
+}
+
+MappedFile::~MappedFile() {
+  if (map_) ::munmap(map_, size_);
+}
+
+Result<MappedFile> map_file(const std::filesystem::path& path) {
+  MappedFile f;
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return fail(errno, std::string("cannot open: ") + std::strerror(errno), path);
+  struct stat st {};
+  const bool regular = ::fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_size > 0;
+  if (regular) {
+    void* p = ::mmap(nullptr, static_cast<size_t>(st.st_size), PROT_READ, MAP_PRIVATE, fd, 0);
+    ::close(fd);
+    if (p != MAP_FAILED) {
+      f.map_ = static_cast<char*>(p);
+      f.size_ = static_cast<size_t>(st.st_size);
+      return f;
+    }
+  } else {
+    ::close(fd);
+  }
+  // Empty files, pipes, procfs, or a failed mapping: read it.
+  auto data = read_file(path);
+  if (!data) return tl::unexpected(data.error());
+  f.copy_ = std::move(*data);
+  return f;
 }
 
 Result<std::string> decompress(std::string bytes, const std::string& path) {

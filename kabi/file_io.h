@@ -17,6 +17,26 @@ enum class Compression { None, Gzip, Xz, Zstd };
 // Reads a file as it is on disk.
 [[nodiscard]] Result<std::string> read_file(const std::filesystem::path& path);
 
+// A read-only view of a whole file: mapped when it is a regular file, else read.
+class MappedFile {
+ public:
+  MappedFile() = default;
+  MappedFile(MappedFile&& o) noexcept;
+  MappedFile& operator=(MappedFile&& o) noexcept;
+  MappedFile(const MappedFile&) = delete;
+  MappedFile& operator=(const MappedFile&) = delete;
+  ~MappedFile();
+  [[nodiscard]] std::string_view bytes() const noexcept { return map_ ? std::string_view(map_, size_) : std::string_view(copy_); }
+
+ private:
+  friend Result<MappedFile> map_file(const std::filesystem::path& path);
+  char* map_ = nullptr;
+  size_t size_ = 0;
+  std::string copy_;
+};
+
+[[nodiscard]] Result<MappedFile> map_file(const std::filesystem::path& path);
+
 // Decompresses `bytes` if they carry a gzip/xz/zstd magic, else returns them unchanged.
 // `path` only names the input in errors.
 [[nodiscard]] Result<std::string> decompress(std::string bytes, const std::string& path);

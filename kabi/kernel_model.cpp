@@ -3,7 +3,6 @@
 #include <algorithm>
 #include <cerrno>
 #include <fstream>
-#include <sstream>
 
 #include "kabi/file_io.h"
 
@@ -18,21 +17,40 @@ bool is_module_file(const fs::path& p) {
   return false;
 }
 
-// modules.dep: "kernel/drivers/gpu/drm/i915/i915.ko: kernel/drivers/gpu/drm/drm.ko ..."
-void apply_modules_dep(const std::string& text, std::map<std::string, InTreeModule>& tree) {
-  std::istringstream in(text);
-  std::string line;
-  while (std::getline(in, line)) {
+// modules.dep: "kernel/drivers/gpu/drm/i915/i915.ko: kernel/drivers/gpu/drm/drm.ko ...", one
+// line per module depmod chose (updates/ and extra/ already preferred over kernel/).
+std::map<std::string, InTreeModule> parse_modules_dep(std::string_view text, const fs::path& module_dir,
+                                                      const SymbolSet* only) {
+  std::map<std::string, InTreeModule> tree;
+  auto next_word = [](std::string_view& s) {
+    size_t b = s.find_first_not_of(" \t");
+    if (b == std::string_view::npos) {
+      s = {};
+      return std::string_view();
+    }
+    size_t e = s.find_first_of(" \t", b);
+    std::string_view w = s.substr(b, e == std::string_view::npos ? std::string_view::npos : e - b);
+    s.remove_prefix(e == std::string_view::npos ? s.size() : e);
+    return w;
+  };
+  while (!text.empty()) {
+    size_t nl = text.find('\n');
+    std::string_view line = text.substr(0, nl);
+    text.remove_prefix(nl == std::string_view::npos ? text.size() : nl + 1);
     size_t colon = line.find(':');
-    if (colon == std::string::npos) continue;
-    std::string name = module_name_from_path(line.substr(0, colon));
-    auto it = tree.find(name);
-    if (it == tree.end()) continue;
-    std::istringstream deps(line.substr(colon + 1));
-    std::string dep;
-    it->second.depends.clear();
-    while (deps >> dep) it->second.depends.push_back(module_name_from_path(dep));
+    if (colon == std::string_view::npos) continue;
+    std::string_view file = line.substr(0, colon);
+    std::string name = module_name_from_path(file);
+    if (only && !only->count(name)) continue;
+    InTreeModule m;
+    m.name = std::move(name);
+    m.path = file.front() == '/' ? fs::path(file) : module_dir / file;
+    std::string_view deps = line.substr(colon + 1);
+    for (std::string_view w = next_word(deps); !w.empty(); w = next_word(deps))
+      m.depends.push_back(module_name_from_path(w));
+    tree.emplace(m.name, std::move(m));
   }
+  return tree;
 }
 
 }  // namespace
@@ -53,10 +71,15 @@ std::pair<int, int> parse_release_version(const std::string& release) {
   return {major, minor};
 }
 
-Result<std::map<std::string, InTreeModule>> scan_module_tree(const fs::path& module_dir) {
+Result<std::map<std::string, InTreeModule>> scan_module_tree(const fs::path& module_dir, const SymbolSet* only) {
   std::error_code ec;
   if (!fs::is_directory(module_dir, ec))
     return fail(ENOENT, "not a module directory (expected /lib/modules/<kver>)", module_dir.string());
+  // depmod's index lists every module with its dependencies: no need to walk the tree.
+  if (auto dep = read_file(module_dir / "modules.dep"); dep && !dep->empty()) {
+    auto tree = parse_modules_dep(*dep, module_dir, only);
+    if (!tree.empty()) return tree;
+  }
   std::map<std::string, InTreeModule> tree;
   // build/ and source/ are symlinks into kernel headers: never followed (the default).
   fs::recursive_directory_iterator it(module_dir, fs::directory_options::skip_permission_denied, ec), end;
@@ -65,7 +88,8 @@ Result<std::map<std::string, InTreeModule>> scan_module_tree(const fs::path& mod
     if (ec) return fail(ec.value(), "cannot list: " + ec.message(), it->path().string());
     if (!it->is_regular_file(ec) || !is_module_file(it->path())) continue;
     InTreeModule m;
-    m.name = module_name_from_path(it->path());
+    m.name = module_name_from_path(it->path().native());
+    if (only && !only->count(m.name)) continue;
     m.path = it->path();
     // updates/ and extra/ override kernel/, as depmod's search order does.
     const std::string& full = it->path().native();
@@ -75,15 +99,20 @@ Result<std::map<std::string, InTreeModule>> scan_module_tree(const fs::path& mod
     if (!inserted && !in_kernel_dir) pos->second = m;
   }
   if (tree.empty()) return fail(ENOENT, "no kernel modules found", module_dir.string());
-  if (auto dep = read_file(module_dir / "modules.dep")) apply_modules_dep(*dep, tree);
+  // Without modules.dep, dependencies come from each module's depends= when it is read.
   return tree;
 }
 
+namespace {
+// Small, ordinary in-tree modules every distribution kernel builds: they carry the kernel's
+// vermagic and sizeof(struct module).
+constexpr const char* kSampleModules[] = {"crc32_generic", "dummy", "loop", "fat", "ext4", "e1000"};
+}  // namespace
+
 Result<TreeFacts> read_tree_facts(const std::map<std::string, InTreeModule>& tree) {
-  // A few ordinary in-tree modules carry the kernel's vermagic and sizeof(struct module);
-  // try well-known small ones first, then any.
+  // Well-known small modules first, then any.
   std::vector<const InTreeModule*> order;
-  for (const char* pref : {"crc32_generic", "dummy", "loop", "fat", "ext4", "e1000"})
+  for (const char* pref : kSampleModules)
     if (auto it = tree.find(pref); it != tree.end()) order.push_back(&it->second);
   for (const auto& [name, m] : tree) order.push_back(&m);
   std::string last_error = "no readable module";
@@ -117,13 +146,26 @@ std::optional<fs::path> find_kernel_image(const fs::path& module_dir, const std:
   return std::nullopt;
 }
 
-Result<KernelModel> load_kernel_model(const fs::path& symvers_file, const fs::path& module_dir) {
+Result<KernelModel> load_kernel_model(const fs::path& symvers_file, const fs::path& module_dir,
+                                      const std::vector<ModuleInfo>* for_set) {
   KernelModel k;
-  auto sv = read_symvers(symvers_file);
+  SymbolSet wanted;
+  if (for_set) {
+    wanted.insert("module_layout");
+    for (const auto& m : *for_set)
+      for (const auto& u : m.undefined) wanted.insert(u.name);
+  }
+  auto sv = read_symvers(symvers_file, for_set ? &wanted : nullptr);
   if (!sv) return tl::unexpected(sv.error());
   k.symvers = std::move(*sv);
   k.symvers_source = symvers_file.string();
-  auto tree = scan_module_tree(module_dir);
+  SymbolSet owners;
+  if (for_set) {
+    for (const auto& e : k.symvers.entries)
+      if (e.owner != "vmlinux") owners.insert(owner_module_name(e.owner));
+    for (const char* sample : kSampleModules) owners.insert(sample);
+  }
+  auto tree = scan_module_tree(module_dir, for_set ? &owners : nullptr);
   if (!tree) return tl::unexpected(tree.error());
   k.in_tree = std::move(*tree);
   auto facts = read_tree_facts(k.in_tree);
@@ -131,6 +173,7 @@ Result<KernelModel> load_kernel_model(const fs::path& symvers_file, const fs::pa
   k.vermagic = facts->vermagic;
   k.this_module_size = facts->this_module_size;
   k.module_sig = facts->signed_modules;
+  k.build_key_id = facts->signer_key_id;
   k.release = k.vermagic.substr(0, k.vermagic.find(' '));
   std::tie(k.version_major, k.version_minor) = parse_release_version(k.release);
   // Both must agree: a kernel without CONFIG_MODVERSIONS writes all-zero CRCs and leaves

@@ -53,22 +53,30 @@ struct KernelModel {
   // them a signature by a trusted key cannot be verified.
   bool certificates_known = false;
   std::vector<std::string> certificates;
+  // The key id the kernel's own modules are signed with: a key it certainly trusts.
+  std::string build_key_id;
   std::string kernel_image;  // where they were read from
 };
 
-// Builds a model from a symvers file and a module tree (/lib/modules/<kver>): the release is
-// the tree's directory name, the full vermagic and struct module size come from the tree's
-// own modules, dependencies from its modules.dep (or the modules' depends= if it has none).
+// Builds a model from a symvers file and a module tree (/lib/modules/<kver>): the full
+// vermagic (and so the release) and struct module size come from the tree's own modules,
+// dependencies from its modules.dep (or the modules' depends= if it has none).
+// With `for_set`, the model covers what those modules need: the symbols they import (and
+// module_layout) and the in-tree modules that export them, not the whole kernel. Every symvers
+// line is still validated.
 [[nodiscard]] Result<KernelModel> load_kernel_model(const std::filesystem::path& symvers_file,
-                                                    const std::filesystem::path& module_dir);
+                                                    const std::filesystem::path& module_dir,
+                                                    const std::vector<ModuleInfo>* for_set = nullptr);
 
 // The kernel image of a module tree, if it sits where packages put it: <tree>/vmlinuz
 // (usr-merged kernels) or <root>/boot/vmlinuz-<kver> for <root>/[usr/]lib/modules/<kver>.
 [[nodiscard]] std::optional<std::filesystem::path> find_kernel_image(const std::filesystem::path& module_dir,
                                                                      const std::string& release);
 
-// Scans a module tree (kernel/, updates/, extra/ ...) into name -> InTreeModule.
-[[nodiscard]] Result<std::map<std::string, InTreeModule>> scan_module_tree(const std::filesystem::path& module_dir);
+// Scans a module tree (kernel/, updates/, extra/ ...) into name -> InTreeModule; with `only`,
+// just those names (modules.dep lines carry each module's full dependency closure).
+[[nodiscard]] Result<std::map<std::string, InTreeModule>> scan_module_tree(const std::filesystem::path& module_dir,
+                                                                           const SymbolSet* only = nullptr);
 
 // The vermagic and struct module size of a kernel, read from a few of its own modules.
 struct TreeFacts {

@@ -116,6 +116,25 @@ Result<std::vector<VersionEntry>> parse_ext_versions(const Section& crcs, const 
 
 }  // namespace
 
+std::string parse_build_id_note(std::string_view d) {
+  constexpr uint32_t kNtGnuBuildId = 3;
+  size_t off = 0;
+  auto align4 = [](size_t n) { return (n + 3) & ~size_t{3}; };
+  while (off + 12 <= d.size()) {
+    const auto namesz = static_cast<size_t>(read_le(d, off, 4));
+    const auto descsz = static_cast<size_t>(read_le(d, off + 4, 4));
+    const auto type = static_cast<uint32_t>(read_le(d, off + 8, 4));
+    const size_t name_off = off + 12;
+    if (namesz > d.size() - name_off) break;
+    const size_t desc_off = name_off + align4(namesz);
+    if (desc_off > d.size() || descsz > d.size() - desc_off) break;
+    if (type == kNtGnuBuildId && namesz == 4 && d.substr(name_off, 4) == std::string_view("GNU\0", 4))
+      return hex(reinterpret_cast<const unsigned char*>(d.data() + desc_off), descsz);
+    off = desc_off + align4(descsz);
+  }
+  return {};
+}
+
 std::vector<std::string> ModuleInfo::modinfo_values(std::string_view key) const {
   std::vector<std::string> out;
   for (const auto& [k, v] : modinfo)
@@ -137,8 +156,9 @@ const VersionEntry* ModuleInfo::find_version(std::string_view symbol) const {
   return nullptr;
 }
 
-std::string module_name_from_path(const std::filesystem::path& path) {
-  std::string name = path.filename().string();
+std::string module_name_from_path(std::string_view path) {
+  const size_t slash = path.rfind('/');
+  std::string name(slash == std::string_view::npos ? path : path.substr(slash + 1));
   for (const char* ext : {".xz", ".zst", ".gz"}) {
     std::string_view e(ext);
     if (name.size() > e.size() && name.compare(name.size() - e.size(), e.size(), e) == 0) {
@@ -152,20 +172,23 @@ std::string module_name_from_path(const std::filesystem::path& path) {
   return name;
 }
 
-Result<ModuleInfo> parse_module(std::string bytes, const std::string& path,
-                                const std::vector<std::string>* trusted_certs) {
+Result<ModuleInfo> parse_module(std::string_view file, const std::string& path, const ReadOptions& options) {
+  const std::vector<std::string>* trusted_certs = options.trusted_certs;
   ModuleInfo m;
   m.path = path;
-  m.sha256 = sha256_hex(bytes);
-  Compression comp = detect_compression(bytes);
+  if (options.sha256) m.sha256 = sha256_hex(file);
+  Compression comp = detect_compression(file);
   m.compression = std::string(compression_name(comp));
+  std::string decompressed;
+  std::string_view bytes = file;
   if (comp != Compression::None) {
-    auto raw = decompress(std::move(bytes), path);
+    auto raw = decompress(std::string(file), path);
     if (!raw) return tl::unexpected(raw.error());
-    bytes = std::move(*raw);
+    decompressed = std::move(*raw);
+    bytes = decompressed;
   }
   if (bytes.empty()) return fail(ENOEXEC, "empty file, not a kernel module", path);
-  if (bytes.size() < 4 || bytes.compare(0, 4, "\x7f" "ELF") != 0)
+  if (bytes.size() < 4 || bytes.substr(0, 4) != std::string_view("\x7f" "ELF", 4))
     return fail(ENOEXEC, "not an ELF file", path);
 
   // The signature trailer is outside the ELF image the kernel parses.
@@ -242,6 +265,8 @@ Result<ModuleInfo> parse_module(std::string bytes, const std::string& path,
   }
   if (m.name.empty()) m.name = module_name_from_path(path);
 
+  if (const Section* note = find(".note.gnu.build-id")) m.build_id = parse_build_id_note(note->data);
+
   if (const Section* v = find("__versions")) {
     m.has_versions = true;
     m.versions_alloc = (v->hdr.sh_flags & SHF_ALLOC) != 0;
@@ -314,7 +339,7 @@ Result<ModuleInfo> parse_module(std::string bytes, const std::string& path,
         e.crc = static_cast<uint32_t>(c->second.value);
       } else if (c->second.shndx < sections.size()) {
         std::string_view d = sections[c->second.shndx].data;
-        if (c->second.value + 4 <= d.size()) e.crc = static_cast<uint32_t>(read_le(d, c->second.value, 4));
+        if (c->second.value <= d.size() && d.size() - c->second.value >= 4) e.crc = static_cast<uint32_t>(read_le(d, c->second.value, 4));
       }
     }
     if (auto n = kstrtabns.find(name); n != kstrtabns.end() && n->second.shndx < sections.size()) {
@@ -329,10 +354,10 @@ Result<ModuleInfo> parse_module(std::string bytes, const std::string& path,
   return m;
 }
 
-Result<ModuleInfo> read_module(const std::filesystem::path& path, const std::vector<std::string>* trusted_certs) {
-  auto bytes = read_file(path);
-  if (!bytes) return tl::unexpected(bytes.error());
-  return parse_module(std::move(*bytes), path.string(), trusted_certs);
+Result<ModuleInfo> read_module(const std::filesystem::path& path, const ReadOptions& options) {
+  auto file = map_file(path);
+  if (!file) return tl::unexpected(file.error());
+  return parse_module(file->bytes(), path.string(), options);
 }
 
 }  // namespace agent::kabi

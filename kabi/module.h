@@ -67,6 +67,9 @@ struct ModuleInfo {
   std::vector<ExportedSymbol> exports;
 
   uint64_t this_module_size = 0;  // sizeof(struct module) of the kernel it was built for
+  // .note.gnu.build-id, hex; the kernel shows the same note of a loaded module in
+  // /sys/module/<name>/notes/.note.gnu.build-id, which identifies exactly this build.
+  std::string build_id;
   Signature signature;
   std::string sha256;  // of the file as stored (compressed or not)
 
@@ -77,18 +80,26 @@ struct ModuleInfo {
   [[nodiscard]] const VersionEntry* find_version(std::string_view symbol) const;
 };
 
-// Parses a module image already in memory (decompressed or not). `path` names it in errors.
-// With `trusted_certs` (the target kernel's built-in certificates, DER), the signature is also
-// checked as the kernel would and Signature::key_check is set.
-[[nodiscard]] Result<ModuleInfo> parse_module(std::string bytes, const std::string& path,
-                                              const std::vector<std::string>* trusted_certs = nullptr);
+struct ReadOptions {
+  // The target kernel's built-in certificates (DER): the signature is then checked as the
+  // kernel would and Signature::key_check is set.
+  const std::vector<std::string>* trusted_certs = nullptr;
+  bool sha256 = true;  // hash the file (costs ~1 ms per MB)
+};
 
-// Reads and parses a module file.
-[[nodiscard]] Result<ModuleInfo> read_module(const std::filesystem::path& path,
-                                             const std::vector<std::string>* trusted_certs = nullptr);
+// Parses a module file's bytes (compressed or not). `path` names it in errors.
+[[nodiscard]] Result<ModuleInfo> parse_module(std::string_view bytes, const std::string& path,
+                                              const ReadOptions& options = {});
+
+// Reads and parses a module file (mapped, not copied, when it is not compressed).
+[[nodiscard]] Result<ModuleInfo> read_module(const std::filesystem::path& path, const ReadOptions& options = {});
+
+// The build id (hex) of an ELF note section holding an NT_GNU_BUILD_ID note, as found in a .ko
+// and in /sys/module/<name>/notes/.note.gnu.build-id; empty if there is none.
+[[nodiscard]] std::string parse_build_id_note(std::string_view notes);
 
 // The module name a file name implies: "drm_kms_helper.ko.xz" -> "drm_kms_helper",
 // dashes folded to underscores as the kernel does.
-[[nodiscard]] std::string module_name_from_path(const std::filesystem::path& path);
+[[nodiscard]] std::string module_name_from_path(std::string_view path);
 
 }  // namespace agent::kabi

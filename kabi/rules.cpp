@@ -141,7 +141,9 @@ Evaluation evaluate(const std::vector<ModuleInfo>& set, const KernelModel& kerne
           v.reasons.push_back(make(fatal_code, EPERM, "Lockdown: insmod: unsigned module loading is restricted; see man kernel_lockdown.7"));
           settle(EPERM);
         } else {
-          v.reasons.push_back(make(warn_code, 0, m.name + ": loading " + what + " taints kernel.", {}, false));
+          v.reasons.push_back(make(warn_code, 0,
+                                   m.name + ": module verification failed: signature and/or required key missing - tainting kernel",
+                                   {}, false));
         }
       };
       if (s.state == Signature::State::None) {

@@ -1,6 +1,7 @@
 #include "kabi/symvers.h"
 
 #include <cerrno>
+#include <algorithm>
 #include <charconv>
 
 #include "kabi/file_io.h"
@@ -20,24 +21,21 @@ constexpr TypeName kTypes[] = {
     {"EXPORT_UNUSED_SYMBOL_GPL", ExportType::UnusedGpl},
 };
 
-std::vector<std::string_view> split_tabs(std::string_view line) {
-  std::vector<std::string_view> cols;
-  size_t start = 0;
-  while (true) {
-    size_t tab = line.find('\t', start);
-    cols.push_back(line.substr(start, tab == std::string_view::npos ? std::string_view::npos : tab - start));
-    if (tab == std::string_view::npos) break;
-    start = tab + 1;
-  }
-  return cols;
-}
-
 bool parse_crc(std::string_view s, uint32_t& out) {
   if (s.size() < 3 || s[0] != '0' || (s[1] != 'x' && s[1] != 'X')) return false;
   s.remove_prefix(2);
   if (s.size() > 8) return false;
   auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), out, 16);
   return ec == std::errc() && p == s.data() + s.size();
+}
+
+bool parse_type(std::string_view s, ExportType& out) {
+  for (const auto& tn : kTypes)
+    if (s == tn.name) {
+      out = tn.type;
+      return true;
+    }
+  return false;
 }
 
 }  // namespace
@@ -51,13 +49,28 @@ std::string_view export_type_name(ExportType t) noexcept {
 bool is_gpl_only(ExportType t) noexcept { return t == ExportType::Gpl || t == ExportType::UnusedGpl; }
 
 const SymversEntry* Symvers::find(std::string_view name) const {
-  auto it = index.find(std::string(name));
+  auto it = index.find(name);
   return it == index.end() ? nullptr : &entries[it->second];
 }
 
-Result<Symvers> parse_symvers(std::string_view text, const std::string& source) {
+SymversEntry* Symvers::find(std::string_view name) {
+  auto it = index.find(name);
+  return it == index.end() ? nullptr : &entries[it->second];
+}
+
+SymversEntry& Symvers::add(SymversEntry e) {
+  auto [it, inserted] = index.try_emplace(e.name, entries.size());
+  if (!inserted) return entries[it->second] = std::move(e);
+  return entries.emplace_back(std::move(e));
+}
+
+Result<Symvers> parse_symvers(std::string_view text, const std::string& source, const SymbolSet* only) {
   Symvers sv;
   sv.source = source;
+  const size_t lines = only ? only->size() : static_cast<size_t>(std::count(text.begin(), text.end(), '\n')) + 1;
+  sv.entries.reserve(lines);
+  sv.index.reserve(lines);
+  size_t parsed = 0;
   bool any_nonzero = false;
   size_t lineno = 0;
   while (!text.empty()) {
@@ -70,44 +83,41 @@ Result<Symvers> parse_symvers(std::string_view text, const std::string& source) 
     auto where = [&](const std::string& what) {
       return fail(EINVAL, "line " + std::to_string(lineno) + ": " + what, source);
     };
-    auto cols = split_tabs(line);
-    if (cols.size() != 4 && cols.size() != 5)
-      return where("expected 4 or 5 tab-separated columns, found " + std::to_string(cols.size()));
+    // "crc<TAB>symbol<TAB>owner<TAB>type[<TAB>namespace]": 4 columns before 5.4, 5 since.
+    std::string_view cols[5];
+    size_t ncols = 0;
+    for (std::string_view rest = line;;) {
+      size_t tab = rest.find('\t');
+      if (ncols == 5) return where("expected 4 or 5 tab-separated columns, found more");
+      cols[ncols++] = rest.substr(0, tab);
+      if (tab == std::string_view::npos) break;
+      rest.remove_prefix(tab + 1);
+    }
+    if (ncols < 4) return where("expected 4 or 5 tab-separated columns, found " + std::to_string(ncols));
     SymversEntry e;
     if (!parse_crc(cols[0], e.crc)) return where("bad CRC '" + std::string(cols[0]) + "'");
     if (cols[1].empty()) return where("empty symbol name");
-    e.name = cols[1];
-    if (cols[2].empty()) return where("empty owner for symbol " + e.name);
-    e.owner = cols[2];
-    // 4-column files from before 5.4 have no namespace; 5.4-5.9 put it third, after the
-    // symbol ("crc sym ns owner type") only when present - modern files put it last.
-    bool found = false;
-    for (const auto& tn : kTypes)
-      if (cols[3] == tn.name) {
-        e.type = tn.type;
-        found = true;
-      }
-    if (!found) return where("unknown export type '" + std::string(cols[3]) + "'");
-    if (cols.size() == 5) e.ns = cols[4];
+    if (cols[2].empty()) return where("empty owner for symbol " + std::string(cols[1]));
+    if (!parse_type(cols[3], e.type)) return where("unknown export type '" + std::string(cols[3]) + "'");
     any_nonzero |= e.crc != 0;
-    // A later duplicate overrides, as modpost's hash table does.
-    auto [it, inserted] = sv.index.emplace(e.name, sv.entries.size());
-    if (inserted)
-      sv.entries.push_back(std::move(e));
-    else
-      sv.entries[it->second] = std::move(e);
+    ++parsed;
+    if (only && !only->count(cols[1])) continue;
+    e.name = cols[1];
+    e.owner = cols[2];
+    if (ncols == 5) e.ns = cols[4];
+    sv.add(std::move(e));
   }
-  if (sv.entries.empty()) return fail(EINVAL, "no symbols: empty or not a Module.symvers file", source);
+  if (parsed == 0) return fail(EINVAL, "no symbols: empty or not a Module.symvers file", source);
   sv.modversions = any_nonzero;
   return sv;
 }
 
-Result<Symvers> read_symvers(const std::filesystem::path& path) {
+Result<Symvers> read_symvers(const std::filesystem::path& path, const SymbolSet* only) {
   auto text = read_decompressed(path);
   if (!text) return tl::unexpected(text.error());
   if (text->find('\0') != std::string::npos)
     return fail(EINVAL, "binary data: not a Module.symvers file", path.string());
-  return parse_symvers(*text, path.string());
+  return parse_symvers(*text, path.string(), only);
 }
 
 std::string owner_module_name(std::string_view owner) {

@@ -134,8 +134,8 @@ Result<kabi::Symvers> union_of_modules(const std::vector<kabi::ModuleInfo>& modu
   bool nonzero = false;
   auto add = [&](const std::string& name, uint32_t crc, const std::string& owner, bool gpl, const std::string& ns,
                  const std::string& from) -> Result<void> {
-    if (auto it = sv.index.find(name); it != sv.index.end()) {
-      kabi::SymversEntry& e = sv.entries[it->second];
+    if (kabi::SymversEntry* found = sv.find(name)) {
+      kabi::SymversEntry& e = *found;
       if (e.crc != crc)
         return fail(EINVAL, "own modules disagree about the CRC of " + name + " (" + from + ")", source);
       // An export's own record knows its owner, licence and namespace; a __versions one does not.
@@ -159,8 +159,7 @@ Result<kabi::Symvers> union_of_modules(const std::vector<kabi::ModuleInfo>& modu
     e.type = gpl ? kabi::ExportType::Gpl : kabi::ExportType::Plain;
     e.ns = ns;
     nonzero |= crc != 0;
-    sv.index.emplace(name, sv.entries.size());
-    sv.entries.push_back(std::move(e));
+    sv.add(std::move(e));
     return {};
   };
   for (const auto& m : modules) {

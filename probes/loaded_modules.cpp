@@ -138,6 +138,7 @@ Result<ModuleInventory> probe_loaded_modules(const HostRoot& root, const std::st
       inv.problems.push_back(v.error());
     }
     if (auto v = root.read_value(dir + "/srcversion")) m.srcversion = *v;
+    if (auto v = root.read_text(dir + "/notes/.note.gnu.build-id")) m.build_id = kabi::parse_build_id_note(*v);
     if (auto v = root.read_value(dir + "/version")) m.version = *v;
     if (auto holders = root.list_dir(dir + "/holders")) m.holders = *holders;
     else if (holders.error().code != ENOENT) inv.problems.push_back(holders.error());

@@ -22,7 +22,8 @@ struct LoadedModule {
   std::vector<std::string> holders;  // /sys/module/<m>/holders/
   std::string state;            // /proc/modules: Live, Loading, Unloading
   std::string initstate;        // /sys/module/<m>/initstate: live, coming, going
-  std::string srcversion;       // /sys/module/<m>/srcversion
+  std::string srcversion;       // /sys/module/<m>/srcversion (absent without a MODULE_VERSION)
+  std::string build_id;         // /sys/module/<m>/notes/.note.gnu.build-id, hex
   std::string version;          // /sys/module/<m>/version
   std::string taint;            // /proc/modules flags, "(OE)"
 };

@@ -13,7 +13,8 @@ static _Thread_local size_t guard_errlen;
 static _Thread_local agent_pci_warning_sink guard_sink;
 static _Thread_local void* guard_ctx;
 
-static _Noreturn void guard_error(char* msg, ...) {
+static void guard_error(char* msg, ...) __attribute__((noreturn));
+static void guard_error(char* msg, ...) {
   va_list ap;
   va_start(ap, msg);
   if (guard_err && guard_errlen) vsnprintf(guard_err, guard_errlen, msg, ap);

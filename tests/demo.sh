@@ -2,6 +2,8 @@
 # The main job on the embedded default: the prebuilt i915 of Debian 6.1.0-55 (compatible
 # kABI) and of 6.1.0-47 (changed kABI) against the running kernel 6.1.0-56. The agent predicts;
 # then the real 6.1.0-56 kernel, booted under qemu, inserts the same modules and answers.
+# Last, `agent --check` runs inside that real kernel on its live /sys and /proc, with a bundle
+# whose module drives the VM's Intel NIC, and the kernel inserts it and binds the device.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -43,4 +45,9 @@ for from in 6.1.0-55 6.1.0-47; do
 done
 echo
 echo "agent and kernel agree on $agree of $total modules"
-[[ $agree -eq $total ]]
+
+echo
+echo "=== agent --check on the real kernel $target under qemu: a bundle with 6.1.0-55's e1000 for the VM's Intel NIC, then the kernel inserts it ==="
+vm_rc=0
+bash tests/e2e/check-vm.sh -s -a "$AGENT" "$target" || vm_rc=$?
+[[ $agree -eq $total && $vm_rc -eq 0 ]]

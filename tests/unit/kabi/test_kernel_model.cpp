@@ -23,10 +23,13 @@ void make_tree(const TempDir& tmp) {
   spit(tmp / "kernel/sound/core/snd-pcm.ko.gz", slurp(fixture("basic.ko.gz")));
   spit(tmp / "updates/dkms/drm.ko", slurp(fixture("consumer.ko")));  // overrides kernel/
   spit(tmp / "kernel/drivers/gpu/drm/README", "not a module");
+  // As depmod writes it: one line per module it chose (updates/ over kernel/), with the
+  // module's whole dependency closure.
   spit(tmp / "modules.dep",
-       "kernel/drivers/gpu/drm/drm_kms_helper.ko.xz: kernel/drivers/gpu/drm/drm.ko kernel/sound/core/snd-pcm.ko.gz\n"
-       "kernel/drivers/gpu/drm/drm.ko:\n"
-       "kernel/not/in/tree.ko: kernel/drivers/gpu/drm/drm.ko\n");
+       "kernel/drivers/gpu/drm/drm_kms_helper.ko.xz: updates/dkms/drm.ko kernel/sound/core/snd-pcm.ko.gz\n"
+       "updates/dkms/drm.ko:\n"
+       "kernel/fs/fat/fat.ko.zst:\n"
+       "kernel/sound/core/snd-pcm.ko.gz:\n");
 }
 
 }  // namespace
@@ -59,12 +62,29 @@ TEST_CASE("kernel model: scanning a module tree", "[kernel_model]") {
   CHECK(tree->at("fat").name == "fat");
 }
 
-TEST_CASE("kernel model: a tree without modules.dep keeps no dependencies", "[kernel_model]") {
+TEST_CASE("kernel model: a tree without modules.dep is walked, updates/ over kernel/", "[kernel_model]") {
   TempDir tmp;
-  spit(tmp / "kernel/fs/fat/fat.ko", slurp(fixture("basic.ko")));
+  make_tree(tmp);
+  std::filesystem::remove(tmp / "modules.dep");
   auto tree = scan_module_tree(tmp.path());
   REQUIRE(tree);
-  CHECK(tree->at("fat").depends.empty());
+  CHECK(tree->size() == 4);
+  CHECK(tree->at("drm").path == tmp / "updates/dkms/drm.ko");
+  CHECK(tree->at("fat").depends.empty());  // no modules.dep: dependencies come from depends=
+}
+
+TEST_CASE("kernel model: only the modules asked for", "[kernel_model]") {
+  TempDir tmp;
+  make_tree(tmp);
+  SymbolSet only{"drm_kms_helper", "fat", "not_there"};
+  auto tree = scan_module_tree(tmp.path(), &only);
+  REQUIRE(tree);
+  CHECK(tree->size() == 2);
+  CHECK(tree->at("drm_kms_helper").depends == std::vector<std::string>{"drm", "snd_pcm"});
+  std::filesystem::remove(tmp / "modules.dep");
+  auto walked = scan_module_tree(tmp.path(), &only);
+  REQUIRE(walked);
+  CHECK(walked->size() == 2);
 }
 
 TEST_CASE("kernel model: bad module trees are errors naming the directory", "[kernel_model]") {

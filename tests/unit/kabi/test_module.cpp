@@ -254,19 +254,19 @@ TEST_CASE("module: the signature checked against given certificates", "[module][
     if (!m) FAIL(m.error().what());
     return m->signature.key_check;
   };
-  CHECK(check(read_module(fixture("signed.ko"), &certs)) == KC::Verified);
-  CHECK(check(read_module(fixture("signed.ko.xz"), &certs)) == KC::Verified);  // checked decompressed
-  CHECK(check(read_module(fixture("signed.ko"), &none)) == KC::UnknownKey);
+  CHECK(check(read_module(fixture("signed.ko"), {.trusted_certs = &certs})) == KC::Verified);
+  CHECK(check(read_module(fixture("signed.ko.xz"), {.trusted_certs = &certs})) == KC::Verified);  // checked decompressed
+  CHECK(check(read_module(fixture("signed.ko"), {.trusted_certs = &none})) == KC::UnknownKey);
   CHECK(check(read_module(fixture("signed.ko"))) == KC::NotChecked);
-  CHECK(check(read_module(fixture("basic.ko"), &certs)) == KC::NotChecked);  // unsigned: state None
-  CHECK(check(read_module(fixture("badsig.ko"), &certs)) == KC::NotChecked);  // malformed: state says it
+  CHECK(check(read_module(fixture("basic.ko"), {.trusted_certs = &certs})) == KC::NotChecked);  // unsigned: state None
+  CHECK(check(read_module(fixture("badsig.ko"), {.trusted_certs = &certs})) == KC::NotChecked);  // malformed: state says it
 
   // One byte of the signed image changed (a .modinfo string): the key is known, the content not.
   std::string bytes = slurp(fixture("signed.ko"));
   const size_t at = bytes.find("srcversion=0123456789ABCDEF0123456");
   REQUIRE(at != std::string::npos);
   bytes[at + 11] = '9';
-  auto tampered = parse_module(bytes, "tampered.ko", &certs);
+  auto tampered = parse_module(bytes, "tampered.ko", {.trusted_certs = &certs});
   REQUIRE(tampered);
   CHECK(tampered->srcversion == "9123456789ABCDEF0123456");
   CHECK(tampered->signature.state == Signature::State::Present);
@@ -371,4 +371,17 @@ TEST_CASE("module: corrupted bytes never crash the reader", "[module][errors]") 
       if (!r) CHECK_FALSE(r.error().message.empty());
     }
   }
+}
+
+TEST_CASE("module: the GNU build id note, as in the .ko and in /sys/module/<m>/notes", "[module]") {
+  // namesz 4, descsz 20, type NT_GNU_BUILD_ID (3), "GNU\0", 20 bytes of id.
+  std::string note("\x04\x00\x00\x00\x14\x00\x00\x00\x03\x00\x00\x00GNU\0", 16);
+  for (int i = 0; i < 20; ++i) note += static_cast<char>(0xa0 + i);
+  CHECK(parse_build_id_note(note) == "a0a1a2a3a4a5a6a7a8a9aaabacadaeafb0b1b2b3");
+  // Another note first (type 1, name "Linux", 4-byte desc) is skipped.
+  std::string other("\x06\x00\x00\x00\x04\x00\x00\x00\x01\x00\x00\x00Linux\0\0\0\x01\x02\x03\x04", 24);
+  CHECK(parse_build_id_note(other + note) == "a0a1a2a3a4a5a6a7a8a9aaabacadaeafb0b1b2b3");
+  CHECK(parse_build_id_note("").empty());
+  CHECK(parse_build_id_note(note.substr(0, 20)).empty());  // truncated: no id, no crash
+  CHECK(parse_build_id_note(other).empty());
 }

@@ -725,7 +725,7 @@ TEST_CASE("rules: signatures verified against the fixture key, end to end", "[ru
   k.module_sig = true;
   k.sig_enforce = true;
   k.certificates_known = true;
-  auto good = read_module(fixture("signed.ko.zst"), &certs);
+  auto good = read_module(fixture("signed.ko.zst"), {.trusted_certs = &certs});
   REQUIRE(good);
   auto v = one(*good, k);
   REQUIRE_LOADABLE(v);
@@ -733,7 +733,7 @@ TEST_CASE("rules: signatures verified against the fixture key, end to end", "[ru
 
   std::string bytes = kabi_test::slurp(fixture("signed.ko"));
   bytes[bytes.find("license=GPL") + 8] = 'g';  // "gPL": still signed, no longer matching
-  auto tampered = parse_module(bytes, "tampered.ko", &certs);
+  auto tampered = parse_module(bytes, "tampered.ko", {.trusted_certs = &certs});
   REQUIRE(tampered);
   k.sig_enforce = false;  // a bad signature is fatal regardless
   auto t = one(*tampered, k);

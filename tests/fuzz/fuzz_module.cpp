@@ -1,0 +1,32 @@
+// libFuzzer target: kernel module images (kabi/module.h): ELF through libelf, .modinfo,
+// __versions, extended modversions, symbol table, exports, this_module, signature trailer,
+// and the compressed forms. Any input must give a value or an error naming the path.
+#include <cstddef>
+#include <cstdint>
+#include <cstdlib>
+#include <string>
+
+#include "kabi/module.h"
+
+using namespace agent::kabi;
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  auto m = parse_module(std::string_view(reinterpret_cast<const char*>(data), size), "fuzz.ko");
+  if (!m) {
+    if (m.error().path != "fuzz.ko" || m.error().message.empty()) std::abort();
+    return 0;
+  }
+  if (m->sha256.size() != 64) std::abort();
+  // Use what the rules use, so a bad value shows up here rather than in the rules.
+  (void)m->modinfo_values("alias");
+  if (const auto* table = m->effective_versions()) {
+    for (const auto& v : *table)
+      if (m->find_version(v.name) == nullptr) std::abort();
+  }
+  for (const auto& u : m->undefined) (void)m->find_version(u.name);
+  size_t total = 0;
+  for (const auto& e : m->exports) total += e.name.size() + e.ns.size() + (e.crc ? 4 : 0);
+  for (const auto& [k, v] : m->modinfo) total += k.size() + v.size();
+  if (total == SIZE_MAX) std::abort();  // never; keeps the loops
+  return 0;
+}

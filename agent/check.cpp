@@ -273,13 +273,20 @@ Result<CheckReport> diagnose(const CheckOptions& o) {
   if (!list_errors.empty()) return tl::unexpected(list_errors.front());
   if (files.empty()) return fail(ENOENT, "no kernel modules (.ko, .ko.xz, .ko.zst, .ko.gz) in the bundle", r.bundle_dir);
 
-  // The kernel image carries the certificates a signature must chain to.
+  for (const auto& f : files) {
+    auto m = kabi::read_module(f);
+    if (!m) return tl::unexpected(m.error());
+    r.bundle.push_back(std::move(*m));
+  }
+
+  // The kernel image carries the certificates a signature must chain to; it is read only as
+  // far as the bundle's signers need (not at all for an unsigned bundle).
   std::vector<std::string> certs;
   bool certs_known = false;
   for (const std::string& p : {"/boot/vmlinuz-" + *release, "/lib/modules/" + *release + "/vmlinuz",
                               "/usr/lib/modules/" + *release + "/vmlinuz"}) {
     if (!root->is_regular_file(p)) continue;
-    auto c = kabi::extract_kernel_certificates(*root->resolve(p));
+    auto c = kabi::verify_module_signatures(r.bundle, *root->resolve(p));
     if (!c) {
       r.problems.push_back(c.error());
       r.certificates = c.error().what();
@@ -287,17 +294,11 @@ Result<CheckReport> diagnose(const CheckOptions& o) {
     }
     certs = std::move(*c);
     certs_known = true;
-    r.certificates = p + ": " + std::to_string(certs.size()) + " certificate(s)";
+    r.certificates = p + ": " + std::to_string(certs.size()) + " certificate(s) for the bundle's signers";
     break;
   }
   if (!certs_known && r.certificates.empty()) {
     r.certificates = "no kernel image for " + *release + " under the root: module signatures are not verified";
-  }
-
-  for (const auto& f : files) {
-    auto m = kabi::read_module(f, {.trusted_certs = certs_known ? &certs : nullptr});
-    if (!m) return tl::unexpected(m.error());
-    r.bundle.push_back(std::move(*m));
   }
 
   probes::KernelProbeOptions ko;

@@ -4,8 +4,14 @@
 #include <cerrno>
 #include <cstdint>
 #include <cstring>
+#include <memory>
 #include <optional>
 #include <set>
+#include <utility>
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <lzma.h>
 #include <openssl/bio.h>
@@ -14,6 +20,7 @@
 #include <openssl/x509.h>
 #include <zlib.h>
 #include <zstd.h>
+#include <zstd_errors.h>
 
 #include "kabi/file_io.h"
 #include "kabi/handles.h"
@@ -22,88 +29,393 @@
 namespace agent::kabi {
 namespace {
 
-// A decompressed vmlinux is tens of MiB; refuse to grow past this (decompression bomb).
-constexpr size_t kMaxVmlinux = size_t{1} << 30;
 constexpr size_t kModSigSize = 12;  // sizeof(struct module_signature)
+
+// The decompressed kernel is scanned this many bytes at a time.
+constexpr size_t kDefaultChunk = size_t{1} << 20;
+// The compressed image is read this many bytes at a time.
+constexpr size_t kReadBlock = size_t{256} << 10;
+// A decompressed vmlinux is tens of MiB; stop decompressing past this (decompression bomb: it
+// would cost time, not memory).
+constexpr uint64_t kMaxVmlinux = uint64_t{1} << 30;
+// x86 kernels are xz-compressed with a 32 MiB dictionary (scripts/xz_wrap.sh); a stream asking
+// for more than this is refused instead of letting liblzma allocate what its header says.
+constexpr uint64_t kXzMemLimit = uint64_t{256} << 20;
+// The kernel compresses with zstd --ultra -22: allow its 128 MiB window (the default is 8 MiB).
+constexpr int kZstdWindowLogMax = 27;
+
+// The largest certificate the scan finds: SEQUENCE with a two-byte length (30 82 hi lo) and up
+// to 65535 bytes of content. A certificate with a three-byte length (30 83, >= 64 KiB) is no
+// module-signing certificate, and the kernel's own are 1-2 KiB.
+constexpr size_t kMaxCertificate = 4 + 0xffff;
+
+bool is_elf(std::string_view b) { return b.size() >= 4 && b.substr(0, 4) == "\x7f" "ELF"; }
+
+std::string lower(std::string s) {
+  for (char& c : s)
+    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+  return s;
+}
+
+std::string hex_of(const unsigned char* p, size_t n) {
+  static constexpr char kDigits[] = "0123456789abcdef";
+  std::string s;
+  s.reserve(2 * n);
+  for (size_t i = 0; i < n; ++i) {
+    s += kDigits[p[i] >> 4];
+    s += kDigits[p[i] & 15];
+  }
+  return s;
+}
+
+std::vector<std::string> key_ids_of(const X509* cert) {
+  std::vector<std::string> ids;
+  if (const ASN1_INTEGER* serial = X509_get0_serialNumber(cert))
+    ids.push_back(hex_of(ASN1_STRING_get0_data(serial), static_cast<size_t>(ASN1_STRING_length(serial))));
+  // X509_get0_subject_key_id caches the extensions; it takes a non-const X509.
+  if (const ASN1_OCTET_STRING* skid = X509_get0_subject_key_id(const_cast<X509*>(cert)))
+    ids.push_back(hex_of(ASN1_STRING_get0_data(skid), static_cast<size_t>(ASN1_STRING_length(skid))));
+  return ids;
+}
+
+// ---- scanning the decompressed kernel for certificates, a chunk at a time --------------------
+// Every DER X.509 certificate: SEQUENCE (30 82 len16) holding a SEQUENCE (30 82) - the
+// tbsCertificate - that d2i_X509 accepts, consuming exactly the outer length.
+//
+// The producer (a decompressor or a file read) writes into space() and commit()s; each time
+// the chunk is full it is scanned. The buffer is [tail | chunk]: the tail keeps the last
+// kMaxCertificate - 1 bytes of what came before, so a certificate starting in one chunk and
+// ending in a later one is parsed whole. Positions are decided only once a whole certificate
+// starting there would be in the buffer; the rest wait for the next chunk or finish().
+class CertificateScanner {
+ public:
+  static constexpr size_t kTail = kMaxCertificate - 1;
+  static size_t buffer_size(size_t chunk) { return kTail + std::max<size_t>(chunk, 1); }
+
+  // `buf` holds buffer_size(chunk) bytes, whatever they are (a scanner never reads what it
+  // wasn't given). `elf_only`: stop early only if the output starts like an ELF (a stream found
+  // by its magic alone may be something else, which is then read to its end).
+  CertificateScanner(char* buf, size_t chunk, const std::vector<std::string>& wanted_key_ids, bool elf_only = false)
+      : buf_(buf), size_(buffer_size(chunk)), elf_only_(elf_only) {
+    for (const std::string& id : wanted_key_ids)
+      if (!id.empty()) wanted_.push_back(lower(id));
+    std::sort(wanted_.begin(), wanted_.end());
+    wanted_.erase(std::unique(wanted_.begin(), wanted_.end()), wanted_.end());
+    matched_.assign(wanted_.size(), false);
+    remaining_ = wanted_.size();
+  }
+
+  // Where the producer writes next: the rest of the current chunk, never empty.
+  char* space() { return buf_ + filled_; }
+  size_t space_size() const { return size_ - filled_; }
+
+  void commit(size_t n) {
+    for (size_t i = 0; i < n && head_.size() < 4; ++i) head_ += buf_[filled_ + i];
+    filled_ += n;
+    total_ += n;
+    if (filled_ == size_) {
+      scan(false);
+      // Keep the last kTail bytes; positions move down by a chunk.
+      const size_t shift = filled_ - kTail;
+      std::memmove(buf_, buf_ + shift, kTail);
+      filled_ = kTail;
+      next_ -= shift;
+      valid_ -= std::min(valid_, shift);
+    }
+  }
+
+  // The end of the kernel: scans what is left.
+  void finish() { scan(true); }
+
+  // Every wanted key id has been found (false when none is wanted: then everything is read).
+  bool done() const { return remaining_ == 0 && !wanted_.empty() && (!elf_only_ || is_elf(head_)); }
+
+  uint64_t total() const { return total_; }
+  // The first bytes produced (up to 4), to tell an ELF.
+  const std::string& head() const { return head_; }
+  std::vector<std::string> take_certificates() { return std::move(certs_); }
+
+ private:
+  void scan(bool final) {
+    const std::string_view blob(buf_, filled_);
+    // Not final: only positions where a whole certificate would fit before filled_.
+    const size_t limit = final ? filled_ : filled_ - kTail;
+    const auto* base = reinterpret_cast<const unsigned char*>(blob.data());
+    size_t at = next_;
+    for (;;) {
+      at = blob.find("\x30\x82", at);
+      if (at == std::string_view::npos || at >= limit) break;
+      if (blob.size() - at < 16) break;
+      const unsigned char* p = base + at;
+      const size_t len = size_t{p[2]} << 8 | p[3];
+      const size_t tbs_len = size_t{p[6]} << 8 | p[7];
+      if (p[4] != 0x30 || p[5] != 0x82 || len > blob.size() - at - 4 || tbs_len + 4 > len ||
+          (p[8] != 0xa0 && p[8] != 0x02)) {  // [0] version (v3) or the serial number (v1)
+        ++at;
+        continue;
+      }
+      const unsigned char* q = p;
+      CHandle<X509, X509_free> cert(d2i_X509(nullptr, &q, static_cast<long>(len + 4)));
+      if (!cert || static_cast<size_t>(q - p) != len + 4) {
+        ERR_clear_error();
+        ++at;
+        continue;
+      }
+      std::string der(blob.substr(at, len + 4));
+      if (seen_.insert(der).second) {
+        certs_.push_back(std::move(der));
+        match(cert.get());
+      }
+      at += len + 4;  // certificates don't overlap; resume after this one
+    }
+    // Resume at the first undecided position: a "30 82" at or past the limit, the end of the
+    // last certificate, or the limit (a 30 at the very end may begin a certificate with the next
+    // chunk's 82) - but never before the data (while less than kTail bytes have come).
+    next_ = std::max(at == std::string_view::npos ? limit : std::max(at, limit), valid_);
+  }
+
+  void match(const X509* cert) {
+    if (remaining_ == 0) return;
+    for (const std::string& id : key_ids_of(cert)) {
+      const auto it = std::lower_bound(wanted_.begin(), wanted_.end(), id);
+      if (it == wanted_.end() || *it != id) continue;
+      const auto i = static_cast<size_t>(it - wanted_.begin());
+      if (!matched_[i]) {
+        matched_[i] = true;
+        --remaining_;
+      }
+    }
+  }
+
+  char* buf_;
+  size_t size_;
+  size_t filled_ = kTail;  // end of the data in buf_
+  size_t valid_ = kTail;   // start of the data in buf_
+  size_t next_ = kTail;    // first position not yet decided
+  uint64_t total_ = 0;
+  std::string head_;
+  std::vector<std::string> certs_;
+  std::set<std::string, std::less<>> seen_;
+  std::vector<std::string> wanted_;  // sorted, lowercase, non-empty
+  std::vector<bool> matched_;
+  size_t remaining_ = 0;  // wanted ids not matched yet
+  bool elf_only_;
+};
+
+// ---- reading the image ---------------------------------------------------------------------
+// A regular file is read where needed (pread); anything else (a pipe) is read whole first.
+class Image {
+ public:
+  static Result<Image> open(const std::filesystem::path& path) {
+    Image img;
+    img.path_ = path.string();
+    img.fd_ = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (img.fd_ < 0) return fail(errno, std::string("cannot open: ") + std::strerror(errno), img.path_);
+    struct stat st {};
+    if (::fstat(img.fd_, &st) != 0) return fail(errno, std::string("cannot stat: ") + std::strerror(errno), img.path_);
+    if (S_ISDIR(st.st_mode)) return fail(EISDIR, "is a directory, not a file", img.path_);
+    if (S_ISREG(st.st_mode)) {
+      img.size_ = static_cast<uint64_t>(st.st_size);
+      return img;
+    }
+    auto whole = read_file(path);
+    if (!whole) return tl::unexpected(whole.error());
+    img.mem_ = std::move(*whole);
+    img.in_memory_ = true;
+    img.size_ = img.mem_.size();
+    return img;
+  }
+
+  Image() = default;
+  Image(Image&& o) noexcept
+      : fd_(std::exchange(o.fd_, -1)), size_(o.size_), in_memory_(o.in_memory_), mem_(std::move(o.mem_)),
+        path_(std::move(o.path_)) {}
+  Image& operator=(Image&&) = delete;
+  ~Image() {
+    if (fd_ >= 0) ::close(fd_);
+  }
+
+  uint64_t size() const { return size_; }
+  const std::string& path() const { return path_; }
+
+  // Up to n bytes at `offset` (fewer only at the end of the file).
+  Result<size_t> read_at(uint64_t offset, char* out, size_t n) const {
+    if (offset >= size_) return size_t{0};
+    n = static_cast<size_t>(std::min<uint64_t>(n, size_ - offset));
+    if (in_memory_) {
+      std::memcpy(out, mem_.data() + offset, n);
+      return n;
+    }
+    size_t got = 0;
+    while (got < n) {
+      const ssize_t r = ::pread(fd_, out + got, n - got, static_cast<off_t>(offset + got));
+      if (r < 0) {
+        if (errno == EINTR) continue;
+        return fail(errno, std::string("read error: ") + std::strerror(errno), path_);
+      }
+      if (r == 0) break;  // the file shrank
+      got += static_cast<size_t>(r);
+    }
+    return got;
+  }
+
+ private:
+  int fd_ = -1;
+  uint64_t size_ = 0;
+  bool in_memory_ = false;
+  std::string mem_;
+  std::string path_;
+};
+
+// Bytes [begin, end) of the image, a block at a time.
+class Source {
+ public:
+  Source(const Image& image, uint64_t begin, uint64_t end, std::string& buf)
+      : image_(image), pos_(begin), end_(std::min(end, image.size())), buf_(buf) {}
+
+  bool at_end() const { return pos_ >= end_; }
+
+  // The next block (empty at the end).
+  Result<std::string_view> next() {
+    if (at_end()) return std::string_view();
+    const size_t want = static_cast<size_t>(std::min<uint64_t>(buf_.size(), end_ - pos_));
+    auto got = image_.read_at(pos_, buf_.data(), want);
+    if (!got) return tl::unexpected(got.error());
+    if (*got < want) end_ = pos_ + *got;  // the file shrank: what is there is all there is
+    pos_ += *got;
+    return std::string_view(buf_.data(), *got);
+  }
+
+ private:
+  const Image& image_;
+  uint64_t pos_, end_;
+  std::string& buf_;
+};
 
 // ---- decompressing one stream that may be followed by other bytes ---------------------------
 // A bzImage payload is the compressed vmlinux followed by its 4-byte size (and a scan of the
 // image finds magics with anything behind them), so these stop at the end of the first stream
-// and ignore what follows, unlike file_io's whole-file decompressors.
+// and ignore what follows, unlike file_io's whole-file decompressors. Each returns true at the
+// end of the stream, false when it stopped early because the scanner has every wanted key.
 
-Result<std::string> gunzip_prefix(std::string_view in, size_t size_hint, const std::string& path) {
+Result<bool> too_big(const CertificateScanner& sink, const char* format, const std::string& path) {
+  if (sink.total() > kMaxVmlinux) return fail(EFBIG, std::string(format) + " data decompresses to more than 1 GiB", path);
+  return true;
+}
+
+Result<bool> gunzip_stream(Source& in, CertificateScanner& sink, const std::string& path) {
   z_stream zs{};
   if (inflateInit2(&zs, 16 + MAX_WBITS) != Z_OK) return fail(ENOMEM, "zlib init failed", path);
   CHandle<z_stream, inflateEnd> guard(&zs);
-  std::string out;
-  out.reserve(size_hint);
-  zs.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(in.data()));
-  zs.avail_in = static_cast<uInt>(std::min<size_t>(in.size(), UINT32_MAX));
-  std::string buf(size_t{1} << 16, '\0');
   for (;;) {
-    zs.next_out = reinterpret_cast<Bytef*>(buf.data());
-    zs.avail_out = static_cast<uInt>(buf.size());
+    if (zs.avail_in == 0 && !in.at_end()) {
+      auto block = in.next();
+      if (!block) return tl::unexpected(block.error());
+      zs.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(block->data()));
+      zs.avail_in = static_cast<uInt>(block->size());
+    }
+    zs.next_out = reinterpret_cast<Bytef*>(sink.space());
+    zs.avail_out = static_cast<uInt>(std::min<size_t>(sink.space_size(), UINT32_MAX));
+    const uInt room = zs.avail_out;
     const int rc = inflate(&zs, Z_NO_FLUSH);
-    out.append(buf.data(), buf.size() - zs.avail_out);
-    if (rc == Z_STREAM_END) return out;
-    if (rc == Z_BUF_ERROR || (rc == Z_OK && zs.avail_in == 0 && zs.avail_out != 0))
+    sink.commit(room - zs.avail_out);
+    if (rc == Z_STREAM_END) return true;
+    if (rc != Z_OK && rc != Z_BUF_ERROR)
+      return fail(EINVAL, std::string("corrupt gzip data: ") + (zs.msg ? zs.msg : "?"), path);
+    // Z_BUF_ERROR: no progress possible without more input.
+    if (zs.avail_in == 0 && in.at_end() && (rc == Z_BUF_ERROR || zs.avail_out != 0))
       return fail(EINVAL, "truncated gzip data", path);
-    if (rc != Z_OK) return fail(EINVAL, std::string("corrupt gzip data: ") + (zs.msg ? zs.msg : "?"), path);
-    if (out.size() > kMaxVmlinux) return fail(EFBIG, "gzip data decompresses to more than 1 GiB", path);
+    if (auto ok = too_big(sink, "gzip", path); !ok) return ok;
+    if (sink.done()) return false;
   }
 }
 
-Result<std::string> unxz_prefix(std::string_view in, size_t size_hint, const std::string& path) {
+Result<bool> unxz_stream(Source& in, CertificateScanner& sink, const std::string& path) {
   lzma_stream xs = LZMA_STREAM_INIT;
   // Without LZMA_CONCATENATED the decoder stops at the end of the first stream.
-  if (lzma_stream_decoder(&xs, UINT64_MAX, 0) != LZMA_OK) return fail(ENOMEM, "liblzma init failed", path);
+  if (lzma_stream_decoder(&xs, kXzMemLimit, 0) != LZMA_OK) return fail(ENOMEM, "liblzma init failed", path);
   CHandle<lzma_stream, lzma_end> guard(&xs);
-  std::string out;
-  out.reserve(size_hint);
-  xs.next_in = reinterpret_cast<const uint8_t*>(in.data());
-  xs.avail_in = in.size();
-  std::string buf(size_t{1} << 16, '\0');
   for (;;) {
-    xs.next_out = reinterpret_cast<uint8_t*>(buf.data());
-    xs.avail_out = buf.size();
-    const lzma_ret rc = lzma_code(&xs, LZMA_FINISH);  // all input is there
-    out.append(buf.data(), buf.size() - xs.avail_out);
-    if (rc == LZMA_STREAM_END) return out;
-    if (rc != LZMA_OK) return fail(EINVAL, rc == LZMA_BUF_ERROR ? "truncated xz data" : "corrupt xz data", path);
-    if (out.size() > kMaxVmlinux) return fail(EFBIG, "xz data decompresses to more than 1 GiB", path);
+    if (xs.avail_in == 0 && !in.at_end()) {
+      auto block = in.next();
+      if (!block) return tl::unexpected(block.error());
+      xs.next_in = reinterpret_cast<const uint8_t*>(block->data());
+      xs.avail_in = block->size();
+    }
+    xs.next_out = reinterpret_cast<uint8_t*>(sink.space());
+    xs.avail_out = sink.space_size();
+    const size_t room = xs.avail_out;
+    const lzma_ret rc = lzma_code(&xs, in.at_end() ? LZMA_FINISH : LZMA_RUN);
+    sink.commit(room - xs.avail_out);
+    switch (rc) {
+      case LZMA_STREAM_END: return true;
+      case LZMA_OK: break;
+      case LZMA_BUF_ERROR: return fail(EINVAL, "truncated xz data", path);
+      case LZMA_MEMLIMIT_ERROR:
+        return fail(ENOMEM,
+                    "xz data needs " + std::to_string((lzma_memusage(&xs) + (1 << 20) - 1) >> 20) +
+                        " MiB of memory to decompress, more than the " + std::to_string(kXzMemLimit >> 20) +
+                        " MiB allowed",
+                    path);
+      case LZMA_MEM_ERROR: return fail(ENOMEM, "out of memory decompressing xz data", path);
+      case LZMA_FORMAT_ERROR:
+      case LZMA_OPTIONS_ERROR:
+      case LZMA_DATA_ERROR:
+      default: return fail(EINVAL, "corrupt xz data", path);
+    }
+    if (auto ok = too_big(sink, "xz", path); !ok) return ok;
+    if (sink.done()) return false;
   }
 }
 
-Result<std::string> unzstd_prefix(std::string_view in, size_t size_hint, const std::string& path) {
+Result<bool> unzstd_stream(Source& in, CertificateScanner& sink, const std::string& path) {
   CHandle<ZSTD_DStream, ZSTD_freeDStream> ds(ZSTD_createDStream());
   if (!ds) return fail(ENOMEM, "libzstd init failed", path);
   ZSTD_initDStream(ds.get());
-  // The kernel compresses with --ultra -22: allow its 128 MiB window (the default is 8 MiB).
-  ZSTD_DCtx_setParameter(ds.get(), ZSTD_d_windowLogMax, 27);
-  std::string out;
-  out.reserve(size_hint);
-  ZSTD_inBuffer ib{in.data(), in.size(), 0};
-  std::string buf(ZSTD_DStreamOutSize(), '\0');
+  ZSTD_DCtx_setParameter(ds.get(), ZSTD_d_windowLogMax, kZstdWindowLogMax);
+  ZSTD_inBuffer ib{nullptr, 0, 0};
   for (;;) {
-    ZSTD_outBuffer ob{buf.data(), buf.size(), 0};
+    if (ib.pos == ib.size && !in.at_end()) {
+      auto block = in.next();
+      if (!block) return tl::unexpected(block.error());
+      ib = ZSTD_inBuffer{block->data(), block->size(), 0};
+    }
+    ZSTD_outBuffer ob{sink.space(), sink.space_size(), 0};
     const size_t before = ib.pos;
     const size_t rc = ZSTD_decompressStream(ds.get(), &ob, &ib);
-    if (ZSTD_isError(rc)) return fail(EINVAL, std::string("corrupt zstd data: ") + ZSTD_getErrorName(rc), path);
-    out.append(buf.data(), ob.pos);
-    if (rc == 0) return out;  // end of the first frame
-    if (ob.pos == 0 && before == ib.pos) return fail(EINVAL, "truncated zstd data", path);
-    if (out.size() > kMaxVmlinux) return fail(EFBIG, "zstd data decompresses to more than 1 GiB", path);
+    if (ZSTD_isError(rc)) {
+      if (ZSTD_getErrorCode(rc) == ZSTD_error_frameParameter_windowTooLarge)
+        return fail(ENOMEM, "zstd data needs a window larger than 128 MiB", path);
+      return fail(EINVAL, std::string("corrupt zstd data: ") + ZSTD_getErrorName(rc), path);
+    }
+    sink.commit(ob.pos);
+    if (rc == 0) return true;  // end of the first frame
+    if (ob.pos == 0 && before == ib.pos && ib.pos == ib.size && in.at_end())
+      return fail(EINVAL, "truncated zstd data", path);
+    if (auto ok = too_big(sink, "zstd", path); !ok) return ok;
+    if (sink.done()) return false;
   }
 }
 
-Result<std::string> decompress_prefix(std::string_view in, size_t size_hint, const std::string& path) {
-  switch (detect_compression(in)) {
-    case Compression::Gzip: return gunzip_prefix(in, size_hint, path);
-    case Compression::Xz: return unxz_prefix(in, size_hint, path);
-    case Compression::Zstd: return unzstd_prefix(in, size_hint, path);
+Result<bool> decompress_stream(Compression c, Source& in, CertificateScanner& sink, const std::string& path) {
+  switch (c) {
+    case Compression::Gzip: return gunzip_stream(in, sink, path);
+    case Compression::Xz: return unxz_stream(in, sink, path);
+    case Compression::Zstd: return unzstd_stream(in, sink, path);
     case Compression::None: break;
   }
   return fail(EINVAL, "no gzip/xz/zstd magic", path);
+}
+
+// Decompresses the stream at [begin, end) of the image through `sink`.
+Result<bool> decompress_at(const Image& image, uint64_t begin, uint64_t end, std::string& read_buf,
+                           CertificateScanner& sink) {
+  char magic[8] = {};
+  auto got = image.read_at(begin, magic, sizeof magic);
+  if (!got) return tl::unexpected(got.error());
+  const Compression c = detect_compression(std::string_view(magic, std::min<size_t>(*got, end - begin)));
+  Source in(image, begin, end, read_buf);
+  return decompress_stream(c, in, sink, image.path());
 }
 
 uint32_t le32(std::string_view b, size_t at) {
@@ -111,80 +423,115 @@ uint32_t le32(std::string_view b, size_t at) {
   return uint32_t{p[0]} | uint32_t{p[1]} << 8 | uint32_t{p[2]} << 16 | uint32_t{p[3]} << 24;
 }
 
-bool is_elf(std::string_view b) { return b.size() >= 4 && b.substr(0, 4) == "\x7f" "ELF"; }
+// Offsets of every gzip, xz and zstd magic in the image, in order.
+Result<std::vector<uint64_t>> find_magics(const Image& image, std::string& read_buf) {
+  static constexpr std::string_view kMagics[] = {
+      std::string_view("\x1f\x8b\x08", 3), std::string_view("\xfd" "7zXZ\0", 6), std::string_view("\x28\xb5\x2f\xfd", 4)};
+  constexpr size_t kKeep = 5;  // longest magic - 1: a magic across two blocks is found whole
+  std::vector<uint64_t> offsets;
+  std::string window;  // the last kKeep bytes of the previous block + this block
+  uint64_t window_at = 0;  // image offset of window[0]
+  for (uint64_t pos = 0; pos < image.size();) {
+    auto got = image.read_at(pos, read_buf.data(), read_buf.size());
+    if (!got) return tl::unexpected(got.error());
+    if (*got == 0) break;
+    const size_t keep = std::min(window.size(), kKeep);
+    window.erase(0, window.size() - keep);
+    window_at = pos - keep;
+    window.append(read_buf.data(), *got);
+    pos += *got;
+    for (std::string_view magic : kMagics)
+      for (size_t at = window.find(magic); at != std::string::npos; at = window.find(magic, at + 1))
+        if (at + magic.size() > keep) offsets.push_back(window_at + at);  // not found before
+  }
+  std::sort(offsets.begin(), offsets.end());
+  return offsets;
+}
 
-// The uncompressed kernel inside `image`: the image itself if it is an ELF, else the payload
-// the x86 boot protocol (2.08+) points at, else the first gzip/xz/zstd stream anywhere in the
-// image that decompresses (preferring one that yields an ELF, as vmlinux.bin is).
-Result<std::string> uncompressed_kernel(std::string image, const std::string& path) {
-  if (is_elf(image)) return image;
+detail::KernelCertificateScan result_of(CertificateScanner& sink, bool ended) {
+  if (ended) sink.finish();
+  detail::KernelCertificateScan r;
+  r.kernel_bytes = sink.total();
+  r.stopped_early = !ended;
+  r.certificates = sink.take_certificates();
+  return r;
+}
 
+// The uncompressed kernel inside the image, scanned: the image itself if it is an ELF, else the
+// payload the x86 boot protocol (2.08+) points at, else the first gzip/xz/zstd stream anywhere
+// in the image that decompresses (preferring one that yields an ELF, as vmlinux.bin is).
+Result<detail::KernelCertificateScan> scan_image(const Image& image, const std::vector<std::string>& wanted,
+                                                 size_t chunk) {
+  const std::string& path = image.path();
+  std::string header(0x250, '\0');
+  auto got = image.read_at(0, header.data(), header.size());
+  if (!got) return tl::unexpected(got.error());
+  header.resize(*got);
+
+  std::string read_buf(kReadBlock, '\0');
+  // One scan buffer for every attempt (uninitialized: the scanner reads only what it is given).
+  const std::unique_ptr<char[]> scan_buf(new char[CertificateScanner::buffer_size(chunk)]);
+
+  if (is_elf(header)) {
+    CertificateScanner sink(scan_buf.get(), chunk, wanted);
+    for (uint64_t pos = 0; !sink.done();) {
+      auto n = image.read_at(pos, sink.space(), sink.space_size());
+      if (!n) return tl::unexpected(n.error());
+      if (*n == 0) break;
+      pos += *n;
+      sink.commit(*n);
+    }
+    return result_of(sink, !sink.done());
+  }
+
+  std::optional<Error> payload_error;  // the boot header's payload didn't decompress
   // struct setup_header: boot_flag 0xAA55 at 0x1fe, "HdrS" at 0x202, version at 0x206,
-  // setup_sects at 0x1f1, payload_offset/payload_length at 0x248/0x24c.
-  if (image.size() > 0x250 && image.compare(0x202, 4, "HdrS") == 0) {
-    const unsigned version = static_cast<unsigned char>(image[0x206]) | unsigned{static_cast<unsigned char>(image[0x207])} << 8;
-    size_t setup_sects = static_cast<unsigned char>(image[0x1f1]);
+  // setup_sects at 0x1f1, payload_offset/payload_length at 0x248/0x24c. The payload ends with
+  // the uncompressed size (le32); it is not needed (nor trusted) here.
+  if (header.size() >= 0x250 && header.compare(0x202, 4, "HdrS") == 0) {
+    const unsigned version = static_cast<unsigned char>(header[0x206]) | unsigned{static_cast<unsigned char>(header[0x207])} << 8;
+    uint64_t setup_sects = static_cast<unsigned char>(header[0x1f1]);
     if (setup_sects == 0) setup_sects = 4;
     if (version >= 0x208) {
-      const size_t start = (setup_sects + 1) * 512 + le32(image, 0x248);
-      const size_t length = le32(image, 0x24c);
+      const uint64_t start = (setup_sects + 1) * 512 + le32(header, 0x248);
+      const uint64_t length = le32(header, 0x24c);
       if (length >= 4 && start < image.size() && length <= image.size() - start) {
-        const std::string_view payload = std::string_view(image).substr(start, length);
-        // The build appends the uncompressed size (le32) to the payload.
-        const size_t hint = std::min<size_t>(le32(payload, length - 4), kMaxVmlinux);
-        if (auto out = decompress_prefix(payload, hint, path); out && !out->empty()) return out;
+        CertificateScanner sink(scan_buf.get(), chunk, wanted);
+        auto ended = decompress_at(image, start, start + length, read_buf, sink);
+        if (ended && sink.total() > 0) return result_of(sink, *ended);
+        if (!ended) payload_error = ended.error();
       }
     }
   }
 
-  // Scan for magics. Try each occurrence in image order.
-  static constexpr std::string_view kMagics[] = {
-      std::string_view("\x1f\x8b\x08", 3), std::string_view("\xfd" "7zXZ\0", 6), std::string_view("\x28\xb5\x2f\xfd", 4)};
-  std::vector<size_t> offsets;
-  for (std::string_view magic : kMagics)
-    for (size_t at = image.find(magic); at != std::string::npos; at = image.find(magic, at + 1)) offsets.push_back(at);
-  std::sort(offsets.begin(), offsets.end());
-  std::optional<std::string> first_non_elf;
-  std::string last_error = "no gzip, xz or zstd stream in the image";
-  for (size_t at : offsets) {
-    auto out = decompress_prefix(std::string_view(image).substr(at), 0, path);
-    if (!out) {
-      last_error = out.error().message;
+  // Scan for magics. Try each occurrence in image order. A stream that is no ELF is read to its
+  // end (it must decompress, as a whole, to be taken) and kept in case no ELF turns up.
+  auto offsets = find_magics(image, read_buf);
+  if (!offsets) return tl::unexpected(offsets.error());
+  std::optional<detail::KernelCertificateScan> first_non_elf;
+  Error last_error{EINVAL, "no gzip, xz or zstd stream in the image", path};
+  for (uint64_t at : *offsets) {
+    CertificateScanner sink(scan_buf.get(), chunk, wanted, /*elf_only=*/true);
+    auto ended = decompress_at(image, at, image.size(), read_buf, sink);
+    if (!ended) {
+      last_error = ended.error();
       continue;
     }
-    if (out->empty()) continue;
-    if (is_elf(*out)) return out;
-    if (!first_non_elf) first_non_elf = std::move(*out);
+    if (sink.total() == 0) continue;
+    if (is_elf(sink.head())) return result_of(sink, *ended);
+    if (!first_non_elf) first_non_elf = result_of(sink, *ended);
   }
   if (first_non_elf) return std::move(*first_non_elf);
-  return fail(EINVAL, "cannot find the compressed kernel in the image (" + last_error + ")", path);
+  // Why the payload the boot header names failed says most; else why the last stream did.
+  if (payload_error) return fail(payload_error->code, "cannot decompress the kernel payload: " + payload_error->message, path);
+  return fail(last_error.code, "cannot find the compressed kernel in the image (" + last_error.message + ")", path);
 }
 
-// Every DER X.509 certificate in `blob`: SEQUENCE (30 82 len16) holding a SEQUENCE (30 82) -
-// the tbsCertificate - that d2i_X509 accepts, consuming exactly the outer length.
-std::vector<std::string> scan_certificates(std::string_view blob) {
-  std::vector<std::string> certs;
-  std::set<std::string, std::less<>> seen;
-  const auto* base = reinterpret_cast<const unsigned char*>(blob.data());
-  for (size_t at = blob.find("\x30\x82"); at != std::string_view::npos; at = blob.find("\x30\x82", at + 1)) {
-    if (blob.size() - at < 16) break;
-    const unsigned char* p = base + at;
-    const size_t len = size_t{p[2]} << 8 | p[3];
-    if (p[4] != 0x30 || p[5] != 0x82 || len > blob.size() - at - 4) continue;
-    const size_t tbs_len = size_t{p[6]} << 8 | p[7];
-    if (tbs_len + 4 > len) continue;
-    if (p[8] != 0xa0 && p[8] != 0x02) continue;  // [0] version (v3) or the serial number (v1)
-    const unsigned char* q = p;
-    CHandle<X509, X509_free> cert(d2i_X509(nullptr, &q, static_cast<long>(len + 4)));
-    if (!cert || static_cast<size_t>(q - p) != len + 4) {
-      ERR_clear_error();
-      continue;
-    }
-    std::string der(blob.substr(at, len + 4));
-    if (seen.insert(der).second) certs.push_back(std::move(der));
-    at += len + 3;  // certificates don't overlap; resume after this one
-  }
-  return certs;
+Result<std::vector<std::string>> extract(const std::filesystem::path& vmlinuz, const std::vector<std::string>& wanted) {
+  auto scan = detail::scan_kernel_certificates(vmlinuz, wanted, kDefaultChunk);
+  if (!scan) return tl::unexpected(scan.error());
+  if (scan->certificates.empty()) return fail(ENOKEY, "no X.509 certificate in the kernel image", vmlinuz.string());
+  return std::move(scan->certificates);
 }
 
 // sk_X509_free is a macro; the stack holds borrowed certificates.
@@ -192,14 +539,35 @@ void free_x509_stack(STACK_OF(X509) * s) { sk_X509_free(s); }
 
 }  // namespace
 
-Result<std::vector<std::string>> extract_kernel_certificates(const std::filesystem::path& vmlinuz) {
-  auto image = read_file(vmlinuz);
+namespace detail {
+
+Result<KernelCertificateScan> scan_kernel_certificates(const std::filesystem::path& vmlinuz,
+                                                       const std::vector<std::string>& wanted_key_ids,
+                                                       size_t chunk_size) {
+  auto image = Image::open(vmlinuz);
   if (!image) return tl::unexpected(image.error());
-  auto kernel = uncompressed_kernel(std::move(*image), vmlinuz.string());
-  if (!kernel) return tl::unexpected(kernel.error());
-  auto certs = scan_certificates(*kernel);
-  if (certs.empty()) return fail(ENOKEY, "no X.509 certificate in the kernel image", vmlinuz.string());
-  return certs;
+  return scan_image(*image, wanted_key_ids, chunk_size);
+}
+
+}  // namespace detail
+
+Result<std::vector<std::string>> extract_kernel_certificates(const std::filesystem::path& vmlinuz) {
+  return extract(vmlinuz, {});
+}
+
+Result<std::vector<std::string>> extract_kernel_certificates(const std::filesystem::path& vmlinuz,
+                                                             const std::vector<std::string>& wanted_key_ids) {
+  return extract(vmlinuz, wanted_key_ids);
+}
+
+std::vector<std::string> certificate_key_ids(std::string_view der) {
+  const auto* p = reinterpret_cast<const unsigned char*>(der.data());
+  CHandle<X509, X509_free> cert(d2i_X509(nullptr, &p, static_cast<long>(der.size())));
+  if (!cert) {
+    ERR_clear_error();
+    return {};
+  }
+  return key_ids_of(cert.get());
 }
 
 std::string_view signature_check_name(SignatureCheck c) noexcept {
@@ -268,6 +636,24 @@ SignatureCheck check_module_signature(std::string_view file, const std::vector<s
                             CMS_BINARY | CMS_NOINTERN | CMS_NO_SIGNER_CERT_VERIFY);
   ERR_clear_error();
   return ok == 1 ? SignatureCheck::Verified : SignatureCheck::BadSignature;
+}
+
+Result<std::vector<std::string>> verify_module_signatures(std::vector<ModuleInfo>& set,
+                                                          const std::filesystem::path& kernel_image) {
+  std::vector<std::string> signers;
+  for (const auto& m : set)
+    if (m.signature.state == Signature::State::Present && !m.signature.key_id.empty())
+      signers.push_back(m.signature.key_id);
+  if (signers.empty()) return std::vector<std::string>{};
+  auto certs = extract_kernel_certificates(kernel_image, signers);
+  if (!certs) return tl::unexpected(certs.error());
+  for (auto& m : set) {
+    if (m.signature.state != Signature::State::Present) continue;
+    auto checked = read_module(m.path, {.trusted_certs = &*certs, .sha256 = false});
+    if (!checked) return tl::unexpected(checked.error());
+    m.signature = checked->signature;
+  }
+  return certs;
 }
 
 }  // namespace agent::kabi

@@ -207,7 +207,9 @@ Result<ModuleInfo> parse_module(std::string_view file, const std::string& path, 
   }
   std::string_view image(bytes.data(), sig.image_size);
 
-  if (elf_version(EV_CURRENT) == EV_NONE) return fail(EIO, "libelf initialisation failed", path);
+  // libelf's version handshake writes a global: once, so that modules can be parsed in parallel.
+  static const bool elf_ready = elf_version(EV_CURRENT) != EV_NONE;
+  if (!elf_ready) return fail(EIO, "libelf initialisation failed", path);
   ElfHandle elf(elf_memory(const_cast<char*>(image.data()), image.size()));
   if (!elf || elf_kind(elf.get()) != ELF_K_ELF)
     return fail(ENOEXEC, std::string("not an ELF file: ") + elf_errmsg(-1), path);

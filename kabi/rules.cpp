@@ -6,6 +6,7 @@
 #include <functional>
 #include <map>
 #include <set>
+#include <string_view>
 #include <unordered_map>
 
 namespace agent::kabi {
@@ -94,10 +95,14 @@ std::string errno_name(int err) {
 Evaluation evaluate(const std::vector<ModuleInfo>& set, const KernelModel& kernel) {
   // Exports of the set, and which in-tree modules the set replaces.
   std::unordered_map<std::string, size_t> exporter_of;
+  std::unordered_map<std::string_view, const ExportedSymbol*> export_of;
   std::set<std::string> replaced;
   for (size_t i = 0; i < set.size(); ++i) {
     replaced.insert(set[i].name);
-    for (const auto& e : set[i].exports) exporter_of.emplace(e.name, i);
+    for (const auto& e : set[i].exports) {
+      exporter_of.emplace(e.name, i);
+      export_of.emplace(e.name, &e);
+    }
   }
   const std::vector<size_t> order = load_order(set, exporter_of);
   std::vector<int> position(set.size());
@@ -184,6 +189,12 @@ Evaluation evaluate(const std::vector<ModuleInfo>& set, const KernelModel& kerne
 
     const std::vector<VersionEntry>* versions = modversions ? m.effective_versions() : nullptr;
     const bool has_crcs = m.effective_versions() != nullptr;
+    // The first entry of a name wins, as the kernel's linear search does.
+    std::unordered_map<std::string_view, const VersionEntry*> version_of;
+    if (versions) {
+      version_of.reserve(versions->size());
+      for (const auto& e : *versions) version_of.emplace(e.name, &e);
+    }
     auto no_table_warned = false;
     // check_version(): returns the errno a CRC problem gives (0 = accepted).
     auto check_version = [&](const std::string& sym, const std::optional<uint32_t>& crc, int mismatch_err,
@@ -198,8 +209,8 @@ Evaluation evaluate(const std::vector<ModuleInfo>& set, const KernelModel& kerne
         }
         return 0;
       }
-      for (const auto& e : *versions) {
-        if (e.name != sym) continue;
+      if (auto it = version_of.find(sym); it != version_of.end()) {
+        const VersionEntry& e = *it->second;
         if (e.crc == *crc) return 0;
         Reason r = make(mismatch_code, mismatch_err, m.name + ": disagrees about version of symbol " + sym, sym);
         r.expected_crc = crc;
@@ -249,8 +260,8 @@ Evaluation evaluate(const std::vector<ModuleInfo>& set, const KernelModel& kerne
       if (auto it = exporter_of.find(u.name); it != exporter_of.end() && it->second != idx) {
         const ModuleInfo& ex = set[it->second];
         if (position[it->second] < my_pos) {
-          for (const auto& e : ex.exports)
-            if (e.name == u.name) p = Provider{ex.name, true, e.crc, e.gpl_only, e.ns};
+          const ExportedSymbol& e = *export_of.at(u.name);
+          p = Provider{ex.name, true, e.crc, e.gpl_only, e.ns};
         }
         if (p && verdict_of[ex.name] == Verdict::Refused) {
           deps.insert(ex.name);

@@ -6,9 +6,12 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <chrono>
 #include <map>
 #include <optional>
 #include <string>
+#include <sys/resource.h>
+#include <sys/wait.h>
 #include <unistd.h>
 #include <vector>
 
@@ -28,6 +31,7 @@
 
 namespace fs = std::filesystem;
 using agent::CHandle;
+using agent::kabi::certificate_key_ids;
 using agent::kabi::check_module_signature;
 using agent::kabi::extract_kernel_certificates;
 using agent::kabi::SignatureCheck;
@@ -293,6 +297,22 @@ void check_real_kernel(const std::string& abi, const std::string& other_abi) {
 
   CHECK(check_module_signature(strip_signature(own), certs) == SignatureCheck::Unsigned);
   CHECK(check_module_signature(own, {}) == SignatureCheck::UnknownKey);
+
+  // Stopping at the own module's signer: the certificates found by then verify it.
+  const std::string own_id = agent::kabi::parse_signature_trailer(own).signature.key_id;
+  const std::string foreign_id = agent::kabi::parse_signature_trailer(foreign).signature.key_id;
+  REQUIRE(!own_id.empty());
+  REQUIRE(!foreign_id.empty());
+  auto early = agent::kabi::detail::scan_kernel_certificates(*dir / "vmlinuz", {own_id}, size_t{1} << 20);
+  INFO((early ? std::string() : early.error().what()));
+  REQUIRE(early);
+  CHECK(early->stopped_early);
+  CHECK(check_module_signature(own, early->certificates) == SignatureCheck::Verified);
+  // The other build's key is not in this kernel: everything is read, and it stays unknown.
+  auto full = extract_kernel_certificates(*dir / "vmlinuz", {own_id, foreign_id});
+  REQUIRE(full);
+  CHECK(*full == certs);
+  CHECK(check_module_signature(foreign, *full) == SignatureCheck::UnknownKey);
 }
 
 }  // namespace
@@ -437,6 +457,214 @@ TEST_CASE("extract_kernel_certificates on self-made kernel images", "[kabi][kern
     REQUIRE(!certs);
     CHECK(certs.error().path == file.string() + ".missing");
   }
+}
+
+TEST_CASE("certificate_key_ids gives the signer ids Signature::key_id names", "[kabi][kernel_keys]") {
+  const Key key = ec_key();
+  const Cert cert = make_cert(key.get(), "build key", 0x1234567);
+  const std::string der = der_of(cert.get());
+  const std::string image = fake_module();
+  const std::string by_serial = agent::kabi::parse_signature_trailer(sign_module(image, cert.get(), key.get())).signature.key_id;
+  const std::string by_skid =
+      agent::kabi::parse_signature_trailer(sign_module(image, cert.get(), key.get(), true)).signature.key_id;
+  CHECK(by_serial == "01234567");
+  CHECK(by_skid.size() == 40);  // SHA-1 of the public key
+  CHECK(certificate_key_ids(der) == std::vector<std::string>{by_serial, by_skid});
+  CHECK(certificate_key_ids("not a certificate").empty());
+  CHECK(certificate_key_ids("").empty());
+}
+
+namespace {
+
+// A "vmlinux" with certificates at the given offsets, filler (not all zeros: some "30 82" that
+// lead nowhere) elsewhere.
+std::string vmlinux_with(size_t size, const std::vector<std::pair<size_t, std::string>>& certs) {
+  std::string v("\x7f" "ELF\x02\x01\x01", 7);
+  v.resize(size, '\0');
+  for (size_t i = 64; i + 2 < size; i += 997) v.replace(i, 2, "\x30\x82");
+  for (const auto& [at, der] : certs) {
+    REQUIRE(at + der.size() <= size);
+    v.replace(at, der.size(), der);
+  }
+  return v;
+}
+
+}  // namespace
+
+TEST_CASE("extract_kernel_certificates: certificates across chunk boundaries", "[kabi][kernel_keys]") {
+  using agent::kabi::detail::scan_kernel_certificates;
+  const Key key = ec_key();
+  // a near the largest certificate the scan finds (65539 bytes): a long comment extension.
+  const Cert a = make_cert(key.get(), "build key", 1);
+  const std::string comment(65000, 'c');
+  CHandle<X509_EXTENSION, X509_EXTENSION_free> ext(X509V3_EXT_conf_nid(nullptr, nullptr, NID_netscape_comment, comment.c_str()));
+  REQUIRE(ext);
+  REQUIRE(X509_add_ext(a.get(), ext.get(), -1) == 1);
+  REQUIRE(X509_sign(a.get(), key.get(), EVP_sha256()) > 0);
+  const Cert b = make_cert(key.get(), "second key", 2);
+  const std::string der_a = der_of(a.get()), der_b = der_of(b.get());
+  REQUIRE(der_a.size() > 65000);
+  REQUIRE(der_a.size() <= 65539);
+
+  const fs::path file = temp_path("vmlinuz-chunks");
+  struct Cleanup {
+    fs::path p;
+    ~Cleanup() {
+      std::error_code ec;
+      fs::remove(p, ec);
+    }
+  } cleanup{file};
+
+  // Chunk boundaries are at multiples of the chunk size in the uncompressed kernel. A chunk
+  // smaller than a certificate puts one across three chunks.
+  for (size_t chunk : {size_t{256}, size_t{4096}, size_t{1} << 20}) {
+    for (size_t at : {chunk - 1, chunk - 2, chunk - 4, chunk - 5, chunk - 16, chunk - 200, chunk, 3 * chunk + 7}) {
+      // b right after a, a again (a duplicate) 70 KB later, and b at the very end of the kernel.
+      const size_t size = std::max<size_t>(at + 3 * 70000, 4 * chunk) + der_b.size();
+      const std::string vmlinux = vmlinux_with(
+          size, {{at, der_a}, {at + der_a.size() + 3, der_b}, {at + 2 * 70000, der_a}, {size - der_b.size(), der_b}});
+      INFO("chunk " << chunk << ", certificate at " << at);
+      write_file(file, vmlinux);
+      auto scan = scan_kernel_certificates(file, {}, chunk);
+      INFO((scan ? std::string() : scan.error().what()));
+      REQUIRE(scan);
+      CHECK(scan->certificates == std::vector<std::string>{der_a, der_b});
+      CHECK(scan->kernel_bytes == vmlinux.size());
+      CHECK(!scan->stopped_early);
+      if (at == chunk - 5) {  // the same through each decompressor
+        for (auto compress : {&xz, &zstd, &gzip}) {
+          write_file(file, bzimage(compress(vmlinux) + le32(vmlinux.size())));
+          auto packed = scan_kernel_certificates(file, {}, chunk);
+          INFO((packed ? std::string() : packed.error().what()));
+          REQUIRE(packed);
+          CHECK(packed->certificates == std::vector<std::string>{der_a, der_b});
+          CHECK(packed->kernel_bytes == vmlinux.size());
+        }
+      }
+    }
+  }
+}
+
+TEST_CASE("extract_kernel_certificates stops once the wanted keys are found", "[kabi][kernel_keys]") {
+  using agent::kabi::detail::scan_kernel_certificates;
+  const Key key = ec_key(), other_key = ec_key();  // two keys: two subject key ids
+  const Cert a = make_cert(key.get(), "build key", 0x1a2b);
+  const Cert b = make_cert(other_key.get(), "second key", 0x3c4d);
+  const std::string der_a = der_of(a.get()), der_b = der_of(b.get());
+  const auto ids_a = certificate_key_ids(der_a), ids_b = certificate_key_ids(der_b);
+  REQUIRE(ids_a.size() == 2);
+  REQUIRE(ids_b.size() == 2);
+  REQUIRE(ids_a[1] != ids_b[1]);
+
+  // a at 1 MiB, b at 3 MiB, 6 MiB in all.
+  const size_t mib = size_t{1} << 20;
+  const std::string vmlinux = vmlinux_with(6 * mib, {{mib, der_a}, {3 * mib, der_b}});
+  const std::vector<std::string> both{der_a, der_b};
+
+  const fs::path file = temp_path("vmlinuz-early");
+  struct Cleanup {
+    fs::path p;
+    ~Cleanup() {
+      std::error_code ec;
+      fs::remove(p, ec);
+    }
+  } cleanup{file};
+
+  auto upper = [](std::string s) {
+    for (char& c : s) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+    return s;
+  };
+
+  std::vector<std::pair<std::string, std::string>> images{{"uncompressed", vmlinux}};
+  for (auto [name, compress] : {std::pair{"xz", &xz}, std::pair{"zstd", &zstd}, std::pair{"gzip", &gzip}})
+    images.emplace_back(std::string("bzImage, ") + name, bzimage(compress(vmlinux) + le32(vmlinux.size())));
+  images.emplace_back("zstd found by its magic", "MZ junk "s + zstd(vmlinux) + std::string(100, '\x11'));
+
+  for (const auto& [name, image] : images) {
+    INFO(name);
+    write_file(file, image);
+    const size_t chunk = 64 << 10;
+
+    {
+      INFO("the first certificate's serial: stops after it");
+      auto scan = scan_kernel_certificates(file, {ids_a[0]}, chunk);
+      INFO((scan ? std::string() : scan.error().what()));
+      REQUIRE(scan);
+      CHECK(scan->certificates == std::vector<std::string>{der_a});
+      CHECK(scan->stopped_early);
+      CHECK(scan->kernel_bytes < 2 * mib);
+      auto certs = extract_kernel_certificates(file, {ids_a[0]});
+      REQUIRE(certs);
+      CHECK(*certs == std::vector<std::string>{der_a});
+    }
+    {
+      INFO("the second's subject key id, in upper case, and the first's: stops after the second");
+      auto scan = scan_kernel_certificates(file, {upper(ids_b[1]), ids_a[1], ids_b[1]}, chunk);
+      REQUIRE(scan);
+      CHECK(scan->certificates == both);
+      CHECK(scan->stopped_early);
+      CHECK(scan->kernel_bytes < 4 * mib);
+    }
+    {
+      INFO("a key the kernel doesn't have: reads everything");
+      auto scan = scan_kernel_certificates(file, {ids_a[0], "0badc0de"}, chunk);
+      REQUIRE(scan);
+      CHECK(scan->certificates == both);
+      CHECK(!scan->stopped_early);
+      CHECK(scan->kernel_bytes == vmlinux.size());
+      auto certs = extract_kernel_certificates(file, {ids_a[0], "0badc0de"});
+      REQUIRE(certs);
+      CHECK(*certs == both);
+    }
+    {
+      INFO("no key wanted (or only empty ids, as unsigned modules have): reads everything");
+      for (const auto& wanted : {std::vector<std::string>{}, std::vector<std::string>{"", ""}}) {
+        auto scan = scan_kernel_certificates(file, wanted, chunk);
+        REQUIRE(scan);
+        CHECK(scan->certificates == both);
+        CHECK(!scan->stopped_early);
+        auto certs = extract_kernel_certificates(file, wanted);
+        REQUIRE(certs);
+        CHECK(*certs == both);
+      }
+      auto certs = extract_kernel_certificates(file);
+      REQUIRE(certs);
+      CHECK(*certs == both);
+    }
+  }
+}
+
+TEST_CASE("extract_kernel_certificates refuses an xz payload asking for a 4 GiB dictionary", "[kabi][kernel_keys]") {
+  // tests/fuzz/regressions/kernel_image: a bzImage whose xz payload's LZMA2 header asks for a
+  // 4 GiB dictionary. liblzma must refuse it by its memory limit, before allocating anything.
+  const fs::path file =
+      fs::path(KABI_FIXTURE_SRC).parent_path().parent_path() / "fuzz/regressions/kernel_image/bzimage-xz-4gib-dictionary";
+  REQUIRE(fs::exists(file));
+  const auto started = std::chrono::steady_clock::now();
+  auto certs = extract_kernel_certificates(file);
+  const auto elapsed = std::chrono::steady_clock::now() - started;
+  REQUIRE(!certs);
+  CHECK(certs.error().path == file.string());
+  CHECK(certs.error().code == ENOMEM);
+  CHECK_THAT(certs.error().message, Catch::Contains("xz data needs") && Catch::Contains("more than the 256 MiB allowed"));
+  CHECK(elapsed < std::chrono::seconds(2));
+
+#if !defined(__SANITIZE_ADDRESS__)
+  // The same with at most ~1 GB of address space (ulimit -v 1000000): the error must be the
+  // memory limit, not a failed allocation.
+  const pid_t pid = fork();
+  REQUIRE(pid >= 0);
+  if (pid == 0) {
+    const rlimit limit{1000000L * 1024, 1000000L * 1024};
+    if (setrlimit(RLIMIT_AS, &limit) != 0) _exit(2);
+    auto r = extract_kernel_certificates(file);
+    _exit(!r && r.error().code == ENOMEM && r.error().message.find("256 MiB allowed") != std::string::npos ? 0 : 1);
+  }
+  int status = 0;
+  REQUIRE(waitpid(pid, &status, 0) == pid);
+  CHECK(WIFEXITED(status));
+  CHECK(WEXITSTATUS(status) == 0);
+#endif
 }
 
 TEST_CASE("real Debian 6.1 kernels: i915 against the build keys in vmlinuz", "[kabi][kernel_keys][real]") {

@@ -18,7 +18,8 @@ bool is_module_file(const fs::path& p) {
 }
 
 // modules.dep: "kernel/drivers/gpu/drm/i915/i915.ko: kernel/drivers/gpu/drm/drm.ko ...", one
-// line per module depmod chose (updates/ and extra/ already preferred over kernel/).
+// line per module depmod chose (updates/ and extra/ already preferred over kernel/), with the
+// module's whole dependency closure.
 std::map<std::string, InTreeModule> parse_modules_dep(std::string_view text, const fs::path& module_dir,
                                                       const SymbolSet* only) {
   std::map<std::string, InTreeModule> tree;
@@ -45,6 +46,10 @@ std::map<std::string, InTreeModule> parse_modules_dep(std::string_view text, con
     InTreeModule m;
     m.name = std::move(name);
     m.path = file.front() == '/' ? fs::path(file) : module_dir / file;
+    // A stale modules.dep (a module removed without depmod) names files that are gone: a
+    // module modprobe cannot load is not part of the tree.
+    std::error_code ec;
+    if (!fs::exists(m.path, ec)) continue;
     std::string_view deps = line.substr(colon + 1);
     for (std::string_view w = next_word(deps); !w.empty(); w = next_word(deps))
       m.depends.push_back(module_name_from_path(w));

@@ -73,6 +73,16 @@ TEST_CASE("kernel model: a tree without modules.dep is walked, updates/ over ker
   CHECK(tree->at("fat").depends.empty());  // no modules.dep: dependencies come from depends=
 }
 
+TEST_CASE("kernel model: a stale modules.dep line for a removed module is dropped", "[kernel_model]") {
+  TempDir tmp;
+  make_tree(tmp);
+  std::filesystem::remove(tmp / "kernel/fs/fat/fat.ko.zst");
+  auto tree = scan_module_tree(tmp.path());
+  REQUIRE(tree);
+  CHECK(tree->size() == 3);
+  CHECK(tree->count("fat") == 0);
+}
+
 TEST_CASE("kernel model: only the modules asked for", "[kernel_model]") {
   TempDir tmp;
   make_tree(tmp);

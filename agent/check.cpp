@@ -14,6 +14,7 @@
 #include <spdlog/spdlog.h>
 
 #include "kabi/kernel_keys.h"
+#include "kabi/text.h"
 #include "kabi/report.h"
 
 namespace agent {
@@ -21,26 +22,10 @@ namespace fs = std::filesystem;
 
 namespace {
 
-bool is_module_file(const fs::path& p) {
-  const std::string n = p.filename().string();
-  for (std::string_view ext : {".ko", ".ko.xz", ".ko.zst", ".ko.gz"})
-    if (n.size() > ext.size() && n.compare(n.size() - ext.size(), ext.size(), ext) == 0) return true;
-  return false;
-}
-
 std::string hex(unsigned v, int width) {
   char buf[16];
   std::snprintf(buf, sizeof buf, "0x%0*x", width, v);
   return buf;
-}
-
-std::string join(const std::vector<std::string>& v, const char* sep = ", ") {
-  std::string s;
-  for (const auto& x : v) {
-    if (!s.empty()) s += sep;
-    s += x;
-  }
-  return s;
 }
 
 // The bundle directory: --bundle, else the image's bundle for the running kernel, else the
@@ -72,7 +57,7 @@ std::vector<fs::path> bundle_files(const fs::path& dir, std::vector<Error>& erro
   fs::recursive_directory_iterator it(dir, ec), end;
   if (ec) errors.push_back(Error{ec.value(), "cannot list bundle: " + ec.message(), dir.string()});
   for (; !ec && it != end; it.increment(ec)) {
-    if (it->is_regular_file(ec) && is_module_file(it->path())) out.push_back(it->path());
+    if (it->is_regular_file(ec) && kabi::is_module_file_name(it->path())) out.push_back(it->path());
   }
   if (ec) errors.push_back(Error{ec.value(), "cannot list bundle: " + ec.message(), dir.string()});
   std::sort(out.begin(), out.end());

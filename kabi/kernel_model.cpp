@@ -10,13 +10,6 @@ namespace agent::kabi {
 namespace fs = std::filesystem;
 namespace {
 
-bool is_module_file(const fs::path& p) {
-  const std::string n = p.filename().string();
-  for (std::string_view ext : {".ko", ".ko.xz", ".ko.zst", ".ko.gz"})
-    if (n.size() > ext.size() && n.compare(n.size() - ext.size(), ext.size(), ext) == 0) return true;
-  return false;
-}
-
 // modules.dep: "kernel/drivers/gpu/drm/i915/i915.ko: kernel/drivers/gpu/drm/drm.ko ...", one
 // line per module depmod chose (updates/ and extra/ already preferred over kernel/), with the
 // module's whole dependency closure.
@@ -91,7 +84,7 @@ Result<std::map<std::string, InTreeModule>> scan_module_tree(const fs::path& mod
   if (ec) return fail(ec.value(), "cannot list: " + ec.message(), module_dir.string());
   for (; it != end; it.increment(ec)) {
     if (ec) return fail(ec.value(), "cannot list: " + ec.message(), it->path().string());
-    if (!it->is_regular_file(ec) || !is_module_file(it->path())) continue;
+    if (!it->is_regular_file(ec) || !is_module_file_name(it->path())) continue;
     InTreeModule m;
     m.name = module_name_from_path(it->path().native());
     if (only && !only->count(m.name)) continue;

@@ -156,6 +156,13 @@ const VersionEntry* ModuleInfo::find_version(std::string_view symbol) const {
   return nullptr;
 }
 
+bool is_module_file_name(const std::filesystem::path& path) {
+  const std::string n = path.filename().string();
+  for (std::string_view ext : {".ko", ".ko.xz", ".ko.zst", ".ko.gz"})
+    if (n.size() > ext.size() && n.compare(n.size() - ext.size(), ext.size(), ext) == 0) return true;
+  return false;
+}
+
 std::string module_name_from_path(std::string_view path) {
   const size_t slash = path.rfind('/');
   std::string name(slash == std::string_view::npos ? path : path.substr(slash + 1));

@@ -98,6 +98,9 @@ struct ReadOptions {
 // and in /sys/module/<name>/notes/.note.gnu.build-id; empty if there is none.
 [[nodiscard]] std::string parse_build_id_note(std::string_view notes);
 
+// Whether a file name is a kernel module's: .ko, .ko.xz, .ko.zst or .ko.gz.
+[[nodiscard]] bool is_module_file_name(const std::filesystem::path& path);
+
 // The module name a file name implies: "drm_kms_helper.ko.xz" -> "drm_kms_helper",
 // dashes folded to underscores as the kernel does.
 [[nodiscard]] std::string module_name_from_path(std::string_view path);

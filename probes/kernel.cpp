@@ -1,5 +1,7 @@
 #include "probes/kernel.h"
 
+#include "kabi/text.h"
+
 #include <algorithm>
 #include <cerrno>
 #include <sstream>
@@ -44,15 +46,6 @@ std::vector<std::string> pick_sample(const std::map<std::string, kabi::InTreeMod
       if (std::find(out.begin(), out.end(), names[i]) == out.end()) out.push_back(names[i]);
   }
   return out;
-}
-
-std::string join(const std::vector<std::string>& v, const char* sep = ", ") {
-  std::string s;
-  for (const auto& x : v) {
-    if (!s.empty()) s += sep;
-    s += x;
-  }
-  return s;
 }
 
 }  // namespace

@@ -35,7 +35,8 @@ std::map<std::string, InTreeModule> parse_modules_dep(std::string_view text, con
     if (colon == std::string_view::npos) continue;
     std::string_view file = line.substr(0, colon);
     std::string name = module_name_from_path(file);
-    if (only && !only->count(name)) continue;
+    // With a filter, the first module is kept too: the kernel's facts need one to read.
+    if (only && !only->count(name) && !tree.empty()) continue;
     InTreeModule m;
     m.name = std::move(name);
     m.path = file.front() == '/' ? fs::path(file) : module_dir / file;
@@ -87,7 +88,7 @@ Result<std::map<std::string, InTreeModule>> scan_module_tree(const fs::path& mod
     if (!it->is_regular_file(ec) || !is_module_file_name(it->path())) continue;
     InTreeModule m;
     m.name = module_name_from_path(it->path().native());
-    if (only && !only->count(m.name)) continue;
+    if (only && !only->count(m.name) && !tree.empty()) continue;
     m.path = it->path();
     // updates/ and extra/ override kernel/, as depmod's search order does.
     const std::string& full = it->path().native();

@@ -74,7 +74,8 @@ struct KernelModel {
                                                                      const std::string& release);
 
 // Scans a module tree (kernel/, updates/, extra/ ...) into name -> InTreeModule; with `only`,
-// just those names (modules.dep lines carry each module's full dependency closure).
+// just those names and the first module found (modules.dep lines carry each module's full
+// dependency closure).
 [[nodiscard]] Result<std::map<std::string, InTreeModule>> scan_module_tree(const std::filesystem::path& module_dir,
                                                                            const SymbolSet* only = nullptr);
 

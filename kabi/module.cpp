@@ -217,11 +217,16 @@ Result<ModuleInfo> parse_module(std::string_view file, const std::string& path, 
   // libelf's version handshake writes a global: once, so that modules can be parsed in parallel.
   static const bool elf_ready = elf_version(EV_CURRENT) != EV_NONE;
   if (!elf_ready) return fail(EIO, "libelf initialisation failed", path);
+  auto elf_problem = [](const char* what) {
+    const int e = elf_errno();
+    return std::string(what) + (e ? std::string(": ") + elf_errmsg(e) : std::string());
+  };
   ElfHandle elf(elf_memory(const_cast<char*>(image.data()), image.size()));
-  if (!elf || elf_kind(elf.get()) != ELF_K_ELF)
-    return fail(ENOEXEC, std::string("not an ELF file: ") + elf_errmsg(-1), path);
+  if (!elf || elf_kind(elf.get()) != ELF_K_ELF) return fail(ENOEXEC, elf_problem("not an ELF file"), path);
   GElf_Ehdr ehdr;
-  if (!gelf_getehdr(elf.get(), &ehdr)) return fail(ENOEXEC, std::string("bad ELF header: ") + elf_errmsg(-1), path);
+  if (!gelf_getehdr(elf.get(), &ehdr)) return fail(ENOEXEC, elf_problem("bad ELF header"), path);
+  if (ehdr.e_shoff > image.size() || uint64_t{ehdr.e_shnum} * ehdr.e_shentsize > image.size() - ehdr.e_shoff)
+    return fail(ENOEXEC, "section header table extends past the end of the file (truncated?)", path);
   if (ehdr.e_type != ET_REL) return fail(ENOEXEC, "ELF type is not ET_REL (relocatable): not a kernel module", path);
   const bool is64 = gelf_getclass(elf.get()) == ELFCLASS64;
   if (ehdr.e_ident[EI_DATA] != ELFDATA2LSB)

@@ -23,9 +23,8 @@ for from in 6.1.0-55 6.1.0-47; do
   ko="$CACHE/$from/modules/kernel/drivers/gpu/drm/i915/i915.ko"
   echo
   echo "=== agent kabi check: i915 built for $from, running kernel $target ==="
-  rc=0
   "$AGENT" kabi check --symvers "$CACHE/$target/Module.symvers" \
-    --kernel-modules "$CACHE/$target/modules" "$ko" | head -n 16 || rc=$?
+    --kernel-modules "$CACHE/$target/modules" "$ko" | head -n 16 || true
   "$AGENT" kabi check --json --symvers "$CACHE/$target/Module.symvers" \
     --kernel-modules "$CACHE/$target/modules" "$ko" >"$work/$from.json" || true
   echo "i915-from-$from $ko" >>"$work/manifest"

@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# `agent kabi check` on bad input: exit 2 and one clear message naming the file, never a crash
+# (a signal or a sanitizer report) and never a verdict. Uses the unit test fixtures.
+# Usage: kabi-check-input-errors.sh AGENT FIXTURE_BUILD_DIR FIXTURE_SOURCE_DIR
+set -uo pipefail
+agent=$1 fixtures=$2 sources=$3
+work=$(mktemp -d "${TMPDIR:-/tmp}/agent-cli.XXXXXX")
+trap 'rm -rf "$work"' EXIT
+passed=0 failed=0
+
+symvers="$sources/Module.symvers"
+tree="$work/tree/kernel"
+mkdir -p "$tree"
+cp "$fixtures/basic.ko" "$tree/"
+good="$fixtures/basic.ko"
+
+: >"$work/empty.ko"
+head -c 300 "$good" >"$work/truncated.ko"
+head -c 4000 /dev/urandom >"$work/garbage.ko"
+printf '\x7fELF%s' "$(head -c 200 /dev/zero | tr '\0' 'x')" >"$work/elfmagic.ko"
+printf 'not a symvers file\n' >"$work/garbage.symvers"
+: >"$work/empty.symvers"
+printf '0x12345678\tsym\tvmlinux\tEXPORT_SYMBOL\n0xZZ\tbad\tvmlinux\tEXPORT_SYMBOL\n' >"$work/badline.symvers"
+xz -c "$good" | head -c 500 >"$work/cut.ko.xz"
+
+# expect NAME WANT_EXIT WANT_TEXT -- ARGS...
+expect() {
+  local name=$1 want=$2 text=$3
+  shift 4
+  local out rc
+  out=$("$agent" kabi check "$@" 2>&1 >/dev/null)
+  rc=$?
+  if [[ $rc -eq $want && $out == *"$text"* ]]; then
+    echo "PASS $name: exit $rc: $out"
+    passed=$((passed + 1))
+  else
+    echo "FAIL $name: exit $rc (want $want), stderr: '$out' (want it to contain '$text')"
+    failed=$((failed + 1))
+  fi
+}
+
+base=(--symvers "$symvers" --kernel-modules "$work/tree")
+expect "empty module" 2 "$work/empty.ko: empty" -- "${base[@]}" "$work/empty.ko"
+expect "truncated module" 2 "$work/truncated.ko: section header table extends past the end" -- "${base[@]}" "$work/truncated.ko"
+expect "garbage module" 2 "$work/garbage.ko: not an ELF" -- "${base[@]}" "$work/garbage.ko"
+expect "ELF magic only" 2 "$work/elfmagic.ko:" -- "${base[@]}" "$work/elfmagic.ko"
+expect "cut .ko.xz" 2 "$work/cut.ko.xz: truncated xz" -- "${base[@]}" "$work/cut.ko.xz"
+expect "missing module" 2 "$work/nope.ko: cannot open" -- "${base[@]}" "$work/nope.ko"
+expect "a directory as module" 2 "$work: is a directory" -- "${base[@]}" "$work"
+expect "garbage symvers" 2 "$work/garbage.symvers: line 1" -- --symvers "$work/garbage.symvers" --kernel-modules "$work/tree" "$good"
+expect "empty symvers" 2 "$work/empty.symvers: no symbols" -- --symvers "$work/empty.symvers" --kernel-modules "$work/tree" "$good"
+expect "bad symvers line" 2 "$work/badline.symvers: line 2: bad CRC" -- --symvers "$work/badline.symvers" --kernel-modules "$work/tree" "$good"
+expect "no module tree" 2 "$work/none: not a module directory" -- --symvers "$symvers" --kernel-modules "$work/none" "$good"
+expect "missing --symvers" 2 "--symvers is required" -- --kernel-modules "$work/tree" "$good"
+# A well-formed module gets a verdict (0 or 1), not an input error.
+"$agent" kabi check "${base[@]}" "$good" >/dev/null 2>&1
+rc=$?
+if [[ $rc -le 1 ]]; then
+  echo "PASS a well-formed module gets a verdict: exit $rc"
+  passed=$((passed + 1))
+else
+  echo "FAIL a well-formed module: exit $rc, want a verdict (0 or 1)"
+  failed=$((failed + 1))
+fi
+
+echo "$passed passed, $failed failed"
+[[ $failed -eq 0 ]]

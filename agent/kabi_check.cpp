@@ -1,8 +1,6 @@
 #include "agent/kabi_check.h"
 
 #include <algorithm>
-#include <atomic>
-#include <thread>
 #include <ostream>
 
 #include "kabi/kernel_keys.h"
@@ -14,21 +12,9 @@
 namespace agent {
 
 int run_kabi_check(const KabiCheckOptions& o, std::ostream& out, std::ostream& err) {
-  // Modules parse independently: spread them over the CPUs (i915 alone is half the bytes).
-  std::vector<Result<kabi::ModuleInfo>> parsed(o.modules.size(), fail(0, ""));
-  {
-    std::atomic<size_t> next{0};
-    auto work = [&] {
-      for (size_t i; (i = next.fetch_add(1)) < o.modules.size();)
-        parsed[i] = kabi::read_module(o.modules[i], {.trusted_certs = nullptr, .sha256 = false});
-    };
-    const size_t workers = std::min<size_t>(std::max(1u, std::thread::hardware_concurrency()), o.modules.size());
-    std::vector<std::jthread> pool;
-    for (size_t w = 1; w < workers; ++w) pool.emplace_back(work);
-    work();
-  }
   std::vector<kabi::ModuleInfo> set;
-  for (auto& m : parsed) {
+  for (const auto& path : o.modules) {
+    auto m = kabi::read_module(path, {.trusted_certs = nullptr, .sha256 = false});
     if (!m) {
       err << "agent: " << m.error().what() << '\n';
       return kExitInputError;

@@ -165,7 +165,7 @@ Evaluation evaluate(const std::vector<ModuleInfo>& set, const KernelModel& kerne
       } else if (s.key_check == KC::UnknownKey) {
         unenforced(reason::kUnknownKeyAccepted, reason::kUnknownKeyEnforced, "module with unavailable key");
       } else if (s.key_check == KC::NotChecked && !kernel.certificates_known) {
-        v.reasons.push_back(make("signature_not_verified", 0,
+        v.reasons.push_back(make(reason::kSignatureNotVerified, 0,
                                  "the kernel's certificates were not available: signature by " + s.signer +
                                      " not verified",
                                  {}, false));

@@ -38,6 +38,7 @@ inline constexpr const char* kUnknownKeyAccepted = "unknown_key_accepted";    //
 inline constexpr const char* kUnsupportedSigAccepted = "unsupported_signature_accepted";  // taints
 inline constexpr const char* kModuleStructSizeUnchecked = "module_struct_size_unchecked";  // loads broken
 inline constexpr const char* kNoModversions = "kernel_without_modversions";
+inline constexpr const char* kSignatureNotVerified = "signature_not_verified";  // no certificates
 }  // namespace reason
 
 struct Reason {

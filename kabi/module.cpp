@@ -317,8 +317,9 @@ Result<ModuleInfo> parse_module(std::string_view file, const std::string& path, 
     size_t shndx;
     uint64_t value;
   };
-  std::unordered_map<std::string, Def> ksymtab, kcrctab, kstrtabns;
-  std::vector<std::pair<std::string, Def>> ksym_order;
+  // Keys point into the string table, which outlives this function's use of them.
+  std::unordered_map<std::string_view, Def> kcrctab, kstrtabns;
+  std::vector<std::pair<std::string_view, Def>> ksym_order;
   for (size_t i = 1; i < nsyms; ++i) {
     GElf_Sym sym;
     if (!gelf_getsym(symdata, static_cast<int>(i), &sym)) return fail(ENOEXEC, "bad symbol entry", path);
@@ -330,13 +331,12 @@ Result<ModuleInfo> parse_module(std::string_view file, const std::string& path, 
       m.undefined.push_back({std::string(name), GELF_ST_BIND(sym.st_info) == STB_WEAK});
       continue;
     }
-    auto strip = [&](std::string_view prefix) -> std::optional<std::string> {
-      if (name.size() > prefix.size() && name.substr(0, prefix.size()) == prefix)
-        return std::string(name.substr(prefix.size()));
+    if (name.size() < 7 || name[0] != '_' || name[1] != '_') continue;  // not an export record
+    auto strip = [&](std::string_view prefix) -> std::optional<std::string_view> {
+      if (name.size() > prefix.size() && name.substr(0, prefix.size()) == prefix) return name.substr(prefix.size());
       return std::nullopt;
     };
     if (auto s = strip("__ksymtab_")) {
-      ksymtab[*s] = {sym.st_shndx, sym.st_value};
       ksym_order.emplace_back(*s, Def{sym.st_shndx, sym.st_value});
     } else if (auto c = strip("__crc_")) {
       kcrctab[*c] = {sym.st_shndx, sym.st_value};

@@ -3,6 +3,7 @@
 #include <cerrno>
 #include <algorithm>
 #include <charconv>
+#include <cstring>
 
 #include "kabi/file_io.h"
 
@@ -86,22 +87,27 @@ Result<Symvers> parse_symvers(std::string_view text, const std::string& source, 
     // "crc<TAB>symbol<TAB>owner<TAB>type[<TAB>namespace]": 4 columns before 5.4, 5 since.
     std::string_view cols[5];
     size_t ncols = 0;
-    for (std::string_view rest = line;;) {
-      size_t tab = rest.find('\t');
+    for (const char* p = line.data(); ncols < 6;) {
+      const char* end = line.data() + line.size();
+      const auto* tab = static_cast<const char*>(std::memchr(p, '\t', static_cast<size_t>(end - p)));
       if (ncols == 5) return where("expected 4 or 5 tab-separated columns, found more");
-      cols[ncols++] = rest.substr(0, tab);
-      if (tab == std::string_view::npos) break;
-      rest.remove_prefix(tab + 1);
+      cols[ncols++] = std::string_view(p, static_cast<size_t>((tab ? tab : end) - p));
+      if (!tab) break;
+      p = tab + 1;
     }
     if (ncols < 4) return where("expected 4 or 5 tab-separated columns, found " + std::to_string(ncols));
-    SymversEntry e;
-    if (!parse_crc(cols[0], e.crc)) return where("bad CRC '" + std::string(cols[0]) + "'");
+    uint32_t crc = 0;
+    ExportType type = ExportType::Plain;
+    if (!parse_crc(cols[0], crc)) return where("bad CRC '" + std::string(cols[0]) + "'");
     if (cols[1].empty()) return where("empty symbol name");
     if (cols[2].empty()) return where("empty owner for symbol " + std::string(cols[1]));
-    if (!parse_type(cols[3], e.type)) return where("unknown export type '" + std::string(cols[3]) + "'");
-    any_nonzero |= e.crc != 0;
+    if (!parse_type(cols[3], type)) return where("unknown export type '" + std::string(cols[3]) + "'");
+    any_nonzero |= crc != 0;
     ++parsed;
     if (only && !only->count(cols[1])) continue;
+    SymversEntry e;
+    e.crc = crc;
+    e.type = type;
     e.name = cols[1];
     e.owner = cols[2];
     if (ncols == 5) e.ns = cols[4];
@@ -113,11 +119,19 @@ Result<Symvers> parse_symvers(std::string_view text, const std::string& source, 
 }
 
 Result<Symvers> read_symvers(const std::filesystem::path& path, const SymbolSet* only) {
-  auto text = read_decompressed(path);
-  if (!text) return tl::unexpected(text.error());
-  if (text->find('\0') != std::string::npos)
+  auto file = map_file(path);
+  if (!file) return tl::unexpected(file.error());
+  std::string decompressed;
+  std::string_view text = file->bytes();
+  if (detect_compression(text) != Compression::None) {
+    auto d = decompress(std::string(text), path.string());
+    if (!d) return tl::unexpected(d.error());
+    decompressed = std::move(*d);
+    text = decompressed;
+  }
+  if (std::memchr(text.data(), '\0', text.size()) != nullptr)
     return fail(EINVAL, "binary data: not a Module.symvers file", path.string());
-  return parse_symvers(*text, path.string(), only);
+  return parse_symvers(text, path.string(), only);
 }
 
 std::string owner_module_name(std::string_view owner) {

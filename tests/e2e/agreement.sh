@@ -48,7 +48,10 @@ if [[ $kernel_only -eq 0 ]]; then
 fi
 
 K61_OLD=6.1.0-47 K61_PREV=6.1.0-55 K61=6.1.0-56 K612_OLD=6.12.94+deb13 K612=6.12.107+deb13
-bash "$HERE/fetch-kernels.sh" "$K61_OLD" "$K61_PREV" "$K61" "$K612_OLD" "$K612" >&2
+# sid (7.2.13+deb14 when written): built without MODVERSIONS (all CRCs 0, no __versions in its
+# modules). sid keeps one kernel at a time, so the newest one is used.
+K7=${AGENT_SID_ABI:-$(bash "$HERE/fetch-kernels.sh" --resolve sid)}
+bash "$HERE/fetch-kernels.sh" "$K61_OLD" "$K61_PREV" "$K61" "$K612_OLD" "$K612" "$K7" >&2
 
 # Target variants: the extra kernel command line, the agent's extra options.
 variant_append() {
@@ -91,6 +94,9 @@ add "$K612" "i915-from-$K612_OLD" "$(mod "$K612_OLD" i915)"
 add "$K612" "xe-from-$K612_OLD" "$(mod "$K612_OLD" xe)"
 add "$K612_OLD" "i915-from-$K612" "$(mod "$K612" i915)"
 add "$K612_OLD" "xe-from-$K612" "$(mod "$K612" xe)"
+add "$K7" "i915-own" "$(mod "$K7" i915)"
+add "$K7" "xe-own" "$(mod "$K7" xe)"
+add "$K7" "xe-from-$K612" "$(mod "$K612" xe)" # built with modversions: vermagic differs
 
 # Rule cases: one edit each of a module (mkcases.py), on the target kernel.
 make_cases() { # TARGET_ABI SOURCE_ABI MODULE PREFIX [mkcases.py options...] -> mkcases.out
@@ -100,6 +106,7 @@ make_cases() { # TARGET_ABI SOURCE_ABI MODULE PREFIX [mkcases.py options...] -> 
   python3 "$HERE/mkcases.py" --prefix "$prefix" --symvers "$CACHE/$target/Module.symvers" "$@" \
     "$(mod "$source" "$module")" "$dir" 2>"$work/mkcases.err" >"$work/mkcases.out" \
     || { cat "$work/mkcases.err" >&2; die "mkcases.py failed for $module of $source"; }
+  grep "not applicable" "$work/mkcases.err" >&2 || true # e.g. the CRC cases without MODVERSIONS
 }
 rule_cases() { # TARGET_ABI SOURCE_ABI MODULE PREFIX [mkcases.py options...]
   local name out
@@ -108,6 +115,9 @@ rule_cases() { # TARGET_ABI SOURCE_ABI MODULE PREFIX [mkcases.py options...]
 }
 rule_cases "$K61" "$K61" i915 i915-
 rule_cases "$K612" "$K612" xe xe-
+# Without MODVERSIONS the modules have no __versions: the CRC cases do not apply (mkcases.py
+# says so); versions_fake[_release] give one a __versions table the kernel must ignore.
+rule_cases "$K7" "$K7" xe xe-
 # Signed modules edited with the signature kept: a key the kernel trusts makes the mismatch
 # fatal (EKEYREJECTED); an unknown key is not checked at all (no signed attributes in the
 # PKCS#7), the module counts as unsigned and the other rules decide.
@@ -115,6 +125,7 @@ rule_cases "$K61" "$K61" i915 i915-signed- --keep-signature --only vermagic_rele
 rule_cases "$K61" "$K61_PREV" i915 "i915-from-$K61_PREV-signed-" --keep-signature \
   --only vermagic_release,crc
 rule_cases "$K612" "$K612" xe xe-signed- --keep-signature --only vermagic_release
+rule_cases "$K7" "$K7" xe xe-signed- --keep-signature --only vermagic_release
 
 # Exports between shipped modules: 6.1.0-55's drm_display_helper (which exports drm_dp_*
 # that i915 uses) shipped with 6.1.0-55's i915, instead of the target's in-tree copy; then the
@@ -140,6 +151,7 @@ add "$K61@sig_enforce" "i915-from-$K61_PREV" "$i915_prev"
 # and removing it hits a BUG), so nothing is unloaded after it.
 rule_cases "$K61" "$K61" i915 i915- --only this_module_size
 rule_cases "$K612" "$K612" xe xe- --only this_module_size
+rule_cases "$K7" "$K7" xe xe- --only this_module_size
 
 # The kernels' answers: cached per target + key, else one boot per target for the cases
 # without an answer (a group is asked again as a whole).

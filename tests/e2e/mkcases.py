@@ -10,8 +10,10 @@ python stdlib only), so that exactly one loadability rule is hit:
   license            licence made non-GPL: "license=Proprietary" padded with NULs
   vermagic           a non-release word of vermagic changed ("mod_unload" -> "mod_unloaX")
   vermagic_release   only the release word changed, same length (skipped with SHF_ALLOC
-                     __versions, so the kernel loads it)
-  undef_renamed      one undefined symbol renamed in .strtab to a name nothing exports
+                     __versions on a kernel with MODVERSIONS, so it loads there; a kernel
+                     without MODVERSIONS compares the whole vermagic)
+  undef_renamed      one undefined symbol renamed in .strtab to a name nothing exports (one
+                     with a __versions entry when the module has __versions)
   versions_noalloc   SHF_ALLOC cleared on the __versions section header
   versions_noalloc_release
                      both: SHF_ALLOC cleared and the release word changed (without an
@@ -25,14 +27,30 @@ python stdlib only), so that exactly one loadability rule is hit:
                      symbol that USER imports with a __versions entry. Only with --only.
   this_module_size   sh_size of .gnu.linkonce.this_module shrunk by 64 bytes (6.12+ check
                      sizeof(struct module) exactly; older kernels do not). Only with --only.
+  versions_fake      for a module WITHOUT __versions (built for a kernel without MODVERSIONS,
+                     e.g. Debian 7.x): its SHF_ALLOC .note.Linux (a multiple of 64 bytes)
+                     renamed __versions (in .shstrtab, type PROGBITS) and filled with entries
+                     of symbols it imports, each with a wrong CRC (0x5a5a5a5a): a __versions
+                     table that a kernel without MODVERSIONS must ignore
+  versions_fake_release
+                     both: the fake __versions and the release word changed (a kernel with
+                     MODVERSIONS would skip the release word; one without compares it)
+
+A case that does not apply to the module is skipped with a "not applicable" line on stderr
+and does not count as a failure: the cases that edit __versions (crc, signed_crc,
+versions_noalloc[_release], versions_missing, module_layout) on a module without __versions
+(a kernel without MODVERSIONS: every CRC is 0 and modules carry no table), module_layout on a
+module without that entry, export_crc on a module without __kcrctab, versions_fake*
+on a module that has __versions.
 
 Usage: mkcases.py [--prefix P] [--symvers Module.symvers] [--only CASE,...] [--keep-signature]
                   [--user USER.ko[.xz]] INPUT.ko[.xz] OUTDIR
 Writes OUTDIR/<P><case>.ko and prints a manifest, one line per case:
   <P><case> TAB <input> TAB <output>
 --symvers (the target kernel's) picks for import_ns a namespace the module really uses, and
-for crc / versions_missing / undef_renamed a symbol the kernel exports; without it the first
-candidate in the file is taken. A .ko.xz input is decompressed (lzma); outputs are plain .ko.
+for crc / versions_missing / undef_renamed / versions_fake a symbol the kernel exports;
+without it the first candidate in the file is taken. A .ko.xz input is decompressed (lzma);
+outputs are plain .ko.
 --keep-signature edits the signed input instead (the signature then no longer matches the
 bytes: what does a kernel do when it does not know the key?); "stripped" and "signed_crc" are
 skipped then.
@@ -54,6 +72,10 @@ VERSION_NAME_LEN = VERSION_ENTRY - 8
 
 class CaseError(Exception):
     pass
+
+
+class NotApplicable(CaseError):
+    """The case does not exist for this module (not a failure)."""
 
 
 def read_module(path):
@@ -115,6 +137,13 @@ class Elf:
                 return s
         raise CaseError("no section %s" % name)
 
+    def has_section(self, name):
+        return any(s["name"] == name for s in self.sections)
+
+    def need_versions(self):
+        if not self.has_section("__versions"):
+            raise NotApplicable("no __versions section (built for a kernel without MODVERSIONS)")
+
     def symbols(self):
         """[(symtab entry offset, st_name, shndx, name)] for every named symbol."""
         symtab = next(s for s in self.sections if s["type"] == SHT_SYMTAB)
@@ -173,6 +202,7 @@ def load_symvers(path):
 def versioned_undefined(elf, symvers):
     """__versions entries of symbols the module really leaves undefined (not module_layout),
     exported by the kernel when a symvers is known: [(entry offset, crc, name)]."""
+    elf.need_versions()
     undef = set(elf.undefined())
     out = [v for v in elf.versions() if v[2] in undef and v[2] != "module_layout"]
     if symvers is not None:
@@ -237,11 +267,13 @@ def case_signed_crc(_data, signed, symvers):
 
 
 def case_module_layout(data, _signed, _symvers):
-    for off, _crc, name in Elf(data).versions():
+    elf = Elf(data)
+    elf.need_versions()
+    for off, _crc, name in elf.versions():
         if name == "module_layout":
             change_crc(data, off)
             return data, "module_layout CRC changed"
-    raise CaseError("no module_layout entry in __versions")
+    raise NotApplicable("no module_layout entry in __versions")
 
 
 def case_import_ns(data, _signed, symvers):
@@ -296,13 +328,15 @@ def case_vermagic_release(data, _signed, _symvers):
 def case_undef_renamed(data, _signed, symvers):
     elf = Elf(data)
     syms, strtab = elf.symbols()
-    versioned = {v[2] for v in elf.versions()}
+    # with __versions, a symbol that has an entry (else the missing version would decide)
+    versioned = {v[2] for v in elf.versions()} if elf.has_section("__versions") else None
     refs = {}
     for _, st_name, _, _ in syms:
         refs[st_name] = refs.get(st_name, 0) + 1
-    taken = {name for _, _, _, name in syms} | versioned
+    taken = {name for _, _, _, name in syms} | (versioned or set())
     for _, st_name, shndx, name in syms:
-        if shndx != 0 or name not in versioned or (symvers is not None and name not in symvers):
+        if shndx != 0 or (versioned is not None and name not in versioned) or (
+                symvers is not None and name not in symvers):
             continue
         # The string must belong to this symbol alone: referenced once, and no other symbol
         # name starts inside it (a linker-merged suffix like "foo" inside "barfoo").
@@ -319,7 +353,9 @@ def case_undef_renamed(data, _signed, symvers):
 
 
 def case_versions_noalloc(data, _signed, _symvers):
-    s = Elf(data).section("__versions")
+    elf = Elf(data)
+    elf.need_versions()
+    s = elf.section("__versions")
     struct.pack_into("<Q", data, s["hdr"] + 8, s["flags"] & ~SHF_ALLOC)
     return data, "SHF_ALLOC cleared on __versions"
 
@@ -355,6 +391,8 @@ def case_export_crc(data, _signed, _symvers, user=None):
         uelf = Elf(strip_signature(read_module(user)))
         uundef = set(uelf.undefined())
         wanted = {v[2]: i for i, v in enumerate(uelf.versions()) if v[2] in uundef}
+    if not any(sec["name"].startswith("__kcrctab") for sec in secs):
+        raise NotApplicable("no __kcrctab section (built for a kernel without MODVERSIONS)")
     cands = []
     for name, (crc_shndx, crc_off) in defs.items():
         if not name.startswith("__crc_") or crc_shndx >= len(secs):
@@ -386,6 +424,42 @@ def case_this_module_size(data, _signed, _symvers):
     return data, ".gnu.linkonce.this_module sh_size %d -> %d" % (s["size"], s["size"] - 64)
 
 
+def case_versions_fake(data, _signed, symvers):
+    elf = Elf(data)
+    if elf.has_section("__versions"):
+        raise NotApplicable("the module has a __versions section")
+    note = next((s for s in elf.sections if s["name"] == ".note.Linux"), None)
+    if note is None or not note["flags"] & SHF_ALLOC or not note["size"] or (
+            note["size"] % VERSION_ENTRY):
+        raise CaseError("no SHF_ALLOC .note.Linux of a multiple of %d bytes" % VERSION_ENTRY)
+    # its name string must be its own (no other section name inside it)
+    end = note["name_off"] + len(".note.Linux")
+    if any(s is not note and note["name_off"] <= s["name_off"] <= end for s in elf.sections):
+        raise CaseError(".note.Linux shares its name string")
+    n = note["size"] // VERSION_ENTRY
+    names = [u for u in dict.fromkeys(elf.undefined())
+             if len(u) < VERSION_NAME_LEN and (symvers is None or u in symvers)][:n]
+    if len(names) < n:
+        raise CaseError("fewer than %d undefined symbols for the fake __versions" % n)
+    for i, name in enumerate(names):
+        off = note["offset"] + i * VERSION_ENTRY
+        raw = name.encode("latin-1")
+        data[off:off + VERSION_ENTRY] = (struct.pack("<Q", 0x5A5A5A5A) + raw
+                                         + b"\0" * (VERSION_NAME_LEN - len(raw)))
+    shstr = elf.sections[elf.shstrndx]
+    off = shstr["offset"] + note["name_off"]
+    data[off:off + len(".note.Linux")] = b"__versions".ljust(len(".note.Linux"), b"\0")
+    struct.pack_into("<I", data, note["hdr"] + 4, 1)  # sh_type SHT_PROGBITS
+    return data, ".note.Linux made an SHF_ALLOC __versions of %d entr%s with CRC 0x5a5a5a5a: %s" % (
+        n, "y" if n == 1 else "ies", ", ".join(names))
+
+
+def case_versions_fake_release(data, signed, symvers):
+    data, what = case_versions_fake(data, signed, symvers)
+    data, what2 = case_vermagic_release(data, signed, symvers)
+    return data, what + "; " + what2
+
+
 CASES = [
     ("stripped", case_stripped),
     ("crc", case_crc),
@@ -401,6 +475,8 @@ CASES = [
     ("signed_crc", case_signed_crc),
     ("export_crc", case_export_crc),
     ("this_module_size", case_this_module_size),
+    ("versions_fake", case_versions_fake),
+    ("versions_fake_release", case_versions_fake_release),
 ]
 OPT_IN = {"export_crc", "this_module_size"}  # made only when --only names them
 
@@ -454,10 +530,12 @@ def main(argv):
                 data, what = fn(bytearray(stripped), signed, symvers, user=args.user)
             else:
                 data, what = fn(bytearray(stripped), signed, symvers)
+        except NotApplicable as e:
+            print("mkcases: %s%s not applicable: %s" % (args.prefix, name, e), file=sys.stderr)
+            continue
         except (CaseError, OSError, lzma.LZMAError) as e:
             print("mkcases: %s%s skipped: %s" % (args.prefix, name, e), file=sys.stderr)
-            if name != "module_layout":  # absent on kernels without module_layout (6.4+)
-                failed += 1
+            failed += 1
             continue
         out = os.path.join(args.outdir, args.prefix + name + ".ko")
         tmp = out + ".tmp"

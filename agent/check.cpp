@@ -179,7 +179,8 @@ void decide(CheckReport& r) {
     add(kModulesLoadable, "all " + std::to_string(r.evaluation.modules.size()) + " bundle modules would load on " +
                               r.kernel.release);
     for (const auto& c : r.conflicts)
-      if (c.removable) add(kConflictRemovable, c.name + ": " + c.detail);
+      if (c.same_as_bundle) add(kBundleAlreadyLoaded, c.name + ": " + c.detail);
+      else if (c.removable) add(kConflictRemovable, c.name + ": " + c.detail);
     return;
   }
   if (!refused.empty())

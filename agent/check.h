@@ -66,6 +66,7 @@ inline constexpr const char* kSymversUnverified = "symvers_unverified";    // no
 inline constexpr const char* kConflictInUse = "conflict_in_use";
 inline constexpr const char* kConflictBuiltin = "conflict_builtin";
 inline constexpr const char* kConflictRemovable = "conflict_removable";    // note
+inline constexpr const char* kBundleAlreadyLoaded = "bundle_already_loaded";  // note: same build id
 inline constexpr const char* kBuildPossible = "build_possible";
 inline constexpr const char* kNoKernelHeaders = "no_kernel_headers";
 inline constexpr const char* kHeadersMismatch = "kernel_headers_mismatch";

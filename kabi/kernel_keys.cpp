@@ -25,6 +25,7 @@
 #include "kabi/file_io.h"
 #include "kabi/handles.h"
 #include "kabi/signature.h"
+#include "kabi/text.h"
 
 namespace agent::kabi {
 namespace {
@@ -57,24 +58,13 @@ std::string lower(std::string s) {
   return s;
 }
 
-std::string hex_of(const unsigned char* p, size_t n) {
-  static constexpr char kDigits[] = "0123456789abcdef";
-  std::string s;
-  s.reserve(2 * n);
-  for (size_t i = 0; i < n; ++i) {
-    s += kDigits[p[i] >> 4];
-    s += kDigits[p[i] & 15];
-  }
-  return s;
-}
-
 std::vector<std::string> key_ids_of(const X509* cert) {
   std::vector<std::string> ids;
   if (const ASN1_INTEGER* serial = X509_get0_serialNumber(cert))
-    ids.push_back(hex_of(ASN1_STRING_get0_data(serial), static_cast<size_t>(ASN1_STRING_length(serial))));
+    ids.push_back(hex_bytes(ASN1_STRING_get0_data(serial), static_cast<size_t>(ASN1_STRING_length(serial))));
   // X509_get0_subject_key_id caches the extensions; it takes a non-const X509.
   if (const ASN1_OCTET_STRING* skid = X509_get0_subject_key_id(const_cast<X509*>(cert)))
-    ids.push_back(hex_of(ASN1_STRING_get0_data(skid), static_cast<size_t>(ASN1_STRING_length(skid))));
+    ids.push_back(hex_bytes(ASN1_STRING_get0_data(skid), static_cast<size_t>(ASN1_STRING_length(skid))));
   return ids;
 }
 

@@ -12,6 +12,7 @@
 #include "kabi/handles.h"
 #include "kabi/kernel_keys.h"
 #include "kabi/signature.h"
+#include "kabi/text.h"
 
 namespace agent::kabi {
 namespace {
@@ -26,22 +27,11 @@ struct Section {
   std::string_view data;  // empty for SHT_NOBITS
 };
 
-std::string hex(const unsigned char* p, size_t n) {
-  static constexpr char kDigits[] = "0123456789abcdef";
-  std::string s;
-  s.reserve(n * 2);
-  for (size_t i = 0; i < n; ++i) {
-    s += kDigits[p[i] >> 4];
-    s += kDigits[p[i] & 15];
-  }
-  return s;
-}
-
 std::string sha256_hex(std::string_view bytes) {
   unsigned char md[EVP_MAX_MD_SIZE];
   unsigned int len = 0;
   EVP_Digest(bytes.data(), bytes.size(), md, &len, EVP_sha256(), nullptr);
-  return hex(md, len);
+  return hex_bytes(md, len);
 }
 
 uint64_t read_le(std::string_view d, size_t off, size_t width) {
@@ -129,7 +119,7 @@ std::string parse_build_id_note(std::string_view d) {
     const size_t desc_off = name_off + align4(namesz);
     if (desc_off > d.size() || descsz > d.size() - desc_off) break;
     if (type == kNtGnuBuildId && namesz == 4 && d.substr(name_off, 4) == std::string_view("GNU\0", 4))
-      return hex(reinterpret_cast<const unsigned char*>(d.data() + desc_off), descsz);
+      return hex_bytes(reinterpret_cast<const unsigned char*>(d.data() + desc_off), descsz);
     off = desc_off + align4(descsz);
   }
   return {};

@@ -8,22 +8,13 @@
 #include <openssl/x509.h>
 
 #include "kabi/handles.h"
+#include "kabi/text.h"
 
 namespace agent::kabi {
 namespace {
 
 constexpr size_t kModSigSize = 12;  // sizeof(struct module_signature)
 constexpr unsigned char kPkeyIdPkcs7 = 2;
-
-std::string hex_of(const unsigned char* p, size_t n) {
-  static constexpr char kDigits[] = "0123456789abcdef";
-  std::string s;
-  for (size_t i = 0; i < n; ++i) {
-    s += kDigits[p[i] >> 4];
-    s += kDigits[p[i] & 15];
-  }
-  return s;
-}
 
 // Fills signer, key id and digest algorithm from the CMS SignedData, as far as it parses.
 bool describe_cms(std::string_view der, Signature& sig) {
@@ -37,8 +28,8 @@ bool describe_cms(std::string_view der, Signature& sig) {
   X509_NAME* issuer = nullptr;
   ASN1_INTEGER* serial = nullptr;
   if (CMS_SignerInfo_get0_signer_id(si, &keyid, &issuer, &serial) != 1) return false;
-  if (keyid) sig.key_id = hex_of(ASN1_STRING_get0_data(keyid), static_cast<size_t>(ASN1_STRING_length(keyid)));
-  if (serial) sig.key_id = hex_of(ASN1_STRING_get0_data(serial), static_cast<size_t>(ASN1_STRING_length(serial)));
+  if (keyid) sig.key_id = hex_bytes(ASN1_STRING_get0_data(keyid), static_cast<size_t>(ASN1_STRING_length(keyid)));
+  if (serial) sig.key_id = hex_bytes(ASN1_STRING_get0_data(serial), static_cast<size_t>(ASN1_STRING_length(serial)));
   if (issuer) {
     CHandle<BIO, BIO_free> bio(BIO_new(BIO_s_mem()));
     X509_NAME_print_ex(bio.get(), issuer, 0, XN_FLAG_ONELINE & ~ASN1_STRFLGS_ESC_MSB);

@@ -1,6 +1,7 @@
 // Small text helpers shared by the libraries and the CLI.
 #pragma once
 
+#include <cstddef>
 #include <string>
 #include <vector>
 
@@ -12,6 +13,18 @@ namespace agent {
   for (const auto& x : v) {
     if (!s.empty()) s += sep;
     s += x;
+  }
+  return s;
+}
+
+// Lower-case hex of raw bytes: key ids, digests, build ids.
+[[nodiscard]] inline std::string hex_bytes(const unsigned char* p, size_t n) {
+  static constexpr char kDigits[] = "0123456789abcdef";
+  std::string s;
+  s.reserve(2 * n);
+  for (size_t i = 0; i < n; ++i) {
+    s += kDigits[p[i] >> 4];
+    s += kDigits[p[i] & 15];
   }
   return s;
 }

@@ -267,8 +267,7 @@ Result<CheckReport> diagnose(const CheckOptions& o) {
 
   // The kernel image carries the certificates a signature must chain to; it is read only as
   // far as the bundle's signers need (not at all for an unsigned bundle).
-  std::vector<std::string> certs;
-  bool certs_known = false;
+  std::string kernel_image;  // host path of the image the certificates came from
   for (const std::string& p : {"/boot/vmlinuz-" + *release, "/lib/modules/" + *release + "/vmlinuz",
                               "/usr/lib/modules/" + *release + "/vmlinuz"}) {
     if (!root->is_regular_file(p)) continue;
@@ -278,11 +277,11 @@ Result<CheckReport> diagnose(const CheckOptions& o) {
       r.certificates = c.error().what();
       break;
     }
-    certs = std::move(*c);
-    certs_known = true;
-    r.certificates = p + ": " + std::to_string(certs.size()) + " certificate(s) for the bundle's signers";
+    kernel_image = p;
+    r.certificates = p + ": " + std::to_string(c->size()) + " certificate(s) for the bundle's signers";
     break;
   }
+  const bool certs_known = !kernel_image.empty();
   if (!certs_known && r.certificates.empty()) {
     r.certificates = "no kernel image for " + *release + " under the root: module signatures are not verified";
   }
@@ -383,8 +382,7 @@ Result<CheckReport> diagnose(const CheckOptions& o) {
   k.sig_enforce = r.policy.sig_enforce.value_or(false);
   k.lockdown = r.policy.locked_down() || (r.policy.lockdown.empty() && r.policy.secure_boot.value_or(false));
   k.certificates_known = certs_known;
-  k.certificates = certs;
-  if (certs_known) k.kernel_image = r.certificates.substr(0, r.certificates.find(':'));
+  k.kernel_image = kernel_image;
 
   r.evaluation = kabi::evaluate(r.bundle, k);
   decide(r);

@@ -51,7 +51,6 @@ int run_kabi_check(const KabiCheckOptions& o, std::ostream& out, std::ostream& e
         err << "agent: " << certs.error().what() << '\n';
         return kExitInputError;
       }
-      kernel->certificates = std::move(*certs);
       kernel->certificates_known = true;
       kernel->kernel_image = image->string();
     }

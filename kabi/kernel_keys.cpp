@@ -639,11 +639,24 @@ Result<std::vector<std::string>> verify_module_signatures(std::vector<ModuleInfo
   if (!certs) return tl::unexpected(certs.error());
   for (auto& m : set) {
     if (m.signature.state != Signature::State::Present) continue;
-    auto checked = read_module(m.path, {.trusted_certs = &*certs, .sha256 = false});
-    if (!checked) return tl::unexpected(checked.error());
-    m.signature = checked->signature;
+    auto bytes = read_decompressed(m.path);  // the signature covers the decompressed module
+    if (!bytes) return tl::unexpected(bytes.error());
+    m.signature.key_check = key_check_of(check_module_signature(*bytes, *certs));
   }
   return certs;
+}
+
+Signature::KeyCheck key_check_of(SignatureCheck c) noexcept {
+  using KC = Signature::KeyCheck;
+  switch (c) {
+    case SignatureCheck::Verified: return KC::Verified;
+    case SignatureCheck::BadSignature: return KC::BadSignature;
+    case SignatureCheck::UnknownKey: return KC::UnknownKey;
+    case SignatureCheck::Unsigned:
+    case SignatureCheck::Unsupported:
+    case SignatureCheck::Malformed: break;
+  }
+  return KC::NotChecked;
 }
 
 }  // namespace agent::kabi

@@ -99,10 +99,14 @@ enum class SignatureCheck { Verified, BadSignature, UnknownKey, Unsigned, Unsupp
 [[nodiscard]] SignatureCheck check_module_signature(std::string_view module_file_bytes,
                                                     const std::vector<std::string>& certs_der);
 
+// The outcome as Signature::key_check records it (NotChecked for the states the trailer parse
+// already tells: unsigned, unsupported, malformed).
+[[nodiscard]] Signature::KeyCheck key_check_of(SignatureCheck c) noexcept;
+
 // Checks the signature of every signed module of `set` as the kernel would, against the
 // certificates built into `kernel_image` (read only as far as needed: it stops once every
-// signer is found), re-reading those modules from their paths. Sets Signature::key_check and
-// returns the certificates read. An unsigned set costs nothing.
+// signer is found), re-reading those modules' bytes from their paths. Sets
+// Signature::key_check and returns the certificates read. An unsigned set costs nothing.
 [[nodiscard]] Result<std::vector<std::string>> verify_module_signatures(std::vector<ModuleInfo>& set,
                                                                        const std::filesystem::path& kernel_image);
 

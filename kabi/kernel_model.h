@@ -51,10 +51,9 @@ struct KernelModel {
   bool module_sig = false;
   bool sig_enforce = false;
   bool lockdown = false;
-  // The kernel's built-in certificates (DER), and whether they were read at all: without
-  // them a signature by a trusted key cannot be verified.
+  // Whether the kernel's built-in certificates were read: without them a signature by a
+  // trusted key cannot be verified.
   bool certificates_known = false;
-  std::vector<std::string> certificates;
   // The key id the kernel's own modules are signed with: a key it certainly trusts.
   std::string build_key_id;
   std::string kernel_image;  // where they were read from

@@ -191,17 +191,8 @@ Result<ModuleInfo> parse_module(std::string_view file, const std::string& path, 
   // The signature trailer is outside the ELF image the kernel parses.
   auto sig = parse_signature_trailer(bytes);
   m.signature = sig.signature;
-  if (trusted_certs && m.signature.state == Signature::State::Present) {
-    using KC = Signature::KeyCheck;
-    switch (check_module_signature(bytes, *trusted_certs)) {
-      case SignatureCheck::Verified: m.signature.key_check = KC::Verified; break;
-      case SignatureCheck::BadSignature: m.signature.key_check = KC::BadSignature; break;
-      case SignatureCheck::UnknownKey: m.signature.key_check = KC::UnknownKey; break;
-      case SignatureCheck::Unsigned:
-      case SignatureCheck::Unsupported:
-      case SignatureCheck::Malformed: break;  // already told by the trailer parse
-    }
-  }
+  if (trusted_certs && m.signature.state == Signature::State::Present)
+    m.signature.key_check = key_check_of(check_module_signature(bytes, *trusted_certs));
   std::string_view image(bytes.data(), sig.image_size);
 
   // libelf's version handshake writes a global: once, so that modules can be parsed in parallel.

@@ -54,6 +54,15 @@ std::map<std::string, InTreeModule> parse_modules_dep(std::string_view text, con
 
 }  // namespace
 
+bool vermagic_has_modversions(std::string_view vermagic) {
+  for (size_t pos = 0; pos < vermagic.size();) {
+    const size_t end = std::min(vermagic.find(' ', pos), vermagic.size());
+    if (vermagic.substr(pos, end - pos) == "modversions") return true;
+    pos = end + 1;
+  }
+  return false;
+}
+
 std::pair<int, int> parse_release_version(const std::string& release) {
   int major = 0, minor = 0;
   size_t i = 0;
@@ -177,7 +186,7 @@ Result<KernelModel> load_kernel_model(const fs::path& symvers_file, const fs::pa
   std::tie(k.version_major, k.version_minor) = parse_release_version(k.release);
   // Both must agree: a kernel without CONFIG_MODVERSIONS writes all-zero CRCs and leaves
   // "modversions" out of its vermagic.
-  k.modversions = k.symvers.modversions && k.vermagic.find(" modversions") != std::string::npos;
+  k.modversions = k.symvers.modversions && vermagic_has_modversions(k.vermagic);
   return k;
 }
 

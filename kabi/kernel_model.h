@@ -90,6 +90,10 @@ struct TreeFacts {
 };
 [[nodiscard]] Result<TreeFacts> read_tree_facts(const std::map<std::string, InTreeModule>& tree);
 
+// Whether a vermagic string has the "modversions" word (the kernel was built with
+// CONFIG_MODVERSIONS).
+[[nodiscard]] bool vermagic_has_modversions(std::string_view vermagic);
+
 // Parses "6.12.94+deb13-amd64" into {6, 12}; {0, 0} if it does not start with digits.
 [[nodiscard]] std::pair<int, int> parse_release_version(const std::string& release);
 

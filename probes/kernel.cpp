@@ -207,19 +207,15 @@ Result<RunningKernel> probe_kernel(const HostRoot& root, const KernelProbeOption
   k.vermagic = facts->vermagic;
   k.vermagic_from = root.host_path_of(facts->sample);
   k.this_module_size = facts->this_module_size;
-  {
-    std::istringstream words(k.vermagic);
-    std::string w;
-    bool mv = false;
-    while (words >> w) mv |= w == "modversions";
-    k.modversions = mv;
-  }
+  k.modversions = kabi::vermagic_has_modversions(k.vermagic);
 
   // The sample of own modules every candidate is compared with, read once.
   SymversOrigin& origin = k.symvers_origin;
   std::vector<kabi::ModuleInfo> sample;
+  // Only their CRCs and signatures are compared: no file hashes.
+  const kabi::ReadOptions own_module{.trusted_certs = nullptr, .sha256 = false};
   for (const auto& name : pick_sample(k.in_tree, options.prefer_sample, options.sample_size)) {
-    auto m = kabi::read_module(k.in_tree.at(name).path);
+    auto m = kabi::read_module(k.in_tree.at(name).path, own_module);
     if (!m) {
       origin.problems.push_back(m.error());
       continue;
@@ -349,9 +345,14 @@ Result<RunningKernel> probe_kernel(const HostRoot& root, const KernelProbeOption
              std::all_of(options.needed_symbols.begin(), options.needed_symbols.end(),
                          [&](const std::string& s) { return covered.count(s) > 0; });
     };
+    // The sample was read already; its modules are taken, not read again.
+    std::map<std::string, kabi::ModuleInfo> sampled;
+    for (size_t i = 0; i < sample.size(); ++i) sampled.emplace(origin.sample[i], std::move(sample[i]));
     for (const auto& name : order) {
       if (all_covered()) break;
-      auto m = kabi::read_module(k.in_tree.at(name).path);
+      auto it = sampled.find(name);
+      Result<kabi::ModuleInfo> m = it != sampled.end() ? Result<kabi::ModuleInfo>(std::move(it->second))
+                                                        : kabi::read_module(k.in_tree.at(name).path, own_module);
       if (!m) {
         origin.problems.push_back(m.error());
         continue;

@@ -45,6 +45,14 @@ TEST_CASE("kernel model: release strings to major.minor", "[kernel_model]") {
   CHECK(parse_release_version("linux-6.1") == P{0, 0});
 }
 
+TEST_CASE("kernel model: modversions in a vermagic is a whole word", "[kernel_model]") {
+  CHECK(vermagic_has_modversions("6.1.0-56-amd64 SMP preempt mod_unload modversions "));
+  CHECK(vermagic_has_modversions("modversions"));
+  CHECK_FALSE(vermagic_has_modversions("7.2.13+deb14-amd64 SMP preempt mod_unload "));
+  CHECK_FALSE(vermagic_has_modversions("6.1.0 SMP modversionsX"));
+  CHECK_FALSE(vermagic_has_modversions(""));
+}
+
 TEST_CASE("kernel model: scanning a module tree", "[kernel_model]") {
   TempDir tmp;
   make_tree(tmp);

@@ -40,8 +40,8 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(cd "$HERE/../.." && pwd)
 CACHE=${AGENT_KERNEL_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/intel-gpu-agent/kernels}
 export AGENT_KERNEL_CACHE=$CACHE
-QEMU=${QEMU:-qemu-system-x86_64}
-BUSYBOX=${BUSYBOX:-/bin/busybox}
+# shellcheck source=tests/e2e/vm-lib.sh
+. "$HERE/vm-lib.sh"
 NIC_BDF=0000:00:03.0
 
 die() { echo "check-vm: $*" >&2; exit 2; }
@@ -98,9 +98,7 @@ ln -s usr/lib "$root/lib" # usr-merged, as Debian 12 and 13 hosts are
 
 # Tools: busybox, tryload, the agent (debug info stripped) with every library it loads, at the
 # paths ldd names (the dynamic loader included), and the agent's default pci.ids.
-cp "$BUSYBOX" "$root/bin/busybox"
-ln -s busybox "$root/bin/sh"
-gcc -static -O2 -Wall -o "$root/bin/tryload" "$HERE/tryload.c"
+vm_base_root "$root"
 strip --strip-debug -o "$root/usr/local/bin/agent" "$agent"
 ldd "$agent" | awk '$2 == "=>" && $3 ~ /^\// { print $3 } $1 ~ /^\// { print $1 }' | sort -u |
   while read -r lib; do
@@ -231,19 +229,13 @@ echo "CHECKVM END"
 poweroff -f
 INIT
 chmod +x "$root/init"
-(cd "$root" && find . | cpio -o -H newc --quiet) >"$work/initrd.cpio"
+vm_pack "$root" "$work/initrd.cpio"
 
 timeout_s=${AGENT_E2E_TIMEOUT:-900}
 serial="$work/serial.log"
 echo "check-vm: booting $kver with a $(($(stat -c %s "$work/initrd.cpio") / 1048576)) MiB initramfs" \
   "(timeout ${timeout_s}s)" >&2
-start=$SECONDS
-rc=0
-timeout --kill-after=10 "$timeout_s" "$QEMU" -accel tcg -cpu max -m 1024 -nographic -no-reboot \
-  -nic user,model=e1000 -kernel "$kdir/vmlinuz" -initrd "$work/initrd.cpio" \
-  -append "console=ttyS0 panic=-1 quiet" </dev/null >"$serial" 2>&1 || rc=$?
-tr -d '\r' <"$serial" >"$serial.txt"
-echo "check-vm: qemu exited $rc after $((SECONDS - start))s" >&2
+vm_boot check-vm "$kdir" "$work/initrd.cpio" "$serial" "$timeout_s" "" -nic user,model=e1000 || true
 [[ -n $log ]] && cp "$serial.txt" "$log"
 
 build_id=$(readelf -n "$root/opt/lib/modules/$prev_kver/e1000.ko" | awk '/Build ID:/ { print $3 }')

@@ -27,8 +27,8 @@ set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 CACHE=${AGENT_KERNEL_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/intel-gpu-agent/kernels}
-QEMU=${QEMU:-qemu-system-x86_64}
-BUSYBOX=${BUSYBOX:-/bin/busybox}
+# shellcheck source=tests/e2e/vm-lib.sh
+. "$HERE/vm-lib.sh"
 
 die() { echo "run-vm: $*" >&2; exit 2; }
 
@@ -59,10 +59,7 @@ work=$(mktemp -d "${TMPDIR:-/tmp}/agent-e2e-vm.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 root="$work/root"
 mkdir -p "$root"/{bin,proc,sys,dev,deps,cases}
-
-gcc -static -O2 -Wall -o "$root/bin/tryload" "$HERE/tryload.c"
-cp "$BUSYBOX" "$root/bin/busybox"
-ln -s busybox "$root/bin/sh"
+vm_base_root "$root"
 
 # The modules to try. For each: its unit (CASE, or CASE/N in a group), its name (.modinfo
 # name=), the target kernel's in-tree dependencies of the module of that name (modules.dep),
@@ -205,18 +202,12 @@ poweroff -f
 INIT
 chmod +x "$root/init"
 
-(cd "$root" && find . | cpio -o -H newc --quiet) >"$work/initrd.cpio"
+vm_pack "$root" "$work/initrd.cpio"
 
 timeout_s=${AGENT_E2E_TIMEOUT:-$((300 + 60 * nmods))}
 serial="$work/serial.log"
 echo "run-vm: booting $kver${append:+ ($append)} with $nmods module(s) to try (timeout ${timeout_s}s)" >&2
-start=$SECONDS
-rc=0
-timeout --kill-after=10 "$timeout_s" "$QEMU" -accel tcg -cpu max -m 1024 -nographic -no-reboot \
-  -kernel "$kdir/vmlinuz" -initrd "$work/initrd.cpio" \
-  -append "console=ttyS0 panic=-1 quiet${append:+ $append}" </dev/null >"$serial" 2>&1 || rc=$?
-tr -d '\r' <"$serial" >"$serial.txt"
-echo "run-vm: qemu exited $rc after $((SECONDS - start))s" >&2
+vm_boot run-vm "$kdir" "$work/initrd.cpio" "$serial" "$timeout_s" "$append" || true
 [[ -n $log ]] && cp "$serial.txt" "$log"
 
 python3 - "$serial.txt" "$root/cases.list" "${results:-/dev/stdout}" <<'PY'

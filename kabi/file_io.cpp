@@ -124,7 +124,7 @@ std::string_view compression_name(Compression c) noexcept {
   return "none";
 }
 
-Result<std::string> read_file(const std::filesystem::path& path) {
+Result<std::string> read_file(const std::filesystem::path& path, size_t max_size) {
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) return fail(errno, std::string("cannot open: ") + std::strerror(errno), path);
   struct Closer {
@@ -145,7 +145,8 @@ Result<std::string> read_file(const std::filesystem::path& path) {
     }
     if (n == 0) break;
     data.append(buf, static_cast<size_t>(n));
-    if (data.size() > kMaxDecompressed) return fail(EFBIG, "larger than 1 GiB", path);
+    if (data.size() > max_size)
+      return fail(EFBIG, "larger than " + std::to_string(max_size >> 20) + " MiB", path);
   }
   return data;
 }

@@ -14,8 +14,10 @@ enum class Compression { None, Gzip, Xz, Zstd };
 [[nodiscard]] Compression detect_compression(std::string_view bytes) noexcept;
 [[nodiscard]] std::string_view compression_name(Compression c) noexcept;
 
-// Reads a file as it is on disk.
-[[nodiscard]] Result<std::string> read_file(const std::filesystem::path& path);
+// Reads a file as it is on disk, to EOF with read(2) (sysfs and procfs files, whose st_size
+// lies, included); a file larger than `max_size` is an error.
+inline constexpr size_t kMaxFileSize = size_t{1} << 30;
+[[nodiscard]] Result<std::string> read_file(const std::filesystem::path& path, size_t max_size = kMaxFileSize);
 
 // A read-only view of a whole file: mapped when it is a regular file, else read.
 class MappedFile {

@@ -12,6 +12,8 @@
 #include <algorithm>
 #include <system_error>
 
+#include "kabi/file_io.h"
+
 namespace agent::probes {
 namespace fs = std::filesystem;
 
@@ -61,33 +63,6 @@ std::optional<unsigned long> parse_number(std::string_view text) {
   auto [p, ec] = std::from_chars(text.data(), text.data() + text.size(), v, base);
   if (ec != std::errc{} || p != text.data() + text.size()) return std::nullopt;
   return v;
-}
-
-Result<std::string> read_whole_file(const fs::path& path) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) {
-    const int err = errno;
-    return fail(err, "cannot open: " + errno_text(err), path.string());
-  }
-  std::string out;
-  char buf[16384];
-  for (;;) {
-    const ssize_t n = ::read(fd, buf, sizeof buf);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      const int err = errno;
-      ::close(fd);
-      return fail(err, "cannot read: " + errno_text(err), path.string());
-    }
-    if (n == 0) break;
-    out.append(buf, static_cast<size_t>(n));
-    if (out.size() > kMaxFile) {
-      ::close(fd);
-      return fail(EFBIG, "file larger than 64 MiB", path.string());
-    }
-  }
-  ::close(fd);
-  return out;
 }
 
 Result<HostRoot> HostRoot::open(const fs::path& root) {
@@ -167,7 +142,7 @@ std::string HostRoot::host_path_of(const fs::path& real) const {
 Result<std::string> HostRoot::read_text(std::string_view host_path) const {
   auto real = resolve(host_path);
   if (!real) return tl::unexpected(real.error());
-  return read_whole_file(*real);
+  return kabi::read_file(*real, kMaxFile);
 }
 
 Result<std::string> HostRoot::read_value(std::string_view host_path) const {

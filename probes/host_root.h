@@ -49,9 +49,6 @@ class HostRoot {
   std::filesystem::path root_;
 };
 
-// Reads a file to EOF with read(2): works for sysfs/procfs files whose st_size lies.
-[[nodiscard]] Result<std::string> read_whole_file(const std::filesystem::path& path);
-
 // "0x8086\n" -> 0x8086; nullopt if not a number.
 [[nodiscard]] std::optional<unsigned long> parse_number(std::string_view text);
 

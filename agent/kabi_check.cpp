@@ -30,6 +30,7 @@ int run_kabi_check(const KabiCheckOptions& o, std::ostream& out, std::ostream& e
   }
   kernel->policy = o.policy;
   kernel->sig_enforce = o.sig_enforce;
+  kernel->lockdown = o.lockdown;
 
   // A signature by a key the kernel trusts must verify, or the kernel refuses the module before
   // any other check; the trusted certificates are in the kernel image. Decompressing an image

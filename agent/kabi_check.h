@@ -17,6 +17,7 @@ struct KabiCheckOptions {
   std::vector<std::filesystem::path> modules;
   kabi::MissingVersionPolicy policy = kabi::MissingVersionPolicy::Strict;
   bool sig_enforce = false;
+  bool lockdown = false;
   bool json = false;
   bool verbose = false;
 };

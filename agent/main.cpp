@@ -48,6 +48,7 @@ int main(int argc, char** argv) {
   kcheck->add_option("--policy", policy, "Missing __versions entry: strict (refuse, Debian) or upstream (warn)")
       ->check(CLI::IsMember({"strict", "upstream"}));
   kcheck->add_flag("--sig-enforce", ko.sig_enforce, "Predict as if module.sig_enforce=1");
+  kcheck->add_flag("--lockdown", ko.lockdown, "Predict as if the kernel were locked down (lockdown=integrity)");
   kcheck->add_flag("--json", ko.json, "JSON output (schema 1)");
   kcheck->add_option("modules", ko.modules, "Modules to check (.ko, .ko.xz, .ko.zst, .ko.gz)")->required();
 

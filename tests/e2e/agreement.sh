@@ -9,9 +9,11 @@
 # A case is one module, or a group of modules inserted in that order in one VM (a dependency
 # shipped with its user: the VM does not load the target's in-tree copy of it; the agent checks
 # the group in one call and lists each module in modules[]). A target is a kernel ABI, or
-# ABI@VARIANT for a second boot with another command line (VARIANT sig_enforce:
-# module.sig_enforce=1, the agent gets --sig-enforce). Kernel-only cases (facts the offline
-# check cannot know, e.g. a module already live) compare the kernel with a recorded errno.
+# ABI@VARIANT for another boot with another command line (VARIANT sig_enforce:
+# module.sig_enforce=1, the agent gets --sig-enforce; lockdown: lockdown=integrity, the agent
+# gets --lockdown; the boot's answers are stored only if its log shows the kernel took it).
+# Kernel-only cases (facts the offline check cannot know, e.g. a module already live) compare
+# the kernel with a recorded errno.
 #
 # Usage: agreement.sh [--kernel-only] [AGENT]
 #   AGENT          the agent binary (default $AGENT, else build/agent/agent of this repository)
@@ -57,12 +59,20 @@ bash "$HERE/fetch-kernels.sh" "$K61_OLD" "$K61_PREV" "$K61" "$K612_OLD" "$K612" 
 variant_append() {
   case $1 in
     *@sig_enforce) echo "module.sig_enforce=1" ;;
+    *@lockdown) echo "lockdown=integrity" ;;
     *@*) die "unknown variant in target $1" ;;
   esac
 }
 variant_agent_args() {
   case $1 in
     *@sig_enforce) echo "--sig-enforce" ;;
+    *@lockdown) echo "--lockdown" ;;
+  esac
+}
+variant_booted() { # TARGET VM_LOG: did the boot really get the variant? (else no answers)
+  case $1 in
+    *@lockdown) grep -q 'E2E LOCKDOWN .*\[integrity\]' "$2" ;;
+    *@sig_enforce) grep -qE 'E2E SIG_ENFORCE Y$' "$2" ;;
   esac
 }
 
@@ -140,11 +150,31 @@ add "$K61" "drm_display_helper-export_crc+i915-from-$K61_PREV" "$(cut -f3 "$work
 # Kernel-only: the same module twice, the second finds the first live (EEXIST).
 add_kernel_only "$K61" "i915-own-twice" 0,17 "$(mod "$K61" i915)" "$(mod "$K61" i915)"
 
+# A signature kept but damaged: the PKCS#7 blob unparseable (EBADMSG: fatal even without
+# sig_enforce), or struct module_signature's id_type not PKCS#7 (ENOPKG: as if unsigned).
+rule_cases "$K61" "$K61" i915 i915- --keep-signature --only sig_malformed,sig_unsupported
+# The dependency refused: 6.1.0-55's drm_display_helper with its module_layout CRC changed
+# (ENOEXEC), then 6.1.0-55's i915: the VM loads no in-tree drm_display_helper, so i915's
+# drm_dp_* are unknown symbols (ENOENT).
+make_cases "$K61" "$K61_PREV" drm_display_helper "drm_display_helper-from-$K61_PREV-" \
+  --only module_layout
+add "$K61" "drm_display_helper-module_layout+i915-from-$K61_PREV" \
+  "$(cut -f3 "$work/mkcases.out")" "$i915_prev"
+
 # module.sig_enforce=1: the kernel's own signature (0), none (EKEYREJECTED), another kernel's
 # key (EKEYREJECTED: "Loading of module with unavailable key is rejected").
 add "$K61@sig_enforce" "i915-own" "$(mod "$K61" i915)"
 add "$K61@sig_enforce" "i915-stripped" "$CACHE/e2e-cases/$K61/i915-stripped.ko"
 add "$K61@sig_enforce" "i915-from-$K61_PREV" "$i915_prev"
+add "$K61@sig_enforce" "i915-sig_unsupported" "$CACHE/e2e-cases/$K61/i915-sig_unsupported.ko"
+
+# lockdown=integrity (the boot must show [integrity] in /sys/kernel/security/lockdown): what
+# sig_enforce would reject is EPERM instead ("Lockdown: ...: unsigned module loading is
+# restricted"), a signature the kernel trusts still loads.
+add "$K61@lockdown" "i915-own" "$(mod "$K61" i915)"
+add "$K61@lockdown" "i915-stripped" "$CACHE/e2e-cases/$K61/i915-stripped.ko"
+add "$K61@lockdown" "i915-sig_unsupported" "$CACHE/e2e-cases/$K61/i915-sig_unsupported.ko"
+add "$K61@lockdown" "i915-from-$K61_PREV" "$i915_prev"
 
 # sizeof(struct module): .gnu.linkonce.this_module 64 bytes short. Last of each boot: 6.1 does
 # not check it and loads a module whose struct module overlaps its next section (a WARNING,
@@ -206,6 +236,12 @@ for target in "${targets[@]}"; do
     "$manifest" || rc=$?
   [[ $rc -le 1 ]] || die "run-vm.sh failed for $target"
   cp "$work/vm.$target.log" "$results/$target/last-boot.log"
+  if ! variant_booted "$target" "$work/vm.$target.log"; then
+    echo "agreement: $target: the kernel did not take '$(variant_append "$target")':" \
+      "$(grep -oE 'E2E (LOCKDOWN|SIG_ENFORCE) .*' "$work/vm.$target.log" | tr '\n' ' ')" \
+      "- its answers are not stored" >&2
+    continue
+  fi
   # store each answer: line 1 "errno N", then the kernel's messages for the module
   python3 - "$work/vm.$target" "$work/keys.$target" "$results/$target" <<'PY'
 import os, sys

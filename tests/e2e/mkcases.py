@@ -27,6 +27,12 @@ python stdlib only), so that exactly one loadability rule is hit:
                      symbol that USER imports with a __versions entry. Only with --only.
   this_module_size   sh_size of .gnu.linkonce.this_module shrunk by 64 bytes (6.12+ check
                      sizeof(struct module) exactly; older kernels do not). Only with --only.
+  sig_malformed      signature KEPT, the first byte of its PKCS#7 blob (0x30, the outer
+                     SEQUENCE) made 0x04: the kernel cannot parse it (EBADMSG, fatal even
+                     without sig_enforce). Only with --only.
+  sig_unsupported    signature KEPT, struct module_signature's id_type made 1 (PGP) instead of
+                     2 (PKCS#7): mod_check_sig() says ENOPKG, which the kernel treats like an
+                     unsigned module. Only with --only.
   versions_fake      for a module WITHOUT __versions (built for a kernel without MODVERSIONS,
                      e.g. Debian 7.x): its SHF_ALLOC .note.Linux (a multiple of 64 bytes)
                      renamed __versions (in .shstrtab, type PROGBITS) and filled with entries
@@ -424,6 +430,33 @@ def case_this_module_size(data, _signed, _symvers):
     return data, ".gnu.linkonce.this_module sh_size %d -> %d" % (s["size"], s["size"] - 64)
 
 
+def signature_blob(signed):
+    """(offset of the PKCS#7 blob, offset of struct module_signature) of a signed module."""
+    n = signature_len(signed)
+    if not n:
+        raise CaseError("input is not signed")
+    ms = len(signed) - len(SIG_MAGIC) - 12
+    return len(signed) - n, ms
+
+
+def case_sig_malformed(_data, signed, _symvers):
+    data = bytearray(signed)
+    blob, _ = signature_blob(data)
+    if data[blob] != 0x30:
+        raise CaseError("PKCS#7 blob starts with 0x%02x, not 0x30" % data[blob])
+    data[blob] = 0x04
+    return data, "signature kept, first PKCS#7 byte 0x30 -> 0x04 (at %d)" % blob
+
+
+def case_sig_unsupported(_data, signed, _symvers):
+    data = bytearray(signed)
+    _, ms = signature_blob(data)
+    if data[ms + 2] != 2:
+        raise CaseError("module_signature id_type is %d, not 2 (PKCS#7)" % data[ms + 2])
+    data[ms + 2] = 1
+    return data, "signature kept, module_signature id_type 2 (PKCS#7) -> 1 (PGP)"
+
+
 def case_versions_fake(data, _signed, symvers):
     elf = Elf(data)
     if elf.has_section("__versions"):
@@ -477,8 +510,10 @@ CASES = [
     ("this_module_size", case_this_module_size),
     ("versions_fake", case_versions_fake),
     ("versions_fake_release", case_versions_fake_release),
+    ("sig_malformed", case_sig_malformed),
+    ("sig_unsupported", case_sig_unsupported),
 ]
-OPT_IN = {"export_crc", "this_module_size"}  # made only when --only names them
+OPT_IN = {"export_crc", "this_module_size", "sig_malformed", "sig_unsupported"}  # made only when --only names them
 
 
 def modname(path):

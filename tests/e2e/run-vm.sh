@@ -13,7 +13,9 @@
 #               N-th module (1-based) of a group; RESULTS.dmesg gets the kernel's messages per
 #               case ("CASE<TAB>line", CASE/N for groups), LOG (default RESULTS.log) the whole
 #               serial console
-#   APPEND      added to the kernel command line (e.g. module.sig_enforce=1)
+#   APPEND      added to the kernel command line (e.g. module.sig_enforce=1); the log's
+#               "E2E LOCKDOWN <securityfs lockdown>" and "E2E SIG_ENFORCE <Y|N>" lines show
+#               what the kernel made of it
 # For each module of a case the initramfs /init inserts the target kernel's in-tree
 # dependencies of the module of the same name (modules.dep, in dependency order, each once)
 # except the modules the case ships itself (a live in-tree copy of those is removed before the
@@ -155,6 +157,9 @@ mount -t proc proc /proc
 mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev
 echo "E2E BEGIN $(uname -r) $(cat /proc/cmdline)"
+mount -t securityfs securityfs /sys/kernel/security 2>/dev/null
+echo "E2E LOCKDOWN $(cat /sys/kernel/security/lockdown 2>/dev/null || echo unavailable)"
+echo "E2E SIG_ENFORCE $(cat /sys/module/module/parameters/sig_enforce 2>/dev/null || echo unavailable)"
 dmesg -c >/dev/null
 show_dmesg() { dmesg -c | while IFS= read -r l; do echo "DMESG $1 $l"; done; }
 unload() { # unload UNIT NAME,NAME,...: each one that is live, retried while it is busy

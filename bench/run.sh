@@ -62,7 +62,7 @@ symvers=$cache/$to/Module.symvers
 kver=$(basename "$to_tree")
 
 # The module set: TOP and its dependencies, as modules.dep of the source ABI lists them.
-line=$(grep -E "^([^:]*/)?$top\.ko(\.[a-z]+)?:" "$from_tree/modules.dep" | head -n 1) \
+line=$(grep -m1 -E "^([^:]*/)?$top\.ko(\.[a-z]+)?:" "$from_tree/modules.dep") \
   || die "$top not in $from_tree/modules.dep"
 rel_paths=("${line%%:*}")
 read -r -a deps <<<"${line#*:}"
@@ -161,7 +161,7 @@ goal() {  # RATIO RSS_KB
 goal_agent=$(goal "$(ratio agent)" "$rss_agent")
 goal_bare=$(goal "$(ratio agent-no-image)" "$rss_bare")
 
-cpu=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1)
+cpu=$(sed -n 's/^model name[[:space:]]*: //p;T;q' /proc/cpuinfo)
 rev=$(git -C "$root" describe --always --dirty 2>/dev/null || echo unknown)
 {
   echo "# Benchmark: \`agent kabi check\` vs depmod vs weak-modules"

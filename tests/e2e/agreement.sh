@@ -78,7 +78,7 @@ variant_booted() { # TARGET VM_LOG: did the boot really get the variant? (else n
 
 mod() { # mod ABI NAME -> path of the in-tree module NAME (.ko or .ko.xz) of that kernel
   local rel
-  rel=$(grep -oE "^([^:]*/)?$2\.ko(\.(xz|zst|gz))?:" "$CACHE/$1/modules/modules.dep" | head -1) \
+  rel=$(grep -m1 -oE "^([^:]*/)?$2\.ko(\.(xz|zst|gz))?:" "$CACHE/$1/modules/modules.dep") \
     || die "no $2 module in $CACHE/$1"
   echo "$CACHE/$1/modules/${rel%:}"
 }

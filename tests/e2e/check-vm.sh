@@ -76,7 +76,7 @@ prev_kver=$(<"$CACHE/$prev/.done")
 
 mod() { # mod ABI NAME -> path of the in-tree module NAME (.ko or .ko.xz) of that kernel
   local rel
-  rel=$(grep -oE "^([^:]*/)?$2\.ko(\.(xz|zst|gz))?:" "$CACHE/$1/modules/modules.dep" | head -1) \
+  rel=$(grep -m1 -oE "^([^:]*/)?$2\.ko(\.(xz|zst|gz))?:" "$CACHE/$1/modules/modules.dep") \
     || die "no $2 module in $CACHE/$1"
   echo "$CACHE/$1/modules/${rel%:}"
 }

@@ -40,7 +40,10 @@ CC=clang CXX=clang++ cmake -G Ninja -S "$root" -B "$build" \
   -DCMAKE_BUILD_TYPE=RelWithDebInfo -DAGENT_FUZZ=ON -DAGENT_SANITIZE=ON -DBUILD_TESTING=OFF \
   -DAGENT_WERROR="${AGENT_WERROR:-OFF}" >"$build/fuzz-configure.log" 2>&1 \
   || { tail -n 30 "$build/fuzz-configure.log" >&2; die "cmake configure failed (log: $build/fuzz-configure.log)"; }
-if ! ninja -C "$build" -t targets all 2>/dev/null | grep -q '^fuzz_symvers:'; then
+# Into a variable, not `| grep -q`: grep -q quits at the first match, ninja then writes into a
+# closed pipe, and pipefail turns that into "no targets" now and then.
+targets_list=$(ninja -C "$build" -t targets all 2>/dev/null) || targets_list=
+if ! grep -q '^fuzz_symvers:' <<<"$targets_list"; then
   die "no fuzz targets: the top-level CMakeLists.txt must have 'if(AGENT_FUZZ) add_subdirectory(tests/fuzz) endif()'"
 fi
 echo "run-fuzz: building ${targets[*]/#/fuzz_}"

@@ -13,7 +13,9 @@
 # module.sig_enforce=1, the agent gets --sig-enforce; lockdown: lockdown=integrity, the agent
 # gets --lockdown; the boot's answers are stored only if its log shows the kernel took it).
 # Kernel-only cases (facts the offline check cannot know, e.g. a module already live) compare
-# the kernel with a recorded errno.
+# the kernel with a recorded errno. A case may run without some in-tree modules: the VM does
+# not load them, the agent gets a copy of the target's tree without their files (depmod run
+# again), as on a node where the package that ships them is not installed.
 #
 # Usage: agreement.sh [--kernel-only] [AGENT]
 #   AGENT          the agent binary (default $AGENT, else build/agent/agent of this repository)
@@ -87,9 +89,18 @@ work=$(mktemp -d "${TMPDIR:-/tmp}/agent-e2e.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 cases="$work/cases"   # lines: TARGET CASE PATH [PATH...] (more than one path: a group)
 expect="$work/expect" # kernel-only cases, lines: TARGET CASE ERRNO[,ERRNO...] (one per module)
+without="$work/without" # cases without some in-tree modules, lines: TARGET CASE NAME[,NAME...]
 : >"$cases"
 : >"$expect"
+: >"$without"
 add() { echo "$*" >>"$cases"; }
+add_without() { # TARGET CASE NAME[,NAME...] PATH...
+  echo "$1 $2 $3" >>"$without"
+  add "$1" "$2" "${@:4}"
+}
+without_of() { # TARGET CASE -> its NAME[,NAME...], or nothing
+  awk -v t="$1" -v c="$2" '$1 == t && $2 == c { print $3 }' "$without"
+}
 add_kernel_only() { # TARGET CASE ERRNOS PATH...
   echo "$1 $2 $3" >>"$expect"
   add "$1" "$2" "${@:4}"
@@ -176,6 +187,12 @@ add "$K61@lockdown" "i915-stripped" "$CACHE/e2e-cases/$K61/i915-stripped.ko"
 add "$K61@lockdown" "i915-sig_unsupported" "$CACHE/e2e-cases/$K61/i915-sig_unsupported.ko"
 add "$K61@lockdown" "i915-from-$K61_PREV" "$i915_prev"
 
+# A dependency missing from the tree: the kernel's own i915 / xe on a tree without
+# drm_display_helper (whose drm_dp_* they import) - "Unknown symbol", ENOENT; the agent sees
+# the symbols in Module.symvers but no module to provide them.
+add_without "$K61" "i915-own-without-drm_display_helper" drm_display_helper "$(mod "$K61" i915)"
+add_without "$K612" "xe-own-without-drm_display_helper" drm_display_helper "$(mod "$K612" xe)"
+
 # sizeof(struct module): .gnu.linkonce.this_module 64 bytes short. Last of each boot: 6.1 does
 # not check it and loads a module whose struct module overlaps its next section (a WARNING,
 # and removing it hits a BUG), so nothing is unloaded after it.
@@ -186,9 +203,10 @@ rule_cases "$K7" "$K7" xe xe- --only this_module_size
 # The kernels' answers: cached per target + key, else one boot per target for the cases
 # without an answer (a group is asked again as a whole).
 results="$CACHE/e2e-results"
-python3 - "$cases" "$work" <<'PY'
+python3 - "$cases" "$work" "$without" <<'PY'
 import hashlib, os, sys
-cases, work = sys.argv[1:3]
+cases, work, without_file = sys.argv[1:4]
+without = {tuple(l.split()[:2]): l.split()[2] for l in open(without_file)}
 
 def sha(path, memo={}):
     if path not in memo:
@@ -203,13 +221,15 @@ def sha(path, memo={}):
 for line in open(cases):
     target, case, *paths = line.split()
     shas = [sha(p) for p in paths]
+    suffix = " without=" + without[target, case] if (target, case) in without else ""
     with open(os.path.join(work, "keys." + target), "a") as out:
         for n, (p, s) in enumerate(zip(paths, shas), 1):
-            if len(paths) == 1:
+            if len(paths) == 1 and not suffix:
                 out.write("%s %s %s\n" % (case, s, p))
             else:
-                key = hashlib.sha256(("%s %d" % (" ".join(shas), n)).encode()).hexdigest()
-                out.write("%s/%d %s %s\n" % (case, n, key, p))
+                key = hashlib.sha256(("%s %d%s" % (" ".join(shas), n, suffix)).encode()).hexdigest()
+                out.write("%s/%d %s %s\n" % (case, n, key, p) if len(paths) > 1 else
+                          "%s %s %s\n" % (case, key, p))
 PY
 mapfile -t targets < <(cut -d' ' -f1 "$cases" | awk '!seen[$0]++')
 ask_kernels() { # one boot per target, in the background while the agent runs
@@ -227,7 +247,8 @@ for target in "${targets[@]}"; do
     done <"$work/keys.$target"
     if [[ $want -eq 1 ]]; then
       read -ra paths <<<"$rest"
-      for p in "${paths[@]}"; do echo "$case $p" >>"$manifest"; done
+      names=$(without_of "$target" "$case")
+      for p in "${paths[@]}"; do echo "$case ${names:+without=$names }$p" >>"$manifest"; done
     fi
   done <"$cases"
   [[ -s $manifest ]] || continue
@@ -271,15 +292,39 @@ image_opt=""
 if [[ $kernel_only -eq 0 ]]; then
   image_opt=$("$AGENT" kabi check --help 2>&1 | grep -oE -- '--(vmlinuz|kernel-image)\b' | head -1 || true)
 fi
+tree_without() { # ABI NAME[,NAME...] -> a copy of ABI's module tree without those modules
+  local abi=$1 names=$2 kver tree rel
+  kver=$(<"$CACHE/$abi/.done")
+  tree="$work/trees/$abi-without-$names/lib/modules/$kver"
+  if [[ ! -d $tree ]]; then
+    mkdir -p "${tree%/*}"
+    cp -al "$(cd "$CACHE/$abi/modules" && pwd -P)" "$tree" 2>/dev/null \
+      || cp -as "$(cd "$CACHE/$abi/modules" && pwd -P)" "$tree" || die "cannot copy the $abi tree"
+    for name in ${names//,/ }; do
+      rel=$(grep -m1 -oE "^([^:]*/)?$name\.ko(\.(xz|zst|gz))?:" "$tree/modules.dep") \
+        || die "no $name module in $CACHE/$abi"
+      rm -f "$tree/${rel%:}"
+    done
+    rm -f "$tree"/modules.{dep,dep.bin,symbols,symbols.bin,alias,alias.bin,softdep,devname}
+    depmod -b "$work/trees/$abi-without-$names" "$kver" || die "depmod failed on $tree"
+  fi
+  echo "$tree"
+}
+if [[ $kernel_only -eq 0 ]]; then # made before the agent runs in parallel
+  while read -r target case names; do tree_without "${target%%@*}" "$names" >/dev/null; done <"$without"
+fi
 predict() { # TARGET CASE PATHS: the agent's answer into agent.TARGET.CASE.{json,err,rc}
-  local target=$1 case=$2 rest=$3 out="$work/agent.$1.$2" abi extra rc=0 paths args
+  local target=$1 case=$2 rest=$3 out="$work/agent.$1.$2" abi extra rc=0 paths args tree names
   if [[ $kernel_only -eq 1 ]] || awk -v t="$target" -v c="$case" '$1 == t && $2 == c { f = 1 }
       END { exit !f }' "$expect"; then
     echo "-" >"$out.rc"
     return 0
   fi
   abi=${target%%@*}
-  args=(kabi check --json --symvers "$CACHE/$abi/Module.symvers" --kernel-modules "$CACHE/$abi/modules")
+  tree="$CACHE/$abi/modules"
+  names=$(without_of "$target" "$case")
+  [[ -z $names ]] || tree=$(tree_without "$abi" "$names")
+  args=(kabi check --json --symvers "$CACHE/$abi/Module.symvers" --kernel-modules "$tree")
   [[ -n ${AGENT_E2E_POLICY:-} ]] && args+=(--policy "$AGENT_E2E_POLICY")
   [[ -n $image_opt ]] && args+=("$image_opt" "$CACHE/$abi/vmlinuz")
   extra=$(variant_agent_args "$target")

@@ -8,7 +8,9 @@
 #               module file, .ko or .ko.xz; a mkcases.py manifest fits); '#' lines ignored.
 #               Consecutive lines with the same CASE form a group: its modules are inserted in
 #               that order with none removed in between (a dependency then its user, or one
-#               module twice)
+#               module twice). A middle field "without=NAME[,NAME...]" on a case's first line
+#               keeps those in-tree modules out of the case's dependencies, as on a node whose
+#               module tree lacks them
 #   RESULTS     written here (default: stdout): "CASE ERRNO" a line, "CASE/N ERRNO" for the
 #               N-th module (1-based) of a group; RESULTS.dmesg gets the kernel's messages per
 #               case ("CASE<TAB>line", CASE/N for groups), LOG (default RESULTS.log) the whole
@@ -65,8 +67,9 @@ vm_base_root "$root"
 
 # The modules to try. For each: its unit (CASE, or CASE/N in a group), its name (.modinfo
 # name=), the target kernel's in-tree dependencies of the module of that name (modules.dep),
-# ordered so that every module comes after what it needs, without the modules the case ships;
-# PRE: module names to unload before it (a group's own names, on its first module), POST:
+# ordered so that every module comes after what it needs, without the modules the case ships
+# or runs without; PRE: module names to unload before it (on a case's first module: a group's
+# own names and the case's without= names), POST:
 # those to unload after it (the case's names in reverse, on its last module); "-" for none.
 # Output lines: UNIT NAME SOURCE FILE DEP,DEP,... PRE POST
 nmods=0
@@ -103,13 +106,15 @@ def ordered(mod, out, seen):
             out.append(d)
     return out
 
-cases = []  # [(case, [(name, path)])]: a group is consecutive lines of one case
+cases = []  # [(case, [(name, path)], without)]: a group is consecutive lines of one case
 with open(manifest) as f:
     for line in f:
         fields = line.split()
         if not fields or fields[0].startswith("#"):
             continue
         case, path = fields[0], fields[-1]
+        without = {n.replace("-", "_") for f in fields[1:-1] if f.startswith("without=")
+                   for n in f[len("without="):].split(",") if n}
         if not re.fullmatch(r"[A-Za-z0-9_.+-]+", case):
             sys.exit("run-vm: bad case name %r" % case)
         if not os.path.isfile(path):
@@ -120,18 +125,23 @@ with open(manifest) as f:
             sys.exit("run-vm: %s: %s" % (case, e))
         if cases and cases[-1][0] == case:
             cases[-1][1].append((name, path))
-        elif any(c == case for c, _ in cases):
+            cases[-1][2].update(without)
+        elif any(c == case for c, *_ in cases):
             sys.exit("run-vm: duplicate case %r (the lines of a group must be consecutive)" % case)
         else:
-            cases.append((case, [(name, path)]))
+            cases.append((case, [(name, path)], without))
 
-for case, mods in cases:
+for case, mods, without in cases:
     own = list(dict.fromkeys(n for n, _ in mods))
     for i, (name, path) in enumerate(mods):
         unit = case if len(mods) == 1 else "%s/%d" % (case, i + 1)
         intree = by_name.get(name)
-        chain = [d for d in (ordered(intree, [], set()) if intree else []) if norm(d) not in own]
-        pre = ",".join(own) if i == 0 and len(mods) > 1 else "-"
+        chain = [d for d in (ordered(intree, [], set()) if intree else [])
+                 if norm(d) not in own and norm(d) not in without]
+        # before a case's first module: unload its own names (a group) and those it runs
+        # without, live from an earlier case (a user of them was that case's, so is gone)
+        first = (own if len(mods) > 1 else []) + sorted(without)
+        pre = ",".join(first) if i == 0 and first else "-"
         post = ",".join(reversed(own)) if i == len(mods) - 1 else "-"
         print(unit, name, path, unit.replace("/", ".") + ".ko", ",".join(chain) or "-", pre, post)
 PY

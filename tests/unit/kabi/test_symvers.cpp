@@ -248,3 +248,24 @@ TEST_CASE("symvers: owner paths to module names", "[symvers]") {
   CHECK(owner_module_name("drivers/net/ethernet/intel/e1000e/e1000e") == "e1000e");
   CHECK(owner_module_name("sound/core/snd-pcm") == "snd_pcm");  // dashes fold as the kernel's do
 }
+
+TEST_CASE("symvers: with a wanted set, exactly the wanted symbols are kept and every line is validated",
+          "[symvers]") {
+  // Names that share length, first, middle and last character with a wanted one (the
+  // fingerprint the parser turns names away with) must still be decided by the set.
+  const SymbolSet only = {"a", "drm_dp_aux_x", "drm_dp_bux_x", "module_layout", "absent"};
+  std::string text;
+  for (const char* name : {"a", "b", "drm_dp_aux_x", "drm_dp_cux_x", "drm_dp_bux_x", "drm_xp_aux_x", "module_layout"})
+    text += std::string("0x0000000") + "1\t" + name + "\tvmlinux\tEXPORT_SYMBOL\n";
+  auto sv = parse_symvers(text, "t", &only);
+  REQUIRE(sv);
+  std::vector<std::string> kept;
+  for (const auto& e : sv->entries) kept.push_back(e.name);
+  CHECK(kept == std::vector<std::string>{"a", "drm_dp_aux_x", "drm_dp_bux_x", "module_layout"});
+  CHECK(sv->find("drm_dp_cux_x") == nullptr);
+  CHECK(sv->modversions);
+  // A malformed line is an error even when its symbol is not wanted.
+  auto bad = parse_symvers(text + "0xq\tunwanted\tvmlinux\tEXPORT_SYMBOL\n", "t", &only);
+  REQUIRE_FALSE(bad);
+  CHECK_THAT(bad.error().message, Contains("line 8"));
+}

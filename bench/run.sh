@@ -153,7 +153,7 @@ for name, label in zip(names, labels):
     print(f"| {label} | {med * 1e3:.1f} | {med / base:.2f}x | {rss[name] / 1024:.1f} |")
 EOF
 )
-ratio() { python3 -c 'import json,sys; r={x["command"]:x for x in json.load(open(sys.argv[1]))["results"]}; print("%.3f" % (r[sys.argv[2]]["median"]/r["depmod"]["median"]))' "$tmp/hyperfine.json" "$1"; }
+ratio() { python3 -c 'import json,sys; r={x["command"]:x for x in json.load(open(sys.argv[1]))["results"]}; print(r[sys.argv[2]]["median"] / r["depmod"]["median"])' "$tmp/hyperfine.json" "$1"; }
 goal() {  # RATIO RSS_KB
   awk -v r="$1" -v k="$2" 'BEGIN { printf "time %s (%.2fx depmod, goal <= 0.50x), RSS %s (%.1f MB, goal <= 32 MB)",
     (r <= 0.5) ? "met" : "MISSED", r, (k <= 32 * 1024) ? "met" : "MISSED", k / 1024 }'

@@ -1,5 +1,6 @@
 #include "kabi/file_io.h"
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <utility>
@@ -11,99 +12,159 @@
 #include <lzma.h>
 #include <zlib.h>
 #include <zstd.h>
+#include <zstd_errors.h>
+
+#include "kabi/handles.h"
 
 namespace agent::kabi {
 namespace {
 
-// A decompressed module or symvers file larger than this is not something the kernel
-// would load either; refusing it keeps a decompression bomb from exhausting memory.
-constexpr size_t kMaxDecompressed = size_t{1} << 30;
+// Module and symvers xz files use dictionaries of 1-8 MiB, x86 kernels 32 MiB
+// (scripts/xz_wrap.sh); a stream asking for more is refused instead of letting liblzma
+// allocate whatever its header says.
+constexpr uint64_t kXzMemLimit = uint64_t{256} << 20;
+// The kernel compresses with zstd --ultra -22: allow its 128 MiB window.
+constexpr int kZstdWindowLogMax = 27;
 
-Result<std::string> gunzip(std::string_view in, const std::string& path) {
+Result<bool> too_big(const ByteSink& out, const StreamOptions& o, const char* format, const std::string& path) {
+  if (out.total() > o.max_output)
+    return fail(EFBIG, std::string(format) + " data decompresses to more than " +
+                           std::to_string(o.max_output >> 20) + " MiB", path);
+  return true;
+}
+
+// The first gzip member (modules and symvers are one; a bzImage payload is followed by its size).
+Result<bool> gunzip_stream(ByteSource& in, ByteSink& out, const StreamOptions& o, const std::string& path) {
   z_stream zs{};
   if (inflateInit2(&zs, 16 + MAX_WBITS) != Z_OK) return fail(ENOMEM, "zlib init failed", path);
-  std::string out;
-  zs.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(in.data()));
-  zs.avail_in = static_cast<uInt>(in.size());
-  int rc = Z_OK;
-  char buf[1 << 16];
-  while (rc != Z_STREAM_END) {
-    zs.next_out = reinterpret_cast<Bytef*>(buf);
-    zs.avail_out = sizeof buf;
-    rc = inflate(&zs, Z_NO_FLUSH);
-    if (rc != Z_OK && rc != Z_STREAM_END) {
-      inflateEnd(&zs);
-      return fail(EINVAL, std::string("corrupt gzip data: ") + (zs.msg ? zs.msg : "truncated"), path);
+  CHandle<z_stream, inflateEnd> guard(&zs);
+  for (;;) {
+    if (zs.avail_in == 0 && !in.at_end()) {
+      auto block = in.next();
+      if (!block) return tl::unexpected(block.error());
+      zs.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(block->data()));
+      zs.avail_in = static_cast<uInt>(block->size());
     }
-    out.append(buf, sizeof buf - zs.avail_out);
-    if (rc == Z_OK && zs.avail_in == 0 && zs.avail_out != 0) {
-      inflateEnd(&zs);
+    const std::span<char> room = out.space();
+    zs.next_out = reinterpret_cast<Bytef*>(room.data());
+    zs.avail_out = static_cast<uInt>(std::min<size_t>(room.size(), UINT32_MAX));
+    const uInt offered = zs.avail_out;
+    const int rc = inflate(&zs, Z_NO_FLUSH);
+    out.commit(offered - zs.avail_out);
+    if (rc == Z_STREAM_END) return true;
+    if (rc != Z_OK && rc != Z_BUF_ERROR)
+      return fail(EINVAL, std::string("corrupt gzip data: ") + (zs.msg ? zs.msg : "?"), path);
+    // Z_BUF_ERROR: no progress possible without more input.
+    if (zs.avail_in == 0 && in.at_end() && (rc == Z_BUF_ERROR || zs.avail_out != 0))
       return fail(EINVAL, "truncated gzip data", path);
-    }
-    if (out.size() > kMaxDecompressed) {
-      inflateEnd(&zs);
-      return fail(EFBIG, "gzip data decompresses to more than 1 GiB", path);
-    }
+    if (auto ok = too_big(out, o, "gzip", path); !ok) return ok;
+    if (out.done()) return false;
   }
-  inflateEnd(&zs);
-  return out;
 }
 
-// Module and symvers xz files use dictionaries of 1-8 MiB; a stream asking for more is refused
-// instead of letting liblzma allocate whatever its header says.
-constexpr uint64_t kXzMemLimit = uint64_t{256} << 20;
-
-Result<std::string> unxz(std::string_view in, const std::string& path) {
+Result<bool> unxz_stream(ByteSource& in, ByteSink& out, const StreamOptions& o, const std::string& path) {
   lzma_stream xs = LZMA_STREAM_INIT;
-  if (lzma_stream_decoder(&xs, kXzMemLimit, LZMA_CONCATENATED) != LZMA_OK)
+  // Without LZMA_CONCATENATED the decoder stops at the end of the first stream.
+  if (lzma_stream_decoder(&xs, kXzMemLimit, o.concatenated ? LZMA_CONCATENATED : 0) != LZMA_OK)
     return fail(ENOMEM, "liblzma init failed", path);
-  std::string out;
-  xs.next_in = reinterpret_cast<const uint8_t*>(in.data());
-  xs.avail_in = in.size();
-  uint8_t buf[1 << 16];
-  lzma_ret rc = LZMA_OK;
-  while (rc != LZMA_STREAM_END) {
-    xs.next_out = buf;
-    xs.avail_out = sizeof buf;
-    rc = lzma_code(&xs, xs.avail_in == 0 ? LZMA_FINISH : LZMA_RUN);
-    out.append(reinterpret_cast<char*>(buf), sizeof buf - xs.avail_out);
-    if (rc != LZMA_OK && rc != LZMA_STREAM_END) {
-      lzma_end(&xs);
-      return fail(EINVAL,
-                  rc == LZMA_BUF_ERROR      ? "truncated xz data"
-                  : rc == LZMA_MEMLIMIT_ERROR ? "xz data needs more than 256 MiB of memory to decompress"
-                                            : "corrupt xz data",
-                  path);
+  CHandle<lzma_stream, lzma_end> guard(&xs);
+  for (;;) {
+    if (xs.avail_in == 0 && !in.at_end()) {
+      auto block = in.next();
+      if (!block) return tl::unexpected(block.error());
+      xs.next_in = reinterpret_cast<const uint8_t*>(block->data());
+      xs.avail_in = block->size();
     }
-    if (out.size() > kMaxDecompressed) {
-      lzma_end(&xs);
-      return fail(EFBIG, "xz data decompresses to more than 1 GiB", path);
+    const std::span<char> room = out.space();
+    xs.next_out = reinterpret_cast<uint8_t*>(room.data());
+    xs.avail_out = room.size();
+    const lzma_ret rc = lzma_code(&xs, in.at_end() ? LZMA_FINISH : LZMA_RUN);
+    out.commit(room.size() - xs.avail_out);
+    switch (rc) {
+      case LZMA_STREAM_END: return true;
+      case LZMA_OK: break;
+      case LZMA_BUF_ERROR: return fail(EINVAL, "truncated xz data", path);
+      case LZMA_MEMLIMIT_ERROR:
+        return fail(ENOMEM,
+                    "xz data needs " + std::to_string((lzma_memusage(&xs) + (1 << 20) - 1) >> 20) +
+                        " MiB of memory to decompress, more than the " + std::to_string(kXzMemLimit >> 20) +
+                        " MiB allowed",
+                    path);
+      case LZMA_MEM_ERROR: return fail(ENOMEM, "out of memory decompressing xz data", path);
+      default: return fail(EINVAL, "corrupt xz data", path);
     }
+    if (auto ok = too_big(out, o, "xz", path); !ok) return ok;
+    if (out.done()) return false;
   }
-  lzma_end(&xs);
-  return out;
 }
 
-Result<std::string> unzstd(std::string_view in, const std::string& path) {
-  std::unique_ptr<ZSTD_DStream, size_t (*)(ZSTD_DStream*)> ds(ZSTD_createDStream(), ZSTD_freeDStream);
+Result<bool> unzstd_stream(ByteSource& in, ByteSink& out, const StreamOptions& o, const std::string& path) {
+  CHandle<ZSTD_DStream, ZSTD_freeDStream> ds(ZSTD_createDStream());
   if (!ds) return fail(ENOMEM, "libzstd init failed", path);
   ZSTD_initDStream(ds.get());
-  std::string out;
-  ZSTD_inBuffer ib{in.data(), in.size(), 0};
-  std::string buf(ZSTD_DStreamOutSize(), '\0');
-  size_t rc = 1;
-  while (ib.pos < ib.size || rc != 0) {
-    ZSTD_outBuffer ob{buf.data(), buf.size(), 0};
-    size_t before = ib.pos;
-    rc = ZSTD_decompressStream(ds.get(), &ob, &ib);
-    if (ZSTD_isError(rc)) return fail(EINVAL, std::string("corrupt zstd data: ") + ZSTD_getErrorName(rc), path);
-    out.append(buf.data(), ob.pos);
-    if (out.size() > kMaxDecompressed) return fail(EFBIG, "zstd data decompresses to more than 1 GiB", path);
-    if (rc != 0 && ib.pos == ib.size && ob.pos == 0 && before == ib.pos)
+  ZSTD_DCtx_setParameter(ds.get(), ZSTD_d_windowLogMax, kZstdWindowLogMax);
+  ZSTD_inBuffer ib{nullptr, 0, 0};
+  for (;;) {
+    if (ib.pos == ib.size && !in.at_end()) {
+      auto block = in.next();
+      if (!block) return tl::unexpected(block.error());
+      ib = ZSTD_inBuffer{block->data(), block->size(), 0};
+    }
+    const std::span<char> room = out.space();
+    ZSTD_outBuffer ob{room.data(), room.size(), 0};
+    const size_t before = ib.pos;
+    const size_t rc = ZSTD_decompressStream(ds.get(), &ob, &ib);
+    if (ZSTD_isError(rc)) {
+      if (ZSTD_getErrorCode(rc) == ZSTD_error_frameParameter_windowTooLarge)
+        return fail(ENOMEM, "zstd data needs a window larger than 128 MiB", path);
+      return fail(EINVAL, std::string("corrupt zstd data: ") + ZSTD_getErrorName(rc), path);
+    }
+    out.commit(ob.pos);
+    // rc 0: the end of a frame; another may follow in a whole file.
+    if (rc == 0 && (!o.concatenated || (ib.pos == ib.size && in.at_end()))) return true;
+    if (rc != 0 && ob.pos == 0 && before == ib.pos && ib.pos == ib.size && in.at_end())
       return fail(EINVAL, "truncated zstd data", path);
+    if (auto ok = too_big(out, o, "zstd", path); !ok) return ok;
+    if (out.done()) return false;
   }
-  return out;
 }
+
+// A whole buffer as one block.
+class WholeSource final : public ByteSource {
+ public:
+  explicit WholeSource(std::string_view bytes) : bytes_(bytes) {}
+  bool at_end() const override { return taken_; }
+  Result<std::string_view> next() override {
+    if (taken_) return std::string_view();
+    taken_ = true;
+    return bytes_;
+  }
+
+ private:
+  std::string_view bytes_;
+  bool taken_ = false;
+};
+
+// Output collected in a string that grows as needed.
+class StringSink final : public ByteSink {
+ public:
+  explicit StringSink(size_t expect) { out_.resize(std::max<size_t>(expect, kMinRoom)); }
+  std::span<char> space() override {
+    if (out_.size() - used_ < kMinRoom) out_.resize(std::max(out_.size() * 2, used_ + kMinRoom));
+    return {out_.data() + used_, out_.size() - used_};
+  }
+  void commit(size_t n) override { used_ += n; }
+  uint64_t total() const override { return used_; }
+  std::string take() && {
+    out_.resize(used_);
+    return std::move(out_);
+  }
+
+ private:
+  static constexpr size_t kMinRoom = size_t{1} << 16;
+  std::string out_;
+  size_t used_ = 0;
+};
 
 }  // namespace
 
@@ -192,20 +253,32 @@ Result<MappedFile> map_file(const std::filesystem::path& path) {
   return f;
 }
 
-Result<std::string> decompress(std::string bytes, const std::string& path) {
-  switch (detect_compression(bytes)) {
-    case Compression::Gzip: return gunzip(bytes, path);
-    case Compression::Xz: return unxz(bytes, path);
-    case Compression::Zstd: return unzstd(bytes, path);
+Result<bool> decompress_stream(Compression c, ByteSource& in, ByteSink& out, const StreamOptions& options,
+                               const std::string& path) {
+  switch (c) {
+    case Compression::Gzip: return gunzip_stream(in, out, options, path);
+    case Compression::Xz: return unxz_stream(in, out, options, path);
+    case Compression::Zstd: return unzstd_stream(in, out, options, path);
     case Compression::None: break;
   }
-  return bytes;
+  return fail(EINVAL, "no gzip/xz/zstd magic", path);
+}
+
+Result<std::string> decompress(std::string_view bytes, const std::string& path) {
+  const Compression c = detect_compression(bytes);
+  if (c == Compression::None) return std::string(bytes);
+  WholeSource in(bytes);
+  StringSink out(bytes.size() * 4);  // modules and symvers compress 3-5x
+  auto ended = decompress_stream(c, in, out, {.concatenated = true}, path);
+  if (!ended) return tl::unexpected(ended.error());
+  return std::move(out).take();
 }
 
 Result<std::string> read_decompressed(const std::filesystem::path& path) {
   auto raw = read_file(path);
   if (!raw) return tl::unexpected(raw.error());
-  return decompress(std::move(*raw), path.string());
+  if (detect_compression(*raw) == Compression::None) return raw;
+  return decompress(*raw, path.string());
 }
 
 }  // namespace agent::kabi

@@ -13,14 +13,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <lzma.h>
 #include <openssl/bio.h>
 #include <openssl/cms.h>
 #include <openssl/err.h>
 #include <openssl/x509.h>
-#include <zlib.h>
-#include <zstd.h>
-#include <zstd_errors.h>
 
 #include "kabi/file_io.h"
 #include "kabi/handles.h"
@@ -39,11 +35,6 @@ constexpr size_t kReadBlock = size_t{256} << 10;
 // A decompressed vmlinux is tens of MiB; stop decompressing past this (decompression bomb: it
 // would cost time, not memory).
 constexpr uint64_t kMaxVmlinux = uint64_t{1} << 30;
-// x86 kernels are xz-compressed with a 32 MiB dictionary (scripts/xz_wrap.sh); a stream asking
-// for more than this is refused instead of letting liblzma allocate what its header says.
-constexpr uint64_t kXzMemLimit = uint64_t{256} << 20;
-// The kernel compresses with zstd --ultra -22: allow its 128 MiB window (the default is 8 MiB).
-constexpr int kZstdWindowLogMax = 27;
 
 // The largest certificate the scan finds: SEQUENCE with a two-byte length (30 82 hi lo) and up
 // to 65535 bytes of content. A certificate with a three-byte length (30 83, >= 64 KiB) is no
@@ -77,7 +68,7 @@ std::vector<std::string> key_ids_of(const X509* cert) {
 // kMaxCertificate - 1 bytes of what came before, so a certificate starting in one chunk and
 // ending in a later one is parsed whole. Positions are decided only once a whole certificate
 // starting there would be in the buffer; the rest wait for the next chunk or finish().
-class CertificateScanner {
+class CertificateScanner final : public ByteSink {
  public:
   static constexpr size_t kTail = kMaxCertificate - 1;
   static size_t buffer_size(size_t chunk) { return kTail + std::max<size_t>(chunk, 1); }
@@ -96,10 +87,9 @@ class CertificateScanner {
   }
 
   // Where the producer writes next: the rest of the current chunk, never empty.
-  char* space() { return buf_ + filled_; }
-  size_t space_size() const { return size_ - filled_; }
+  std::span<char> space() override { return {buf_ + filled_, size_ - filled_}; }
 
-  void commit(size_t n) {
+  void commit(size_t n) override {
     for (size_t i = 0; i < n && head_.size() < 4; ++i) head_ += buf_[filled_ + i];
     filled_ += n;
     total_ += n;
@@ -118,9 +108,9 @@ class CertificateScanner {
   void finish() { scan(true); }
 
   // Every wanted key id has been found (false when none is wanted: then everything is read).
-  bool done() const { return remaining_ == 0 && !wanted_.empty() && (!elf_only_ || is_elf(head_)); }
+  bool done() const override { return remaining_ == 0 && !wanted_.empty() && (!elf_only_ || is_elf(head_)); }
 
-  uint64_t total() const { return total_; }
+  uint64_t total() const override { return total_; }
   // The first bytes produced (up to 4), to tell an ELF.
   const std::string& head() const { return head_; }
   std::vector<std::string> take_certificates() { return std::move(certs_); }
@@ -258,15 +248,15 @@ class Image {
 };
 
 // Bytes [begin, end) of the image, a block at a time.
-class Source {
+class Source final : public ByteSource {
  public:
   Source(const Image& image, uint64_t begin, uint64_t end, std::string& buf)
       : image_(image), pos_(begin), end_(std::min(end, image.size())), buf_(buf) {}
 
-  bool at_end() const { return pos_ >= end_; }
+  bool at_end() const override { return pos_ >= end_; }
 
   // The next block (empty at the end).
-  Result<std::string_view> next() {
+  Result<std::string_view> next() override {
     if (at_end()) return std::string_view();
     const size_t want = static_cast<size_t>(std::min<uint64_t>(buf_.size(), end_ - pos_));
     auto got = image_.read_at(pos_, buf_.data(), want);
@@ -282,121 +272,6 @@ class Source {
   std::string& buf_;
 };
 
-// ---- decompressing one stream that may be followed by other bytes ---------------------------
-// A bzImage payload is the compressed vmlinux followed by its 4-byte size (and a scan of the
-// image finds magics with anything behind them), so these stop at the end of the first stream
-// and ignore what follows, unlike file_io's whole-file decompressors. Each returns true at the
-// end of the stream, false when it stopped early because the scanner has every wanted key.
-
-Result<bool> too_big(const CertificateScanner& sink, const char* format, const std::string& path) {
-  if (sink.total() > kMaxVmlinux) return fail(EFBIG, std::string(format) + " data decompresses to more than 1 GiB", path);
-  return true;
-}
-
-Result<bool> gunzip_stream(Source& in, CertificateScanner& sink, const std::string& path) {
-  z_stream zs{};
-  if (inflateInit2(&zs, 16 + MAX_WBITS) != Z_OK) return fail(ENOMEM, "zlib init failed", path);
-  CHandle<z_stream, inflateEnd> guard(&zs);
-  for (;;) {
-    if (zs.avail_in == 0 && !in.at_end()) {
-      auto block = in.next();
-      if (!block) return tl::unexpected(block.error());
-      zs.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(block->data()));
-      zs.avail_in = static_cast<uInt>(block->size());
-    }
-    zs.next_out = reinterpret_cast<Bytef*>(sink.space());
-    zs.avail_out = static_cast<uInt>(std::min<size_t>(sink.space_size(), UINT32_MAX));
-    const uInt room = zs.avail_out;
-    const int rc = inflate(&zs, Z_NO_FLUSH);
-    sink.commit(room - zs.avail_out);
-    if (rc == Z_STREAM_END) return true;
-    if (rc != Z_OK && rc != Z_BUF_ERROR)
-      return fail(EINVAL, std::string("corrupt gzip data: ") + (zs.msg ? zs.msg : "?"), path);
-    // Z_BUF_ERROR: no progress possible without more input.
-    if (zs.avail_in == 0 && in.at_end() && (rc == Z_BUF_ERROR || zs.avail_out != 0))
-      return fail(EINVAL, "truncated gzip data", path);
-    if (auto ok = too_big(sink, "gzip", path); !ok) return ok;
-    if (sink.done()) return false;
-  }
-}
-
-Result<bool> unxz_stream(Source& in, CertificateScanner& sink, const std::string& path) {
-  lzma_stream xs = LZMA_STREAM_INIT;
-  // Without LZMA_CONCATENATED the decoder stops at the end of the first stream.
-  if (lzma_stream_decoder(&xs, kXzMemLimit, 0) != LZMA_OK) return fail(ENOMEM, "liblzma init failed", path);
-  CHandle<lzma_stream, lzma_end> guard(&xs);
-  for (;;) {
-    if (xs.avail_in == 0 && !in.at_end()) {
-      auto block = in.next();
-      if (!block) return tl::unexpected(block.error());
-      xs.next_in = reinterpret_cast<const uint8_t*>(block->data());
-      xs.avail_in = block->size();
-    }
-    xs.next_out = reinterpret_cast<uint8_t*>(sink.space());
-    xs.avail_out = sink.space_size();
-    const size_t room = xs.avail_out;
-    const lzma_ret rc = lzma_code(&xs, in.at_end() ? LZMA_FINISH : LZMA_RUN);
-    sink.commit(room - xs.avail_out);
-    switch (rc) {
-      case LZMA_STREAM_END: return true;
-      case LZMA_OK: break;
-      case LZMA_BUF_ERROR: return fail(EINVAL, "truncated xz data", path);
-      case LZMA_MEMLIMIT_ERROR:
-        return fail(ENOMEM,
-                    "xz data needs " + std::to_string((lzma_memusage(&xs) + (1 << 20) - 1) >> 20) +
-                        " MiB of memory to decompress, more than the " + std::to_string(kXzMemLimit >> 20) +
-                        " MiB allowed",
-                    path);
-      case LZMA_MEM_ERROR: return fail(ENOMEM, "out of memory decompressing xz data", path);
-      case LZMA_FORMAT_ERROR:
-      case LZMA_OPTIONS_ERROR:
-      case LZMA_DATA_ERROR:
-      default: return fail(EINVAL, "corrupt xz data", path);
-    }
-    if (auto ok = too_big(sink, "xz", path); !ok) return ok;
-    if (sink.done()) return false;
-  }
-}
-
-Result<bool> unzstd_stream(Source& in, CertificateScanner& sink, const std::string& path) {
-  CHandle<ZSTD_DStream, ZSTD_freeDStream> ds(ZSTD_createDStream());
-  if (!ds) return fail(ENOMEM, "libzstd init failed", path);
-  ZSTD_initDStream(ds.get());
-  ZSTD_DCtx_setParameter(ds.get(), ZSTD_d_windowLogMax, kZstdWindowLogMax);
-  ZSTD_inBuffer ib{nullptr, 0, 0};
-  for (;;) {
-    if (ib.pos == ib.size && !in.at_end()) {
-      auto block = in.next();
-      if (!block) return tl::unexpected(block.error());
-      ib = ZSTD_inBuffer{block->data(), block->size(), 0};
-    }
-    ZSTD_outBuffer ob{sink.space(), sink.space_size(), 0};
-    const size_t before = ib.pos;
-    const size_t rc = ZSTD_decompressStream(ds.get(), &ob, &ib);
-    if (ZSTD_isError(rc)) {
-      if (ZSTD_getErrorCode(rc) == ZSTD_error_frameParameter_windowTooLarge)
-        return fail(ENOMEM, "zstd data needs a window larger than 128 MiB", path);
-      return fail(EINVAL, std::string("corrupt zstd data: ") + ZSTD_getErrorName(rc), path);
-    }
-    sink.commit(ob.pos);
-    if (rc == 0) return true;  // end of the first frame
-    if (ob.pos == 0 && before == ib.pos && ib.pos == ib.size && in.at_end())
-      return fail(EINVAL, "truncated zstd data", path);
-    if (auto ok = too_big(sink, "zstd", path); !ok) return ok;
-    if (sink.done()) return false;
-  }
-}
-
-Result<bool> decompress_stream(Compression c, Source& in, CertificateScanner& sink, const std::string& path) {
-  switch (c) {
-    case Compression::Gzip: return gunzip_stream(in, sink, path);
-    case Compression::Xz: return unxz_stream(in, sink, path);
-    case Compression::Zstd: return unzstd_stream(in, sink, path);
-    case Compression::None: break;
-  }
-  return fail(EINVAL, "no gzip/xz/zstd magic", path);
-}
-
 // Decompresses the stream at [begin, end) of the image through `sink`.
 Result<bool> decompress_at(const Image& image, uint64_t begin, uint64_t end, std::string& read_buf,
                            CertificateScanner& sink) {
@@ -405,7 +280,9 @@ Result<bool> decompress_at(const Image& image, uint64_t begin, uint64_t end, std
   if (!got) return tl::unexpected(got.error());
   const Compression c = detect_compression(std::string_view(magic, std::min<size_t>(*got, end - begin)));
   Source in(image, begin, end, read_buf);
-  return decompress_stream(c, in, sink, image.path());
+  // One stream: a bzImage payload is the compressed vmlinux followed by its 4-byte size, and a
+  // scan of the image finds magics with anything behind them.
+  return decompress_stream(c, in, sink, {.concatenated = false, .max_output = kMaxVmlinux}, image.path());
 }
 
 uint32_t le32(std::string_view b, size_t at) {
@@ -465,7 +342,8 @@ Result<detail::KernelCertificateScan> scan_image(const Image& image, const std::
   if (is_elf(header)) {
     CertificateScanner sink(scan_buf.get(), chunk, wanted);
     for (uint64_t pos = 0; !sink.done();) {
-      auto n = image.read_at(pos, sink.space(), sink.space_size());
+      const std::span<char> room = sink.space();
+      auto n = image.read_at(pos, room.data(), room.size());
       if (!n) return tl::unexpected(n.error());
       if (*n == 0) break;
       pos += *n;

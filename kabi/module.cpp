@@ -179,7 +179,7 @@ Result<ModuleInfo> parse_module(std::string_view file, const std::string& path, 
   std::string decompressed;
   std::string_view bytes = file;
   if (comp != Compression::None) {
-    auto raw = decompress(std::string(file), path);
+    auto raw = decompress(file, path);
     if (!raw) return tl::unexpected(raw.error());
     decompressed = std::move(*raw);
     bytes = decompressed;

@@ -164,7 +164,7 @@ Result<Symvers> read_symvers(const std::filesystem::path& path, const SymbolSet*
   std::string decompressed;
   std::string_view text = file->bytes();
   if (detect_compression(text) != Compression::None) {
-    auto d = decompress(std::string(text), path.string());
+    auto d = decompress(text, path.string());
     if (!d) return tl::unexpected(d.error());
     decompressed = std::move(*d);
     text = decompressed;

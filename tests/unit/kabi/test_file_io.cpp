@@ -128,3 +128,93 @@ TEST_CASE("file_io: read_decompressed on a truncated file names the file", "[fil
   CHECK(r.error().path == (tmp / "i915.ko.xz").string());
   CHECK(r.error().code == EINVAL);
 }
+
+namespace {
+// A source that hands out its bytes `block` at a time, as a file read in blocks does.
+class BlockSource final : public ByteSource {
+ public:
+  BlockSource(std::string bytes, size_t block) : bytes_(std::move(bytes)), block_(block) {}
+  bool at_end() const override { return pos_ >= bytes_.size(); }
+  agent::Result<std::string_view> next() override {
+    const std::string_view b = std::string_view(bytes_).substr(pos_, block_);
+    pos_ += b.size();
+    return b;
+  }
+
+ private:
+  std::string bytes_;
+  size_t block_, pos_ = 0;
+};
+
+// A sink that keeps what it is given, offering `room` bytes at a time; done once it has `enough`.
+class CollectSink final : public ByteSink {
+ public:
+  explicit CollectSink(size_t room, size_t enough = SIZE_MAX) : buf_(room, '\0'), enough_(enough) {}
+  std::span<char> space() override { return {buf_.data(), buf_.size()}; }
+  void commit(size_t n) override { out.append(buf_.data(), n); }
+  uint64_t total() const override { return out.size(); }
+  bool done() const override { return out.size() >= enough_; }
+  std::string out;
+
+ private:
+  std::string buf_;
+  size_t enough_;
+};
+
+std::string outcome(const agent::Result<bool>& r) {
+  return r ? (*r ? "end of data" : "stopped early") : "error: " + r.error().what();
+}
+}  // namespace
+
+TEST_CASE("file_io: decompress_stream reads one stream or all, in any block size", "[file_io]") {
+  const std::string original = slurp(fixture("basic.ko"));
+  for (const char* ext : {".xz", ".zst"}) {
+    INFO(ext);
+    const std::string one = slurp(fixture(std::string("basic.ko") + ext));
+    const Compression c = detect_compression(one);
+    for (size_t block : {size_t{1}, size_t{7}, size_t{4096}, one.size() * 2}) {
+      INFO("block " << block);
+      // A whole file of two streams/frames: both.
+      BlockSource both(one + one, block);
+      CollectSink all(61);
+      REQUIRE(outcome(decompress_stream(c, both, all, {.concatenated = true}, "two")) == "end of data");
+      CHECK(all.out == original + original);
+      // A payload followed by other bytes: the first stream only, the rest ignored.
+      BlockSource trailer(one + "\x10\x20\x30\x40", block);
+      CollectSink first(61);
+      REQUIRE(outcome(decompress_stream(c, trailer, first, {.concatenated = false}, "payload")) == "end of data");
+      CHECK(first.out == original);
+    }
+  }
+  // decompress() on a whole file: every xz stream, every zstd frame, the first gzip member.
+  CHECK(decompress(slurp(fixture("basic.ko.xz")) + slurp(fixture("basic.ko.xz")), "x").value() == original + original);
+  CHECK(decompress(slurp(fixture("basic.ko.zst")) + slurp(fixture("basic.ko.zst")), "x").value() == original + original);
+  CHECK(decompress(slurp(fixture("basic.ko.gz")) + slurp(fixture("basic.ko.gz")), "x").value() == original);
+}
+
+TEST_CASE("file_io: decompress_stream stops when the sink is done, refuses output past the limit", "[file_io]") {
+  const std::string original = slurp(fixture("basic.ko"));
+  REQUIRE(original.size() > 4096);
+  for (const char* ext : {".gz", ".xz", ".zst"}) {
+    INFO(ext);
+    const std::string bytes = slurp(fixture(std::string("basic.ko") + ext));
+    const Compression c = detect_compression(bytes);
+    BlockSource in(bytes, 512);
+    CollectSink early(256, 1024);
+    REQUIRE(outcome(decompress_stream(c, in, early, {}, "early")) == "stopped early");
+    CHECK(early.out.size() < original.size());
+    CHECK(early.out == original.substr(0, early.out.size()));
+
+    BlockSource again(bytes, 512);
+    CollectSink capped(256);
+    auto r = decompress_stream(c, again, capped, {.max_output = 2048}, "bomb.bin");
+    REQUIRE_FALSE(r);
+    CHECK(r.error().code == EFBIG);
+    CHECK(r.error().path == "bomb.bin");
+  }
+  BlockSource plain(original, 512);
+  CollectSink sink(256);
+  auto r = decompress_stream(Compression::None, plain, sink, {}, "plain.ko");
+  REQUIRE_FALSE(r);
+  CHECK(r.error().code == EINVAL);
+}

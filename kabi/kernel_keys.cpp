@@ -412,6 +412,7 @@ namespace detail {
 Result<KernelCertificateScan> scan_kernel_certificates(const std::filesystem::path& vmlinuz,
                                                        const std::vector<std::string>& wanted_key_ids,
                                                        size_t chunk_size) {
+  init_crypto();
   auto image = Image::open(vmlinuz);
   if (!image) return tl::unexpected(image.error());
   return scan_image(*image, wanted_key_ids, chunk_size);
@@ -429,6 +430,7 @@ Result<std::vector<std::string>> extract_kernel_certificates(const std::filesyst
 }
 
 std::vector<std::string> certificate_key_ids(std::string_view der) {
+  init_crypto();
   const auto* p = reinterpret_cast<const unsigned char*>(der.data());
   CHandle<X509, X509_free> cert(d2i_X509(nullptr, &p, static_cast<long>(der.size())));
   if (!cert) {
@@ -451,6 +453,7 @@ std::string_view signature_check_name(SignatureCheck c) noexcept {
 }
 
 SignatureCheck check_module_signature(std::string_view file, const std::vector<std::string>& certs_der) {
+  init_crypto();
   const SignatureTrailer trailer = parse_signature_trailer(file);
   switch (trailer.signature.state) {
     case Signature::State::None: return SignatureCheck::Unsigned;

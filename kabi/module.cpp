@@ -28,6 +28,7 @@ struct Section {
 };
 
 std::string sha256_hex(std::string_view bytes) {
+  init_crypto();
   unsigned char md[EVP_MAX_MD_SIZE];
   unsigned int len = 0;
   EVP_Digest(bytes.data(), bytes.size(), md, &len, EVP_sha256(), nullptr);

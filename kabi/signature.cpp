@@ -4,6 +4,7 @@
 
 #include <openssl/bio.h>
 #include <openssl/cms.h>
+#include <openssl/crypto.h>
 #include <openssl/objects.h>
 #include <openssl/x509.h>
 
@@ -18,6 +19,7 @@ constexpr unsigned char kPkeyIdPkcs7 = 2;
 
 // Fills signer, key id and digest algorithm from the CMS SignedData, as far as it parses.
 bool describe_cms(std::string_view der, Signature& sig) {
+  init_crypto();
   const auto* p = reinterpret_cast<const unsigned char*>(der.data());
   CHandle<CMS_ContentInfo, CMS_ContentInfo_free> cms(d2i_CMS_ContentInfo(nullptr, &p, static_cast<long>(der.size())));
   if (!cms) return false;
@@ -48,6 +50,11 @@ bool describe_cms(std::string_view der, Signature& sig) {
 }
 
 }  // namespace
+
+void init_crypto() {
+  static const bool done = OPENSSL_init_crypto(OPENSSL_INIT_NO_LOAD_CONFIG, nullptr) == 1;
+  (void)done;
+}
 
 SignatureTrailer parse_signature_trailer(std::string_view file) {
   SignatureTrailer t;

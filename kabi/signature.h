@@ -19,4 +19,10 @@ struct SignatureTrailer {
 // parse is Malformed (with the problem), and the image is then taken to end before the magic.
 [[nodiscard]] SignatureTrailer parse_signature_trailer(std::string_view file);
 
+// Initializes OpenSSL once, without the system's openssl.cnf: the agent parses DER, CMS and
+// X.509 and hashes with SHA-256, which the default provider does; a node's or image's config
+// (engines, providers) has no say in what the kernel will accept. Loading that config was also
+// ~4% of a `kabi check`. Called by everything here that uses OpenSSL.
+void init_crypto();
+
 }  // namespace agent::kabi

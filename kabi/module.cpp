@@ -12,6 +12,7 @@
 #include "kabi/handles.h"
 #include "kabi/kernel_keys.h"
 #include "kabi/signature.h"
+#include "kabi/symvers.h"
 #include "kabi/text.h"
 
 namespace agent::kabi {
@@ -156,18 +157,15 @@ bool is_module_file_name(const std::filesystem::path& path) {
 
 std::string module_name_from_path(std::string_view path) {
   const size_t slash = path.rfind('/');
-  std::string name(slash == std::string_view::npos ? path : path.substr(slash + 1));
-  for (const char* ext : {".xz", ".zst", ".gz"}) {
-    std::string_view e(ext);
-    if (name.size() > e.size() && name.compare(name.size() - e.size(), e.size(), e) == 0) {
-      name.resize(name.size() - e.size());
+  std::string_view name = slash == std::string_view::npos ? path : path.substr(slash + 1);
+  for (std::string_view ext : {".xz", ".zst", ".gz"}) {
+    if (name.size() > ext.size() && name.ends_with(ext)) {
+      name.remove_suffix(ext.size());
       break;
     }
   }
-  if (name.size() > 3 && name.compare(name.size() - 3, 3, ".ko") == 0) name.resize(name.size() - 3);
-  for (auto& c : name)
-    if (c == '-') c = '_';
-  return name;
+  if (name.size() > 3 && name.ends_with(".ko")) name.remove_suffix(3);
+  return owner_module_name(name);  // the file name without suffixes, '-' as '_'
 }
 
 Result<ModuleInfo> parse_module(std::string_view file, const std::string& path, const ReadOptions& options) {

@@ -5,7 +5,6 @@
 #include <cstdint>
 #include <cstdlib>
 #include <filesystem>
-#include <fstream>
 #include <chrono>
 #include <map>
 #include <optional>
@@ -28,6 +27,7 @@
 #include "kabi/handles.h"
 #include "kabi/kernel_keys.h"
 #include "kabi/signature.h"
+#include "test_util.h"
 
 namespace fs = std::filesystem;
 using agent::CHandle;
@@ -115,16 +115,6 @@ std::string fake_module() {
   image += "license=GPL\0vermagic=6.1.0-56-amd64 SMP preempt mod_unload modversions \0"s;
   for (int i = 0; i < 1000; ++i) image += static_cast<char>(i * 7);
   return image;
-}
-
-fs::path temp_path(const std::string& name) {
-  return fs::temp_directory_path() / ("agent-kernel-keys-" + std::to_string(getpid()) + "-" + name);
-}
-
-void write_file(const fs::path& p, std::string_view bytes) {
-  std::ofstream out(p, std::ios::binary | std::ios::trunc);
-  out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-  REQUIRE(out.good());
 }
 
 std::string gzip(std::string_view in) {
@@ -398,24 +388,18 @@ TEST_CASE("extract_kernel_certificates on self-made kernel images", "[kabi][kern
   vmlinux.resize(vmlinux.size() + 8192, '\0');
   const std::vector<std::string> expected{der_a, der_b};
 
-  const fs::path file = temp_path("vmlinuz");
-  struct Cleanup {
-    fs::path p;
-    ~Cleanup() {
-      std::error_code ec;
-      fs::remove(p, ec);
-    }
-  } cleanup{file};
+  const kabi_test::TempDir tmp;
+  const fs::path file = tmp / "vmlinuz";
 
   SECTION("uncompressed vmlinux") {
-    write_file(file, vmlinux);
+    kabi_test::spit(file, vmlinux);
     auto certs = extract_kernel_certificates(file);
     REQUIRE(certs);
     CHECK(*certs == expected);
   }
   SECTION("bzImage with an xz, zstd or gzip payload followed by its size and more bytes") {
     for (auto compress : {&xz, &zstd, &gzip}) {
-      write_file(file, bzimage(compress(vmlinux) + le32(vmlinux.size())));
+      kabi_test::spit(file, bzimage(compress(vmlinux) + le32(vmlinux.size())));
       auto certs = extract_kernel_certificates(file);
       INFO((certs ? std::string() : certs.error().what()));
       REQUIRE(certs);
@@ -426,7 +410,7 @@ TEST_CASE("extract_kernel_certificates on self-made kernel images", "[kabi][kern
     for (auto compress : {&xz, &zstd, &gzip}) {
       std::string image = "MZ junk \xfd" "7zXZ\0 not xz, \x28\xb5\x2f\xfd not zstd, \x1f\x8b\x08 not gzip "s;
       image += compress(vmlinux) + le32(vmlinux.size()) + std::string(300, '\x11');
-      write_file(file, image);
+      kabi_test::spit(file, image);
       auto certs = extract_kernel_certificates(file);
       INFO((certs ? std::string() : certs.error().what()));
       REQUIRE(certs);
@@ -436,20 +420,20 @@ TEST_CASE("extract_kernel_certificates on self-made kernel images", "[kabi][kern
   SECTION("an image without certificates is an error naming the file") {
     std::string bare("\x7f" "ELF\x02\x01\x01", 7);
     bare.resize(100000, '\x30');
-    write_file(file, bzimage(xz(bare)));
+    kabi_test::spit(file, bzimage(xz(bare)));
     auto certs = extract_kernel_certificates(file);
     REQUIRE(!certs);
     CHECK(certs.error().path == file.string());
   }
   SECTION("an image with no compressed kernel is an error naming the file") {
-    write_file(file, "MZ this is no kernel \x1f\x8b\x08 broken"s);
+    kabi_test::spit(file, "MZ this is no kernel \x1f\x8b\x08 broken"s);
     auto certs = extract_kernel_certificates(file);
     REQUIRE(!certs);
     CHECK(certs.error().path == file.string());
   }
   SECTION("a truncated payload is an error") {
     const std::string payload = xz(vmlinux);
-    write_file(file, bzimage(payload.substr(0, payload.size() / 2)));
+    kabi_test::spit(file, bzimage(payload.substr(0, payload.size() / 2)));
     CHECK(!extract_kernel_certificates(file));
   }
   SECTION("a missing file is an error naming it") {
@@ -506,14 +490,8 @@ TEST_CASE("extract_kernel_certificates: certificates across chunk boundaries", "
   REQUIRE(der_a.size() > 65000);
   REQUIRE(der_a.size() <= 65539);
 
-  const fs::path file = temp_path("vmlinuz-chunks");
-  struct Cleanup {
-    fs::path p;
-    ~Cleanup() {
-      std::error_code ec;
-      fs::remove(p, ec);
-    }
-  } cleanup{file};
+  const kabi_test::TempDir tmp;
+  const fs::path file = tmp / "vmlinuz-chunks";
 
   // Chunk boundaries are at multiples of the chunk size in the uncompressed kernel. A chunk
   // smaller than a certificate puts one across three chunks.
@@ -524,7 +502,7 @@ TEST_CASE("extract_kernel_certificates: certificates across chunk boundaries", "
       const std::string vmlinux = vmlinux_with(
           size, {{at, der_a}, {at + der_a.size() + 3, der_b}, {at + 2 * 70000, der_a}, {size - der_b.size(), der_b}});
       INFO("chunk " << chunk << ", certificate at " << at);
-      write_file(file, vmlinux);
+      kabi_test::spit(file, vmlinux);
       auto scan = scan_kernel_certificates(file, {}, chunk);
       INFO((scan ? std::string() : scan.error().what()));
       REQUIRE(scan);
@@ -533,7 +511,7 @@ TEST_CASE("extract_kernel_certificates: certificates across chunk boundaries", "
       CHECK(!scan->stopped_early);
       if (at == chunk - 5) {  // the same through each decompressor
         for (auto compress : {&xz, &zstd, &gzip}) {
-          write_file(file, bzimage(compress(vmlinux) + le32(vmlinux.size())));
+          kabi_test::spit(file, bzimage(compress(vmlinux) + le32(vmlinux.size())));
           auto packed = scan_kernel_certificates(file, {}, chunk);
           INFO((packed ? std::string() : packed.error().what()));
           REQUIRE(packed);
@@ -561,14 +539,8 @@ TEST_CASE("extract_kernel_certificates stops once the wanted keys are found", "[
   const std::string vmlinux = vmlinux_with(6 * mib, {{mib, der_a}, {3 * mib, der_b}});
   const std::vector<std::string> both{der_a, der_b};
 
-  const fs::path file = temp_path("vmlinuz-early");
-  struct Cleanup {
-    fs::path p;
-    ~Cleanup() {
-      std::error_code ec;
-      fs::remove(p, ec);
-    }
-  } cleanup{file};
+  const kabi_test::TempDir tmp;
+  const fs::path file = tmp / "vmlinuz-early";
 
   auto upper = [](std::string s) {
     for (char& c : s) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
@@ -582,7 +554,7 @@ TEST_CASE("extract_kernel_certificates stops once the wanted keys are found", "[
 
   for (const auto& [name, image] : images) {
     INFO(name);
-    write_file(file, image);
+    kabi_test::spit(file, image);
     const size_t chunk = 64 << 10;
 
     {

@@ -18,22 +18,7 @@ namespace fs = std::filesystem;
 
 namespace {
 
-// A host copy the test may change: directories and small files real, module files hard links
-// (never written to).
-struct Node {
-  TempDir t;
-  fs::path root;
-  explicit Node(const fs::path& from) : root(t / "host") {
-    fs::create_directories(root);
-    fs::copy(from, root, fs::copy_options::recursive | fs::copy_options::copy_symlinks | fs::copy_options::create_hard_links);
-  }
-  // Replaces a (possibly hard-linked) file with new content without touching the shared inode.
-  void put(const std::string& rel, const std::string& text) {
-    std::error_code ec;
-    fs::remove(root / rel, ec);
-    write_file(root / rel, text);
-  }
-};
+using Node = agent::test::HostCopy;
 
 // A bundle directory holding modules from the kernel cache: <dir>/<kver>/updates/<file>.
 struct Bundle {

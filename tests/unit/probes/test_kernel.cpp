@@ -21,15 +21,7 @@ const SymversCandidate* find_candidate(const RunningKernel& k, const std::string
   return nullptr;
 }
 
-// A copy of a fixture host the test may change (module files stay hard links: never write them).
-struct HostCopy {
-  TempDir t;
-  fs::path root;
-  explicit HostCopy(const fs::path& from) : root(t / "host") {
-    fs::create_directories(root);
-    fs::copy(from, root, fs::copy_options::recursive | fs::copy_options::copy_symlinks | fs::copy_options::create_hard_links);
-  }
-};
+using agent::test::HostCopy;
 
 agent::kabi::ModuleInfo module_with(std::string name, std::vector<agent::kabi::VersionEntry> versions,
                                     std::vector<agent::kabi::ExportedSymbol> exports = {}) {
@@ -175,8 +167,7 @@ TEST_CASE("probe_kernel: RHEL layout, kernel-devel first, then symvers.gz, then 
     CHECK(k2.symvers_origin.verified);
   }
   SECTION("a corrupt candidate is reported and skipped") {
-    fs::remove(copy.root / ("usr/src/kernels/" + kver + "/Module.symvers"));
-    write_file(copy.root / ("usr/src/kernels/" + kver + "/Module.symvers"), "not a symvers file\n");
+    copy.put("usr/src/kernels/" + kver + "/Module.symvers", "not a symvers file\n");
     auto k2 = probe_kernel(root).value();
     const auto* c = find_candidate(k2, "/usr/src/kernels/" + kver + "/Module.symvers");
     REQUIRE(c);

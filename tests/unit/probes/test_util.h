@@ -59,6 +59,25 @@ inline void copy_tree(const std::filesystem::path& from, const std::filesystem::
                             std::filesystem::copy_options::overwrite_existing);
 }
 
+// A copy of a host tree the test may change: directories and small files real, module files
+// hard links (never written to: put() replaces a file instead).
+struct HostCopy {
+  TempDir t;
+  std::filesystem::path root;
+  explicit HostCopy(const std::filesystem::path& from) : root(t / "host") {
+    std::filesystem::create_directories(root);
+    std::filesystem::copy(from, root,
+                          std::filesystem::copy_options::recursive | std::filesystem::copy_options::copy_symlinks |
+                              std::filesystem::copy_options::create_hard_links);
+  }
+  // Replaces a (possibly hard-linked) file with new content without touching the shared inode.
+  void put(const std::string& rel, const std::string& text) const {
+    std::error_code ec;
+    std::filesystem::remove(root / rel, ec);
+    write_file(root / rel, text);
+  }
+};
+
 // The committed base tree: sysfs/procfs of a GPU node, no kernel binaries.
 inline std::filesystem::path base_host() { return std::filesystem::path(AGENT_FIXTURE_HOSTS) / "base"; }
 

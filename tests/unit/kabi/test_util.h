@@ -8,6 +8,8 @@
 #include <stdexcept>
 #include <string>
 
+#include "../temp_dir.h"
+
 namespace kabi_test {
 
 namespace fs = std::filesystem;
@@ -36,25 +38,6 @@ inline std::string sha256_of_fixture(const std::string& name) {
   return s.substr(0, s.find(' '));
 }
 
-// A fresh directory under $TMPDIR, removed with everything in it at scope exit.
-class TempDir {
- public:
-  TempDir() {
-    std::string tmpl = (fs::temp_directory_path() / "kabi-unit-XXXXXX").string();
-    if (!mkdtemp(tmpl.data())) throw std::runtime_error("mkdtemp failed");
-    path_ = tmpl;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-  [[nodiscard]] const fs::path& path() const { return path_; }
-  [[nodiscard]] fs::path operator/(const std::string& rel) const { return path_ / rel; }
-
- private:
-  fs::path path_;
-};
+using TempDir = agent::test::TempDir;
 
 }  // namespace kabi_test

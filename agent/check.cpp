@@ -150,12 +150,15 @@ void decide(CheckReport& r) {
     refused.push_back(m.name + " (" + kabi::errno_name(m.err) + ": " + join(codes) + ")");
   }
   const bool prebuilt_ok = refused.empty() && table_complete;
-
-  if (!blockers.empty()) {
-    r.decision = Decision::Refuse;
+  auto add_refused = [&] {
     if (!refused.empty())
       add(kModulesRefused, std::to_string(refused.size()) + " of " + std::to_string(r.evaluation.modules.size()) +
                                " bundle modules would be refused: " + join(refused, "; "));
+  };
+
+  if (!blockers.empty()) {
+    r.decision = Decision::Refuse;
+    add_refused();
     return;
   }
 
@@ -183,9 +186,7 @@ void decide(CheckReport& r) {
       else if (c.removable) add(kConflictRemovable, c.name + ": " + c.detail);
     return;
   }
-  if (!refused.empty())
-    add(kModulesRefused, std::to_string(refused.size()) + " of " + std::to_string(r.evaluation.modules.size()) +
-                             " bundle modules would be refused: " + join(refused, "; "));
+  add_refused();
 
   // A build on the node needs the running kernel's headers, with a Module.symvers that is the
   // kernel's own (a rejected one would build modules with wrong CRCs), and produces unsigned
@@ -195,13 +196,12 @@ void decide(CheckReport& r) {
     add(kNoKernelHeaders, r.build.detail);
     return;
   }
+  const auto hdr = probes::HostRoot::open(r.root).and_then(
+      [&](const probes::HostRoot& root) { return root.resolve(r.build.dir + "/Module.symvers"); });
   for (const auto& c : origin.candidates) {
-    if (c.state != probes::SymversCandidate::State::Rejected) continue;
-    auto root = probes::HostRoot::open(r.root);
-    if (!root) break;
-    auto hdr = root->resolve(r.build.dir + "/Module.symvers");
+    if (c.state != probes::SymversCandidate::State::Rejected || !hdr) continue;
     std::error_code ec;
-    if (hdr && fs::equivalent(*hdr, c.real_path, ec)) {
+    if (fs::equivalent(*hdr, c.real_path, ec)) {
       r.decision = Decision::Refuse;
       add(kHeadersMismatch, r.build.dir + " does not match the running kernel: " + c.detail);
       return;

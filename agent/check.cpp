@@ -64,182 +64,7 @@ std::vector<fs::path> bundle_files(const fs::path& dir, std::vector<Error>& erro
   return out;
 }
 
-// Which bundle modules may be removed before loading: not built in, and used by nothing but
-// other removable conflicts (each dependent module holds one reference; more references mean
-// a user - an open device, fbcon). The greatest set with that property, found by elimination.
-void settle_removability(std::vector<Conflict>& conflicts) {
-  std::set<std::string> removable;
-  for (const auto& c : conflicts)
-    if (!c.builtin && c.refcnt) removable.insert(c.name);
-  for (bool changed = true; changed;) {
-    changed = false;
-    for (const auto& c : conflicts) {
-      if (!removable.count(c.name) || c.same_as_bundle) continue;
-      const bool foreign_holder =
-          std::any_of(c.holders.begin(), c.holders.end(), [&](const std::string& h) { return !removable.count(h); });
-      const int users = *c.refcnt - static_cast<int>(c.holders.size());
-      if (foreign_holder || users > 0) {
-        removable.erase(c.name);
-        changed = true;
-      }
-    }
-  }
-  for (auto& c : conflicts) {
-    c.removable = removable.count(c.name) > 0;
-    if (c.builtin) {
-      c.detail = "built into the kernel: cannot be replaced";
-    } else if (c.same_as_bundle) {
-      c.detail = "the bundle's own module (build id " + (c.build_id.empty() ? "srcversion " + c.srcversion : c.build_id) +
-                 ") is already loaded";
-    } else if (!c.refcnt) {
-      c.detail = "loaded, and the kernel cannot unload modules (no refcount)";
-    } else if (c.removable) {
-      c.detail = "loaded, not in use: would be removed before loading";
-    } else {
-      std::vector<std::string> users;
-      for (const auto& h : c.holders)
-        if (!removable.count(h)) users.push_back(h);
-      const int extra = *c.refcnt - static_cast<int>(c.holders.size());
-      c.detail = "in use";
-      if (!users.empty()) c.detail += " by " + join(users);
-      if (extra > 0) c.detail += (users.empty() ? " (" : ", and ") + std::to_string(extra) + " other reference(s)" +
-                                 (users.empty() ? ")" : "");
-      if (users.empty() && extra <= 0) c.detail += " (a module it depends on stays)";
-    }
-  }
-}
-
-void decide(CheckReport& r) {
-  using namespace check_reason;
-  auto add = [&](const char* code, std::string message) { r.reasons.push_back({code, std::move(message)}); };
-  const auto& origin = r.kernel.symvers_origin;
-
-  const bool any_handled =
-      std::any_of(r.devices.begin(), r.devices.end(), [](const auto& d) { return !d.bundle_modules.empty(); });
-  if (!any_handled) {
-    r.decision = Decision::NoDevice;
-    size_t display = 0;
-    for (const auto& d : r.devices) display += d.device.is_display() ? 1 : 0;
-    add(kNoDevice, "no PCI device matches an alias of the " + std::to_string(r.bundle.size()) + " bundle module(s) (" +
-                       std::to_string(r.pci.devices.size()) + " PCI functions, " + std::to_string(display) +
-                       " display devices)");
-    return;
-  }
-
-  std::vector<std::string> blockers;
-  for (const auto& c : r.conflicts) {
-    if (c.removable || c.same_as_bundle) continue;
-    if (c.builtin) {
-      add(kConflictBuiltin, c.name + ": " + c.detail);
-    } else {
-      add(kConflictInUse, c.name + ": " + c.detail);
-    }
-    blockers.push_back(c.name);
-  }
-
-  // Can the prebuilt modules be trusted to load?
-  const bool table_complete = origin.kind != probes::SymversOrigin::Kind::InTreeUnion || origin.uncovered.empty();
-  std::vector<std::string> refused;
-  for (const auto& m : r.evaluation.modules) {
-    if (m.verdict != kabi::Verdict::Refused) continue;
-    std::vector<std::string> codes;
-    for (const auto& reason : m.reasons) {
-      if (!reason.fatal) continue;
-      if (std::find(codes.begin(), codes.end(), reason.code) == codes.end()) codes.push_back(reason.code);
-    }
-    refused.push_back(m.name + " (" + kabi::errno_name(m.err) + ": " + join(codes) + ")");
-  }
-  const bool prebuilt_ok = refused.empty() && table_complete;
-  auto add_refused = [&] {
-    if (!refused.empty())
-      add(kModulesRefused, std::to_string(refused.size()) + " of " + std::to_string(r.evaluation.modules.size()) +
-                               " bundle modules would be refused: " + join(refused, "; "));
-  };
-
-  if (!blockers.empty()) {
-    r.decision = Decision::Refuse;
-    add_refused();
-    return;
-  }
-
-  if (origin.kind == probes::SymversOrigin::Kind::InTreeUnion) {
-    if (table_complete) {
-      add(kSymversPartial, "no symvers file for " + r.kernel.release + ": " + origin.verified_with);
-    } else {
-      std::vector<std::string> some(origin.uncovered.begin(),
-                                    origin.uncovered.begin() + std::min<std::ptrdiff_t>(5, std::ssize(origin.uncovered)));
-      add(kSymversIncomplete, "no symvers file for " + r.kernel.release +
-                                  ", and the kernel's own modules record no CRC for " +
-                                  std::to_string(origin.uncovered.size()) + " symbol(s) the bundle needs: " + join(some) +
-                                  (origin.uncovered.size() > some.size() ? ", ..." : ""));
-    }
-  } else if (!origin.verified) {
-    add(kSymversUnverified, origin.path + ": " + origin.verified_with);
-  }
-
-  if (prebuilt_ok) {
-    r.decision = Decision::Prebuilt;
-    add(kModulesLoadable, "all " + std::to_string(r.evaluation.modules.size()) + " bundle modules would load on " +
-                              r.kernel.release);
-    for (const auto& c : r.conflicts)
-      if (c.same_as_bundle) add(kBundleAlreadyLoaded, c.name + ": " + c.detail);
-      else if (c.removable) add(kConflictRemovable, c.name + ": " + c.detail);
-    return;
-  }
-  add_refused();
-
-  // A build on the node needs the running kernel's headers, with a Module.symvers that is the
-  // kernel's own (a rejected one would build modules with wrong CRCs), and produces unsigned
-  // modules, which an enforcing kernel refuses.
-  if (!r.build.possible) {
-    r.decision = Decision::Refuse;
-    add(kNoKernelHeaders, r.build.detail);
-    return;
-  }
-  const auto hdr = probes::HostRoot::open(r.root).and_then(
-      [&](const probes::HostRoot& root) { return root.resolve(r.build.dir + "/Module.symvers"); });
-  for (const auto& c : origin.candidates) {
-    if (c.state != probes::SymversCandidate::State::Rejected || !hdr) continue;
-    std::error_code ec;
-    if (fs::equivalent(*hdr, c.real_path, ec)) {
-      r.decision = Decision::Refuse;
-      add(kHeadersMismatch, r.build.dir + " does not match the running kernel: " + c.detail);
-      return;
-    }
-  }
-  if (r.policy.enforced() || r.model.sig_enforce || r.model.lockdown) {
-    r.decision = Decision::Refuse;
-    std::string why = r.policy.sig_enforce.value_or(false) ? "module.sig_enforce=1"
-                      : r.policy.locked_down()             ? "lockdown=" + r.policy.lockdown
-                                                           : "Secure Boot with lockdown state unknown";
-    add(kBuildUnsignedEnforced, "a build on this node makes unsigned modules, which this kernel refuses (" + why + ")");
-    return;
-  }
-  r.decision = Decision::Build;
-  add(kBuildPossible, r.build.detail);
-}
-
 }  // namespace
-
-std::string decision_name(Decision d) {
-  switch (d) {
-    case Decision::Prebuilt: return "prebuilt";
-    case Decision::Build: return "build";
-    case Decision::Refuse: return "refuse";
-    case Decision::NoDevice: return "no-device";
-  }
-  return "refuse";
-}
-
-int exit_code(Decision d) {
-  switch (d) {
-    case Decision::Prebuilt: return kCheckPrebuilt;
-    case Decision::Build: return kCheckBuild;
-    case Decision::Refuse: return kCheckRefuse;
-    case Decision::NoDevice: return kCheckNoDevice;
-  }
-  return kCheckRefuse;
-}
 
 Result<CheckReport> diagnose(const CheckOptions& o) {
   CheckReport r;
@@ -271,7 +96,9 @@ Result<CheckReport> diagnose(const CheckOptions& o) {
   for (const std::string& p : {"/boot/vmlinuz-" + *release, "/lib/modules/" + *release + "/vmlinuz",
                               "/usr/lib/modules/" + *release + "/vmlinuz"}) {
     if (!root->is_regular_file(p)) continue;
-    auto c = kabi::verify_module_signatures(r.bundle, *root->resolve(p));
+    auto image = root->fs().open_file(p);
+    auto c = image ? kabi::verify_module_signatures(r.bundle, std::move(*image), root->display(p))
+                   : Result<std::vector<std::string>>(tl::unexpected(image.error()));
     if (!c) {
       r.problems.push_back(c.error());
       r.certificates = c.error().what();
@@ -310,6 +137,7 @@ Result<CheckReport> diagnose(const CheckOptions& o) {
   auto kernel = probes::probe_kernel(*root, ko);
   if (!kernel) return tl::unexpected(kernel.error());
   r.kernel = std::move(*kernel);
+  for (const auto& e : r.kernel.tree_problems) r.problems.push_back(e);
   for (const auto& e : r.kernel.symvers_origin.problems) r.problems.push_back(e);
 
   probes::PciOptions po;
@@ -385,7 +213,17 @@ Result<CheckReport> diagnose(const CheckOptions& o) {
   k.kernel_image = kernel_image;
 
   r.evaluation = kabi::evaluate(r.bundle, k);
-  decide(r);
+  auto d = decide(DecisionFacts{.bundle = r.bundle,
+                                .devices = r.devices,
+                                .pci_functions = r.pci.devices.size(),
+                                .conflicts = r.conflicts,
+                                .evaluation = r.evaluation,
+                                .model = r.model,
+                                .symvers = r.kernel.symvers_origin,
+                                .build = r.build,
+                                .policy = r.policy});
+  r.decision = d.decision;
+  r.reasons = std::move(d.reasons);
   return r;
 }
 

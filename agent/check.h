@@ -11,6 +11,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "agent/decide.h"
 #include "kabi/kernel_model.h"
 #include "kabi/module.h"
 #include "kabi/result.h"
@@ -39,62 +40,6 @@ struct CheckOptions {
   probes::PciBackend pci_backend = probes::PciBackend::Auto;
   bool json = false;
   bool verbose = false;
-};
-
-// Exit codes of `agent --check` (the README lists them).
-inline constexpr int kCheckPrebuilt = 0;   // the prebuilt modules would load
-inline constexpr int kCheckBuild = 10;     // a build is needed and possible
-inline constexpr int kCheckRefuse = 20;    // the agent would refuse
-inline constexpr int kCheckNoDevice = 30;  // no device this bundle drives
-inline constexpr int kCheckInputError = 2; // usage or input error
-
-inline constexpr int kCheckSchema = 1;
-
-enum class Decision { Prebuilt, Build, Refuse, NoDevice };
-
-[[nodiscard]] std::string decision_name(Decision d);  // "prebuilt", "build", "refuse", "no-device"
-[[nodiscard]] int exit_code(Decision d);
-
-// Stable codes of the decision's reasons (the README lists them).
-namespace check_reason {
-inline constexpr const char* kNoDevice = "no_device";
-inline constexpr const char* kModulesLoadable = "modules_loadable";
-inline constexpr const char* kModulesRefused = "modules_refused";
-inline constexpr const char* kSymversPartial = "symvers_partial";          // union covers all: note
-inline constexpr const char* kSymversIncomplete = "symvers_incomplete";    // union misses symbols
-inline constexpr const char* kSymversUnverified = "symvers_unverified";    // note
-inline constexpr const char* kConflictInUse = "conflict_in_use";
-inline constexpr const char* kConflictBuiltin = "conflict_builtin";
-inline constexpr const char* kConflictRemovable = "conflict_removable";    // note
-inline constexpr const char* kBundleAlreadyLoaded = "bundle_already_loaded";  // note: same build id
-inline constexpr const char* kBuildPossible = "build_possible";
-inline constexpr const char* kNoKernelHeaders = "no_kernel_headers";
-inline constexpr const char* kHeadersMismatch = "kernel_headers_mismatch";
-inline constexpr const char* kBuildUnsignedEnforced = "build_unsigned_enforced";
-}  // namespace check_reason
-
-struct DecisionReason {
-  std::string code;
-  std::string message;
-};
-
-struct DeviceReport {
-  probes::PciDevice device;
-  std::vector<std::string> bundle_modules;  // bundle modules whose aliases match; empty: not handled
-};
-
-// A bundle module whose name is already live in the kernel.
-struct Conflict {
-  std::string name;
-  bool builtin = false;
-  std::optional<int> refcnt;
-  std::vector<std::string> holders;
-  std::string srcversion;
-  std::string build_id;
-  // The bundle's own module is loaded: same build id (or, failing that, same srcversion).
-  bool same_as_bundle = false;
-  bool removable = false;       // unused, or used only by other removable conflicts
-  std::string detail;
 };
 
 struct CheckReport {

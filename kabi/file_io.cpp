@@ -145,12 +145,14 @@ class WholeSource final : public ByteSource {
   bool taken_ = false;
 };
 
-// Output collected in a string that grows as needed.
+// Output collected in a string that grows as needed, never much past `cap` (the decoder stops
+// with EFBIG once more than the cap was committed).
 class StringSink final : public ByteSink {
  public:
-  explicit StringSink(size_t expect) { out_.resize(std::max<size_t>(expect, kMinRoom)); }
+  StringSink(size_t expect, size_t cap) : cap_(cap) { out_.resize(std::max<size_t>(expect, kMinRoom)); }
   std::span<char> space() override {
-    if (out_.size() - used_ < kMinRoom) out_.resize(std::max(out_.size() * 2, used_ + kMinRoom));
+    if (out_.size() - used_ < kMinRoom)
+      out_.resize(std::min(std::max(out_.size() * 2, used_ + kMinRoom), std::max(cap_, used_) + kMinRoom));
     return {out_.data() + used_, out_.size() - used_};
   }
   void commit(size_t n) override { used_ += n; }
@@ -162,6 +164,7 @@ class StringSink final : public ByteSink {
 
  private:
   static constexpr size_t kMinRoom = size_t{1} << 16;
+  size_t cap_;
   std::string out_;
   size_t used_ = 0;
 };
@@ -185,31 +188,86 @@ std::string_view compression_name(Compression c) noexcept {
   return "none";
 }
 
-Result<std::string> read_file(const std::filesystem::path& path, size_t max_size) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return fail(errno, std::string("cannot open: ") + std::strerror(errno), path);
-  struct Closer {
-    int fd;
-    ~Closer() { ::close(fd); }
-  } closer{fd};
+namespace {
+
+std::string errno_text(int err) { return std::strerror(err); }
+
+const char* type_name(mode_t mode) {
+  if (S_ISFIFO(mode)) return "a FIFO";
+  if (S_ISSOCK(mode)) return "a socket";
+  if (S_ISCHR(mode)) return "a character device";
+  if (S_ISBLK(mode)) return "a block device";
+  if (S_ISLNK(mode)) return "a symbolic link";
+  return "not a regular file";
+}
+
+Result<struct stat> stat_fd(const Fd& fd, const std::string& name) {
   struct stat st {};
-  if (::fstat(fd, &st) != 0) return fail(errno, std::string("cannot stat: ") + std::strerror(errno), path);
-  if (S_ISDIR(st.st_mode)) return fail(EISDIR, "is a directory, not a file", path);
+  if (::fstat(fd.get(), &st) != 0) return fail(errno, "cannot stat: " + errno_text(errno), name);
+  return st;
+}
+
+Result<void> check_size(const struct stat& st, const std::string& name, size_t max_size) {
+  if (S_ISREG(st.st_mode) && static_cast<uint64_t>(st.st_size) > max_size)
+    return fail(EFBIG, "is " + std::to_string(static_cast<uint64_t>(st.st_size) >> 20) + " MiB, more than the " +
+                           std::to_string(max_size >> 20) + " MiB allowed",
+                name);
+  return {};
+}
+
+}  // namespace
+
+Result<Fd> open_regular(const Fd& path_fd, const std::string& name) {
+  auto st = stat_fd(path_fd, name);
+  if (!st) return tl::unexpected(st.error());
+  if (S_ISDIR(st->st_mode)) return fail(EISDIR, "is a directory, not a file", name);
+  if (!S_ISREG(st->st_mode)) return fail(EINVAL, std::string("is ") + type_name(st->st_mode) + ", not a file", name);
+  const std::string proc = "/proc/self/fd/" + std::to_string(path_fd.get());
+  Fd fd(::open(proc.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY));
+  if (!fd) {
+    const int err = errno;
+    return fail(err, "cannot open: " + errno_text(err) + (err == ENOENT ? " (is /proc mounted?)" : ""), name);
+  }
+  auto again = stat_fd(fd, name);
+  if (!again) return tl::unexpected(again.error());
+  if (again->st_dev != st->st_dev || again->st_ino != st->st_ino)
+    return fail(EAGAIN, "changed while it was being opened", name);
+  return fd;
+}
+
+Result<std::string> read_fd(const Fd& fd, const std::string& name, size_t max_size) {
+  auto st = stat_fd(fd, name);
+  if (!st) return tl::unexpected(st.error());
+  if (auto ok = check_size(*st, name, max_size); !ok) return tl::unexpected(ok.error());
   std::string data;
-  if (S_ISREG(st.st_mode)) data.reserve(static_cast<size_t>(st.st_size));
+  if (S_ISREG(st->st_mode)) data.reserve(static_cast<size_t>(st->st_size));
   char buf[1 << 16];
   while (true) {
-    const ssize_t n = ::read(fd, buf, sizeof buf);
+    const ssize_t n = ::read(fd.get(), buf, sizeof buf);
     if (n < 0) {
       if (errno == EINTR) continue;
-      return fail(errno, std::string("read error: ") + std::strerror(errno), path);
+      return fail(errno, "read error: " + errno_text(errno), name);
     }
     if (n == 0) break;
+    if (data.size() + static_cast<size_t>(n) > max_size)
+      return fail(EFBIG, "larger than the " + std::to_string(max_size >> 20) + " MiB allowed", name);
     data.append(buf, static_cast<size_t>(n));
-    if (data.size() > max_size)
-      return fail(EFBIG, "larger than " + std::to_string(max_size >> 20) + " MiB", path);
   }
   return data;
+}
+
+namespace {
+Result<Fd> open_path(const std::filesystem::path& path) {
+  Fd fd(::open(path.c_str(), O_PATH | O_CLOEXEC));
+  if (!fd) return fail(errno, "cannot open: " + errno_text(errno), path.string());
+  return open_regular(fd, path.string());
+}
+}  // namespace
+
+Result<std::string> read_file(const std::filesystem::path& path, size_t max_size) {
+  auto fd = open_path(path);
+  if (!fd) return tl::unexpected(fd.error());
+  return read_fd(*fd, path.string(), max_size);
 }
 
 MappedFile::MappedFile(MappedFile&& o) noexcept
@@ -229,28 +287,30 @@ MappedFile::~MappedFile() {
   if (map_) ::munmap(map_, size_);
 }
 
-Result<MappedFile> map_file(const std::filesystem::path& path) {
+Result<MappedFile> map_fd(Fd fd, const std::string& name, size_t max_size) {
   MappedFile f;
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return fail(errno, std::string("cannot open: ") + std::strerror(errno), path);
-  struct stat st {};
-  const bool regular = ::fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_size > 0;
-  if (regular) {
-    void* p = ::mmap(nullptr, static_cast<size_t>(st.st_size), PROT_READ, MAP_PRIVATE, fd, 0);
-    ::close(fd);
+  auto st = stat_fd(fd, name);
+  if (!st) return tl::unexpected(st.error());
+  if (auto ok = check_size(*st, name, max_size); !ok) return tl::unexpected(ok.error());
+  if (S_ISREG(st->st_mode) && st->st_size > 0) {
+    void* p = ::mmap(nullptr, static_cast<size_t>(st->st_size), PROT_READ, MAP_PRIVATE, fd.get(), 0);
     if (p != MAP_FAILED) {
       f.map_ = static_cast<char*>(p);
-      f.size_ = static_cast<size_t>(st.st_size);
+      f.size_ = static_cast<size_t>(st->st_size);
       return f;
     }
-  } else {
-    ::close(fd);
   }
-  // Empty files, pipes, procfs, or a failed mapping: read it.
-  auto data = read_file(path);
+  // Empty files (procfs), or a failed mapping: read it.
+  auto data = read_fd(fd, name, max_size);
   if (!data) return tl::unexpected(data.error());
   f.copy_ = std::move(*data);
   return f;
+}
+
+Result<MappedFile> map_file(const std::filesystem::path& path, size_t max_size) {
+  auto fd = open_path(path);
+  if (!fd) return tl::unexpected(fd.error());
+  return map_fd(std::move(*fd), path.string(), max_size);
 }
 
 Result<bool> decompress_stream(Compression c, ByteSource& in, ByteSink& out, const StreamOptions& options,
@@ -264,21 +324,30 @@ Result<bool> decompress_stream(Compression c, ByteSource& in, ByteSink& out, con
   return fail(EINVAL, "no gzip/xz/zstd magic", path);
 }
 
-Result<std::string> decompress(std::string_view bytes, const std::string& path) {
+Result<std::string> decompress(std::string_view bytes, const std::string& path, size_t max_output) {
   const Compression c = detect_compression(bytes);
-  if (c == Compression::None) return std::string(bytes);
+  if (c == Compression::None) {
+    if (bytes.size() > max_output)
+      return fail(EFBIG, "larger than the " + std::to_string(max_output >> 20) + " MiB allowed", path);
+    return std::string(bytes);
+  }
   WholeSource in(bytes);
-  StringSink out(bytes.size() * 4);  // modules and symvers compress 3-5x
-  auto ended = decompress_stream(c, in, out, {.concatenated = true}, path);
+  // Modules and symvers compress 3-5x; the sink never grows past the cap.
+  StringSink out(std::min(bytes.size() * 4, max_output), max_output);
+  auto ended = decompress_stream(c, in, out, {.concatenated = true, .max_output = max_output}, path);
   if (!ended) return tl::unexpected(ended.error());
+  // A stream's last block ends it before the decoder's own check.
+  if (out.total() > max_output)
+    return fail(EFBIG, std::string(compression_name(c)) + " data decompresses to more than " +
+                           std::to_string(max_output >> 20) + " MiB", path);
   return std::move(out).take();
 }
 
-Result<std::string> read_decompressed(const std::filesystem::path& path) {
-  auto raw = read_file(path);
+Result<std::string> read_decompressed(const std::filesystem::path& path, size_t max_size) {
+  auto raw = read_file(path, max_size);
   if (!raw) return tl::unexpected(raw.error());
   if (detect_compression(*raw) == Compression::None) return raw;
-  return decompress(*raw, path.string());
+  return decompress(*raw, path.string(), max_size);
 }
 
 }  // namespace agent::kabi

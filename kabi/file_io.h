@@ -7,6 +7,7 @@
 #include <string>
 #include <string_view>
 
+#include "kabi/fd.h"
 #include "kabi/result.h"
 
 namespace agent::kabi {
@@ -16,9 +17,28 @@ enum class Compression { None, Gzip, Xz, Zstd };
 [[nodiscard]] Compression detect_compression(std::string_view bytes) noexcept;
 [[nodiscard]] std::string_view compression_name(Compression c) noexcept;
 
-// Reads a file as it is on disk, to EOF with read(2) (sysfs and procfs files, whose st_size
-// lies, included); a file larger than `max_size` is an error.
-inline constexpr size_t kMaxFileSize = size_t{1} << 30;
+// Size caps that fit real data with room to spare, so that a hostile input costs little. A file
+// over its cap is an error before anything is allocated; decompressed data is capped as it
+// streams.
+inline constexpr size_t kMaxModuleSize = size_t{64} << 20;   // the largest real module is ~20 MB
+inline constexpr size_t kMaxSymversSize = size_t{32} << 20;  // a kernel's Module.symvers: 2-4 MB
+inline constexpr size_t kMaxIndexSize = size_t{16} << 20;    // modules.dep, modules.symbols: < 2 MB
+inline constexpr size_t kMaxTextSize = size_t{4} << 20;      // sysfs, procfs and /etc text files
+inline constexpr size_t kMaxImageSize = size_t{128} << 20;   // a vmlinuz: 8-15 MB
+inline constexpr size_t kMaxFileSize = kMaxModuleSize;       // the default of the readers below
+
+// Turns a descriptor that only names a file (O_PATH) into one open for reading, after checking
+// its type: a FIFO, socket or device is an error naming the file and is never opened (opening
+// a device can have effects; reading a FIFO can block forever). The reopen goes through
+// /proc/self/fd, so it is the very inode that was checked.
+[[nodiscard]] Result<Fd> open_regular(const Fd& path_fd, const std::string& name);
+
+// Reads an open file to EOF with read(2) (sysfs and procfs files, whose st_size lies, included);
+// a regular file whose size is over `max_size` is refused before it is read, anything else
+// once it has produced more. `name` names it in errors.
+[[nodiscard]] Result<std::string> read_fd(const Fd& fd, const std::string& name, size_t max_size = kMaxFileSize);
+
+// A path on this filesystem, typed and bounded as above.
 [[nodiscard]] Result<std::string> read_file(const std::filesystem::path& path, size_t max_size = kMaxFileSize);
 
 // A read-only view of a whole file: mapped when it is a regular file, else read.
@@ -33,18 +53,21 @@ class MappedFile {
   [[nodiscard]] std::string_view bytes() const noexcept { return map_ ? std::string_view(map_, size_) : std::string_view(copy_); }
 
  private:
-  friend Result<MappedFile> map_file(const std::filesystem::path& path);
+  friend Result<MappedFile> map_fd(Fd fd, const std::string& name, size_t max_size);
   char* map_ = nullptr;
   size_t size_ = 0;
   std::string copy_;
 };
 
-[[nodiscard]] Result<MappedFile> map_file(const std::filesystem::path& path);
+// An open file (see open_regular), mapped when it is a regular file of at most `max_size`.
+[[nodiscard]] Result<MappedFile> map_fd(Fd fd, const std::string& name, size_t max_size = kMaxFileSize);
+[[nodiscard]] Result<MappedFile> map_file(const std::filesystem::path& path, size_t max_size = kMaxFileSize);
 
 // Decompresses `bytes` if they carry a gzip/xz/zstd magic, else returns them unchanged:
 // every xz stream and zstd frame in them (a whole file may hold several), the first gzip
-// member. `path` only names the input in errors.
-[[nodiscard]] Result<std::string> decompress(std::string_view bytes, const std::string& path);
+// member. `path` only names the input in errors. More than `max_output` bytes is EFBIG.
+[[nodiscard]] Result<std::string> decompress(std::string_view bytes, const std::string& path,
+                                             size_t max_output = kMaxFileSize);
 
 // ---- streaming: for input that is not one whole file (a compressed kernel inside a bzImage)
 // or output nobody needs whole (a kernel scanned for its certificates) ----
@@ -81,7 +104,7 @@ struct StreamOptions {
 [[nodiscard]] Result<bool> decompress_stream(Compression c, ByteSource& in, ByteSink& out,
                                              const StreamOptions& options, const std::string& path);
 
-// read_file + decompress.
-[[nodiscard]] Result<std::string> read_decompressed(const std::filesystem::path& path);
+// read_file + decompress, `max_size` capping both.
+[[nodiscard]] Result<std::string> read_decompressed(const std::filesystem::path& path, size_t max_size = kMaxFileSize);
 
 }  // namespace agent::kabi

@@ -34,7 +34,11 @@ constexpr size_t kDefaultChunk = size_t{1} << 20;
 constexpr size_t kReadBlock = size_t{256} << 10;
 // A decompressed vmlinux is tens of MiB; stop decompressing past this (decompression bomb: it
 // would cost time, not memory).
-constexpr uint64_t kMaxVmlinux = uint64_t{1} << 30;
+constexpr uint64_t kMaxVmlinux = uint64_t{256} << 20;  // a vmlinux is 40-100 MB
+// A hostile image full of compression magics costs a bounded amount of work: so many streams
+// tried, so much decompressed in all.
+constexpr size_t kMaxStreamsTried = 16;
+constexpr uint64_t kMaxScanOutput = uint64_t{512} << 20;
 
 // The largest certificate the scan finds: SEQUENCE with a two-byte length (30 82 hi lo) and up
 // to 65535 bytes of content. A certificate with a three-byte length (30 83, >= 64 KiB) is no
@@ -187,22 +191,25 @@ class CertificateScanner final : public ByteSink {
 class Image {
  public:
   static Result<Image> open(const std::filesystem::path& path) {
+    Fd fd(::open(path.c_str(), O_PATH | O_CLOEXEC));
+    if (!fd) return fail(errno, std::string("cannot open: ") + std::strerror(errno), path.string());
+    auto file = open_regular(fd, path.string());
+    if (!file) return tl::unexpected(file.error());
+    return from_fd(std::move(*file), path.string());
+  }
+  // An open regular file (see open_regular).
+  static Result<Image> from_fd(Fd fd, std::string name) {
     Image img;
-    img.path_ = path.string();
-    img.fd_ = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-    if (img.fd_ < 0) return fail(errno, std::string("cannot open: ") + std::strerror(errno), img.path_);
+    img.path_ = std::move(name);
     struct stat st {};
-    if (::fstat(img.fd_, &st) != 0) return fail(errno, std::string("cannot stat: ") + std::strerror(errno), img.path_);
-    if (S_ISDIR(st.st_mode)) return fail(EISDIR, "is a directory, not a file", img.path_);
-    if (S_ISREG(st.st_mode)) {
-      img.size_ = static_cast<uint64_t>(st.st_size);
-      return img;
-    }
-    auto whole = read_file(path);
-    if (!whole) return tl::unexpected(whole.error());
-    img.mem_ = std::move(*whole);
-    img.in_memory_ = true;
-    img.size_ = img.mem_.size();
+    if (::fstat(fd.get(), &st) != 0) return fail(errno, std::string("cannot stat: ") + std::strerror(errno), img.path_);
+    if (!S_ISREG(st.st_mode)) return fail(EINVAL, "not a regular file", img.path_);
+    if (static_cast<uint64_t>(st.st_size) > kMaxImageSize)
+      return fail(EFBIG, "is " + std::to_string(static_cast<uint64_t>(st.st_size) >> 20) + " MiB, more than the " +
+                             std::to_string(kMaxImageSize >> 20) + " MiB a kernel image may be",
+                  img.path_);
+    img.size_ = static_cast<uint64_t>(st.st_size);
+    img.fd_ = fd.release();
     return img;
   }
 
@@ -378,9 +385,17 @@ Result<detail::KernelCertificateScan> scan_image(const Image& image, const std::
   if (!offsets) return tl::unexpected(offsets.error());
   std::optional<detail::KernelCertificateScan> first_non_elf;
   Error last_error{EINVAL, "no gzip, xz or zstd stream in the image", path};
+  size_t tried = 0;
+  uint64_t produced = 0;
   for (uint64_t at : *offsets) {
+    if (tried++ == kMaxStreamsTried || produced > kMaxScanOutput) {
+      last_error = Error{EFBIG, "gave up after " + std::to_string(tried - 1) + " compressed streams (" +
+                                    std::to_string(produced >> 20) + " MiB decompressed)", path};
+      break;
+    }
     CertificateScanner sink(scan_buf.get(), chunk, wanted, /*elf_only=*/true);
     auto ended = decompress_at(image, at, image.size(), read_buf, sink);
+    produced += sink.total();
     if (!ended) {
       last_error = ended.error();
       continue;
@@ -509,14 +524,16 @@ SignatureCheck check_module_signature(std::string_view file, const std::vector<s
   return ok == 1 ? SignatureCheck::Verified : SignatureCheck::BadSignature;
 }
 
-Result<std::vector<std::string>> verify_module_signatures(std::vector<ModuleInfo>& set,
-                                                          const std::filesystem::path& kernel_image) {
+namespace {
+std::vector<std::string> signers_of(const std::vector<ModuleInfo>& set) {
   std::vector<std::string> signers;
   for (const auto& m : set)
     if (m.signature.state == Signature::State::Present && !m.signature.key_id.empty())
       signers.push_back(m.signature.key_id);
-  if (signers.empty()) return std::vector<std::string>{};
-  auto certs = extract_kernel_certificates(kernel_image, signers);
+  return signers;
+}
+
+Result<std::vector<std::string>> check_signatures(std::vector<ModuleInfo>& set, Result<std::vector<std::string>> certs) {
   if (!certs) return tl::unexpected(certs.error());
   for (auto& m : set) {
     if (m.signature.state != Signature::State::Present) continue;
@@ -525,6 +542,27 @@ Result<std::vector<std::string>> verify_module_signatures(std::vector<ModuleInfo
     m.signature.key_check = key_check_of(check_module_signature(*bytes, *certs));
   }
   return certs;
+}
+}  // namespace
+
+Result<std::vector<std::string>> verify_module_signatures(std::vector<ModuleInfo>& set,
+                                                          const std::filesystem::path& kernel_image) {
+  const auto signers = signers_of(set);
+  if (signers.empty()) return std::vector<std::string>{};
+  return check_signatures(set, extract_kernel_certificates(kernel_image, signers));
+}
+
+Result<std::vector<std::string>> verify_module_signatures(std::vector<ModuleInfo>& set, Fd kernel_image,
+                                                          const std::string& name) {
+  const auto signers = signers_of(set);
+  if (signers.empty()) return std::vector<std::string>{};
+  init_crypto();
+  auto image = Image::from_fd(std::move(kernel_image), name);
+  if (!image) return tl::unexpected(image.error());
+  auto scan = scan_image(*image, signers, kDefaultChunk);
+  if (!scan) return tl::unexpected(scan.error());
+  if (scan->certificates.empty()) return fail(ENOKEY, "no X.509 certificate in the kernel image", name);
+  return check_signatures(set, std::move(scan->certificates));
 }
 
 Signature::KeyCheck key_check_of(SignatureCheck c) noexcept {

@@ -14,6 +14,7 @@
 #include <string_view>
 #include <vector>
 
+#include "kabi/fd.h"
 #include "kabi/module.h"
 #include "kabi/result.h"
 
@@ -109,5 +110,9 @@ enum class SignatureCheck { Verified, BadSignature, UnknownKey, Unsigned, Unsupp
 // Signature::key_check and returns the certificates read. An unsigned set costs nothing.
 [[nodiscard]] Result<std::vector<std::string>> verify_module_signatures(std::vector<ModuleInfo>& set,
                                                                        const std::filesystem::path& kernel_image);
+// The same with the image already open (a regular file, e.g. through a host root); `name`
+// names it in errors.
+[[nodiscard]] Result<std::vector<std::string>> verify_module_signatures(std::vector<ModuleInfo>& set, Fd kernel_image,
+                                                                       const std::string& name);
 
 }  // namespace agent::kabi

@@ -10,12 +10,22 @@ namespace agent::kabi {
 namespace fs = std::filesystem;
 namespace {
 
+// Directories a module tree has that are no part of it: links into the kernel's headers.
+bool skipped_dir(std::string_view name) { return name == "build" || name == "source"; }
+
+// A walk is bounded: real trees are ~6 levels deep with ~6,000 modules.
+constexpr int kMaxDepth = 16;
+constexpr size_t kMaxEntries = 500000;
+
+std::string child(const std::string& dir, std::string_view name) {
+  return dir == "/" ? "/" + std::string(name) : dir + "/" + std::string(name);
+}
+
 // modules.dep: "kernel/drivers/gpu/drm/i915/i915.ko: kernel/drivers/gpu/drm/drm.ko ...", one
 // line per module depmod chose (updates/ and extra/ already preferred over kernel/), with the
 // module's whole dependency closure.
-std::map<std::string, InTreeModule> parse_modules_dep(std::string_view text, const fs::path& module_dir,
-                                                      const SymbolSet* only) {
-  std::map<std::string, InTreeModule> tree;
+void parse_modules_dep(std::string_view text, const RootFs& root, const std::string& module_dir,
+                       const SymbolSet* only, ModuleTree& tree) {
   auto next_word = [](std::string_view& s) {
     size_t b = s.find_first_not_of(" \t");
     if (b == std::string_view::npos) {
@@ -27,29 +37,69 @@ std::map<std::string, InTreeModule> parse_modules_dep(std::string_view text, con
     s.remove_prefix(e == std::string_view::npos ? s.size() : e);
     return w;
   };
+  size_t gone = 0;
+  std::string first_gone;
   while (!text.empty()) {
     size_t nl = text.find('\n');
     std::string_view line = text.substr(0, nl);
     text.remove_prefix(nl == std::string_view::npos ? text.size() : nl + 1);
     size_t colon = line.find(':');
-    if (colon == std::string_view::npos) continue;
+    if (colon == std::string_view::npos || colon == 0) continue;
     std::string_view file = line.substr(0, colon);
     std::string name = module_name_from_path(file);
     // With a filter, the first module is kept too: the kernel's facts need one to read.
-    if (only && !only->count(name) && !tree.empty()) continue;
+    if (only && !only->count(name) && !tree.modules.empty()) continue;
     InTreeModule m;
     m.name = std::move(name);
-    m.path = file.front() == '/' ? fs::path(file) : module_dir / file;
+    // An absolute name is the host's own path: inside the root, like everything else.
+    m.path = file.front() == '/' ? normalize_path(file) : normalize_path(module_dir + "/" + std::string(file));
     // A stale modules.dep (a module removed without depmod) names files that are gone: a
     // module modprobe cannot load is not part of the tree.
-    std::error_code ec;
-    if (!fs::exists(m.path, ec)) continue;
+    if (!root.is_regular_file(m.path.native())) {
+      if (gone++ == 0) first_gone = m.path.native();
+      continue;
+    }
     std::string_view deps = line.substr(colon + 1);
     for (std::string_view w = next_word(deps); !w.empty(); w = next_word(deps))
       m.depends.push_back(module_name_from_path(w));
-    tree.emplace(m.name, std::move(m));
+    tree.modules.emplace(m.name, std::move(m));
   }
-  return tree;
+  if (gone)
+    tree.problems.push_back(Error{ENOENT,
+                                  std::to_string(gone) + " module(s) named in modules.dep are not in the tree (stale "
+                                                         "modules.dep; the first: " + first_gone + ")",
+                                  root.display(module_dir + "/modules.dep")});
+}
+
+Result<void> walk_tree(const RootFs& root, const std::string& module_dir, const std::string& dir, int depth,
+                       const SymbolSet* only, ModuleTree& tree, size_t& entries) {
+  if (depth > kMaxDepth) return fail(ELOOP, "module tree nested deeper than " + std::to_string(kMaxDepth) + " levels", root.display(dir));
+  auto list = root.list(dir);
+  if (!list) return tl::unexpected(list.error());
+  for (const auto& e : *list) {
+    if ((entries += 1) > kMaxEntries)
+      return fail(EFBIG, "more than " + std::to_string(kMaxEntries) + " entries in the module tree", root.display(module_dir));
+    const std::string path = child(dir, e.name);
+    if (S_ISDIR(e.type)) {
+      if (depth == 0 && skipped_dir(e.name)) continue;
+      if (auto r = walk_tree(root, module_dir, path, depth + 1, only, tree, entries); !r) return r;
+      continue;
+    }
+    // Links to directories are never followed (build/, source/ point into the headers); a
+    // module that is a link is read where it leads inside the root.
+    if (!is_module_file_name(e.name)) continue;
+    if (S_ISLNK(e.type) && !root.is_regular_file(path)) continue;
+    if (!S_ISLNK(e.type) && !S_ISREG(e.type)) continue;
+    InTreeModule m;
+    m.name = module_name_from_path(e.name);
+    if (only && !only->count(m.name) && !tree.modules.empty()) continue;
+    m.path = path;
+    // updates/ and extra/ override kernel/, as depmod's search order does.
+    const bool in_kernel_dir = path.compare(0, module_dir.size() + 8, module_dir + "/kernel/") == 0;
+    auto [pos, inserted] = tree.modules.emplace(m.name, m);
+    if (!inserted && !in_kernel_dir) pos->second = m;
+  }
+  return {};
 }
 
 }  // namespace
@@ -79,36 +129,75 @@ std::pair<int, int> parse_release_version(const std::string& release) {
   return {major, minor};
 }
 
-Result<std::map<std::string, InTreeModule>> scan_module_tree(const fs::path& module_dir, const SymbolSet* only) {
-  std::error_code ec;
-  if (!fs::is_directory(module_dir, ec))
-    return fail(ENOENT, "not a module directory (expected /lib/modules/<kver>)", module_dir.string());
+Result<ModuleTree> scan_module_tree(const RootFs& root, const std::string& module_dir_in, const SymbolSet* only) {
+  const std::string module_dir = normalize_path(module_dir_in);
+  if (!root.is_directory(module_dir))
+    return fail(ENOENT, "not a module directory (expected /lib/modules/<kver>)", root.display(module_dir));
+  ModuleTree tree;
   // depmod's index lists every module with its dependencies: no need to walk the tree.
-  if (auto dep = read_file(module_dir / "modules.dep"); dep && !dep->empty()) {
-    auto tree = parse_modules_dep(*dep, module_dir, only);
-    if (!tree.empty()) return tree;
+  const std::string dep_path = module_dir + "/modules.dep";
+  auto dep = root.read(dep_path, kMaxIndexSize);
+  if (dep && !dep->empty()) {
+    parse_modules_dep(*dep, root, module_dir, only, tree);
+    if (!tree.modules.empty()) {
+      tree.indexed = true;
+      return tree;
+    }
+    tree.problems.push_back(Error{EINVAL, "names no module of the tree: walked instead", root.display(dep_path)});
+  } else if (!dep) {
+    Error e = dep.error();
+    e.message = "modules.dep not usable (" + e.message + "): the tree is walked and in-tree dependencies are read from each module's depends=";
+    tree.problems.push_back(std::move(e));
+  } else {
+    tree.problems.push_back(Error{EINVAL, "empty: the tree is walked instead", root.display(dep_path)});
   }
-  std::map<std::string, InTreeModule> tree;
-  // build/ and source/ are symlinks into kernel headers: never followed (the default).
-  fs::recursive_directory_iterator it(module_dir, fs::directory_options::skip_permission_denied, ec), end;
-  if (ec) return fail(ec.value(), "cannot list: " + ec.message(), module_dir.string());
-  for (; it != end; it.increment(ec)) {
-    if (ec) return fail(ec.value(), "cannot list: " + ec.message(), it->path().string());
-    if (!it->is_regular_file(ec) || !is_module_file_name(it->path())) continue;
-    InTreeModule m;
-    m.name = module_name_from_path(it->path().native());
-    if (only && !only->count(m.name) && !tree.empty()) continue;
-    m.path = it->path();
-    // updates/ and extra/ override kernel/, as depmod's search order does.
-    const std::string& full = it->path().native();
-    const bool in_kernel_dir = full.compare(module_dir.native().size(), 8, "/kernel/") == 0 ||
-                               full.compare(module_dir.native().size(), 7, "kernel/") == 0;
-    auto [pos, inserted] = tree.emplace(m.name, m);
-    if (!inserted && !in_kernel_dir) pos->second = m;
-  }
-  if (tree.empty()) return fail(ENOENT, "no kernel modules found", module_dir.string());
-  // Without modules.dep, dependencies come from each module's depends= when it is read.
+  size_t entries = 0;
+  if (auto r = walk_tree(root, module_dir, module_dir, 0, only, tree, entries); !r) return tl::unexpected(r.error());
+  if (tree.modules.empty()) return fail(ENOENT, "no kernel modules found", root.display(module_dir));
   return tree;
+}
+
+Result<ModuleTree> scan_module_tree(const fs::path& module_dir, const SymbolSet* only) {
+  auto root = RootFs::open("/");
+  if (!root) return tl::unexpected(root.error());
+  return scan_module_tree(*root, fs::absolute(module_dir).string(), only);
+}
+
+void complete_dependencies(const RootFs& root, ModuleTree& tree, const std::vector<std::string>& names) {
+  if (tree.indexed) return;
+  std::map<std::string, std::vector<std::string>> direct;  // read so far
+  std::vector<std::string> queue(names.begin(), names.end());
+  while (!queue.empty()) {
+    const std::string name = std::move(queue.back());
+    queue.pop_back();
+    auto it = tree.modules.find(name);
+    if (it == tree.modules.end() || direct.count(name)) continue;
+    auto m = read_module(root, it->second.path.native(), {.trusted_certs = nullptr, .sha256 = false});
+    if (!m) {
+      tree.problems.push_back(m.error());
+      direct[name] = {};
+      continue;
+    }
+    direct[name] = m->depends;
+    for (const auto& d : m->depends) queue.push_back(d);
+  }
+  for (const auto& [name, deps] : direct) {
+    std::set<std::string> closure;
+    std::vector<std::string> todo(deps.begin(), deps.end());
+    while (!todo.empty()) {
+      std::string d = std::move(todo.back());
+      todo.pop_back();
+      if (d == name || !tree.modules.count(d) || !closure.insert(d).second) continue;
+      if (auto n = direct.find(d); n != direct.end()) todo.insert(todo.end(), n->second.begin(), n->second.end());
+    }
+    tree.modules.at(name).depends.assign(closure.begin(), closure.end());
+  }
+}
+
+Result<ModuleInfo> read_module(const RootFs& root, const std::string& path, const ReadOptions& options) {
+  auto file = root.map(path, kMaxModuleSize);
+  if (!file) return tl::unexpected(file.error());
+  return parse_module(file->bytes(), root.display(path), options);
 }
 
 namespace {
@@ -118,6 +207,12 @@ constexpr const char* kSampleModules[] = {"crc32_generic", "dummy", "loop", "fat
 }  // namespace
 
 Result<TreeFacts> read_tree_facts(const std::map<std::string, InTreeModule>& tree) {
+  auto root = RootFs::open("/");
+  if (!root) return tl::unexpected(root.error());
+  return read_tree_facts(*root, tree);
+}
+
+Result<TreeFacts> read_tree_facts(const RootFs& root, const std::map<std::string, InTreeModule>& tree) {
   // Well-known small modules first, then any.
   std::vector<const InTreeModule*> order;
   for (const char* pref : kSampleModules)
@@ -127,7 +222,7 @@ Result<TreeFacts> read_tree_facts(const std::map<std::string, InTreeModule>& tre
   size_t tried = 0;
   for (const InTreeModule* m : order) {
     if (++tried > 32) break;
-    auto info = read_module(m->path, {.trusted_certs = nullptr, .sha256 = false});
+    auto info = read_module(root, m->path.native(), {.trusted_certs = nullptr, .sha256 = false});
     if (!info) {
       last_error = info.error().what();
       continue;
@@ -156,6 +251,13 @@ std::optional<fs::path> find_kernel_image(const fs::path& module_dir, const std:
 
 Result<KernelModel> load_kernel_model(const fs::path& symvers_file, const fs::path& module_dir,
                                       const std::vector<ModuleInfo>* for_set) {
+  auto root = RootFs::open("/");
+  if (!root) return tl::unexpected(root.error());
+  return load_kernel_model(*root, fs::absolute(symvers_file).string(), fs::absolute(module_dir).string(), for_set);
+}
+
+Result<KernelModel> load_kernel_model(const RootFs& root, const std::string& symvers_file, const std::string& module_dir,
+                                      const std::vector<ModuleInfo>* for_set) {
   KernelModel k;
   SymbolSet wanted;
   if (for_set) {
@@ -163,21 +265,29 @@ Result<KernelModel> load_kernel_model(const fs::path& symvers_file, const fs::pa
     for (const auto& m : *for_set)
       for (const auto& u : m.undefined) wanted.insert(u.name);
   }
-  auto sv = read_symvers(symvers_file, for_set ? &wanted : nullptr);
+  auto file = root.map(symvers_file, kMaxSymversSize);
+  if (!file) return tl::unexpected(file.error());
+  auto sv = read_symvers(*file, root.display(symvers_file), for_set ? &wanted : nullptr);
   if (!sv) return tl::unexpected(sv.error());
   k.symvers = std::move(*sv);
-  k.symvers_source = symvers_file.string();
+  k.symvers_source = root.display(symvers_file);
   SymbolSet owners;
   if (for_set) {
     for (const auto& e : k.symvers.entries)
       if (e.owner != "vmlinux") owners.insert(owner_module_name(e.owner));
     for (const char* sample : kSampleModules) owners.insert(sample);
   }
-  auto tree = scan_module_tree(module_dir, for_set ? &owners : nullptr);
+  auto tree = scan_module_tree(root, module_dir, for_set ? &owners : nullptr);
   if (!tree) return tl::unexpected(tree.error());
-  k.in_tree = std::move(*tree);
-  auto facts = read_tree_facts(k.in_tree);
-  if (!facts) return tl::unexpected(Error{facts.error().code, facts.error().message, module_dir.string()});
+  if (for_set && !tree->indexed) {
+    std::vector<std::string> names(owners.begin(), owners.end());
+    for (const auto& m : *for_set) names.insert(names.end(), m.depends.begin(), m.depends.end());
+    complete_dependencies(root, *tree, names);
+  }
+  k.problems = std::move(tree->problems);
+  k.in_tree = std::move(tree->modules);
+  auto facts = read_tree_facts(root, k.in_tree);
+  if (!facts) return tl::unexpected(Error{facts.error().code, facts.error().message, root.display(module_dir)});
   k.vermagic = facts->vermagic;
   k.this_module_size = facts->this_module_size;
   k.module_sig = facts->signed_modules;

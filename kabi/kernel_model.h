@@ -13,6 +13,7 @@
 
 #include "kabi/module.h"
 #include "kabi/result.h"
+#include "kabi/root_fs.h"
 #include "kabi/symvers.h"
 
 namespace agent::kabi {
@@ -27,8 +28,17 @@ enum class MissingVersionPolicy {
 
 struct InTreeModule {
   std::string name;                  // kernel name (underscores)
-  std::filesystem::path path;        // absolute path of the .ko[.xz|.zst|.gz]
-  std::vector<std::string> depends;  // from modules.dep, as names
+  std::filesystem::path path;        // the .ko[.xz|.zst|.gz], a path inside the tree's root
+  std::vector<std::string> depends;  // its whole dependency closure (modules.dep), as names
+};
+
+// A kernel's module tree (/lib/modules/<kver>) as read through a root.
+struct ModuleTree {
+  std::map<std::string, InTreeModule> modules;  // by name
+  // From modules.dep (dependencies complete); else walked, and dependencies are known only
+  // where complete_dependencies read them.
+  bool indexed = false;
+  std::vector<Error> problems;  // why modules.dep was not used, modules it names that are gone
 };
 
 struct KernelModel {
@@ -57,14 +67,21 @@ struct KernelModel {
   // The key id the kernel's own modules are signed with: a key it certainly trusts.
   std::string build_key_id;
   std::string kernel_image;  // where they were read from
+  // What could not be read of the tree without making the model wrong (modules.dep unusable).
+  std::vector<Error> problems;
 };
 
-// Builds a model from a symvers file and a module tree (/lib/modules/<kver>): the full
+// Builds a model from a symvers file and a module tree (/lib/modules/<kver>), both read through
+// `root` (paths inside it; RootFs of "/" for paths as given): the full
 // vermagic (and so the release) and struct module size come from the tree's own modules,
 // dependencies from its modules.dep (or the modules' depends= if it has none).
 // With `for_set`, the model covers what those modules need: the symbols they import (and
 // module_layout) and the in-tree modules that export them, not the whole kernel. Every symvers
 // line is still validated.
+[[nodiscard]] Result<KernelModel> load_kernel_model(const RootFs& root, const std::string& symvers_file,
+                                                    const std::string& module_dir,
+                                                    const std::vector<ModuleInfo>* for_set = nullptr);
+// The same for paths on this filesystem.
 [[nodiscard]] Result<KernelModel> load_kernel_model(const std::filesystem::path& symvers_file,
                                                     const std::filesystem::path& module_dir,
                                                     const std::vector<ModuleInfo>* for_set = nullptr);
@@ -76,9 +93,17 @@ struct KernelModel {
 
 // Scans a module tree (kernel/, updates/, extra/ ...) into name -> InTreeModule; with `only`,
 // just those names and the first module found (modules.dep lines carry each module's full
-// dependency closure).
-[[nodiscard]] Result<std::map<std::string, InTreeModule>> scan_module_tree(const std::filesystem::path& module_dir,
-                                                                           const SymbolSet* only = nullptr);
+// dependency closure). Paths in modules.dep, absolute ones included, resolve inside `root`.
+// Without a usable modules.dep (missing, unreadable, over its size cap: a problem recorded in
+// the result) the tree is walked; a walk that fails is an error.
+[[nodiscard]] Result<ModuleTree> scan_module_tree(const RootFs& root, const std::string& module_dir,
+                                                  const SymbolSet* only = nullptr);
+[[nodiscard]] Result<ModuleTree> scan_module_tree(const std::filesystem::path& module_dir,
+                                                  const SymbolSet* only = nullptr);
+
+// For a walked tree: reads the depends= of `names` and of what they depend on, and gives each
+// of them its whole closure, as modules.dep would. Unreadable modules are problems of the tree.
+void complete_dependencies(const RootFs& root, ModuleTree& tree, const std::vector<std::string>& names);
 
 // The vermagic and struct module size of a kernel, read from a few of its own modules.
 struct TreeFacts {
@@ -88,7 +113,11 @@ struct TreeFacts {
   std::string signer_key_id;    // the build key's id, from that signature
   std::string sample;  // the module they were read from
 };
+[[nodiscard]] Result<TreeFacts> read_tree_facts(const RootFs& root, const std::map<std::string, InTreeModule>& tree);
 [[nodiscard]] Result<TreeFacts> read_tree_facts(const std::map<std::string, InTreeModule>& tree);
+
+// An in-tree module read through the root.
+[[nodiscard]] Result<ModuleInfo> read_module(const RootFs& root, const std::string& path, const ReadOptions& options = {});
 
 // Whether a vermagic string has the "modversions" word (the kernel was built with
 // CONFIG_MODVERSIONS).

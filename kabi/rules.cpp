@@ -10,13 +10,14 @@
 #include <unordered_map>
 
 namespace agent::kabi {
-namespace {
 
 // license_is_gpl_compatible() in include/linux/license.h.
 bool license_is_gpl_compatible(const std::string& l) {
   return l == "GPL" || l == "GPL v2" || l == "GPL and additional rights" || l == "Dual BSD/GPL" ||
          l == "Dual MIT/GPL" || l == "Dual MPL/GPL";
 }
+
+namespace {
 
 // same_magic(): with CRCs, the release word may differ (the CRCs carry the ABI).
 bool same_magic(const std::string& mod, const std::string& kernel, bool has_crcs) {

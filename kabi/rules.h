@@ -12,6 +12,9 @@
 
 namespace agent::kabi {
 
+// The licences the kernel treats as GPL-compatible (license_is_gpl_compatible()).
+[[nodiscard]] bool license_is_gpl_compatible(const std::string& license);
+
 // Stable reason codes: tools parse them; the README lists them all.
 namespace reason {
 inline constexpr const char* kSignatureRejected = "signature_rejected";

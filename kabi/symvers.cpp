@@ -159,19 +159,24 @@ Result<Symvers> parse_symvers(std::string_view text, const std::string& source, 
 }
 
 Result<Symvers> read_symvers(const std::filesystem::path& path, const SymbolSet* only) {
-  auto file = map_file(path);
+  auto file = map_file(path, kMaxSymversSize);
   if (!file) return tl::unexpected(file.error());
+  return read_symvers(*file, path.string(), only);
+}
+
+Result<Symvers> read_symvers(const MappedFile& file, const std::string& name, const SymbolSet* only) {
+  const std::string& path = name;
   std::string decompressed;
-  std::string_view text = file->bytes();
+  std::string_view text = file.bytes();
   if (detect_compression(text) != Compression::None) {
-    auto d = decompress(text, path.string());
+    auto d = decompress(text, path, kMaxSymversSize);
     if (!d) return tl::unexpected(d.error());
     decompressed = std::move(*d);
     text = decompressed;
   }
   if (std::memchr(text.data(), '\0', text.size()) != nullptr)
-    return fail(EINVAL, "binary data: not a Module.symvers file", path.string());
-  return parse_symvers(text, path.string(), only);
+    return fail(EINVAL, "binary data: not a Module.symvers file", path);
+  return parse_symvers(text, path, only);
 }
 
 std::string owner_module_name(std::string_view owner) {

@@ -10,6 +10,7 @@
 #include <unordered_set>
 #include <vector>
 
+#include "kabi/file_io.h"
 #include "kabi/result.h"
 
 namespace agent::kabi {
@@ -25,6 +26,13 @@ struct SymversEntry {
   std::string owner;      // "vmlinux" or the module path without .ko ("drivers/gpu/drm/drm")
   ExportType type = ExportType::Plain;
   std::string ns;         // symbol namespace, empty if none
+  // A table that is not a Module.symvers (the in-tree __versions union) may know a symbol's CRC
+  // without having seen its export: then whether it is GPL-only is unknown, and its namespace
+  // is only known to be one of `ns_possible` ("" for none): each own module that uses the
+  // symbol loads, so the namespace is one that module imports, or none.
+  bool type_known = true;
+  bool ns_known = true;
+  std::vector<std::string> ns_possible;
 };
 
 struct StringHash {
@@ -54,6 +62,8 @@ using SymbolSet = std::unordered_set<std::string, struct StringHash, std::equal_
 [[nodiscard]] Result<Symvers> parse_symvers(std::string_view text, const std::string& source,
                                             const SymbolSet* only = nullptr);
 
+// A Module.symvers file's bytes, plain, .gz, .xz or .zst; `name` names it in errors.
+[[nodiscard]] Result<Symvers> read_symvers(const MappedFile& file, const std::string& name, const SymbolSet* only = nullptr);
 // Reads a Module.symvers file, plain, .gz, .xz or .zst.
 [[nodiscard]] Result<Symvers> read_symvers(const std::filesystem::path& path, const SymbolSet* only = nullptr);
 

@@ -3,6 +3,8 @@
 #include <set>
 #include <system_error>
 
+#include <sys/stat.h>
+
 namespace agent::probes {
 namespace fs = std::filesystem;
 
@@ -17,15 +19,16 @@ BuildEnv probe_build_env(const HostRoot& root, const std::string& release) {
   for (const auto& p : headers_candidates(release)) {
     HeadersDir h;
     h.path = p;
-    auto real = root.resolve(p);
-    if (!real) continue;
-    std::error_code ec;
-    h.exists = fs::is_directory(*real, ec);
-    h.real_path = h.exists ? fs::canonical(*real, ec).string() : real->string();
+    h.exists = root.is_directory(p);
+    auto real = h.exists ? root.canonical(p) : Result<std::string>(p);
+    h.real_path = real ? *real : p;
     if (!seen.insert(h.real_path).second) continue;
     if (h.exists) {
       h.makefile = root.is_regular_file(p + "/Makefile");
-      h.module_symvers = root.is_regular_file(p + "/Module.symvers");
+      if (auto st = root.fs().stat(p + "/Module.symvers"); st && S_ISREG(st->st_mode)) {
+        h.module_symvers = true;
+        h.symvers_id = {st->st_dev, st->st_ino};
+      }
       h.config = root.is_regular_file(p + "/.config");
       h.autoconf = root.is_regular_file(p + "/include/generated/autoconf.h");
       h.scripts = root.is_directory(p + "/scripts");
@@ -33,6 +36,7 @@ BuildEnv probe_build_env(const HostRoot& root, const std::string& release) {
     if (h.usable() && !env.possible) {
       env.possible = true;
       env.dir = p;
+      env.symvers_id = h.symvers_id;
     }
     env.candidates.push_back(std::move(h));
   }

@@ -3,6 +3,8 @@
 #pragma once
 
 #include <string>
+#include <sys/types.h>
+#include <utility>
 #include <vector>
 
 #include "probes/host_root.h"
@@ -18,12 +20,14 @@ struct HeadersDir {
   bool config = false;          // .config
   bool autoconf = false;        // include/generated/autoconf.h
   bool scripts = false;         // scripts/ (Debian: a link into linux-kbuild-<ver>)
+  std::pair<dev_t, ino_t> symvers_id{};  // which file its Module.symvers is
   [[nodiscard]] bool usable() const noexcept { return makefile && module_symvers; }
 };
 
 struct BuildEnv {
   bool possible = false;        // some candidate is usable
   std::string dir;              // host path of the first usable one
+  std::pair<dev_t, ino_t> symvers_id{};  // its Module.symvers (compared with the symvers candidates)
   std::string detail;           // one line for people
   std::vector<HeadersDir> candidates;  // in the order tried, one per distinct directory
 };

@@ -17,33 +17,6 @@
 namespace agent::probes {
 namespace fs = std::filesystem;
 
-namespace {
-
-// Linux's own limit on symlinks followed in one lookup.
-constexpr int kMaxSymlinks = 40;
-// No sysfs, procfs or text file the probes read is anywhere near this.
-constexpr size_t kMaxFile = size_t{64} << 20;
-
-std::string errno_text(int err) { return std::error_code(err, std::generic_category()).message(); }
-
-void push_components(std::string_view path, std::deque<std::string>& out, bool front) {
-  std::vector<std::string> parts;
-  size_t i = 0;
-  while (i < path.size()) {
-    while (i < path.size() && path[i] == '/') ++i;
-    size_t j = i;
-    while (j < path.size() && path[j] != '/') ++j;
-    if (j > i) parts.emplace_back(path.substr(i, j - i));
-    i = j;
-  }
-  if (front)
-    out.insert(out.begin(), parts.begin(), parts.end());
-  else
-    out.insert(out.end(), parts.begin(), parts.end());
-}
-
-}  // namespace
-
 std::string_view trim(std::string_view s) noexcept {
   while (!s.empty() && (s.back() == '\n' || s.back() == ' ' || s.back() == '\t' || s.back() == '\r' || s.back() == '\0'))
     s.remove_suffix(1);
@@ -65,13 +38,12 @@ std::optional<unsigned long> parse_number(std::string_view text) {
   return v;
 }
 
-Result<HostRoot> HostRoot::open(const fs::path& root) {
-  if (root.empty()) return fail(EINVAL, "empty host root");
-  std::error_code ec;
-  const fs::path canonical = fs::canonical(fs::absolute(root, ec), ec);
-  if (ec) return fail(ec.value(), "host root: " + ec.message(), root.string());
-  if (!fs::is_directory(canonical, ec)) return fail(ENOTDIR, "host root is not a directory", root.string());
-  return HostRoot(canonical);
+Result<HostRoot> HostRoot::open(const fs::path& root, kabi::RootFs::Resolver resolver) {
+  auto rfs = kabi::RootFs::open(root, resolver);
+  if (!rfs) return fail(rfs.error().code, "host root: " + rfs.error().message, root.string());
+  if (!rfs->is_directory("/")) return fail(ENOTDIR, "host root is not a directory", root.string());
+  fs::path path = rfs->path();
+  return HostRoot(std::move(*rfs), std::move(path));
 }
 
 Result<HostRoot> HostRoot::from_cli_or_env(const std::optional<fs::path>& cli) {
@@ -80,69 +52,8 @@ Result<HostRoot> HostRoot::from_cli_or_env(const std::optional<fs::path>& cli) {
   return open("/");
 }
 
-Result<fs::path> HostRoot::resolve(std::string_view host_path) const {
-  std::deque<std::string> todo;
-  push_components(host_path, todo, false);
-  std::vector<std::string> done;  // resolved components below the root
-  int links = 0;
-  bool missing = false;           // past a component that does not exist: no more lookups
-  auto current = [&] {
-    fs::path p = root_;
-    for (const auto& c : done) p /= c;
-    return p;
-  };
-  while (!todo.empty()) {
-    std::string comp = std::move(todo.front());
-    todo.pop_front();
-    if (comp == ".") continue;
-    if (comp == "..") {
-      // As under chroot: ".." at the root stays at the root.
-      if (!done.empty()) done.pop_back();
-      continue;
-    }
-    if (missing) {
-      done.push_back(std::move(comp));
-      continue;
-    }
-    const fs::path candidate = current() / comp;
-    struct stat st{};
-    if (::lstat(candidate.c_str(), &st) != 0) {
-      missing = true;
-      done.push_back(std::move(comp));
-      continue;
-    }
-    if (!S_ISLNK(st.st_mode)) {
-      done.push_back(std::move(comp));
-      continue;
-    }
-    if (++links > kMaxSymlinks) return fail(ELOOP, "too many levels of symbolic links", candidate.string());
-    std::string target(4096, '\0');
-    const ssize_t n = ::readlink(candidate.c_str(), target.data(), target.size());
-    if (n < 0) {
-      missing = true;
-      done.push_back(std::move(comp));
-      continue;
-    }
-    target.resize(static_cast<size_t>(n));
-    if (!target.empty() && target.front() == '/') done.clear();  // re-rooted, never the live "/"
-    push_components(target, todo, true);
-  }
-  return current();
-}
-
-std::string HostRoot::host_path_of(const fs::path& real) const {
-  const std::string r = root_.string();
-  const std::string s = real.lexically_normal().string();
-  if (r == "/") return s;
-  if (s == r) return "/";
-  if (s.size() > r.size() && s.compare(0, r.size(), r) == 0 && s[r.size()] == '/') return s.substr(r.size());
-  return s;
-}
-
 Result<std::string> HostRoot::read_text(std::string_view host_path) const {
-  auto real = resolve(host_path);
-  if (!real) return tl::unexpected(real.error());
-  return kabi::read_file(*real, kMaxFile);
+  return fs_.read(host_path, kabi::kMaxTextSize);
 }
 
 Result<std::string> HostRoot::read_value(std::string_view host_path) const {
@@ -152,51 +63,21 @@ Result<std::string> HostRoot::read_value(std::string_view host_path) const {
 }
 
 Result<std::vector<std::string>> HostRoot::list_dir(std::string_view host_path) const {
-  auto real = resolve(host_path);
-  if (!real) return tl::unexpected(real.error());
-  std::error_code ec;
-  fs::directory_iterator it(*real, ec);
-  if (ec) return fail(ec.value(), "cannot list directory: " + ec.message(), real->string());
+  auto entries = fs_.list(host_path);
+  if (!entries) return tl::unexpected(entries.error());
   std::vector<std::string> names;
-  for (; it != fs::directory_iterator(); it.increment(ec)) {
-    names.push_back(it->path().filename().string());
-  }
-  if (ec) return fail(ec.value(), "cannot list directory: " + ec.message(), real->string());
-  std::sort(names.begin(), names.end());
+  names.reserve(entries->size());
+  for (auto& e : *entries) names.push_back(std::move(e.name));
   return names;
 }
 
 Result<std::string> HostRoot::link_basename(std::string_view host_path) const {
-  auto unresolved = resolve(fs::path(host_path).parent_path().string());
-  if (!unresolved) return tl::unexpected(unresolved.error());
-  const fs::path link = *unresolved / fs::path(host_path).filename();
-  struct stat st{};
-  if (::lstat(link.c_str(), &st) != 0) {
-    const int err = errno;
-    return fail(err, "cannot stat link: " + errno_text(err), link.string());
-  }
-  if (!S_ISLNK(st.st_mode)) return fail(EINVAL, "not a symbolic link", link.string());
-  auto target = resolve(host_path);
+  auto st = fs_.stat(host_path, /*follow=*/false);
+  if (!st) return tl::unexpected(st.error());
+  if (!S_ISLNK(st->st_mode)) return fail(EINVAL, "not a symbolic link", display(host_path));
+  auto target = canonical(host_path);
   if (!target) return tl::unexpected(target.error());
-  return target->filename().string();
-}
-
-bool HostRoot::exists(std::string_view host_path) const {
-  auto real = resolve(host_path);
-  std::error_code ec;
-  return real && fs::exists(*real, ec);
-}
-
-bool HostRoot::is_directory(std::string_view host_path) const {
-  auto real = resolve(host_path);
-  std::error_code ec;
-  return real && fs::is_directory(*real, ec);
-}
-
-bool HostRoot::is_regular_file(std::string_view host_path) const {
-  auto real = resolve(host_path);
-  std::error_code ec;
-  return real && fs::is_regular_file(*real, ec);
+  return fs::path(*target).filename().string();
 }
 
 }  // namespace agent::probes

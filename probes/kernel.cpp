@@ -125,44 +125,55 @@ Result<kabi::Symvers> union_of_modules(const std::vector<kabi::ModuleInfo>& modu
   kabi::Symvers sv;
   sv.source = source;
   bool nonzero = false;
-  auto add = [&](const std::string& name, uint32_t crc, const std::string& owner, bool gpl, const std::string& ns,
-                 const std::string& from) -> Result<void> {
-    if (kabi::SymversEntry* found = sv.find(name)) {
-      kabi::SymversEntry& e = *found;
-      if (e.crc != crc)
-        return fail(EINVAL, "own modules disagree about the CRC of " + name + " (" + from + ")", source);
-      // An export's own record knows its owner, licence and namespace; a __versions one does not.
-      if (!owner.empty()) {
-        e.owner = owner;
-        e.type = gpl ? kabi::ExportType::Gpl : kabi::ExportType::Plain;
-        e.ns = ns;
-      }
-      return {};
+  auto crc_of = [&](const std::string& name, uint32_t crc, const std::string& from) -> Result<kabi::SymversEntry*> {
+    kabi::SymversEntry* e = sv.find(name);
+    if (e && e->crc != crc)
+      return fail(EINVAL, "own modules disagree about the CRC of " + name + " (" + from + ")", source);
+    if (!e) {
+      kabi::SymversEntry n;
+      n.name = name;
+      n.crc = crc;
+      n.type_known = n.ns_known = false;
+      if (auto o = owner_of.find(name); o != owner_of.end()) n.owner = o->second;
+      else n.owner = "vmlinux";
+      nonzero |= crc != 0;
+      e = &sv.add(std::move(n));
     }
-    kabi::SymversEntry e;
-    e.name = name;
-    e.crc = crc;
-    if (!owner.empty()) {
-      e.owner = owner;
-    } else if (auto o = owner_of.find(name); o != owner_of.end()) {
-      e.owner = o->second;
-    } else {
-      e.owner = "vmlinux";
-    }
-    e.type = gpl ? kabi::ExportType::Gpl : kabi::ExportType::Plain;
-    e.ns = ns;
-    nonzero |= crc != 0;
-    sv.add(std::move(e));
-    return {};
+    return e;
   };
+  // First every export: its own record knows owner, licence and namespace.
   for (const auto& m : modules) {
     for (const auto& x : m.exports) {
       if (!x.crc) continue;
-      if (auto r = add(x.name, *x.crc, m.name, x.gpl_only, x.ns, m.path); !r) return tl::unexpected(r.error());
+      auto e = crc_of(x.name, *x.crc, m.path);
+      if (!e) return tl::unexpected(e.error());
+      (*e)->owner = m.name;
+      (*e)->type = x.gpl_only ? kabi::ExportType::Gpl : kabi::ExportType::Plain;
+      (*e)->ns = x.ns;
+      (*e)->type_known = (*e)->ns_known = true;
+      (*e)->ns_possible.clear();
     }
-    if (const auto* versions = m.effective_versions()) {
-      for (const auto& v : *versions)
-        if (auto r = add(v.name, v.crc, {}, false, {}, m.path); !r) return tl::unexpected(r.error());
+  }
+  // Then what modules record of their imports: the CRC; of the namespace, that it is one the
+  // importing module imports (it loads on this kernel), or none.
+  std::set<std::string> constrained;  // symbols some importing module has narrowed down
+  for (const auto& m : modules) {
+    const auto* versions = m.effective_versions();
+    if (!versions) continue;
+    for (const auto& v : *versions) {
+      auto e = crc_of(v.name, v.crc, m.path);
+      if (!e) return tl::unexpected(e.error());
+      if ((*e)->ns_known) continue;
+      auto& possible = (*e)->ns_possible;
+      if (constrained.insert(v.name).second) {
+        possible = {std::string()};
+        possible.insert(possible.end(), m.import_ns.begin(), m.import_ns.end());
+      } else {
+        std::erase_if(possible, [&](const std::string& ns) {
+          return !ns.empty() && std::find(m.import_ns.begin(), m.import_ns.end(), ns) == m.import_ns.end();
+        });
+      }
+      if (possible.size() == 1 && possible.front().empty()) (*e)->ns_known = true;  // certainly none
     }
   }
   sv.modversions = nonzero;
@@ -185,37 +196,39 @@ Result<RunningKernel> probe_kernel(const HostRoot& root, const KernelProbeOption
   for (const auto& dir : module_dir_candidates(k.release)) {
     if (root.is_directory(dir)) {
       k.module_dir = dir;
-      k.module_dir_real = *root.resolve(dir);
       break;
     }
   }
   if (k.module_dir.empty()) {
     return fail(ENOENT, "no module tree for the running kernel " + k.release + " (looked in " +
                             join(module_dir_candidates(k.release)) + ")",
-                (root.root() / ("lib/modules/" + k.release)).string());
+                root.display("/lib/modules/" + k.release));
   }
-  auto tree = kabi::scan_module_tree(k.module_dir_real);
+  auto tree = kabi::scan_module_tree(root.fs(), k.module_dir);
   if (!tree) return tl::unexpected(tree.error());
-  k.in_tree = std::move(*tree);
+  // Without modules.dep, the dependencies that matter are read from the modules themselves.
+  kabi::complete_dependencies(root.fs(), *tree, options.prefer_sample);
+  SymversOrigin& origin = k.symvers_origin;
+  k.tree_problems = std::move(tree->problems);
+  k.in_tree = std::move(tree->modules);
 
   std::set<std::string> compressions;
   for (const auto& [n, m] : k.in_tree) compressions.insert(compression_of(m.path));
   k.tree_compression = compressions.size() == 1 ? *compressions.begin() : "mixed";
 
-  auto facts = kabi::read_tree_facts(k.in_tree);
+  auto facts = kabi::read_tree_facts(root.fs(), k.in_tree);
   if (!facts) return tl::unexpected(facts.error());
   k.vermagic = facts->vermagic;
-  k.vermagic_from = root.host_path_of(facts->sample);
+  k.vermagic_from = facts->sample;
   k.this_module_size = facts->this_module_size;
   k.modversions = kabi::vermagic_has_modversions(k.vermagic);
 
   // The sample of own modules every candidate is compared with, read once.
-  SymversOrigin& origin = k.symvers_origin;
   std::vector<kabi::ModuleInfo> sample;
   // Only their CRCs and signatures are compared: no file hashes.
   const kabi::ReadOptions own_module{.trusted_certs = nullptr, .sha256 = false};
   for (const auto& name : pick_sample(k.in_tree, options.prefer_sample, options.sample_size)) {
-    auto m = kabi::read_module(k.in_tree.at(name).path, own_module);
+    auto m = kabi::read_module(root.fs(), k.in_tree.at(name).path.native(), own_module);
     if (!m) {
       origin.problems.push_back(m.error());
       continue;
@@ -228,8 +241,9 @@ Result<RunningKernel> probe_kernel(const HostRoot& root, const KernelProbeOption
     return m.effective_versions() && !m.effective_versions()->empty();
   });
 
-  // Candidates in order; the override first. Two host paths that are one file (the build link
-  // and the headers directory, /lib and /usr/lib) are tried once.
+  // Candidates in order; the override first (a path on the agent's own filesystem). Two host
+  // paths that are one file (the build link and the headers directory, /lib and /usr/lib) are
+  // tried once: the same inode.
   std::vector<SymversCandidate> cands;
   if (options.symvers_override) {
     SymversCandidate c;
@@ -237,43 +251,43 @@ Result<RunningKernel> probe_kernel(const HostRoot& root, const KernelProbeOption
     c.real_path = c.path;
     cands.push_back(std::move(c));
   }
-  std::set<std::string> seen_real;
+  std::set<std::pair<dev_t, ino_t>> seen_files;
   for (const auto& p : symvers_candidates(k.release)) {
     SymversCandidate c;
     c.path = p;
-    auto real = root.resolve(p);
-    if (!real) {
-      c.state = SymversCandidate::State::Unreadable;
-      c.detail = real.error().what();
+    c.real_path = root.display(p);
+    auto st = root.fs().stat(p);
+    if (!st) {
+      c.state = st.error().code == ENOENT || st.error().code == ENOTDIR ? SymversCandidate::State::Absent
+                                                                          : SymversCandidate::State::Unreadable;
+      if (c.state == SymversCandidate::State::Unreadable) c.detail = st.error().what();
       cands.push_back(std::move(c));
       continue;
     }
-    std::error_code ec;
-    const fs::path canon = fs::exists(*real, ec) ? fs::canonical(*real, ec) : *real;
-    c.real_path = (ec ? *real : canon).string();
-    if (!seen_real.insert(c.real_path).second) continue;
+    if (!seen_files.insert({st->st_dev, st->st_ino}).second) continue;
+    c.file_id = {st->st_dev, st->st_ino};
     cands.push_back(std::move(c));
   }
+
+  // Reads a candidate: the override from this filesystem, the rest through the root.
+  const bool has_override = options.symvers_override.has_value();
+  auto read_candidate = [&](size_t i) -> Result<kabi::Symvers> {
+    if (i == 0 && has_override) return kabi::read_symvers(*options.symvers_override);
+    auto file = root.fs().map(cands[i].path, kabi::kMaxSymversSize);
+    if (!file) return tl::unexpected(file.error());
+    return kabi::read_symvers(*file, cands[i].real_path);
+  };
 
   bool chosen = false;
   kabi::Symvers first_unverifiable;
   std::optional<size_t> first_unverifiable_at;
   for (size_t i = 0; i < cands.size(); ++i) {
     SymversCandidate& c = cands[i];
-    if (c.state == SymversCandidate::State::Unreadable) continue;
-    if (chosen) {
-      std::error_code ec;
-      c.state = fs::exists(c.real_path, ec) ? SymversCandidate::State::NotTried : SymversCandidate::State::Absent;
-      continue;
-    }
-    std::error_code ec;
-    if (!fs::exists(c.real_path, ec)) {
-      c.state = SymversCandidate::State::Absent;
-      continue;
-    }
-    auto table = kabi::read_symvers(c.real_path);
+    if (c.state == SymversCandidate::State::Unreadable || c.state == SymversCandidate::State::Absent) continue;
+    if (chosen) continue;  // NotTried: an earlier candidate already won
+    auto table = read_candidate(i);
     if (!table) {
-      c.state = SymversCandidate::State::Unreadable;
+      c.state = table.error().code == ENOENT ? SymversCandidate::State::Absent : SymversCandidate::State::Unreadable;
       c.detail = table.error().what();
       continue;
     }
@@ -352,7 +366,7 @@ Result<RunningKernel> probe_kernel(const HostRoot& root, const KernelProbeOption
       if (all_covered()) break;
       auto it = sampled.find(name);
       Result<kabi::ModuleInfo> m = it != sampled.end() ? Result<kabi::ModuleInfo>(std::move(it->second))
-                                                        : kabi::read_module(k.in_tree.at(name).path, own_module);
+                                                        : kabi::read_module(root.fs(), k.in_tree.at(name).path.native(), own_module);
       if (!m) {
         origin.problems.push_back(m.error());
         continue;

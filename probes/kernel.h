@@ -10,6 +10,8 @@
 #include <set>
 #include <string>
 #include <string_view>
+#include <sys/types.h>
+#include <utility>
 #include <vector>
 
 #include "kabi/kernel_model.h"
@@ -30,7 +32,8 @@ struct SymversCandidate {
     NotTried,      // an earlier candidate already won
   };
   std::string path;       // host path ("/usr/src/kernels/<kver>/Module.symvers"), or --symvers as given
-  std::string real_path;  // where it was read on this filesystem
+  std::string real_path;  // where it is read, for messages ("/host/usr/src/...")
+  std::pair<dev_t, ino_t> file_id{};  // which file it is (the same file by two paths is tried once)
   State state = State::NotTried;
   std::string detail;
   size_t compared = 0, mismatched = 0, missing = 0;
@@ -57,8 +60,8 @@ struct RunningKernel {
   std::string release;        // /proc/sys/kernel/osrelease
   std::string proc_version;   // /proc/version
   std::string module_dir;     // host path of its module tree ("/lib/modules/<kver>")
-  std::filesystem::path module_dir_real;
-  std::map<std::string, kabi::InTreeModule> in_tree;
+  std::map<std::string, kabi::InTreeModule> in_tree;  // paths are host paths
+  std::vector<Error> tree_problems;  // modules.dep not usable, stale entries
   std::string vermagic;       // full, from its own modules
   std::string vermagic_from;  // the module it was read from
   uint64_t this_module_size = 0;

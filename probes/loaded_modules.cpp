@@ -88,8 +88,7 @@ Result<ModuleInventory> probe_loaded_modules(const HostRoot& root, const std::st
   ModuleInventory inv;
   auto proc = root.read_text("/proc/modules");
   if (!proc) return tl::unexpected(proc.error());
-  const auto source = root.resolve("/proc/modules");
-  auto parsed = parse_proc_modules(*proc, source ? source->string() : "/proc/modules");
+  auto parsed = parse_proc_modules(*proc, root.display("/proc/modules"));
   if (!parsed) return tl::unexpected(parsed.error());
   for (auto& m : *parsed) inv.modules[m.name] = std::move(m);
 

@@ -32,78 +32,65 @@ std::string hex4(unsigned v) {
   return buf;
 }
 
-std::string format_bdf(int domain, unsigned bus, unsigned dev, unsigned func) {
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "%04x:%02x:%02x.%u", static_cast<unsigned>(domain), bus & 0xffu, dev & 0x1fu,
-                func & 0x7u);
-  return buf;
-}
-
-void collect_warning(void* ctx, const char* message) {
-  static_cast<std::vector<std::string>*>(ctx)->emplace_back(message);
-}
-
 // The sysfs directory of the PCI bus under the root; an error when there is none, so "no PCI
 // bus visible" is never mistaken for "no devices".
-Result<fs::path> pci_sysfs_dir(const HostRoot& root) {
-  auto dir = root.resolve("/sys/bus/pci");
-  if (!dir) return tl::unexpected(dir.error());
-  std::error_code ec;
-  if (!fs::is_directory(*dir / "devices", ec))
-    return fail(ENOENT, "no PCI devices directory in sysfs", (*dir / "devices").string());
-  return *dir;
+Result<void> check_pci_sysfs(const HostRoot& root) {
+  if (!root.is_directory("/sys/bus/pci/devices"))
+    return fail(ENOENT, "no PCI devices directory in sysfs", root.display("/sys/bus/pci/devices"));
+  return {};
 }
 
-Result<std::vector<PciDevice>> scan_libpci(const HostRoot& root) {
-  auto sysfs = pci_sysfs_dir(root);
-  if (!sysfs) return tl::unexpected(sysfs.error());
-  std::string sysfs_path = sysfs->string();  // outlives the access handle
-  PciAccess pacc(agent_pci_alloc());
-  if (!pacc) return fail(ENOMEM, "pci_alloc failed");
-  pacc->method = PCI_ACCESS_SYS_BUS_PCI;
-  pacc->id_lookup_mode = PCI_LOOKUP_NO_HWDB;
-  char param[] = "sysfs.path";
-  if (pci_set_param(pacc.get(), param, sysfs_path.data()) != 0) return fail(EINVAL, "libpci has no sysfs.path parameter");
-
-  char err[512];
-  std::vector<std::string> warnings;
-  if (agent_pci_init(pacc.get(), err, sizeof err, collect_warning, &warnings) != 0)
-    return fail(EIO, std::string("libpci: ") + err, sysfs_path);
-  if (agent_pci_scan_bus(pacc.get(), err, sizeof err, collect_warning, &warnings) != 0)
-    return fail(EIO, std::string("libpci: ") + err, sysfs_path + "/devices");
-
+// Every PCI function as sysfs shows it, read through the host root: the device links, the
+// attributes and the driver link all resolve inside it (a link that leads out of a fixture or
+// a hostile tree leads nowhere, and is reported).
+Result<std::vector<PciDevice>> scan_sysfs(const HostRoot& root) {
+  if (auto ok = check_pci_sysfs(root); !ok) return tl::unexpected(ok.error());
+  auto names = root.list_dir("/sys/bus/pci/devices");
+  if (!names) return tl::unexpected(names.error());
   std::vector<PciDevice> out;
-  for (pci_dev* d = pacc->devices; d; d = d->next) {
+  for (const auto& bdf : *names) {
     PciDevice dev;
-    dev.bdf = format_bdf(d->domain, d->bus, d->dev, d->func);
-    if (auto real = root.resolve("/sys/bus/pci/devices/" + dev.bdf)) dev.sysfs_path = root.host_path_of(*real);
-
-    // One attribute group per call, so one unreadable file costs only the fields it feeds.
-    auto fill = [&](int flag) {
-      warnings.clear();
-      const bool ok = agent_pci_fill_info(d, flag, err, sizeof err, collect_warning, &warnings) == 0;
-      if (!ok) dev.problems.emplace_back(err);
-      for (auto& w : warnings) dev.problems.push_back(std::move(w));
-      return ok && (d->known_fields & static_cast<unsigned>(flag)) != 0;
+    dev.bdf = bdf;
+    const std::string link = "/sys/bus/pci/devices/" + bdf;
+    auto dir = root.canonical(link);
+    if (!dir || !root.is_directory(*dir)) {
+      dev.problems.push_back("Cannot read " + root.display(link) + ": " +
+                             (dir ? "not a directory" : dir.error().message));
+      dev.sysfs_path = link;
+      out.push_back(std::move(dev));
+      continue;
+    }
+    dev.sysfs_path = *dir;
+    auto attr = [&](const char* name, bool required) -> std::optional<std::string> {
+      auto v = root.read_value(dev.sysfs_path + "/" + name);
+      if (v) return *v;
+      if (required || v.error().code != ENOENT) dev.problems.push_back("Cannot read " + v.error().what());
+      return std::nullopt;
     };
-    if (fill(PCI_FILL_IDENT)) {
-      dev.vendor = d->vendor_id;
-      dev.device = d->device_id;
+    auto number = [&](const char* name, bool required) -> std::optional<unsigned long> {
+      auto v = attr(name, required);
+      if (!v) return std::nullopt;
+      auto n = parse_number(*v);
+      if (!n) dev.problems.push_back("Not a number in " + root.display(dev.sysfs_path + "/" + name) + ": " + *v);
+      return n;
+    };
+    if (auto v = number("vendor", true)) dev.vendor = static_cast<uint16_t>(*v);
+    if (auto v = number("device", true)) dev.device = static_cast<uint16_t>(*v);
+    if (auto v = number("class", true)) dev.class_code = static_cast<uint32_t>(*v);
+    if (auto v = number("revision", false)) dev.revision = static_cast<uint8_t>(*v);
+    if (auto v = number("subsystem_vendor", false)) dev.subsystem_vendor = static_cast<uint16_t>(*v);
+    if (auto v = number("subsystem_device", false)) dev.subsystem_device = static_cast<uint16_t>(*v);
+    if (auto v = attr("modalias", false)) dev.modalias = *v;
+    if (auto v = attr("numa_node", false)) {
+      // sysfs prints -1 for "no node"; parse_number takes unsigned values only.
+      if (*v != "-1") {
+        if (auto n = parse_number(*v)) dev.numa_node = static_cast<int>(*n);
+      }
     }
-    // device_class is the upper 16 bits of the class attribute, prog_if the lower 8.
-    if (fill(PCI_FILL_CLASS)) dev.class_code = static_cast<uint32_t>(d->device_class) << 8;
-    if (fill(PCI_FILL_CLASS_EXT)) {
-      dev.revision = d->rev_id;
-      dev.class_code = (dev.class_code & ~0xffu) | d->prog_if;
-    }
-    if (fill(PCI_FILL_SUBSYS)) {
-      dev.subsystem_vendor = d->subsys_vendor_id;
-      dev.subsystem_device = d->subsys_id;
-    }
-    if (fill(PCI_FILL_MODULE_ALIAS) && d->module_alias) dev.modalias = std::string(trim(d->module_alias));
-    if (fill(PCI_FILL_NUMA_NODE) && d->numa_node >= 0) dev.numa_node = d->numa_node;
-    if (fill(PCI_FILL_DRIVER)) {
-      if (const char* drv = pci_get_string_property(d, PCI_FILL_DRIVER)) dev.driver = drv;
+    if (auto st = root.fs().stat(dev.sysfs_path + "/driver", /*follow=*/false); st) {
+      auto drv = root.link_basename(dev.sysfs_path + "/driver");
+      if (drv) dev.driver = *drv;
+      else dev.problems.push_back("Cannot read " + drv.error().what());
     }
     out.push_back(std::move(dev));
   }
@@ -113,8 +100,7 @@ Result<std::vector<PciDevice>> scan_libpci(const HostRoot& root) {
 Result<std::vector<PciDevice>> scan_udev(const HostRoot& root) {
   if (!root.is_live())
     return fail(EINVAL, "libudev reads the live /sys only; use libpci under host root " + root.root().string());
-  auto sysfs = pci_sysfs_dir(root);
-  if (!sysfs) return tl::unexpected(sysfs.error());
+  if (auto ok = check_pci_sysfs(root); !ok) return tl::unexpected(ok.error());
   Udev u(udev_new());
   if (!u) return fail(ENOMEM, "udev_new failed");
   UdevEnumerate en(udev_enumerate_new(u.get()));
@@ -235,17 +221,17 @@ std::vector<std::string> matching_modules(const PciDevice& d, const std::vector<
 Result<PciInventory> discover_pci(const HostRoot& root, const PciOptions& options) {
   PciInventory inv;
   PciBackend backend = options.backend;
-  if (backend == PciBackend::Auto) backend = root.is_live() ? PciBackend::Udev : PciBackend::Libpci;
-  auto devices = backend == PciBackend::Udev ? scan_udev(root) : scan_libpci(root);
+  if (backend == PciBackend::Auto) backend = root.is_live() ? PciBackend::Udev : PciBackend::Sysfs;
+  auto devices = backend == PciBackend::Udev ? scan_udev(root) : scan_sysfs(root);
   if (!devices) return tl::unexpected(devices.error());
-  inv.backend = backend == PciBackend::Udev ? "udev" : "libpci";
+  inv.backend = backend == PciBackend::Udev ? "udev" : "sysfs";
   inv.devices = std::move(*devices);
   std::sort(inv.devices.begin(), inv.devices.end(), [](const auto& a, const auto& b) { return a.bdf < b.bdf; });
 
   for (auto& d : inv.devices) {
     if (d.modalias.empty()) {
       d.modalias = pci_modalias(d);
-      d.problems.push_back("modalias not readable in " + d.sysfs_path + "; rebuilt from the ids");
+      d.problems.push_back("modalias not readable in " + root.display(d.sysfs_path) + "; rebuilt from the ids");
     }
   }
 

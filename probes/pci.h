@@ -1,5 +1,5 @@
 // PCI discovery: every PCI function of the host, as sysfs shows it under the host root, named
-// from pci.ids, and matched against a bundle's modalias patterns the way the kernel and kmod do.
+// from pci.ids (libpci's parser), and matched against a bundle's modalias patterns the way the kernel and kmod do.
 #pragma once
 
 #include <cstdint>
@@ -35,9 +35,9 @@ struct PciDevice {
 };
 
 enum class PciBackend {
-  Auto,    // libudev on the live system (root "/"), libpci under any other root
-  Libpci,  // libpci, method linux-sysfs, sysfs.path under the host root
-  Udev,    // libudev enumerate: only for root "/" (libudev always reads the live /sys)
+  Auto,   // libudev on the live system (root "/"), sysfs through the host root under any other
+  Sysfs,  // /sys/bus/pci/devices read through the host root (links resolve inside it)
+  Udev,   // libudev enumerate: only for root "/" (libudev always reads the live /sys)
 };
 
 struct PciOptions {
@@ -48,7 +48,7 @@ struct PciOptions {
 
 struct PciInventory {
   std::vector<PciDevice> devices;  // sorted by BDF
-  std::string backend;             // "libpci" or "udev"
+  std::string backend;             // "sysfs" or "udev"
   std::string pci_ids;             // the database the names came from, empty if none
   std::vector<Error> problems;     // not fatal: e.g. no pci.ids, so no names
 };

@@ -25,10 +25,7 @@ std::optional<bool> parse_efi_bool(std::string_view bytes) {
 
 Policy probe_policy(const HostRoot& root) {
   Policy p;
-  auto real = [&](std::string_view host) {
-    auto r = root.resolve(host);
-    return r ? r->string() : std::string(host);
-  };
+  auto real = [&](std::string_view host) { return root.display(host); };
   // A missing file is a fact about the kernel's configuration; an unreadable one is a problem.
   auto note = [&](const Error& e) {
     if (e.code != ENOENT) p.problems.push_back(e);

@@ -42,7 +42,7 @@ CheckOptions options_for(const fs::path& root, const fs::path& bundle) {
   o.root = root;
   o.bundle = bundle;
   o.pci_ids = AGENT_PCI_IDS;
-  o.pci_backend = probes::PciBackend::Libpci;
+  o.pci_backend = probes::PciBackend::Sysfs;
   return o;
 }
 

@@ -2,6 +2,8 @@
 
 #include <cerrno>
 
+#include <sys/stat.h>
+
 #include <catch2/catch.hpp>
 
 #include "test_util.h"
@@ -58,16 +60,16 @@ TEST_CASE("kernel model: scanning a module tree", "[kernel_model]") {
   make_tree(tmp);
   auto tree = scan_module_tree(tmp.path());
   REQUIRE(tree);
-  CHECK(tree->size() == 4);
-  REQUIRE(tree->count("drm"));
-  REQUIRE(tree->count("drm_kms_helper"));
-  REQUIRE(tree->count("fat"));
-  REQUIRE(tree->count("snd_pcm"));  // dashes folded
-  CHECK(tree->at("drm").path == tmp / "updates/dkms/drm.ko");
-  CHECK(tree->at("drm_kms_helper").path == tmp / "kernel/drivers/gpu/drm/drm_kms_helper.ko.xz");
-  CHECK(tree->at("drm_kms_helper").depends == std::vector<std::string>{"drm", "snd_pcm"});
-  CHECK(tree->at("drm").depends.empty());
-  CHECK(tree->at("fat").name == "fat");
+  CHECK(tree->modules.size() == 4);
+  REQUIRE(tree->modules.count("drm"));
+  REQUIRE(tree->modules.count("drm_kms_helper"));
+  REQUIRE(tree->modules.count("fat"));
+  REQUIRE(tree->modules.count("snd_pcm"));  // dashes folded
+  CHECK(tree->modules.at("drm").path == tmp / "updates/dkms/drm.ko");
+  CHECK(tree->modules.at("drm_kms_helper").path == tmp / "kernel/drivers/gpu/drm/drm_kms_helper.ko.xz");
+  CHECK(tree->modules.at("drm_kms_helper").depends == std::vector<std::string>{"drm", "snd_pcm"});
+  CHECK(tree->modules.at("drm").depends.empty());
+  CHECK(tree->modules.at("fat").name == "fat");
 }
 
 TEST_CASE("kernel model: a tree without modules.dep is walked, updates/ over kernel/", "[kernel_model]") {
@@ -76,9 +78,46 @@ TEST_CASE("kernel model: a tree without modules.dep is walked, updates/ over ker
   std::filesystem::remove(tmp / "modules.dep");
   auto tree = scan_module_tree(tmp.path());
   REQUIRE(tree);
-  CHECK(tree->size() == 4);
-  CHECK(tree->at("drm").path == tmp / "updates/dkms/drm.ko");
-  CHECK(tree->at("fat").depends.empty());  // no modules.dep: dependencies come from depends=
+  CHECK(tree->modules.size() == 4);
+  CHECK(tree->modules.at("drm").path == tmp / "updates/dkms/drm.ko");
+  CHECK(tree->modules.at("fat").depends.empty());  // no modules.dep: dependencies come from depends=
+  CHECK_FALSE(tree->indexed);
+  REQUIRE(tree->problems.size() == 1);  // said, not silent
+  CHECK(tree->problems[0].path == (tmp / "modules.dep").string());
+  CHECK_THAT(tree->problems[0].message, Contains("modules.dep not usable"));
+}
+
+TEST_CASE("kernel model: a modules.dep that is a FIFO, a directory or too big is walked past, and said", "[kernel_model]") {
+  TempDir tmp;
+  make_tree(tmp);
+  std::filesystem::remove(tmp / "modules.dep");
+  SECTION("FIFO (would block a plain read forever)") { REQUIRE(::mkfifo((tmp / "modules.dep").c_str(), 0644) == 0); }
+  SECTION("directory") { std::filesystem::create_directory(tmp / "modules.dep"); }
+  SECTION("sparse, over the cap") {
+    spit(tmp / "modules.dep", "");
+    std::filesystem::resize_file(tmp / "modules.dep", std::uintmax_t{1} << 30);
+  }
+  auto tree = scan_module_tree(tmp.path());
+  REQUIRE(tree);
+  CHECK(tree->modules.size() == 4);
+  REQUIRE(tree->problems.size() == 1);
+  CHECK(tree->problems[0].path == (tmp / "modules.dep").string());
+}
+
+TEST_CASE("kernel model: without modules.dep, the dependencies asked for are read from the modules", "[kernel_model]") {
+  TempDir tmp;
+  make_tree(tmp);
+  std::filesystem::remove(tmp / "modules.dep");
+  auto root = RootFs::open("/");
+  REQUIRE(root);
+  auto tree = scan_module_tree(*root, tmp.path().string());
+  REQUIRE(tree);
+  complete_dependencies(*root, *tree, {"drm_kms_helper"});
+  // drm_kms_helper (basic.ko) says depends=drm,drm_kms_helper: itself is no dependency; drm
+  // (consumer.ko) says kabi_provider, which the tree does not have.
+  CHECK(tree->modules.at("drm_kms_helper").depends == std::vector<std::string>{"drm"});
+  CHECK(tree->modules.at("drm").depends.empty());
+  CHECK(tree->modules.at("fat").depends.empty());  // not asked for
 }
 
 TEST_CASE("kernel model: a stale modules.dep line for a removed module is dropped", "[kernel_model]") {
@@ -87,8 +126,10 @@ TEST_CASE("kernel model: a stale modules.dep line for a removed module is droppe
   std::filesystem::remove(tmp / "kernel/fs/fat/fat.ko.zst");
   auto tree = scan_module_tree(tmp.path());
   REQUIRE(tree);
-  CHECK(tree->size() == 3);
-  CHECK(tree->count("fat") == 0);
+  CHECK(tree->modules.size() == 3);
+  CHECK(tree->modules.count("fat") == 0);
+  REQUIRE(tree->problems.size() == 1);
+  CHECK_THAT(tree->problems[0].message, Contains("not in the tree"));
 }
 
 TEST_CASE("kernel model: only the modules asked for", "[kernel_model]") {
@@ -97,18 +138,18 @@ TEST_CASE("kernel model: only the modules asked for", "[kernel_model]") {
   SymbolSet only{"drm_kms_helper", "fat", "not_there"};
   auto tree = scan_module_tree(tmp.path(), &only);
   REQUIRE(tree);
-  CHECK(tree->size() == 2);  // drm_kms_helper is also the first line: the facts' sample
-  CHECK(tree->at("drm_kms_helper").depends == std::vector<std::string>{"drm", "snd_pcm"});
+  CHECK(tree->modules.size() == 2);  // drm_kms_helper is also the first line: the facts' sample
+  CHECK(tree->modules.at("drm_kms_helper").depends == std::vector<std::string>{"drm", "snd_pcm"});
   std::filesystem::remove(tmp / "modules.dep");
   auto walked = scan_module_tree(tmp.path(), &only);
   REQUIRE(walked);
-  CHECK(walked->count("drm_kms_helper") == 1);
-  CHECK(walked->count("fat") == 1);
-  CHECK(walked->size() <= 3);  // and the first module the walk met
+  CHECK(walked->modules.count("drm_kms_helper") == 1);
+  CHECK(walked->modules.count("fat") == 1);
+  CHECK(walked->modules.size() <= 3);  // and the first module the walk met
   SymbolSet none{"not_there"};
   auto one = scan_module_tree(tmp.path(), &none);
   REQUIRE(one);
-  CHECK(one->size() == 1);  // never empty while the tree has modules
+  CHECK(one->modules.size() == 1);  // never empty while the tree has modules
 }
 
 TEST_CASE("kernel model: bad module trees are errors naming the directory", "[kernel_model]") {
@@ -137,7 +178,7 @@ TEST_CASE("kernel model: vermagic and struct module size from the tree's own mod
   make_tree(tmp);
   auto tree = scan_module_tree(tmp.path());
   REQUIRE(tree);
-  auto facts = read_tree_facts(*tree);
+  auto facts = read_tree_facts(tree->modules);
   REQUIRE(facts);
   CHECK(facts->vermagic == "6.1.0-56-amd64 SMP preempt mod_unload modversions ");
   CHECK(facts->this_module_size == 1280);
@@ -150,7 +191,7 @@ TEST_CASE("kernel model: unreadable in-tree modules give an error, not a guess",
   spit(tmp / "kernel/b.ko.xz", "\xfd" "7zXZ garbage");
   auto tree = scan_module_tree(tmp.path());
   REQUIRE(tree);
-  auto facts = read_tree_facts(*tree);
+  auto facts = read_tree_facts(tree->modules);
   REQUIRE_FALSE(facts);
   CHECK_THAT(facts.error().message, Contains("vermagic"));
 

@@ -1,0 +1,217 @@
+#include "agent/decide.h"
+
+#include <algorithm>
+#include <cstddef>
+#include <set>
+
+#include "kabi/text.h"
+
+namespace agent {
+
+// Not built in, and used by nothing but other removable conflicts (each dependent module holds one reference; more references mean
+// a user - an open device, fbcon). The greatest set with that property, found by elimination.
+void settle_removability(std::vector<Conflict>& conflicts) {
+  std::set<std::string> removable;
+  for (const auto& c : conflicts)
+    if (!c.builtin && c.refcnt) removable.insert(c.name);
+  for (bool changed = true; changed;) {
+    changed = false;
+    for (const auto& c : conflicts) {
+      if (!removable.count(c.name) || c.same_as_bundle) continue;
+      const bool foreign_holder =
+          std::any_of(c.holders.begin(), c.holders.end(), [&](const std::string& h) { return !removable.count(h); });
+      const int users = *c.refcnt - static_cast<int>(c.holders.size());
+      if (foreign_holder || users > 0) {
+        removable.erase(c.name);
+        changed = true;
+      }
+    }
+  }
+  for (auto& c : conflicts) {
+    c.removable = removable.count(c.name) > 0;
+    if (c.builtin) {
+      c.detail = "built into the kernel: cannot be replaced";
+    } else if (c.same_as_bundle) {
+      c.detail = "the bundle's own module (build id " + (c.build_id.empty() ? "srcversion " + c.srcversion : c.build_id) +
+                 ") is already loaded";
+    } else if (!c.refcnt) {
+      c.detail = "loaded, and the kernel cannot unload modules (no refcount)";
+    } else if (c.removable) {
+      c.detail = "loaded, not in use: would be removed before loading";
+    } else {
+      std::vector<std::string> users;
+      for (const auto& h : c.holders)
+        if (!removable.count(h)) users.push_back(h);
+      const int extra = *c.refcnt - static_cast<int>(c.holders.size());
+      c.detail = "in use";
+      if (!users.empty()) c.detail += " by " + join(users);
+      if (extra > 0) c.detail += (users.empty() ? " (" : ", and ") + std::to_string(extra) + " other reference(s)" +
+                                 (users.empty() ? ")" : "");
+      if (users.empty() && extra <= 0) c.detail += " (a module it depends on stays)";
+    }
+  }
+}
+
+std::vector<std::string> unknown_export_facts(const std::vector<kabi::ModuleInfo>& bundle, const kabi::Symvers& table) {
+  std::set<std::string> shipped;
+  for (const auto& m : bundle)
+    for (const auto& e : m.exports) shipped.insert(e.name);
+  std::vector<std::string> out;
+  for (const auto& m : bundle) {
+    const bool gpl = kabi::license_is_gpl_compatible(m.license);
+    for (const auto& u : m.undefined) {
+      if (shipped.count(u.name)) continue;
+      const kabi::SymversEntry* e = table.find(u.name);
+      if (!e) continue;  // missing: the rules say so already
+      std::vector<std::string> why;
+      if (!e->type_known && !gpl) why.push_back("GPL-only or not, for licence '" + m.license + "'");
+      if (!e->ns_known) {
+        std::vector<std::string> foreign;
+        for (const auto& ns : e->ns_possible)
+          if (!ns.empty() && std::find(m.import_ns.begin(), m.import_ns.end(), ns) == m.import_ns.end())
+            foreign.push_back(ns);
+        if (!foreign.empty() || e->ns_possible.empty())
+          why.push_back("its namespace (possibly " + (foreign.empty() ? std::string("any") : join(foreign, " or ")) +
+                        ", not imported)");
+      }
+      if (!why.empty()) out.push_back(m.name + ": " + u.name + " (" + join(why, "; ") + ")");
+    }
+  }
+  return out;
+}
+
+DecisionResult decide(const DecisionFacts& f) {
+  using namespace check_reason;
+  DecisionResult r;
+  auto add = [&](const char* code, std::string message) { r.reasons.push_back({code, std::move(message)}); };
+  const auto& origin = f.symvers;
+  const std::string& release = f.model.release;
+
+  const bool any_handled =
+      std::any_of(f.devices.begin(), f.devices.end(), [](const auto& d) { return !d.bundle_modules.empty(); });
+  if (!any_handled) {
+    r.decision = Decision::NoDevice;
+    size_t display = 0;
+    for (const auto& d : f.devices) display += d.device.is_display() ? 1 : 0;
+    add(kNoDevice, "no PCI device matches an alias of the " + std::to_string(f.bundle.size()) + " bundle module(s) (" +
+                       std::to_string(f.pci_functions) + " PCI functions, " + std::to_string(display) +
+                       " display devices)");
+    return r;
+  }
+
+  std::vector<std::string> blockers;
+  for (const auto& c : f.conflicts) {
+    if (c.removable || c.same_as_bundle) continue;
+    add(c.builtin ? kConflictBuiltin : kConflictInUse, c.name + ": " + c.detail);
+    blockers.push_back(c.name);
+  }
+
+  // Can the prebuilt modules be trusted to load?
+  const bool is_union = origin.kind == probes::SymversOrigin::Kind::InTreeUnion;
+  const bool table_complete = !is_union || origin.uncovered.empty();
+  const std::vector<std::string> unknown = unknown_export_facts(f.bundle, f.model.symvers);
+  std::vector<std::string> refused;
+  for (const auto& m : f.evaluation.modules) {
+    if (m.verdict != kabi::Verdict::Refused) continue;
+    std::vector<std::string> codes;
+    for (const auto& reason : m.reasons) {
+      if (!reason.fatal) continue;
+      if (std::find(codes.begin(), codes.end(), reason.code) == codes.end()) codes.push_back(reason.code);
+    }
+    refused.push_back(m.name + " (" + kabi::errno_name(m.err) + ": " + join(codes) + ")");
+  }
+  const bool prebuilt_ok = refused.empty() && table_complete && unknown.empty();
+  auto add_refused = [&] {
+    if (!refused.empty())
+      add(kModulesRefused, std::to_string(refused.size()) + " of " + std::to_string(f.evaluation.modules.size()) +
+                               " bundle modules would be refused: " + join(refused, "; "));
+  };
+
+  if (!blockers.empty()) {
+    r.decision = Decision::Refuse;
+    add_refused();
+    return r;
+  }
+
+  auto first_few = [](const std::vector<std::string>& v) {
+    std::vector<std::string> some(v.begin(), v.begin() + std::min<std::ptrdiff_t>(5, std::ssize(v)));
+    return join(some) + (v.size() > some.size() ? ", ..." : "");
+  };
+  if (is_union) {
+    if (table_complete) {
+      add(kSymversPartial, "no symvers file for " + release + ": " + origin.verified_with);
+    } else {
+      add(kSymversIncomplete, "no symvers file for " + release + ", and the kernel's own modules record no CRC for " +
+                                  std::to_string(origin.uncovered.size()) +
+                                  " symbol(s) the bundle needs: " + first_few(origin.uncovered));
+    }
+    if (!unknown.empty())
+      add(kSymversFactsUnknown, "no symvers file for " + release + ": the kernel's own modules do not show " +
+                                    std::to_string(unknown.size()) + " fact(s) the bundle depends on: " +
+                                    first_few(unknown));
+  } else if (!origin.verified) {
+    add(kSymversUnverified, origin.path + ": " + origin.verified_with);
+  }
+
+  if (prebuilt_ok) {
+    r.decision = Decision::Prebuilt;
+    add(kModulesLoadable, "all " + std::to_string(f.evaluation.modules.size()) + " bundle modules would load on " +
+                              release);
+    for (const auto& c : f.conflicts)
+      if (c.same_as_bundle) add(kBundleAlreadyLoaded, c.name + ": " + c.detail);
+      else if (c.removable) add(kConflictRemovable, c.name + ": " + c.detail);
+    return r;
+  }
+  add_refused();
+
+  // A build on the node needs the running kernel's headers, with a Module.symvers that is the
+  // kernel's own (a rejected one would build modules with wrong CRCs), and produces unsigned
+  // modules, which an enforcing kernel refuses.
+  if (!f.build.possible) {
+    r.decision = Decision::Refuse;
+    add(kNoKernelHeaders, f.build.detail);
+    return r;
+  }
+  for (const auto& c : origin.candidates) {
+    if (c.state == probes::SymversCandidate::State::Rejected && c.file_id == f.build.symvers_id) {
+      r.decision = Decision::Refuse;
+      add(kHeadersMismatch, f.build.dir + " does not match the running kernel: " + c.detail);
+      return r;
+    }
+  }
+  if (f.policy.enforced() || f.model.sig_enforce || f.model.lockdown) {
+    r.decision = Decision::Refuse;
+    std::string why = f.policy.sig_enforce.value_or(false) ? "module.sig_enforce=1"
+                      : f.policy.locked_down()             ? "lockdown=" + f.policy.lockdown
+                      : f.model.sig_enforce                ? "signatures enforced"
+                      : f.model.lockdown                   ? "locked down"
+                                                           : "Secure Boot with lockdown state unknown";
+    add(kBuildUnsignedEnforced, "a build on this node makes unsigned modules, which this kernel refuses (" + why + ")");
+    return r;
+  }
+  r.decision = Decision::Build;
+  add(kBuildPossible, f.build.detail);
+  return r;
+}
+
+std::string decision_name(Decision d) {
+  switch (d) {
+    case Decision::Prebuilt: return "prebuilt";
+    case Decision::Build: return "build";
+    case Decision::Refuse: return "refuse";
+    case Decision::NoDevice: return "no-device";
+  }
+  return "refuse";
+}
+
+int exit_code(Decision d) {
+  switch (d) {
+    case Decision::Prebuilt: return kCheckPrebuilt;
+    case Decision::Build: return kCheckBuild;
+    case Decision::Refuse: return kCheckRefuse;
+    case Decision::NoDevice: return kCheckNoDevice;
+  }
+  return kCheckRefuse;
+}
+
+}  // namespace agent

@@ -6,6 +6,7 @@
 #include <random>
 
 #include <catch2/catch.hpp>
+#include <zlib.h>
 
 #include "test_util.h"
 
@@ -427,6 +428,60 @@ TEST_CASE("module: vermagic absent, empty, or given twice", "[module]") {
     REQUIRE(m);
     CHECK(m->vermagic == "6.1.0-56-amd64 SMP preempt mod_unload modversions ");
     CHECK(m->modinfo_values("vermagic").size() == 2);
+  }
+}
+
+namespace {
+
+// `head` followed by `zeros` zero bytes, gzip-compressed (a decompression bomb when large).
+std::string gzip_of(const std::string& head, size_t zeros) {
+  z_stream zs{};
+  REQUIRE(deflateInit2(&zs, 1, Z_DEFLATED, 16 + MAX_WBITS, 8, Z_DEFAULT_STRATEGY) == Z_OK);
+  std::string out;
+  std::string chunk(size_t{1} << 20, '\0');
+  char buf[1 << 16];
+  auto feed = [&](const std::string& in, size_t n, int flush) {
+    zs.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(in.data()));
+    zs.avail_in = static_cast<uInt>(n);
+    do {
+      zs.next_out = reinterpret_cast<Bytef*>(buf);
+      zs.avail_out = sizeof buf;
+      deflate(&zs, flush);
+      out.append(buf, sizeof buf - zs.avail_out);
+    } while (zs.avail_out == 0);
+  };
+  feed(head, head.size(), Z_NO_FLUSH);
+  for (size_t left = zeros; left > 0;) {
+    const size_t n = std::min(left, chunk.size());
+    left -= n;
+    feed(chunk, n, left ? Z_NO_FLUSH : Z_FINISH);
+  }
+  if (zeros == 0) feed(chunk, 0, Z_FINISH);
+  deflateEnd(&zs);
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("module: compressed files that inflate to no module are caught cheaply", "[module][errors]") {
+  // The largest real module is ~20 MB; the reader stops at 256 MiB, and at once when the
+  // first decompressed bytes are not an ELF header.
+  SECTION("not ELF: stopped at the first block") {
+    auto r = parse_module(gzip_of("not an elf", size_t{64} << 20), "zeros.ko.gz");
+    REQUIRE_FALSE(r);
+    CHECK(r.error().code == ENOEXEC);
+    CHECK_THAT(r.error().message, Contains("not an ELF"));
+  }
+  SECTION("an ELF header followed by 300 MiB of zeros") {
+    auto r = parse_module(gzip_of(slurp(fixture("basic.ko")), size_t{300} << 20), "bomb.ko.gz");
+    REQUIRE_FALSE(r);
+    CHECK(r.error().code == EFBIG);
+    CHECK_THAT(r.error().message, Contains("256 MiB"));
+  }
+  SECTION("a real module with padding under the cap still reads") {
+    auto r = parse_module(gzip_of(slurp(fixture("basic.ko")), size_t{1} << 20), "padded.ko.gz");
+    REQUIRE(r);
+    CHECK(r->name == "kabi_basic");
   }
 }
 

@@ -1,7 +1,9 @@
 #include "kabi/module.h"
 
 #include <cerrno>
+#include <algorithm>
 #include <cstring>
+#include <span>
 #include <unordered_map>
 
 #include <gelf.h>
@@ -36,6 +38,64 @@ std::string sha256_hex(std::string_view bytes) {
   return hex_bytes(md, len);
 }
 
+// The largest real module is ~20 MB (Debian's amdgpu.ko); one that inflates past ten times that
+// is no module to judge but a decompression bomb, refused before it costs more memory.
+constexpr size_t kMaxModuleImage = size_t{256} << 20;
+
+class BytesSource final : public ByteSource {
+ public:
+  explicit BytesSource(std::string_view bytes) : bytes_(bytes) {}
+  bool at_end() const override { return taken_; }
+  Result<std::string_view> next() override {
+    taken_ = true;
+    return bytes_;
+  }
+
+ private:
+  std::string_view bytes_;
+  bool taken_ = false;
+};
+
+// Collects a decompressed module, offering the decoder room only up to one byte past the cap,
+// and stops at once when the first bytes are not an ELF header: a hostile file costs what it
+// decodes before it is caught, not what it claims.
+class ModuleSink final : public ByteSink {
+ public:
+  explicit ModuleSink(size_t expect) { out_.resize(std::clamp<size_t>(expect, kRoom, kMaxModuleImage + 1)); }
+  std::span<char> space() override {
+    if (out_.size() - used_ < kRoom && out_.size() <= kMaxModuleImage)
+      out_.resize(std::min(std::max(out_.size() * 2, used_ + kRoom), kMaxModuleImage + 1));
+    if (out_.size() == used_) out_.resize(used_ + 1);  // never empty, even past the cap
+    return {out_.data() + used_, out_.size() - used_};
+  }
+  void commit(size_t n) override { used_ += n; }
+  uint64_t total() const override { return used_; }
+  bool done() const override { return too_big() || not_elf(); }
+  bool too_big() const { return used_ > kMaxModuleImage; }
+  bool not_elf() const { return used_ >= 4 && std::string_view(out_.data(), 4) != std::string_view("\x7f" "ELF", 4); }
+  std::string take() && {
+    out_.resize(used_);
+    return std::move(out_);
+  }
+
+ private:
+  static constexpr size_t kRoom = size_t{1} << 16;
+  std::string out_;
+  size_t used_ = 0;
+};
+
+Result<std::string> decompress_module(std::string_view file, Compression c, const std::string& path) {
+  BytesSource in(file);
+  ModuleSink out(file.size() * 4);  // modules compress 3-5x
+  auto ended = decompress_stream(c, in, out, {.concatenated = true, .max_output = kMaxModuleImage}, path);
+  if (out.too_big())
+    return fail(EFBIG, "decompresses to more than " + std::to_string(kMaxModuleImage >> 20) +
+                           " MiB: not a kernel module", path);
+  if (out.not_elf()) return fail(ENOEXEC, "not an ELF file (after decompression)", path);
+  if (!ended) return tl::unexpected(ended.error());
+  return std::move(out).take();
+}
+
 uint64_t read_le(std::string_view d, size_t off, size_t width) {
   uint64_t v = 0;
   for (size_t i = 0; i < width; ++i) v |= uint64_t(static_cast<unsigned char>(d[off + i])) << (8 * i);
@@ -46,6 +106,7 @@ uint64_t read_le(std::string_view d, size_t off, size_t width) {
 // kernel's get_next_modinfo() does.
 void parse_modinfo(std::string_view d, ModuleInfo& m) {
   size_t pos = 0;
+  bool seen_license = false, seen_srcversion = false;
   while (pos < d.size()) {
     size_t end = d.find('\0', pos);
     if (end == std::string_view::npos) end = d.size();
@@ -55,10 +116,18 @@ void parse_modinfo(std::string_view d, ModuleInfo& m) {
     size_t eq = entry.find('=');
     std::string key(entry.substr(0, eq));
     std::string value(eq == std::string_view::npos ? std::string_view() : entry.substr(eq + 1));
-    if (key == "vermagic") m.vermagic = value;
-    else if (key == "license") m.license = value;
-    else if (key == "srcversion") m.srcversion = value;
-    else if (key == "alias") m.aliases.push_back(value);
+    // get_modinfo() returns a key's first "key=" entry.
+    const bool has_value = eq != std::string_view::npos;
+    if (key == "vermagic") {
+      if (has_value && !m.has_vermagic) m.vermagic = value;
+      m.has_vermagic = m.has_vermagic || has_value;
+    } else if (key == "license") {
+      if (has_value && !seen_license) m.license = value;
+      seen_license = seen_license || has_value;
+    } else if (key == "srcversion") {
+      if (has_value && !seen_srcversion) m.srcversion = value;
+      seen_srcversion = seen_srcversion || has_value;
+    } else if (key == "alias") m.aliases.push_back(value);
     else if (key == "import_ns") m.import_ns.push_back(value);
     else if (key == "firmware") m.firmware.push_back(value);
     else if (key == "depends") {
@@ -178,7 +247,7 @@ Result<ModuleInfo> parse_module(std::string_view file, const std::string& path, 
   std::string decompressed;
   std::string_view bytes = file;
   if (comp != Compression::None) {
-    auto raw = decompress(file, path);
+    auto raw = decompress_module(file, comp, path);
     if (!raw) return tl::unexpected(raw.error());
     decompressed = std::move(*raw);
     bytes = decompressed;
@@ -205,10 +274,15 @@ Result<ModuleInfo> parse_module(std::string_view file, const std::string& path, 
   if (!elf || elf_kind(elf.get()) != ELF_K_ELF) return fail(ENOEXEC, elf_problem("not an ELF file"), path);
   GElf_Ehdr ehdr;
   if (!gelf_getehdr(elf.get(), &ehdr)) return fail(ENOEXEC, elf_problem("bad ELF header"), path);
-  if (ehdr.e_shoff > image.size() || uint64_t{ehdr.e_shnum} * ehdr.e_shentsize > image.size() - ehdr.e_shoff)
+  const bool is64 = gelf_getclass(elf.get()) == ELFCLASS64;
+  // The kernel sizes the section header table by its own Elf_Shdr, whatever e_shentsize says
+  // (a wrong e_shentsize is refused by the rules, elf_validity_check's order).
+  const uint64_t shdr_size = is64 ? sizeof(Elf64_Shdr) : sizeof(Elf32_Shdr);
+  if (ehdr.e_shoff > image.size() || uint64_t{ehdr.e_shnum} * shdr_size > image.size() - ehdr.e_shoff)
     return fail(ENOEXEC, "section header table extends past the end of the file (truncated?)", path);
   if (ehdr.e_type != ET_REL) return fail(ENOEXEC, "ELF type is not ET_REL (relocatable): not a kernel module", path);
-  const bool is64 = gelf_getclass(elf.get()) == ELFCLASS64;
+  m.elf_machine = static_cast<uint16_t>(ehdr.e_machine);
+  m.elf_shentsize = static_cast<uint16_t>(ehdr.e_shentsize);
   if (ehdr.e_ident[EI_DATA] != ELFDATA2LSB)
     return fail(ENOEXEC, "big-endian modules are not supported", path);
 
@@ -277,15 +351,21 @@ Result<ModuleInfo> parse_module(std::string_view file, const std::string& path, 
     m.ext_versions = std::move(*table);
   }
 
-  // Symbols: undefined ones in table order; exports via __ksymtab_<sym> / __crc_<sym>.
+  // Symbols: undefined ones in table order; exports via __ksymtab_<sym> / __crc_<sym>. The
+  // first SHT_SYMTAB is the one 6.1's setup_load_info() takes; 6.4+ refuse more than one, and
+  // every kernel refuses none (the rules judge symtab_count).
   const Section* symtab = nullptr;
   size_t symtab_idx = 0;
+  m.symtab_count = 0;
   for (size_t i = 0; i < sections.size(); ++i)
     if (sections[i].hdr.sh_type == SHT_SYMTAB) {
-      symtab = &sections[i];
-      symtab_idx = i;
+      if (!symtab) {
+        symtab = &sections[i];
+        symtab_idx = i;
+      }
+      ++m.symtab_count;
     }
-  if (!symtab) return fail(ENOEXEC, "no symbol table", path);
+  if (!symtab) return m;
   if (symtab->hdr.sh_link >= sections.size()) return fail(ENOEXEC, "symbol table links to a missing string table", path);
   const std::string_view strtab = sections[symtab->hdr.sh_link].data;
   const size_t symsize = is64 ? sizeof(Elf64_Sym) : sizeof(Elf32_Sym);

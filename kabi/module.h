@@ -13,6 +13,17 @@
 
 namespace agent::kabi {
 
+// elf_check_arch() and sizeof(Elf_Shdr) of the kernel the agent judges: the agent is built for
+// its node's architecture (EM_X86_64 = 62, EM_AARCH64 = 183; 0: unknown, not checked).
+#if defined(__x86_64__)
+inline constexpr uint16_t kNativeElfMachine = 62;
+#elif defined(__aarch64__)
+inline constexpr uint16_t kNativeElfMachine = 183;
+#else
+inline constexpr uint16_t kNativeElfMachine = 0;
+#endif
+inline constexpr uint16_t kNativeShdrSize = sizeof(void*) == 8 ? 64 : 40;
+
 struct VersionEntry {
   std::string name;
   uint32_t crc = 0;
@@ -52,7 +63,8 @@ struct ModuleInfo {
 
   // .modinfo in file order; repeated keys (alias, import_ns, firmware, parm...) repeat.
   std::vector<std::pair<std::string, std::string>> modinfo;
-  std::string vermagic, license, srcversion;
+  std::string vermagic, license, srcversion;  // the first entry of each, as get_modinfo()
+  bool has_vermagic = false;  // "vermagic=" present (an empty value is still a vermagic)
   std::vector<std::string> depends, aliases, import_ns, firmware;
 
   // __versions: the CRCs the module was built against.
@@ -67,6 +79,14 @@ struct ModuleInfo {
   std::vector<ExportedSymbol> exports;
 
   uint64_t this_module_size = 0;  // sizeof(struct module) of the kernel it was built for
+
+  // ELF header fields and section counts that the kernel's elf_validity_check() judges; the
+  // reader records them and the rules decide (a module that names another machine is still
+  // read, so that its report names every problem).
+  // The defaults describe a well-formed module.
+  uint16_t elf_machine = kNativeElfMachine;  // e_machine
+  uint16_t elf_shentsize = kNativeShdrSize;  // e_shentsize (the reader assumes the native size)
+  size_t symtab_count = 1;                   // SHT_SYMTAB sections; symbols come from the first
   // .note.gnu.build-id, hex; the kernel shows the same note of a loaded module in
   // /sys/module/<name>/notes/.note.gnu.build-id, which identifies exactly this build.
   std::string build_id;

@@ -111,6 +111,7 @@ Evaluation evaluate(const std::vector<ModuleInfo>& set, const KernelModel& kerne
 
   Evaluation ev;
   std::map<std::string, Verdict> verdict_of;  // bundle modules evaluated so far
+  std::set<std::string> loaded_in_set;         // names of those predicted to load
   const bool modversions = kernel.modversions;
 
   auto kernel_provider = [&](const std::string& sym) -> std::optional<Provider> {
@@ -173,13 +174,45 @@ Evaluation evaluate(const std::vector<ModuleInfo>& set, const KernelModel& kerne
       }
     }
 
-    // 2. sizeof(struct module) must match exactly. The check came with the ELF sanity checks
+    // 2. elf_validity_check(), in its order: the machine, the section header entry size, then
+    // (6.4+, with the struct module size below) exactly one symbol table. 6.1 takes the first
+    // SHT_SYMTAB in setup_load_info() and refuses only a module without one.
+    const bool checks_elf_sections = kernel.version_major > 6 || (kernel.version_major == 6 && kernel.version_minor >= 4);
+    if (kNativeElfMachine != 0 && m.elf_machine != kNativeElfMachine) {
+      v.reasons.push_back(make(reason::kElfMachine, ENOEXEC,
+                               "Invalid architecture in ELF header: " + std::to_string(m.elf_machine)));
+      settle(ENOEXEC);
+    }
+    if (m.elf_shentsize != kNativeShdrSize) {
+      v.reasons.push_back(make(reason::kElfShentsize, ENOEXEC,
+                               "Invalid ELF section header size (e_shentsize " + std::to_string(m.elf_shentsize) +
+                                   ", kernel " + std::to_string(kNativeShdrSize) + ")"));
+      settle(ENOEXEC);
+    }
+    if (m.symtab_count == 0) {
+      v.reasons.push_back(make(reason::kNoSymbolTable, ENOEXEC, m.name + ": module has no symbols (stripped?)"));
+      settle(ENOEXEC);
+    } else if (m.symtab_count > 1) {
+      const std::string what = m.name + ": module has no symbols (stripped?) [" + std::to_string(m.symtab_count) +
+                               " SHT_SYMTAB sections]";
+      if (checks_elf_sections) {
+        v.reasons.push_back(make(reason::kMultipleSymbolTables, ENOEXEC, what));
+        settle(ENOEXEC);
+      } else {
+        v.reasons.push_back(make(reason::kMultipleSymbolTablesUnchecked, 0,
+                                 m.name + ": " + std::to_string(m.symtab_count) +
+                                     " SHT_SYMTAB sections: this kernel uses the first",
+                                 {}, false));
+      }
+    }
+
+    // 3. sizeof(struct module) must match exactly. The check came with the ELF sanity checks
     // of 6.4 (proven refused on 6.12 under qemu); 6.1 does not check and loads such a module
     // broken (WARNING at load, BUG at unload, also seen under qemu) - a warning there.
     if (kernel.this_module_size && m.this_module_size && m.this_module_size != kernel.this_module_size) {
       const std::string size_msg = "module " + m.name + ": .gnu.linkonce.this_module section size must match the kernel's built struct module size at run time (module " +
                                    std::to_string(m.this_module_size) + ", kernel " + std::to_string(kernel.this_module_size) + ")";
-      if (kernel.version_major > 6 || (kernel.version_major == 6 && kernel.version_minor >= 4)) {
+      if (checks_elf_sections) {
         v.reasons.push_back(make(reason::kModuleStructSize, ENOEXEC, size_msg));
         settle(ENOEXEC);
       } else {
@@ -229,29 +262,34 @@ Evaluation evaluate(const std::vector<ModuleInfo>& set, const KernelModel& kerne
       return 0;
     };
 
-    // 3. module_layout (check_modstruct_version), before vermagic.
+    // 4. module_layout (check_modstruct_version), before vermagic.
     if (modversions) {
       if (const SymversEntry* ml = kernel.symvers.find("module_layout"))
         settle(check_version("module_layout", ml->crc, ENOEXEC, reason::kModuleLayout));
     }
 
-    // 4. vermagic (check_modinfo).
-    if (m.vermagic.empty()) {
-      v.reasons.push_back(make(reason::kVermagic, ENOEXEC, m.name + ": no version magic, tainting kernel. (refused unless forced)"));
-      settle(ENOEXEC);
+    // 5. vermagic (check_modinfo). No vermagic at all is what modprobe --force leaves:
+    // try_to_force_load() accepts it with a taint (MODULE_FORCE_LOAD=y, as on Debian).
+    if (!m.has_vermagic && m.vermagic.empty()) {
+      v.reasons.push_back(make(reason::kNoVermagic, 0, m.name + ": bad vermagic: kernel tainted.", {}, false));
     } else if (!same_magic(m.vermagic, kernel.vermagic, modversions && has_crcs)) {
       v.reasons.push_back(make(reason::kVermagic, ENOEXEC,
                                m.name + ": version magic '" + m.vermagic + "' should be '" + kernel.vermagic + "'"));
       settle(ENOEXEC);
     }
 
-    // 5. A live module of the same name.
+    // 6. A live module of the same name (add_unformed_module; 6.4+ early_mod_check): one the
+    // kernel has, or one of this set inserted before it.
     if (kernel.live.count(m.name)) {
       v.reasons.push_back(make(reason::kAlreadyLoaded, EEXIST, "module " + m.name + " is already loaded"));
       settle(EEXIST);
+    } else if (loaded_in_set.count(m.name)) {
+      v.reasons.push_back(make(reason::kDuplicateInSet, EEXIST,
+                               "module " + m.name + " is already loaded: another module of this set has its name"));
+      settle(EEXIST);
     }
 
-    // 6. Symbols (simplify_symbols): every unresolved symbol is reported; the errno is the
+    // 7. Symbols (simplify_symbols): every unresolved symbol is reported; the errno is the
     // last failure's, because the kernel overwrites it for each one.
     const bool gplok = license_is_gpl_compatible(m.license);
     std::set<std::string> deps;
@@ -324,7 +362,9 @@ Evaluation evaluate(const std::vector<ModuleInfo>& set, const KernelModel& kerne
     v.load_after.assign(all_deps.begin(), all_deps.end());
     v.err = stage_err;
     v.verdict = stage_err == 0 ? Verdict::Loadable : Verdict::Refused;
-    verdict_of[m.name] = v.verdict;
+    // A name once loaded stays live: a later refused copy does not unload it.
+    if (v.verdict == Verdict::Loadable) loaded_in_set.insert(m.name);
+    verdict_of[m.name] = loaded_in_set.count(m.name) ? Verdict::Loadable : v.verdict;
     ev.modules.push_back(std::move(v));
   }
   return ev;

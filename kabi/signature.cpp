@@ -68,11 +68,16 @@ SignatureTrailer parse_signature_trailer(std::string_view file) {
     return t;
   };
   const size_t before_magic = file.size() - kSignatureMagic.size();
-  if (before_magic < kModSigSize) return malformed("signature trailer shorter than struct module_signature");
+  if (before_magic <= kModSigSize) return malformed("signature trailer no longer than struct module_signature");
   const auto* ms = reinterpret_cast<const unsigned char*>(file.data() + before_magic - kModSigSize);
   const unsigned char id_type = ms[2], signer_len = ms[3], key_id_len = ms[4];
   const size_t sig_len = (size_t{ms[8]} << 24) | (size_t{ms[9]} << 16) | (size_t{ms[10]} << 8) | ms[11];
-  // mod_check_sig(): PKCS#7 signatures carry everything inside the blob.
+  // mod_check_sig(), in its order: the length first (EBADMSG, whatever the type), then the
+  // type (ENOPKG), then the PKCS#7 header fields (EBADMSG). Its file_len is the file without
+  // the magic, so a signature must leave at least one byte of module before it.
+  if (sig_len >= before_magic - kModSigSize)
+    return malformed("signature length " + std::to_string(sig_len) + " leaves no module before it (" +
+                     std::to_string(before_magic - kModSigSize) + " bytes precede struct module_signature)");
   if (id_type != kPkeyIdPkcs7) {
     malformed("signature is not PKCS#7 (id_type " + std::to_string(id_type) + ")");
     t.signature.state = Signature::State::Unsupported;
@@ -80,7 +85,8 @@ SignatureTrailer parse_signature_trailer(std::string_view file) {
   }
   if (ms[0] != 0 || ms[1] != 0 || signer_len != 0 || key_id_len != 0 || ms[5] || ms[6] || ms[7])
     return malformed("PKCS#7 signature header has non-zero algo/hash/signer/key-id fields");
-  if (sig_len == 0 || sig_len > before_magic - kModSigSize) return malformed("signature length exceeds the file");
+  // Passes mod_check_sig(); an empty blob then fails pkcs7_parse_message() (EBADMSG).
+  if (sig_len == 0) return malformed("empty PKCS#7 signature");
   t.image_size = before_magic - kModSigSize - sig_len;
   t.signature.signed_size = t.image_size;
   t.signature.state = Signature::State::Present;

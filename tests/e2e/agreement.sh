@@ -158,8 +158,23 @@ make_cases "$K61" "$K61_PREV" drm_display_helper "drm_display_helper-from-$K61_P
   --only export_crc --user "$i915_prev"
 add "$K61" "drm_display_helper-export_crc+i915-from-$K61_PREV" "$(cut -f3 "$work/mkcases.out")" \
   "$i915_prev"
-# Kernel-only: the same module twice, the second finds the first live (EEXIST).
-add_kernel_only "$K61" "i915-own-twice" 0,17 "$(mod "$K61" i915)" "$(mod "$K61" i915)"
+# The same module twice in one set (a .ko and a .ko.xz copy, so that the agent's report tells
+# them apart by path): the second finds the first live (EEXIST).
+copy_of() { # SRC DEST: DEST made once from SRC, compressed or decompressed by its suffix
+  [[ -f $2 ]] && return 0
+  mkdir -p "$(dirname "$2")"
+  case $1:$2 in
+    *.xz:*.xz) cp "$1" "$2.tmp" ;;
+    *.xz:*) xz -dc "$1" >"$2.tmp" ;;
+    *:*.xz) xz -T1 -3 -c "$1" >"$2.tmp" ;;
+    *) cp "$1" "$2.tmp" ;;
+  esac || die "cannot make $2"
+  mv "$2.tmp" "$2"
+}
+copy_of "$(mod "$K61" i915)" "$CACHE/e2e-cases/$K61/i915-own.ko.xz"
+add "$K61" "i915-own-twice" "$(mod "$K61" i915)" "$CACHE/e2e-cases/$K61/i915-own.ko.xz"
+copy_of "$(mod "$K612" xe)" "$CACHE/e2e-cases/$K612/xe-own.ko"
+add "$K612" "xe-own-twice" "$(mod "$K612" xe)" "$CACHE/e2e-cases/$K612/xe-own.ko"
 
 # A signature kept but damaged: the PKCS#7 blob unparseable (EBADMSG: fatal even without
 # sig_enforce), or struct module_signature's id_type not PKCS#7 (ENOPKG: as if unsigned).
@@ -192,6 +207,13 @@ add "$K61@lockdown" "i915-from-$K61_PREV" "$i915_prev"
 # the symbols in Module.symvers but no module to provide them.
 add_without "$K61" "i915-own-without-drm_display_helper" drm_display_helper "$(mod "$K61" i915)"
 add_without "$K612" "xe-own-without-drm_display_helper" drm_display_helper "$(mod "$K612" xe)"
+
+# elf_validity_check() and friends, in the kernel's order: a signature trailer whose length
+# leaves no module (EBADMSG before its non-PKCS#7 type is looked at), no vermagic (a forced
+# load, tainted), a second SHT_SYMTAB (6.1 uses the first, 6.4+ refuse), another machine and a
+# wrong e_shentsize (ENOEXEC).
+rule_cases "$K61" "$K61" i915 i915- --only sig_oversized,no_vermagic,symtab_twice,machine,shentsize
+rule_cases "$K612" "$K612" xe xe- --only sig_oversized,no_vermagic,symtab_twice,machine,shentsize
 
 # sizeof(struct module): .gnu.linkonce.this_module 64 bytes short. Last of each boot: 6.1 does
 # not check it and loads a module whose struct module overlaps its next section (a WARNING,

@@ -33,6 +33,21 @@ python stdlib only), so that exactly one loadability rule is hit:
   sig_unsupported    signature KEPT, struct module_signature's id_type made 1 (PGP) instead of
                      2 (PKCS#7): mod_check_sig() says ENOPKG, which the kernel treats like an
                      unsigned module. Only with --only.
+  sig_oversized      a signature trailer appended to the stripped module: struct
+                     module_signature with id_type 1 (PGP, not PKCS#7) and sig_len exactly
+                     the bytes before it (file_len - 12): mod_check_sig() checks the length
+                     first (>=), so EBADMSG (fatal), not the ENOPKG the type would give. Only
+                     with --only.
+  no_vermagic        the vermagic= entry of .modinfo overwritten with NULs: check_modinfo()
+                     goes through try_to_force_load() ("bad vermagic: kernel tainted.", loads
+                     with MODULE_FORCE_LOAD=y). Only with --only.
+  symtab_twice       .strtab (after .symtab) made a second SHT_SYMTAB (sh_link kept valid): 6.1
+                     uses the first symbol table and loads it, 6.4+ refuse any count but one
+                     ("module has no symbols (stripped?)", ENOEXEC). Only with --only.
+  machine            e_machine 62 (x86-64) -> 183 (AArch64): "Invalid architecture in ELF
+                     header" (ENOEXEC). Only with --only.
+  shentsize          e_shentsize 64 -> 8: "Invalid ELF section header size" (ENOEXEC). Only
+                     with --only.
   versions_fake      for a module WITHOUT __versions (built for a kernel without MODVERSIONS,
                      e.g. Debian 7.x): its SHF_ALLOC .note.Linux (a multiple of 64 bytes)
                      renamed __versions (in .shstrtab, type PROGBITS) and filled with entries
@@ -101,10 +116,10 @@ def signature_len(data):
         raise CaseError("signature trailer without struct module_signature")
     # u8 algo, hash, id_type, signer_len, key_id_len, pad[3]; __be32 sig_len
     sig_len = struct.unpack_from(">I", data, end - 4)[0]
-    total = 12 + sig_len + len(SIG_MAGIC)
-    if total > len(data):
-        raise CaseError("signature length %d beyond file size" % sig_len)
-    return total
+    if sig_len >= end - 12:
+        # mod_check_sig() refuses it (EBADMSG); the kernel has dropped only the magic
+        return len(SIG_MAGIC)
+    return 12 + sig_len + len(SIG_MAGIC)
 
 
 def strip_signature(data):
@@ -119,7 +134,9 @@ class Elf:
             raise CaseError("not an ELF64 little-endian file")
         self.shoff = struct.unpack_from("<Q", data, 0x28)[0]
         self.shentsize, self.shnum, self.shstrndx = struct.unpack_from("<HHH", data, 0x3A)
-        if self.shentsize != 64 or self.shoff + self.shnum * 64 > len(data):
+        # the section headers are read as Elf64_Shdr whatever e_shentsize says, as the kernel
+        # does (the shentsize case makes it wrong; modname must still read the module)
+        if self.shoff + self.shnum * 64 > len(data):
             raise CaseError("bad section header table")
         self.sections = []
         for i in range(self.shnum):
@@ -457,6 +474,55 @@ def case_sig_unsupported(_data, signed, _symvers):
     return data, "signature kept, module_signature id_type 2 (PKCS#7) -> 1 (PGP)"
 
 
+def case_sig_oversized(data, _signed, _symvers):
+    if signature_len(data):
+        raise CaseError("input still signed")
+    # u8 algo, hash, id_type, signer_len, key_id_len, pad[3]; __be32 sig_len. The kernel's
+    # file_len is the file without the magic: len(data) + 12.
+    sig_len = len(data)
+    data += struct.pack(">BBBBB3xI", 0, 0, 1, 0, 0, sig_len) + SIG_MAGIC
+    return data, "trailer appended: id_type 1 (PGP), sig_len %d = file_len - 12" % sig_len
+
+
+def case_no_vermagic(data, _signed, _symvers):
+    elf = Elf(data)
+    old = elf.modinfo_value("vermagic")
+    if old is None:
+        raise CaseError("no vermagic= entry")
+    n = overwrite_modinfo(elf, "vermagic", lambda t: "")
+    return data, "vermagic %r removed (%d entr%s)" % (old, n, "y" if n == 1 else "ies")
+
+
+def case_symtab_twice(data, _signed, _symvers):
+    elf = Elf(data)
+    symtabs = [s for s in elf.sections if s["type"] == SHT_SYMTAB]
+    if len(symtabs) != 1:
+        raise CaseError("%d symbol tables" % len(symtabs))
+    sym = symtabs[0]
+    later = [s for s in elf.sections if s["index"] > sym["index"] and s["name"] == ".strtab"]
+    if not later:
+        raise CaseError("no .strtab after .symtab")
+    s = later[0]
+    struct.pack_into("<I", data, s["hdr"] + 4, SHT_SYMTAB)
+    struct.pack_into("<I", data, s["hdr"] + 40, sym["link"])  # sh_link: a valid index
+    return data, "section %d (.strtab) made a second SHT_SYMTAB after .symtab (%d)" % (
+        s["index"], sym["index"])
+
+
+def case_machine(data, _signed, _symvers):
+    old = struct.unpack_from("<H", data, 18)[0]
+    if old != 62:
+        raise CaseError("e_machine is %d, not 62 (x86-64)" % old)
+    struct.pack_into("<H", data, 18, 183)
+    return data, "e_machine 62 (x86-64) -> 183 (AArch64)"
+
+
+def case_shentsize(data, _signed, _symvers):
+    old = struct.unpack_from("<H", data, 0x3A)[0]
+    struct.pack_into("<H", data, 0x3A, 8)
+    return data, "e_shentsize %d -> 8" % old
+
+
 def case_versions_fake(data, _signed, symvers):
     elf = Elf(data)
     if elf.has_section("__versions"):
@@ -512,8 +578,15 @@ CASES = [
     ("versions_fake_release", case_versions_fake_release),
     ("sig_malformed", case_sig_malformed),
     ("sig_unsupported", case_sig_unsupported),
+    ("sig_oversized", case_sig_oversized),
+    ("no_vermagic", case_no_vermagic),
+    ("symtab_twice", case_symtab_twice),
+    ("machine", case_machine),
+    ("shentsize", case_shentsize),
 ]
-OPT_IN = {"export_crc", "this_module_size", "sig_malformed", "sig_unsupported"}  # made only when --only names them
+# made only when --only names them
+OPT_IN = {"export_crc", "this_module_size", "sig_malformed", "sig_unsupported", "sig_oversized",
+          "no_vermagic", "symtab_twice", "machine", "shentsize"}
 
 
 def modname(path):

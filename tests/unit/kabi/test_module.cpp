@@ -6,6 +6,7 @@
 #include <random>
 
 #include <catch2/catch.hpp>
+#include <zlib.h>
 
 #include "test_util.h"
 
@@ -106,6 +107,52 @@ void check_basic(const ModuleInfo& m) {
   CHECK(plain->ns.empty());
 
   CHECK(m.this_module_size == 1280);
+}
+
+// Section headers of an ELF64 little-endian file, for edits in place as tests/e2e/mkcases.py
+// makes them on real modules.
+struct Shdr {
+  size_t at;  // offset of the header in the file
+  uint32_t name, type;
+  uint64_t offset, size;
+  uint32_t link;
+};
+
+template <class T>
+T get(const std::string& b, size_t off) {
+  T v;
+  std::memcpy(&v, b.data() + off, sizeof v);
+  return v;
+}
+
+template <class T>
+void put(std::string& b, size_t off, T v) {
+  std::memcpy(b.data() + off, &v, sizeof v);
+}
+
+std::vector<Shdr> section_headers(const std::string& b) {
+  const auto shoff = get<uint64_t>(b, 0x28);
+  const auto shnum = get<uint16_t>(b, 0x3c);
+  std::vector<Shdr> out;
+  for (size_t i = 0; i < shnum; ++i) {
+    const size_t at = shoff + i * 64;
+    out.push_back({at, get<uint32_t>(b, at), get<uint32_t>(b, at + 4), get<uint64_t>(b, at + 24),
+                   get<uint64_t>(b, at + 32), get<uint32_t>(b, at + 40)});
+  }
+  return out;
+}
+
+std::string section_name(const std::string& b, const Shdr& s) {
+  const auto shstrndx = get<uint16_t>(b, 0x3e);
+  const Shdr str = section_headers(b)[shstrndx];
+  return std::string(b.c_str() + str.offset + s.name);
+}
+
+const Shdr& section(const std::vector<Shdr>& all, const std::string& b, const std::string& name) {
+  for (const auto& s : all)
+    if (section_name(b, s) == name) return s;
+  FAIL("no section " << name);
+  return all.front();
 }
 
 }  // namespace
@@ -293,6 +340,150 @@ void check_error(const agent::Result<ModuleInfo>& r, const std::string& path, co
 }
 
 }  // namespace
+
+TEST_CASE("module: ELF header fields the kernel judges are recorded, not fatal", "[module]") {
+  // elf_validity_check() refuses these (ENOEXEC); the reader records them for the rules and
+  // still reads the rest, so that a report names every problem.
+  const std::string basic = slurp(fixture("basic.ko"));
+  {
+    auto m = parse_module(basic, "basic.ko");
+    REQUIRE(m);
+    CHECK(m->elf_machine == 62);  // EM_X86_64 (the fixture is built for the host)
+    CHECK(m->elf_machine == kNativeElfMachine);
+    CHECK(m->elf_shentsize == 64);
+    CHECK(m->symtab_count == 1);
+  }
+  SECTION("another machine") {
+    std::string b = basic;
+    put<uint16_t>(b, 18, 183);  // EM_AARCH64
+    auto m = parse_module(b, "arm64.ko");
+    REQUIRE(m);
+    CHECK(m->elf_machine == 183);
+    check_basic(*m);
+  }
+  SECTION("a wrong section header entry size: the headers are read at the native size") {
+    std::string b = basic;
+    put<uint16_t>(b, 0x3a, 8);
+    auto m = parse_module(b, "shentsize.ko");
+    REQUIRE(m);
+    CHECK(m->elf_shentsize == 8);
+    check_basic(*m);
+  }
+  SECTION("two symbol tables: the symbols are the first one's (6.1's setup_load_info)") {
+    std::string b = basic;
+    const auto all = section_headers(b);
+    const Shdr& symtab = section(all, b, ".symtab");
+    const Shdr& strtab = section(all, b, ".strtab");
+    REQUIRE(strtab.at > symtab.at);  // after it, as in a real module
+    put<uint32_t>(b, strtab.at + 4, 2);  // SHT_SYMTAB
+    put<uint32_t>(b, strtab.at + 40, symtab.link);
+    auto m = parse_module(b, "symtab2.ko");
+    REQUIRE(m);
+    CHECK(m->symtab_count == 2);
+    check_basic(*m);
+  }
+  SECTION("no symbol table") {
+    std::string b = basic;
+    put<uint32_t>(b, section(section_headers(b), b, ".symtab").at + 4, 1);  // SHT_PROGBITS
+    auto m = parse_module(b, "stripped.ko");
+    REQUIRE(m);
+    CHECK(m->symtab_count == 0);
+    CHECK(m->undefined.empty());
+    CHECK(m->name == "kabi_basic");
+  }
+}
+
+TEST_CASE("module: vermagic absent, empty, or given twice", "[module]") {
+  // get_modinfo() returns the first "vermagic=" entry; none at all is check_modinfo()'s forced
+  // load, an empty value is compared (and fails).
+  const std::string basic = slurp(fixture("basic.ko"));
+  const Shdr mi = section(section_headers(basic), basic, ".modinfo");
+  const std::string_view info(basic.data() + mi.offset, mi.size);
+  const std::string entry = "vermagic=6.1.0-56-amd64 SMP preempt mod_unload modversions ";
+  const size_t at = mi.offset + info.find(entry);
+  REQUIRE(info.find(entry) != std::string_view::npos);
+  SECTION("absent") {
+    std::string b = basic;
+    b.replace(at, entry.size(), std::string(entry.size(), '\0'));
+    auto m = parse_module(b, "novermagic.ko");
+    REQUIRE(m);
+    CHECK_FALSE(m->has_vermagic);
+    CHECK(m->vermagic.empty());
+    CHECK(m->modinfo_values("vermagic").empty());
+  }
+  SECTION("empty") {
+    std::string b = basic;
+    b.replace(at + 9, entry.size() - 9, std::string(entry.size() - 9, '\0'));
+    auto m = parse_module(b, "emptyvermagic.ko");
+    REQUIRE(m);
+    CHECK(m->has_vermagic);
+    CHECK(m->vermagic.empty());
+  }
+  SECTION("twice: the first counts") {
+    // "license=GPL" (the next entry) made a second, shorter vermagic: "vermagic=X".
+    std::string b = basic;
+    const size_t lic = mi.offset + info.find("license=GPL");
+    b.replace(lic, 11, std::string("vermagic=X\0", 11));
+    auto m = parse_module(b, "twovermagic.ko");
+    REQUIRE(m);
+    CHECK(m->vermagic == "6.1.0-56-amd64 SMP preempt mod_unload modversions ");
+    CHECK(m->modinfo_values("vermagic").size() == 2);
+  }
+}
+
+namespace {
+
+// `head` followed by `zeros` zero bytes, gzip-compressed (a decompression bomb when large).
+std::string gzip_of(const std::string& head, size_t zeros) {
+  z_stream zs{};
+  REQUIRE(deflateInit2(&zs, 1, Z_DEFLATED, 16 + MAX_WBITS, 8, Z_DEFAULT_STRATEGY) == Z_OK);
+  std::string out;
+  std::string chunk(size_t{1} << 20, '\0');
+  char buf[1 << 16];
+  auto feed = [&](const std::string& in, size_t n, int flush) {
+    zs.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(in.data()));
+    zs.avail_in = static_cast<uInt>(n);
+    do {
+      zs.next_out = reinterpret_cast<Bytef*>(buf);
+      zs.avail_out = sizeof buf;
+      deflate(&zs, flush);
+      out.append(buf, sizeof buf - zs.avail_out);
+    } while (zs.avail_out == 0);
+  };
+  feed(head, head.size(), Z_NO_FLUSH);
+  for (size_t left = zeros; left > 0;) {
+    const size_t n = std::min(left, chunk.size());
+    left -= n;
+    feed(chunk, n, left ? Z_NO_FLUSH : Z_FINISH);
+  }
+  if (zeros == 0) feed(chunk, 0, Z_FINISH);
+  deflateEnd(&zs);
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("module: compressed files that inflate to no module are caught cheaply", "[module][errors]") {
+  // The largest real module is ~20 MB; the reader stops at 256 MiB, and at once when the
+  // first decompressed bytes are not an ELF header.
+  SECTION("not ELF: stopped at the first block") {
+    auto r = parse_module(gzip_of("not an elf", size_t{64} << 20), "zeros.ko.gz");
+    REQUIRE_FALSE(r);
+    CHECK(r.error().code == ENOEXEC);
+    CHECK_THAT(r.error().message, Contains("not an ELF"));
+  }
+  SECTION("an ELF header followed by 300 MiB of zeros") {
+    auto r = parse_module(gzip_of(slurp(fixture("basic.ko")), size_t{300} << 20), "bomb.ko.gz");
+    REQUIRE_FALSE(r);
+    CHECK(r.error().code == EFBIG);
+    CHECK_THAT(r.error().message, Contains("256 MiB"));
+  }
+  SECTION("a real module with padding under the cap still reads") {
+    auto r = parse_module(gzip_of(slurp(fixture("basic.ko")), size_t{1} << 20), "padded.ko.gz");
+    REQUIRE(r);
+    CHECK(r->name == "kabi_basic");
+  }
+}
 
 TEST_CASE("module: empty, garbage and non-module files", "[module][errors]") {
   TempDir tmp;

@@ -239,12 +239,90 @@ TEST_CASE("rules: only the release word differs: refused without an SHF_ALLOC __
   }
 }
 
-TEST_CASE("rules: no vermagic at all -> ENOEXEC", "[rules]") {
+TEST_CASE("rules: no vermagic at all is a forced load; an empty one is compared", "[rules]") {
+  // check_modinfo(): no "vermagic=" -> try_to_force_load("bad vermagic"), which a kernel with
+  // MODULE_FORCE_LOAD (Debian 6.1, 6.12) accepts with a taint; "vermagic=" with nothing after
+  // it is a vermagic, and it does not match.
   ModuleInfo m = module("i915");
   m.vermagic.clear();
+  m.has_vermagic = false;
+  auto v = one(m, kernel61());
+  REQUIRE_LOADABLE(v);
+  const Reason* r = find_reason(v, reason::kNoVermagic);
+  REQUIRE(r);
+  CHECK_FALSE(r->fatal);
+  CHECK(r->message == "i915: bad vermagic: kernel tainted.");
+  CHECK_FALSE(find_reason(v, reason::kVermagic));
+
+  m.has_vermagic = true;  // "vermagic="
+  auto e = one(m, kernel61());
+  REQUIRE_REFUSED(e, ENOEXEC);
+  CHECK(find_reason(e, reason::kVermagic));
+}
+
+// ---- elf_validity_check --------------------------------------------------------------------
+
+TEST_CASE("rules: a module for another machine -> ENOEXEC", "[rules]") {
+  ModuleInfo m = module("i915");
+  m.elf_machine = 183;  // EM_AARCH64 on x86-64
   auto v = one(m, kernel61());
   REQUIRE_REFUSED(v, ENOEXEC);
-  CHECK(find_reason(v, reason::kVermagic));
+  const Reason* r = find_reason(v, reason::kElfMachine);
+  REQUIRE(r);
+  CHECK(r->message == "Invalid architecture in ELF header: 183");
+}
+
+TEST_CASE("rules: a wrong e_shentsize -> ENOEXEC", "[rules]") {
+  ModuleInfo m = module("i915");
+  m.elf_shentsize = 8;
+  auto v = one(m, kernel61());
+  REQUIRE_REFUSED(v, ENOEXEC);
+  const Reason* r = find_reason(v, reason::kElfShentsize);
+  REQUIRE(r);
+  CHECK_THAT(r->message, Contains("Invalid ELF section header size"));
+}
+
+TEST_CASE("rules: symbol tables: none -> ENOEXEC; two -> the first on 6.1, ENOEXEC from 6.4", "[rules]") {
+  ModuleInfo m = module("i915");
+  KernelModel k = kernel61();
+  m.symtab_count = 0;
+  auto none = one(m, k);
+  REQUIRE_REFUSED(none, ENOEXEC);
+  CHECK(find_reason(none, reason::kNoSymbolTable)->message == "i915: module has no symbols (stripped?)");
+
+  m.symtab_count = 2;
+  auto v61 = one(m, k);
+  REQUIRE_LOADABLE(v61);
+  CHECK_FALSE(find_reason(v61, reason::kMultipleSymbolTablesUnchecked)->fatal);
+  k.version_minor = 12;
+  auto v612 = one(m, k);
+  REQUIRE_REFUSED(v612, ENOEXEC);
+  CHECK_THAT(find_reason(v612, reason::kMultipleSymbolTables)->message,
+             Contains("i915: module has no symbols (stripped?)"));
+  k.version_minor = 4;
+  REQUIRE_REFUSED(one(m, k), ENOEXEC);
+  k.version_minor = 3;
+  REQUIRE_LOADABLE(one(m, k));
+}
+
+TEST_CASE("rules: ELF problems read from real bytes, end to end", "[rules][fixtures]") {
+  const std::string basic = kabi_test::slurp(fixture("basic.ko"));
+  std::string b = basic;
+  b[18] = static_cast<char>(183);  // e_machine, little-endian low byte (62 -> 183)
+  auto arm = parse_module(b, "arm64.ko");
+  REQUIRE(arm);
+  REQUIRE_REFUSED(one(*arm, kernel61()), ENOEXEC);
+  b = basic;
+  b[0x3a] = 8;  // e_shentsize 64 -> 8
+  auto shent = parse_module(b, "shentsize.ko");
+  REQUIRE(shent);
+  auto v = one(*shent, kernel61());
+  REQUIRE_REFUSED(v, ENOEXEC);
+  CHECK(find_reason(v, reason::kElfShentsize));
+  auto good = parse_module(basic, "basic.ko");
+  REQUIRE(good);
+  CHECK_FALSE(find_reason(one(*good, kernel61()), reason::kElfMachine));
+  CHECK_FALSE(find_reason(one(*good, kernel61()), reason::kElfShentsize));
 }
 
 // ---- struct module size (6.12+) -------------------------------------------------------------
@@ -274,6 +352,43 @@ TEST_CASE("rules: a live module of the same name -> EEXIST", "[rules]") {
   REQUIRE_REFUSED(v, EEXIST);
   CHECK(find_reason(v, reason::kAlreadyLoaded));
   REQUIRE_LOADABLE(one(module("xe"), k));
+}
+
+TEST_CASE("rules: the same name twice in one set -> EEXIST for the second", "[rules]") {
+  // i915.ko and i915.ko.xz inserted one after the other: the second finds the first live
+  // (add_unformed_module; early_mod_check on 6.4+), after the vermagic check.
+  ModuleInfo a = module("i915");
+  ModuleInfo b = module("i915");
+  b.path += ".xz";
+  Evaluation ev = evaluate({a, b}, kernel61());
+  REQUIRE(ev.modules.size() == 2);
+  CHECK(ev.modules[0].path == a.path);
+  REQUIRE_LOADABLE(ev.modules[0]);
+  REQUIRE_REFUSED(ev.modules[1], EEXIST);
+  CHECK(find_reason(ev.modules[1], reason::kDuplicateInSet));
+  CHECK_FALSE(ev.all_loadable());
+
+  SECTION("a vermagic problem comes first") {
+    ModuleInfo bad = b;
+    bad.vermagic = "6.1.0-56-amd64 SMP preempt_rt mod_unload modversions ";
+    REQUIRE_REFUSED(evaluate({a, bad}, kernel61()).modules[1], ENOEXEC);
+  }
+  SECTION("the first refused: the second loads") {
+    ModuleInfo bad = a;
+    bad.vermagic = "6.1.0-56-amd64 SMP preempt_rt mod_unload modversions ";
+    Evaluation e = evaluate({bad, b}, kernel61());
+    REQUIRE_REFUSED(e.modules[0], ENOEXEC);
+    REQUIRE_LOADABLE(e.modules[1]);
+  }
+  SECTION("a user of the name sees it loaded, whatever the copy's verdict") {
+    ModuleInfo drm = module("drm", {"_printk"});
+    drm.exports.push_back({"drm_dev_register", 0x1c3a7b21u, false, ""});
+    ModuleInfo drm2 = drm;
+    drm2.path += ".xz";
+    ModuleInfo user = module("i915", {"drm_dev_register"});
+    Evaluation e = evaluate({drm, drm2, user}, kernel61());
+    REQUIRE_LOADABLE(by_name(e, "i915"));
+  }
 }
 
 // ---- symbols -------------------------------------------------------------------------------
@@ -760,6 +875,26 @@ TEST_CASE("rules: a signature that is not PKCS#7 is 'unsupported crypto', not fa
   REQUIRE_LOADABLE(v);
   k.sig_enforce = true;
   REQUIRE_REFUSED(one(*m, k), EKEYREJECTED);
+}
+
+TEST_CASE("rules: an oversized trailer that is not PKCS#7 is malformed (EBADMSG), not unsupported",
+          "[rules][signature]") {
+  // mod_check_sig() checks sig_len >= file_len - 12 before the id_type.
+  std::string bytes = kabi_test::slurp(fixture("basic.ko"));
+  const auto sig_len = static_cast<uint32_t>(bytes.size());
+  std::string ms(12, '\0');
+  ms[2] = 1;  // PKEY_ID_PGP
+  for (int i = 0; i < 4; ++i) ms[8 + i] = static_cast<char>(sig_len >> (24 - 8 * i));
+  bytes += ms + std::string(kSignatureMagic);
+  auto m = parse_module(bytes, "oversized.ko");
+  REQUIRE(m);
+  REQUIRE(m->signature.state == Signature::State::Malformed);
+  KernelModel k = kernel61();
+  k.module_sig = true;
+  m->name = "kabi_basic";
+  auto v = one(*m, k);
+  REQUIRE_REFUSED(v, EBADMSG);
+  CHECK(find_reason(v, reason::kSignatureMalformed));
 }
 
 // ---- names ---------------------------------------------------------------------------------

@@ -111,6 +111,33 @@ TEST_CASE("signature: trailers the kernel cannot parse", "[signature]") {
   }
 }
 
+TEST_CASE("signature: the length is judged before the type, as mod_check_sig() does", "[signature]") {
+  // mod_check_sig(ms, file_len): sig_len >= file_len - 12 is EBADMSG, whatever the id_type;
+  // file_len is the file without the magic, so the signature must leave a byte of module.
+  const std::string image = "\x7f" "ELF-image-bytes";
+  const auto n = static_cast<uint32_t>(image.size());
+  auto with = [&](uint32_t sig_len, unsigned char id_type) {
+    return parse_signature_trailer(image + module_signature(sig_len, id_type) + std::string(kSignatureMagic));
+  };
+  SECTION("not PKCS#7 and too long: EBADMSG, not ENOPKG") {
+    auto t = with(n, 1);  // exactly file_len - 12: the boundary is >=
+    CHECK(t.signature.state == Signature::State::Malformed);
+    CHECK_THAT(t.signature.problem, Contains("length"));
+    CHECK(t.image_size == image.size() + 12);  // the kernel dropped the magic only
+    CHECK(with(n + 1000, 1).signature.state == Signature::State::Malformed);
+  }
+  SECTION("not PKCS#7, length in bounds: ENOPKG") {
+    CHECK(with(n - 1, 1).signature.state == Signature::State::Unsupported);
+  }
+  SECTION("PKCS#7 exactly file_len - 12 long: EBADMSG") {
+    CHECK(with(n, 2).signature.state == Signature::State::Malformed);
+  }
+  SECTION("a trailer of exactly struct module_signature: nothing before it") {
+    auto t = parse_signature_trailer(module_signature(0, 1) + std::string(kSignatureMagic));
+    CHECK(t.signature.state == Signature::State::Malformed);
+  }
+}
+
 TEST_CASE("signature: any trailer corruption gives a state, never a crash", "[signature]") {
   const std::string file = slurp(fixture("signed.ko"));
   const size_t trailer = file.size() - slurp(fixture("basic.ko")).size();

@@ -267,10 +267,9 @@ ensure_roles() {
   resolve_roles
 }
 
-ensure_roles
 case $mode in
-  role) role_of "$want_role"; exit 0 ;;
-  roles) grep -E '^[a-z0-9_]+=' "$ROLES_FILE"; exit 0 ;;
+  role) ensure_roles; role_of "$want_role"; exit 0 ;;
+  roles) ensure_roles; grep -E '^[a-z0-9_]+=' "$ROLES_FILE"; exit 0 ;;
 esac
 
 if [[ $# -eq 0 ]]; then set -- "${ROLES[@]}"; fi
@@ -278,6 +277,7 @@ ABIS=()
 for arg in "$@"; do
   [[ $arg != sid ]] || arg=nomodversions
   if is_role "$arg"; then
+    ensure_roles # once: then current
     abi=$(role_of "$arg")
     [[ -n $abi ]] || die "role $arg is not in $ROLES_FILE"
     echo "fetch-kernels: role $arg = $abi" >&2

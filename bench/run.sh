@@ -18,8 +18,10 @@
 # Needs the kernels fetched by tests/e2e/fetch-kernels.sh, hyperfine, GNU time, kmod.
 # Environment:
 #   AGENT_KERNEL_CACHE  default ~/.cache/intel-gpu-agent/kernels
-#   BENCH_FROM          ABI the modules come from (default 6.1.0-55)
-#   BENCH_TO            ABI whose Module.symvers and module tree are the target (default 6.1.0-47)
+#   BENCH_FROM          ABI the modules come from (default: the kernel role k61_same of
+#                       tests/e2e/fetch-kernels.sh, 6.1.0-55 while the archive serves it)
+#   BENCH_TO            ABI whose Module.symvers and module tree are the target (default: the
+#                       role k61_old, 6.1.0-47 while served: other CRCs than BENCH_FROM)
 #   BENCH_MODULE        top module (default i915)
 #   BENCH_RUNS          hyperfine runs per tool (default 30), BENCH_WARMUP (default 5)
 #   BENCH_RSS_RUNS      runs for peak RSS (default 5)
@@ -32,8 +34,10 @@ export LC_ALL=C
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 root=$(cd "$here/.." && pwd)
 cache=${AGENT_KERNEL_CACHE:-$HOME/.cache/intel-gpu-agent/kernels}
-from=${BENCH_FROM:-6.1.0-55}
-to=${BENCH_TO:-6.1.0-47}
+die() { echo "bench: $*" >&2; exit 1; }
+role() { bash "$root/tests/e2e/fetch-kernels.sh" --role "$1" || die "no kernel for role $1"; }
+from=${BENCH_FROM:-$(role k61_same)}
+to=${BENCH_TO:-$(role k61_old)}
 top=${BENCH_MODULE:-i915}
 runs=${BENCH_RUNS:-30}
 warmup=${BENCH_WARMUP:-5}
@@ -41,8 +45,6 @@ rss_runs=${BENCH_RSS_RUNS:-5}
 agent=${AGENT:-$root/build/agent/agent}
 results=${BENCH_RESULTS:-$here/results.md}
 depmod=$(command -v depmod || echo /sbin/depmod)
-
-die() { echo "bench: $*" >&2; exit 1; }
 
 for tool in hyperfine modprobe join python3; do command -v "$tool" >/dev/null || die "$tool not found (tests/setup.sh)"; done
 [[ -x /usr/bin/time ]] || die "/usr/bin/time not found (apt-get install time)"

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The main job on the embedded default: the prebuilt i915 of Debian 6.1.0-55 (compatible
-# kABI) and of 6.1.0-47 (changed kABI) against the running kernel 6.1.0-56. The agent predicts;
-# then the real 6.1.0-56 kernel, booted under qemu, inserts the same modules and answers.
+# kABI) and of 6.1.0-47 (changed kABI) against the running kernel 6.1.0-56 (the kernel roles
+# k61_same, k61_old and k61 of tests/e2e/fetch-kernels.sh: other ABIs once the archive drops
+# these). The agent predicts; then the real kernel, booted under qemu, inserts the same
+# modules and answers.
 # Last, `agent --check` runs inside that real kernel on its live /sys and /proc, with a bundle
 # whose module drives the VM's Intel NIC, and the kernel inserts it and binds the device.
 set -euo pipefail
@@ -10,16 +12,18 @@ cd "$(dirname "$0")/.."
 bash tests/setup.sh >/dev/null
 cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 cmake --build build -j"$(nproc)" --target agent >/dev/null
-bash tests/e2e/fetch-kernels.sh 6.1.0-47 6.1.0-55 6.1.0-56 >/dev/null
+bash tests/e2e/fetch-kernels.sh k61 k61_same k61_old >/dev/null
 
 CACHE=${AGENT_KERNEL_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/intel-gpu-agent/kernels}
 AGENT=build/agent/agent
-target=6.1.0-56
+target=$(bash tests/e2e/fetch-kernels.sh --role k61)
+same=$(bash tests/e2e/fetch-kernels.sh --role k61_same)
+old=$(bash tests/e2e/fetch-kernels.sh --role k61_old)
 work=$(mktemp -d "${TMPDIR:-/tmp}/agent-demo.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 
 : >"$work/manifest"
-for from in 6.1.0-55 6.1.0-47; do
+for from in "$same" "$old"; do
   ko="$CACHE/$from/modules/kernel/drivers/gpu/drm/i915/i915.ko"
   echo
   echo "=== agent kabi check: i915 built for $from, running kernel $target ==="
@@ -35,7 +39,7 @@ echo "=== the real kernel $target under qemu inserts the same modules ==="
 bash tests/e2e/run-vm.sh -o "$work/results" "$target" "$work/manifest"
 printf '\n%-22s %-22s %s\n' "MODULE" "AGENT PREDICTED" "KERNEL ANSWERED"
 agree=0 total=0
-for from in 6.1.0-55 6.1.0-47; do
+for from in "$same" "$old"; do
   predicted=$(python3 -c 'import json,sys; m=json.load(open(sys.argv[1]))["modules"][0]; print(m["errno"])' "$work/$from.json")
   answered=$(awk -v c="i915-from-$from" '$1 == c { print $2 }' "$work/results")
   printf '%-22s %-22s %s\n' "i915 from $from" "errno $predicted" "errno ${answered:-none}"
@@ -46,7 +50,7 @@ echo
 echo "agent and kernel agree on $agree of $total modules"
 
 echo
-echo "=== agent --check on the real kernel $target under qemu: a bundle with 6.1.0-55's e1000 for the VM's Intel NIC, then the kernel inserts it ==="
+echo "=== agent --check on the real kernel $target under qemu: a bundle with $same's e1000 for the VM's Intel NIC, then the kernel inserts it ==="
 vm_rc=0
 bash tests/e2e/check-vm.sh -s -a "$AGENT" "$target" || vm_rc=$?
 [[ $agree -eq $total && $vm_rc -eq 0 ]]

@@ -51,11 +51,16 @@ if [[ $kernel_only -eq 0 ]]; then
   [[ -x $AGENT ]] || die "no agent binary at $AGENT (build it, or pass its path, or --kernel-only)"
 fi
 
-K61_OLD=6.1.0-47 K61_PREV=6.1.0-55 K61=6.1.0-56 K612_OLD=6.12.94+deb13 K612=6.12.107+deb13
-# sid (7.2.13+deb14 when written): built without MODVERSIONS (all CRCs 0, no __versions in its
-# modules). sid keeps one kernel at a time, so the newest one is used.
-K7=${AGENT_SID_ABI:-$(bash "$HERE/fetch-kernels.sh" --resolve sid)}
-bash "$HERE/fetch-kernels.sh" "$K61_OLD" "$K61_PREV" "$K61" "$K612_OLD" "$K612" "$K7" >&2
+# The kernels by role (fetch-kernels.sh resolves them from the archive; the ABIs name the
+# cases and targets): K61 and K61_PREV have identical CRCs, K61_OLD is older with other CRCs
+# (module_layout too), K612 and K612_OLD are two 6.12 ABIs with different CRCs (the newer and
+# the older), K7 is built without MODVERSIONS (all CRCs 0, no __versions in its modules).
+bash "$HERE/fetch-kernels.sh" >&2 || die "fetch-kernels.sh failed"
+role() { bash "$HERE/fetch-kernels.sh" --role "$1" || die "no kernel for role $1"; }
+K61=$(role k61) K61_PREV=$(role k61_same) K61_OLD=$(role k61_old)
+K612=$(role k612) K612_OLD=$(role k612_old) K7=$(role nomodversions)
+echo "agreement: k61=$K61 k61_same=$K61_PREV k61_old=$K61_OLD k612=$K612 k612_old=$K612_OLD" \
+  "nomodversions=$K7" >&2
 
 # Target variants: the extra kernel command line, the agent's extra options.
 variant_append() {
@@ -148,8 +153,8 @@ rule_cases "$K61" "$K61_PREV" i915 "i915-from-$K61_PREV-signed-" --keep-signatur
 rule_cases "$K612" "$K612" xe xe-signed- --keep-signature --only vermagic_release
 rule_cases "$K7" "$K7" xe xe-signed- --keep-signature --only vermagic_release
 
-# Exports between shipped modules: 6.1.0-55's drm_display_helper (which exports drm_dp_*
-# that i915 uses) shipped with 6.1.0-55's i915, instead of the target's in-tree copy; then the
+# Exports between shipped modules: K61_PREV's drm_display_helper (which exports drm_dp_*
+# that i915 uses) shipped with K61_PREV's i915, instead of the target's in-tree copy; then the
 # same with one exported CRC (of a symbol i915 imports) changed in the helper's __kcrctab:
 # the helper loads, i915 (built against the original CRC) is refused.
 i915_prev=$(mod "$K61_PREV" i915) dh_prev=$(mod "$K61_PREV" drm_display_helper)
@@ -179,8 +184,8 @@ add "$K612" "xe-own-twice" "$(mod "$K612" xe)" "$CACHE/e2e-cases/$K612/xe-own.ko
 # A signature kept but damaged: the PKCS#7 blob unparseable (EBADMSG: fatal even without
 # sig_enforce), or struct module_signature's id_type not PKCS#7 (ENOPKG: as if unsigned).
 rule_cases "$K61" "$K61" i915 i915- --keep-signature --only sig_malformed,sig_unsupported
-# The dependency refused: 6.1.0-55's drm_display_helper with its module_layout CRC changed
-# (ENOEXEC), then 6.1.0-55's i915: the VM loads no in-tree drm_display_helper, so i915's
+# The dependency refused: K61_PREV's drm_display_helper with its module_layout CRC changed
+# (ENOEXEC), then K61_PREV's i915: the VM loads no in-tree drm_display_helper, so i915's
 # drm_dp_* are unknown symbols (ENOENT).
 make_cases "$K61" "$K61_PREV" drm_display_helper "drm_display_helper-from-$K61_PREV-" \
   --only module_layout

@@ -22,11 +22,13 @@
 #                 driver e1000, the live e1000 not blocking (the bundle's own, or removable)
 #
 # Usage: check-vm.sh [-s] [-a AGENT] [-p ABI] [-c ABI] [-l LOG] [ABI]
-#   ABI       the target kernel (a directory of the kernel cache), default 6.1.0-56
+#   Each ABI is a directory of the kernel cache or a kernel role of fetch-kernels.sh.
+#   ABI       the target kernel, default the role k61 (6.1.0-56 while the archive serves it)
 #   -a AGENT  the agent binary (default $AGENT, else build/agent/agent of this repository)
-#   -p ABI    source of the prebuilt bundle, must have the target's kABI (default 6.1.0-55)
-#   -c ABI    source of the changed-kABI bundle, must not (default 6.1.0-47); e.g. for 6.12:
-#             check-vm.sh -p 6.12.107+deb13 -c 6.12.94+deb13 6.12.107+deb13
+#   -p ABI    source of the prebuilt bundle, must have the target's kABI (default k61_same,
+#             the same CRCs as k61)
+#   -c ABI    source of the changed-kABI bundle, must not (default k61_old); e.g. for 6.12:
+#             check-vm.sh -p k612 -c k612_old k612
 #   -l LOG    keep the whole serial console there
 #   -s        short: the whole text output of the prebuilt run only, of the others their
 #             decision and reasons (for the demo)
@@ -47,7 +49,7 @@ NIC_BDF=0000:00:03.0
 die() { echo "check-vm: $*" >&2; exit 2; }
 
 usage="usage: check-vm.sh [-s] [-a AGENT] [-p ABI] [-c ABI] [-l LOG] [ABI]"
-agent=${AGENT:-$REPO/build/agent/agent} prev=6.1.0-55 old=6.1.0-47 log="" short=0
+agent=${AGENT:-$REPO/build/agent/agent} prev=k61_same old=k61_old log="" short=0
 while getopts "sa:p:c:l:" opt; do
   case $opt in
     s) short=1 ;;
@@ -60,7 +62,12 @@ while getopts "sa:p:c:l:" opt; do
 done
 shift $((OPTIND - 1))
 [[ $# -le 1 ]] || die "$usage"
-abi=${1:-6.1.0-56}
+abi=${1:-k61}
+bash "$HERE/fetch-kernels.sh" "$abi" "$prev" "$old" >&2 || die "fetch-kernels.sh $abi $prev $old failed"
+abi=$(vm_abi "$abi") || die "no kernel for $abi"
+prev=$(vm_abi "$prev") || die "no kernel for $prev"
+old=$(vm_abi "$old") || die "no kernel for $old"
+echo "check-vm: target $abi, prebuilt bundle from $prev, changed-kABI bundle from $old" >&2
 [[ $old != "$abi" && $old != "$prev" ]] || die "-c $old must be another kABI than the target and -p"
 [[ -x $agent ]] || die "no agent binary at $agent (build it, or pass -a AGENT)"
 [[ -x $BUSYBOX ]] || die "no busybox at $BUSYBOX (apt-get install busybox-static)"
@@ -68,8 +75,6 @@ abi=${1:-6.1.0-56}
 command -v "$QEMU" >/dev/null || die "no $QEMU"
 command -v gcc >/dev/null || die "no gcc (to build tryload)"
 
-mapfile -t abis < <(printf '%s\n' "$abi" "$prev" "$old" | awk '!seen[$0]++')
-bash "$HERE/fetch-kernels.sh" "${abis[@]}" >&2 || die "fetch-kernels.sh ${abis[*]} failed"
 kdir="$CACHE/$abi"
 kver=$(<"$kdir/.done")
 prev_kver=$(<"$CACHE/$prev/.done")

@@ -15,42 +15,94 @@
 # linux-base-<abi>-amd64 (config, modules.builtin, modules.order); always
 # linux-headers-<abi>-amd64 (Module.symvers). Download per ABI: 6.1 ~72 MB, 6.12 ~111 MB,
 # 7.2.13+deb14 ~127 MB (binary 14 + modules 110 + headers 2 + base 0.5).
-# sid serves one kernel version at a time, so its ABI is not pinned: the name `sid` means the
-# newest 7.x+ ABI already in the cache, else the newest sid offers (`--resolve sid` prints it).
-# Usage: fetch-kernels.sh [ABI|sid...]   (default: every ABI the tests use)
-#        fetch-kernels.sh --resolve sid
+# Kernels are chosen by ROLE, resolved from the archive's package lists (Debian's archive
+# drops old ABIs): each role's pinned ABI while the archive serves it (results stay
+# comparable), else the one the rule picks. Same/different CRCs are decided on the real
+# Module.symvers of the candidates (only their small linux-headers-<abi>-amd64 are downloaded;
+# the CRC digests are cached in $CACHE/.symvers/<abi>.sum).
+#   k61            a 6.1 ABI (bookworm) with another of identical CRCs: 6.1.0-56, else the
+#                  newest such
+#   k61_same       another 6.1 ABI with CRCs identical to k61's: 6.1.0-55, else the newest such
+#   k61_old        a 6.1 ABI older than k61 whose CRCs, module_layout's too, differ from k61's:
+#                  6.1.0-47, else the oldest such
+#   k612, k612_old two trixie 6.12 ABIs whose CRCs differ, the newer and the older by version:
+#                  6.12.107+deb13 (else the newest) and 6.12.94+deb13 (else the newest that
+#                  differs). Whether module_layout differs too is not part of the role.
+#   nomodversions  a kernel built without MODVERSIONS (all CRCs 0): sid's newest 7.x+
+# The resolution is $CACHE/roles.env (ROLE=ABI lines, every consumer reads it), redone when
+# the lists are refreshed (every 12 hours at most). A role no served kernel fills is an error.
+# $CACHE/.lock (flock) serializes runs on one cache.
+# Usage: fetch-kernels.sh [ROLE|ABI|sid...]  fetch them (default: every role); sid is
+#                                            nomodversions
+#        fetch-kernels.sh --role ROLE        print ROLE's ABI (resolving, not fetching)
+#        fetch-kernels.sh --roles            print every ROLE=ABI
+#        fetch-kernels.sh --resolve sid      the same as --role nomodversions
 set -euo pipefail
 
 CACHE=${AGENT_KERNEL_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/intel-gpu-agent/kernels}
-DEFAULT_ABIS=(6.1.0-47 6.1.0-55 6.1.0-56 6.12.94+deb13 6.12.107+deb13 sid)
-resolve_only=0
-if [[ ${1:-} == --resolve ]]; then
-  resolve_only=1
-  shift
-fi
-if [[ $# -gt 0 ]]; then ABIS=("$@"); else ABIS=("${DEFAULT_ABIS[@]}"); fi
-
+ROLES=(k61 k61_same k61_old k612 k612_old nomodversions)
+ROLES_FILE="$CACHE/roles.env"
 APT_DIR="$CACHE/.apt"
+STAMP="$APT_DIR/lists.updated" # touched by every apt-get update of the private lists
+SUMS="$CACHE/.symvers"
+
+die() { echo "fetch-kernels: $*" >&2; exit 1; }
+usage() { die "usage: fetch-kernels.sh [ROLE|ABI|sid...] | --role ROLE | --roles | --resolve sid"; }
+
+mode=fetch want_role=""
+case ${1:-} in
+  --role | --resolve)
+    [[ $# -eq 2 ]] || usage
+    mode=role want_role=$2
+    [[ $want_role != sid ]] || want_role=nomodversions
+    ;;
+  --roles) [[ $# -eq 1 ]] || usage; mode=roles ;;
+  -*) usage ;;
+esac
+is_role() { local r; for r in "${ROLES[@]}"; do [[ $r == "$1" ]] && return 0; done; return 1; }
+[[ -z $want_role ]] || is_role "$want_role" || die "no role $want_role (roles: ${ROLES[*]})"
+
 KEYRING=/usr/share/keyrings/debian-archive-keyring.gpg
-mkdir -p "$APT_DIR/lists/partial" "$APT_DIR/archives/partial"
 SOURCES="deb [signed-by=$KEYRING] http://deb.debian.org/debian bookworm main
 deb [signed-by=$KEYRING] http://deb.debian.org/debian-security bookworm-security main
 deb [signed-by=$KEYRING] http://deb.debian.org/debian trixie main
 deb [signed-by=$KEYRING] http://deb.debian.org/debian-security trixie-security main
 deb [signed-by=$KEYRING] http://deb.debian.org/debian sid main"
-# Lists made from other sources (an older version of this script) are not fresh.
-sources_changed=0
-if [[ ! -f $APT_DIR/sources.list || $(<"$APT_DIR/sources.list") != "$SOURCES" ]]; then
-  echo "$SOURCES" >"$APT_DIR/sources.list"
-  sources_changed=1
-fi
 APT_OPTS=(-o "Dir::Etc::SourceList=$APT_DIR/sources.list" -o Dir::Etc::SourceParts=/dev/null
   -o "Dir::State::Lists=$APT_DIR/lists" -o "Dir::Cache=$APT_DIR" -o Dir::State::status=/dev/null
   -o APT::Architecture=amd64 -q)
 
+# Lists made from other sources (an older version of this script) are not fresh.
 lists_fresh() {
-  [[ $sources_changed -eq 0 ]] || return 1
-  [[ -n $(find "$APT_DIR/lists" -maxdepth 1 -name '*Packages*' -mmin -720 -print -quit) ]]
+  [[ -f $APT_DIR/sources.list && $(<"$APT_DIR/sources.list") == "$SOURCES" ]] || return 1
+  [[ -n $(find "$STAMP" -mmin -720 -print 2>/dev/null) ]]
+}
+# The resolution is current when made from the lists as they are now.
+roles_current() { lists_fresh && [[ -f $ROLES_FILE && ! $STAMP -nt $ROLES_FILE ]]; }
+role_of() { # ROLE -> its ABI from roles.env
+  sed -n "s/^$1=//p" "$ROLES_FILE" | tail -n 1
+}
+
+# Quick answers without the lock: roles.env is only ever replaced whole.
+if [[ $mode != fetch ]] && roles_current; then
+  if [[ $mode == role ]]; then role_of "$want_role"; else grep -E '^[a-z0-9_]+=' "$ROLES_FILE"; fi
+  exit 0
+fi
+
+# One run at a time on a cache: a second one waits.
+mkdir -p "$CACHE"
+exec 9>"$CACHE/.lock"
+if ! flock -n 9; then
+  echo "fetch-kernels: waiting for another fetch-kernels.sh on $CACHE" >&2
+  flock 9
+fi
+
+mkdir -p "$APT_DIR/lists/partial" "$APT_DIR/archives/partial"
+ensure_lists() {
+  lists_fresh && return 0
+  echo "$SOURCES" >"$APT_DIR/sources.list"
+  apt-get "${APT_OPTS[@]}" update >&2
+  touch "$STAMP"
 }
 
 known() { # known PACKAGE: the private lists have it
@@ -74,10 +126,7 @@ fetch_one() {
     echo "fetch-kernels: $abi cached in $dir"
     return 0
   fi
-  if ! lists_fresh; then
-    apt-get "${APT_OPTS[@]}" update >&2
-    sources_changed=0
-  fi
+  ensure_lists
   local pkgs=("linux-image-$abi-amd64-unsigned")
   if ! known "${pkgs[0]}"; then # sid 7.x: image and modules in two packages
     pkgs=("linux-binary-unsigned-$abi-amd64" "linux-modules-$abi-amd64" "linux-base-$abi-amd64")
@@ -111,35 +160,130 @@ fetch_one() {
   echo "fetch-kernels: $abi unpacked into $dir"
 }
 
-# The sid ABI: the newest one of 7.x or later already fetched, else the newest sid serves.
-resolve_sid() {
-  local cached
-  cached=$(find "$CACHE" -mindepth 2 -maxdepth 2 -name .done -printf '%h\n' 2>/dev/null |
-    xargs -r -n1 basename | grep -E '^([7-9]|[1-9][0-9])\.[0-9.]+\+deb[0-9]+$' | sort -V | tail -n 1 || true)
-  if [[ -n $cached ]]; then
-    echo "$cached"
-    return 0
-  fi
-  if ! lists_fresh; then
-    apt-get "${APT_OPTS[@]}" update >&2
-    sources_changed=0
-  fi
-  local newest
-  newest=$(apt-cache "${APT_OPTS[@]}" pkgnames linux-binary-unsigned- 2>/dev/null |
-    sed -nE 's/^linux-binary-unsigned-(([7-9]|[1-9][0-9])\.[0-9.]+\+deb[0-9]+)-amd64$/\1/p' | sort -V | tail -n 1)
-  [[ -n $newest ]] || { echo "fetch-kernels: sid offers no linux-binary-unsigned-*-amd64 kernel" >&2; return 1; }
-  echo "$newest"
+# ---- roles ----------------------------------------------------------------------------------
+
+served() { # ERE -> the ABIs matching it with a kernel package in the lists, oldest first
+  apt-cache "${APT_OPTS[@]}" pkgnames linux- 2>/dev/null |
+    sed -nE 's/^linux-image-(.+)-amd64-unsigned$/\1/p; s/^linux-binary-unsigned-(.+)-amd64$/\1/p' |
+    { grep -E "^($1)\$" || true; } | sort -uV
 }
 
-resolved=()
-for abi in "${ABIS[@]}"; do
-  if [[ $abi == sid ]]; then abi=$(resolve_sid); fi
-  resolved+=("$abi")
-done
-if [[ $resolve_only -eq 1 ]]; then
-  printf '%s\n' "${resolved[@]}"
-  exit 0
-fi
-ABIS=("${resolved[@]}")
+# ABI: writes $SUMS/<abi>.sum, "CRCS LAYOUT NONZERO" of its Module.symvers: sha256 of the
+# sorted "symbol crc" pairs, module_layout's CRC (- if none), the number of CRCs that are not 0.
+# From the fetched kernel, else from its linux-headers-<abi>-amd64 alone (kept once made).
+symvers_sum() {
+  local abi=$1 sum="$SUMS/$1.sum" symvers tmp=""
+  [[ ! -s $sum ]] || return 0
+  mkdir -p "$SUMS"
+  if [[ -f $CACHE/$abi/.done ]]; then
+    symvers=$CACHE/$abi/Module.symvers
+  else
+    tmp=$(mktemp -d "$SUMS/tmp.XXXXXX")
+    (cd "$tmp" && apt-get "${APT_OPTS[@]}" download "linux-headers-$abi-amd64" >&2) \
+      || { rm -rf "$tmp"; die "cannot download linux-headers-$abi-amd64"; }
+    dpkg-deb --fsys-tarfile "$tmp"/*.deb | tar -x -C "$tmp" --wildcards --no-anchored Module.symvers
+    symvers=$tmp/usr/src/linux-headers-$abi-amd64/Module.symvers
+    [[ -s $symvers ]] || { rm -rf "$tmp"; die "no Module.symvers in linux-headers-$abi-amd64"; }
+  fi
+  {
+    awk '{ print $2, $1 }' "$symvers" | LC_ALL=C sort | sha256sum | cut -d' ' -f1
+    awk '$2 == "module_layout" { l = $1 } END { print (l == "" ? "-" : l) }' "$symvers"
+    awk '$1 !~ /^0x0+$/ { n++ } END { print n + 0 }' "$symvers"
+  } | paste -sd' ' >"$sum.tmp"
+  mv "$sum.tmp" "$sum"
+  [[ -z $tmp ]] || rm -rf "$tmp"
+}
+# Fields of a sum made by symvers_sum (call that first, outside $(...), so that it can die).
+crcs() { cut -d' ' -f1 "$SUMS/$1.sum"; }
+layout() { cut -d' ' -f2 "$SUMS/$1.sum"; }
+nonzero() { cut -d' ' -f3 "$SUMS/$1.sum"; }
+older() { [[ $1 != "$2" && $(printf '%s\n' "$1" "$2" | sort -V | head -n 1) == "$1" ]]; }
+prefer() { # PINNED ABI... -> PINNED first if among the ABIs, then the others in their order
+  local pin=$1 x
+  shift
+  for x in "$@"; do if [[ $x == "$pin" ]]; then echo "$x"; fi; done
+  for x in "$@"; do if [[ $x != "$pin" ]]; then echo "$x"; fi; done
+}
 
+resolve_roles() {
+  local -a v61 v612 v7 desc61 desc612 desc7
+  local c p k61="" k61_same="" k61_old="" a="" b="" nomv=""
+  mapfile -t v61 < <(served '6\.1\.0-[0-9]+')
+  mapfile -t v612 < <(served '6\.12\.[0-9]+\+deb13(\.[0-9]+)?')
+  mapfile -t v7 < <(served '([7-9]|[1-9][0-9])\.[0-9.]+\+deb[0-9.]+')
+  mapfile -t desc61 < <(printf '%s\n' "${v61[@]}" | sed '/^$/d' | sort -rV)
+  mapfile -t desc612 < <(printf '%s\n' "${v612[@]}" | sed '/^$/d' | sort -rV)
+  mapfile -t desc7 < <(printf '%s\n' "${v7[@]}" | sed '/^$/d' | sort -rV)
+  echo "fetch-kernels: the archive serves 6.1: ${v61[*]:-none}; 6.12: ${v612[*]:-none}; 7+: ${v7[*]:-none}" >&2
+
+  for c in $(prefer 6.1.0-56 "${desc61[@]}"); do
+    for p in $(prefer 6.1.0-55 "${desc61[@]}"); do
+      [[ $p != "$c" ]] || continue
+      symvers_sum "$c"
+      symvers_sum "$p"
+      if [[ $(crcs "$c") == "$(crcs "$p")" ]]; then k61=$c k61_same=$p; break 2; fi
+    done
+  done
+  [[ -n $k61 ]] || die "no kernel fills role k61/k61_same: no two served 6.1 ABIs (${v61[*]:-none}) have identical CRCs"
+  for c in $(prefer 6.1.0-47 "${v61[@]}"); do
+    older "$c" "$k61" || continue
+    symvers_sum "$c"
+    if [[ $(layout "$c") != "$(layout "$k61")" ]]; then k61_old=$c; break; fi
+  done
+  [[ -n $k61_old ]] || die "no kernel fills role k61_old: no served 6.1 ABI older than $k61 has another module_layout CRC"
+
+  for c in $(prefer 6.12.107+deb13 "${desc612[@]}"); do
+    for p in $(prefer 6.12.94+deb13 "${desc612[@]}"); do
+      [[ $p != "$c" ]] || continue
+      symvers_sum "$c"
+      symvers_sum "$p"
+      if [[ $(crcs "$c") != "$(crcs "$p")" ]]; then a=$c b=$p; break 2; fi
+    done
+  done
+  [[ -n $a ]] || die "no kernel fills roles k612/k612_old: no two served 6.12 ABIs (${v612[*]:-none}) with different CRCs"
+  if older "$b" "$a"; then p=$a a=$b b=$p; fi # a: the older
+
+  for c in "${desc7[@]}"; do
+    symvers_sum "$c"
+    if [[ $(nonzero "$c") -eq 0 ]]; then nomv=$c; break; fi
+  done
+  [[ -n $nomv ]] || die "no kernel fills role nomodversions: every served 7.x+ ABI (${v7[*]:-none}) has CRCs"
+
+  {
+    echo "# Kernel roles resolved by tests/e2e/fetch-kernels.sh from the archive's lists of $(date -u -r "$STAMP" +%FT%TZ)"
+    echo "k61=$k61"
+    echo "k61_same=$k61_same"
+    echo "k61_old=$k61_old"
+    echo "k612=$b"
+    echo "k612_old=$a"
+    echo "nomodversions=$nomv"
+  } >"$ROLES_FILE.tmp"
+  mv "$ROLES_FILE.tmp" "$ROLES_FILE"
+}
+
+ensure_roles() {
+  roles_current && return 0
+  ensure_lists
+  resolve_roles
+}
+
+case $mode in
+  role) ensure_roles; role_of "$want_role"; exit 0 ;;
+  roles) ensure_roles; grep -E '^[a-z0-9_]+=' "$ROLES_FILE"; exit 0 ;;
+esac
+
+if [[ $# -eq 0 ]]; then set -- "${ROLES[@]}"; fi
+ABIS=()
+for arg in "$@"; do
+  [[ $arg != sid ]] || arg=nomodversions
+  if is_role "$arg"; then
+    ensure_roles # once: then current
+    abi=$(role_of "$arg")
+    [[ -n $abi ]] || die "role $arg is not in $ROLES_FILE"
+    echo "fetch-kernels: role $arg = $abi" >&2
+    arg=$abi
+  fi
+  ABIS+=("$arg")
+done
+mapfile -t ABIS < <(printf '%s\n' "${ABIS[@]}" | awk '!seen[$0]++')
 for abi in "${ABIS[@]}"; do fetch_one "$abi"; done

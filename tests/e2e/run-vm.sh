@@ -3,7 +3,8 @@
 # module of a manifest. The kernel's errno is the truth the agent is compared with.
 #
 # Usage: run-vm.sh [-o RESULTS] [-l LOG] [-a APPEND] KERNEL_ABI MANIFEST
-#   KERNEL_ABI  a directory of the kernel cache (fetch-kernels.sh), e.g. 6.1.0-56
+#   KERNEL_ABI  a directory of the kernel cache (fetch-kernels.sh), e.g. 6.1.0-56, or a kernel
+#               role of fetch-kernels.sh (k61, k612, ...)
 #   MANIFEST    one module a line: "CASE ... PATH" (first field the case name, last field the
 #               module file, .ko or .ko.xz; a mkcases.py manifest fits); '#' lines ignored.
 #               Consecutive lines with the same CASE form a group: its modules are inserted in
@@ -48,7 +49,8 @@ while getopts "o:l:a:" opt; do
 done
 shift $((OPTIND - 1))
 [[ $# -eq 2 ]] || die "$usage"
-abi=$1 manifest=$2
+abi=$(vm_abi "$1") || die "no kernel for $1"
+manifest=$2
 kdir="$CACHE/$abi"
 [[ -f $kdir/.done ]] || die "kernel $abi not in $CACHE (run tests/e2e/fetch-kernels.sh $abi)"
 kver=$(<"$kdir/.done")

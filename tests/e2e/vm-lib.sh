@@ -7,6 +7,14 @@ QEMU=${QEMU:-qemu-system-x86_64}
 BUSYBOX=${BUSYBOX:-/bin/busybox}
 VM_LIB_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 
+# vm_abi ROLE|ABI: the ABI of a kernel role (fetch-kernels.sh --role), or the ABI as given.
+vm_abi() {
+  case $1 in
+    k61 | k61_same | k61_old | k612 | k612_old | nomodversions) bash "$VM_LIB_DIR/fetch-kernels.sh" --role "$1" ;;
+    *) echo "$1" ;;
+  esac
+}
+
 # vm_base_root ROOT: busybox as /bin/sh, and tryload, the static init_module caller.
 vm_base_root() {
   local root=$1

@@ -5,11 +5,14 @@
 #include <unistd.h>
 
 #include <filesystem>
+#include <initializer_list>
+#include <iostream>
 #include <fstream>
 #include <optional>
 #include <string>
 #include <system_error>
 
+#include "../../kernel_roles.h"
 #include "../temp_dir.h"
 
 namespace agent::test {
@@ -56,33 +59,49 @@ struct HostCopy {
 // The committed base tree: sysfs/procfs of a GPU node, no kernel binaries.
 inline std::filesystem::path base_host() { return std::filesystem::path(AGENT_FIXTURE_HOSTS) / "base"; }
 
-// A fixture node built from the kernel cache (make-host.sh, run by ctest as a fixture), or
-// nullopt when it was not built - the caller WARNs and returns.
+// A fixture node built from the kernel cache by make-host.sh (ctest runs it as the fixture
+// agent_test_hosts) for the kernel roles as they are now: its path, or nullopt when it was not
+// built or was built for another ABI of its role.
 inline std::optional<std::filesystem::path> cache_host(const std::string& kind) {
   const std::filesystem::path p = std::filesystem::path(AGENT_TEST_HOSTS) / kind;
-  std::error_code ec;
-  if (!std::filesystem::exists(p / ".fixture-kernel", ec)) return std::nullopt;
+  std::ifstream in(p / ".fixture-role");
+  std::string line;
+  if (!std::getline(in, line)) return std::nullopt;
+  const auto eq = line.find('=');
+  if (eq == std::string::npos || role_abi(line.substr(0, eq)) != line.substr(eq + 1)) return std::nullopt;
   return p;
 }
 
-inline std::string skip_message(const std::string& kind) {
-  return "fixture host '" + kind + "' not built (needs the kernel cache: tests/e2e/fetch-kernels.sh, then ctest, " +
-         "or tests/fixtures/hosts/make-host.sh all " + AGENT_TEST_HOSTS + "); skipping";
+// For main(): true when every node KIND is built for the current roles; else says which is not
+// on stderr and the executable exits 77 (ctest's SKIP_RETURN_CODE).
+inline bool require_hosts(std::initializer_list<const char*> kinds) {
+  bool ok = true;
+  for (const char* kind : kinds) {
+    if (cache_host(kind)) continue;
+    std::cerr << "SKIP: fixture host '" << kind << "' not built for the kernel roles of " << kernel_cache()
+              << " (tests/e2e/fetch-kernels.sh, then ctest, or tests/fixtures/hosts/make-host.sh all "
+              << AGENT_TEST_HOSTS << ")\n";
+    ok = false;
+  }
+  return ok;
 }
 
-// The kernel cache tests/e2e/fetch-kernels.sh fills: <cache>/<abi>/{modules,Module.symvers}.
-inline std::optional<std::filesystem::path> kernel_abi(const std::string& abi) {
-  std::filesystem::path cache;
-  if (const char* c = std::getenv("AGENT_KERNEL_CACHE"); c && *c) {
-    cache = c;
-  } else if (const char* x = std::getenv("XDG_CACHE_HOME"); x && *x) {
-    cache = std::filesystem::path(x) / "intel-gpu-agent/kernels";
-  } else if (const char* h = std::getenv("HOME"); h && *h) {
-    cache = std::filesystem::path(h) / ".cache/intel-gpu-agent/kernels";
+// A node main() checked with require_hosts.
+inline std::filesystem::path fixture_host(const std::string& kind) {
+  auto p = cache_host(kind);
+  if (!p) {
+    std::cerr << "fixture host '" << kind << "' not built\n";
+    std::abort();
   }
-  std::error_code ec;
-  if (cache.empty() || !std::filesystem::exists(cache / abi / ".done", ec)) return std::nullopt;
-  return cache / abi;
+  return *p;
+}
+
+// The release (kver) of a fixture node's kernel, e.g. 6.1.0-56-amd64.
+inline std::string fixture_kver(const std::filesystem::path& host) {
+  std::ifstream in(host / ".fixture-kernel");
+  std::string kver;
+  in >> kver;
+  return kver;
 }
 
 }  // namespace agent::test

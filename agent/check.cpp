@@ -418,13 +418,13 @@ std::string check_text(const CheckReport& r, bool verbose) {
 int run_check(const CheckOptions& options, std::ostream& out, std::ostream& err) {
   auto report = diagnose(options);
   if (!report) {
-    err << "agent: --check: " << report.error().what() << '\n';
+    err << "agent: --check: " << printable(report.error().what()) << '\n';
     return kCheckInputError;
   }
   if (options.json)
-    out << check_json(*report).dump(2) << '\n';
+    out << safe_dump(check_json(*report)) << '\n';
   else
-    out << check_text(*report, options.verbose);
+    out << printable(check_text(*report, options.verbose));
   return exit_code(report->decision);
 }
 

@@ -8,6 +8,7 @@
 #include "kabi/report.h"
 #include "kabi/rules.h"
 #include "kabi/signature.h"
+#include "kabi/text.h"
 
 namespace agent {
 
@@ -16,7 +17,7 @@ int run_kabi_check(const KabiCheckOptions& o, std::ostream& out, std::ostream& e
   for (const auto& path : o.modules) {
     auto m = kabi::read_module(path, {.trusted_certs = nullptr, .sha256 = false});
     if (!m) {
-      err << "agent: " << m.error().what() << '\n';
+      err << "agent: " << printable(m.error().what()) << '\n';
       return kExitInputError;
     }
     set.push_back(std::move(*m));
@@ -25,7 +26,7 @@ int run_kabi_check(const KabiCheckOptions& o, std::ostream& out, std::ostream& e
   // this set needs.
   auto kernel = kabi::load_kernel_model(o.symvers, o.kernel_modules, &set);
   if (!kernel) {
-    err << "agent: " << kernel.error().what() << '\n';
+    err << "agent: " << printable(kernel.error().what()) << '\n';
     return kExitInputError;
   }
   kernel->policy = o.policy;
@@ -49,7 +50,7 @@ int run_kabi_check(const KabiCheckOptions& o, std::ostream& out, std::ostream& e
     if (image) {
       auto certs = kabi::verify_module_signatures(set, *image);
       if (!certs) {
-        err << "agent: " << certs.error().what() << '\n';
+        err << "agent: " << printable(certs.error().what()) << '\n';
         return kExitInputError;
       }
       kernel->certificates_known = true;
@@ -58,9 +59,9 @@ int run_kabi_check(const KabiCheckOptions& o, std::ostream& out, std::ostream& e
   }
   const kabi::Evaluation ev = kabi::evaluate(set, *kernel);
   if (o.json)
-    out << kabi::evaluation_json(ev, *kernel).dump(2) << '\n';
+    out << safe_dump(kabi::evaluation_json(ev, *kernel)) << '\n';
   else
-    out << kabi::evaluation_text(ev, *kernel, o.verbose);
+    out << printable(kabi::evaluation_text(ev, *kernel, o.verbose));
   return ev.all_loadable() ? kExitLoadable : kExitRefused;
 }
 

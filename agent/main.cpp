@@ -8,8 +8,11 @@
 
 #include "agent/check.h"
 #include "agent/kabi_check.h"
+#include "kabi/text.h"
 
-int main(int argc, char** argv) {
+namespace {
+
+int run(int argc, char** argv) {
   auto logger = spdlog::stderr_color_mt("agent");
   spdlog::set_default_logger(logger);
   spdlog::set_pattern("agent: %l: %v");
@@ -73,5 +76,20 @@ int main(int argc, char** argv) {
     return agent::run_kabi_check(ko, std::cout, std::cerr);
   }
   std::cerr << app.help();
+  return agent::kExitInputError;
+}
+
+}  // namespace
+
+// One handler for everything: a failure nobody foresaw is exit 2 with a message, never an
+// abort (a std::bad_alloc, a library's exception on input it did not expect).
+int main(int argc, char** argv) {
+  try {
+    return run(argc, argv);
+  } catch (const std::exception& e) {
+    std::cerr << "agent: internal error: " << agent::printable(e.what()) << '\n';
+  } catch (...) {
+    std::cerr << "agent: internal error: unknown exception\n";
+  }
   return agent::kExitInputError;
 }

@@ -22,6 +22,18 @@ printf 'not a symvers file\n' >"$work/garbage.symvers"
 : >"$work/empty.symvers"
 printf '0x12345678\tsym\tvmlinux\tEXPORT_SYMBOL\n0xZZ\tbad\tvmlinux\tEXPORT_SYMBOL\n' >"$work/badline.symvers"
 xz -c "$good" | head -c 500 >"$work/cut.ko.xz"
+mkfifo "$work/fifo.ko"
+truncate -s 200G "$work/sparse.ko"
+# Bytes that are not UTF-8 and terminal control bytes in a module string (the firmware name,
+# same length, so the ELF stays valid).
+python3 - "$good" "$work/hostile.ko" <<'PY'
+import sys
+data = open(sys.argv[1], "rb").read()
+old = b"firmware=i915/dg2_guc_70.bin"
+new = b"firmware=i915/\xff\xfe\x1b[1m\x07_70.bin"
+assert len(new) == len(old) and old in data
+open(sys.argv[2], "wb").write(data.replace(old, new))
+PY
 
 # expect NAME WANT_EXIT WANT_TEXT -- ARGS...
 expect() {
@@ -52,6 +64,31 @@ expect "empty symvers" 2 "$work/empty.symvers: no symbols" -- --symvers "$work/e
 expect "bad symvers line" 2 "$work/badline.symvers: line 2: bad CRC" -- --symvers "$work/badline.symvers" --kernel-modules "$work/tree" "$good"
 expect "no module tree" 2 "$work/none: not a module directory" -- --symvers "$symvers" --kernel-modules "$work/none" "$good"
 expect "missing --symvers" 2 "--symvers is required" -- --kernel-modules "$work/tree" "$good"
+# Never opened: a FIFO would block forever, a device could act on open.
+expect "a FIFO as module" 2 "$work/fifo.ko: is a FIFO, not a file" -- "${base[@]}" "$work/fifo.ko"
+expect "a device as module" 2 "/dev/zero: is a character device, not a file" -- "${base[@]}" /dev/zero
+expect "a device as symvers" 2 "/dev/zero: is a character device" -- --symvers /dev/zero --kernel-modules "$work/tree" "$good"
+expect "a 200 GiB sparse module" 2 "$work/sparse.ko: is 204800 MiB, more than the" -- "${base[@]}" "$work/sparse.ko"
+
+# Hostile bytes in a module string: the JSON stays valid (invalid UTF-8 replaced), the text
+# report shows them escaped, and either way the module gets a verdict.
+verdict_ok() { # NAME RC OUTPUT_FILE CHECK_COMMAND...
+  local name=$1 rc=$2
+  shift 2
+  if [[ $rc -le 1 ]] && "$@"; then
+    echo "PASS $name: exit $rc"
+    passed=$((passed + 1))
+  else
+    echo "FAIL $name: exit $rc"
+    failed=$((failed + 1))
+  fi
+}
+"$agent" kabi check --json -v "${base[@]}" "$work/hostile.ko" >"$work/hostile.json" 2>"$work/hostile.err"
+verdict_ok "non-UTF-8 in a module string: JSON" $? python3 -c 'import json,sys; json.load(open(sys.argv[1]))' "$work/hostile.json"
+"$agent" kabi check -v "${base[@]}" "$work/hostile.ko" >"$work/hostile.txt" 2>&1
+rc=$?
+no_raw_controls() { ! LC_ALL=C grep -q $'[\x01-\x08\x0b-\x1f\x7f]' "$work/hostile.txt"; }
+verdict_ok "control bytes in a module string: text" $rc no_raw_controls
 # A well-formed module gets a verdict (0 or 1), not an input error.
 "$agent" kabi check "${base[@]}" "$good" >/dev/null 2>&1
 rc=$?

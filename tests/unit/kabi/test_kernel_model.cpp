@@ -246,3 +246,56 @@ TEST_CASE("kernel model: vermagic without 'modversions' means no modversions", "
   CHECK(k->version_minor == 2);
   CHECK_FALSE(k->modversions);
 }
+
+TEST_CASE("kernel model: nothing in a hostile tree leads outside its root", "[kernel_model][hostile]") {
+  TempDir tmp;
+  // Markers beside the root that must never be read: modules that would change the answer.
+  spit(tmp / "outside/e1000.ko", slurp(fixture("consumer.ko")));
+  const auto r = tmp / "root";
+  const std::string moddir = "/lib/modules/6.1.0-56-amd64";
+  spit(r / "lib/modules/6.1.0-56-amd64/kernel/fs/fat/fat.ko.zst", slurp(fixture("basic.ko.zst")));
+  std::filesystem::create_directories(r / "lib/modules/6.1.0-56-amd64/kernel/net");
+  auto root = RootFs::open(r, GENERATE(RootFs::Resolver::Openat2, RootFs::Resolver::Walk)).value();
+
+  SECTION("a module that is a symlink out of the root (relative and absolute)") {
+    std::filesystem::create_symlink("../../../../../../../outside/e1000.ko", r / "lib/modules/6.1.0-56-amd64/kernel/net/e1000.ko");
+    std::filesystem::create_symlink(tmp / "outside/e1000.ko", r / "lib/modules/6.1.0-56-amd64/kernel/net/e100.ko");
+    auto tree = scan_module_tree(root, moddir);
+    REQUIRE(tree);
+    CHECK(tree->modules.count("e1000") == 0);  // leads nowhere inside the root
+    CHECK(tree->modules.count("e100") == 0);
+    CHECK(tree->modules.count("fat") == 1);
+  }
+  SECTION("an absolute path in modules.dep is the host's path, inside the root") {
+    spit(r / "lib/modules/6.1.0-56-amd64/modules.dep",
+         (tmp / "outside/e1000.ko").string() + ":\n" + moddir + "/kernel/fs/fat/fat.ko.zst:\n");
+    auto tree = scan_module_tree(root, moddir);
+    REQUIRE(tree);
+    CHECK(tree->modules.count("e1000") == 0);
+    REQUIRE(tree->modules.count("fat") == 1);
+    CHECK(tree->modules.at("fat").path == moddir + "/kernel/fs/fat/fat.ko.zst");
+    REQUIRE(tree->problems.size() == 1);  // the line that leads nowhere is said
+    auto facts = read_tree_facts(root, tree->modules);
+    REQUIRE(facts);
+    CHECK(facts->vermagic == "6.1.0-56-amd64 SMP preempt mod_unload modversions ");
+  }
+  SECTION("a build link to ../../../../.. is not walked") {
+    std::filesystem::create_symlink("../../../../..", r / "lib/modules/6.1.0-56-amd64/build");
+    std::filesystem::create_symlink("../../../../..", r / "lib/modules/6.1.0-56-amd64/kernel/loop");
+    auto tree = scan_module_tree(root, moddir);
+    REQUIRE(tree);
+    CHECK(tree->modules.size() == 1);
+  }
+}
+
+TEST_CASE("kernel model: a walk that cannot finish is an error, never a short tree", "[kernel_model][hostile]") {
+  TempDir tmp;
+  spit(tmp / "kernel/fs/fat/fat.ko.zst", slurp(fixture("basic.ko.zst")));
+  std::filesystem::path deep = tmp / "kernel";
+  for (int i = 0; i < 20; ++i) deep /= "d";
+  std::filesystem::create_directories(deep);
+  auto tree = scan_module_tree(tmp.path());
+  REQUIRE_FALSE(tree);
+  CHECK(tree.error().code == ELOOP);
+  CHECK_THAT(tree.error().message, Contains("deeper than"));
+}

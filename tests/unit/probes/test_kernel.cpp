@@ -85,6 +85,34 @@ TEST_CASE("union_of_modules: owners from exports, then modules.symbols, else vml
   CHECK(bad.error().message.find("printk") != std::string::npos);
 }
 
+TEST_CASE("union_of_modules knows which facts it has not seen: licence, and namespace up to what users import") {
+  agent::kabi::ExportedSymbol e;
+  e.name = "drm_dev_put";
+  e.crc = 0x22;
+  e.ns = "";
+  auto i915 = module_with("i915", {{"printk", 0x11}, {"dma_buf_get", 0x44}, {"drm_dev_put", 0x22}, {"ksym_x", 5}});
+  i915.import_ns = {"DMA_BUF", "X_NS"};
+  auto xe = module_with("xe", {{"dma_buf_get", 0x44}, {"ksym_x", 5}});
+  xe.import_ns = {"DMA_BUF"};
+  auto sv = union_of_modules({i915, xe, module_with("drm", {}, {e})}, {}, "union");
+  REQUIRE(sv);
+  // An export record knows everything.
+  CHECK(sv->find("drm_dev_put")->type_known);
+  CHECK(sv->find("drm_dev_put")->ns_known);
+  // Seen only in __versions: GPL-only or not is unknown ...
+  CHECK_FALSE(sv->find("printk")->type_known);
+  // ... and the namespace is none, or one that every importing module imports.
+  CHECK(sv->find("printk")->ns_possible == std::vector<std::string>{"", "DMA_BUF", "X_NS"});
+  CHECK_FALSE(sv->find("printk")->ns_known);
+  CHECK(sv->find("dma_buf_get")->ns_possible == std::vector<std::string>{"", "DMA_BUF"});
+  CHECK(sv->find("ksym_x")->ns_possible == std::vector<std::string>{"", "DMA_BUF"});  // X_NS: xe does not import it
+  auto plain = module_with("plain", {{"ksym_x", 5}});
+  auto sv2 = union_of_modules({xe, plain}, {}, "union");
+  REQUIRE(sv2);
+  CHECK(sv2->find("ksym_x")->ns_known);  // a user that imports nothing: certainly no namespace
+  CHECK(sv2->find("ksym_x")->ns.empty());
+}
+
 TEST_CASE("probe_kernel: no release file is an error") {
   TempDir t;
   auto k = probe_kernel(HostRoot::open(t.path()).value());

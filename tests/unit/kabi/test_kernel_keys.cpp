@@ -1,6 +1,6 @@
 // kabi::extract_kernel_certificates and kabi::check_module_signature: self-made keys and
 // kernel images (no cache needed), then real Debian kernels from the fetch-kernels.sh cache.
-#include <catch2/catch.hpp>
+#include "catch2_compat.h"
 
 #include <cstdint>
 #include <cstdlib>

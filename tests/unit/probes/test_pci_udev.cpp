@@ -1,7 +1,7 @@
 // libudev discovery, run under umockdev-wrapper: the testbed's /sys is the committed fixture
 // node's sysfs, so libudev (which always reads "/sys") and libpci see the same devices, and the
 // two back ends must agree field by field.
-#include <catch2/catch.hpp>
+#include "catch2_compat.h"
 
 #include <umockdev.h>
 

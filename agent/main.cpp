@@ -20,6 +20,7 @@ int run(int argc, char** argv) {
 
   CLI::App app{"Intel GPU driver container node agent"};
   app.require_subcommand(0, 1);
+  app.set_version_flag("--version", AGENT_VERSION_STRING);  // defined in agent/CMakeLists.txt
   bool verbose = false;
   app.add_flag("-v,--verbose", verbose, "More detail in logs and reports");
 

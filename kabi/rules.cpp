@@ -89,7 +89,13 @@ std::string errno_name(int err) {
     case EKEYREJECTED: return "EKEYREJECTED";
     case ENOPKG: return "ENOPKG";
     case EBUSY: return "EBUSY";
-    default: return "E" + std::to_string(err);
+    default: {
+      // Appended rather than `"E" + std::to_string(err)`: GCC 12 reports a false -Wrestrict
+      // on that operator+ when optimizing (GCC PR 105329).
+      std::string name = "E";
+      name += std::to_string(err);
+      return name;
+    }
   }
 }
 

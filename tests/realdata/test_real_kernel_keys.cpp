@@ -1,7 +1,7 @@
 // kabi::extract_kernel_certificates and kabi::check_module_signature on real Debian kernels
 // (tests/e2e/fetch-kernels.sh, by role): each kernel's vmlinuz holds the key its own modules
 // are signed with, not another build's.
-#include <catch2/catch.hpp>
+#include "catch2_compat.h"
 
 #include <filesystem>
 #include <map>

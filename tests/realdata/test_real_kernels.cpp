@@ -1,7 +1,7 @@
 // The kABI engine on real Debian kernels (fetched by tests/e2e/fetch-kernels.sh, chosen by
 // role): i915 and xe of one ABI against another ABI's Module.symvers and module tree.
 #define CATCH_CONFIG_RUNNER
-#include <catch2/catch.hpp>
+#include "catch2_compat.h"
 
 #include <algorithm>
 #include <cstdlib>

@@ -2,7 +2,7 @@
 // (tests/fixtures/hosts/make-host.sh, the kernel roles of tests/e2e/fetch-kernels.sh): the
 // ctest agent_check_realdata, which exits 77 (SKIPPED) when the nodes or kernels are missing.
 #define CATCH_CONFIG_RUNNER
-#include <catch2/catch.hpp>
+#include "catch2_compat.h"
 
 #include <sys/stat.h>
 

@@ -1,6 +1,6 @@
 // `agent --check` (agent/check.cpp) on bad input, with the committed base node only (no kernel
 // cache): the ctest agent_check. On real kernels: test_check.cpp.
-#include <catch2/catch.hpp>
+#include "catch2_compat.h"
 
 #include <sstream>
 

@@ -1,7 +1,7 @@
 // decide(): every branch, from facts built in the test (no node, no files).
 #include "agent/decide.h"
 
-#include <catch2/catch.hpp>
+#include "catch2_compat.h"
 
 #include <algorithm>
 

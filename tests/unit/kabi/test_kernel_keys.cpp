@@ -1,6 +1,6 @@
 // kabi::extract_kernel_certificates and kabi::check_module_signature on self-made keys and
 // kernel images (no cache needed); on real Debian kernels: tests/realdata/test_real_kernel_keys.cpp.
-#include <catch2/catch.hpp>
+#include "catch2_compat.h"
 
 #include <cstdint>
 #include <cstdlib>

@@ -4,7 +4,7 @@
 
 #include <sys/stat.h>
 
-#include <catch2/catch.hpp>
+#include "catch2_compat.h"
 
 #include "test_util.h"
 

@@ -5,7 +5,7 @@
 #include <cstring>
 #include <random>
 
-#include <catch2/catch.hpp>
+#include "catch2_compat.h"
 #include <zlib.h>
 
 #include "test_util.h"

@@ -6,7 +6,7 @@
 #include <set>
 #include <sstream>
 
-#include <catch2/catch.hpp>
+#include "catch2_compat.h"
 
 #include "test_util.h"
 

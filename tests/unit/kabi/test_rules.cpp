@@ -4,7 +4,7 @@
 
 #include <cerrno>
 
-#include <catch2/catch.hpp>
+#include "catch2_compat.h"
 
 #include "kabi/signature.h"
 #include "test_util.h"

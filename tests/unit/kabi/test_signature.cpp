@@ -1,6 +1,6 @@
 #include "kabi/signature.h"
 
-#include <catch2/catch.hpp>
+#include "catch2_compat.h"
 
 #include "test_util.h"
 

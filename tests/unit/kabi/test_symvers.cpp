@@ -2,7 +2,7 @@
 
 #include <cerrno>
 
-#include <catch2/catch.hpp>
+#include "catch2_compat.h"
 
 #include "test_util.h"
 

@@ -2,7 +2,7 @@
 // from the kernel roles of tests/e2e/fetch-kernels.sh): the ctest probes_realdata, which
 // exits 77 (SKIPPED) when the nodes or the roles' kernels are missing.
 #define CATCH_CONFIG_RUNNER
-#include <catch2/catch.hpp>
+#include "catch2_compat.h"
 
 #include <algorithm>
 #include <cerrno>

@@ -3,7 +3,7 @@
 // and the two back ends must agree field by field. Started without the preload, the binary runs
 // itself again under umockdev-wrapper; where that cannot work it exits 77 (ctest: SKIPPED).
 #define CATCH_CONFIG_RUNNER
-#include <catch2/catch.hpp>
+#include "catch2_compat.h"
 
 #include <unistd.h>
 #include <umockdev.h>

@@ -18,7 +18,7 @@ const PciDevice& by_bdf(const PciInventory& inv, const std::string& bdf) {
   return *it;
 }
 
-PciOptions libpci_options() {
+PciOptions sysfs_options() {
   PciOptions o;
   o.backend = PciBackend::Sysfs;
   o.pci_ids = AGENT_PCI_IDS;
@@ -27,9 +27,9 @@ PciOptions libpci_options() {
 
 }  // namespace
 
-TEST_CASE("libpci lists every PCI function of the fixture node, sorted") {
+TEST_CASE("sysfs lists every PCI function of the fixture node, sorted") {
   auto root = HostRoot::open(agent::test::base_host()).value();
-  auto inv = discover_pci(root, libpci_options());
+  auto inv = discover_pci(root, sysfs_options());
   REQUIRE(inv);
   CHECK(inv->backend == "sysfs");
   REQUIRE(inv->devices.size() == 13);
@@ -38,9 +38,9 @@ TEST_CASE("libpci lists every PCI function of the fixture node, sorted") {
   for (const auto& d : inv->devices) CHECK(d.problems.empty());
 }
 
-TEST_CASE("libpci reads a Data Center GPU Flex 170 as sysfs shows it") {
+TEST_CASE("sysfs reads a Data Center GPU Flex 170 as sysfs shows it") {
   auto root = HostRoot::open(agent::test::base_host()).value();
-  auto inv = discover_pci(root, libpci_options()).value();
+  auto inv = discover_pci(root, sysfs_options()).value();
   const PciDevice& flex = by_bdf(inv, "0000:03:00.0");
   CHECK(flex.vendor == 0x8086);
   CHECK(flex.device == 0x56c0);
@@ -55,9 +55,9 @@ TEST_CASE("libpci reads a Data Center GPU Flex 170 as sysfs shows it") {
   if (!inv.pci_ids.empty()) CHECK(flex.name() == "Intel Corporation Data Center GPU Flex 170");
 }
 
-TEST_CASE("libpci reads the other GPUs: Max 1550 unbound on NUMA node 1, Arc A770, Alder Lake-P, ASPEED") {
+TEST_CASE("sysfs reads the other GPUs: Max 1550 unbound on NUMA node 1, Arc A770, Alder Lake-P, ASPEED") {
   auto root = HostRoot::open(agent::test::base_host()).value();
-  auto inv = discover_pci(root, libpci_options()).value();
+  auto inv = discover_pci(root, sysfs_options()).value();
   const PciDevice& max = by_bdf(inv, "0000:81:00.0");
   CHECK(max.device == 0x0bd5);
   CHECK(max.revision == 0x2f);
@@ -87,7 +87,7 @@ TEST_CASE("libpci reads the other GPUs: Max 1550 unbound on NUMA node 1, Arc A77
 TEST_CASE("PCI discovery: no PCI bus under the root is an error, not zero devices") {
   TempDir t;
   auto root = HostRoot::open(t.path()).value();
-  auto inv = discover_pci(root, libpci_options());
+  auto inv = discover_pci(root, sysfs_options());
   REQUIRE_FALSE(inv);
   CHECK(inv.error().code == ENOENT);
   CHECK(inv.error().path.find("sys/bus/pci/devices") != std::string::npos);
@@ -100,7 +100,7 @@ TEST_CASE("PCI discovery: an unreadable vendor attribute is reported on that dev
   fs::remove(vendor);
   fs::create_directory(vendor);  // read() fails with EISDIR, as root cannot be locked out by mode bits
   auto root = HostRoot::open(t.path()).value();
-  auto inv = discover_pci(root, libpci_options());
+  auto inv = discover_pci(root, sysfs_options());
   REQUIRE(inv);
   REQUIRE(inv->devices.size() == 13);
   const PciDevice& max = by_bdf(*inv, "0000:81:00.0");
@@ -117,7 +117,7 @@ TEST_CASE("PCI discovery: a missing modalias is rebuilt from the ids and reporte
   agent::test::copy_tree(agent::test::base_host() / "sys", t / "sys");
   fs::remove(t / "sys/devices/pci0000:00/0000:00:01.0/0000:03:00.0/modalias");
   auto root = HostRoot::open(t.path()).value();
-  auto inv = discover_pci(root, libpci_options()).value();
+  auto inv = discover_pci(root, sysfs_options()).value();
   const PciDevice& flex = by_bdf(inv, "0000:03:00.0");
   CHECK(flex.modalias == "pci:v00008086d000056C0sv00008086sd00004905bc03sc80i00");
   REQUIRE(flex.problems.size() == 1);
@@ -126,7 +126,7 @@ TEST_CASE("PCI discovery: a missing modalias is rebuilt from the ids and reporte
 
 TEST_CASE("PCI discovery: without pci.ids the devices are listed by id and the gap is reported") {
   auto root = HostRoot::open(agent::test::base_host()).value();
-  PciOptions o = libpci_options();
+  PciOptions o = sysfs_options();
   o.pci_ids = "/nonexistent/pci.ids";
   auto inv = discover_pci(root, o).value();
   REQUIRE(inv.devices.size() == 13);
@@ -138,7 +138,7 @@ TEST_CASE("PCI discovery: without pci.ids the devices are listed by id and the g
 
 TEST_CASE("PCI discovery: libudev refuses a root other than /") {
   auto root = HostRoot::open(agent::test::base_host()).value();
-  PciOptions o = libpci_options();
+  PciOptions o = sysfs_options();
   o.backend = PciBackend::Udev;
   auto inv = discover_pci(root, o);
   REQUIRE_FALSE(inv);
@@ -170,7 +170,7 @@ TEST_CASE("alias matching uses the kernel's and kmod's glob semantics") {
 
 TEST_CASE("matching_modules: the bundle's aliases decide, in bundle order; Max 1550 is not in 6.1's i915") {
   auto root = HostRoot::open(agent::test::base_host()).value();
-  auto inv = discover_pci(root, libpci_options()).value();
+  auto inv = discover_pci(root, sysfs_options()).value();
   const std::vector<ModuleAliases> bundle = {
       {"i915", {"pci:v00008086d000056C0sv*sd*bc03sc*i*", "pci:v00008086d000056A0sv*sd*bc03sc*i*",
                 "pci:v00008086d000046A6sv*sd*bc03sc*i*"}},
@@ -181,4 +181,38 @@ TEST_CASE("matching_modules: the bundle's aliases decide, in bundle order; Max 1
   CHECK(matching_modules(by_bdf(inv, "0000:04:00.0"), bundle) == std::vector<std::string>{"i915", "xe"});
   CHECK(matching_modules(by_bdf(inv, "0000:81:00.0"), bundle).empty());
   CHECK(matching_modules(by_bdf(inv, "0000:06:00.0"), bundle).empty());
+}
+
+TEST_CASE("sysfs: device links and attributes that lead out of the root are never read") {
+  agent::test::HostCopy host(agent::test::base_host());
+  TempDir outside;
+  agent::test::write_file(outside / "vendor", "0x1af4\n");  // a marker: virtio's vendor id
+  // An attribute that is a link to a file outside the root (absolute, and climbing).
+  const std::string dev = "sys/devices/pci0000:00/0000:00:01.0/0000:03:00.0";
+  fs::remove(host.root / dev / "vendor");
+  fs::create_symlink(outside / "vendor", host.root / dev / "vendor");
+  fs::remove(host.root / dev / "device");
+  fs::create_symlink("../../../../../../../../../../" + (outside / "vendor").string(), host.root / dev / "device");
+  // A device link to the machine's own /sys/devices (as a bind mount gone wrong would show it):
+  // a device this machine has and the fixture does not.
+  fs::path real_dev;
+  for (const auto& e : fs::directory_iterator("/sys/bus/pci/devices")) {
+    const fs::path c = fs::canonical(e.path());
+    if (!fs::exists(host.root / c.relative_path())) {
+      real_dev = c;
+      break;
+    }
+  }
+  REQUIRE_FALSE(real_dev.empty());  // this test needs a PCI function of its own machine
+  fs::remove(host.root / "sys/bus/pci/devices/0000:00:02.0");
+  fs::create_symlink(real_dev, host.root / "sys/bus/pci/devices/0000:00:02.0");
+  auto root = HostRoot::open(host.root).value();
+  auto inv = discover_pci(root, sysfs_options()).value();
+  const PciDevice& flex = by_bdf(inv, "0000:03:00.0");
+  CHECK(flex.vendor == 0);  // not the outside 0x1af4
+  CHECK(flex.device == 0);
+  CHECK(flex.problems.size() >= 2);
+  const PciDevice& gone = by_bdf(inv, "0000:00:02.0");
+  CHECK(gone.vendor == 0);  // not whatever the agent's own machine has there
+  CHECK_FALSE(gone.problems.empty());
 }

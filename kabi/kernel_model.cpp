@@ -1,5 +1,6 @@
 #include "kabi/kernel_model.h"
 
+
 #include <algorithm>
 #include <cerrno>
 #include <fstream>

@@ -48,6 +48,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     case Signature::State::Present:
       if (s.signed_size != t.image_size || t.image_size + kSignatureMagic.size() + 12 > file.size()) std::abort();
       break;
+    case Signature::State::Unsupported:  // parsed, of a type the kernel treats as unsigned
+      if (t.image_size + kSignatureMagic.size() > file.size()) std::abort();
+      break;
     case Signature::State::Malformed:
       if (s.problem.empty() || t.image_size + kSignatureMagic.size() > file.size()) std::abort();
       break;

@@ -146,10 +146,12 @@ class WholeSource final : public ByteSource {
 };
 
 // Output collected in a string that grows as needed, never much past `cap` (the decoder stops
-// with EFBIG once more than the cap was committed).
+// with EFBIG once more than the cap was committed); with a `magic`, decoding stops as soon as
+// the first bytes show the output is not what it must be.
 class StringSink final : public ByteSink {
  public:
-  StringSink(size_t expect, size_t cap) : cap_(cap) { out_.resize(std::max<size_t>(expect, kMinRoom)); }
+  StringSink(size_t expect, size_t cap, std::string_view magic)
+      : cap_(cap), magic_(magic) { out_.resize(std::max<size_t>(expect, kMinRoom)); }
   std::span<char> space() override {
     if (out_.size() - used_ < kMinRoom)
       out_.resize(std::min(std::max(out_.size() * 2, used_ + kMinRoom), std::max(cap_, used_) + kMinRoom));
@@ -157,6 +159,10 @@ class StringSink final : public ByteSink {
   }
   void commit(size_t n) override { used_ += n; }
   uint64_t total() const override { return used_; }
+  bool done() const override { return wrong_magic(); }
+  bool wrong_magic() const {
+    return used_ >= magic_.size() && std::string_view(out_.data(), magic_.size()) != magic_;
+  }
   std::string take() && {
     out_.resize(used_);
     return std::move(out_);
@@ -165,6 +171,7 @@ class StringSink final : public ByteSink {
  private:
   static constexpr size_t kMinRoom = size_t{1} << 16;
   size_t cap_;
+  std::string_view magic_;
   std::string out_;
   size_t used_ = 0;
 };
@@ -324,7 +331,8 @@ Result<bool> decompress_stream(Compression c, ByteSource& in, ByteSink& out, con
   return fail(EINVAL, "no gzip/xz/zstd magic", path);
 }
 
-Result<std::string> decompress(std::string_view bytes, const std::string& path, size_t max_output) {
+Result<std::string> decompress(std::string_view bytes, const std::string& path, size_t max_output,
+                               std::string_view magic) {
   const Compression c = detect_compression(bytes);
   if (c == Compression::None) {
     if (bytes.size() > max_output)
@@ -333,13 +341,15 @@ Result<std::string> decompress(std::string_view bytes, const std::string& path, 
   }
   WholeSource in(bytes);
   // Modules and symvers compress 3-5x; the sink never grows past the cap.
-  StringSink out(std::min(bytes.size() * 4, max_output), max_output);
+  StringSink out(std::min(bytes.size() * 4, max_output), max_output, magic);
   auto ended = decompress_stream(c, in, out, {.concatenated = true, .max_output = max_output}, path);
-  if (!ended) return tl::unexpected(ended.error());
-  // A stream's last block ends it before the decoder's own check.
+  // Too much, or the wrong kind, says more than the decoder's complaint about what followed;
+  // and a stream's last block ends it before the decoder's own size check.
   if (out.total() > max_output)
     return fail(EFBIG, std::string(compression_name(c)) + " data decompresses to more than " +
                            std::to_string(max_output >> 20) + " MiB", path);
+  if (out.wrong_magic()) return fail(ENOEXEC, "decompressed data does not start with the expected magic", path);
+  if (!ended) return tl::unexpected(ended.error());
   return std::move(out).take();
 }
 

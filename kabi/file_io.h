@@ -65,9 +65,10 @@ class MappedFile {
 
 // Decompresses `bytes` if they carry a gzip/xz/zstd magic, else returns them unchanged:
 // every xz stream and zstd frame in them (a whole file may hold several), the first gzip
-// member. `path` only names the input in errors. More than `max_output` bytes is EFBIG.
+// member. `path` only names the input in errors. More than `max_output` bytes is EFBIG; with a
+// `magic`, output that does not start with it is ENOEXEC, caught at the first block.
 [[nodiscard]] Result<std::string> decompress(std::string_view bytes, const std::string& path,
-                                             size_t max_output = kMaxFileSize);
+                                             size_t max_output = kMaxFileSize, std::string_view magic = {});
 
 // ---- streaming: for input that is not one whole file (a compressed kernel inside a bzImage)
 // or output nobody needs whole (a kernel scanned for its certificates) ----

@@ -42,58 +42,16 @@ std::string sha256_hex(std::string_view bytes) {
 // is no module to judge but a decompression bomb, refused before it costs more memory.
 constexpr size_t kMaxModuleImage = size_t{256} << 20;
 
-class BytesSource final : public ByteSource {
- public:
-  explicit BytesSource(std::string_view bytes) : bytes_(bytes) {}
-  bool at_end() const override { return taken_; }
-  Result<std::string_view> next() override {
-    taken_ = true;
-    return bytes_;
-  }
-
- private:
-  std::string_view bytes_;
-  bool taken_ = false;
-};
-
-// Collects a decompressed module, offering the decoder room only up to one byte past the cap,
-// and stops at once when the first bytes are not an ELF header: a hostile file costs what it
-// decodes before it is caught, not what it claims.
-class ModuleSink final : public ByteSink {
- public:
-  explicit ModuleSink(size_t expect) { out_.resize(std::clamp<size_t>(expect, kRoom, kMaxModuleImage + 1)); }
-  std::span<char> space() override {
-    if (out_.size() - used_ < kRoom && out_.size() <= kMaxModuleImage)
-      out_.resize(std::min(std::max(out_.size() * 2, used_ + kRoom), kMaxModuleImage + 1));
-    if (out_.size() == used_) out_.resize(used_ + 1);  // never empty, even past the cap
-    return {out_.data() + used_, out_.size() - used_};
-  }
-  void commit(size_t n) override { used_ += n; }
-  uint64_t total() const override { return used_; }
-  bool done() const override { return too_big() || not_elf(); }
-  bool too_big() const { return used_ > kMaxModuleImage; }
-  bool not_elf() const { return used_ >= 4 && std::string_view(out_.data(), 4) != std::string_view("\x7f" "ELF", 4); }
-  std::string take() && {
-    out_.resize(used_);
-    return std::move(out_);
-  }
-
- private:
-  static constexpr size_t kRoom = size_t{1} << 16;
-  std::string out_;
-  size_t used_ = 0;
-};
-
-Result<std::string> decompress_module(std::string_view file, Compression c, const std::string& path) {
-  BytesSource in(file);
-  ModuleSink out(file.size() * 4);  // modules compress 3-5x
-  auto ended = decompress_stream(c, in, out, {.concatenated = true, .max_output = kMaxModuleImage}, path);
-  if (out.too_big())
+// A compressed module is decoded only as far as it is an ELF file and no bigger than the cap:
+// a hostile file costs what it decodes before it is caught, not what it claims.
+Result<std::string> decompress_module(std::string_view file, const std::string& path) {
+  auto out = decompress(file, path, kMaxModuleImage, std::string_view("\x7f" "ELF", 4));
+  if (out) return out;
+  if (out.error().code == EFBIG)
     return fail(EFBIG, "decompresses to more than " + std::to_string(kMaxModuleImage >> 20) +
                            " MiB: not a kernel module", path);
-  if (out.not_elf()) return fail(ENOEXEC, "not an ELF file (after decompression)", path);
-  if (!ended) return tl::unexpected(ended.error());
-  return std::move(out).take();
+  if (out.error().code == ENOEXEC) return fail(ENOEXEC, "not an ELF file (after decompression)", path);
+  return out;
 }
 
 uint64_t read_le(std::string_view d, size_t off, size_t width) {
@@ -247,7 +205,7 @@ Result<ModuleInfo> parse_module(std::string_view file, const std::string& path, 
   std::string decompressed;
   std::string_view bytes = file;
   if (comp != Compression::None) {
-    auto raw = decompress_module(file, comp, path);
+    auto raw = decompress_module(file, path);
     if (!raw) return tl::unexpected(raw.error());
     decompressed = std::move(*raw);
     bytes = decompressed;

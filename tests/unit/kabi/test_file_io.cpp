@@ -218,3 +218,20 @@ TEST_CASE("file_io: decompress_stream stops when the sink is done, refuses outpu
   REQUIRE_FALSE(r);
   CHECK(r.error().code == EINVAL);
 }
+
+TEST_CASE("file_io: decompress caps its output and checks a magic", "[file_io]") {
+  const std::string original = slurp(fixture("basic.ko"));
+  for (const char* ext : {".xz", ".zst", ".gz"}) {
+    INFO(ext);
+    const std::string packed = slurp(fixture(std::string("basic.ko") + ext));
+    CHECK(decompress(packed, "x", original.size(), std::string_view("\x7f" "ELF", 4)).value() == original);
+    auto small = decompress(packed, "x", original.size() - 1);
+    REQUIRE_FALSE(small);
+    CHECK(small.error().code == EFBIG);
+    auto other = decompress(packed, "x", original.size(), "MZ");
+    REQUIRE_FALSE(other);
+    CHECK(other.error().code == ENOEXEC);
+  }
+  // Uncompressed input is held to the same cap.
+  CHECK(decompress(original, "x", original.size() - 1).error().code == EFBIG);
+}

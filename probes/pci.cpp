@@ -6,6 +6,8 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstdio>
+#include <cstring>
+#include <functional>
 #include <system_error>
 
 #include <spdlog/spdlog.h>
@@ -40,6 +42,41 @@ Result<void> check_pci_sysfs(const HostRoot& root) {
   return {};
 }
 
+// An attribute's value, or why it could not be read (ENOENT: the device has no such attribute).
+using AttributeReader = std::function<Result<std::string>(const char* name)>;
+
+// A device's ids, class, revision, modalias and NUMA node from its sysfs attributes, however
+// they are read (through the host root, or by libudev); what is unreadable or not a number goes
+// to dev.problems, `where` naming the device.
+void fill_attributes(PciDevice& dev, const AttributeReader& read, const std::string& where) {
+  auto attr = [&](const char* name, bool required) -> std::optional<std::string> {
+    auto v = read(name);
+    if (v) return *v;
+    if (required || v.error().code != ENOENT) dev.problems.push_back("Cannot read " + v.error().what());
+    return std::nullopt;
+  };
+  auto number = [&](const char* name, bool required) -> std::optional<unsigned long> {
+    auto v = attr(name, required);
+    if (!v) return std::nullopt;
+    auto n = parse_number(*v);
+    if (!n) dev.problems.push_back("Not a number in " + where + "/" + name + ": " + *v);
+    return n;
+  };
+  if (auto v = number("vendor", true)) dev.vendor = static_cast<uint16_t>(*v);
+  if (auto v = number("device", true)) dev.device = static_cast<uint16_t>(*v);
+  if (auto v = number("class", true)) dev.class_code = static_cast<uint32_t>(*v);
+  if (auto v = number("revision", false)) dev.revision = static_cast<uint8_t>(*v);
+  if (auto v = number("subsystem_vendor", false)) dev.subsystem_vendor = static_cast<uint16_t>(*v);
+  if (auto v = number("subsystem_device", false)) dev.subsystem_device = static_cast<uint16_t>(*v);
+  if (auto v = attr("modalias", false)) dev.modalias = *v;
+  if (auto v = attr("numa_node", false)) {
+    // sysfs prints -1 for "no node"; parse_number takes unsigned values only.
+    if (*v != "-1") {
+      if (auto n = parse_number(*v)) dev.numa_node = static_cast<int>(*n);
+    }
+  }
+}
+
 // Every PCI function as sysfs shows it, read through the host root: the device links, the
 // attributes and the driver link all resolve inside it (a link that leads out of a fixture or
 // a hostile tree leads nowhere, and is reported).
@@ -61,32 +98,9 @@ Result<std::vector<PciDevice>> scan_sysfs(const HostRoot& root) {
       continue;
     }
     dev.sysfs_path = *dir;
-    auto attr = [&](const char* name, bool required) -> std::optional<std::string> {
-      auto v = root.read_value(dev.sysfs_path + "/" + name);
-      if (v) return *v;
-      if (required || v.error().code != ENOENT) dev.problems.push_back("Cannot read " + v.error().what());
-      return std::nullopt;
-    };
-    auto number = [&](const char* name, bool required) -> std::optional<unsigned long> {
-      auto v = attr(name, required);
-      if (!v) return std::nullopt;
-      auto n = parse_number(*v);
-      if (!n) dev.problems.push_back("Not a number in " + root.display(dev.sysfs_path + "/" + name) + ": " + *v);
-      return n;
-    };
-    if (auto v = number("vendor", true)) dev.vendor = static_cast<uint16_t>(*v);
-    if (auto v = number("device", true)) dev.device = static_cast<uint16_t>(*v);
-    if (auto v = number("class", true)) dev.class_code = static_cast<uint32_t>(*v);
-    if (auto v = number("revision", false)) dev.revision = static_cast<uint8_t>(*v);
-    if (auto v = number("subsystem_vendor", false)) dev.subsystem_vendor = static_cast<uint16_t>(*v);
-    if (auto v = number("subsystem_device", false)) dev.subsystem_device = static_cast<uint16_t>(*v);
-    if (auto v = attr("modalias", false)) dev.modalias = *v;
-    if (auto v = attr("numa_node", false)) {
-      // sysfs prints -1 for "no node"; parse_number takes unsigned values only.
-      if (*v != "-1") {
-        if (auto n = parse_number(*v)) dev.numa_node = static_cast<int>(*n);
-      }
-    }
+    fill_attributes(
+        dev, [&](const char* name) { return root.read_value(dev.sysfs_path + "/" + name); },
+        root.display(dev.sysfs_path));
     if (auto st = root.fs().stat(dev.sysfs_path + "/driver", /*follow=*/false); st) {
       auto drv = root.link_basename(dev.sysfs_path + "/driver");
       if (drv) dev.driver = *drv;
@@ -99,7 +113,7 @@ Result<std::vector<PciDevice>> scan_sysfs(const HostRoot& root) {
 
 Result<std::vector<PciDevice>> scan_udev(const HostRoot& root) {
   if (!root.is_live())
-    return fail(EINVAL, "libudev reads the live /sys only; use libpci under host root " + root.root().string());
+    return fail(EINVAL, "libudev reads the live /sys only; use the sysfs reader under host root " + root.root().string());
   if (auto ok = check_pci_sysfs(root); !ok) return tl::unexpected(ok.error());
   Udev u(udev_new());
   if (!u) return fail(ENOMEM, "udev_new failed");
@@ -122,34 +136,16 @@ Result<std::vector<PciDevice>> scan_udev(const HostRoot& root) {
     PciDevice dev;
     dev.bdf = udev_device_get_sysname(d.get());
     dev.sysfs_path = syspath;
-    auto attr = [&](const char* name, bool required) -> std::optional<std::string> {
-      errno = 0;
-      const char* v = udev_device_get_sysattr_value(d.get(), name);
-      if (v) return std::string(trim(v));
-      if (required || (errno != 0 && errno != ENOENT))
-        dev.problems.push_back(std::string("Cannot read ") + syspath + "/" + name);
-      return std::nullopt;
-    };
-    auto number = [&](const char* name, bool required) -> std::optional<unsigned long> {
-      auto v = attr(name, required);
-      if (!v) return std::nullopt;
-      auto n = parse_number(*v);
-      if (!n) dev.problems.push_back(std::string("Not a number in ") + syspath + "/" + name + ": " + *v);
-      return n;
-    };
-    if (auto v = number("vendor", true)) dev.vendor = static_cast<uint16_t>(*v);
-    if (auto v = number("device", true)) dev.device = static_cast<uint16_t>(*v);
-    if (auto v = number("class", true)) dev.class_code = static_cast<uint32_t>(*v);
-    if (auto v = number("revision", false)) dev.revision = static_cast<uint8_t>(*v);
-    if (auto v = number("subsystem_vendor", false)) dev.subsystem_vendor = static_cast<uint16_t>(*v);
-    if (auto v = number("subsystem_device", false)) dev.subsystem_device = static_cast<uint16_t>(*v);
-    if (auto v = attr("modalias", false)) dev.modalias = *v;
-    if (auto v = attr("numa_node", false)) {
-      // sysfs prints -1 for "no node"; parse_number takes unsigned values only.
-      if (*v != "-1") {
-        if (auto n = parse_number(*v)) dev.numa_node = static_cast<int>(*n);
-      }
-    }
+    const std::string where = syspath;
+    fill_attributes(
+        dev,
+        [&](const char* name) -> Result<std::string> {
+          errno = 0;
+          if (const char* v = udev_device_get_sysattr_value(d.get(), name)) return std::string(trim(v));
+          const int err = errno != 0 ? errno : ENOENT;  // libudev leaves errno alone for a missing file
+          return fail(err, std::strerror(err), where + "/" + name);
+        },
+        where);
     if (const char* drv = udev_device_get_driver(d.get())) dev.driver = drv;
     out.push_back(std::move(dev));
   }

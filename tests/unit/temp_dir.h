@@ -20,11 +20,12 @@ class TempDir {
   }
   ~TempDir() {
     std::error_code ec;
-    // A test may have made parts read-only; removal needs them writable again.
+    // A test may have made parts read-only; removal needs the directories writable again. Only
+    // directories: files may be hard links into shared fixtures, whose modes are not ours.
     for (auto it = std::filesystem::recursive_directory_iterator(path_, ec);
          !ec && it != std::filesystem::recursive_directory_iterator(); it.increment(ec)) {
-      if (!it->is_symlink()) std::filesystem::permissions(it->path(), std::filesystem::perms::owner_all,
-                                                          std::filesystem::perm_options::add, ec);
+      if (!it->is_symlink() && it->is_directory(ec))
+        std::filesystem::permissions(it->path(), std::filesystem::perms::owner_all, std::filesystem::perm_options::add, ec);
     }
     std::filesystem::remove_all(path_, ec);
   }

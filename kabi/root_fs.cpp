@@ -188,13 +188,10 @@ Result<struct stat> RootFs::stat(std::string_view path, bool follow) const {
   if (follow) {
     fd = open_at(path, O_PATH);
   } else {
-    // The parent resolved inside the root, the last component looked at as it is.
-    const std::string n = normalize_path(path);
-    const size_t slash = n.rfind('/');
-    const std::string parent = n.substr(0, slash), last = n.substr(slash + 1);
-    if (last.empty() || last == "." || last == "..") return stat(path, true);
-    auto dir = open_at(parent.empty() ? "/" : parent, O_PATH | O_DIRECTORY);
+    std::string last;
+    auto dir = open_parent(path, last);
     if (!dir) return tl::unexpected(dir.error());
+    if (last.empty()) return stat(path, true);  // the root itself
     struct stat st {};
     if (::fstatat(dir->get(), last.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0)
       return fail(errno, errno_text(errno), display(path));
@@ -216,13 +213,23 @@ bool RootFs::is_regular_file(std::string_view path) const {
   return st && S_ISREG(st->st_mode);
 }
 
-Result<std::string> RootFs::read_link(std::string_view path) const {
+Result<Fd> RootFs::open_parent(std::string_view path, std::string& last) const {
   const std::string n = normalize_path(path);
   const size_t slash = n.rfind('/');
-  const std::string parent = n.substr(0, slash), last = n.substr(slash + 1);
-  if (last.empty()) return fail(EINVAL, "not a symbolic link", display(path));
-  auto dir = open_at(parent.empty() ? "/" : parent, O_PATH | O_DIRECTORY);
+  const std::string parent = n.substr(0, slash);
+  last = n.substr(slash + 1);
+  if (last == "..") {  // no last component to look at by itself: the whole path is a directory
+    last.clear();
+    return open_at(n, O_PATH | O_DIRECTORY);
+  }
+  return open_at(parent.empty() ? "/" : parent, O_PATH | O_DIRECTORY);
+}
+
+Result<std::string> RootFs::read_link(std::string_view path) const {
+  std::string last;
+  auto dir = open_parent(path, last);
   if (!dir) return tl::unexpected(dir.error());
+  if (last.empty()) return fail(EINVAL, "not a symbolic link", display(path));
   std::string target(4096, '\0');
   const ssize_t len = ::readlinkat(dir->get(), last.c_str(), target.data(), target.size());
   if (len < 0) {

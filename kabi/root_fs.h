@@ -72,6 +72,9 @@ class RootFs {
   RootFs(Fd root, std::string path, Resolver resolver)
       : root_(std::move(root)), path_(std::move(path)), resolver_(resolver) {}
   Result<Fd> walk(std::string_view path, int flags, std::string* canonical) const;
+  // The directory holding the last component of `path` (resolved inside the root), and that
+  // component's name in `last`; empty `last` when the path names the root or ends in "..".
+  Result<Fd> open_parent(std::string_view path, std::string& last) const;
 
   Fd root_;            // O_PATH descriptor of the root directory
   std::string path_;

@@ -50,17 +50,17 @@ CheckOptions options_for(const fs::path& root, const fs::path& bundle) {
   return o;
 }
 
-bool has_reason(const CheckReport& r, const std::string& code) {
+bool has_reason(const Diagnosis& r, const std::string& code) {
   return std::any_of(r.reasons.begin(), r.reasons.end(), [&](const auto& x) { return x.code == code; });
 }
 
-std::string reasons_of(const CheckReport& r) {
+std::string reasons_of(const Diagnosis& r) {
   std::string s;
   for (const auto& x : r.reasons) s += x.code + ": " + x.message + "\n";
   return s;
 }
 
-const DeviceReport* device(const CheckReport& r, const std::string& bdf) {
+const DeviceReport* device(const Diagnosis& r, const std::string& bdf) {
   for (const auto& d : r.devices)
     if (d.device.bdf == bdf) return &d;
   return nullptr;

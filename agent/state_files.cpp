@@ -58,9 +58,12 @@ Result<WritableDir> WritableDir::open(const kabi::RootFs& root, std::string_view
     if (::mkdirat(dir.get(), comp.c_str(), 0755) != 0 && errno != EEXIST)
       return fail_here(errno, "cannot create " + walked + ": " + err_text(errno));
     Fd sub(::openat(dir.get(), comp.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
-    if (!sub)
-      return fail_here(errno, "cannot open " + walked + ": " +
-                                  (errno == ELOOP ? std::string("a symbolic link (not followed)") : err_text(errno)));
+    if (!sub) {
+      const int e = errno;
+      struct stat st{};
+      const bool link = ::fstatat(dir.get(), comp.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISLNK(st.st_mode);
+      return fail_here(e, "cannot open " + walked + ": " + (link ? std::string("a symbolic link (not followed)") : err_text(e)));
+    }
     dir = std::move(sub);
   }
   return WritableDir(std::move(dir), shown);

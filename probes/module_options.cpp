@@ -1,6 +1,7 @@
 #include "probes/module_options.h"
 
 #include <algorithm>
+#include <cctype>
 #include <set>
 
 namespace agent::probes {
@@ -16,11 +17,11 @@ std::vector<std::string> words(std::string_view line) {
   std::vector<std::string> out;
   size_t i = 0;
   while (i < line.size()) {
-    while (i < line.size() && (line[i] == ' ' || line[i] == '\t')) ++i;
+    while (i < line.size() && std::isspace(static_cast<unsigned char>(line[i]))) ++i;
     if (i >= line.size()) break;
     std::string w;
     bool quoted = false;
-    for (; i < line.size() && (quoted || (line[i] != ' ' && line[i] != '\t')); ++i) {
+    for (; i < line.size() && (quoted || !std::isspace(static_cast<unsigned char>(line[i]))); ++i) {
       if (line[i] == '"') quoted = !quoted;  // kept: the kernel's parser takes quotes too
       w += line[i];
     }

@@ -84,6 +84,7 @@ class Entrypoint {
   bool all_bound() const;
   bool become_ready();
   void lose_ready(const std::string& what);
+  void track();  // not ready any more: keep the status in step with the kernel
   int stop(int code);
 
   void set_phase(Phase p, const std::string& message, level_enum level = spdlog::level::info);
@@ -101,6 +102,7 @@ class Entrypoint {
   Status status_;
   Clock::time_point started_ = Clock::now();
   bool first_ready_ = true;
+  bool lost_ = false;  // was ready, then the driver went behind the agent's back
 
   // The diagnosis behind the current state: the bundle, its devices, the kernel's module dir.
   std::optional<Diagnosis> diag_;
@@ -418,7 +420,8 @@ std::string Entrypoint::why_not_ready() {
     if (it == loaded->modules.end()) return m.verdict.name + " was removed";
     if (!m.build_id.empty() && !it->second.build_id.empty() && it->second.build_id != m.build_id)
       return m.verdict.name + " was replaced by another build (" + it->second.build_id + ")";
-    if (!m.live) return m.verdict.name + " is " + it->second.state;
+    if (!m.live)
+      return m.verdict.name + (it->second.state == "Unloading" ? " is being removed (Unloading)" : " is " + it->second.state);
   }
   refresh_devices();
   for (const auto& d : status_.devices) {
@@ -483,8 +486,20 @@ void Entrypoint::lose_ready(const std::string& what) {
   }
   status_.event = utc_now() + ": " + what;
   status_.reasons.clear();
+  refresh_devices();
   note(run_reason::kDriverLost, what + " behind the agent's back; send SIGHUP (or restart the pod) to load again");
   set_phase(Phase::Refused, "no longer ready: " + what, spdlog::level::err);
+}
+
+void Entrypoint::track() {
+  auto loaded = probes::probe_loaded_modules(root_, diag_ ? diag_->kernel.module_dir : std::string());
+  if (!loaded) return;
+  for (auto& m : status_.modules) {
+    auto it = loaded->modules.find(m.verdict.name);
+    m.live = it != loaded->modules.end() && (it->second.state.empty() || it->second.state == "Live");
+  }
+  refresh_devices();
+  write_status();
 }
 
 int Entrypoint::stop(int code) {
@@ -528,6 +543,7 @@ int Entrypoint::run() {
       case WatchEvent::Kind::Reload:
         log_line(spdlog::level::info, "", e.signal + " received: deciding again");
         status_.event.clear();
+        lost_ = false;
         outcome = attempt();
         break;
       case WatchEvent::Kind::Timeout:
@@ -538,7 +554,10 @@ int Entrypoint::run() {
           if (!why.empty()) {
             lose_ready(why);
             outcome = Outcome::Refused;
+            lost_ = true;
           }
+        } else if (lost_) {
+          track();
         } else if (outcome == Outcome::Waiting && e.kind == WatchEvent::Kind::Timeout) {
           outcome = attempt();
         } else if (e.kind == WatchEvent::Kind::Uevent && e.subsystem == "pci" && e.action == "add" &&

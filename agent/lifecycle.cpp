@@ -68,6 +68,7 @@ class Entrypoint {
         journal_(std::move(journal)) {
     status_.agent_version = o.agent_version;
     status_.boot_id = std::move(boot_id);
+    for (const auto& r : journal_.removed) status_.removed.push_back(r.name);
   }
 
   int run();
@@ -84,6 +85,7 @@ class Entrypoint {
   bool all_bound() const;
   bool become_ready();
   void lose_ready(const std::string& what);
+  void withdraw_ready();  // the ready file (first) and the NFD file go
   void track();  // not ready any more: keep the status in step with the kernel
   int stop(int code);
 
@@ -476,7 +478,7 @@ bool Entrypoint::become_ready() {
   return true;
 }
 
-void Entrypoint::lose_ready(const std::string& what) {
+void Entrypoint::withdraw_ready() {
   if (auto r = state_.remove(kReadyFile); !r) log_line(spdlog::level::err, "", r.error().what());
   if (!journal_.nfd_file.empty() && o_.nfd_dir) {
     if (auto live = kabi::RootFs::open("/"))
@@ -484,6 +486,10 @@ void Entrypoint::lose_ready(const std::string& what) {
     journal_.nfd_file.clear();
     save_journal_or_log();
   }
+}
+
+void Entrypoint::lose_ready(const std::string& what) {
+  withdraw_ready();
   status_.event = utc_now() + ": " + what;
   status_.reasons.clear();
   refresh_devices();
@@ -526,8 +532,16 @@ int Entrypoint::run() {
   Outcome outcome = attempt();
   for (;;) {
     if (interrupted_ && interrupted_->kind == WatchEvent::Kind::Terminate) return stop(kRunStopped);
-    interrupted_.reset();
     if (outcome == Outcome::Stop) return stop(kRunStopped);
+    if (interrupted_ && interrupted_->kind == WatchEvent::Kind::Reload) {  // a SIGHUP while acting
+      interrupted_.reset();
+      outcome = attempt();
+      continue;
+    }
+    interrupted_.reset();
+    // A pass that ended anywhere but ready (SIGHUP while ready, then refused) takes back the
+    // ready file and the NFD labels.
+    if (outcome != Outcome::Ready) withdraw_ready();
     if (outcome == Outcome::Refused && o_.exit_on_refuse) {
       log_line(spdlog::level::warn, "refused", "exiting (--exit-on-refuse)");
       return kRunRefused;

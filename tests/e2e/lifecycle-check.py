@@ -86,9 +86,22 @@ def check(scenario, ok, what):
     results.append((bool(ok), scenario, what))
 
 
+# The agent run each snapshot was taken from: a status.json with another pid is an earlier
+# agent's, left in the state directory (stale), and counts as none.
+RUN_OF = {"first": "first", "sigterm": "first", "restart": "restart", "rmmod-now": "restart",
+          "rmmod-later": "restart", "changed": "changed", "initfail": "initfail", "initfail-hup": "initfail",
+          "foreign": "foreign", "fwconflict": "fwconflict"}
+
+
+def stale(tag):
+    s = snaps.get(tag)
+    run = RUN_OF.get(tag)
+    return isinstance(s, dict) and "_error" not in s and run in starts and s.get("pid") != starts[run][0]
+
+
 def st(tag):
     s = snaps.get(tag)
-    return s if isinstance(s, dict) else {}
+    return s if isinstance(s, dict) and not stale(tag) else {}
 
 
 def f(tag, key):
@@ -126,6 +139,8 @@ def summary(tag):
     s = snaps.get(tag)
     if s is None:
         return "no status.json"
+    if stale(tag):
+        return "a stale status.json (pid %s, phase %s: an earlier agent's)" % (s.get("pid"), s.get("phase"))
     if "_error" in s:
         return s["_error"]
     return "phase %s, decision %s, event %s" % (s.get("phase"), s.get("decision"), s.get("event"))

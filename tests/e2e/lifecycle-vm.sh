@@ -227,9 +227,12 @@ wait_ready() { # wait_ready TAG SECONDS: polls the ready file every 0.1 s
   while [ ! -e $SD/ready ] && [ $n -lt $(($2 * 10)) ] && alive "$AGENT_PID"; do sleep 0.1; n=$((n + 1)); done
   if [ -e $SD/ready ]; then echo "READY $1 t0=$T0 t=$(now)"; else echo "NOTREADY $1 t0=$T0 t=$(now)"; fi
 }
-wait_status() { # wait_status SECONDS PATTERN: until status.json matches (grep -E) or the time is up
+own_status() { # own_status PATTERN: status.json is this agent's (its pid) and matches PATTERN (grep -E)
+  grep -qE "\"pid\" *: *$AGENT_PID[^0-9]" $SD/status.json 2>/dev/null && grep -qE "$1" $SD/status.json 2>/dev/null
+}
+wait_status() { # wait_status SECONDS PATTERN: until own_status PATTERN or the time is up
   n=0
-  while ! grep -qE "$2" $SD/status.json 2>/dev/null && [ $n -lt $(($1 * 10)) ] && alive "$AGENT_PID"; do sleep 0.1; n=$((n + 1)); done
+  while ! own_status "$2" && [ $n -lt $(($1 * 10)) ] && alive "$AGENT_PID"; do sleep 0.1; n=$((n + 1)); done
 }
 stop() { # stop TAG [SIGNAL]: signals the agent, waits up to 60 s for its exit
   kill -"${2:-TERM}" "$AGENT_PID" 2>/dev/null
@@ -275,13 +278,14 @@ wait_ready restart 180
 snap restart; facts restart; nfd restart
 dump restart
 
-# rmmod while ready: the ready file goes within 5 s
+# rmmod while ready: the ready file goes within 5 s (gone, or made again: another inode)
 if [ -e $SD/ready ]; then
+  ino=$(stat -c %i $SD/ready)
   T=$(now)
   rmmod agent_test_nic; echo "RMMOD rc=$?"
   n=0
-  while [ -e $SD/ready ] && [ $n -lt 100 ]; do sleep 0.1; n=$((n + 1)); done
-  echo "GONE rmmod $([ -e $SD/ready ] && echo 0 || echo 1) t0=$T t=$(now)"
+  while [ "$(stat -c %i $SD/ready 2>/dev/null)" = "$ino" ] && [ $n -lt 200 ]; do sleep 0.05; n=$((n + 1)); done
+  echo "GONE rmmod $([ "$(stat -c %i $SD/ready 2>/dev/null)" = "$ino" ] && echo 0 || echo 1) t0=$T t=$(now)"
   snap rmmod-now
   sleep 3
   snap rmmod-later; facts rmmod

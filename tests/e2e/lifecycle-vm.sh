@@ -94,76 +94,14 @@ prev_kver=$(<"$CACHE/$prev/.done")
 work=$(mktemp -d "${TMPDIR:-/tmp}/agent-lifecycle-vm.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 root="$work/root"
-mkdir -p "$root"/{bin,proc,sys,dev,run,tmp,etc/modprobe.d,usr/lib,usr/local/bin,var/lib}
-ln -s usr/lib "$root/lib" # usr-merged, as Debian 12 and 13 hosts are
 
-# ---- the host: tools, the agent, the target kernel (as check-vm.sh builds it) ---------------
-vm_base_root "$root"
-strip --strip-debug -o "$root/usr/local/bin/agent" "$agent"
-ldd "$agent" | awk '$2 == "=>" && $3 ~ /^\// { print $3 } $1 ~ /^\// { print $1 }' | sort -u |
-  while read -r lib; do
-    mkdir -p "$root$(dirname "$lib")"
-    cp -L "$lib" "$root$lib"
-  done
-pci_ids=/usr/share/misc/pci.ids
-[[ -f $pci_ids ]] || die "no $pci_ids (apt-get install pci.ids)"
-mkdir -p "$root/usr/share/misc"
-cp -L "$pci_ids" "$root$pci_ids"
-
-moddir=$(realpath --relative-to="$kdir/root" "$(realpath "$kdir/modules")")
-[[ $moddir != ..* ]] || die "$kdir/modules is not inside $kdir/root"
-mkdir -p "$root/$moddir"
-for f in "$kdir/modules"/modules.*; do cp -L "$f" "$root/$moddir/"; done
-for link in build source; do
-  [[ -L $kdir/modules/$link ]] && cp -P "$kdir/modules/$link" "$root/$moddir/$link"
-done
-headers=""
-if [[ -L $kdir/modules/build ]]; then
-  headers=$(readlink "$kdir/modules/build")
-  [[ $headers == /* ]] || headers="/$moddir/$headers"
-  if [[ -d $kdir/root$headers ]]; then
-    mkdir -p "$root$(dirname "$headers")"
-    cp -a "$kdir/root$headers" "$root$headers"
-  fi
-fi
+# ---- the host: tools, the agent, the target kernel (vm_host_root, as check-vm.sh) -------------
+[[ -f /usr/share/misc/pci.ids ]] || die "no /usr/share/misc/pci.ids (apt-get install pci.ids)"
+vm_host_root "$root" "$kdir" "$agent" e1000 crc32_generic dummy loop fat
+mkdir -p "$root"/{etc/modprobe.d,var/lib}
+headers=$VM_HEADERS
 [[ -n $headers && -f $root$headers/Makefile && -f $root$headers/Module.symvers ]] ||
   die "no headers (Makefile, Module.symvers) of $kver in the cache: the changed-kABI case needs a possible build"
-subset=(e1000 crc32_generic dummy loop fat)
-python3 - "$kdir/modules/modules.dep" "${subset[@]}" <<'PY' >"$work/subset"
-import os, re, sys
-dep_file, names = sys.argv[1], sys.argv[2:]
-norm = lambda p: re.sub(r"\.ko(\.(xz|zst|gz))?$", "", os.path.basename(p)).replace("-", "_")
-deps = {}
-for line in open(dep_file):
-    mod, _, rest = line.partition(":")
-    deps[mod] = rest.split()
-out = set()
-for mod, d in deps.items():
-    if norm(mod) in names:
-        out.add(mod)
-        out.update(d)
-print("\n".join(sorted(out)))
-PY
-while read -r rel; do
-  mkdir -p "$root/$moddir/$(dirname "$rel")"
-  cp -L "$kdir/modules/$rel" "$root/$moddir/$rel"
-done <"$work/subset"
-image=$(realpath --relative-to="$kdir/root" "$(realpath "$kdir/vmlinuz")")
-mkdir -p "$root/$(dirname "$image")"
-cp -L "$kdir/vmlinuz" "$root/$image"
-[[ -f $kdir/root/boot/config-$kver ]] && mkdir -p "$root/boot" && cp -L "$kdir/root/boot/config-$kver" "$root/boot/"
-case $kver in
-  6.1.*) codename=bookworm version=12 ;;
-  *+deb13*) codename=trixie version=13 ;;
-  *) codename=sid version="" ;;
-esac
-cat >"$root/etc/os-release" <<EOF
-PRETTY_NAME="Debian GNU/Linux ${version:+$version }($codename)"
-NAME="Debian GNU/Linux"
-${version:+VERSION_ID=\"$version\"
-}VERSION_CODENAME=$codename
-ID=debian
-EOF
 
 # ---- the image: the bundle, its firmware; the other builds ------------------------------------
 build() { bash "$KMOD_SRC/build-bundle.sh" "$@" >/dev/null || die "build-bundle.sh $* failed"; }

@@ -254,7 +254,7 @@ sleep 2
 snap initfail; facts initfail
 dump initfail
 rm /etc/modprobe.d/agent-test.conf
-kill -HUP "$AGENT_PID"
+T0=$(now); kill -HUP "$AGENT_PID" # wait_ready measures from the SIGHUP
 wait_ready initfail-hup 180
 snap initfail-hup; facts initfail-hup
 stop initfail TERM

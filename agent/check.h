@@ -1,75 +1,30 @@
-// `agent --check`: a read-only diagnosis of this node - its GPUs, its running kernel and where
-// that kernel's CRCs came from, what is loaded, the signing policy - and the decision the agent
-// would take with the bundle it carries, with the reasons. Never loads, writes or builds.
+// `agent --check`: the diagnosis of this node (agent/diagnose.h) and the plan the entrypoint
+// would carry out (agent/plan.h), printed as text or JSON. Never loads, writes or builds.
 #pragma once
 
 #include <filesystem>
 #include <iosfwd>
-#include <optional>
+#include <map>
 #include <string>
-#include <vector>
 
-#include <nlohmann/json.hpp>
-
-#include "agent/decide.h"
-#include "kabi/kernel_model.h"
-#include "kabi/module.h"
-#include "kabi/result.h"
-#include "kabi/rules.h"
-#include "probes/build_env.h"
-#include "probes/host_root.h"
-#include "probes/kernel.h"
-#include "probes/loaded_modules.h"
-#include "probes/pci.h"
-#include "probes/policy.h"
+#include "agent/diagnose.h"
 
 namespace agent {
 
-struct CheckOptions {
-  std::optional<std::filesystem::path> root;  // --root; else $HOST_ROOT; else "/"
-  // --bundle: the shipped modules (every .ko, .ko.xz, .ko.zst, .ko.gz under it). Empty:
-  // <bundle_base>/<running kver> if it exists, else the only directory in bundle_base.
-  std::filesystem::path bundle;
-  // Where the image keeps its bundles: a path in the agent's own filesystem, not under --root.
-  std::filesystem::path bundle_base = "/opt/lib/modules";
-  std::optional<std::filesystem::path> symvers;  // --symvers: tried first, verified like the others
-  // --policy strict|upstream for a symbol missing from __versions; default: strict for Debian
-  // kernels (/proc/version says "Debian"), upstream otherwise.
-  std::optional<kabi::MissingVersionPolicy> policy;
-  std::filesystem::path pci_ids;  // empty: this image's pci.ids
-  probes::PciBackend pci_backend = probes::PciBackend::Auto;
+// Where the entrypoint keeps what it did (agent/lifecycle.h uses the same defaults).
+inline constexpr const char* kDefaultStateDir = "/run/intel-gpu-driver";
+inline constexpr const char* kDefaultBundleFirmware = "/opt/lib/firmware";
+inline constexpr const char* kDefaultFirmwareBase = "/var/lib/intel-gpu-driver/firmware";
+
+struct CheckOptions : DiagnoseOptions {
+  std::filesystem::path bundle_firmware = kDefaultBundleFirmware;  // the image's firmware
+  std::string firmware_base = kDefaultFirmwareBase;                // host path of the copies
   bool json = false;
   bool verbose = false;
 };
 
-struct CheckReport {
-  std::string root;
-  std::string bundle_dir;
-  std::vector<kabi::ModuleInfo> bundle;
-  probes::PciInventory pci;
-  std::vector<DeviceReport> devices;  // every device the bundle drives, and every display device
-  probes::RunningKernel kernel;
-  probes::ModuleInventory loaded;
-  probes::Policy policy;
-  probes::BuildEnv build;
-  std::string certificates;  // where the kernel's module-signing certificates came from, or why not
-  kabi::KernelModel model;
-  std::vector<Conflict> conflicts;
-  kabi::Evaluation evaluation;
-  Decision decision = Decision::Refuse;
-  std::vector<DecisionReason> reasons;  // the decision's, first the deciding ones
-  std::vector<Error> problems;          // what could not be read (never silently empty)
-};
-
-// Probes the node and decides. An error is a usage or input error (exit 2): no readable node,
-// no bundle, an unreadable module.
-[[nodiscard]] Result<CheckReport> diagnose(const CheckOptions& options);
-
-[[nodiscard]] nlohmann::json check_json(const CheckReport& report);
-[[nodiscard]] std::string check_text(const CheckReport& report, bool verbose = false);
-
-// The whole command: diagnose, print text or JSON to `out`, input errors to `err`; returns the
-// exit code.
+// The whole command: diagnose, plan, print text or JSON to `out`, input errors to `err`;
+// returns the exit code (the decision's, or 2).
 int run_check(const CheckOptions& options, std::ostream& out, std::ostream& err);
 
 }  // namespace agent

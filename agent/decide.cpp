@@ -100,10 +100,14 @@ DecisionResult decide(const DecisionFacts& f) {
   }
 
   std::vector<std::string> blockers;
+  bool only_ours = true;  // every blocker is an older bundle this agent loaded
   for (const auto& c : f.conflicts) {
     if (c.removable || c.same_as_bundle) continue;
-    add(c.builtin ? kConflictBuiltin : kConflictInUse, c.name + ": " + c.detail);
+    const bool ours = c.ours_previous && !c.builtin;
+    add(c.builtin ? kConflictBuiltin : ours ? kUpgradePending : kConflictInUse,
+        c.name + (ours ? " (an older bundle this agent loaded)" : "") + ": " + c.detail);
     blockers.push_back(c.name);
+    only_ours = only_ours && ours;
   }
 
   // Can the prebuilt modules be trusted to load?
@@ -128,7 +132,7 @@ DecisionResult decide(const DecisionFacts& f) {
   };
 
   if (!blockers.empty()) {
-    r.decision = Decision::Refuse;
+    r.decision = only_ours ? Decision::UpgradePending : Decision::Refuse;
     add_refused();
     return r;
   }
@@ -200,6 +204,7 @@ std::string decision_name(Decision d) {
     case Decision::Build: return "build";
     case Decision::Refuse: return "refuse";
     case Decision::NoDevice: return "no-device";
+    case Decision::UpgradePending: return "upgrade-pending";
   }
   return "refuse";
 }
@@ -210,6 +215,7 @@ int exit_code(Decision d) {
     case Decision::Build: return kCheckBuild;
     case Decision::Refuse: return kCheckRefuse;
     case Decision::NoDevice: return kCheckNoDevice;
+    case Decision::UpgradePending: return kCheckRefuse;
   }
   return kCheckRefuse;
 }

@@ -20,15 +20,16 @@ namespace agent {
 // Exit codes of `agent --check` (the README lists them).
 inline constexpr int kCheckPrebuilt = 0;   // the prebuilt modules would load
 inline constexpr int kCheckBuild = 10;     // a build is needed and possible
-inline constexpr int kCheckRefuse = 20;    // the agent would refuse
+inline constexpr int kCheckRefuse = 20;    // the agent would refuse (or wait: upgrade pending)
 inline constexpr int kCheckNoDevice = 30;  // no device this bundle drives
 inline constexpr int kCheckInputError = 2; // usage or input error
 
 inline constexpr int kCheckSchema = 1;
 
-enum class Decision { Prebuilt, Build, Refuse, NoDevice };
+// UpgradePending: an older bundle this agent loaded is in use; the new one waits until it is not.
+enum class Decision { Prebuilt, Build, Refuse, NoDevice, UpgradePending };
 
-[[nodiscard]] std::string decision_name(Decision d);  // "prebuilt", "build", "refuse", "no-device"
+[[nodiscard]] std::string decision_name(Decision d);  // "prebuilt", "build", "refuse", "no-device", "upgrade-pending"
 [[nodiscard]] int exit_code(Decision d);
 
 // Stable codes of the decision's reasons (the README lists them).
@@ -41,6 +42,7 @@ inline constexpr const char* kSymversIncomplete = "symvers_incomplete";    // un
 inline constexpr const char* kSymversUnverified = "symvers_unverified";    // note
 inline constexpr const char* kConflictInUse = "conflict_in_use";
 inline constexpr const char* kConflictBuiltin = "conflict_builtin";
+inline constexpr const char* kUpgradePending = "upgrade_pending";  // our older bundle, in use
 inline constexpr const char* kConflictRemovable = "conflict_removable";    // note
 inline constexpr const char* kBundleAlreadyLoaded = "bundle_already_loaded";  // note: same build id
 inline constexpr const char* kBuildPossible = "build_possible";
@@ -72,6 +74,8 @@ struct Conflict {
   std::string build_id;
   // The bundle's own module is loaded: same build id (or, failing that, same srcversion).
   bool same_as_bundle = false;
+  // Not the bundle's, but the build this agent inserted earlier in this boot (an older bundle).
+  bool ours_previous = false;
   bool removable = false;       // unused, or used only by other removable conflicts
   std::string detail;
 };

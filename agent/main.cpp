@@ -8,6 +8,8 @@
 
 #include "agent/check.h"
 #include "agent/kabi_check.h"
+#include "agent/lifecycle.h"
+#include "agent/log.h"
 #include "kabi/text.h"
 
 namespace {
@@ -36,6 +38,30 @@ int run(int argc, char** argv) {
       ->check(CLI::IsMember({"strict", "upstream"}));
   app.add_option("--pci-ids", co.pci_ids, "pci.ids for device names (default: this image's)");
   app.add_flag("--json", co.json, "JSON output (schema 1)");
+  app.add_option("--bundle-firmware", co.bundle_firmware, "The image's firmware for the bundle (default /opt/lib/firmware)");
+  app.add_option("--firmware-dir", co.firmware_base,
+                 "Host directory the bundle's firmware is copied under (default /var/lib/intel-gpu-driver/firmware)");
+
+  // agent [run]: the entrypoint. Its options are the app's, so `agent --state-dir X` works too.
+  agent::RunOptions ro;
+  std::string log_format = "text";
+  long bind_timeout = 60, retry_interval = 60, recheck_interval = 30;
+  std::optional<std::filesystem::path> nfd_dir;
+  app.add_option("--state-dir", ro.state_dir, "Status, ready file and lock (default /run/intel-gpu-driver)");
+  app.add_option("--nfd-dir", nfd_dir, "Write a Node Feature Discovery features file there when ready");
+  app.add_flag("--exit-on-refuse", ro.exit_on_refuse, "Exit 20 when refused instead of staying up not ready");
+  app.add_flag("--unload-on-exit", ro.unload_on_exit, "On SIGTERM/SIGINT, unload the bundle (as agent unload)");
+  app.add_option("--log-format", log_format, "text or json")->check(CLI::IsMember({"text", "json"}));
+  app.add_option("--bind-timeout", bind_timeout, "Seconds for the devices to bind after loading (default 60)")
+      ->check(CLI::Range(1, 3600));
+  app.add_option("--retry-interval", retry_interval, "Seconds between decisions while waiting (default 60)")
+      ->check(CLI::Range(1, 86400));
+  app.add_option("--recheck-interval", recheck_interval, "Seconds between checks while ready, uevents aside (default 30)")
+      ->check(CLI::Range(1, 86400));
+  CLI::App* run_cmd = app.add_subcommand("run", "The entrypoint (the default): load the bundle or refuse, then watch");
+  run_cmd->fallthrough();
+  CLI::App* unload_cmd = app.add_subcommand("unload", "Undo what the entrypoint did in this boot (a preStop hook)");
+  unload_cmd->fallthrough();
 
   CLI::App* kabi = app.add_subcommand("kabi", "kABI tools for CI: will a kernel accept these modules?");
   kabi->require_subcommand(1);
@@ -64,6 +90,32 @@ int run(int argc, char** argv) {
   }
   if (verbose) spdlog::set_level(spdlog::level::debug);
 
+  if (run_cmd->parsed() || unload_cmd->parsed() || (!check && !kcheck->parsed() && !kabi->parsed())) {
+    if (check) {
+      std::cerr << "agent: --check is not a part of run or unload\n";
+      return agent::kExitInputError;
+    }
+    agent::setup_logging(log_format == "json" ? agent::LogFormat::Json : agent::LogFormat::Text,
+                         verbose ? spdlog::level::debug : spdlog::level::info);
+    if (unload_cmd->parsed()) {
+      agent::UnloadOptions uo;
+      uo.root = co.root;
+      uo.state_dir = ro.state_dir;
+      uo.nfd_dir = nfd_dir;
+      uo.json = co.json;
+      return agent::run_unload(uo, std::cout, std::cerr);
+    }
+    if (!check_policy.empty())
+      co.policy = check_policy == "upstream" ? agent::kabi::MissingVersionPolicy::Upstream
+                                             : agent::kabi::MissingVersionPolicy::Strict;
+    ro.check = co;
+    ro.nfd_dir = nfd_dir;
+    ro.bind_timeout = std::chrono::seconds(bind_timeout);
+    ro.retry_interval = std::chrono::seconds(retry_interval);
+    ro.recheck_interval = std::chrono::seconds(recheck_interval);
+    ro.agent_version = AGENT_VERSION_STRING;
+    return agent::run_entrypoint(ro);
+  }
   if (check) {
     if (!check_policy.empty())
       co.policy = check_policy == "upstream" ? agent::kabi::MissingVersionPolicy::Upstream

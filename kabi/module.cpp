@@ -30,14 +30,6 @@ struct Section {
   std::string_view data;  // empty for SHT_NOBITS
 };
 
-std::string sha256_hex(std::string_view bytes) {
-  init_crypto();
-  unsigned char md[EVP_MAX_MD_SIZE];
-  unsigned int len = 0;
-  EVP_Digest(bytes.data(), bytes.size(), md, &len, EVP_sha256(), nullptr);
-  return hex_bytes(md, len);
-}
-
 // The largest real module is ~20 MB (Debian's amdgpu.ko); one that inflates past ten times that
 // is no module to judge but a decompression bomb, refused before it costs more memory.
 constexpr size_t kMaxModuleImage = size_t{256} << 20;
@@ -134,6 +126,14 @@ Result<std::vector<VersionEntry>> parse_ext_versions(const Section& crcs, const 
 }
 
 }  // namespace
+
+std::string sha256_hex(std::string_view bytes) {
+  init_crypto();
+  unsigned char md[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  EVP_Digest(bytes.data(), bytes.size(), md, &len, EVP_sha256(), nullptr);
+  return hex_bytes(md, len);
+}
 
 std::string parse_build_id_note(std::string_view d) {
   constexpr uint32_t kNtGnuBuildId = 3;

@@ -118,6 +118,9 @@ struct ReadOptions {
 // and in /sys/module/<name>/notes/.note.gnu.build-id; empty if there is none.
 [[nodiscard]] std::string parse_build_id_note(std::string_view notes);
 
+// Lower-case hex SHA-256 of `bytes` (ModuleInfo::sha256's form).
+[[nodiscard]] std::string sha256_hex(std::string_view bytes);
+
 // Whether a file name is a kernel module's: .ko, .ko.xz, .ko.zst or .ko.gz.
 [[nodiscard]] bool is_module_file_name(const std::filesystem::path& path);
 

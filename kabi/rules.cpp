@@ -77,26 +77,12 @@ bool Evaluation::all_loadable() const {
 }
 
 std::string errno_name(int err) {
-  switch (err) {
-    case 0: return "";
-    case EPERM: return "EPERM";
-    case ENOENT: return "ENOENT";
-    case ENOEXEC: return "ENOEXEC";
-    case EEXIST: return "EEXIST";
-    case EINVAL: return "EINVAL";
-    case EBADMSG: return "EBADMSG";
-    case ENOKEY: return "ENOKEY";
-    case EKEYREJECTED: return "EKEYREJECTED";
-    case ENOPKG: return "ENOPKG";
-    case EBUSY: return "EBUSY";
-    default: {
-      // Appended rather than `"E" + std::to_string(err)`: GCC 12 reports a false -Wrestrict
-      // on that operator+ when optimizing (GCC PR 105329).
-      std::string name = "E";
-      name += std::to_string(err);
-      return name;
-    }
-  }
+  if (err == 0) return "";
+  // glibc >= 2.32 names every errno ("ENXIO" from a module's init, "EAGAIN" from a removal).
+  if (const char* n = ::strerrorname_np(err)) return n;
+  std::string name = "E";
+  name += std::to_string(err);  // appended: GCC 12's false -Wrestrict on operator+ (PR 105329)
+  return name;
 }
 
 Evaluation evaluate(const std::vector<ModuleInfo>& set, const KernelModel& kernel) {

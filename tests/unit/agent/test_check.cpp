@@ -12,6 +12,8 @@
 #include <map>
 #include <sstream>
 
+#include <nlohmann/json.hpp>
+
 #include "agent/check.h"
 #include "test_util.h"
 
@@ -50,17 +52,17 @@ CheckOptions options_for(const fs::path& root, const fs::path& bundle) {
   return o;
 }
 
-bool has_reason(const CheckReport& r, const std::string& code) {
+bool has_reason(const Diagnosis& r, const std::string& code) {
   return std::any_of(r.reasons.begin(), r.reasons.end(), [&](const auto& x) { return x.code == code; });
 }
 
-std::string reasons_of(const CheckReport& r) {
+std::string reasons_of(const Diagnosis& r) {
   std::string s;
   for (const auto& x : r.reasons) s += x.code + ": " + x.message + "\n";
   return s;
 }
 
-const DeviceReport* device(const CheckReport& r, const std::string& bdf) {
+const DeviceReport* device(const Diagnosis& r, const std::string& bdf) {
   for (const auto& d : r.devices)
     if (d.device.bdf == bdf) return &d;
   return nullptr;
@@ -279,6 +281,17 @@ TEST_CASE("check JSON carries the contract fields") {
   CHECK(j["policy"]["secure_boot"] == false);
   CHECK(j["policy"]["firmware_path"] == "");
   CHECK(j["build"]["possible"] == true);
+  // The plan the entrypoint would carry out: the in-tree i915 (unused) out, the bundle's in.
+  CHECK(j["plan"]["decision"] == "prebuilt");
+  CHECK(j["plan"]["fast_path"] == false);
+  REQUIRE(j["plan"]["remove"].size() == 1);
+  CHECK(j["plan"]["remove"][0]["name"] == "i915");
+  CHECK(j["plan"]["remove"][0]["restore_path"].get<std::string>().ends_with("/i915.ko"));
+  const auto& ins = j["plan"]["insert"];
+  REQUIRE_FALSE(ins.empty());
+  CHECK(ins.back()["name"] == "i915");
+  CHECK(ins.back()["source"] == "bundle");
+  CHECK(ins.back()["sha256"].get<std::string>().size() == 64);
   CHECK(err.str().empty());
 }
 

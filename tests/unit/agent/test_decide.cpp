@@ -130,6 +130,22 @@ TEST_CASE("decide: a conflict in use or built in -> refuse, whatever the verdict
     CHECK(r.decision == Decision::Refuse);
     CHECK(codes(r) == std::vector<std::string>{"conflict_in_use"});
   }
+  SECTION("our older bundle in use: upgrade pending, not someone else's driver") {
+    c.refcnt = 1;
+    c.ours_previous = true;
+    c.detail = "in use (1 other reference(s))";
+    n.conflicts.push_back(c);
+    auto r = n.decide();
+    CHECK(r.decision == Decision::UpgradePending);
+    CHECK(codes(r) == std::vector<std::string>{"upgrade_pending"});
+    CHECK(exit_code(r.decision) == kCheckRefuse);
+    CHECK(decision_name(r.decision) == "upgrade-pending");
+    Conflict other;
+    other.name = "xe";
+    other.refcnt = 1;
+    n.conflicts.push_back(other);
+    CHECK(n.decide().decision == Decision::Refuse);  // and someone else's in use too: refuse
+  }
   SECTION("built in, and the module refused too") {
     c.builtin = true;
     n.conflicts.push_back(c);

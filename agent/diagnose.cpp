@@ -1,0 +1,227 @@
+#include "agent/diagnose.h"
+
+#include <algorithm>
+#include <cctype>
+#include <cerrno>
+#include <cstddef>
+#include <cstdio>
+#include <map>
+#include <ostream>
+#include <set>
+#include <sstream>
+#include <tuple>
+
+#include <spdlog/spdlog.h>
+
+#include "kabi/kernel_keys.h"
+#include "kabi/text.h"
+#include "kabi/report.h"
+
+namespace agent {
+namespace fs = std::filesystem;
+
+namespace {
+
+// The bundle directory: --bundle, else the image's bundle for the running kernel, else the
+// image's only bundle (a prebuilt set built for another z-stream of the same kABI).
+Result<fs::path> find_bundle(const DiagnoseOptions& o, const std::string& release) {
+  std::error_code ec;
+  if (!o.bundle.empty()) {
+    if (!fs::is_directory(o.bundle, ec)) return fail(ENOENT, "bundle directory not found", o.bundle.string());
+    return o.bundle;
+  }
+  if (fs::is_directory(o.bundle_base / release, ec)) return o.bundle_base / release;
+  std::vector<fs::path> dirs;
+  for (fs::directory_iterator it(o.bundle_base, ec), end; !ec && it != end; it.increment(ec))
+    if (it->is_directory(ec)) dirs.push_back(it->path());
+  if (dirs.size() == 1) return dirs.front();
+  if (dirs.empty())
+    return fail(ENOENT, "no bundle in the image (expected " + (o.bundle_base / "<kver>").string() + "); use --bundle",
+                o.bundle_base.string());
+  std::sort(dirs.begin(), dirs.end());
+  std::vector<std::string> names;
+  for (const auto& d : dirs) names.push_back(d.filename().string());
+  return fail(EINVAL, "several bundles (" + join(names) + ") and none for " + release + "; use --bundle",
+              o.bundle_base.string());
+}
+
+std::vector<fs::path> bundle_files(const fs::path& dir, std::vector<Error>& errors) {
+  std::vector<fs::path> out;
+  std::error_code ec;
+  fs::recursive_directory_iterator it(dir, ec), end;
+  if (ec) errors.push_back(Error{ec.value(), "cannot list bundle: " + ec.message(), dir.string()});
+  for (; !ec && it != end; it.increment(ec)) {
+    if (it->is_regular_file(ec) && kabi::is_module_file_name(it->path())) out.push_back(it->path());
+  }
+  if (ec) errors.push_back(Error{ec.value(), "cannot list bundle: " + ec.message(), dir.string()});
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+}  // namespace
+
+Result<Diagnosis> diagnose(const DiagnoseOptions& o) {
+  Diagnosis r;
+  auto root = probes::HostRoot::from_cli_or_env(o.root);
+  if (!root) return tl::unexpected(root.error());
+  r.root = root->root().string();
+
+  auto release = probes::probe_release(*root);
+  if (!release) return tl::unexpected(release.error());
+
+  // The bundle first: what it needs steers which of the kernel's own modules are read.
+  auto bundle_dir = find_bundle(o, *release);
+  if (!bundle_dir) return tl::unexpected(bundle_dir.error());
+  r.bundle_dir = bundle_dir->string();
+  std::vector<Error> list_errors;
+  const auto files = bundle_files(*bundle_dir, list_errors);
+  if (!list_errors.empty()) return tl::unexpected(list_errors.front());
+  if (files.empty()) return fail(ENOENT, "no kernel modules (.ko, .ko.xz, .ko.zst, .ko.gz) in the bundle", r.bundle_dir);
+
+  for (const auto& f : files) {
+    // The hash is what the entrypoint verifies again right before it hands the file to the kernel.
+    auto m = kabi::read_module(f, {.trusted_certs = nullptr, .sha256 = true});
+    if (!m) return tl::unexpected(m.error());
+    r.bundle.push_back(std::move(*m));
+  }
+
+  // The kernel image carries the certificates a signature must chain to; it is read only as
+  // far as the bundle's signers need (not at all for an unsigned bundle).
+  std::string kernel_image;  // host path of the image the certificates came from
+  for (const std::string& p : {"/boot/vmlinuz-" + *release, "/lib/modules/" + *release + "/vmlinuz",
+                              "/usr/lib/modules/" + *release + "/vmlinuz"}) {
+    if (!root->is_regular_file(p)) continue;
+    auto image = root->fs().open_file(p);
+    auto c = image ? kabi::verify_module_signatures(r.bundle, std::move(*image), root->display(p))
+                   : Result<std::vector<std::string>>(tl::unexpected(image.error()));
+    if (!c) {
+      r.problems.push_back(c.error());
+      r.certificates = c.error().what();
+      break;
+    }
+    kernel_image = p;
+    r.certificates = p + ": " + std::to_string(c->size()) + " certificate(s) for the bundle's signers";
+    break;
+  }
+  const bool certs_known = !kernel_image.empty();
+  if (!certs_known && r.certificates.empty()) {
+    r.certificates = "no kernel image for " + *release + " under the root: module signatures are not verified";
+  }
+
+  probes::KernelProbeOptions ko;
+  ko.symvers_override = o.symvers;
+  std::set<std::string> bundle_names, bundle_exports;
+  for (const auto& m : r.bundle) {
+    bundle_names.insert(m.name);
+    for (const auto& e : m.exports) bundle_exports.insert(e.name);
+  }
+  // The in-tree modules the bundle replaces record the CRCs of almost every symbol it needs, and
+  // its in-tree dependencies export the rest: they verify symvers candidates best, and make the
+  // in-tree union (no symvers at all) complete after a handful of reads.
+  for (const auto& m : r.bundle) ko.prefer_sample.push_back(m.name);
+  for (const auto& m : r.bundle) {
+    for (const auto& d : m.depends)
+      if (!bundle_names.count(d) && std::find(ko.prefer_sample.begin(), ko.prefer_sample.end(), d) == ko.prefer_sample.end())
+        ko.prefer_sample.push_back(d);
+    for (const auto& u : m.undefined)
+      if (!u.weak && !bundle_exports.count(u.name)) ko.needed_symbols.insert(u.name);
+    if (const auto* v = m.effective_versions())
+      for (const auto& e : *v)
+        if (!bundle_exports.count(e.name)) ko.needed_symbols.insert(e.name);
+  }
+  auto kernel = probes::probe_kernel(*root, ko);
+  if (!kernel) return tl::unexpected(kernel.error());
+  r.kernel = std::move(*kernel);
+  for (const auto& e : r.kernel.tree_problems) r.problems.push_back(e);
+  for (const auto& e : r.kernel.symvers_origin.problems) r.problems.push_back(e);
+
+  probes::PciOptions po;
+  po.backend = o.pci_backend;
+  po.pci_ids = o.pci_ids;
+  auto pci = probes::discover_pci(*root, po);
+  if (!pci) return tl::unexpected(pci.error());
+  r.pci = std::move(*pci);
+  for (const auto& e : r.pci.problems) r.problems.push_back(e);
+
+  auto loaded = probes::probe_loaded_modules(*root, r.kernel.module_dir);
+  if (!loaded) return tl::unexpected(loaded.error());
+  r.loaded = std::move(*loaded);
+  for (const auto& e : r.loaded.problems) r.problems.push_back(e);
+
+  r.policy = probes::probe_policy(*root);
+  for (const auto& e : r.policy.problems) r.problems.push_back(e);
+  r.build = probes::probe_build_env(*root, r.kernel.release);
+
+  // Devices: every one the bundle drives (matched by its aliases, as the kernel matches
+  // drivers), and every display device, so an Intel GPU left to the in-tree driver is shown.
+  std::vector<probes::ModuleAliases> aliases;
+  for (const auto& m : r.bundle) aliases.push_back({m.name, m.aliases});
+  for (const auto& d : r.pci.devices) {
+    DeviceReport dr{d, probes::matching_modules(d, aliases)};
+    for (const auto& p : d.problems) r.problems.push_back(Error{EIO, p, d.sysfs_path});
+    if (!dr.bundle_modules.empty() || d.is_display()) r.devices.push_back(std::move(dr));
+  }
+
+  // Conflicts: bundle modules whose names are live.
+  for (const auto& m : r.bundle) {
+    auto it = r.loaded.modules.find(m.name);
+    if (it == r.loaded.modules.end()) continue;
+    const probes::LoadedModule& l = it->second;
+    Conflict c;
+    c.name = m.name;
+    c.builtin = l.builtin;
+    c.refcnt = l.refcnt;
+    c.holders = l.holders;
+    if (c.holders.empty()) c.holders = l.used_by;
+    c.srcversion = l.srcversion;
+    c.build_id = l.build_id;
+    // Debian's modules carry no srcversion (no MODULE_VERSION): the build id is what tells.
+    c.same_as_bundle = (!l.build_id.empty() && l.build_id == m.build_id) ||
+                       (!l.srcversion.empty() && l.srcversion == m.srcversion);
+    if (auto prev = o.previous_build_ids.find(m.name); prev != o.previous_build_ids.end())
+      c.ours_previous = !c.same_as_bundle && !l.build_id.empty() && l.build_id == prev->second;
+    r.conflicts.push_back(std::move(c));
+  }
+  settle_removability(r.conflicts);
+
+  // The kernel model the rules run against, as the kernel will be when the agent inserts:
+  // removable conflicts gone, everything else live.
+  kabi::KernelModel& k = r.model;
+  k.release = r.kernel.release;
+  k.vermagic = r.kernel.vermagic;
+  k.modversions = r.kernel.modversions;
+  k.symvers_source = r.kernel.symvers_origin.kind == probes::SymversOrigin::Kind::InTreeUnion
+                         ? r.kernel.symvers.source
+                         : r.kernel.symvers_origin.path;
+  k.symvers = r.kernel.symvers;
+  k.this_module_size = r.kernel.this_module_size;
+  std::tie(k.version_major, k.version_minor) = kabi::parse_release_version(k.release);
+  k.in_tree = r.kernel.in_tree;
+  for (const auto& [name, l] : r.loaded.modules) k.live.insert(name);
+  for (const auto& c : r.conflicts)
+    if (c.removable || c.same_as_bundle) k.live.erase(c.name);
+  k.policy = o.policy ? *o.policy
+                      : (r.kernel.proc_version.find("Debian") != std::string::npos ? kabi::MissingVersionPolicy::Strict
+                                                                                   : kabi::MissingVersionPolicy::Upstream);
+  k.module_sig = r.policy.module_sig || r.kernel.own_modules_signed;
+  k.sig_enforce = r.policy.sig_enforce.value_or(false);
+  k.lockdown = r.policy.locked_down() || (r.policy.lockdown.empty() && r.policy.secure_boot.value_or(false));
+  k.certificates_known = certs_known;
+  k.kernel_image = kernel_image;
+
+  r.evaluation = kabi::evaluate(r.bundle, k);
+  auto d = decide(DecisionFacts{.bundle = r.bundle,
+                                .devices = r.devices,
+                                .pci_functions = r.pci.devices.size(),
+                                .conflicts = r.conflicts,
+                                .evaluation = r.evaluation,
+                                .model = r.model,
+                                .symvers = r.kernel.symvers_origin,
+                                .build = r.build,
+                                .policy = r.policy});
+  r.decision = d.decision;
+  r.reasons = std::move(d.reasons);
+  return r;
+}
+
+}  // namespace agent

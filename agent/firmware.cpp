@@ -1,0 +1,147 @@
+#include "agent/firmware.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+
+#include "agent/state_files.h"
+#include "kabi/file_io.h"
+#include "kabi/module.h"
+
+namespace agent {
+namespace fs = std::filesystem;
+namespace {
+
+constexpr size_t kMaxFirmwareFile = size_t{64} << 20;
+
+// Removes what a failed copy left under `dir_fd`'s entry `name` (a tree of our own making).
+void remove_tree(int dir_fd, const std::string& name) {
+  Fd d(::openat(dir_fd, name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+  if (d) {
+    if (DIR* dp = ::fdopendir(::dup(d.get()))) {
+      std::vector<std::string> names;
+      while (const dirent* e = ::readdir(dp))
+        if (std::strcmp(e->d_name, ".") != 0 && std::strcmp(e->d_name, "..") != 0) names.emplace_back(e->d_name);
+      ::closedir(dp);
+      for (const auto& n : names)
+        if (::unlinkat(d.get(), n.c_str(), 0) != 0 && errno == EISDIR) remove_tree(d.get(), n);
+    }
+  }
+  ::unlinkat(dir_fd, name.c_str(), AT_REMOVEDIR);
+}
+
+}  // namespace
+
+Result<BundleFirmware> scan_bundle_firmware(const fs::path& dir) {
+  BundleFirmware out;
+  out.dir = dir.string();
+  std::error_code ec;
+  if (!fs::exists(fs::symlink_status(dir, ec))) return out;
+  if (!fs::is_directory(dir, ec)) return fail(ENOTDIR, "the bundle's firmware directory is not a directory", out.dir);
+  fs::recursive_directory_iterator it(dir, ec), end;
+  for (; !ec && it != end; it.increment(ec)) {
+    if (it->is_symlink(ec) || !it->is_regular_file(ec)) continue;
+    auto bytes = kabi::read_file(it->path(), kMaxFirmwareFile);
+    if (!bytes) return tl::unexpected(bytes.error());
+    out.files.push_back({fs::relative(it->path(), dir).string(), bytes->size(), kabi::sha256_hex(*bytes)});
+  }
+  if (ec) return fail(ec.value(), "cannot list the bundle's firmware: " + ec.message(), out.dir);
+  std::sort(out.files.begin(), out.files.end(), [](const auto& a, const auto& b) { return a.rel < b.rel; });
+  if (!out.files.empty()) {
+    std::string all;
+    for (const auto& f : out.files) all += f.rel + '\0' + f.sha256 + '\n';
+    out.digest = kabi::sha256_hex(all);
+  }
+  return out;
+}
+
+const char* firmware_path_action_name(FirmwarePathAction a) {
+  switch (a) {
+    case FirmwarePathAction::Set: return "set";
+    case FirmwarePathAction::Ours: return "ours";
+    case FirmwarePathAction::Foreign: return "foreign";
+    case FirmwarePathAction::Unknown: return "unknown";
+  }
+  return "unknown";
+}
+
+FirmwarePathAction firmware_path_action(const std::optional<std::string>& current, const std::string& base) {
+  if (!current) return FirmwarePathAction::Unknown;
+  if (current->empty()) return FirmwarePathAction::Set;
+  std::string b = base;
+  while (b.size() > 1 && b.back() == '/') b.pop_back();
+  if (current->size() > b.size() && current->compare(0, b.size(), b) == 0 && (*current)[b.size()] == '/')
+    return FirmwarePathAction::Ours;
+  return FirmwarePathAction::Foreign;
+}
+
+Result<std::string> install_firmware(const kabi::RootFs& root, const BundleFirmware& fw, const std::string& base) {
+  if (fw.digest.empty()) return fail(EINVAL, "no firmware to install", fw.dir);
+  auto base_dir = WritableDir::open(root, base, "firmware directory");
+  if (!base_dir) return tl::unexpected(base_dir.error());
+  const std::string target = kabi::normalize_path(base) + "/" + fw.digest;
+  struct stat st{};
+  if (::fstatat(base_dir->fd(), fw.digest.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0) {
+    if (S_ISDIR(st.st_mode)) return target;  // renamed into place only when complete
+    return fail(EEXIST, "in the way of the bundle's firmware (not a directory)", root.display(target));
+  }
+  const std::string tmp = ".tmp-" + fw.digest + "-" + std::to_string(::getpid());
+  remove_tree(base_dir->fd(), tmp);
+  auto tmp_dir = base_dir->subdir(tmp);
+  if (!tmp_dir) return tl::unexpected(tmp_dir.error());
+  auto abandon = [&](Error e) {
+    remove_tree(base_dir->fd(), tmp);
+    return tl::unexpected(std::move(e));
+  };
+  for (const auto& f : fw.files) {
+    auto bytes = kabi::read_file(fs::path(fw.dir) / f.rel, kMaxFirmwareFile);
+    if (!bytes) return abandon(bytes.error());
+    if (kabi::sha256_hex(*bytes) != f.sha256)
+      return abandon(Error{EIO, "changed since it was scanned", (fs::path(fw.dir) / f.rel).string()});
+    // Subdirectories one component at a time, inside the temporary tree.
+    const fs::path rel(f.rel);
+    std::optional<WritableDir> parent;
+    const WritableDir* at = &*tmp_dir;
+    for (const auto& comp : rel.parent_path()) {
+      auto sub = at->subdir(comp.string());
+      if (!sub) return abandon(sub.error());
+      parent.emplace(std::move(*sub));
+      at = &*parent;
+    }
+    if (auto w = at->write(rel.filename().string(), *bytes); !w) return abandon(w.error());
+  }
+  if (::renameat(base_dir->fd(), tmp.c_str(), base_dir->fd(), fw.digest.c_str()) != 0) {
+    const int e = errno;
+    remove_tree(base_dir->fd(), tmp);
+    // Another agent renamed the same set into place first: theirs is as good as ours.
+    if ((e == EEXIST || e == ENOTEMPTY) && ::fstatat(base_dir->fd(), fw.digest.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0)
+      return target;
+    return fail(e, std::string("cannot rename the firmware into place: ") + std::strerror(e), root.display(target));
+  }
+  ::fsync(base_dir->fd());
+  return target;
+}
+
+Result<void> set_firmware_path(const kabi::RootFs& root, const std::string& value) {
+  const std::string shown = root.display(kFirmwarePathParam);
+  auto p = root.open_at(kFirmwarePathParam, O_PATH);
+  if (!p) return tl::unexpected(p.error());
+  struct stat st{};
+  if (::fstat(p->get(), &st) != 0 || !S_ISREG(st.st_mode)) return fail(EINVAL, "not a sysfs attribute", shown);
+  Fd f(::open(("/proc/self/fd/" + std::to_string(p->get())).c_str(), O_WRONLY | O_CLOEXEC));
+  if (!f) return fail(errno, std::string("cannot open for writing: ") + std::strerror(errno), shown);
+  // A write of zero bytes never reaches the parameter: an empty path is written as a newline,
+  // which the parameter strips (kernels >= 6.0; older ones keep a path of "\n", which names no
+  // directory and reads back as empty).
+  const std::string v = value.empty() ? std::string("\n") : value;
+  if (::write(f.get(), v.data(), v.size()) != static_cast<ssize_t>(v.size()))
+    return fail(errno, std::string("cannot write: ") + std::strerror(errno), shown);
+  return {};
+}
+
+}  // namespace agent

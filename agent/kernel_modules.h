@@ -1,0 +1,55 @@
+// The acting half of module handling, on the running kernel: inserts and removals through
+// libkmod (never forced), and the kernel's log since an insert (/dev/kmsg), which says why a
+// module's init failed. Reads of what is loaded stay in probes/loaded_modules.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "kabi/fd.h"
+#include "kabi/result.h"
+
+struct kmod_ctx;
+
+namespace agent {
+
+class KernelModules {
+ public:
+  // A libkmod context that reads no configuration of the agent's own filesystem: options are
+  // passed explicitly (probes/module_options reads the host's).
+  [[nodiscard]] static Result<KernelModules> open();
+
+  // Inserts the module in the open file `file` (its bytes already verified) with `options`.
+  // The error carries the kernel's errno (init_module/finit_module, or the module's init).
+  [[nodiscard]] Result<void> insert(const Fd& file, const std::string& name, const std::string& options) const;
+  // Removes a loaded module; never forced, never waits: EBUSY/EAGAIN while it is in use.
+  [[nodiscard]] Result<void> remove(const std::string& name) const;
+
+ private:
+  struct CtxDeleter {
+    void operator()(kmod_ctx* c) const noexcept;
+  };
+  explicit KernelModules(kmod_ctx* c) : ctx_(c) {}
+  std::unique_ptr<kmod_ctx, CtxDeleter> ctx_;
+};
+
+// The kernel's log from the moment it is opened (/dev/kmsg, positioned at its end).
+class KernelLog {
+ public:
+  // An error when /dev/kmsg cannot be read (then failures carry no kernel lines).
+  [[nodiscard]] static Result<KernelLog> open();
+  // The messages logged since open() (or the last call), text only.
+  [[nodiscard]] std::vector<std::string> read_new();
+
+ private:
+  explicit KernelLog(Fd fd) : fd_(std::move(fd)) {}
+  Fd fd_;
+};
+
+// Of `lines`, those about `module` (naming it, with '-' or '_'); the last `fallback` lines when
+// none does.
+[[nodiscard]] std::vector<std::string> lines_about(const std::vector<std::string>& lines, const std::string& module,
+                                                   size_t fallback = 5);
+
+}  // namespace agent

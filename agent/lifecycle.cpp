@@ -1,0 +1,584 @@
+#include "agent/lifecycle.h"
+
+#include <algorithm>
+#include <cctype>
+#include <cerrno>
+#include <functional>
+#include <sstream>
+#include <set>
+#include <vector>
+
+#include "agent/actions.h"
+#include "agent/journal.h"
+#include "agent/kernel_modules.h"
+#include "agent/log.h"
+#include "agent/plan.h"
+#include "agent/render.h"
+#include "agent/state_files.h"
+#include "agent/status.h"
+#include "agent/watch.h"
+#include "kabi/text.h"
+#include "probes/loaded_modules.h"
+#include "probes/module_options.h"
+#include "probes/pci.h"
+
+namespace agent {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using spdlog::level::level_enum;
+
+double ms_since(Clock::time_point t) {
+  return std::chrono::duration<double, std::milli>(Clock::now() - t).count();
+}
+
+// Reason codes the entrypoint adds to the decision's (the README lists them).
+namespace run_reason {
+constexpr const char* kInputError = "input_error";              // the diagnosis could not be made
+constexpr const char* kRemoveFailed = "remove_failed";          // a conflicting module would not go
+constexpr const char* kFirmwareFailed = "firmware_failed";      // the firmware could not be installed
+constexpr const char* kFirmwarePathForeign = "firmware_path_foreign";  // note: someone else's path kept
+constexpr const char* kInsertFailed = "insert_failed";          // the kernel refused a module, or its init failed
+constexpr const char* kNotTheCheckedModule = "module_mismatch"; // bytes or live build id differ from the checked ones
+constexpr const char* kDeviceNotBound = "device_not_bound";     // loaded, but a device did not bind in time
+constexpr const char* kDriverLost = "driver_lost";              // while ready: a module went or a device unbound
+constexpr const char* kRollbackIncomplete = "rollback_incomplete";
+}  // namespace run_reason
+
+// An NFD label value: at most 63 of [A-Za-z0-9._-], starting and ending alphanumeric.
+std::string label_value(std::string v) {
+  for (char& c : v)
+    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '.' && c != '_' && c != '-') c = '_';
+  if (v.size() > 63) v.resize(63);
+  while (!v.empty() && !std::isalnum(static_cast<unsigned char>(v.back()))) v.pop_back();
+  while (!v.empty() && !std::isalnum(static_cast<unsigned char>(v.front()))) v.erase(v.begin());
+  return v.empty() ? "unknown" : v;
+}
+
+class Entrypoint {
+ public:
+  Entrypoint(const RunOptions& o, probes::HostRoot root, WritableDir state, InstanceLock lock, Watch watch,
+             KernelModules kernel, Journal journal, std::string boot_id)
+      : o_(o),
+        root_(std::move(root)),
+        state_(std::move(state)),
+        lock_(std::move(lock)),
+        watch_(std::move(watch)),
+        kernel_(std::move(kernel)),
+        journal_(std::move(journal)) {
+    status_.agent_version = o.agent_version;
+    status_.boot_id = std::move(boot_id);
+  }
+
+  int run();
+
+ private:
+  enum class Outcome { Ready, Refused, Waiting, Stop };
+
+  Outcome attempt();
+  bool act(const Plan& plan);
+  void rollback();
+  Outcome wait_bound(const Diagnosis& d);
+  void refresh_devices();
+  std::string why_not_ready();  // "" when every bundle module is live and every device bound
+  bool all_bound() const;
+  bool become_ready();
+  void lose_ready(const std::string& what);
+  int stop(int code);
+
+  void set_phase(Phase p, const std::string& message, level_enum level = spdlog::level::info);
+  bool write_status();
+  void save_journal_or_log();
+  void note(const char* code, std::string message) { status_.reasons.push_back({code, std::move(message)}); }
+
+  const RunOptions& o_;
+  probes::HostRoot root_;
+  WritableDir state_;
+  InstanceLock lock_;
+  Watch watch_;
+  KernelModules kernel_;
+  Journal journal_;
+  Status status_;
+  Clock::time_point started_ = Clock::now();
+  bool first_ready_ = true;
+
+  // The diagnosis behind the current state: the bundle, its devices, the kernel's module dir.
+  std::optional<Diagnosis> diag_;
+  std::vector<std::function<Result<void>()>> undo_;  // this attempt's steps, last first when run
+  std::vector<std::string> undo_what_;
+  std::optional<WatchEvent> interrupted_;  // a SIGTERM that arrived while acting or waiting
+};
+
+void Entrypoint::set_phase(Phase p, const std::string& message, level_enum level) {
+  if (p != status_.phase || status_.since.empty()) status_.since = utc_now();
+  status_.phase = p;
+  log_line(level, phase_name(p), message);
+  write_status();
+}
+
+bool Entrypoint::write_status() {
+  auto w = state_.write(kStatusFile, safe_dump(to_json(status_, utc_now())) + "\n");
+  if (!w) log_line(spdlog::level::err, "", "cannot write the status: " + w.error().what());
+  return w.has_value();
+}
+
+void Entrypoint::save_journal_or_log() {
+  if (auto w = save_journal(state_, journal_); !w)
+    log_line(spdlog::level::err, "", "cannot record what was changed (agent unload will not know): " + w.error().what());
+}
+
+// One pass: detect, decide, and carry the plan out.
+Entrypoint::Outcome Entrypoint::attempt() {
+  const auto t0 = Clock::now();
+  status_.failure.reset();
+  status_.reasons.clear();
+  status_.decision.clear();
+  set_phase(Phase::Detecting, "probing the node: devices, running kernel, loaded modules, policy");
+
+  DiagnoseOptions opts = o_.check;
+  for (const auto& i : journal_.inserted) opts.previous_build_ids[i.name] = i.build_id;
+  auto d = diagnose(opts);
+  BundleFirmware firmware;
+  if (d) {
+    if (auto fw = scan_bundle_firmware(o_.check.bundle_firmware)) firmware = std::move(*fw);
+    else d = tl::unexpected(fw.error());
+  }
+  if (!d) {
+    note(run_reason::kInputError, d.error().what());
+    set_phase(Phase::Refused, "cannot diagnose: " + d.error().what(), spdlog::level::err);
+    return Outcome::Refused;
+  }
+  diag_ = std::move(*d);
+  const Diagnosis& diag = *diag_;
+  status_.timings_ms["detect"] = ms_since(t0);
+  status_.release = diag.kernel.release;
+  status_.kernel_version = diag.kernel.proc_version;
+  status_.decision = decision_name(diag.decision);
+  status_.reasons = diag.reasons;
+  status_.conflicts = diag.conflicts;
+  status_.modules.clear();
+  for (const auto& v : diag.evaluation.modules) {
+    ModuleState m{v, {}, {}, false, false};
+    for (const auto& b : diag.bundle)
+      if (b.name == v.name) m.sha256 = b.sha256, m.build_id = b.build_id;
+    m.live = std::any_of(diag.conflicts.begin(), diag.conflicts.end(),
+                         [&](const Conflict& c) { return c.name == v.name && c.same_as_bundle; });
+    status_.modules.push_back(std::move(m));
+  }
+  refresh_devices();
+  for (const auto& e : diag.problems) log_line(spdlog::level::warn, "", "could not read: " + e.what());
+
+  const Plan plan = make_plan(diag, firmware, o_.check.firmware_base);
+  status_.firmware = {firmware.dir, plan.firmware.dir, firmware.digest, firmware.files.size(),
+                      journal_.firmware_previous_path, plan.firmware.current, {}};
+  std::string why;
+  for (const auto& r : diag.reasons) why += (why.empty() ? "" : "; ") + r.code + ": " + r.message;
+  switch (diag.decision) {
+    case Decision::NoDevice:
+    case Decision::Refuse:
+      set_phase(Phase::Refused, "decision " + decision_name(diag.decision) + ": " + why, spdlog::level::warn);
+      return Outcome::Refused;
+    case Decision::UpgradePending:
+      set_phase(Phase::UpgradePending, why, spdlog::level::warn);
+      return Outcome::Waiting;
+    case Decision::Build:
+      set_phase(Phase::WaitingForBuild, "the prebuilt modules would be refused and a build is possible: " + why,
+                spdlog::level::warn);
+      return Outcome::Waiting;
+    case Decision::Prebuilt: break;
+  }
+
+  set_phase(Phase::Loading, plan.fast_path ? "every bundle module is already live with the bundle's build: nothing to load"
+                                           : std::to_string(plan.remove.size()) + " module(s) to remove, " +
+                                                 std::to_string(plan.insert.size()) + " to insert");
+  if (!act(plan)) {
+    set_phase(Phase::Refused, status_.failure ? status_.failure->module + ": " + status_.failure->message : "loading failed",
+              spdlog::level::err);
+    return Outcome::Refused;
+  }
+  status_.source = "prebuilt";
+  status_.timings_ms["fast_path"] = plan.fast_path ? 1 : 0;
+  const Outcome bound = wait_bound(diag);
+  if (bound != Outcome::Ready) return bound;
+  status_.timings_ms["attempt"] = ms_since(t0);
+  if (first_ready_) status_.timings_ms["start_to_ready"] = ms_since(started_);
+  return become_ready() ? Outcome::Ready : Outcome::Refused;
+}
+
+bool Entrypoint::act(const Plan& plan) {
+  undo_.clear();
+  undo_what_.clear();
+  const probes::ModuleOptions options = probes::probe_module_options(root_);
+  for (const auto& e : options.problems) log_line(spdlog::level::warn, "", "module options: " + e.what());
+  std::optional<KernelLog> klog;
+  if (auto k = KernelLog::open()) klog.emplace(std::move(*k));
+  else log_line(spdlog::level::warn, "", k.error().what() + ": a failed insert will carry no kernel lines");
+
+  auto failed = [&](const char* code, const std::string& module, const Error& e, std::vector<std::string> lines = {}) {
+    // The module's name is the error's path when it is about the module itself.
+    const std::string message = e.path == module ? e.message : e.what();
+    status_.failure = LoadFailure{module, e.code, message, std::move(lines)};
+    note(code, module + ": " + message);
+    rollback();
+    return false;
+  };
+
+  // 1. Conflicting modules, holders first.
+  for (const auto& r : plan.remove) {
+    if (auto done = kernel_.remove(r.name); !done) return failed(run_reason::kRemoveFailed, r.name, done.error());
+    log_line(spdlog::level::info, "loading", "removed " + r.name + (r.ours_previous ? " (an older bundle)" : ""));
+    status_.removed.push_back(r.name);
+    if (!r.ours_previous) journal_.removed.push_back({r.name, r.restore_path});
+    save_journal_or_log();
+    if (!r.ours_previous) {
+      undo_what_.push_back("insert " + r.name + " again");
+      undo_.push_back([this, r, opts = options.of(r.name)]() -> Result<void> {
+        auto res = restore_module(root_, kernel_, r.name, r.restore_path, opts);
+        if (res) {
+          std::erase_if(journal_.removed, [&](const auto& x) { return x.name == r.name; });
+          std::erase(status_.removed, r.name);
+        }
+        return res;
+      });
+    }
+  }
+
+  // 2. Firmware: our copy, and firmware_class.path pointing at it when that is ours to set.
+  if (!plan.firmware.firmware.files.empty()) {
+    auto dir = install_firmware(root_.fs(), plan.firmware.firmware, o_.check.firmware_base);
+    if (!dir) return failed(run_reason::kFirmwareFailed, "firmware", dir.error());
+    switch (plan.firmware.action) {
+      case FirmwarePathAction::Set:
+      case FirmwarePathAction::Ours: {
+        const std::string before = plan.firmware.current.value_or("");
+        if (before != *dir) {
+          if (auto s = set_firmware_path(root_.fs(), *dir); !s) return failed(run_reason::kFirmwareFailed, "firmware", s.error());
+          const bool first_change = !journal_.firmware_previous_path.has_value();
+          if (first_change) journal_.firmware_previous_path = before;
+          journal_.firmware_path = *dir;
+          save_journal_or_log();
+          undo_what_.push_back("set firmware_class.path back to '" + before + "'");
+          undo_.push_back([this, before, first_change]() -> Result<void> {
+            auto res = set_firmware_path(root_.fs(), before);
+            if (res && first_change) journal_.firmware_previous_path.reset(), journal_.firmware_path.clear();
+            status_.firmware.path = before;
+            return res;
+          });
+          log_line(spdlog::level::info, "loading", "firmware_class.path: '" + before + "' -> '" + *dir + "'");
+        }
+        status_.firmware.path = *dir;
+        status_.firmware.previous_path = journal_.firmware_previous_path;
+        break;
+      }
+      case FirmwarePathAction::Foreign:
+        status_.firmware.conflict = "firmware_class.path is '" + *plan.firmware.current +
+                                    "', set by someone else: kept; the bundle's firmware is in " + *dir;
+        note(run_reason::kFirmwarePathForeign, status_.firmware.conflict);
+        log_line(spdlog::level::warn, "loading", status_.firmware.conflict);
+        break;
+      case FirmwarePathAction::Unknown:
+        status_.firmware.conflict = std::string(kFirmwarePathParam) + " is not readable: left alone";
+        note(run_reason::kFirmwarePathForeign, status_.firmware.conflict);
+        log_line(spdlog::level::warn, "loading", status_.firmware.conflict);
+        break;
+    }
+  }
+
+  // 3. Inserts, dependencies first, each from the bytes that were checked.
+  double insert_ms = 0;
+  for (const auto& i : plan.insert) {
+    if (auto sig = watch_.pending_signal()) {
+      interrupted_ = sig;
+      if (sig->kind == WatchEvent::Kind::Terminate) {
+        return failed(run_reason::kInsertFailed, i.name, Error{EINTR, "interrupted by " + sig->signal, ""});
+      }
+    }
+    auto file = open_for_insert(i, root_);
+    if (!file)
+      return failed(file.error().code == EIO ? run_reason::kNotTheCheckedModule : run_reason::kInsertFailed, i.name,
+                    file.error());
+    if (klog) (void)klog->read_new();
+    const auto t = Clock::now();
+    auto done = kernel_.insert(*file, i.name, options.of(i.name));
+    insert_ms += ms_since(t);
+    if (!done) return failed(run_reason::kInsertFailed, i.name, done.error(), klog ? lines_about(klog->read_new(), i.name) : std::vector<std::string>{});
+    undo_what_.push_back("remove " + i.name);
+    undo_.push_back([this, name = i.name]() -> Result<void> {
+      auto res = kernel_.remove(name);
+      if (res) std::erase_if(journal_.inserted, [&](const auto& x) { return x.name == name; });
+      return res;
+    });
+    if (i.from_bundle) {
+      journal_.inserted.push_back({i.name, i.build_id});
+      for (auto& m : status_.modules)
+        if (m.verdict.name == i.name) m.inserted = m.live = true;
+    }
+    save_journal_or_log();
+    const std::string opts = options.of(i.name);
+    log_line(spdlog::level::info, "loading",
+             "inserted " + i.name + (i.from_bundle ? "" : " (in-tree dependency)") + (opts.empty() ? "" : " with " + opts));
+    if (i.from_bundle && !i.build_id.empty()) {
+      const std::string live = live_build_id(root_, i.name);
+      if (live != i.build_id)
+        return failed(run_reason::kNotTheCheckedModule, i.name,
+                      Error{EIO, "the live module's build id is '" + live + "', the checked one's " + i.build_id, ""});
+    }
+  }
+  status_.timings_ms["insert"] = insert_ms;
+  write_status();
+  return true;
+}
+
+void Entrypoint::rollback() {
+  std::vector<std::string> left;
+  while (!undo_.empty()) {
+    auto step = std::move(undo_.back());
+    const std::string what = undo_what_.back();
+    undo_.pop_back();
+    undo_what_.pop_back();
+    if (auto r = step(); !r) {
+      left.push_back(what + ": " + r.error().what());
+      log_line(spdlog::level::err, "loading", "rollback: could not " + what + ": " + r.error().what());
+    } else {
+      log_line(spdlog::level::info, "loading", "rollback: " + what);
+    }
+  }
+  for (auto& m : status_.modules) m.inserted = m.live = false;
+  save_journal_or_log();
+  if (!left.empty()) note(run_reason::kRollbackIncomplete, join(left, "; "));
+}
+
+void Entrypoint::refresh_devices() {
+  if (!diag_) return;
+  probes::PciOptions po;
+  po.backend = o_.check.pci_backend;
+  po.pci_ids = o_.check.pci_ids;
+  auto pci = probes::discover_pci(root_, po);
+  status_.devices.clear();
+  for (const auto& dr : diag_->devices) {
+    DeviceState s{dr, {}, false, {}};
+    if (pci)
+      for (const auto& d : pci->devices)
+        if (d.bdf == dr.device.bdf) s.report.device = d;
+    if (!s.report.device.driver.empty()) {
+      if (auto m = root_.link_basename(s.report.device.sysfs_path + "/driver/module")) s.driver_module = *m;
+    }
+    const auto& mods = s.report.bundle_modules;
+    s.bound = !s.driver_module.empty() && std::find(mods.begin(), mods.end(), s.driver_module) != mods.end();
+    if (s.report.device.is_display())
+      if (auto entries = root_.list_dir(s.report.device.sysfs_path + "/drm"))
+        for (const auto& e : *entries)
+          if (e.starts_with("card") || e.starts_with("renderD")) s.drm.push_back(e);
+    status_.devices.push_back(std::move(s));
+  }
+}
+
+bool Entrypoint::all_bound() const {
+  return std::all_of(status_.devices.begin(), status_.devices.end(), [](const DeviceState& d) {
+    return d.report.bundle_modules.empty() || (d.bound && (!d.report.device.is_display() || !d.drm.empty()));
+  });
+}
+
+Entrypoint::Outcome Entrypoint::wait_bound(const Diagnosis&) {
+  const auto t = Clock::now();
+  const auto deadline = t + o_.bind_timeout;
+  for (;;) {
+    refresh_devices();
+    if (all_bound()) break;
+    if (Clock::now() >= deadline) {
+      std::vector<std::string> unbound;
+      for (const auto& d : status_.devices)
+        if (!d.report.bundle_modules.empty() && !(d.bound && (!d.report.device.is_display() || !d.drm.empty())))
+          unbound.push_back(d.report.device.bdf + (d.bound ? " (no DRM node)" : " (driver: " + (d.report.device.driver.empty() ? std::string("none") : d.report.device.driver) + ")"));
+      note(run_reason::kDeviceNotBound, "not bound to the bundle's driver after " +
+                                            std::to_string(o_.bind_timeout.count()) + " s: " + join(unbound));
+      set_phase(Phase::Refused, "loaded, but not every device bound: " + join(unbound), spdlog::level::err);
+      return Outcome::Refused;
+    }
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
+    WatchEvent e = watch_.next(std::min(left, std::chrono::milliseconds(250)));
+    if (e.kind == WatchEvent::Kind::Terminate) {
+      interrupted_ = e;
+      return Outcome::Stop;
+    }
+  }
+  status_.timings_ms["bind"] = ms_since(t);
+  return Outcome::Ready;
+}
+
+std::string Entrypoint::why_not_ready() {
+  auto loaded = probes::probe_loaded_modules(root_, diag_ ? diag_->kernel.module_dir : std::string());
+  if (!loaded) return "cannot read the loaded modules: " + loaded.error().what();
+  for (auto& m : status_.modules) {
+    auto it = loaded->modules.find(m.verdict.name);
+    m.live = it != loaded->modules.end() && (it->second.state.empty() || it->second.state == "Live");
+    if (it == loaded->modules.end()) return m.verdict.name + " was removed";
+    if (!m.build_id.empty() && !it->second.build_id.empty() && it->second.build_id != m.build_id)
+      return m.verdict.name + " was replaced by another build (" + it->second.build_id + ")";
+    if (!m.live) return m.verdict.name + " is " + it->second.state;
+  }
+  refresh_devices();
+  for (const auto& d : status_.devices) {
+    if (d.report.bundle_modules.empty()) continue;
+    if (!d.bound)
+      return d.report.device.bdf + " is " +
+             (d.report.device.driver.empty() ? std::string("unbound") : "bound to " + d.report.device.driver);
+    if (d.report.device.is_display() && d.drm.empty()) return d.report.device.bdf + " has no DRM node";
+  }
+  return "";
+}
+
+bool Entrypoint::become_ready() {
+  status_.phase = Phase::Ready;
+  status_.since = utc_now();
+  if (!write_status()) {
+    note(run_reason::kInputError, "the status could not be written: not ready");
+    return false;
+  }
+  if (o_.nfd_dir) {
+    std::string version;
+    for (const auto& b : diag_->bundle)
+      for (const auto& v : b.modinfo_values("version"))
+        if (version.empty()) version = v;
+    if (version.empty() && !diag_->bundle.empty()) version = diag_->bundle.front().build_id.substr(0, 12);
+    const std::string text = "intel-gpu-driver.source=" + label_value(status_.source) +
+                             "\nintel-gpu-driver.version=" + label_value(version) +
+                             "\nintel-gpu-driver.kernel=" + label_value(status_.release) + "\n";
+    auto live = kabi::RootFs::open("/");
+    auto dir = live ? WritableDir::open(*live, o_.nfd_dir->string(), "NFD features directory")
+                    : Result<WritableDir>(tl::unexpected(live.error()));
+    auto w = dir ? dir->write(kNfdFile, text) : Result<void>(tl::unexpected(dir.error()));
+    if (w) {
+      journal_.nfd_file = (*o_.nfd_dir / kNfdFile).string();
+      save_journal_or_log();
+    } else {
+      log_line(spdlog::level::warn, "ready", "no Node Feature Discovery file: " + w.error().what());
+    }
+  }
+  if (auto r = state_.write(kReadyFile, ""); !r) {
+    note(run_reason::kInputError, "the ready file could not be written: " + r.error().what());
+    set_phase(Phase::Refused, "cannot write the ready file: " + r.error().what(), spdlog::level::err);
+    return false;
+  }
+  first_ready_ = false;
+  std::vector<std::string> bound;
+  for (const auto& d : status_.devices)
+    if (d.bound) bound.push_back(d.report.device.bdf + " -> " + d.driver_module);
+  log_line(spdlog::level::info, "ready",
+           std::to_string(status_.modules.size()) + " module(s) live, " + std::to_string(bound.size()) +
+               " device(s) bound (" + join(bound) + ")");
+  return true;
+}
+
+void Entrypoint::lose_ready(const std::string& what) {
+  if (auto r = state_.remove(kReadyFile); !r) log_line(spdlog::level::err, "", r.error().what());
+  if (!journal_.nfd_file.empty() && o_.nfd_dir) {
+    if (auto live = kabi::RootFs::open("/"))
+      if (auto dir = WritableDir::open(*live, o_.nfd_dir->string(), "NFD features directory")) (void)dir->remove(kNfdFile);
+    journal_.nfd_file.clear();
+    save_journal_or_log();
+  }
+  status_.event = utc_now() + ": " + what;
+  status_.reasons.clear();
+  note(run_reason::kDriverLost, what + " behind the agent's back; send SIGHUP (or restart the pod) to load again");
+  set_phase(Phase::Refused, "no longer ready: " + what, spdlog::level::err);
+}
+
+int Entrypoint::stop(int code) {
+  (void)state_.remove(kReadyFile);  // first: the readiness probe must not pass while stopping
+  status_.phase = Phase::Stopping;
+  set_phase(Phase::Stopping, o_.unload_on_exit ? "stopping; unloading the bundle (--unload-on-exit)"
+                                               : "stopping; the modules stay loaded");
+  if (o_.unload_on_exit) {
+    UnloadOptions u;
+    u.root = o_.check.root;
+    u.state_dir = o_.state_dir;
+    u.nfd_dir = o_.nfd_dir;
+    std::ostringstream out, err;
+    const int rc = run_unload(u, out, err);
+    log_line(rc == kUnloadDone ? spdlog::level::info : spdlog::level::warn, "stopping", out.str() + err.str());
+  }
+  return code;
+}
+
+int Entrypoint::run() {
+  log_line(spdlog::level::info, "", o_.agent_version + " starting: state " + state_.path() + ", host root " +
+                                        root_.root().string() +
+                                        (watch_.uevents() ? "" : "; no uevents (" + watch_.uevent_problem() + ")"));
+  Outcome outcome = attempt();
+  for (;;) {
+    if (interrupted_ && interrupted_->kind == WatchEvent::Kind::Terminate) return stop(kRunStopped);
+    interrupted_.reset();
+    if (outcome == Outcome::Stop) return stop(kRunStopped);
+    if (outcome == Outcome::Refused && o_.exit_on_refuse) {
+      log_line(spdlog::level::warn, "refused", "exiting (--exit-on-refuse)");
+      return kRunRefused;
+    }
+    std::optional<std::chrono::milliseconds> timeout;
+    if (outcome == Outcome::Ready) timeout = o_.recheck_interval;
+    if (outcome == Outcome::Waiting) timeout = o_.retry_interval;
+    WatchEvent e = watch_.next(timeout);
+    switch (e.kind) {
+      case WatchEvent::Kind::Terminate:
+        log_line(spdlog::level::info, "", e.signal + " received");
+        return stop(kRunStopped);
+      case WatchEvent::Kind::Reload:
+        log_line(spdlog::level::info, "", e.signal + " received: deciding again");
+        status_.event.clear();
+        outcome = attempt();
+        break;
+      case WatchEvent::Kind::Timeout:
+      case WatchEvent::Kind::Uevent:
+        if (outcome == Outcome::Ready) {
+          if (e.kind == WatchEvent::Kind::Uevent) log_line(spdlog::level::debug, "ready", "uevent " + e.subsystem + " " + e.action + " " + e.name);
+          const std::string why = why_not_ready();
+          if (!why.empty()) {
+            lose_ready(why);
+            outcome = Outcome::Refused;
+          }
+        } else if (outcome == Outcome::Waiting && e.kind == WatchEvent::Kind::Timeout) {
+          outcome = attempt();
+        } else if (e.kind == WatchEvent::Kind::Uevent && e.subsystem == "pci" && e.action == "add" &&
+                   status_.decision == decision_name(Decision::NoDevice)) {
+          outcome = attempt();  // a device was hot-plugged: it may be one of ours
+        }
+        break;
+    }
+  }
+}
+
+}  // namespace
+
+int run_entrypoint(const RunOptions& o) {
+  auto fail_start = [](const std::string& what) {
+    log_line(spdlog::level::critical, "", what);
+    return kRunInputError;
+  };
+  auto root = probes::HostRoot::from_cli_or_env(o.check.root);
+  if (!root) return fail_start("host root: " + root.error().what());
+  auto live = kabi::RootFs::open("/");
+  if (!live) return fail_start(live.error().what());
+  auto state = WritableDir::open(*live, o.state_dir.string(), "state directory");
+  if (!state) return fail_start("cannot use the state directory: " + state.error().what());
+  auto lock = InstanceLock::acquire(*state);
+  if (!lock) return fail_start(lock.error().what());
+  // Nothing is decided until the status can be written: an unwritable directory is an error
+  // now, never a ready file later.
+  if (auto w = state->write(kStatusFile, safe_dump(nlohmann::json{{"schema", kStatusSchema}, {"phase", "detecting"}}) + "\n"); !w)
+    return fail_start("cannot write the status: " + w.error().what());
+  auto boot_id = root->read_value("/proc/sys/kernel/random/boot_id");
+  if (!boot_id) return fail_start("boot id: " + boot_id.error().what());
+  auto journal = load_journal(*state, *boot_id);
+  if (!journal) return fail_start(journal.error().what());
+  auto watch = Watch::open();
+  if (!watch) return fail_start(watch.error().what());
+  auto kernel = KernelModules::open();
+  if (!kernel) return fail_start(kernel.error().what());
+  // A ready file left by an agent that died is not this agent's claim.
+  (void)state->remove(kReadyFile);
+  Entrypoint e(o, std::move(*root), std::move(*state), std::move(*lock), std::move(*watch), std::move(*kernel),
+               std::move(*journal), std::move(*boot_id));
+  return e.run();
+}
+
+}  // namespace agent

@@ -1,0 +1,147 @@
+#include "agent/state_files.h"
+
+#include <fcntl.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <vector>
+
+#include "kabi/file_io.h"
+#include "kabi/text.h"
+#include "probes/host_root.h"
+
+namespace agent {
+namespace {
+
+std::string err_text(int e) { return std::strerror(e); }
+
+bool single_component(std::string_view name) {
+  return !name.empty() && name != "." && name != ".." && name.find('/') == std::string_view::npos;
+}
+
+Result<void> write_all(int fd, std::string_view content, const std::string& what) {
+  while (!content.empty()) {
+    const ssize_t n = ::write(fd, content.data(), content.size());
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return fail(errno, "cannot write: " + err_text(errno), what);
+    }
+    content.remove_prefix(static_cast<size_t>(n));
+  }
+  return {};
+}
+
+}  // namespace
+
+Result<WritableDir> WritableDir::open(const kabi::RootFs& root, std::string_view path, std::string what) {
+  const std::string norm = kabi::normalize_path(path);
+  const std::string shown = root.display(norm);
+  auto fail_here = [&](int e, const std::string& msg) { return fail(e, what + ": " + msg, shown); };
+  if (auto fd = root.open_at(norm, O_RDONLY | O_DIRECTORY)) return WritableDir(std::move(*fd), shown);
+  else if (fd.error().code != ENOENT)
+    return fail_here(fd.error().code, err_text(fd.error().code));
+  // Create it component by component: each is made in, and opened relative to, its parent's
+  // descriptor without following links.
+  Fd dir;
+  if (auto r = root.open_at("/", O_RDONLY | O_DIRECTORY)) dir = std::move(*r);
+  else return fail_here(r.error().code, "cannot open the root: " + r.error().message);
+  std::string walked;
+  for (size_t pos = 0; pos < norm.size();) {
+    const size_t next = norm.find('/', pos);
+    const std::string comp = norm.substr(pos, next == std::string::npos ? std::string::npos : next - pos);
+    pos = next == std::string::npos ? norm.size() : next + 1;
+    if (comp.empty()) continue;
+    walked += "/" + comp;
+    if (::mkdirat(dir.get(), comp.c_str(), 0755) != 0 && errno != EEXIST)
+      return fail_here(errno, "cannot create " + walked + ": " + err_text(errno));
+    Fd sub(::openat(dir.get(), comp.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+    if (!sub) {
+      const int e = errno;
+      struct stat st{};
+      const bool link = ::fstatat(dir.get(), comp.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISLNK(st.st_mode);
+      return fail_here(e, "cannot open " + walked + ": " + (link ? std::string("a symbolic link (not followed)") : err_text(e)));
+    }
+    dir = std::move(sub);
+  }
+  return WritableDir(std::move(dir), shown);
+}
+
+Result<WritableDir> WritableDir::subdir(std::string_view name) const {
+  const std::string shown = display_ + "/" + std::string(name);
+  if (!single_component(name)) return fail(EINVAL, "not a file name", shown);
+  const std::string n(name);
+  if (::mkdirat(fd(), n.c_str(), 0755) != 0 && errno != EEXIST) return fail(errno, "cannot create: " + err_text(errno), shown);
+  Fd sub(::openat(fd(), n.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+  if (!sub) return fail(errno, "cannot open: " + err_text(errno), shown);
+  return WritableDir(std::move(sub), shown);
+}
+
+Result<void> WritableDir::write(std::string_view name, std::string_view content, mode_t mode) const {
+  const std::string shown = display_ + "/" + std::string(name);
+  if (!single_component(name)) return fail(EINVAL, "not a file name", shown);
+  const std::string tmp = "." + std::string(name) + ".tmp." + std::to_string(::getpid());
+  ::unlinkat(fd(), tmp.c_str(), 0);  // a leftover of a crashed agent with this pid
+  Fd f(::openat(fd(), tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode));
+  if (!f) return fail(errno, "cannot create " + tmp + ": " + err_text(errno), shown);
+  auto undo = [&](Error e) {
+    ::unlinkat(fd(), tmp.c_str(), 0);
+    return tl::unexpected(std::move(e));
+  };
+  if (auto w = write_all(f.get(), content, shown); !w) return undo(w.error());
+  if (::fchmod(f.get(), mode) != 0) return undo(Error{errno, "cannot chmod: " + err_text(errno), shown});
+  if (::fsync(f.get()) != 0) return undo(Error{errno, "cannot fsync: " + err_text(errno), shown});
+  f.reset();
+  if (::renameat(fd(), tmp.c_str(), fd(), std::string(name).c_str()) != 0)
+    return undo(Error{errno, "cannot rename into place: " + err_text(errno), shown});
+  // The rename is durable once the directory is; a failure here leaves the new file in place.
+  if (::fsync(fd()) != 0 && errno != EINVAL) return fail(errno, "cannot fsync the directory: " + err_text(errno), display_);
+  return {};
+}
+
+Result<void> WritableDir::remove(std::string_view name) const {
+  const std::string shown = display_ + "/" + std::string(name);
+  if (!single_component(name)) return fail(EINVAL, "not a file name", shown);
+  if (::unlinkat(fd(), std::string(name).c_str(), 0) != 0 && errno != ENOENT)
+    return fail(errno, "cannot remove: " + err_text(errno), shown);
+  return {};
+}
+
+bool WritableDir::exists(std::string_view name) const {
+  struct stat st{};
+  return single_component(name) && ::fstatat(fd(), std::string(name).c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0;
+}
+
+Result<std::string> WritableDir::read(std::string_view name, size_t max_size) const {
+  const std::string shown = display_ + "/" + std::string(name);
+  if (!single_component(name)) return fail(EINVAL, "not a file name", shown);
+  Fd p(::openat(fd(), std::string(name).c_str(), O_PATH | O_NOFOLLOW | O_CLOEXEC));
+  if (!p) return fail(errno, err_text(errno), shown);
+  auto f = kabi::open_regular(p, shown);
+  if (!f) return tl::unexpected(f.error());
+  return kabi::read_fd(*f, shown, max_size);
+}
+
+Result<InstanceLock> InstanceLock::acquire(const WritableDir& dir) {
+  const std::string shown = dir.path() + "/" + kLockFile;
+  Fd f(::openat(dir.fd(), kLockFile, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0644));
+  if (!f) return fail(errno, "cannot open the lock: " + err_text(errno), shown);
+  if (::flock(f.get(), LOCK_EX | LOCK_NB) != 0) {
+    const int e = errno;
+    if (e != EWOULDBLOCK) return fail(e, "cannot lock: " + err_text(e), shown);
+    char buf[32] = {};
+    const ssize_t n = ::pread(f.get(), buf, sizeof buf - 1, 0);
+    std::string pid = n > 0 ? std::string(probes::trim(std::string_view(buf, static_cast<size_t>(n)))) : "";
+    return fail(e, "another agent runs on this state directory" + (pid.empty() ? std::string() : " (pid " + printable(pid) + ")"),
+                shown);
+  }
+  const std::string pid = std::to_string(::getpid()) + "\n";
+  if (::ftruncate(f.get(), 0) != 0) return fail(errno, "cannot write the lock: " + err_text(errno), shown);
+  if (::pwrite(f.get(), pid.data(), pid.size(), 0) != static_cast<ssize_t>(pid.size()))
+    return fail(errno, "cannot write the lock: " + err_text(errno), shown);
+  return InstanceLock(std::move(f));
+}
+
+}  // namespace agent

@@ -1,0 +1,59 @@
+// The agent's writes: directories it creates and files it replaces, each file written whole
+// (a temporary in the same directory, fsync, rename, fsync of the directory) so a reader - the
+// readiness probe, `kubectl exec ... cat`, the next agent - sees the old file or the new one,
+// never a part. Directories are reached through a root (kabi::RootFs): a host path is written
+// where the host has it, and a link planted in the host tree cannot send a write elsewhere.
+#pragma once
+
+#include <sys/types.h>
+
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "kabi/fd.h"
+#include "kabi/result.h"
+#include "kabi/root_fs.h"
+
+namespace agent {
+
+// An open directory to write in. Names given to its methods are single path components.
+class WritableDir {
+ public:
+  // Opens `path` under `root`, creating what is missing (mode 0755), never following a link
+  // out of the root. `what` names the directory in errors ("state directory").
+  [[nodiscard]] static Result<WritableDir> open(const kabi::RootFs& root, std::string_view path, std::string what);
+
+  [[nodiscard]] const std::string& path() const noexcept { return display_; }
+  [[nodiscard]] int fd() const noexcept { return fd_.get(); }
+
+  // Replaces `name` with `content` atomically.
+  [[nodiscard]] Result<void> write(std::string_view name, std::string_view content, mode_t mode = 0644) const;
+  // Removes `name` (a file); one that is not there is success.
+  [[nodiscard]] Result<void> remove(std::string_view name) const;
+  [[nodiscard]] bool exists(std::string_view name) const;
+  // Reads `name` (a regular file, at most `max_size` bytes); ENOENT when it is not there.
+  [[nodiscard]] Result<std::string> read(std::string_view name, size_t max_size = size_t{1} << 20) const;
+  // Opens (creating) the subdirectory `name`.
+  [[nodiscard]] Result<WritableDir> subdir(std::string_view name) const;
+
+ private:
+  WritableDir(Fd fd, std::string display) : fd_(std::move(fd)), display_(std::move(display)) {}
+  Fd fd_;  // O_RDONLY|O_DIRECTORY (fsync needs a real descriptor)
+  std::string display_;
+};
+
+// The single-instance lock: flock(2) on <dir>/agent.lock, which then holds the owner's pid.
+class InstanceLock {
+ public:
+  // EWOULDBLOCK with a message naming the holder's pid when another agent has it.
+  [[nodiscard]] static Result<InstanceLock> acquire(const WritableDir& dir);
+
+ private:
+  explicit InstanceLock(Fd fd) : fd_(std::move(fd)) {}
+  Fd fd_;
+};
+
+inline constexpr const char* kLockFile = "agent.lock";
+
+}  // namespace agent

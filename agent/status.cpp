@@ -1,0 +1,102 @@
+#include "agent/status.h"
+
+#include <chrono>
+#include <cstdio>
+#include <ctime>
+
+#include <unistd.h>
+
+#include "agent/render.h"
+#include "kabi/report.h"
+
+namespace agent {
+
+using nlohmann::json;
+
+const char* phase_name(Phase p) {
+  switch (p) {
+    case Phase::Detecting: return "detecting";
+    case Phase::Loading: return "loading";
+    case Phase::WaitingForBuild: return "waiting-for-build";
+    case Phase::Ready: return "ready";
+    case Phase::Refused: return "refused";
+    case Phase::UpgradePending: return "upgrade-pending";
+    case Phase::Stopping: return "stopping";
+  }
+  return "refused";
+}
+
+std::string utc_now() {
+  const auto now = std::chrono::system_clock::now();
+  const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()).count() % 1000;
+  const std::time_t t = std::chrono::system_clock::to_time_t(now);
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  char buf[96];
+  std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
+                tm.tm_hour, tm.tm_min, tm.tm_sec, static_cast<int>(ms));
+  return buf;
+}
+
+json to_json(const LoadFailure& f) {
+  return {{"module", f.module},
+          {"errno", f.err},
+          {"errno_name", kabi::errno_name(f.err)},
+          {"message", f.message},
+          {"kernel_log", f.kernel_log}};
+}
+
+json to_json(const Status& s, const std::string& updated) {
+  auto str_or_null = [](const std::string& v) { return v.empty() ? json(nullptr) : json(v); };
+  json devices = json::array();
+  for (const auto& d : s.devices) {
+    json j = to_json(d.report);
+    j["driver_module"] = str_or_null(d.driver_module);
+    j["bound"] = d.bound;
+    j["drm"] = d.drm;
+    devices.push_back(std::move(j));
+  }
+  json modules = json::array();
+  for (const auto& m : s.modules) {
+    json j = kabi::module_verdict_json(m.verdict);
+    j["sha256"] = str_or_null(m.sha256);
+    j["build_id"] = str_or_null(m.build_id);
+    j["inserted"] = m.inserted;
+    j["live"] = m.live;
+    modules.push_back(std::move(j));
+  }
+  json reasons = json::array(), conflicts = json::array();
+  for (const auto& r : s.reasons) reasons.push_back(to_json(r));
+  for (const auto& c : s.conflicts) conflicts.push_back(to_json(c));
+  auto opt = [](const std::optional<std::string>& v) { return v ? json(*v) : json(nullptr); };
+  return {
+      {"schema", kStatusSchema},
+      {"agent_version", s.agent_version},
+      {"boot_id", s.boot_id},
+      {"pid", static_cast<long>(::getpid())},
+      {"kernel", {{"release", s.release}, {"version", s.kernel_version}}},
+      {"phase", phase_name(s.phase)},
+      {"decision", str_or_null(s.decision)},
+      {"source", str_or_null(s.source)},
+      {"since", s.since},
+      {"updated", updated},
+      {"devices", devices},
+      {"modules", modules},
+      {"reasons", reasons},
+      {"conflicts", conflicts},
+      {"removed", s.removed},
+      {"firmware",
+       {{"source_dir", str_or_null(s.firmware.source_dir)},
+        {"dir", str_or_null(s.firmware.dir)},
+        {"digest", str_or_null(s.firmware.digest)},
+        {"files", s.firmware.files},
+        {"previous_path", opt(s.firmware.previous_path)},
+        {"path", opt(s.firmware.path)},
+        {"conflict", str_or_null(s.firmware.conflict)}}},
+      {"failure", s.failure ? to_json(*s.failure) : json(nullptr)},
+      {"event", str_or_null(s.event)},
+      {"timings_ms", s.timings_ms},
+  };
+}
+
+}  // namespace agent

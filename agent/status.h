@@ -1,0 +1,74 @@
+// The entrypoint's status: what phase it is in, what it decided and why, what it did. Written
+// to <state>/status.json (schema 1, atomically) at every change; the README lists its fields.
+#pragma once
+
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "agent/decide.h"
+#include "kabi/rules.h"
+
+namespace agent {
+
+inline constexpr int kStatusSchema = 1;
+
+enum class Phase { Detecting, Loading, WaitingForBuild, Ready, Refused, UpgradePending, Stopping };
+[[nodiscard]] const char* phase_name(Phase p);  // "detecting", "waiting-for-build", ...
+
+struct DeviceState {
+  DeviceReport report;
+  std::string driver_module;       // the module behind the bound driver ("" unbound)
+  bool bound = false;              // bound to a driver of the bundle module that matches it
+  std::vector<std::string> drm;    // DRM nodes (card0, renderD128) of a display device
+};
+
+struct ModuleState {
+  kabi::ModuleVerdict verdict;     // path, name, verdict, errno, reasons (symbols, CRCs)
+  std::string sha256, build_id;
+  bool inserted = false;           // by this run
+  bool live = false;
+};
+
+struct LoadFailure {
+  std::string module;
+  int err = 0;
+  std::string message;
+  std::vector<std::string> kernel_log;  // the kernel's lines about it since the insert
+};
+
+struct FirmwareState {
+  std::string source_dir, dir, digest;
+  size_t files = 0;
+  std::optional<std::string> previous_path;  // firmware_class.path before the agent changed it
+  std::optional<std::string> path;           // what it is now
+  std::string conflict;                      // why it was left alone, if it was
+};
+
+struct Status {
+  std::string agent_version, boot_id, release, kernel_version;
+  Phase phase = Phase::Detecting;
+  std::string decision;                 // decision_name(), "" before one
+  std::string source;                   // "prebuilt", "built", "" when nothing is loaded
+  std::string since;                    // when this phase began (set by the writer)
+  std::vector<DeviceState> devices;
+  std::vector<ModuleState> modules;
+  std::vector<DecisionReason> reasons;
+  std::vector<Conflict> conflicts;
+  std::vector<std::string> removed;     // loaded modules the agent removed (this boot)
+  FirmwareState firmware;
+  std::optional<LoadFailure> failure;
+  std::string event;                    // the last thing that happened behind the agent's back
+  std::map<std::string, double> timings_ms;
+};
+
+[[nodiscard]] nlohmann::json to_json(const Status& s, const std::string& updated);
+[[nodiscard]] nlohmann::json to_json(const LoadFailure& f);
+
+// Now, as "2026-11-29T22:04:45.123Z".
+[[nodiscard]] std::string utc_now();
+
+}  // namespace agent

@@ -1,0 +1,136 @@
+// `agent unload`: undoes what the entrypoint did in this boot, from its journal: the bundle's
+// modules removed in reverse order when unused, the modules it removed inserted again,
+// firmware_class.path set back, the NFD file and the ready file removed. What cannot be undone
+// is listed (exit 1), never skipped silently.
+#include <ostream>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "agent/actions.h"
+#include "agent/firmware.h"
+#include "agent/journal.h"
+#include "agent/kernel_modules.h"
+#include "agent/lifecycle.h"
+#include "agent/state_files.h"
+#include "kabi/text.h"
+#include "probes/loaded_modules.h"
+#include "probes/module_options.h"
+#include "probes/policy.h"
+
+namespace agent {
+
+int run_unload(const UnloadOptions& o, std::ostream& out, std::ostream& err) {
+  auto input_error = [&](const std::string& what) {
+    err << "agent: unload: " << printable(what) << '\n';
+    return kCheckInputError;
+  };
+  auto root = probes::HostRoot::from_cli_or_env(o.root);
+  if (!root) return input_error(root.error().what());
+  auto live = kabi::RootFs::open("/");
+  if (!live) return input_error(live.error().what());
+  auto state = WritableDir::open(*live, o.state_dir.string(), "state directory");
+  if (!state) return input_error(state.error().what());
+  // The entrypoint may be running (a preStop hook runs before its SIGTERM): it holds the lock,
+  // and will see the modules go. Without it, the lock keeps a starting agent out meanwhile.
+  auto lock = InstanceLock::acquire(*state);
+  auto boot_id = root->read_value("/proc/sys/kernel/random/boot_id");
+  if (!boot_id) return input_error(boot_id.error().what());
+  auto journal = load_journal(*state, *boot_id);
+  if (!journal) return input_error(journal.error().what());
+  auto kernel = KernelModules::open();
+  if (!kernel) return input_error(kernel.error().what());
+
+  std::vector<std::string> removed, restored, not_undone;
+  std::string firmware_note;
+  if (auto r = state->remove(kReadyFile); !r) not_undone.push_back(r.error().what());
+
+  // The bundle's modules, last inserted first, each only when nothing uses it.
+  std::vector<Journal::Inserted> kept;
+  for (auto it = journal->inserted.rbegin(); it != journal->inserted.rend(); ++it) {
+    auto loaded = probes::probe_loaded_modules(*root, "");
+    if (!loaded) return input_error(loaded.error().what());
+    auto m = loaded->modules.find(it->name);
+    if (m == loaded->modules.end()) continue;  // gone already
+    const std::string live_id = m->second.build_id;
+    if (!it->build_id.empty() && !live_id.empty() && live_id != it->build_id) {
+      not_undone.push_back(it->name + ": the live module is another build (" + live_id + "), not removed");
+      continue;
+    }
+    if (m->second.refcnt.value_or(1) > 0 || !m->second.holders.empty()) {
+      not_undone.push_back(it->name + ": in use (refcnt " +
+                           (m->second.refcnt ? std::to_string(*m->second.refcnt) : std::string("unknown")) +
+                           (m->second.holders.empty() ? "" : ", holders " + join(m->second.holders)) + "), not removed");
+      kept.insert(kept.begin(), *it);
+      continue;
+    }
+    if (auto r = kernel->remove(it->name); !r) {
+      not_undone.push_back(r.error().what());
+      kept.insert(kept.begin(), *it);
+      continue;
+    }
+    removed.push_back(it->name);
+  }
+  journal->inserted = kept;
+
+  // The modules the entrypoint removed, last removed first, once their name is free again.
+  const probes::ModuleOptions options = probes::probe_module_options(*root);
+  std::vector<Journal::Removed> still_removed;
+  for (auto it = journal->removed.rbegin(); it != journal->removed.rend(); ++it) {
+    auto loaded = probes::probe_loaded_modules(*root, "");
+    if (loaded && loaded->modules.count(it->name)) {
+      not_undone.push_back(it->name + ": a module of that name is loaded, the removed one was not inserted again");
+      still_removed.insert(still_removed.begin(), *it);
+      continue;
+    }
+    if (auto r = restore_module(*root, *kernel, it->name, it->restore_path, options.of(it->name)); !r) {
+      not_undone.push_back(it->name + ": " + r.error().what());
+      still_removed.insert(still_removed.begin(), *it);
+      continue;
+    }
+    restored.push_back(it->name);
+  }
+  journal->removed = still_removed;
+
+  // firmware_class.path: back to what it was, unless someone changed it since.
+  if (journal->firmware_previous_path) {
+    const probes::Policy now = probes::probe_policy(*root);
+    if (now.firmware_path && *now.firmware_path != journal->firmware_path) {
+      firmware_note = "firmware_class.path is '" + *now.firmware_path + "', changed by someone else since: kept";
+      journal->firmware_previous_path.reset();
+    } else if (auto r = set_firmware_path(root->fs(), *journal->firmware_previous_path); !r) {
+      not_undone.push_back("firmware_class.path: " + r.error().what());
+    } else {
+      firmware_note = "firmware_class.path set back to '" + *journal->firmware_previous_path + "'";
+      journal->firmware_previous_path.reset();
+      journal->firmware_path.clear();
+    }
+  }
+
+  if (!journal->nfd_file.empty()) {
+    const std::filesystem::path nfd(journal->nfd_file);
+    auto dir = WritableDir::open(*live, nfd.parent_path().string(), "NFD features directory");
+    auto r = dir ? dir->remove(nfd.filename().string()) : Result<void>(tl::unexpected(dir.error()));
+    if (r) journal->nfd_file.clear();
+    else not_undone.push_back(r.error().what());
+  }
+  if (auto w = save_journal(*state, *journal); !w) not_undone.push_back(w.error().what());
+
+  if (o.json) {
+    out << safe_dump(nlohmann::json{{"schema", 1},
+                                    {"removed", removed},
+                                    {"restored", restored},
+                                    {"firmware", firmware_note.empty() ? nlohmann::json(nullptr) : nlohmann::json(firmware_note)},
+                                    {"not_undone", not_undone}})
+        << '\n';
+  } else {
+    out << "removed: " << (removed.empty() ? "nothing" : join(removed)) << '\n'
+        << "restored: " << (restored.empty() ? "nothing" : join(restored)) << '\n';
+    if (!firmware_note.empty()) out << firmware_note << '\n';
+    for (const auto& n : not_undone) out << "not undone: " << printable(n) << '\n';
+  }
+  return not_undone.empty() ? kUnloadDone : kUnloadIncomplete;
+}
+
+}  // namespace agent

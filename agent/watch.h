@@ -1,0 +1,53 @@
+// What the entrypoint waits on, without using CPU: its signals (read from a signalfd: SIGTERM,
+// SIGINT, SIGHUP) and the kernel's uevents for modules and PCI devices (a libudev monitor of
+// kernel events, which needs no udevd), with a timeout.
+#pragma once
+
+#include <chrono>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "kabi/fd.h"
+#include "kabi/result.h"
+
+struct udev;
+struct udev_monitor;
+
+namespace agent {
+
+struct WatchEvent {
+  enum class Kind { Timeout, Terminate, Reload, Uevent };
+  Kind kind = Kind::Timeout;
+  std::string signal;     // "SIGTERM", "SIGINT", "SIGHUP"
+  std::string subsystem;  // uevent: "module", "pci", "drm"
+  std::string action;     // uevent: "add", "remove", "bind", "unbind", ...
+  std::string name;       // uevent: the module's or device's name ("agent_test_nic", "0000:00:03.0")
+};
+
+class Watch {
+ public:
+  // Blocks SIGTERM, SIGINT and SIGHUP in this thread (so they arrive only through the signalfd)
+  // and opens the uevent monitor. Without a monitor (no netlink: a pod without host networking
+  // sees no uevents) the watch still works, on signals and timeouts; `uevents()` says which.
+  [[nodiscard]] static Result<Watch> open();
+  ~Watch();
+  Watch(Watch&&) noexcept;
+  Watch& operator=(Watch&&) noexcept;
+
+  [[nodiscard]] bool uevents() const noexcept { return monitor_ != nullptr; }
+  [[nodiscard]] const std::string& uevent_problem() const noexcept { return uevent_problem_; }
+  // The next event, or Timeout after `timeout` (none: wait for ever).
+  [[nodiscard]] WatchEvent next(std::optional<std::chrono::milliseconds> timeout);
+  // A signal already pending, without waiting (between the steps of a long action).
+  [[nodiscard]] std::optional<WatchEvent> pending_signal();
+
+ private:
+  Watch() = default;
+  Fd signal_fd_;
+  udev* udev_ = nullptr;
+  udev_monitor* monitor_ = nullptr;
+  std::string uevent_problem_;
+};
+
+}  // namespace agent

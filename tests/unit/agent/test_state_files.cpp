@@ -1,0 +1,238 @@
+// The entrypoint's files: atomic writes through a root, the single-instance lock, the journal,
+// the firmware copy and the status document. Temporary directories only; no kernel.
+#include "agent/firmware.h"
+#include "agent/journal.h"
+#include "agent/lifecycle.h"
+#include "agent/state_files.h"
+#include "agent/status.h"
+
+#include "catch2_compat.h"
+
+#include <sched.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <fstream>
+#include <sstream>
+
+#include "test_util.h"
+
+using namespace agent;
+using agent::test::TempDir;
+using agent::test::write_file;
+namespace fs = std::filesystem;
+using Catch::Matchers::Contains;
+
+namespace {
+
+std::string slurp(const fs::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+kabi::RootFs root_of(const fs::path& p) { return kabi::RootFs::open(p).value(); }
+
+}  // namespace
+
+TEST_CASE("WritableDir: creates the directory, replaces files whole, leaves no temporary behind") {
+  TempDir t;
+  auto root = root_of(t.path());
+  auto dir = WritableDir::open(root, "/run/intel-gpu-driver", "state directory");
+  REQUIRE(dir);
+  REQUIRE(dir->write("status.json", "{\"a\":1}\n"));
+  REQUIRE(dir->write("status.json", "{\"a\":2}\n"));
+  CHECK(slurp(t / "run/intel-gpu-driver/status.json") == "{\"a\":2}\n");
+  CHECK(dir->read("status.json").value() == "{\"a\":2}\n");
+  size_t entries = 0;
+  for ([[maybe_unused]] const auto& e : fs::directory_iterator(t / "run/intel-gpu-driver")) ++entries;
+  CHECK(entries == 1);
+  CHECK(dir->exists("status.json"));
+  REQUIRE(dir->remove("status.json"));
+  REQUIRE(dir->remove("status.json"));  // not there: still success
+  CHECK_FALSE(dir->exists("status.json"));
+  CHECK(dir->read("status.json").error().code == ENOENT);
+  CHECK_FALSE(dir->write("../escape", "x"));
+  CHECK_FALSE(dir->write("a/b", "x"));
+}
+
+TEST_CASE("WritableDir: a link in the path is not followed out of the root, and errors name the directory") {
+  TempDir t, outside;
+  fs::create_directories(t / "run");
+  fs::create_symlink(outside.path(), t / "run/intel-gpu-driver");
+  auto root = root_of(t.path());
+  auto dir = WritableDir::open(root, "/run/intel-gpu-driver/sub", "state directory");
+  // Resolved inside the root the absolute link names <root>/<outside>, which is not there; the
+  // link itself is never followed when the directory is created.
+  REQUIRE_FALSE(dir);
+  CHECK_THAT(dir.error().what(), Contains("symbolic link") && Contains("state directory"));
+  CHECK(fs::is_empty(outside.path()));
+
+  // A regular file where a directory must be: a clear error naming it.
+  write_file(t / "var/lib", "not a directory");
+  auto bad = WritableDir::open(root, "/var/lib/intel-gpu-driver", "state directory");
+  REQUIRE_FALSE(bad);
+  CHECK_THAT(bad.error().what(), Contains("state directory") && Contains("/var/lib"));
+}
+
+TEST_CASE("WritableDir: a read-only directory is an error at the first write, never a partial file") {
+  if (::geteuid() == 0) {
+    // root ignores permission bits: use a read-only bind mount in a private namespace.
+    TempDir t;
+    fs::create_directories(t / "ro");
+    const pid_t pid = ::fork();
+    REQUIRE(pid >= 0);
+    if (pid == 0) {
+      if (::unshare(CLONE_NEWNS) != 0) _exit(77);
+      if (::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0) _exit(77);
+      const std::string ro = (t / "ro").string();
+      if (::mount(ro.c_str(), ro.c_str(), nullptr, MS_BIND, nullptr) != 0) _exit(77);
+      if (::mount(nullptr, ro.c_str(), nullptr, MS_BIND | MS_REMOUNT | MS_RDONLY, nullptr) != 0) _exit(77);
+      auto root = kabi::RootFs::open(t.path());
+      if (!root) _exit(3);
+      auto dir = WritableDir::open(*root, "/ro", "state directory");
+      if (!dir) _exit(4);  // opening an existing directory works; writing must not
+      auto w = dir->write("status.json", "{}");
+      if (w || w.error().code != EROFS || w.error().what().find("status.json") == std::string::npos) _exit(5);
+      auto lock = InstanceLock::acquire(*dir);
+      if (lock) _exit(6);
+      auto sub = WritableDir::open(*root, "/ro/sub", "state directory");
+      if (sub || sub.error().what().find("state directory") == std::string::npos) _exit(7);
+      _exit(0);
+    }
+    int st = 0;
+    ::waitpid(pid, &st, 0);
+    REQUIRE(WIFEXITED(st));
+    if (WEXITSTATUS(st) == 77) FAIL("no private mount namespace here: the read-only case was not run");
+    CHECK(WEXITSTATUS(st) == 0);
+    CHECK(fs::is_empty(t / "ro"));
+  } else {
+    TempDir t;
+    fs::create_directories(t / "ro");
+    fs::permissions(t / "ro", fs::perms::owner_read | fs::perms::owner_exec);
+    auto root = root_of(t.path());
+    auto dir = WritableDir::open(root, "/ro", "state directory");
+    REQUIRE(dir);
+    CHECK_FALSE(dir->write("status.json", "{}"));
+  }
+}
+
+TEST_CASE("InstanceLock: a second agent is refused and told the holder's pid") {
+  TempDir t;
+  auto root = root_of(t.path());
+  auto dir = WritableDir::open(root, "/state", "state directory").value();
+  auto first = InstanceLock::acquire(dir);
+  REQUIRE(first);
+  CHECK(slurp(t / "state/agent.lock") == std::to_string(::getpid()) + "\n");
+  auto second = InstanceLock::acquire(dir);  // another open file description: flock refuses it
+  REQUIRE_FALSE(second);
+  CHECK(second.error().code == EWOULDBLOCK);
+  CHECK_THAT(second.error().what(), Contains("pid " + std::to_string(::getpid())) && Contains("agent.lock"));
+}
+
+TEST_CASE("journal: round trip; another boot's journal is empty; a corrupt one is an error") {
+  TempDir t;
+  auto root = root_of(t.path());
+  auto dir = WritableDir::open(root, "/state", "state directory").value();
+  CHECK(load_journal(dir, "boot-1").value().empty());
+  Journal j;
+  j.boot_id = "boot-1";
+  j.inserted = {{"agent_test_helper", "aa"}, {"agent_test_nic", "bb"}};
+  j.removed = {{"e1000", "/lib/modules/6.1.0-56-amd64/kernel/drivers/net/ethernet/intel/e1000/e1000.ko"}};
+  j.firmware_previous_path = "";
+  j.firmware_path = "/var/lib/intel-gpu-driver/firmware/abc";
+  REQUIRE(save_journal(dir, j));
+  auto back = load_journal(dir, "boot-1").value();
+  CHECK(back.inserted.size() == 2);
+  CHECK(back.inserted[1].name == "agent_test_nic");
+  CHECK(back.inserted[1].build_id == "bb");
+  CHECK(back.removed.at(0).restore_path.ends_with("e1000.ko"));
+  CHECK(back.firmware_previous_path == std::optional<std::string>(""));
+  CHECK(back.firmware_path == j.firmware_path);
+  CHECK(load_journal(dir, "boot-2").value().empty());
+  REQUIRE(save_journal(dir, Journal{"boot-1", {}, {}, std::nullopt, {}, {}}));  // nothing left: no file
+  CHECK_FALSE(fs::exists(t / "state/undo.json"));
+  write_file(t / "state/undo.json", "{not json");
+  auto bad = load_journal(dir, "boot-1");
+  REQUIRE_FALSE(bad);
+  CHECK_THAT(bad.error().what(), Contains("undo.json"));
+}
+
+TEST_CASE("firmware: scanned sorted with a stable digest, copied whole under its digest, reused") {
+  TempDir img, host;
+  write_file(img / "fw/i915/b.bin", "second");
+  write_file(img / "fw/i915/a.bin", "first");
+  write_file(img / "fw/top.bin", "top");
+  fs::create_symlink("top.bin", img / "fw/link.bin");  // links are not firmware files
+  auto fw = scan_bundle_firmware(img / "fw").value();
+  REQUIRE(fw.files.size() == 3);
+  CHECK(fw.files[0].rel == "i915/a.bin");
+  CHECK(fw.files[2].rel == "top.bin");
+  CHECK(fw.digest.size() == 64);
+  CHECK(scan_bundle_firmware(img / "fw").value().digest == fw.digest);
+  CHECK(scan_bundle_firmware(img / "absent").value().files.empty());
+  write_file(img / "notdir", "x");
+  CHECK_FALSE(scan_bundle_firmware(img / "notdir"));
+
+  auto root = root_of(host.path());
+  auto dir = install_firmware(root, fw, "/var/lib/intel-gpu-driver/firmware");
+  REQUIRE(dir);
+  CHECK(*dir == "/var/lib/intel-gpu-driver/firmware/" + fw.digest);
+  CHECK(slurp(host / (dir->substr(1) + "/i915/b.bin")) == "second");
+  CHECK(slurp(host / (dir->substr(1) + "/top.bin")) == "top");
+  size_t entries = 0;  // no temporary left beside it
+  for ([[maybe_unused]] const auto& e : fs::directory_iterator(host / "var/lib/intel-gpu-driver/firmware")) ++entries;
+  CHECK(entries == 1);
+  REQUIRE(install_firmware(root, fw, "/var/lib/intel-gpu-driver/firmware").value() == *dir);
+
+  // A changed image file after the scan: nothing half-copied is renamed into place.
+  write_file(img / "fw/top.bin", "changed");
+  auto fw2 = fw;
+  fw2.digest = std::string(64, 'e');
+  auto bad = install_firmware(root, fw2, "/var/lib/intel-gpu-driver/firmware");
+  REQUIRE_FALSE(bad);
+  CHECK_THAT(bad.error().what(), Contains("top.bin"));
+  CHECK_FALSE(fs::exists(host / ("var/lib/intel-gpu-driver/firmware/" + fw2.digest)));
+}
+
+TEST_CASE("firmware: firmware_class.path is written through the root") {
+  TempDir host;
+  write_file(host / "sys/module/firmware_class/parameters/path", "\n");
+  auto root = root_of(host.path());
+  REQUIRE(set_firmware_path(root, "/var/lib/intel-gpu-driver/firmware/abc"));
+  CHECK(slurp(host / "sys/module/firmware_class/parameters/path") == "/var/lib/intel-gpu-driver/firmware/abc");
+  TempDir none;
+  auto r = set_firmware_path(root_of(none.path()), "/x");
+  REQUIRE_FALSE(r);
+  CHECK_THAT(r.error().what(), Contains("firmware_class"));
+}
+
+TEST_CASE("status: every documented field, phases by name") {
+  Status s;
+  s.agent_version = "agent 0.1.0";
+  s.boot_id = "b";
+  s.release = "6.1.0-56-amd64";
+  s.phase = Phase::WaitingForBuild;
+  s.decision = "build";
+  s.since = "t0";
+  s.failure = LoadFailure{"agent_test_nic", ENXIO, "init failed", {"agent_test_nic: fail_init set"}};
+  kabi::ModuleVerdict v;
+  v.name = "agent_test_nic";
+  v.path = "/opt/lib/modules/x/agent_test_nic.ko";
+  s.modules.push_back({v, "sha", "bid", true, false});
+  const auto j = to_json(s, "t1");
+  for (const char* k : {"schema", "agent_version", "boot_id", "pid", "kernel", "phase", "decision", "source", "since",
+                        "updated", "devices", "modules", "reasons", "conflicts", "removed", "firmware", "failure",
+                        "event", "timings_ms"})
+    CHECK(j.contains(k));
+  CHECK(j["phase"] == "waiting-for-build");
+  CHECK(j["source"].is_null());
+  CHECK(j["failure"]["errno_name"] == "ENXIO");
+  CHECK(j["modules"][0]["inserted"] == true);
+  CHECK(j["modules"][0]["sha256"] == "sha");
+  CHECK(std::string(phase_name(Phase::UpgradePending)) == "upgrade-pending");
+  CHECK(utc_now().size() == 24);
+}

@@ -246,6 +246,19 @@ check("rmmod", rmmod_rc == 0 and ok and secs is not None and secs <= 5.0,
       (rmmod_rc, "gone" if ok else "NOT gone", "?" if secs is None else "%.2f" % secs))
 check("rmmod", any("agent_test_nic" in e for e in events),
       "rmmod: status.event names agent_test_nic: %s (%s; then %s)" % (events, summary("rmmod-now"), summary("rmmod-later")))
+# 3 s later the status must describe the kernel as it is (the kernel's state taken just before
+# and after the snapshot; judged when both agree).
+later = st("rmmod-later")
+kernel_nic = f("rmmod", "nic")
+stable = kernel_nic is not None and f("rmmod-before", "nic") == kernel_nic and \
+    f("rmmod-before", "driver") == f("rmmod", "driver")
+status_nic = module("rmmod-later", "agent_test_nic").get("live")
+status_drv = device("rmmod-later").get("driver")
+check("rmmod", bool(later) and stable and status_nic == (kernel_nic == "1") and
+      (status_drv or "-") == f("rmmod", "driver"),
+      "rmmod: 3 s later status.json agrees with the kernel: agent_test_nic live %s (kernel: %s), %s driver %s "
+      "(sysfs: %s)%s" % (status_nic, kernel_nic == "1", nic, status_drv, f("rmmod", "driver"),
+                         "" if stable else " (the kernel changed during the snapshot)"))
 check("rmmod", exits.get("rmmod") == 0, "rmmod: the agent then exits 0 on SIGTERM (%s)" % exits.get("rmmod"))
 
 # ---- unload --------------------------------------------------------------------------------

@@ -226,7 +226,7 @@ if [ -e $SD/ready ]; then
   echo "GONE rmmod $([ "$(stat -c %i $SD/ready 2>/dev/null)" = "$ino" ] && echo 0 || echo 1) t0=$T t=$(now)"
   snap rmmod-now
   sleep 3
-  snap rmmod-later; facts rmmod
+  facts rmmod-before; snap rmmod-later; facts rmmod # the kernel's state on both sides of the snapshot
 else
   echo "GONE rmmod skipped: not ready"
 fi

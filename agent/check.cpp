@@ -2,13 +2,20 @@
 
 #include <ostream>
 
+#include "agent/journal.h"
 #include "agent/plan.h"
 #include "agent/render.h"
 #include "kabi/text.h"
 
 namespace agent {
 
-int run_check(const CheckOptions& options, std::ostream& out, std::ostream& err) {
+int run_check(const CheckOptions& check_options, std::ostream& out, std::ostream& err) {
+  CheckOptions options = check_options;
+  if (options.previous_build_ids.empty()) {
+    if (auto root = probes::HostRoot::from_cli_or_env(options.root))
+      if (auto boot_id = root->read_value("/proc/sys/kernel/random/boot_id"))
+        options.previous_build_ids = inserted_build_ids(options.state_dir, *boot_id);
+  }
   auto report = diagnose(options);
   if (!report) {
     err << "agent: --check: " << printable(report.error().what()) << '\n';

@@ -19,6 +19,9 @@ inline constexpr const char* kDefaultFirmwareBase = "/var/lib/intel-gpu-driver/f
 struct CheckOptions : DiagnoseOptions {
   std::filesystem::path bundle_firmware = kDefaultBundleFirmware;  // the image's firmware
   std::string firmware_base = kDefaultFirmwareBase;                // host path of the copies
+  // The entrypoint's state: which modules it inserted in this boot (an older bundle in use is
+  // then "upgrade-pending" rather than someone else's driver). Only read.
+  std::filesystem::path state_dir = kDefaultStateDir;
   bool json = false;
   bool verbose = false;
 };

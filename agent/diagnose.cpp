@@ -58,19 +58,9 @@ std::vector<fs::path> bundle_files(const fs::path& dir, std::vector<Error>& erro
   return out;
 }
 
-}  // namespace
-
-Result<Diagnosis> diagnose(const DiagnoseOptions& o) {
-  Diagnosis r;
-  auto root = probes::HostRoot::from_cli_or_env(o.root);
-  if (!root) return tl::unexpected(root.error());
-  r.root = root->root().string();
-
-  auto release = probes::probe_release(*root);
-  if (!release) return tl::unexpected(release.error());
-
-  // The bundle first: what it needs steers which of the kernel's own modules are read.
-  auto bundle_dir = find_bundle(o, *release);
+// The bundle: its directory and every module in it, each read and hashed.
+Result<void> read_bundle(const DiagnoseOptions& o, const std::string& release, Diagnosis& r) {
+  auto bundle_dir = find_bundle(o, release);
   if (!bundle_dir) return tl::unexpected(bundle_dir.error());
   r.bundle_dir = bundle_dir->string();
   std::vector<Error> list_errors;
@@ -84,6 +74,75 @@ Result<Diagnosis> diagnose(const DiagnoseOptions& o) {
     if (!m) return tl::unexpected(m.error());
     r.bundle.push_back(std::move(*m));
   }
+  return {};
+}
+
+// What is there now: PCI devices, loaded modules and policy; the devices the bundle drives and
+// the bundle modules whose names are live.
+Result<void> observe(const DiagnoseOptions& o, const probes::HostRoot& root, const std::string& module_dir, Diagnosis& r) {
+  probes::PciOptions po;
+  po.backend = o.pci_backend;
+  po.pci_ids = o.pci_ids;
+  auto pci = probes::discover_pci(root, po);
+  if (!pci) return tl::unexpected(pci.error());
+  r.pci = std::move(*pci);
+  for (const auto& e : r.pci.problems) r.problems.push_back(e);
+
+  auto loaded = probes::probe_loaded_modules(root, module_dir);
+  if (!loaded) return tl::unexpected(loaded.error());
+  r.loaded = std::move(*loaded);
+  for (const auto& e : r.loaded.problems) r.problems.push_back(e);
+
+  r.policy = probes::probe_policy(root);
+  for (const auto& e : r.policy.problems) r.problems.push_back(e);
+
+  // Devices: every one the bundle drives (matched by its aliases, as the kernel matches
+  // drivers), and every display device, so an Intel GPU left to the in-tree driver is shown.
+  std::vector<probes::ModuleAliases> aliases;
+  for (const auto& m : r.bundle) aliases.push_back({m.name, m.aliases});
+  for (const auto& d : r.pci.devices) {
+    DeviceReport dr{d, probes::matching_modules(d, aliases)};
+    for (const auto& p : d.problems) r.problems.push_back(Error{EIO, p, d.sysfs_path});
+    if (!dr.bundle_modules.empty() || d.is_display()) r.devices.push_back(std::move(dr));
+  }
+
+  // Conflicts: bundle modules whose names are live.
+  for (const auto& m : r.bundle) {
+    auto it = r.loaded.modules.find(m.name);
+    if (it == r.loaded.modules.end()) continue;
+    const probes::LoadedModule& l = it->second;
+    Conflict c;
+    c.name = m.name;
+    c.builtin = l.builtin;
+    c.refcnt = l.refcnt;
+    c.holders = l.holders;
+    if (c.holders.empty()) c.holders = l.used_by;
+    c.srcversion = l.srcversion;
+    c.build_id = l.build_id;
+    // Debian's modules carry no srcversion (no MODULE_VERSION): the build id is what tells.
+    c.same_as_bundle = (!l.build_id.empty() && l.build_id == m.build_id) ||
+                       (!l.srcversion.empty() && l.srcversion == m.srcversion);
+    if (auto prev = o.previous_build_ids.find(m.name); prev != o.previous_build_ids.end())
+      c.ours_previous = !c.same_as_bundle && !l.build_id.empty() && l.build_id == prev->second;
+    r.conflicts.push_back(std::move(c));
+  }
+  settle_removability(r.conflicts);
+  return {};
+}
+
+}  // namespace
+
+Result<Diagnosis> diagnose(const DiagnoseOptions& o) {
+  Diagnosis r;
+  auto root = probes::HostRoot::from_cli_or_env(o.root);
+  if (!root) return tl::unexpected(root.error());
+  r.root = root->root().string();
+
+  auto release = probes::probe_release(*root);
+  if (!release) return tl::unexpected(release.error());
+
+  // The bundle first: what it needs steers which of the kernel's own modules are read.
+  if (auto b = read_bundle(o, *release, r); !b) return tl::unexpected(b.error());
 
   // The kernel image carries the certificates a signature must chain to; it is read only as
   // far as the bundle's signers need (not at all for an unsigned bundle).
@@ -135,54 +194,8 @@ Result<Diagnosis> diagnose(const DiagnoseOptions& o) {
   for (const auto& e : r.kernel.tree_problems) r.problems.push_back(e);
   for (const auto& e : r.kernel.symvers_origin.problems) r.problems.push_back(e);
 
-  probes::PciOptions po;
-  po.backend = o.pci_backend;
-  po.pci_ids = o.pci_ids;
-  auto pci = probes::discover_pci(*root, po);
-  if (!pci) return tl::unexpected(pci.error());
-  r.pci = std::move(*pci);
-  for (const auto& e : r.pci.problems) r.problems.push_back(e);
-
-  auto loaded = probes::probe_loaded_modules(*root, r.kernel.module_dir);
-  if (!loaded) return tl::unexpected(loaded.error());
-  r.loaded = std::move(*loaded);
-  for (const auto& e : r.loaded.problems) r.problems.push_back(e);
-
-  r.policy = probes::probe_policy(*root);
-  for (const auto& e : r.policy.problems) r.problems.push_back(e);
+  if (auto seen = observe(o, *root, r.kernel.module_dir, r); !seen) return tl::unexpected(seen.error());
   r.build = probes::probe_build_env(*root, r.kernel.release);
-
-  // Devices: every one the bundle drives (matched by its aliases, as the kernel matches
-  // drivers), and every display device, so an Intel GPU left to the in-tree driver is shown.
-  std::vector<probes::ModuleAliases> aliases;
-  for (const auto& m : r.bundle) aliases.push_back({m.name, m.aliases});
-  for (const auto& d : r.pci.devices) {
-    DeviceReport dr{d, probes::matching_modules(d, aliases)};
-    for (const auto& p : d.problems) r.problems.push_back(Error{EIO, p, d.sysfs_path});
-    if (!dr.bundle_modules.empty() || d.is_display()) r.devices.push_back(std::move(dr));
-  }
-
-  // Conflicts: bundle modules whose names are live.
-  for (const auto& m : r.bundle) {
-    auto it = r.loaded.modules.find(m.name);
-    if (it == r.loaded.modules.end()) continue;
-    const probes::LoadedModule& l = it->second;
-    Conflict c;
-    c.name = m.name;
-    c.builtin = l.builtin;
-    c.refcnt = l.refcnt;
-    c.holders = l.holders;
-    if (c.holders.empty()) c.holders = l.used_by;
-    c.srcversion = l.srcversion;
-    c.build_id = l.build_id;
-    // Debian's modules carry no srcversion (no MODULE_VERSION): the build id is what tells.
-    c.same_as_bundle = (!l.build_id.empty() && l.build_id == m.build_id) ||
-                       (!l.srcversion.empty() && l.srcversion == m.srcversion);
-    if (auto prev = o.previous_build_ids.find(m.name); prev != o.previous_build_ids.end())
-      c.ours_previous = !c.same_as_bundle && !l.build_id.empty() && l.build_id == prev->second;
-    r.conflicts.push_back(std::move(c));
-  }
-  settle_removability(r.conflicts);
 
   // The kernel model the rules run against, as the kernel will be when the agent inserts:
   // removable conflicts gone, everything else live.
@@ -222,6 +235,39 @@ Result<Diagnosis> diagnose(const DiagnoseOptions& o) {
   r.decision = d.decision;
   r.reasons = std::move(d.reasons);
   return r;
+}
+
+Result<std::optional<Diagnosis>> diagnose_fast_path(const DiagnoseOptions& o) {
+  Diagnosis r;
+  auto root = probes::HostRoot::from_cli_or_env(o.root);
+  if (!root) return tl::unexpected(root.error());
+  r.root = root->root().string();
+  auto release = probes::probe_release(*root);
+  if (!release) return tl::unexpected(release.error());
+  if (auto b = read_bundle(o, *release, r); !b) return tl::unexpected(b.error());
+  // Cheap first: is every bundle module live with the bundle's own build? Else the full way.
+  auto loaded = probes::probe_loaded_modules(*root, "");
+  if (!loaded) return tl::unexpected(loaded.error());
+  for (const auto& m : r.bundle) {
+    auto it = loaded->modules.find(m.name);
+    if (m.build_id.empty() || it == loaded->modules.end() || it->second.build_id != m.build_id ||
+        (!it->second.state.empty() && it->second.state != "Live"))
+      return std::optional<Diagnosis>();
+  }
+  if (auto seen = observe(o, *root, "", r); !seen) return tl::unexpected(seen.error());
+  r.kernel.release = *release;
+  if (auto v = root->read_value("/proc/version")) r.kernel.proc_version = *v;
+  r.decision = Decision::Prebuilt;
+  for (const auto& m : r.bundle) {
+    kabi::ModuleVerdict v;
+    v.name = m.name;
+    v.path = m.path;
+    r.evaluation.modules.push_back(std::move(v));
+  }
+  for (const auto& c : r.conflicts)
+    r.reasons.push_back({check_reason::kBundleAlreadyLoaded,
+                         c.name + ": " + c.detail + ": the kernel accepted this very build; not checked again"});
+  return std::optional<Diagnosis>(std::move(r));
 }
 
 }  // namespace agent

@@ -66,4 +66,11 @@ struct Diagnosis {
 // no bundle, an unreadable module.
 [[nodiscard]] Result<Diagnosis> diagnose(const DiagnoseOptions& options);
 
+// The restart fast path: when every bundle module is already live with the bundle's own build
+// id, the kernel has accepted these very modules and nothing needs deciding again - only the
+// bundle, the loaded modules, the devices and the policy are read (not the kernel's CRCs and
+// module tree). Decision prebuilt, reasons bundle_already_loaded. Nothing (nullopt) when any
+// bundle module is not live with its build: then diagnose().
+[[nodiscard]] Result<std::optional<Diagnosis>> diagnose_fast_path(const DiagnoseOptions& options);
+
 }  // namespace agent

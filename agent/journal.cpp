@@ -3,6 +3,7 @@
 #include <cerrno>
 
 #include "agent/lifecycle.h"
+#include "kabi/file_io.h"
 #include "kabi/text.h"
 
 namespace agent {
@@ -49,6 +50,19 @@ Result<Journal> load_journal(const WritableDir& dir, const std::string& boot_id)
   } catch (const json::exception& e) {
     return fail(EINVAL, std::string("unexpected content: ") + e.what(), dir.path() + "/" + kJournalFile);
   }
+}
+
+std::map<std::string, std::string> inserted_build_ids(const std::filesystem::path& state_dir, const std::string& boot_id) {
+  std::map<std::string, std::string> out;
+  auto text = kabi::read_file(state_dir / kJournalFile, size_t{1} << 20);
+  if (!text) return out;
+  const json j = json::parse(*text, nullptr, false);
+  if (j.is_discarded()) return out;
+  try {
+    for (const auto& i : journal_from_json(j, boot_id).inserted) out[i.name] = i.build_id;
+  } catch (const json::exception&) {
+  }
+  return out;
 }
 
 Result<void> save_journal(const WritableDir& dir, const Journal& j) {

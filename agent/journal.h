@@ -2,6 +2,8 @@
 // process later (`agent unload`, a preStop hook): <state>/undo.json, rewritten after every step.
 #pragma once
 
+#include <filesystem>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -39,5 +41,10 @@ struct Journal {
 // Reads <dir>/undo.json; none (or another boot's) is an empty journal, a corrupt one an error.
 [[nodiscard]] Result<Journal> load_journal(const WritableDir& dir, const std::string& boot_id);
 [[nodiscard]] Result<void> save_journal(const WritableDir& dir, const Journal& j);
+
+// Read-only (for `agent --check`): the bundle modules the entrypoint inserted in this boot, name
+// -> build id, from <state_dir>/undo.json; empty when there is none.
+[[nodiscard]] std::map<std::string, std::string> inserted_build_ids(const std::filesystem::path& state_dir,
+                                                                    const std::string& boot_id);
 
 }  // namespace agent

@@ -137,7 +137,10 @@ Entrypoint::Outcome Entrypoint::attempt() {
 
   DiagnoseOptions opts = o_.check;
   for (const auto& i : journal_.inserted) opts.previous_build_ids[i.name] = i.build_id;
-  auto d = diagnose(opts);
+  // The restart fast path first: the bundle live with its own build needs no kABI check.
+  auto fast = diagnose_fast_path(opts);
+  Result<Diagnosis> d = fast ? (*fast ? Result<Diagnosis>(std::move(**fast)) : diagnose(opts))
+                             : Result<Diagnosis>(tl::unexpected(fast.error()));
   BundleFirmware firmware;
   if (d) {
     if (auto fw = scan_bundle_firmware(o_.check.bundle_firmware)) firmware = std::move(*fw);
@@ -150,7 +153,7 @@ Entrypoint::Outcome Entrypoint::attempt() {
   }
   diag_ = std::move(*d);
   const Diagnosis& diag = *diag_;
-  status_.timings_ms["detect"] = ms_since(t0);
+  status_.timings_ms["detect_ms"] = ms_since(t0);
   status_.release = diag.kernel.release;
   status_.kernel_version = diag.kernel.proc_version;
   status_.decision = decision_name(diag.decision);
@@ -197,11 +200,11 @@ Entrypoint::Outcome Entrypoint::attempt() {
     return Outcome::Refused;
   }
   status_.source = "prebuilt";
-  status_.timings_ms["fast_path"] = plan.fast_path ? 1 : 0;
+  status_.fast_path = plan.fast_path;
   const Outcome bound = wait_bound(diag);
   if (bound != Outcome::Ready) return bound;
-  status_.timings_ms["attempt"] = ms_since(t0);
-  if (first_ready_) status_.timings_ms["start_to_ready"] = ms_since(started_);
+  status_.timings_ms["attempt_ms"] = ms_since(t0);
+  if (first_ready_) status_.timings_ms["start_to_ready_ms"] = ms_since(started_);
   return become_ready() ? Outcome::Ready : Outcome::Refused;
 }
 
@@ -324,7 +327,7 @@ bool Entrypoint::act(const Plan& plan) {
                       Error{EIO, "the live module's build id is '" + live + "', the checked one's " + i.build_id, ""});
     }
   }
-  status_.timings_ms["insert"] = insert_ms;
+  status_.timings_ms["insert_ms"] = insert_ms;
   write_status();
   return true;
 }
@@ -402,7 +405,7 @@ Entrypoint::Outcome Entrypoint::wait_bound(const Diagnosis&) {
       return Outcome::Stop;
     }
   }
-  status_.timings_ms["bind"] = ms_since(t);
+  status_.timings_ms["bind_ms"] = ms_since(t);
   return Outcome::Ready;
 }
 

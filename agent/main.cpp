@@ -121,6 +121,7 @@ int run(int argc, char** argv) {
       co.policy = check_policy == "upstream" ? agent::kabi::MissingVersionPolicy::Upstream
                                              : agent::kabi::MissingVersionPolicy::Strict;
     co.verbose = verbose;
+    co.state_dir = ro.state_dir;
     return agent::run_check(co, std::cout, std::cerr);
   }
   if (kcheck->parsed()) {

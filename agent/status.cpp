@@ -95,7 +95,8 @@ json to_json(const Status& s, const std::string& updated) {
         {"conflict", str_or_null(s.firmware.conflict)}}},
       {"failure", s.failure ? to_json(*s.failure) : json(nullptr)},
       {"event", str_or_null(s.event)},
-      {"timings_ms", s.timings_ms},
+      {"fast_path", s.fast_path},
+      {"timings", s.timings_ms},
   };
 }
 

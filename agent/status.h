@@ -62,7 +62,8 @@ struct Status {
   FirmwareState firmware;
   std::optional<LoadFailure> failure;
   std::string event;                    // the last thing that happened behind the agent's back
-  std::map<std::string, double> timings_ms;
+  bool fast_path = false;               // ready without a reload: the bundle was live already
+  std::map<std::string, double> timings_ms;  // "detect_ms", "insert_ms", ... (JSON "timings")
 };
 
 [[nodiscard]] nlohmann::json to_json(const Status& s, const std::string& updated);

@@ -52,7 +52,10 @@ Result<std::vector<LoadedModule>> parse_proc_modules(std::string_view text, cons
     if (!size) return bad("size is not a number");
     m.size = *size;
     // Modules built without CONFIG_MODULE_UNLOAD print "-" for the count.
-    if (f[2] != "-") {
+    // A module on its way out (Unloading) shows -1.
+    if (f[2] == "-1") {
+      m.refcnt = -1;
+    } else if (f[2] != "-") {
       auto ref = parse_number(f[2]);
       if (!ref) return bad("refcount is not a number");
       m.refcnt = static_cast<int>(*ref);

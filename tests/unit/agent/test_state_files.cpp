@@ -226,7 +226,7 @@ TEST_CASE("status: every documented field, phases by name") {
   const auto j = to_json(s, "t1");
   for (const char* k : {"schema", "agent_version", "boot_id", "pid", "kernel", "phase", "decision", "source", "since",
                         "updated", "devices", "modules", "reasons", "conflicts", "removed", "firmware", "failure",
-                        "event", "timings_ms"})
+                        "event", "fast_path", "timings"})
     CHECK(j.contains(k));
   CHECK(j["phase"] == "waiting-for-build");
   CHECK(j["source"].is_null());

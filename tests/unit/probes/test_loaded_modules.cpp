@@ -15,10 +15,14 @@ TEST_CASE("parse_proc_modules reads every column the kernel prints") {
       "i915 3706880 2 kvmgt, Live 0xffffffffc0a00000 (E)\n"
       "drm 614400 8 ast,drm_buddy,ttm, Live 0x0000000000000000\n"
       "kvmgt 45056 0 - Live 0x0000000000000000 (OE)\n"
-      "noise 4096 - - Loading 0x0000000000000000\n";
+      "noise 4096 - - Loading 0x0000000000000000\n"
+      // Seen on 6.1 under qemu: a module being removed (rmmod) shows -1.
+      "agent_test_nic 16384 -1 - Unloading 0xffffffffc0299000 (OE-)\n";
   auto mods = parse_proc_modules(text, "/proc/modules");
   REQUIRE(mods);
-  REQUIRE(mods->size() == 4);
+  REQUIRE(mods->size() == 5);
+  CHECK((*mods)[4].refcnt == -1);
+  CHECK((*mods)[4].state == "Unloading");
   CHECK((*mods)[0].name == "i915");
   CHECK((*mods)[0].size == 3706880);
   CHECK((*mods)[0].refcnt == 2);

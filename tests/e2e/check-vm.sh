@@ -98,79 +98,14 @@ put_module() { # put_module SRC DEST: uncompressed (tryload hands the kernel the
 work=$(mktemp -d "${TMPDIR:-/tmp}/agent-check-vm.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 root="$work/root"
-mkdir -p "$root"/{bin,proc,sys,dev,run,tmp,etc,usr/lib,usr/local/bin}
-ln -s usr/lib "$root/lib" # usr-merged, as Debian 12 and 13 hosts are
 
-# Tools: busybox, tryload, the agent (debug info stripped) with every library it loads, at the
-# paths ldd names (the dynamic loader included), and the agent's default pci.ids.
-vm_base_root "$root"
-strip --strip-debug -o "$root/usr/local/bin/agent" "$agent"
-ldd "$agent" | awk '$2 == "=>" && $3 ~ /^\// { print $3 } $1 ~ /^\// { print $1 }' | sort -u |
-  while read -r lib; do
-    mkdir -p "$root$(dirname "$lib")"
-    cp -L "$lib" "$root$lib"
-  done
-pci_ids=/usr/share/misc/pci.ids
-[[ -f $pci_ids ]] || die "no $pci_ids (apt-get install pci.ids)"
-mkdir -p "$root/usr/share/misc"
-cp -L "$pci_ids" "$root$pci_ids"
-
-# The target kernel as a host has it, at the cache's paths: the module tree with all its
-# indexes but only some modules (those the agent reads for vermagic, a sample and the bundle's
-# in-tree counterparts and dependencies), its build/source links, the headers they point to,
-# the kernel image (its built-in certificates) and config.
-moddir=$(realpath --relative-to="$kdir/root" "$(realpath "$kdir/modules")")
-[[ $moddir != ..* ]] || die "$kdir/modules is not inside $kdir/root"
-mkdir -p "$root/$moddir"
-for f in "$kdir/modules"/modules.*; do cp -L "$f" "$root/$moddir/"; done
-for link in build source; do
-  [[ -L $kdir/modules/$link ]] && cp -P "$kdir/modules/$link" "$root/$moddir/$link"
-done
-headers=""
-if [[ -L $kdir/modules/build ]]; then
-  headers=$(readlink "$kdir/modules/build")
-  [[ $headers == /* ]] || headers="/$moddir/$headers"
-  if [[ -d $kdir/root$headers ]]; then
-    mkdir -p "$root$(dirname "$headers")"
-    cp -a "$kdir/root$headers" "$root$headers"
-  fi
-fi
-subset=(e1000 i915 crc32_generic dummy loop fat)
-python3 - "$kdir/modules/modules.dep" "${subset[@]}" <<'PY' >"$work/subset"
-import os, re, sys
-dep_file, names = sys.argv[1], sys.argv[2:]
-norm = lambda p: re.sub(r"\.ko(\.(xz|zst|gz))?$", "", os.path.basename(p)).replace("-", "_")
-deps = {}
-for line in open(dep_file):
-    mod, _, rest = line.partition(":")
-    deps[mod] = rest.split()
-out = set()
-for mod, d in deps.items():
-    if norm(mod) in names:
-        out.add(mod)
-        out.update(d)
-print("\n".join(sorted(out)))
-PY
-while read -r rel; do
-  mkdir -p "$root/$moddir/$(dirname "$rel")"
-  cp -L "$kdir/modules/$rel" "$root/$moddir/$rel"
-done <"$work/subset"
-image=$(realpath --relative-to="$kdir/root" "$(realpath "$kdir/vmlinuz")")
-mkdir -p "$root/$(dirname "$image")"
-cp -L "$kdir/vmlinuz" "$root/$image"
-[[ -f $kdir/root/boot/config-$kver ]] && mkdir -p "$root/boot" && cp -L "$kdir/root/boot/config-$kver" "$root/boot/"
-case $kver in
-  6.1.*) codename=bookworm version=12 ;;
-  *+deb13*) codename=trixie version=13 ;;
-  *) codename=sid version="" ;;
-esac
-cat >"$root/etc/os-release" <<EOF
-PRETTY_NAME="Debian GNU/Linux ${version:+$version }($codename)"
-NAME="Debian GNU/Linux"
-${version:+VERSION_ID=\"$version\"
-}VERSION_CODENAME=$codename
-ID=debian
-EOF
+# The target kernel as a host has it (vm_host_root): the agent with its libraries and pci.ids,
+# the module tree with all its indexes but only some modules (those the agent reads for
+# vermagic, a sample and the bundle's in-tree counterparts and dependencies), the build/source
+# links, the headers they point to, the kernel image (its built-in certificates) and config.
+[[ -f /usr/share/misc/pci.ids ]] || die "no /usr/share/misc/pci.ids (apt-get install pci.ids)"
+vm_host_root "$root" "$kdir" "$agent" e1000 i915 crc32_generic dummy loop fat
+headers=$VM_HEADERS
 # Is a build on the node possible? The agent wants a Makefile and Module.symvers there.
 expect_changed=20
 [[ -n $headers && -f $root$headers/Makefile && -f $root$headers/Module.symvers ]] && expect_changed=10

@@ -37,6 +37,14 @@
 #        fetch-kernels.sh --role ROLE        print ROLE's ABI (resolving, not fetching)
 #        fetch-kernels.sh --roles            print every ROLE=ABI
 #        fetch-kernels.sh --resolve sid      the same as --role nomodversions
+#        fetch-kernels.sh --kbuild ROLE|ABI...
+#            also what building modules against the ABI's headers needs (fetching the ABI
+#            first): Debian's linux-headers-<abi>-amd64 includes linux-headers-<abi>-common and
+#            its `scripts` link to linux-kbuild-<series>. Unpacked into $CACHE/<abi>/kbuild/
+#            (usr/src/linux-headers-<abi>-common, usr/lib/linux-kbuild-<series>; .done holds
+#            the series), beside root/, which stays as it was. Debian's headers are not
+#            relocatable: bind them at their canonical paths to build (see
+#            tests/fixtures/kmod-src/build-bundle.sh).
 set -euo pipefail
 
 CACHE=${AGENT_KERNEL_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/intel-gpu-agent/kernels}
@@ -47,10 +55,11 @@ STAMP="$APT_DIR/lists.updated" # touched by every apt-get update of the private 
 SUMS="$CACHE/.symvers"
 
 die() { echo "fetch-kernels: $*" >&2; exit 1; }
-usage() { die "usage: fetch-kernels.sh [ROLE|ABI|sid...] | --role ROLE | --roles | --resolve sid"; }
+usage() { die "usage: fetch-kernels.sh [ROLE|ABI|sid...] | --kbuild ROLE|ABI... | --role ROLE | --roles | --resolve sid"; }
 
 mode=fetch want_role=""
 case ${1:-} in
+  --kbuild) [[ $# -ge 2 ]] || usage; mode=kbuild; shift ;;
   --role | --resolve)
     [[ $# -eq 2 ]] || usage
     mode=role want_role=$2
@@ -84,7 +93,7 @@ role_of() { # ROLE -> its ABI from roles.env
 }
 
 # Quick answers without the lock: roles.env is only ever replaced whole.
-if [[ $mode != fetch ]] && roles_current; then
+if [[ $mode == role || $mode == roles ]] && roles_current; then
   if [[ $mode == role ]]; then role_of "$want_role"; else grep -E '^[a-z0-9_]+=' "$ROLES_FILE"; fi
   exit 0
 fi
@@ -158,6 +167,26 @@ fetch_one() {
   run_depmod "$dir" "$kver"
   echo "$kver" >"$dir/.done"
   echo "fetch-kernels: $abi unpacked into $dir"
+}
+
+# The headers' -common half and the kbuild tools of the ABI's series (the newest the lists
+# serve: linux-headers-<abi>-amd64 depends on linux-kbuild-<series> >= its own version).
+kbuild_one() {
+  local abi=$1 dir="$CACHE/$1/kbuild" series deb
+  [[ -f $dir/.done ]] && { echo "fetch-kernels: kbuild of $abi cached in $dir"; return 0; }
+  ensure_lists
+  series=$(apt-cache "${APT_OPTS[@]}" show "linux-headers-$abi-amd64" 2>/dev/null |
+    grep -m1 -oE 'linux-kbuild-[0-9][0-9.]*' | sed 's/^linux-kbuild-//') || true
+  [[ -n $series ]] || { echo "fetch-kernels: linux-headers-$abi-amd64 names no linux-kbuild-<series>" >&2; return 1; }
+  rm -rf "$dir" "$dir.tmp" && mkdir -p "$dir.tmp/debs"
+  (cd "$dir.tmp/debs" && apt-get "${APT_OPTS[@]}" download "linux-headers-$abi-common" "linux-kbuild-$series" >&2) || return 1
+  for deb in "$dir.tmp"/debs/*.deb; do dpkg-deb -x "$deb" "$dir.tmp"; done
+  rm -rf "$dir.tmp/debs"
+  [[ -f $dir.tmp/usr/src/linux-headers-$abi-common/Makefile && -d $dir.tmp/usr/lib/linux-kbuild-$series/scripts ]] ||
+    { echo "fetch-kernels: linux-headers-$abi-common or linux-kbuild-$series unpacked without their Makefile / scripts" >&2; return 1; }
+  echo "$series" >"$dir.tmp/.done"
+  mv "$dir.tmp" "$dir"
+  echo "fetch-kernels: kbuild of $abi (linux-headers-$abi-common, linux-kbuild-$series) unpacked into $dir"
 }
 
 # ---- roles ----------------------------------------------------------------------------------
@@ -286,4 +315,7 @@ for arg in "$@"; do
   ABIS+=("$arg")
 done
 mapfile -t ABIS < <(printf '%s\n' "${ABIS[@]}" | awk '!seen[$0]++')
-for abi in "${ABIS[@]}"; do fetch_one "$abi"; done
+for abi in "${ABIS[@]}"; do
+  fetch_one "$abi"
+  if [[ $mode == kbuild ]]; then kbuild_one "$abi"; fi
+done

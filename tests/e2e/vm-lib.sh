@@ -43,3 +43,86 @@ vm_boot() {
   echo "$tag: qemu exited $rc after $((SECONDS - start))s" >&2
   return "$rc"
 }
+
+# vm_host_root ROOT KDIR AGENT MODULE...: ROOT becomes a small but real host of the kernel of
+# the kernel-cache directory KDIR (fetch-kernels.sh), at the cache's paths: busybox and tryload
+# (vm_base_root); AGENT, debug info stripped, at /usr/local/bin/agent with every library it
+# loads at the paths ldd names (the dynamic loader included) and the agent's default pci.ids;
+# /lib -> usr/lib (usr-merged, as Debian 12 and 13 hosts are); the kernel's module tree with
+# all its indexes but only the named MODULEs and their dependencies; its build/source links
+# and the headers they point to; the kernel image (its built-in certificates), its config and
+# /etc/os-release. Sets VM_KVER and VM_HEADERS (the headers' path in ROOT, "" when none).
+# Call it where errexit applies (not after `||` nor in `if`): a failing step ends the caller.
+vm_host_root() {
+  local root=$1 kdir=$2 agent=$3 lib f link moddir image codename version rel
+  shift 3
+  mkdir -p "$root"/{bin,proc,sys,dev,run,tmp,etc,usr/lib,usr/local/bin}
+  ln -s usr/lib "$root/lib"
+  vm_base_root "$root"
+  strip --strip-debug -o "$root/usr/local/bin/agent" "$agent"
+  ldd "$agent" | awk '$2 == "=>" && $3 ~ /^\// { print $3 } $1 ~ /^\// { print $1 }' | sort -u |
+    while read -r lib; do
+      mkdir -p "$root$(dirname "$lib")"
+      cp -L "$lib" "$root$lib"
+    done
+  mkdir -p "$root/usr/share/misc"
+  cp -L /usr/share/misc/pci.ids "$root/usr/share/misc/pci.ids"
+
+  VM_KVER=$(<"$kdir/.done")
+  moddir=$(realpath --relative-to="$kdir/root" "$(realpath "$kdir/modules")")
+  [[ $moddir != ..* ]] || { echo "vm_host_root: $kdir/modules is not inside $kdir/root" >&2; return 1; }
+  mkdir -p "$root/$moddir"
+  for f in "$kdir/modules"/modules.*; do cp -L "$f" "$root/$moddir/"; done
+  for link in build source; do
+    if [[ -L $kdir/modules/$link ]]; then cp -P "$kdir/modules/$link" "$root/$moddir/$link"; fi
+  done
+  VM_HEADERS=""
+  if [[ -L $kdir/modules/build ]]; then
+    VM_HEADERS=$(readlink "$kdir/modules/build")
+    [[ $VM_HEADERS == /* ]] || VM_HEADERS="/$moddir/$VM_HEADERS"
+    if [[ -d $kdir/root$VM_HEADERS ]]; then
+      mkdir -p "$root$(dirname "$VM_HEADERS")"
+      cp -a "$kdir/root$VM_HEADERS" "$root$VM_HEADERS"
+    fi
+  fi
+  python3 - "$kdir/modules/modules.dep" "$@" <<'PY' >"$root/.subset"
+import os, re, sys
+dep_file, names = sys.argv[1], sys.argv[2:]
+norm = lambda p: re.sub(r"\.ko(\.(xz|zst|gz))?$", "", os.path.basename(p)).replace("-", "_")
+deps = {}
+for line in open(dep_file):
+    mod, _, rest = line.partition(":")
+    deps[mod] = rest.split()
+out = set()
+for mod, d in deps.items():
+    if norm(mod) in names:
+        out.add(mod)
+        out.update(d)
+print("\n".join(sorted(out)))
+PY
+  while read -r rel; do
+    [[ -n $rel ]] || continue
+    mkdir -p "$root/$moddir/$(dirname "$rel")"
+    cp -L "$kdir/modules/$rel" "$root/$moddir/$rel"
+  done <"$root/.subset"
+  rm "$root/.subset"
+  image=$(realpath --relative-to="$kdir/root" "$(realpath "$kdir/vmlinuz")")
+  mkdir -p "$root/$(dirname "$image")"
+  cp -L "$kdir/vmlinuz" "$root/$image"
+  if [[ -f $kdir/root/boot/config-$VM_KVER ]]; then
+    mkdir -p "$root/boot"
+    cp -L "$kdir/root/boot/config-$VM_KVER" "$root/boot/"
+  fi
+  case $VM_KVER in
+    6.1.*) codename=bookworm version=12 ;;
+    *+deb13*) codename=trixie version=13 ;;
+    *) codename=sid version="" ;;
+  esac
+  cat >"$root/etc/os-release" <<OS
+PRETTY_NAME="Debian GNU/Linux ${version:+$version }($codename)"
+NAME="Debian GNU/Linux"
+${version:+VERSION_ID=\"$version\"
+}VERSION_CODENAME=$codename
+ID=debian
+OS
+}

@@ -1,0 +1,398 @@
+#!/usr/bin/env python3
+"""The assertions of lifecycle-vm.sh on the VM's serial console (see that script).
+
+Usage: lifecycle-check.py SERIAL NIC FW_SIZE HELPER_ID NIC_ID FOREIGN_HELPER_ID KVER
+Prints the benchmark, what the VM saw for each scenario with a failure (status.json at the
+key moments, the agent's log, the kernel's messages), then "PASS|FAIL <what>" lines and
+"N passed, M failed". Exit 0 all passed, 1 some failed.
+"""
+import json
+import re
+import sys
+
+serial, nic, fw_size, helper_id, nic_id, foreign_id, kver = sys.argv[1:8]
+
+snaps, facts, fwpath, exits, starts, ready = {}, {}, {}, {}, {}, {}
+logs, dmesg, nfd, fwdir, inserts, gone = {}, {}, {}, {}, {}, {}
+begin, end, rmmod_rc = None, False, None
+for line in open(serial, errors="replace"):
+    line = line.rstrip("\n")
+    m = re.search(r"LCVM BEGIN (\S+)", line)  # after the firmware's screen escapes
+    if m:
+        begin = m.group(1)
+        continue
+    if line == "LCVM END":
+        end = True
+        continue
+    m = re.match(r"(LOG|DMESG|NFD|FWDIR) (\S+) ?(.*)$", line)
+    if m:
+        kind, tag, text = m.groups()
+        {"LOG": logs, "DMESG": dmesg, "NFD": nfd, "FWDIR": fwdir}[kind].setdefault(tag, []).append(text)
+        continue
+    m = re.match(r"SNAP (\S+) (.*)$", line)
+    if m:
+        tag, text = m.groups()
+        if text.strip() in ("-", ""):
+            snaps[tag] = None
+        else:
+            try:
+                snaps[tag] = json.loads(text)
+            except ValueError as e:
+                snaps[tag] = {"_error": "bad JSON: %s" % e, "_text": text[:2000]}
+        continue
+    m = re.match(r"FACT (\S+) ?(.*)$", line)
+    if m:
+        tag, text = m.groups()
+        d = facts.setdefault(tag, {})
+        for kv in text.split():
+            k, _, v = kv.partition("=")
+            d[k] = v
+        if tag == "rostate-files":
+            d["files"] = text.strip()
+        continue
+    m = re.match(r"FWPATH (\S+) ?(.*)$", line)
+    if m:
+        fwpath[m.group(1)] = m.group(2)
+        continue
+    m = re.match(r"EXIT (\S+) (\S+)$", line)
+    if m:
+        exits[m.group(1)] = int(m.group(2)) if m.group(2).isdigit() else m.group(2)
+        continue
+    m = re.match(r"START (\S+) pid=(\d+) t=([\d.]+)", line)
+    if m:
+        starts[m.group(1)] = (int(m.group(2)), float(m.group(3)))
+        continue
+    m = re.match(r"(READY|NOTREADY) (\S+) t0=([\d.]+) t=([\d.]+)$", line)
+    if m:
+        ready[m.group(2)] = (m.group(1) == "READY", float(m.group(4)) - float(m.group(3)))
+        continue
+    m = re.match(r"GONE (\S+) (\d) t0=([\d.]+) t=([\d.]+)$", line)
+    if m:
+        gone[m.group(1)] = (m.group(2) == "1", float(m.group(4)) - float(m.group(3)))
+        continue
+    m = re.match(r"RMMOD rc=(\d+)$", line)
+    if m:
+        rmmod_rc = int(m.group(1))
+        continue
+    m = re.match(r"INSMOD (\S+) (\d+)$", line)
+    if m:
+        inserts[m.group(1)] = int(m.group(2))
+        continue
+
+results = []  # (ok, scenario, what)
+
+
+def check(scenario, ok, what):
+    results.append((bool(ok), scenario, what))
+
+
+# The agent run each snapshot was taken from: a status.json with another pid is an earlier
+# agent's, left in the state directory (stale), and counts as none.
+RUN_OF = {"first": "first", "sigterm": "first", "restart": "restart", "rmmod-now": "restart",
+          "rmmod-later": "restart", "changed": "changed", "initfail": "initfail", "initfail-hup": "initfail",
+          "foreign": "foreign", "fwconflict": "fwconflict"}
+
+
+def stale(tag):
+    s = snaps.get(tag)
+    run = RUN_OF.get(tag)
+    return isinstance(s, dict) and "_error" not in s and run in starts and s.get("pid") != starts[run][0]
+
+
+def st(tag):
+    s = snaps.get(tag)
+    return s if isinstance(s, dict) and not stale(tag) else {}
+
+
+def f(tag, key):
+    return facts.get(tag, {}).get(key)
+
+
+def module(tag, name):
+    for m in st(tag).get("modules") or []:
+        if isinstance(m, dict) and m.get("name") == name:
+            return m
+    return {}
+
+
+def device(tag):
+    for d in st(tag).get("devices") or []:
+        if isinstance(d, dict) and d.get("bdf") == nic:
+            return d
+    return {}
+
+
+def firmware(tag):
+    fw = st(tag).get("firmware")
+    return fw if isinstance(fw, dict) else {}
+
+
+def secs_text(ok, secs):
+    return "%s after %s s" % ("present" if ok else "NOT present", "?" if secs is None else "%.2f" % secs)
+
+
+def pid(tag):
+    return starts.get(tag, (None,))[0]
+
+
+def summary(tag):
+    s = snaps.get(tag)
+    if s is None:
+        return "no status.json"
+    if stale(tag):
+        return "a stale status.json (pid %s, phase %s: an earlier agent's)" % (s.get("pid"), s.get("phase"))
+    if "_error" in s:
+        return s["_error"]
+    return "phase %s, decision %s, event %s" % (s.get("phase"), s.get("decision"), s.get("event"))
+
+
+def mods(tag):
+    return ", ".join("%s(inserted %s, live %s)" % (m.get("name"), m.get("inserted"), m.get("live"))
+                     for m in st(tag).get("modules") or [] if isinstance(m, dict)) or "none"
+
+
+BUNDLE = ("agent_test_helper", "agent_test_nic")
+if begin is None or not end:
+    check("vm", False, "the VM ran to the end (LCVM BEGIN %s, END %s)" % (begin, end))
+
+# ---- first-load ----------------------------------------------------------------------------
+s = st("first")
+ok, secs = ready.get("first", (False, None))
+check("first", ok and s.get("phase") == "ready" and s.get("decision") == "prebuilt" and s.get("source") == "prebuilt",
+      "first-load: ready file %s; %s, source %s; expected ready, prebuilt, prebuilt" %
+      (secs_text(ok, secs), summary("first"), s.get("source")))
+check("first", s.get("schema") == 1 and s.get("pid") == pid("first") and
+      s.get("boot_id") == f("boot", "boot_id") and (s.get("kernel") or {}).get("release") == kver,
+      "first-load: status schema %s, pid %s (agent %s), boot_id %s (kernel %s), kernel.release %s (%s)" %
+      (s.get("schema"), s.get("pid"), pid("first"), s.get("boot_id"), f("boot", "boot_id"),
+       (s.get("kernel") or {}).get("release"), kver))
+# The contract's fields (schema 1), at the first ready.
+KEYS = ("schema", "agent_version", "boot_id", "pid", "kernel", "phase", "decision", "source", "since", "updated",
+        "devices", "modules", "reasons", "conflicts", "removed", "firmware", "failure", "event", "timings")
+MODULE_KEYS = ("name", "path", "sha256", "build_id", "verdict", "errno", "errno_name", "reasons", "inserted", "live")
+DEVICE_KEYS = ("bdf", "vendor", "device", "class", "driver", "bundle_modules", "bound", "drm")
+FIRMWARE_KEYS = ("source_dir", "dir", "digest", "files", "previous_path", "path", "conflict")
+missing = [k for k in KEYS if k not in s]
+missing += ["modules[].%s" % k for m in s.get("modules") or [] if isinstance(m, dict) for k in MODULE_KEYS if k not in m]
+missing += ["devices[].%s" % k for d in s.get("devices") or [] if isinstance(d, dict) for k in DEVICE_KEYS if k not in d]
+missing += ["firmware.%s" % k for k in FIRMWARE_KEYS if k not in firmware("first")]
+missing += ["kernel.%s" % k for k in ("release", "version") if k not in (s.get("kernel") or {})]
+check("first", bool(s) and not missing and s.get("modules") and s.get("devices"),
+      "first-load: status.json has every field of the contract: %s" %
+      ("no status.json" if not s else "missing " + ", ".join(sorted(set(missing))) if missing else "yes"))
+check("first", all(module("first", n).get("verdict") == "loadable" and module("first", n).get("inserted") is True
+                   and module("first", n).get("live") is True for n in BUNDLE) and
+      module("first", "agent_test_helper").get("build_id") == helper_id and
+      module("first", "agent_test_nic").get("build_id") == nic_id,
+      "first-load: modules[] %s, both loadable, inserted, live, with the bundle's build ids" % mods("first"))
+check("first", f("first", "helper") == "1" and f("first", "nic") == "1" and f("first", "helper_id") == helper_id and
+      f("first", "nic_id") == nic_id,
+      "first-load: agent_test_helper and agent_test_nic live in the kernel with the bundle's build ids (%s, %s)" %
+      (f("first", "helper_id"), f("first", "nic_id")))
+d = device("first")
+check("first", f("first", "driver") == "agent_test_nic" and d.get("driver") == "agent_test_nic" and d.get("bound") is True
+      and "agent_test_nic" in (d.get("bundle_modules") or []),
+      "first-load: %s bound to %s (sysfs), status: driver %s, bound %s, bundle_modules %s" %
+      (nic, f("first", "driver"), d.get("driver"), d.get("bound"), d.get("bundle_modules")))
+fw = firmware("first")
+path = fwpath.get("first", "")
+check("first", path.startswith("/var/lib/intel-gpu-driver/firmware/") and fw.get("path") == path and
+      bool(fw.get("digest")) and str(fw.get("digest")) in path and fw.get("conflict") is None and
+      fw.get("previous_path") in ("", None) and fwpath.get("pre") == "",
+      "first-load: firmware_class.path '%s' (was '%s') = status.firmware.path '%s' under "
+      "/var/lib/intel-gpu-driver/firmware/<digest %s>, previous_path %r, conflict %r" %
+      (path, fwpath.get("pre"), fw.get("path"), fw.get("digest"), fw.get("previous_path"), fw.get("conflict")))
+want = "agent_test_nic %s: firmware agent-test/agent_test_nic.bin: %s bytes:" % (nic, fw_size)
+line = [l for l in dmesg.get("first", []) if "firmware agent-test/agent_test_nic.bin" in l]
+check("first", any(want in l for l in line),
+      "first-load: the driver loaded its firmware from the agent's path: %s" % (line[-1].strip() if line else "no line"))
+lines = nfd.get("first", [])
+kv = dict(l.split("=", 1) for l in lines if "=" in l)
+keys = lambda suffix: [v for k, v in kv.items() if re.search(r"(^|[./_-])%s$" % suffix, k)]
+check("first", lines != ["-"] and all(re.match(r"^[A-Za-z0-9./_-]+=\S*$", l) for l in lines) and
+      "prebuilt" in keys("source") and kver in keys("kernel") and any(keys("version")),
+      "first-load: NFD file key=value lines with source=prebuilt, kernel=%s, a version: %s" % (kver, lines))
+check("first", f("first", "lock") == "1" and not st("first").get("failure"),
+      "first-load: agent.lock present (%s), failure %s" % (f("first", "lock"), st("first").get("failure")))
+
+# ---- second-agent --------------------------------------------------------------------------
+log2 = " ".join(logs.get("second", []))
+check("second", exits.get("second") == 2 and pid("first") is not None and str(pid("first")) in log2,
+      "second-agent: exit %s (expected 2), message names the holder's pid %s: %s" %
+      (exits.get("second"), pid("first"), log2[:300]))
+
+# ---- sigterm -------------------------------------------------------------------------------
+check("sigterm", exits.get("sigterm") == 0 and f("sigterm", "ready") == "0" and st("sigterm").get("phase") == "stopping",
+      "sigterm: exit %s, ready file %s, %s; expected 0, gone, stopping" %
+      (exits.get("sigterm"), "present" if f("sigterm", "ready") == "1" else "gone", summary("sigterm")))
+check("sigterm", f("sigterm", "helper") == "1" and f("sigterm", "nic") == "1" and f("sigterm", "driver") == "agent_test_nic",
+      "sigterm: the modules stay (helper %s, nic %s), %s still bound to %s" %
+      (f("sigterm", "helper"), f("sigterm", "nic"), nic, f("sigterm", "driver")))
+
+# ---- restart (fast path) -------------------------------------------------------------------
+s = st("restart")
+ok, secs = ready.get("restart", (False, None))
+check("restart", ok and s.get("phase") == "ready" and s.get("decision") == "prebuilt" and s.get("pid") == pid("restart"),
+      "restart: ready file %s; %s, pid %s (agent %s)" % (secs_text(ok, secs), summary("restart"), s.get("pid"), pid("restart")))
+check("restart", all(module("restart", n).get("inserted") is False and module("restart", n).get("live") is True
+                     for n in BUNDLE) and f("restart", "helper_id") == helper_id and f("restart", "nic_id") == nic_id,
+      "restart: the fast path, nothing reinserted: %s; live build ids unchanged" % mods("restart"))
+
+# ---- rmmod while ready ---------------------------------------------------------------------
+ok, secs = gone.get("rmmod", (False, None))
+events = [str(st(t).get("event")) for t in ("rmmod-now", "rmmod-later") if st(t).get("event")]
+check("rmmod", rmmod_rc == 0 and ok and secs is not None and secs <= 5.0,
+      "rmmod: agent_test_nic removed (rc %s) while ready: the ready file %s after %s s (at most 5)" %
+      (rmmod_rc, "gone" if ok else "NOT gone", "?" if secs is None else "%.2f" % secs))
+check("rmmod", any("agent_test_nic" in e for e in events),
+      "rmmod: status.event names agent_test_nic: %s (%s; then %s)" % (events, summary("rmmod-now"), summary("rmmod-later")))
+# 3 s later the status must describe the kernel as it is (the kernel's state taken just before
+# and after the snapshot; judged when both agree).
+later = st("rmmod-later")
+kernel_nic = f("rmmod", "nic")
+stable = kernel_nic is not None and f("rmmod-before", "nic") == kernel_nic and \
+    f("rmmod-before", "driver") == f("rmmod", "driver")
+status_nic = module("rmmod-later", "agent_test_nic").get("live")
+status_drv = device("rmmod-later").get("driver")
+check("rmmod", bool(later) and stable and status_nic == (kernel_nic == "1") and
+      (status_drv or "-") == f("rmmod", "driver"),
+      "rmmod: 3 s later status.json agrees with the kernel: agent_test_nic live %s (kernel: %s), %s driver %s "
+      "(sysfs: %s)%s" % (status_nic, kernel_nic == "1", nic, status_drv, f("rmmod", "driver"),
+                         "" if stable else " (the kernel changed during the snapshot)"))
+check("rmmod", exits.get("rmmod") == 0, "rmmod: the agent then exits 0 on SIGTERM (%s)" % exits.get("rmmod"))
+
+# ---- unload --------------------------------------------------------------------------------
+check("unload", exits.get("unload") == 0 and f("unload", "helper") == "0" and f("unload", "nic") == "0" and
+      f("unload", "driver") == "-",
+      "unload: exit %s, agent_test_helper live %s, agent_test_nic live %s, %s driver %s; expected 0, gone, unbound" %
+      (exits.get("unload"), f("unload", "helper"), f("unload", "nic"), nic, f("unload", "driver")))
+check("unload", exits.get("unload") == 0 and "unload" in fwpath and fwpath.get("unload") == fwpath.get("pre") and
+      fwpath.get("first", "").startswith("/var/lib/intel-gpu-driver/firmware/"),
+      "unload: firmware_class.path '%s' restored (before the agent: '%s', set by it: '%s'), exit %s" %
+      (fwpath.get("unload"), fwpath.get("pre"), fwpath.get("first"), exits.get("unload")))
+
+# ---- changed kABI --------------------------------------------------------------------------
+s = st("changed")
+named = [r for m in s.get("modules") or [] if isinstance(m, dict) for r in m.get("reasons") or []
+         if isinstance(r, dict) and "module_layout" in json.dumps(r)]
+check("changed", s.get("phase") == "waiting-for-build" and s.get("decision") == "build",
+      "changed-kabi: %s; expected waiting-for-build, build (the headers are there)" % summary("changed"))
+check("changed", bool(named) and all(module("changed", n).get("verdict") == "refused" for n in BUNDLE),
+      "changed-kabi: the modules refused, module_layout named: %s" %
+      ([(m.get("name"), m.get("verdict"), m.get("errno_name")) for m in s.get("modules") or [] if isinstance(m, dict)],))
+check("changed", f("changed", "helper") == "0" and f("changed", "nic") == "0" and f("changed", "ready") == "0" and
+      exits.get("changed") == 0,
+      "changed-kabi: nothing loaded (helper %s, nic %s), no ready file (%s), exit %s on SIGTERM" %
+      (f("changed", "helper"), f("changed", "nic"), f("changed", "ready"), exits.get("changed")))
+
+# ---- init failure + rollback ---------------------------------------------------------------
+fail = st("initfail").get("failure") or {}
+check("initfail", fail.get("module") == "agent_test_nic" and fail.get("errno_name") == "ENXIO" and
+      isinstance(fail.get("kernel_log"), list) and len(fail.get("kernel_log")) > 0,
+      "init-fail: status.failure module %s, errno_name %s, kernel_log %s; expected agent_test_nic, ENXIO, lines" %
+      (fail.get("module"), fail.get("errno_name"), fail.get("kernel_log")))
+kl = dmesg.get("initfail", [])
+inserted_then_removed = any("agent_test_helper: loaded (bundle build)" in l for l in kl) and \
+    any("agent_test_nic: fail_init=1" in l for l in kl) and any("agent_test_helper: unloaded" in l for l in kl)
+check("initfail", f("initfail", "helper") == "0" and f("initfail", "nic") == "0" and f("initfail", "ready") == "0" and
+      inserted_then_removed,
+      "init-fail: agent_test_helper inserted, agent_test_nic's init failed, the helper removed again (kernel log: %s);"
+      " now helper live %s, nic live %s, ready file %s; %s" %
+      (inserted_then_removed, f("initfail", "helper"), f("initfail", "nic"), f("initfail", "ready"), summary("initfail")))
+ok, secs = ready.get("initfail-hup", (False, None))
+check("initfail", ok and f("initfail-hup", "nic") == "1" and f("initfail-hup", "driver") == "agent_test_nic",
+      "init-fail: modprobe.d option removed + SIGHUP: ready file %s, agent_test_nic live %s, %s bound to %s; %s" %
+      (secs_text(ok, secs), f("initfail-hup", "nic"), nic, f("initfail-hup", "driver"), summary("initfail-hup")))
+check("initfail", exits.get("initfail") == 0 and exits.get("initfail-unload") == 0 and
+      f("initfail-unload", "helper") == "0" and f("initfail-unload", "nic") == "0",
+      "init-fail: SIGTERM exit %s, agent unload exit %s, modules gone (helper %s, nic %s)" %
+      (exits.get("initfail"), exits.get("initfail-unload"), f("initfail-unload", "helper"), f("initfail-unload", "nic")))
+
+# ---- foreign agent_test_helper, held -------------------------------------------------------
+s = st("foreign")
+conf = [c for c in s.get("conflicts") or [] if isinstance(c, dict) and c.get("name") == "agent_test_helper"]
+check("foreign", inserts.get("foreign-helper") == 0 and inserts.get("foreign-holder") == 0 and
+      f("foreign-pre", "helper_id") == foreign_id,
+      "foreign-held: setup: the foreign agent_test_helper (%s) and agent_test_holder inserted (%s, %s)" %
+      (f("foreign-pre", "helper_id"), inserts.get("foreign-helper"), inserts.get("foreign-holder")))
+check("foreign", exits.get("foreign") == 20 and s.get("decision") == "refuse" and s.get("phase") == "refused",
+      "foreign-held: --exit-on-refuse exit %s, %s; expected 20, refused, refuse" % (exits.get("foreign"), summary("foreign")))
+check("foreign", len(conf) == 1 and "agent_test_holder" in (conf[0].get("holders") or []) and
+      conf[0].get("removable") is False,
+      "foreign-held: conflicts[] agent_test_helper held by agent_test_holder, not removable: %s" % conf)
+check("foreign", snaps.get("foreign") is not None and f("foreign", "helper") == "1" and f("foreign", "holder") == "1" and
+      f("foreign", "nic") == "0" and
+      f("foreign", "helper_id") == foreign_id and f("foreign", "ready") == "0",
+      "foreign-held: the foreign modules untouched (helper %s with build id %s, holder %s), agent_test_nic %s, ready %s" %
+      (f("foreign", "helper"), f("foreign", "helper_id"), f("foreign", "holder"), f("foreign", "nic"),
+       f("foreign", "ready")))
+
+# ---- read-only state directory -------------------------------------------------------------
+log_ro = " ".join(logs.get("rostate", []))
+check("rostate", exits.get("rostate") == 2 and "/run/ro-state" in log_ro and "Run with --help" not in log_ro and
+      f("rostate-files", "files") in ("", None)
+      and f("rostate", "ready") == "0",
+      "ro-state: exit %s (expected 2), message names /run/ro-state: %s; files there: '%s'; ready file %s" %
+      (exits.get("rostate"), log_ro[:300], f("rostate-files", "files"), f("rostate", "ready")))
+
+# ---- someone else's firmware path ----------------------------------------------------------
+fw = firmware("fwconflict")
+check("fwconflict", fwpath.get("fwconflict") == "/elsewhere" and isinstance(fw.get("conflict"), str) and
+      bool(fw.get("conflict")),
+      "fw-conflict: firmware_class.path kept '%s', status.firmware.conflict %r (path %r); %s" %
+      (fwpath.get("fwconflict"), fw.get("conflict"), fw.get("path"), summary("fwconflict")))
+check("fwconflict", exits.get("fwconflict") == 0 and exits.get("fwconflict-unload") == 0 and
+      fwpath.get("fwconflict-unload") == "/elsewhere",
+      "fw-conflict: SIGTERM exit %s, unload exit %s, the path still '%s' after the unload" %
+      (exits.get("fwconflict"), exits.get("fwconflict-unload"), fwpath.get("fwconflict-unload")))
+
+# ---- output --------------------------------------------------------------------------------
+DEBUG = {  # scenario -> (snapshots, agent logs, kernel messages)
+    "vm": ([], [], []),
+    "first": (["first"], ["first"], ["first"]),
+    "second": ([], ["second"], ["second"]),
+    "sigterm": (["sigterm"], ["first"], ["sigterm"]),
+    "restart": (["restart"], ["restart"], ["restart"]),
+    "rmmod": (["rmmod-now", "rmmod-later"], ["restart"], ["rmmod"]),
+    "unload": (["unload"], ["unload"], ["unload"]),
+    "changed": (["changed"], ["changed"], ["changed"]),
+    "initfail": (["initfail", "initfail-hup", "initfail-unload"], ["initfail", "initfail-unload"],
+                 ["initfail", "initfail-hup"]),
+    "foreign": (["foreign"], ["foreign"], ["foreign"]),
+    "rostate": ([], ["rostate"], ["rostate"]),
+    "fwconflict": (["fwconflict", "fwconflict-unload"], ["fwconflict", "fwconflict-unload"], ["fwconflict"]),
+}
+failed_scenarios = []
+for ok, sc, _ in results:
+    if not ok and sc not in failed_scenarios:
+        failed_scenarios.append(sc)
+for sc in failed_scenarios:
+    sn, lg, dm = DEBUG[sc]
+    print("\n=== %s: what the VM saw ===" % sc)
+    for t in sn:
+        s = snaps.get(t)
+        print("--- status.json at %s ---" % t)
+        print(json.dumps(s, indent=1) if s is not None else "  (none)")
+    for t in lg:
+        print("--- agent log (%s) ---" % t)
+        for l in logs.get(t, ["(empty)"]):
+            print("  " + l)
+    for t in dm:
+        if dmesg.get(t):
+            print("--- kernel messages (%s) ---" % t)
+            for l in dmesg[t]:
+                print("  " + l)
+
+print("\n=== benchmark: start to ready on %s under qemu TCG (wall clock in the VM; status.timings) ===" % kver)
+for tag, label in (("first", "first load"), ("restart", "fast path (restart)")):
+    ok, secs = ready.get(tag, (False, None))
+    print("  %-20s %s  timings %s" % (label, ("%.2f s" % secs) if ok else "not ready (%s)" % secs_text(ok, secs),
+                                      json.dumps(st(tag).get("timings", st(tag).get("timings_ms")))))
+
+print()
+passed = sum(1 for ok, _, _ in results if ok)
+failed = len(results) - passed
+for ok, _, what in results:
+    print("%s %s" % ("PASS" if ok else "FAIL", what))
+print("%d passed, %d failed" % (passed, failed))
+sys.exit(1 if failed else 0)

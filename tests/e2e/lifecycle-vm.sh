@@ -1,0 +1,312 @@
+#!/usr/bin/env bash
+# The agent's entrypoint end to end on a real kernel: boot it ONCE under qemu (TCG) from a
+# busybox initramfs that is a small but real host (as check-vm.sh builds it: the agent and its
+# shared libraries, pci.ids, the kernel's /lib/modules/<kver> with its indexes and a subset of
+# its modules, the `build` link and the headers, /boot/vmlinuz-<kver>, /etc/os-release) plus
+# the image's parts: the bundle of the test driver set (tests/fixtures/kmod-src, built for -p,
+# the target's kABI) at /opt/lib/modules/<kver of -p>/ and its firmware at /opt/lib/firmware.
+# The VM's /init runs the agent as a background process on the live /sys, /proc and /dev
+# (/run a tmpfs; no test-only switch) through these scenarios, in this order:
+#
+#   first-load    `agent --nfd-dir ...`: ready; agent_test_helper + agent_test_nic live and
+#                 inserted by it; 0000:00:03.0 (qemu's e1000) bound to agent_test_nic; the
+#                 bundle firmware copied under /var/lib/intel-gpu-driver/firmware/<digest>/ and
+#                 firmware_class.path set there (the driver's dmesg line names the firmware's
+#                 size); status.json (phase, decision, source, pid, boot id, kernel, devices,
+#                 modules, firmware) and the NFD file right
+#   second-agent  another agent on the same state dir exits 2 naming the holder's pid
+#   sigterm       SIGTERM: exit 0, the ready file gone, phase "stopping", the modules stay
+#   restart       `agent run` again: the fast path (nothing reinserted), ready
+#   rmmod         someone removes agent_test_nic while ready: the ready file goes within 5 s
+#                 and status.event names agent_test_nic
+#   unload        `agent unload --json`: exit 0, the modules gone, firmware_class.path back to
+#                 what it was before the agent
+#   changed-kabi  --bundle with the build for -c (another module_layout): phase
+#                 waiting-for-build (the headers are there), module_layout named, nothing
+#                 loaded, no ready file
+#   init-fail     /etc/modprobe.d: `options agent_test_nic fail_init=1`: agent_test_nic's init
+#                 fails (ENXIO), agent_test_helper rolled back, status.failure names the module,
+#                 ENXIO and the kernel's log; the conf removed + SIGHUP: ready
+#   foreign-held  a foreign agent_test_helper (same name, another build id) held by
+#                 agent_test_holder: --exit-on-refuse exits 20, decision refuse, the conflict
+#                 names agent_test_holder; the foreign modules untouched
+#   ro-state      --state-dir on a read-only tmpfs: exit 2, the message names the directory,
+#                 no ready file
+#   fw-conflict   firmware_class.path set by someone else (/elsewhere): kept,
+#                 status.firmware.conflict says so
+# The start-to-ready times of first-load and restart (wall clock in the VM and status.timings)
+# are printed as the benchmark.
+#
+# Usage: lifecycle-vm.sh [-a AGENT] [-p ABI] [-c ABI] [-l LOG] [ABI]
+#   ABI       the target kernel, default the role k61 (6.1.0-56 while the archive serves it)
+#   -a AGENT  the agent binary (default $AGENT, else build/agent/agent of this repository)
+#   -p ABI    the bundle's build, the target's kABI (default k61_same)
+#   -c ABI    the changed-kABI build (default k61_old)
+#   -l LOG    keep the whole serial console there
+# Output: per scenario what the VM saw on failure (status.json at the key moments, the agent's
+# log, the kernel's messages), the benchmark, "PASS|FAIL <what>" lines, "N passed, M failed".
+# Exit: 0 all passed, 1 some failed (or the VM gave no answer), 2 bad setup.
+# Env: AGENT_KERNEL_CACHE, AGENT_E2E_TIMEOUT (seconds, default 1200), QEMU, BUSYBOX (static).
+set -euo pipefail
+
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+REPO=$(cd "$HERE/../.." && pwd)
+CACHE=${AGENT_KERNEL_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/intel-gpu-agent/kernels}
+export AGENT_KERNEL_CACHE=$CACHE
+# shellcheck source=tests/e2e/vm-lib.sh
+. "$HERE/vm-lib.sh"
+KMOD_SRC=$REPO/tests/fixtures/kmod-src
+NIC_BDF=0000:00:03.0
+
+die() { echo "lifecycle-vm: $*" >&2; exit 2; }
+
+usage="usage: lifecycle-vm.sh [-a AGENT] [-p ABI] [-c ABI] [-l LOG] [ABI]"
+agent=${AGENT:-$REPO/build/agent/agent} prev=k61_same old=k61_old log=""
+while getopts "a:p:c:l:" opt; do
+  case $opt in
+    a) agent=$OPTARG ;;
+    p) prev=$OPTARG ;;
+    c) old=$OPTARG ;;
+    l) log=$OPTARG ;;
+    *) die "$usage" ;;
+  esac
+done
+shift $((OPTIND - 1))
+[[ $# -le 1 ]] || die "$usage"
+abi=${1:-k61}
+bash "$HERE/fetch-kernels.sh" "$abi" "$prev" "$old" >&2 || die "fetch-kernels.sh $abi $prev $old failed"
+abi=$(vm_abi "$abi") || die "no kernel for $abi"
+prev=$(vm_abi "$prev") || die "no kernel for $prev"
+old=$(vm_abi "$old") || die "no kernel for $old"
+echo "lifecycle-vm: target $abi, bundle built for $prev, changed-kABI bundle for $old" >&2
+[[ $old != "$abi" && $old != "$prev" ]] || die "-c $old must be another kABI than the target and -p"
+[[ -x $agent ]] || die "no agent binary at $agent (build it, or pass -a AGENT)"
+[[ -x $BUSYBOX ]] || die "no busybox at $BUSYBOX (apt-get install busybox-static)"
+! ldd "$BUSYBOX" >/dev/null 2>&1 || die "$BUSYBOX is not static (apt-get install busybox-static)"
+command -v "$QEMU" >/dev/null || die "no $QEMU"
+command -v gcc >/dev/null || die "no gcc (to build tryload)"
+[[ $(id -u) -eq 0 ]] || die "needs root (build-bundle.sh builds in a private mount namespace)"
+
+kdir="$CACHE/$abi"
+kver=$(<"$kdir/.done")
+prev_kver=$(<"$CACHE/$prev/.done")
+
+work=$(mktemp -d "${TMPDIR:-/tmp}/agent-lifecycle-vm.XXXXXX")
+trap 'rm -rf "$work"' EXIT
+root="$work/root"
+
+# ---- the host: tools, the agent, the target kernel (vm_host_root, as check-vm.sh) -------------
+[[ -f /usr/share/misc/pci.ids ]] || die "no /usr/share/misc/pci.ids (apt-get install pci.ids)"
+vm_host_root "$root" "$kdir" "$agent" e1000 crc32_generic dummy loop fat
+mkdir -p "$root"/{etc/modprobe.d,var/lib}
+headers=$VM_HEADERS
+[[ -n $headers && -f $root$headers/Makefile && -f $root$headers/Module.symvers ]] ||
+  die "no headers (Makefile, Module.symvers) of $kver in the cache: the changed-kABI case needs a possible build"
+
+# ---- the image: the bundle, its firmware; the other builds ------------------------------------
+build() { bash "$KMOD_SRC/build-bundle.sh" "$@" >/dev/null || die "build-bundle.sh $* failed"; }
+build "$prev" "$root/opt/lib/modules/$prev_kver"
+build "$old" "$root/bundles/old"
+build "$prev" "$root/foreign" --foreign
+mkdir -p "$root/opt/lib/firmware"
+cp -r "$KMOD_SRC/firmware/agent-test" "$root/opt/lib/firmware/"
+fw_size=$(stat -c %s "$KMOD_SRC/firmware/agent-test/agent_test_nic.bin")
+buildid() { readelf -n "$1" | awk '/Build ID:/ { print $3 }'; }
+
+cat >"$root/init" <<INIT
+#!/bin/sh
+NIC=$NIC_BDF
+INIT
+cat >>"$root/init" <<'INIT'
+export PATH=/bin:/usr/local/bin
+/bin/busybox --install -s /bin
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev
+mount -t tmpfs tmpfs /run
+mount -t securityfs securityfs /sys/kernel/security 2>/dev/null
+dmesg -n 1 # the kernel's messages are shown per scenario, not on the console
+dmesg -c >/dev/null
+SD=/run/intel-gpu-driver
+NFD=/etc/kubernetes/node-feature-discovery/features.d
+FWP=/sys/module/firmware_class/parameters/path
+mkdir -p "$NFD"
+echo "LCVM BEGIN $(uname -r)"
+echo "FACT boot boot_id=$(cat /proc/sys/kernel/random/boot_id)"
+
+now() { read -r u _ </proc/uptime; echo "$u"; } # seconds, two decimals
+driver() { d=$(readlink "/sys/bus/pci/devices/$NIC/driver" 2>/dev/null) && echo "${d##*/}" || echo -; }
+buildid() { od -An -tx1 -v "/sys/module/$1/notes/.note.gnu.build-id" 2>/dev/null | tr -d ' \n' | tail -c 40; }
+live() { [ -d "/sys/module/$1" ] && echo 1 || echo 0; }
+snap() { # snap TAG: status.json as one line
+  if [ -f $SD/status.json ]; then echo "SNAP $1 $(tr '\n' ' ' <$SD/status.json)"; else echo "SNAP $1 -"; fi
+}
+facts() { # facts TAG: what the node looks like now
+  echo "FACT $1 ready=$([ -e $SD/ready ] && echo 1 || echo 0) driver=$(driver)" \
+    "helper=$(live agent_test_helper) nic=$(live agent_test_nic) holder=$(live agent_test_holder)" \
+    "helper_id=$(buildid agent_test_helper) nic_id=$(buildid agent_test_nic)" \
+    "helper_refcnt=$(cat /sys/module/agent_test_helper/refcnt 2>/dev/null || echo -)" \
+    "lock=$([ -e $SD/agent.lock ] && echo 1 || echo 0)"
+  echo "FWPATH $1 $(cat $FWP)"
+}
+dump() { dmesg -c | sed "s/^/DMESG $1 /"; } # dump TAG: the kernel's messages since the last dump
+alog() { [ -f "/tmp/agent-$1.log" ] && sed "s/^/LOG $1 /" "/tmp/agent-$1.log"; } # alog TAG: its agent's log
+# alive PID: running (a zombie, exited but not yet reaped by this shell, is not)
+alive() { [ -e "/proc/$1/status" ] && ! grep -q '^State:[[:space:]]*Z' "/proc/$1/status" 2>/dev/null; }
+start() { # start TAG ARGS...: the agent in the background (AGENT_PID), T0 its start
+  tag=$1; shift
+  T0=$(now)
+  agent "$@" >"/tmp/agent-$tag.log" 2>&1 &
+  AGENT_PID=$!
+  echo "START $tag pid=$AGENT_PID t=$T0 args=$*"
+}
+wait_ready() { # wait_ready TAG SECONDS: polls the ready file every 0.1 s
+  n=0
+  while [ ! -e $SD/ready ] && [ $n -lt $(($2 * 10)) ] && alive "$AGENT_PID"; do sleep 0.1; n=$((n + 1)); done
+  if [ -e $SD/ready ]; then echo "READY $1 t0=$T0 t=$(now)"; else echo "NOTREADY $1 t0=$T0 t=$(now)"; fi
+}
+own_status() { # own_status PATTERN: status.json is this agent's (its pid) and matches PATTERN (grep -E)
+  grep -qE "\"pid\" *: *$AGENT_PID[^0-9]" $SD/status.json 2>/dev/null && grep -qE "$1" $SD/status.json 2>/dev/null
+}
+wait_status() { # wait_status SECONDS PATTERN: until own_status PATTERN or the time is up
+  n=0
+  while ! own_status "$2" && [ $n -lt $(($1 * 10)) ] && alive "$AGENT_PID"; do sleep 0.1; n=$((n + 1)); done
+}
+stop() { # stop TAG [SIGNAL]: signals the agent, waits up to 60 s for its exit
+  kill -"${2:-TERM}" "$AGENT_PID" 2>/dev/null
+  n=0
+  while alive "$AGENT_PID" && [ $n -lt 600 ]; do sleep 0.1; n=$((n + 1)); done
+  if alive "$AGENT_PID"; then kill -KILL "$AGENT_PID"; wait "$AGENT_PID"; echo "EXIT $1 hung"; return; fi
+  wait "$AGENT_PID"; echo "EXIT $1 $?"
+}
+wait_exit() { # wait_exit TAG SECONDS: the agent's own exit
+  n=0
+  while alive "$AGENT_PID" && [ $n -lt $(($2 * 10)) ]; do sleep 0.1; n=$((n + 1)); done
+  if alive "$AGENT_PID"; then kill -KILL "$AGENT_PID"; wait "$AGENT_PID"; echo "EXIT $1 hung"; return; fi
+  wait "$AGENT_PID"; echo "EXIT $1 $?"
+}
+unload() { # unload TAG: agent unload --json
+  timeout 120 agent unload --nfd-dir "$NFD" --json >/tmp/unload.out 2>"/tmp/agent-$1.log"; rc=$?
+  echo "EXIT $1 $rc"
+  echo "SNAP $1 $(tr '\n' ' ' </tmp/unload.out)"
+}
+nfd() { if [ -f "$NFD/intel-gpu-driver" ]; then sed "s/^/NFD $1 /" "$NFD/intel-gpu-driver"; else echo "NFD $1 -"; fi; }
+
+# first-load: the entrypoint as the container runs it
+facts pre
+start first --nfd-dir "$NFD"
+wait_ready first 180
+snap first; facts first; nfd first
+ls -R /var/lib/intel-gpu-driver/firmware 2>/dev/null | sed 's/^/FWDIR first /'
+dump first
+
+# second-agent: the lock is held
+timeout 60 agent --nfd-dir "$NFD" >/tmp/agent-second.log 2>&1; echo "EXIT second $?"
+facts second
+alog second; dump second
+
+# sigterm: ready removed, modules stay
+stop sigterm TERM
+snap sigterm; facts sigterm
+alog first; dump sigterm
+
+# restart: the fast path
+start restart run --nfd-dir "$NFD"
+wait_ready restart 180
+snap restart; facts restart; nfd restart
+dump restart
+
+# rmmod while ready: the ready file goes within 5 s (gone, or made again: another inode)
+if [ -e $SD/ready ]; then
+  ino=$(stat -c %i $SD/ready)
+  T=$(now)
+  rmmod agent_test_nic; echo "RMMOD rc=$?"
+  n=0
+  while [ "$(stat -c %i $SD/ready 2>/dev/null)" = "$ino" ] && [ $n -lt 200 ]; do sleep 0.05; n=$((n + 1)); done
+  echo "GONE rmmod $([ "$(stat -c %i $SD/ready 2>/dev/null)" = "$ino" ] && echo 0 || echo 1) t0=$T t=$(now)"
+  snap rmmod-now
+  sleep 3
+  facts rmmod-before; snap rmmod-later; facts rmmod # the kernel's state on both sides of the snapshot
+else
+  echo "GONE rmmod skipped: not ready"
+fi
+stop rmmod TERM
+alog restart; dump rmmod
+
+# unload: everything undone, the firmware path as before
+unload unload
+facts unload; nfd unload
+alog unload; dump unload
+
+# changed-kabi: the k61_old build: a build is needed and possible
+start changed --bundle /bundles/old
+wait_status 180 '"phase" *: *"(waiting-for-build|refused|ready)"'
+sleep 1
+snap changed; facts changed
+stop changed TERM
+alog changed; dump changed
+
+# init-fail: the second module's init fails: the first rolled back
+echo "options agent_test_nic fail_init=1" >/etc/modprobe.d/agent-test.conf
+start initfail
+wait_status 180 '"failure" *: *\{'
+sleep 2
+snap initfail; facts initfail
+dump initfail
+rm /etc/modprobe.d/agent-test.conf
+T0=$(now); kill -HUP "$AGENT_PID" # wait_ready measures from the SIGHUP
+wait_ready initfail-hup 180
+snap initfail-hup; facts initfail-hup
+stop initfail TERM
+unload initfail-unload
+facts initfail-unload
+alog initfail; alog initfail-unload; dump initfail-hup
+
+# foreign-held: someone else's agent_test_helper, held
+insmod /foreign/agent_test_helper.ko; echo "INSMOD foreign-helper $?"
+insmod /foreign/agent_test_holder.ko; echo "INSMOD foreign-holder $?"
+facts foreign-pre
+start foreign --exit-on-refuse
+wait_exit foreign 180
+snap foreign; facts foreign
+alog foreign; dump foreign
+rmmod agent_test_holder; rmmod agent_test_helper
+facts foreign-clean
+
+# ro-state: an unwritable state directory
+mkdir -p /run/ro-state
+mount -t tmpfs -o ro tmpfs /run/ro-state
+start rostate --state-dir /run/ro-state
+wait_exit rostate 60
+echo "FACT rostate-files $(ls -A /run/ro-state | tr '\n' ' ')"
+facts rostate
+alog rostate; dump rostate
+
+# fw-conflict: someone else's firmware path is kept
+echo -n /elsewhere >$FWP
+start fwconflict
+wait_ready fwconflict 180
+wait_status 30 '"firmware" *: *\{'
+snap fwconflict; facts fwconflict
+stop fwconflict TERM
+unload fwconflict-unload
+facts fwconflict-unload
+alog fwconflict; alog fwconflict-unload; dump fwconflict
+
+echo "LCVM END"
+poweroff -f
+INIT
+chmod +x "$root/init"
+vm_pack "$root" "$work/initrd.cpio"
+
+timeout_s=${AGENT_E2E_TIMEOUT:-1200}
+serial="$work/serial.log"
+echo "lifecycle-vm: booting $kver with a $(($(stat -c %s "$work/initrd.cpio") / 1048576)) MiB initramfs" \
+  "(timeout ${timeout_s}s)" >&2
+vm_boot lifecycle-vm "$kdir" "$work/initrd.cpio" "$serial" "$timeout_s" "" -nic user,model=e1000 || true
+[[ -n $log ]] && cp "$serial.txt" "$log"
+
+python3 "$HERE/lifecycle-check.py" "$serial.txt" "$NIC_BDF" "$fw_size" \
+  "$(buildid "$root/opt/lib/modules/$prev_kver/agent_test_helper.ko")" \
+  "$(buildid "$root/opt/lib/modules/$prev_kver/agent_test_nic.ko")" \
+  "$(buildid "$root/foreign/agent_test_helper.ko")" "$kver"

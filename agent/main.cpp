@@ -8,6 +8,7 @@
 
 #include "agent/check.h"
 #include "agent/kabi_check.h"
+#include "agent/kabi_cli.h"
 #include "kabi/text.h"
 
 namespace {
@@ -54,7 +55,10 @@ int run(int argc, char** argv) {
   kcheck->add_flag("--sig-enforce", ko.sig_enforce, "Predict as if module.sig_enforce=1");
   kcheck->add_flag("--lockdown", ko.lockdown, "Predict as if the kernel were locked down (lockdown=integrity)");
   kcheck->add_flag("--json", ko.json, "JSON output (schema 1)");
+  kcheck->add_option("--stablelist", ko.stablelist, "kABI stablelist: how much of the modules' imports it covers");
   kcheck->add_option("modules", ko.modules, "Modules to check (.ko, .ko.xz, .ko.zst, .ko.gz)")->required();
+
+  agent::KabiPipelineCli pipeline(*kabi);  // kabi diff, matrix, explain
 
   try {
     app.parse(argc, argv);
@@ -76,6 +80,7 @@ int run(int argc, char** argv) {
     ko.verbose = verbose;
     return agent::run_kabi_check(ko, std::cout, std::cerr);
   }
+  if (auto rc = pipeline.run(std::cout, std::cerr, verbose)) return *rc;
   std::cerr << app.help();
   return agent::kExitInputError;
 }

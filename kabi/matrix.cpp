@@ -41,8 +41,13 @@ ModulePlan plan_module(const ModuleVerdict& v, size_t max_reasons) {
     if (!r.fatal) continue;
     m.plan = std::max(m.plan, plan_of(r));
     ++m.counts[r.code];
-    if (m.first_reasons.size() < max_reasons) m.first_reasons.push_back(r);
   }
+  // The reasons that decide the plan first (what makes it impossible, say), each kind in the
+  // kernel's order.
+  for (int p = static_cast<int>(m.plan); p >= static_cast<int>(Plan::Rebuild); --p)
+    for (const auto& r : v.reasons)
+      if (r.fatal && plan_of(r) == static_cast<Plan>(p) && m.first_reasons.size() < max_reasons)
+        m.first_reasons.push_back(r);
   // A refusal with no fatal reason cannot happen; if it did, it is no reuse.
   if (v.verdict == Verdict::Refused && m.plan == Plan::Reuse) m.plan = Plan::Rebuild;
   return m;
@@ -183,7 +188,7 @@ std::string matrix_text(const MatrixReport& r) {
     for (const auto& m : k.modules) {
       if (m.plan == Plan::Reuse) continue;
       ++refused;
-      if (first.empty() && !m.first_reasons.empty()) {
+      if (first.empty() && m.plan == k.verdict && !m.first_reasons.empty()) {
         const Reason& reason = m.first_reasons.front();
         first = m.name + ": " + reason.code + (reason.symbol.empty() ? "" : " " + reason.symbol);
       }
@@ -204,8 +209,12 @@ std::string matrix_text(const MatrixReport& r) {
     std::string list;
     for (const auto& n : names) list += (list.empty() ? "" : ", ") + n;
     const size_t n = group.kernels.size();
-    out << "group " << (g + 1) << " (" << plan_name(group.verdict) << "): one image serves "
-        << (n == 1 ? "this kernel" : "these " + std::to_string(n) + " kernels") << ": " << list << '\n';
+    const std::string these = n == 1 ? "this kernel" : "these " + std::to_string(n) + " kernels";
+    out << "group " << (g + 1) << " (" << plan_name(group.verdict) << "): "
+        << (group.verdict == Plan::Reuse     ? "the bundle as built serves " + these
+            : group.verdict == Plan::Rebuild ? "one image rebuilt for any of them serves " + these
+                                             : "no image of these sources serves " + these)
+        << ": " << list << '\n';
   }
   for (const auto& k : r.kernels) {
     bool header = false;

@@ -31,7 +31,8 @@ struct ModulePlan {
   Plan plan = Plan::Reuse;
   int err = 0;                         // errno init_module would return
   std::map<std::string, size_t> counts;  // fatal reason code -> how many
-  std::vector<Reason> first_reasons;     // the first fatal ones, at most `max_reasons`
+  // At most `max_reasons` fatal ones: those that decide `plan` first, each kind in check order.
+  std::vector<Reason> first_reasons;
 };
 
 struct KernelPlan {

@@ -57,7 +57,7 @@ json "matrix JSON: reasons per module" 'j["kernels"][1]["modules"][0]["reasons"]
 json "matrix JSON: stablelist coverage" 'j["stablelist"]["covered"] == 1 and j["stablelist"]["not_covered"] == []'
 json "matrix JSON: a symvers alone says what it could not check" 'any("no module tree" in n for n in j["kernels"][0]["notes"])'
 run "matrix: every kernel reuses" 0 -- matrix --bundle "$work/bundle" "$work/same" "$symvers"
-contains "matrix text: grouped" "one image serves these 2 kernels" "$work/out"
+contains "matrix text: grouped" "the bundle as built serves these 2 kernels" "$work/out"
 
 mkdir -p "$work/tree/kernel"
 cp "$fixtures/basic.ko" "$work/tree/kernel/"

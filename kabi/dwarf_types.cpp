@@ -13,6 +13,8 @@
 #include <elfutils/libdw.h>
 #include <elfutils/libdwfl.h>
 
+#include "kabi/fd.h"
+#include "kabi/file_io.h"
 #include "kabi/handles.h"
 
 namespace agent::kabi {
@@ -246,20 +248,15 @@ bool find_symbol(Dwarf* dw, const std::string& symbol, Dwarf_Die* out) {
 
 Result<TypeExpansion> expand_symbol(const std::filesystem::path& file, const std::string& symbol) {
   const std::string path = file.string();
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return fail(errno, std::strerror(errno), path);
-  struct stat st {};
-  if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-    ::close(fd);
-    return fail(EINVAL, "not a regular file", path);
-  }
+  // Typed before it is opened for reading: a FIFO or a device is an error, never opened.
+  Fd path_fd(::open(path.c_str(), O_PATH | O_CLOEXEC));
+  if (!path_fd) return fail(errno, std::string("cannot open: ") + std::strerror(errno), path);
+  auto fd = open_regular(path_fd, path);
+  if (!fd) return tl::unexpected(fd.error());
   DwflHandle dwfl(dwfl_begin(&kOffline));
-  if (!dwfl) {
-    ::close(fd);
-    return fail(ENOMEM, std::string("libdwfl: ") + dwfl_errmsg(-1), path);
-  }
-  // dwfl owns the descriptor from here (closed by dwfl_end), also on failure.
-  Dwfl_Module* mod = dwfl_report_offline(dwfl.get(), file.filename().c_str(), path.c_str(), fd);
+  if (!dwfl) return fail(ENOMEM, std::string("libdwfl: ") + dwfl_errmsg(-1), path);
+  // libdwfl owns the descriptor from here (closed by dwfl_end, or at once if it fails).
+  Dwfl_Module* mod = dwfl_report_offline(dwfl.get(), file.filename().c_str(), path.c_str(), fd->release());
   if (!mod) return fail(EINVAL, std::string("not an ELF object: ") + dwfl_errmsg(-1), path);
   if (dwfl_report_end(dwfl.get(), nullptr, nullptr) != 0)
     return fail(EINVAL, std::string("libdwfl: ") + dwfl_errmsg(-1), path);

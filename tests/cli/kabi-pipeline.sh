@@ -76,6 +76,7 @@ printf 'not a symvers\n' >"$work/garbage.symvers"
 printf '\tgood\n\tnot a symbol\n' >"$work/bad.stablelist"
 : >"$work/empty.ko"
 mkdir -p "$work/badbundle" "$work/nobundle"
+mkfifo "$work/fifo"
 cp "$work/empty.ko" "$work/badbundle/x.ko"
 for c in \
   "diff garbage|$work/garbage.symvers: line 1|diff $symvers $work/garbage.symvers" \
@@ -85,6 +86,10 @@ for c in \
   "matrix bad stablelist|$work/bad.stablelist: line 2|matrix --bundle $work/bundle --stablelist $work/bad.stablelist $symvers" \
   "matrix garbage kernel|$work/garbage.symvers: line 1|matrix --bundle $work/bundle $work/garbage.symvers" \
   "explain no DWARF|$fixtures/explain_nodebug.o: no DWARF|explain kabi_version --old $fixtures/explain_nodebug.o --new $fixtures/explain_new.o" \
+  "matrix FIFO kernel|$work/fifo: neither a Module.symvers nor a directory|matrix --bundle $work/bundle $work/fifo" \
+  "matrix FIFO stablelist|$work/fifo: is a FIFO|matrix --bundle $work/bundle --stablelist $work/fifo $symvers" \
+  "explain FIFO|$work/fifo: is a FIFO|explain kabi_version --old $work/fifo --new $fixtures/explain_new.o" \
+  "check bad stablelist|$work/bad.stablelist: line 2|check --stablelist $work/bad.stablelist --symvers $symvers --kernel-modules $work/tree $fixtures/provider.ko" \
   "explain no symbol|no external function or variable nope|explain nope --old $fixtures/explain_old.o --new $fixtures/explain_new.o"; do
   IFS='|' read -r name text args <<<"$c"
   read -r -a argv <<<"$args"

@@ -8,6 +8,7 @@
 #include "catch2_compat.h"
 
 #include <algorithm>
+#include <chrono>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
@@ -173,6 +174,31 @@ TEST_CASE("diff of the real pairs, for i915's imports: none on the same-CRC pair
   REQUIRE(full_k61);
   REQUIRE(full_same);
   CHECK(diff_symvers(*full_same, *full_k61).empty());
+}
+
+TEST_CASE("speed: one bundle (i915 and its in-tree dependencies) over 20 kernels in well under a second") {
+  // What `agent kabi matrix` does per kernel: locate, read the symvers (only the imports kept)
+  // and the tree's facts, evaluate, plan, fingerprint. bench/matrix.sh measures the CLI.
+  auto tree = scan_module_tree(kernel_of("k61_same") / "modules");
+  REQUIRE(tree);
+  std::vector<ModuleInfo> bundle;
+  auto add = [&](const std::string& name) {
+    auto m = read_module(tree->modules.at(name).path, {.trusted_certs = nullptr, .sha256 = false});
+    REQUIRE(m);
+    bundle.push_back(std::move(*m));
+  };
+  add("i915");
+  for (const auto& d : tree->modules.at("i915").depends) add(d);
+  CHECK(bundle.size() > 5);
+  const std::vector<std::string> roles = {"k61", "k61_same", "k61_old", "k612", "k612_old"};
+  const auto start = std::chrono::steady_clock::now();
+  MatrixReport r;
+  for (size_t i = 0; i < 20; ++i) r.kernels.push_back(plan_on(bundle, roles[i % roles.size()]));
+  group_kernels(r);
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  std::cerr << "matrix of " << bundle.size() << " modules over 20 kernels: " << seconds * 1e3 << " ms\n";
+  CHECK(seconds < 1.0);
+  CHECK(r.groups.size() == 4);  // k61 + k61_same, k61_old, k612, k612_old
 }
 
 int main(int argc, char** argv) {

@@ -21,7 +21,11 @@ bool is_dir(const fs::path& p) {
   return fs::is_directory(p, ec);
 }
 
-bool is_module_tree(const fs::path& d) { return is_file(d / "modules.dep") || is_dir(d / "kernel"); }
+// /lib/modules/<kver>: depmod's index, or at least kernel/ (a kernel build tree has kernel/ too,
+// beside its Module.symvers: that one is a symvers).
+bool is_module_tree(const fs::path& d) {
+  return is_file(d / "modules.dep") || (is_dir(d / "kernel") && !is_file(d / "Module.symvers"));
+}
 
 // The sorted entries of `dir` whose `sub` exists (a file when `want_file`, else a directory).
 std::vector<fs::path> children_with(const fs::path& dir, const fs::path& sub, bool want_file) {

@@ -21,7 +21,7 @@ struct KernelSource {
 };
 
 // Finds what ARG holds. A regular file is a Module.symvers. A directory is a module tree when it
-// has modules.dep or kernel/; its symvers is then <tree>/build/Module.symvers or
+// has modules.dep, or kernel/ and no Module.symvers (a kernel build tree); its symvers is then <tree>/build/Module.symvers or
 // <tree>/symvers.gz when present. Any other directory is searched for both, in this order:
 // symvers: Module.symvers[.gz|.xz|.zst], symvers.gz, usr/src/linux-headers-*/Module.symvers,
 // usr/src/kernels/*/Module.symvers; tree: modules/, lib/modules/*/, usr/lib/modules/*/.

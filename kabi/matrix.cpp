@@ -74,8 +74,12 @@ std::string bundle_fingerprint(const std::vector<std::string>& imports, const Ke
       f += e->type_known ? std::string(export_type_name(e->type)) : "?";
       f += ' ';
       f += e->ns_known ? e->ns : "?";
-      // A module of the kernel's tree the bundle would depend on.
-      if (e->owner != "vmlinux") f += " " + owner_module_name(e->owner);
+      // A module of the kernel's tree the bundle would depend on, and whether the tree has it.
+      if (e->owner != "vmlinux") {
+        const std::string owner = owner_module_name(e->owner);
+        f += " " + owner;
+        if (!k.in_tree.empty() && !k.in_tree.count(owner)) f += " (not in the tree)";
+      }
     } else {
       f += " -";
     }

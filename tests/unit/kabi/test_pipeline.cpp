@@ -236,6 +236,13 @@ TEST_CASE("bundle_fingerprint: the same needed CRCs give the same fingerprint, a
   KernelModel c = a;
   c.vermagic = "6.1.0-56-amd64 SMP mod_unload modversions ";
   CHECK(bundle_fingerprint(imports, a) != bundle_fingerprint(imports, c));
+  // A provider module missing from one kernel's tree: not the same kernel for the bundle.
+  KernelModel d = a, e = a;
+  const std::vector<std::string> drm = {"drm_dev_register"};
+  d.in_tree["drm"] = InTreeModule{"drm", "kernel/drivers/gpu/drm/drm.ko", {}};
+  e.in_tree["loop"] = InTreeModule{"loop", "kernel/drivers/block/loop.ko", {}};
+  CHECK(bundle_fingerprint(drm, d) != bundle_fingerprint(drm, e));
+  CHECK(bundle_fingerprint(drm, d) == bundle_fingerprint(drm, a));  // no tree: not known
 }
 
 TEST_CASE("locate_kernel: a symvers, a tree, a directory holding both, an unpacked package") {
@@ -268,6 +275,13 @@ TEST_CASE("locate_kernel: a symvers, a tree, a directory holding both, an unpack
   auto two = locate_kernel(t / "pkg");
   REQUIRE(!two);
   CHECK(two.error().message.find("more than one Module.symvers") != std::string::npos);
+  // A kernel build tree: kernel/ (sources) beside its Module.symvers is no module tree.
+  spit(t / "linux/Module.symvers", symvers);
+  fs::create_directories(t / "linux/kernel");
+  auto build = locate_kernel(t / "linux");
+  REQUIRE(build);
+  CHECK(build->symvers == (t / "linux/Module.symvers").string());
+  CHECK(build->module_dir.empty());
   CHECK(!locate_kernel(t / "nothing"));
   fs::create_directories(t / "empty");
   CHECK(!locate_kernel(t / "empty"));

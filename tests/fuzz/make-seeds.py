@@ -144,7 +144,7 @@ def main():
         print(__doc__, file=sys.stderr)
         return 2
     out = pathlib.Path(sys.argv[1])
-    seeds = {t: {} for t in ("symvers", "module", "decompress", "signature", "kernel_image")}
+    seeds = {t: {} for t in ("symvers", "module", "decompress", "signature", "kernel_image", "stablelist")}
 
     def add(target, name, data):
         if 0 < len(data) <= MAX_SEED and data not in seeds[target].values():
@@ -248,6 +248,13 @@ def main():
                 streams["zst"] = r.stdout
         for ext, stream in streams.items():
             add("kernel_image", f"bzimage.{ext}", bzimage(stream + len(vmlinux).to_bytes(4, "little")))
+
+    # stablelist: RHEL's sectioned form with real symbol names, a plain list, comments, CRLF.
+    names = [line.split(b"\t")[1] for text in symvers_text[:1] for line in text.splitlines()[:40]
+             if line.count(b"\t") >= 3]
+    add("stablelist", "rhel", b"[rhel9_x86_64_stablelist]\n" + b"".join(b"\t" + n + b"\n" for n in names))
+    add("stablelist", "plain", b"# plain list\n" + b"\r\n".join(names[:10]) + b"\n")
+    add("stablelist", "sections", b"[a]\n\tx\n\n[b]\n\ty.z$\n")
 
     for target, files in seeds.items():
         d = out / target

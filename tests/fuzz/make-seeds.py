@@ -144,7 +144,8 @@ def main():
         print(__doc__, file=sys.stderr)
         return 2
     out = pathlib.Path(sys.argv[1])
-    seeds = {t: {} for t in ("symvers", "module", "decompress", "signature", "kernel_image", "host_text")}
+    seeds = {t: {} for t in ("symvers", "module", "decompress", "signature", "kernel_image", "stablelist",
+                             "host_text")}
 
     def add(target, name, data):
         if 0 < len(data) <= MAX_SEED and data not in seeds[target].values():
@@ -256,6 +257,12 @@ def main():
         b"  x=\"a b\"\ninstall i915 /bin/false\n")
     add("host_text", "cmdline", b"BOOT_IMAGE=/boot/vmlinuz ro i915.enable_psr=0 xe.force_probe=\"*\" quiet -- init.x=1\n")
     add("host_text", "builtin", b"kernel/drivers/gpu/drm/drm.ko\nkernel/fs/ext4/ext4.ko\n")
+    # stablelist: RHEL's sectioned form with real symbol names, a plain list, comments, CRLF.
+    names = [line.split(b"\t")[1] for text in symvers_text[:1] for line in text.splitlines()[:40]
+             if line.count(b"\t") >= 3]
+    add("stablelist", "rhel", b"[rhel9_x86_64_stablelist]\n" + b"".join(b"\t" + n + b"\n" for n in names))
+    add("stablelist", "plain", b"# plain list\n" + b"\r\n".join(names[:10]) + b"\n")
+    add("stablelist", "sections", b"[a]\n\tx\n\n[b]\n\ty.z$\n")
 
     for target, files in seeds.items():
         d = out / target

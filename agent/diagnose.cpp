@@ -1,21 +1,12 @@
 #include "agent/diagnose.h"
 
 #include <algorithm>
-#include <cctype>
 #include <cerrno>
-#include <cstddef>
-#include <cstdio>
-#include <map>
-#include <ostream>
 #include <set>
-#include <sstream>
 #include <tuple>
-
-#include <spdlog/spdlog.h>
 
 #include "kabi/kernel_keys.h"
 #include "kabi/text.h"
-#include "kabi/report.h"
 
 namespace agent {
 namespace fs = std::filesystem;

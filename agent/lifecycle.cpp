@@ -68,6 +68,7 @@ class Entrypoint {
         journal_(std::move(journal)) {
     status_.agent_version = o.agent_version;
     status_.boot_id = std::move(boot_id);
+    for (const auto& r : journal_.removed) status_.removed.push_back(r.name);
   }
 
   int run();
@@ -84,6 +85,8 @@ class Entrypoint {
   bool all_bound() const;
   bool become_ready();
   void lose_ready(const std::string& what);
+  void withdraw_ready();  // the ready file (first) and the NFD file go
+  void track();  // not ready any more: keep the status in step with the kernel
   int stop(int code);
 
   void set_phase(Phase p, const std::string& message, level_enum level = spdlog::level::info);
@@ -101,6 +104,7 @@ class Entrypoint {
   Status status_;
   Clock::time_point started_ = Clock::now();
   bool first_ready_ = true;
+  bool lost_ = false;  // was ready, then the driver went behind the agent's back
 
   // The diagnosis behind the current state: the bundle, its devices, the kernel's module dir.
   std::optional<Diagnosis> diag_;
@@ -418,7 +422,8 @@ std::string Entrypoint::why_not_ready() {
     if (it == loaded->modules.end()) return m.verdict.name + " was removed";
     if (!m.build_id.empty() && !it->second.build_id.empty() && it->second.build_id != m.build_id)
       return m.verdict.name + " was replaced by another build (" + it->second.build_id + ")";
-    if (!m.live) return m.verdict.name + " is " + it->second.state;
+    if (!m.live)
+      return m.verdict.name + (it->second.state == "Unloading" ? " is being removed (Unloading)" : " is " + it->second.state);
   }
   refresh_devices();
   for (const auto& d : status_.devices) {
@@ -473,7 +478,7 @@ bool Entrypoint::become_ready() {
   return true;
 }
 
-void Entrypoint::lose_ready(const std::string& what) {
+void Entrypoint::withdraw_ready() {
   if (auto r = state_.remove(kReadyFile); !r) log_line(spdlog::level::err, "", r.error().what());
   if (!journal_.nfd_file.empty() && o_.nfd_dir) {
     if (auto live = kabi::RootFs::open("/"))
@@ -481,10 +486,26 @@ void Entrypoint::lose_ready(const std::string& what) {
     journal_.nfd_file.clear();
     save_journal_or_log();
   }
+}
+
+void Entrypoint::lose_ready(const std::string& what) {
+  withdraw_ready();
   status_.event = utc_now() + ": " + what;
   status_.reasons.clear();
+  refresh_devices();
   note(run_reason::kDriverLost, what + " behind the agent's back; send SIGHUP (or restart the pod) to load again");
   set_phase(Phase::Refused, "no longer ready: " + what, spdlog::level::err);
+}
+
+void Entrypoint::track() {
+  auto loaded = probes::probe_loaded_modules(root_, diag_ ? diag_->kernel.module_dir : std::string());
+  if (!loaded) return;
+  for (auto& m : status_.modules) {
+    auto it = loaded->modules.find(m.verdict.name);
+    m.live = it != loaded->modules.end() && (it->second.state.empty() || it->second.state == "Live");
+  }
+  refresh_devices();
+  write_status();
 }
 
 int Entrypoint::stop(int code) {
@@ -511,8 +532,16 @@ int Entrypoint::run() {
   Outcome outcome = attempt();
   for (;;) {
     if (interrupted_ && interrupted_->kind == WatchEvent::Kind::Terminate) return stop(kRunStopped);
-    interrupted_.reset();
     if (outcome == Outcome::Stop) return stop(kRunStopped);
+    if (interrupted_ && interrupted_->kind == WatchEvent::Kind::Reload) {  // a SIGHUP while acting
+      interrupted_.reset();
+      outcome = attempt();
+      continue;
+    }
+    interrupted_.reset();
+    // A pass that ended anywhere but ready (SIGHUP while ready, then refused) takes back the
+    // ready file and the NFD labels.
+    if (outcome != Outcome::Ready) withdraw_ready();
     if (outcome == Outcome::Refused && o_.exit_on_refuse) {
       log_line(spdlog::level::warn, "refused", "exiting (--exit-on-refuse)");
       return kRunRefused;
@@ -528,6 +557,7 @@ int Entrypoint::run() {
       case WatchEvent::Kind::Reload:
         log_line(spdlog::level::info, "", e.signal + " received: deciding again");
         status_.event.clear();
+        lost_ = false;
         outcome = attempt();
         break;
       case WatchEvent::Kind::Timeout:
@@ -538,7 +568,10 @@ int Entrypoint::run() {
           if (!why.empty()) {
             lose_ready(why);
             outcome = Outcome::Refused;
+            lost_ = true;
           }
+        } else if (lost_) {
+          track();
         } else if (outcome == Outcome::Waiting && e.kind == WatchEvent::Kind::Timeout) {
           outcome = attempt();
         } else if (e.kind == WatchEvent::Kind::Uevent && e.subsystem == "pci" && e.action == "add" &&

@@ -8,6 +8,7 @@ PACKAGES=(
   catch2 libcli11-dev libexpected-dev zlib1g-dev liblzma-dev libzstd-dev libssl-dev
   kmod xz-utils zstd gzip cpio openssl python3 libc6-dev
   qemu-system-x86 busybox-static umockdev libumockdev-dev
+  dkms
   clang libclang-rt-14-dev hyperfine time
   shellcheck yamllint
 )

@@ -135,7 +135,10 @@ Result<void> enter_build_namespace(const std::vector<OpenedMount>& mounts, const
       std::string ancestor = parent_of(target);
       while (::lstat(ancestor.c_str(), &st) != 0) ancestor = parent_of(ancestor);
       if (!S_ISDIR(st.st_mode)) return fail(ENOTDIR, "cannot make a mount point under " + ancestor);
-      if (auto o = overlay(ancestor); !o) return o;
+      // Inside an overlay made for an earlier mount point it is writable already.
+      const bool writable = std::any_of(overlaid.begin(), overlaid.end(), [&](const std::string& o) { return under(ancestor, o); });
+      if (!writable)
+        if (auto o = overlay(ancestor); !o) return o;
       fs::create_directories(parent_of(target), ec);
       if (ec) return fail(ec.value(), "cannot create " + parent_of(target) + ": " + ec.message());
       const int made = m.file ? ::open(target.c_str(), O_CREAT | O_WRONLY | O_CLOEXEC, 0644) : ::mkdir(target.c_str(), 0755);

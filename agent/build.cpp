@@ -338,12 +338,11 @@ class Builder {
 std::pair<std::string, std::string> Builder::build_all(const std::string& work, const std::string& log) {
   auto plan = plan_header_mounts(root_, in_.headers, in_.release);
   if (!plan) return {"build_failed", plan.error().what()};
-  std::vector<OpenedMount> mounts;
+  std::vector<MountSpec> mounts;
   for (const auto& m : *plan) {
-    auto fd = root_.fs().open_at(m.host_path, O_PATH | O_DIRECTORY);
-    if (!fd) return {"build_failed", fd.error().what()};
+    if (!root_.is_directory(m.host_path)) return {"build_failed", root_.display(m.host_path) + ": not a directory"};
     spdlog::debug("build: {} at {} ({})", root_.display(m.host_path), m.target, m.why);
-    mounts.push_back({std::move(*fd), m.target, false});
+    mounts.push_back({kabi::normalize_path(root_.root().string() + "/" + m.host_path), m.target, false});
   }
   // dkms would sign with a key it generates under /var/lib/dkms; signing is the agent's (later)
   // business, so its configuration is replaced by one that names no signing tool.
@@ -356,12 +355,13 @@ std::pair<std::string, std::string> Builder::build_all(const std::string& work, 
   ::mkdir(empty_dir.c_str(), 0755);
   std::error_code ec;
   if (fs::exists("/etc/dkms/framework.conf", ec))
-    mounts.push_back({Fd(::open(framework.c_str(), O_PATH | O_CLOEXEC)), "/etc/dkms/framework.conf", true});
+    mounts.push_back({framework, "/etc/dkms/framework.conf", true});
   if (fs::is_directory("/etc/dkms/framework.conf.d", ec))
-    mounts.push_back({Fd(::open(empty_dir.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC)), "/etc/dkms/framework.conf.d", false});
+    mounts.push_back({empty_dir, "/etc/dkms/framework.conf.d", false});
   const std::string scratch = work + "/scratch";
   ::mkdir(scratch.c_str(), 0700);
   ::mkdir((work + "/tmp").c_str(), 0700);
+  ::mkdir((work + "/dkms").c_str(), 0755);
 
   const Fd logfd(::open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644));
   if (!logfd) return {"build_failed", "cannot create the log " + log + ": " + std::strerror(errno)};
@@ -418,6 +418,26 @@ std::pair<std::string, std::string> Builder::build_all(const std::string& work, 
     }
     ::setpgid(pid, pid);  // also here: no window in which a kill(-pid) misses the child
 
+    // dkms sends make's output to a make.log of its own (moved under <kver>/<arch>/log/ on
+    // success): the progress line reads it, and it is appended to the build's log afterwards.
+    const fs::path pkg_tree = fs::path(work) / "dkms" / pkg.name / pkg.version;
+    const auto make_log = [&]() -> std::string {
+      std::error_code e;
+      if (fs::exists(pkg_tree / "build/make.log", e)) return (pkg_tree / "build/make.log").string();
+      for (fs::directory_iterator it(pkg_tree / in_.release, e), end; !e && it != end; it.increment(e))
+        if (fs::exists(it->path() / "log/make.log", e)) return (it->path() / "log/make.log").string();
+      return {};
+    };
+    const auto append_make_log = [&]() {
+      const std::string ml = make_log();
+      if (ml.empty()) return;
+      auto text = read_local(ml);
+      if (!text) return;
+      const std::string head = "\n---- " + dir + ": make's output (dkms make.log) ----\n";
+      (void)!::write(logfd.get(), head.data(), head.size());
+      (void)!::write(logfd.get(), text->data(), text->size());
+    };
+
     int status = 0;
     bool exited = false;
     std::string stop;  // why the group is being killed
@@ -430,8 +450,9 @@ std::pair<std::string, std::string> Builder::build_all(const std::string& work, 
       if (!stop.empty()) break;
       if (Clock::now() - last_progress >= std::chrono::seconds(10)) {
         last_progress = Clock::now();
+        const std::string ml = make_log();
         spdlog::info("building {}: {:.0f} s: {}", dir, std::chrono::duration<double>(Clock::now() - t0).count(),
-                     last_log_line(log));
+                     last_log_line(ml.empty() ? log : ml));
       }
       ::usleep(200 * 1000);  // a signal ends it early
     }
@@ -448,6 +469,7 @@ std::pair<std::string, std::string> Builder::build_all(const std::string& work, 
     ::kill(-pid, SIGKILL);
     while (::waitpid(-pid, nullptr, 0) > 0 || errno == EINTR) {}
     build_seconds_ = std::chrono::duration<double>(Clock::now() - t0).count();
+    append_make_log();
     if (!stop.empty()) {
       spdlog::warn("build of {} {}; the build's processes are killed", dir, stop);
       return {g_stop_signal ? "interrupted" : "build_timeout", "the build of " + dir + " " + stop};

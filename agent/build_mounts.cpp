@@ -2,7 +2,9 @@
 
 #include <fcntl.h>
 #include <sched.h>
+#include <linux/openat2.h>
 #include <sys/mount.h>
+#include <sys/syscall.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -103,7 +105,7 @@ Result<std::vector<BindMount>> plan_header_mounts(const probes::HostRoot& root, 
   return out;
 }
 
-Result<void> enter_build_namespace(const std::vector<OpenedMount>& mounts, const std::string& scratch) {
+Result<void> enter_build_namespace(const std::vector<MountSpec>& mounts, const std::string& scratch) {
   if (::unshare(CLONE_NEWNS) != 0) return fail(errno, "unshare(CLONE_NEWNS): " + err_text(errno));
   if (::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0)
     return fail(errno, "mount --make-rprivate /: " + err_text(errno));
@@ -145,9 +147,17 @@ Result<void> enter_build_namespace(const std::vector<OpenedMount>& mounts, const
       if (made < 0) return fail(errno, "cannot create " + target + ": " + err_text(errno));
       if (m.file) ::close(made);
     }
-    const std::string source = "/proc/self/fd/" + std::to_string(m.source.get());
+    // Opened without following any link: a link planted in the host tree since the plan was
+    // made fails here instead of mounting something else.
+    struct open_how how {};
+    how.flags = O_PATH | O_CLOEXEC | (m.file ? 0 : O_DIRECTORY);
+    how.resolve = RESOLVE_NO_SYMLINKS;
+    Fd src(static_cast<int>(::syscall(SYS_openat2, AT_FDCWD, m.source.c_str(), &how, sizeof how)));
+    if (!src && errno == ENOSYS) src = Fd(::open(m.source.c_str(), static_cast<int>(how.flags) | O_NOFOLLOW));
+    if (!src) return fail(errno, "cannot open " + m.source + ": " + err_text(errno));
+    const std::string source = "/proc/self/fd/" + std::to_string(src.get());
     if (::mount(source.c_str(), target.c_str(), nullptr, MS_BIND | MS_REC, nullptr) != 0)
-      return fail(errno, "bind " + target + ": " + err_text(errno));
+      return fail(errno, "bind " + m.source + " on " + target + ": " + err_text(errno));
     if (::mount(nullptr, target.c_str(), nullptr, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV, nullptr) != 0)
       return fail(errno, "read-only " + target + ": " + err_text(errno));
   }

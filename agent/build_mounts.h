@@ -30,10 +30,12 @@ struct BindMount {
 [[nodiscard]] Result<std::vector<BindMount>> plan_header_mounts(const probes::HostRoot& root, const std::string& headers,
                                                                 const std::string& release);
 
-// An opened mount source (O_PATH through the root, so a link swapped in later cannot redirect
-// it) and its target.
-struct OpenedMount {
-  Fd source;
+// A mount source as a path of this filesystem (the root's path + a canonical host path: no
+// links in it, and none are followed when it is opened in the namespace) and its target. A
+// descriptor opened before unshare() would not do: bind mounts from another namespace's mounts
+// are refused (EINVAL).
+struct MountSpec {
+  std::string source;
   std::string target;
   bool file = false;  // a file bind (dkms's framework.conf), not a directory
 };
@@ -43,6 +45,6 @@ struct OpenedMount {
 // its nearest existing ancestor, backed by a tmpfs on `scratch` (a directory of the build's
 // own), so nothing of the agent's filesystem is written. Returns the first failure as text.
 // Async-signal-safe it is not: the child of a single-threaded parent may allocate.
-[[nodiscard]] Result<void> enter_build_namespace(const std::vector<OpenedMount>& mounts, const std::string& scratch);
+[[nodiscard]] Result<void> enter_build_namespace(const std::vector<MountSpec>& mounts, const std::string& scratch);
 
 }  // namespace agent

@@ -99,7 +99,7 @@ run_build "$work/r2.json" "$src"
 check "second run exits 0" test "$rc" -eq 0
 check "second run: result cached" test "$(jget "$work/r2.json" 'd["result"]')" = cached
 check "second run: the same key" test "$(jget "$work/r2.json" 'd["key"]')" = "$key"
-check "second run: no build" test "$(jget "$work/r2.json" 'd["build_seconds"]')" = 0
+check "second run: no build" test "$(jget "$work/r2.json" 'd["build_seconds"] == 0')" = True
 echo "build-node: cache hit in $(jget "$work/r2.json" 'd["total_seconds"]') s"
 
 # 3. sources that do not compile
@@ -115,7 +115,7 @@ check "broken sources: the log names the error ($log3)" grep -q 'deliberately br
 check "broken sources: a failed.json in the cache" test -f "$builds/$(jget "$work/r3.json" 'd["key"]')/failed.json"
 run_build "$work/r4.json" "$bad"
 check "broken sources again: exit 1" test "$rc" -eq 1
-check "broken sources again: not rebuilt" test "$(jget "$work/r4.json" 'd["build_seconds"]')" = 0
+check "broken sources again: not rebuilt" test "$(jget "$work/r4.json" 'd["build_seconds"] == 0')" = True
 check "broken sources again: the same log" test "$(jget "$work/r4.json" 'd["log"]')" = "$log3"
 check "no temporary directory left" test -z "$(ls -A "$work/tmp")"
 
@@ -128,7 +128,8 @@ run_build "$work/r5.json" "$slow" --timeout 4
 check "timeout: exit 1" test "$rc" -eq 1
 check "timeout: reason build_timeout" test "$(jget "$work/r5.json" 'd["reason"]')" = build_timeout
 check "timeout: no temporary directory left" test -z "$(ls -A "$work/tmp")"
-check "timeout: no process of the build left" bash -c "! pgrep -f 'sleep 67.5'"
+# (The patterns' brackets keep pgrep from matching the shell that runs it.)
+check "timeout: no process of the build left" bash -c "! pgrep -f '[s]leep 67.5'"
 
 slow2=$work/src-slow2
 make_src "$slow2"
@@ -144,7 +145,7 @@ cat "$work/r6.err" >&2
 check "SIGTERM: exit 1" test "$rc" -eq 1
 check "SIGTERM: reason interrupted" test "$(jget "$work/r6.json" 'd["reason"]')" = interrupted
 check "SIGTERM: no temporary directory left" test -z "$(ls -A "$work/tmp")"
-check "SIGTERM: no process of the build left" bash -c "! pgrep -f 'sleep 68.5' && ! pgrep -f '$work/tmp/'"
+check "SIGTERM: no process of the build left" bash -c "! pgrep -f '[s]leep 68.5' && ! pgrep -f '$work/tm[p]/'"
 entries_after=$(ls -A "$builds" | sort)
 # The timed-out build is recorded (a failure of these inputs); the interrupted one is not, and
 # nothing half-written (.tmp-*) is left.

@@ -4,6 +4,8 @@
 #include <ostream>
 
 #include "kabi/kernel_keys.h"
+#include "kabi/kernel_source.h"
+#include "kabi/matrix.h"
 #include "kabi/module.h"
 #include "kabi/report.h"
 #include "kabi/rules.h"
@@ -21,6 +23,15 @@ int run_kabi_check(const KabiCheckOptions& o, std::ostream& out, std::ostream& e
       return kExitInputError;
     }
     set.push_back(std::move(*m));
+  }
+  std::optional<kabi::StablelistCoverage> coverage;
+  if (!o.stablelist.empty()) {
+    auto list = kabi::read_stablelist(o.stablelist);
+    if (!list) {
+      err << "agent: " << printable(list.error().what()) << '\n';
+      return kExitInputError;
+    }
+    coverage = kabi::stablelist_coverage(*list, kabi::bundle_imports(set));
   }
   // Malformed input is reported before the kernel's files are read; the model covers what
   // this set needs.
@@ -58,10 +69,14 @@ int run_kabi_check(const KabiCheckOptions& o, std::ostream& out, std::ostream& e
     }
   }
   const kabi::Evaluation ev = kabi::evaluate(set, *kernel);
-  if (o.json)
-    out << safe_dump(kabi::evaluation_json(ev, *kernel)) << '\n';
-  else
+  if (o.json) {
+    nlohmann::json j = kabi::evaluation_json(ev, *kernel);
+    if (coverage) j["stablelist"] = kabi::stablelist_json(*coverage);
+    out << safe_dump(j) << '\n';
+  } else {
     out << printable(kabi::evaluation_text(ev, *kernel, o.verbose));
+    if (coverage) out << '\n' << printable(kabi::stablelist_text(*coverage));
+  }
   return ev.all_loadable() ? kExitLoadable : kExitRefused;
 }
 

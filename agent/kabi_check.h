@@ -15,6 +15,7 @@ struct KabiCheckOptions {
   std::filesystem::path kernel_modules;  // /lib/modules/<kver> of the target kernel
   std::filesystem::path kernel_image;    // vmlinuz, for its trusted certificates; optional
   std::vector<std::filesystem::path> modules;
+  std::filesystem::path stablelist;      // kABI stablelist: coverage of the modules' imports; optional
   kabi::MissingVersionPolicy policy = kabi::MissingVersionPolicy::Strict;
   bool sig_enforce = false;
   bool lockdown = false;

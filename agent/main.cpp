@@ -11,6 +11,7 @@
 #include "agent/kabi_check.h"
 #include "agent/lifecycle.h"
 #include "agent/log.h"
+#include "agent/kabi_cli.h"
 #include "kabi/text.h"
 
 namespace {
@@ -81,6 +82,7 @@ int run(int argc, char** argv) {
   kcheck->add_flag("--sig-enforce", ko.sig_enforce, "Predict as if module.sig_enforce=1");
   kcheck->add_flag("--lockdown", ko.lockdown, "Predict as if the kernel were locked down (lockdown=integrity)");
   kcheck->add_flag("--json", ko.json, "JSON output (schema 1)");
+  kcheck->add_option("--stablelist", ko.stablelist, "kABI stablelist: how much of the modules' imports it covers");
   kcheck->add_option("modules", ko.modules, "Modules to check (.ko, .ko.xz, .ko.zst, .ko.gz)")->required();
 
   // agent build: the image's DKMS sources against the running kernel, cached (agent/build.h).
@@ -94,6 +96,8 @@ int run(int argc, char** argv) {
   build_cmd->add_flag("--rebuild", bo.rebuild, "Build even when a failure is recorded for these inputs");
   build_cmd->add_option("--timeout", build_timeout, "Seconds the build may take (default 3600)")->check(CLI::Range(1, 86400));
 
+  agent::KabiPipelineCli pipeline(*kabi);  // kabi diff, matrix, explain
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -101,6 +105,10 @@ int run(int argc, char** argv) {
     return rc == 0 ? 0 : agent::kExitInputError;
   }
   if (verbose) spdlog::set_level(spdlog::level::debug);
+  if (!check_policy.empty())
+    co.policy = check_policy == "upstream" ? agent::kabi::MissingVersionPolicy::Upstream
+                                           : agent::kabi::MissingVersionPolicy::Strict;
+  co.state_dir = ro.state_dir;
 
   if (build_cmd->parsed()) {
     agent::setup_logging(agent::LogFormat::Text, verbose ? spdlog::level::debug : spdlog::level::info);
@@ -122,9 +130,6 @@ int run(int argc, char** argv) {
       uo.json = co.json;
       return agent::run_unload(uo, std::cout, std::cerr);
     }
-    if (!check_policy.empty())
-      co.policy = check_policy == "upstream" ? agent::kabi::MissingVersionPolicy::Upstream
-                                             : agent::kabi::MissingVersionPolicy::Strict;
     ro.check = co;
     ro.nfd_dir = nfd_dir;
     ro.bind_timeout = std::chrono::seconds(bind_timeout);
@@ -134,11 +139,7 @@ int run(int argc, char** argv) {
     return agent::run_entrypoint(ro);
   }
   if (check) {
-    if (!check_policy.empty())
-      co.policy = check_policy == "upstream" ? agent::kabi::MissingVersionPolicy::Upstream
-                                             : agent::kabi::MissingVersionPolicy::Strict;
     co.verbose = verbose;
-    co.state_dir = ro.state_dir;
     return agent::run_check(co, std::cout, std::cerr);
   }
   if (kcheck->parsed()) {
@@ -146,6 +147,7 @@ int run(int argc, char** argv) {
     ko.verbose = verbose;
     return agent::run_kabi_check(ko, std::cout, std::cerr);
   }
+  if (auto rc = pipeline.run(std::cout, std::cerr, verbose)) return *rc;
   std::cerr << app.help();
   return agent::kExitInputError;
 }

@@ -4,8 +4,12 @@
 # k61_same, k61_old and k61 of tests/e2e/fetch-kernels.sh: other ABIs once the archive drops
 # these). The agent predicts; then the real kernel, booted under qemu, inserts the same
 # modules and answers.
-# Last, `agent --check` runs inside that real kernel on its live /sys and /proc, with a bundle
+# Then `agent --check` runs inside that real kernel on its live /sys and /proc, with a bundle
 # whose module drives the VM's Intel NIC, and the kernel inserts it and binds the device.
+# Last, the product itself: the agent as the entrypoint (`agent`) in one boot of that kernel,
+# with the test driver set (tests/fixtures/kmod-src, built against the real Debian headers):
+# first load to ready, restart fast path, rmmod while ready, unload, changed kABI, a failing
+# init rolled back, a foreign module in use, with the start-to-ready times.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -53,4 +57,9 @@ echo
 echo "=== agent --check on the real kernel $target under qemu: a bundle with $same's e1000 for the VM's Intel NIC, then the kernel inserts it ==="
 vm_rc=0
 bash tests/e2e/check-vm.sh -s -a "$AGENT" "$target" || vm_rc=$?
-[[ $agree -eq $total && $vm_rc -eq 0 ]]
+
+echo
+echo "=== the entrypoint (agent) on the real kernel $target under qemu: the test driver set for the VM's Intel NIC, bundle built for $same ==="
+run_rc=0
+bash tests/e2e/lifecycle-vm.sh -a "$AGENT" "$target" || run_rc=$?
+[[ $agree -eq $total && $vm_rc -eq 0 && $run_rc -eq 0 ]]

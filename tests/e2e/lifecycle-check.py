@@ -90,7 +90,7 @@ def check(scenario, ok, what):
 # agent's, left in the state directory (stale), and counts as none.
 RUN_OF = {"first": "first", "sigterm": "first", "restart": "restart", "rmmod-now": "restart",
           "rmmod-later": "restart", "changed": "changed", "initfail": "initfail", "initfail-hup": "initfail",
-          "foreign": "foreign", "fwconflict": "fwconflict"}
+          "foreign": "foreign", "fwconflict": "fwconflict", "swap": "swap"}
 
 
 def stale(tag):
@@ -327,6 +327,26 @@ check("foreign", snaps.get("foreign") is not None and f("foreign", "helper") == 
       (f("foreign", "helper"), f("foreign", "helper_id"), f("foreign", "holder"), f("foreign", "nic"),
        f("foreign", "ready")))
 
+# ---- the kernel's own module of a bundle name, unused: swapped, then restored --------------
+s = st("swap")
+conf = [c for c in s.get("conflicts") or [] if isinstance(c, dict) and c.get("name") == "agent_test_helper"]
+check("swap", inserts.get("intree-helper") == 0 and f("swap-pre", "helper_id") == foreign_id,
+      "intree-swap: setup: the tree's agent_test_helper (%s) inserted (%s)" %
+      (f("swap-pre", "helper_id"), inserts.get("intree-helper")))
+ok, secs = ready.get("swap", (False, None))
+check("swap", ok and s.get("removed") == ["agent_test_helper"] and len(conf) == 1 and conf[0].get("removable") is True
+      and f("swap", "helper_id") == helper_id and f("swap", "driver") == "agent_test_nic",
+      "intree-swap: ready file %s, status.removed %s, conflict removable %s, live helper build id %s (bundle's %s), "
+      "%s bound to %s; %s" % (secs_text(ok, secs), s.get("removed"), conf[0].get("removable") if conf else None,
+                              f("swap", "helper_id"), helper_id, nic, f("swap", "driver"), summary("swap")))
+u = snaps.get("swap-unload") or {}
+check("swap", exits.get("swap") == 0 and exits.get("swap-unload") == 0 and u.get("restored") == ["agent_test_helper"] and
+      f("swap-unload", "helper") == "1" and f("swap-unload", "helper_id") == foreign_id and f("swap-unload", "nic") == "0",
+      "intree-swap: SIGTERM exit %s, agent unload exit %s (removed %s, restored %s): the tree's agent_test_helper live %s "
+      "with build id %s (expected %s), agent_test_nic live %s" %
+      (exits.get("swap"), exits.get("swap-unload"), u.get("removed"), u.get("restored"), f("swap-unload", "helper"),
+       f("swap-unload", "helper_id"), foreign_id, f("swap-unload", "nic")))
+
 # ---- read-only state directory -------------------------------------------------------------
 log_ro = " ".join(logs.get("rostate", []))
 check("rostate", exits.get("rostate") == 2 and "/run/ro-state" in log_ro and "Run with --help" not in log_ro and
@@ -359,6 +379,7 @@ DEBUG = {  # scenario -> (snapshots, agent logs, kernel messages)
     "initfail": (["initfail", "initfail-hup", "initfail-unload"], ["initfail", "initfail-unload"],
                  ["initfail", "initfail-hup"]),
     "foreign": (["foreign"], ["foreign"], ["foreign"]),
+    "swap": (["swap", "swap-unload"], ["swap", "swap-unload"], ["swap"]),
     "rostate": ([], ["rostate"], ["rostate"]),
     "fwconflict": (["fwconflict", "fwconflict-unload"], ["fwconflict", "fwconflict-unload"], ["fwconflict"]),
 }

@@ -30,6 +30,10 @@
 #   foreign-held  a foreign agent_test_helper (same name, another build id) held by
 #                 agent_test_holder: --exit-on-refuse exits 20, decision refuse, the conflict
 #                 names agent_test_holder; the foreign modules untouched
+#   intree-swap   the foreign agent_test_helper as the kernel's own module (in the tree,
+#                 depmod'ed), loaded and unused: removed before loading (status.removed), the
+#                 bundle ready; `agent unload` removes the bundle and inserts the kernel's own
+#                 module again (restored, with its own build id)
 #   ro-state      --state-dir on a read-only tmpfs: exit 2, the message names the directory,
 #                 no ready file
 #   fw-conflict   firmware_class.path set by someone else (/elsewhere): kept,
@@ -108,6 +112,12 @@ build() { bash "$KMOD_SRC/build-bundle.sh" "$@" >/dev/null || die "build-bundle.
 build "$prev" "$root/opt/lib/modules/$prev_kver"
 build "$old" "$root/bundles/old"
 build "$prev" "$root/foreign" --foreign
+# The foreign helper also as the kernel's own module (in its tree, indexed again by depmod): a
+# loaded, unused module of a bundle module's name, which the agent removes before loading and
+# `agent unload` inserts again.
+mkdir -p "$root/lib/modules/$kver/updates"
+cp "$root/foreign/agent_test_helper.ko" "$root/lib/modules/$kver/updates/"
+depmod -b "$root" "$kver" || die "depmod -b $root $kver failed"
 mkdir -p "$root/opt/lib/firmware"
 cp -r "$KMOD_SRC/firmware/agent-test" "$root/opt/lib/firmware/"
 fw_size=$(stat -c %s "$KMOD_SRC/firmware/agent-test/agent_test_nic.bin")
@@ -272,6 +282,19 @@ snap foreign; facts foreign
 alog foreign; dump foreign
 rmmod agent_test_holder; rmmod agent_test_helper
 facts foreign-clean
+
+# intree-swap: the kernel's own agent_test_helper (another build), loaded and unused: removed
+# before loading (recorded), inserted again by agent unload
+insmod "/lib/modules/$(uname -r)/updates/agent_test_helper.ko"; echo "INSMOD intree-helper $?"
+facts swap-pre
+start swap
+wait_ready swap 180
+snap swap; facts swap
+stop swap TERM
+unload swap-unload
+facts swap-unload
+alog swap; alog swap-unload; dump swap
+rmmod agent_test_helper
 
 # ro-state: an unwritable state directory
 mkdir -p /run/ro-state

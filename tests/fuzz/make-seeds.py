@@ -144,7 +144,8 @@ def main():
         print(__doc__, file=sys.stderr)
         return 2
     out = pathlib.Path(sys.argv[1])
-    seeds = {t: {} for t in ("symvers", "module", "decompress", "signature", "kernel_image")}
+    seeds = {t: {} for t in ("symvers", "module", "decompress", "signature", "kernel_image", "stablelist",
+                             "host_text")}
 
     def add(target, name, data):
         if 0 < len(data) <= MAX_SEED and data not in seeds[target].values():
@@ -248,6 +249,20 @@ def main():
                 streams["zst"] = r.stdout
         for ext, stream in streams.items():
             add("kernel_image", f"bzimage.{ext}", bzimage(stream + len(vmlinux).to_bytes(4, "little")))
+
+    # The host's text files the entrypoint reads (/proc/modules, modprobe.d, /proc/cmdline).
+    add("host_text", "proc_modules", b"i915 3706880 2 kvmgt, Live 0xffffffffc0a00000 (E)\n"
+        b"agent_test_nic 16384 -1 - Unloading 0xffffffffc0299000 (OE-)\nnoise 4096 - - Loading 0x0\n")
+    add("host_text", "modprobe_d", b"# c\noptions i915 enable_guc=3\n options agent-test-nic fail_init=1 \\\n"
+        b"  x=\"a b\"\ninstall i915 /bin/false\n")
+    add("host_text", "cmdline", b"BOOT_IMAGE=/boot/vmlinuz ro i915.enable_psr=0 xe.force_probe=\"*\" quiet -- init.x=1\n")
+    add("host_text", "builtin", b"kernel/drivers/gpu/drm/drm.ko\nkernel/fs/ext4/ext4.ko\n")
+    # stablelist: RHEL's sectioned form with real symbol names, a plain list, comments, CRLF.
+    names = [line.split(b"\t")[1] for text in symvers_text[:1] for line in text.splitlines()[:40]
+             if line.count(b"\t") >= 3]
+    add("stablelist", "rhel", b"[rhel9_x86_64_stablelist]\n" + b"".join(b"\t" + n + b"\n" for n in names))
+    add("stablelist", "plain", b"# plain list\n" + b"\r\n".join(names[:10]) + b"\n")
+    add("stablelist", "sections", b"[a]\n\tx\n\n[b]\n\ty.z$\n")
 
     for target, files in seeds.items():
         d = out / target

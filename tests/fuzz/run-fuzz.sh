@@ -8,7 +8,7 @@
 # Environment:
 #   FUZZ_SECONDS     fuzzing time per target (default 20)
 #   FUZZ_TARGETS     subset, e.g. "symvers module"
-#                    (default: symvers module decompress signature kernel_image)
+#                    (default: symvers module decompress signature kernel_image stablelist)
 #   FUZZ_BUILD_DIR   build directory (default: <repo>/build-fuzz)
 #   FUZZ_JOBS        ninja -j (default 2)
 #   AGENT_KERNEL_CACHE  real kernels for seeds (default ~/.cache/intel-gpu-agent/kernels)
@@ -21,7 +21,7 @@ root=$(cd "$here/../.." && pwd)
 build=${FUZZ_BUILD_DIR:-$root/build-fuzz}
 secs=${FUZZ_SECONDS:-20}
 jobs=${FUZZ_JOBS:-2}
-read -r -a targets <<<"${FUZZ_TARGETS:-symvers module decompress signature kernel_image}"
+read -r -a targets <<<"${FUZZ_TARGETS:-symvers module decompress signature kernel_image stablelist host_text}"
 
 die() { echo "run-fuzz: $*" >&2; echo "0 passed, ${#targets[@]} failed"; exit 1; }
 

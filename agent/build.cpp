@@ -205,19 +205,15 @@ Result<std::vector<std::pair<std::string, DkmsPackage>>> find_packages(const fs:
   return out;
 }
 
-// Copies the packages into `dst` and hashes every file of the copy (what is built is what is
-// hashed).
-Result<std::vector<std::pair<std::string, std::string>>> copy_and_hash(const fs::path& sources,
-                                                                       const std::vector<std::string>& dirs,
-                                                                       const fs::path& dst) {
+// Every file of the packages under `base`: path relative to `base`, sha256 of the content (of
+// the target text for a link).
+Result<std::vector<std::pair<std::string, std::string>>> hash_sources(const fs::path& base,
+                                                                      const std::vector<std::string>& dirs) {
   std::vector<std::pair<std::string, std::string>> files;
   std::error_code ec;
-  fs::create_directories(dst, ec);
   for (const auto& d : dirs) {
-    fs::copy(sources / d, dst / d, fs::copy_options::recursive | fs::copy_options::copy_symlinks, ec);
-    if (ec) return fail(ec.value(), "cannot copy the sources: " + ec.message(), (sources / d).string());
-    for (fs::recursive_directory_iterator it(dst / d, ec), end; !ec && it != end; it.increment(ec)) {
-      const std::string rel = fs::relative(it->path(), dst, ec).string();
+    for (fs::recursive_directory_iterator it(base / d, ec), end; !ec && it != end; it.increment(ec)) {
+      const std::string rel = it->path().lexically_relative(base).string();
       if (it->is_symlink(ec)) {
         files.emplace_back("link:" + rel, kabi::sha256_hex(fs::read_symlink(it->path(), ec).string()));
       } else if (it->is_regular_file(ec)) {
@@ -226,9 +222,19 @@ Result<std::vector<std::pair<std::string, std::string>>> copy_and_hash(const fs:
         files.emplace_back(rel, kabi::sha256_hex(*bytes));
       }
     }
-    if (ec) return fail(ec.value(), "cannot read the sources: " + ec.message(), (dst / d).string());
+    if (ec) return fail(ec.value(), "cannot read the sources: " + ec.message(), (base / d).string());
   }
   return files;
+}
+
+Result<void> copy_sources(const fs::path& sources, const std::vector<std::string>& dirs, const fs::path& dst) {
+  std::error_code ec;
+  fs::create_directories(dst, ec);
+  for (const auto& d : dirs) {
+    fs::copy(sources / d, dst / d, fs::copy_options::recursive | fs::copy_options::copy_symlinks, ec);
+    if (ec) return fail(ec.value(), "cannot copy the sources: " + ec.message(), (sources / d).string());
+  }
+  return {};
 }
 
 // Removes a cache entry (a directory of files) under `parent`.
@@ -391,6 +397,7 @@ std::pair<std::string, std::string> Builder::build_all(const std::string& work, 
     const std::string makeflags = "MAKEFLAGS=-j" + std::to_string(jobs_);
     const std::string tmpdir = "TMPDIR=" + work + "/tmp";
 
+    if (g_stop_signal) return {"interrupted", std::string("interrupted by ") + ::strsignal(g_stop_signal) + " before the build"};
     const pid_t pid = ::fork();
     if (pid < 0) return {"build_failed", std::string("fork: ") + std::strerror(errno)};
     if (pid == 0) {
@@ -517,12 +524,10 @@ int Builder::record_failure(const WritableDir& kdir, const std::string& key, con
 }
 
 int Builder::run() {
-  auto tmp = TempDir::make();
-  if (!tmp) return input_error(tmp.error());
-  const std::string work = tmp->path();
   std::vector<std::string> dirs;
   for (const auto& [d, p] : in_.packages) dirs.push_back(d);
-  auto sources = copy_and_hash(in_.options.sources, dirs, work + "/src");
+  // Hashed where they are, so that a cache hit copies nothing.
+  auto sources = hash_sources(in_.options.sources, dirs);
   if (!sources) return input_error(sources.error());
 
   auto symvers = root_.fs().read(in_.headers + "/Module.symvers", size_t{256} << 20);
@@ -533,7 +538,7 @@ int Builder::run() {
   ki.symvers_sha256 = kabi::sha256_hex(*symvers);
   ki.compiler_version = in_.compiler_full;
   ki.sources = std::move(*sources);
-  const std::string key = cache_key(ki);
+  std::string key = cache_key(ki);
 
   auto cache = WritableDir::open(root_.fs(), in_.options.cache, "build cache");
   if (!cache) return input_error(cache.error());
@@ -581,6 +586,19 @@ int Builder::run() {
     }
   }
 
+  auto tmp = TempDir::make();
+  if (!tmp) return input_error(tmp.error());
+  const std::string work = tmp->path();
+  if (auto c = copy_sources(in_.options.sources, dirs, work + "/src"); !c) return input_error(c.error());
+  // What is built is what is keyed: the copy is hashed again (sources changed in between get
+  // the key of what was actually built).
+  auto copied = hash_sources(work + "/src", dirs);
+  if (!copied) return input_error(copied.error());
+  ki.sources = std::move(*copied);
+  if (const std::string k = cache_key(ki); k != key) {
+    spdlog::warn("the sources changed while they were read; the build is keyed by the copy it builds");
+    key = k;
+  }
   const std::string log = work + "/" + kLogFile;
   auto [reason, detail] = build_all(work, log);
   if (!reason.empty()) return record_failure(*kdir, key, log, reason, detail);
@@ -682,11 +700,12 @@ int run_build(const BuildOptions& o, std::ostream& out, std::ostream& err) {
   in.headers = env.dir;
 
   // The compiler: the one the headers name (Debian: gcc-12), else gcc; what the kernel was built
-  // with: the headers' CONFIG_CC_VERSION_TEXT (kbuild compares the two), else /proc/version's.
+  // with: /proc/version's, else the headers' CONFIG_CC_VERSION_TEXT (what kbuild compares with).
   if (auto kv = root->read_text(in.headers + "/.kernelvariables")) in.cc = compiler_from_kernelvariables(*kv);
   if (in.cc.empty()) in.cc = "gcc";
-  if (auto config = root->fs().read(in.headers + "/.config", size_t{16} << 20)) in.kernel_compiler = cc_version_text(*config);
-  if (in.kernel_compiler.empty()) in.kernel_compiler = compiler_from_proc_version(in.proc_version);
+  in.kernel_compiler = compiler_from_proc_version(in.proc_version);
+  if (in.kernel_compiler.empty())
+    if (auto config = root->fs().read(in.headers + "/.config", size_t{16} << 20)) in.kernel_compiler = cc_version_text(*config);
   auto version = run_capture({in.cc, "--version"});
   if (!version) {
     err << "agent: no compiler " << in.cc << " in this image (" << printable(version.error().what()) << ")\n";

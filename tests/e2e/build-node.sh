@@ -4,9 +4,11 @@
 # from tests/e2e/fetch-kernels.sh --kbuild), with the test driver set (tests/fixtures/kmod-src)
 # as a DKMS tree in /usr/src layout:
 #   1. built: both modules, each loadable by `agent kabi check` against k61's Module.symvers/tree
-#   2. a second run: cached (same key), no build
+#   2. a second run: cached (same key), no build; a cache entry changed since: built again; a
+#      kernel whose /proc/version names another compiler: built, the mismatch reported
 #   3. sources that do not compile: failed, build_failed, the log kept; a second run does not build
-#   4. a build that outlives --timeout: failed, build_timeout, nothing left behind
+#   4. a build that outlives --timeout: failed, build_timeout, a progress line after 10 s,
+#      nothing left behind
 #   5. SIGTERM during the build: no temporary directory, no process of the build, no cache entry
 #
 #   build-node.sh AGENT
@@ -102,6 +104,26 @@ check "second run: the same key" test "$(jget "$work/r2.json" 'd["key"]')" = "$k
 check "second run: no build" test "$(jget "$work/r2.json" 'd["build_seconds"] == 0')" = True
 echo "build-node: cache hit in $(jget "$work/r2.json" 'd["total_seconds"]') s"
 
+# 2b. a cache entry changed after it was written is not used: built again
+printf 'x' >>"${mods[1]}"
+run_build "$work/r2b.json" "$src"
+check "changed cache entry: exit 0" test "$rc" -eq 0
+check "changed cache entry: built again" test "$(jget "$work/r2b.json" 'd["result"]')" = built
+check "changed cache entry: the same key" test "$(jget "$work/r2b.json" 'd["key"]')" = "$key"
+check "changed cache entry: the module is whole again" "$AGENT" kabi check --symvers "$CACHE/$abi/Module.symvers" \
+  --kernel-modules "$CACHE/$abi/modules" "${mods[@]}"
+
+# 2c. a kernel built with another compiler than this image's: built, and said so
+cp -al "$node" "$work/node-cc" 2>/dev/null || cp -a "$node" "$work/node-cc"
+sed -i 's/(gcc-12 (Debian [^)]*) [0-9.]*,/(gcc-12 (Debian 12.2.0-99) 12.2.1,/' "$work/node-cc/proc/version"
+rc=0
+TMPDIR=$work/tmp "$AGENT" build --root "$work/node-cc" --sources "$src" --json >"$work/r2c.json" 2>"$work/r2c.err" || rc=$?
+check "other compiler: exit 0" test "$rc" -eq 0
+check "other compiler: a new key (/proc/version is an input)" test "$(jget "$work/r2c.json" 'd["key"]')" != "$key"
+check "other compiler: matches_kernel false" test "$(jget "$work/r2c.json" 'd["compiler"]["matches_kernel"]')" = False
+check "other compiler: a warning names both" grep -q 'the kernel was built with gcc-12 (Debian 12.2.0-99) 12.2.1' "$work/r2c.err"
+rm -rf "$work/node-cc"
+
 # 3. sources that do not compile
 bad=$work/src-bad
 make_src "$bad"
@@ -124,8 +146,9 @@ slow=$work/src-slow
 make_src "$slow"
 sed -i 's/^MAKE\[0\]="/MAKE[0]="sleep 67.5 \&\& /' "$slow/agent-test-driver-1.0/dkms.conf"
 entries_before=$(ls -A "$builds" | sort)
-run_build "$work/r5.json" "$slow" --timeout 4
+run_build "$work/r5.json" "$slow" --timeout 12
 check "timeout: exit 1" test "$rc" -eq 1
+check "timeout: a progress line after 10 s (elapsed, last log line)" grep -qE 'building agent-test-driver-1.0: 1[0-9] s: ' "$work/r5.json.err"
 check "timeout: reason build_timeout" test "$(jget "$work/r5.json" 'd["reason"]')" = build_timeout
 check "timeout: no temporary directory left" test -z "$(ls -A "$work/tmp")"
 # (The patterns' brackets keep pgrep from matching the shell that runs it.)

@@ -42,6 +42,10 @@ constexpr const char* kResultFile = "result.json";
 constexpr const char* kFailedFile = "failed.json";
 constexpr const char* kLogFile = "build.log";
 constexpr size_t kMaxModuleSize = size_t{1} << 30;
+// The build could not start here (no mount namespace: not root; no dkms; headers naming what is
+// not there): a failure of this node's set-up, never recorded against the inputs.
+constexpr const char* kBuildEnvironment = "build_environment";
+constexpr int kChildSetupFailed = 125;  // the child's exit before dkms runs
 
 volatile sig_atomic_t g_stop_signal = 0;
 extern "C" void on_stop_signal(int sig) { g_stop_signal = sig; }
@@ -342,11 +346,13 @@ class Builder {
 };
 
 std::pair<std::string, std::string> Builder::build_all(const std::string& work, const std::string& log) {
+  // Headers that name what is not there are the node's problem, not these inputs' failure: not
+  // recorded (installing the missing package must be enough for the next run).
   auto plan = plan_header_mounts(root_, in_.headers, in_.release);
-  if (!plan) return {"build_failed", plan.error().what()};
+  if (!plan) return {kBuildEnvironment, plan.error().what()};
   std::vector<MountSpec> mounts;
   for (const auto& m : *plan) {
-    if (!root_.is_directory(m.host_path)) return {"build_failed", root_.display(m.host_path) + ": not a directory"};
+    if (!root_.is_directory(m.host_path)) return {kBuildEnvironment, root_.display(m.host_path) + ": not a directory"};
     spdlog::debug("build: {} at {} ({})", root_.display(m.host_path), m.target, m.why);
     mounts.push_back({kabi::normalize_path(root_.root().string() + "/" + m.host_path), m.target, false});
   }
@@ -409,9 +415,9 @@ std::pair<std::string, std::string> Builder::build_all(const std::string& work, 
       if (auto ns = enter_build_namespace(mounts, scratch); !ns) {
         std::string m = "agent build: cannot prepare the build's mount namespace: " + ns.error().what() + "\n";
         (void)!::write(2, m.data(), m.size());
-        ::_exit(126);
+        ::_exit(kChildSetupFailed);
       }
-      if (::chdir(work.c_str()) != 0) ::_exit(126);
+      if (::chdir(work.c_str()) != 0) ::_exit(kChildSetupFailed);
       // The node's kernel is given explicitly; nothing of the builder's own may leak in.
       for (const char* v : {"KERNELRELEASE", "KERNEL_SRC", "KDIR", "KLIB", "KLIB_BUILD", "ARCH", "CROSS_COMPILE",
                             "MAKEFLAGS", "MFLAGS", "MAKELEVEL"})
@@ -421,7 +427,7 @@ std::pair<std::string, std::string> Builder::build_all(const std::string& work, 
       ::execvp(args[0], args.data());
       std::string m = "agent build: cannot run " + argv[0] + ": " + std::strerror(errno) + "\n";
       (void)!::write(2, m.data(), m.size());
-      ::_exit(127);
+      ::_exit(kChildSetupFailed);
     }
     ::setpgid(pid, pid);  // also here: no window in which a kill(-pid) misses the child
 
@@ -481,6 +487,8 @@ std::pair<std::string, std::string> Builder::build_all(const std::string& work, 
       spdlog::warn("build of {} {}; the build's processes are killed", dir, stop);
       return {g_stop_signal ? "interrupted" : "build_timeout", "the build of " + dir + " " + stop};
     }
+    if (WIFEXITED(status) && WEXITSTATUS(status) == kChildSetupFailed)
+      return {kBuildEnvironment, last_log_line(log)};
     if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
       const std::string how = WIFEXITED(status) ? "exit " + std::to_string(WEXITSTATUS(status))
                                                 : std::string("killed by ") + ::strsignal(WTERMSIG(status));
@@ -498,7 +506,7 @@ int Builder::record_failure(const WritableDir& kdir, const std::string& key, con
   r.reason = reason;
   r.detail = detail;
   r.log = log_path;
-  if (reason == "interrupted") {  // nothing recorded: the next run builds again
+  if (reason == "interrupted" || reason == kBuildEnvironment) {  // nothing recorded: the next run builds again
     r.log.clear();
     return finish(std::move(r), kBuildFailed);
   }

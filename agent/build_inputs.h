@@ -72,7 +72,8 @@ struct BuildResult {
   std::string kernel;
   std::string key;
   std::string log;     // the build's full log, where it is kept
-  std::string reason;  // failed: build_failed, build_timeout, modules_missing, kabi_refused, interrupted
+  std::string reason;  // failed: build_failed, build_timeout, modules_missing, kabi_refused, interrupted,
+                       // build_environment
   std::string detail;  // one line for people
   std::vector<BuiltModule> modules;
   std::string headers;          // host path of the headers built against

@@ -5,7 +5,8 @@
 # as a DKMS tree in /usr/src layout:
 #   1. built: both modules, each loadable by `agent kabi check` against k61's Module.symvers/tree
 #   2. a second run: cached (same key), no build; a cache entry changed since: built again; a
-#      kernel whose /proc/version names another compiler: built, the mismatch reported
+#      kernel whose /proc/version names another compiler: built, the mismatch reported; headers
+#      whose -common is missing: build_environment, nothing recorded
 #   3. sources that do not compile: failed, build_failed, the log kept; a second run does not build
 #   4. a build that outlives --timeout: failed, build_timeout, a progress line after 10 s,
 #      nothing left behind
@@ -123,6 +124,21 @@ check "other compiler: a new key (/proc/version is an input)" test "$(jget "$wor
 check "other compiler: matches_kernel false" test "$(jget "$work/r2c.json" 'd["compiler"]["matches_kernel"]')" = False
 check "other compiler: a warning names both" grep -q 'the kernel was built with gcc-12 (Debian 12.2.0-99) 12.2.1' "$work/r2c.err"
 rm -rf "$work/node-cc"
+
+# 2d. headers that include a -common the node lacks: the node's problem, not the inputs' failure
+cp -al "$node" "$work/node-nc" 2>/dev/null || cp -a "$node" "$work/node-nc"
+rm -rf "$work/node-nc/usr/src/linux-headers-$abi-common"
+nc=$work/src-nc
+make_src "$nc"
+echo '# another source tree' >>"$nc/agent-test-driver-1.0/dkms.conf"
+nc_before=$(ls -A "$work/node-nc/var/lib/intel-gpu-driver/builds/$kver" | sort)
+rc=0
+TMPDIR=$work/tmp "$AGENT" build --root "$work/node-nc" --sources "$nc" --json >"$work/r2d.json" 2>"$work/r2d.err" || rc=$?
+check "no -common: exit 1" test "$rc" -eq 1
+check "no -common: reason build_environment" test "$(jget "$work/r2d.json" 'd["reason"]')" = build_environment
+check "no -common: the detail names it" grep -q "linux-headers-$abi-common" "$work/r2d.json"
+check "no -common: nothing recorded" test "$(ls -A "$work/node-nc/var/lib/intel-gpu-driver/builds/$kver" | sort)" = "$nc_before"
+rm -rf "$work/node-nc"
 
 # 3. sources that do not compile
 bad=$work/src-bad

@@ -235,7 +235,10 @@ bool Entrypoint::act(const Plan& plan) {
     if (auto done = kernel_.remove(r.name); !done) return failed(run_reason::kRemoveFailed, r.name, done.error());
     log_line(spdlog::level::info, "loading", "removed " + r.name + (r.ours_previous ? " (an older bundle)" : ""));
     status_.removed.push_back(r.name);
-    if (!r.ours_previous) journal_.removed.push_back({r.name, r.restore_path});
+    // An older bundle's module is not the kernel's own: it is not restored (its file went with
+    // the older image), and no longer ours to unload.
+    if (r.ours_previous) std::erase_if(journal_.inserted, [&](const auto& x) { return x.name == r.name; });
+    else journal_.removed.push_back({r.name, r.restore_path});
     save_journal_or_log();
     if (!r.ours_previous) {
       undo_what_.push_back("insert " + r.name + " again");
@@ -517,7 +520,6 @@ int Entrypoint::stop(int code) {
     UnloadOptions u;
     u.root = o_.check.root;
     u.state_dir = o_.state_dir;
-    u.nfd_dir = o_.nfd_dir;
     std::ostringstream out, err;
     const int rc = run_unload(u, out, err);
     log_line(rc == kUnloadDone ? spdlog::level::info : spdlog::level::warn, "stopping", out.str() + err.str());

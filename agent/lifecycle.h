@@ -48,8 +48,7 @@ int run_entrypoint(const RunOptions& options);
 
 struct UnloadOptions {
   std::optional<std::filesystem::path> root;
-  std::filesystem::path state_dir = kDefaultStateDir;
-  std::optional<std::filesystem::path> nfd_dir;
+  std::filesystem::path state_dir = kDefaultStateDir;  // the journal names the NFD file to remove
   bool json = false;
 };
 

@@ -126,7 +126,6 @@ int run(int argc, char** argv) {
       agent::UnloadOptions uo;
       uo.root = co.root;
       uo.state_dir = ro.state_dir;
-      uo.nfd_dir = nfd_dir;
       uo.json = co.json;
       return agent::run_unload(uo, std::cout, std::cerr);
     }

@@ -387,7 +387,10 @@ std::pair<std::string, std::string> Builder::build_all(const std::string& work, 
   // --kernelsourcedir: the headers' canonical path, where the namespace shows them.
   auto headers = root_.canonical(in_.headers);
   if (!headers) return {"build_failed", headers.error().what()};
-  for (const auto& [dir, pkg] : in_.packages) {
+  for (const auto& package : in_.packages) {
+    // Named, not structured bindings: lambdas below capture them (clang 14 refuses bindings).
+    const std::string& dir = package.first;
+    const DkmsPackage& pkg = package.second;
     std::vector<std::string> argv = {in_.options.dkms, "build", "--verbose", "-m", pkg.name, "-v", pkg.version,
                                      "-k", in_.release, "--kernelsourcedir", *headers,
                                      "--dkmstree", work + "/dkms", "--sourcetree", work + "/src",

@@ -80,6 +80,14 @@ run_build() {  # run_build OUT.json SRC [args]: the agent's exit code in $rc
   cat "$out.err" >&2
 }
 
+# This machine plays the image: the build must leave its filesystem as it was.
+image_state() {
+  ls -A /usr/src /usr/lib | sort
+  { find /var/lib/dkms -mindepth 1 2>/dev/null || true; } | sort
+  ls -A /lib/modules 2>/dev/null || true
+}
+image_before=$(image_state)
+
 # 1. built
 run_build "$work/r1.json" "$src"
 check "first run exits 0" test "$rc" -eq 0
@@ -190,6 +198,8 @@ entries_after=$(ls -A "$builds" | sort)
 # nothing half-written (.tmp-*) is left.
 check "SIGTERM: nothing of the interrupted build in the cache" test "$(comm -13 <(echo "$entries_before") <(echo "$entries_after") | wc -l)" -eq 1
 check "SIGTERM: no temporary cache entry" bash -c "! ls -A '$builds' | grep -q '^\.tmp-'"
+
+check "the image's /usr/src, /usr/lib, /lib/modules and /var/lib/dkms are as they were" test "$(image_state)" = "$image_before"
 
 if ((failures)); then
   echo "build-node: $failures check(s) failed" >&2

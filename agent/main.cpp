@@ -6,6 +6,7 @@
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
+#include "agent/build.h"
 #include "agent/check.h"
 #include "agent/kabi_check.h"
 #include "agent/lifecycle.h"
@@ -84,6 +85,17 @@ int run(int argc, char** argv) {
   kcheck->add_option("--stablelist", ko.stablelist, "kABI stablelist: how much of the modules' imports it covers");
   kcheck->add_option("modules", ko.modules, "Modules to check (.ko, .ko.xz, .ko.zst, .ko.gz)")->required();
 
+  // agent build: the image's DKMS sources against the running kernel, cached (agent/build.h).
+  CLI::App* build_cmd = app.add_subcommand("build", "Build the image's DKMS sources for the running kernel (cached)");
+  agent::BuildOptions bo;
+  long build_timeout = 3600;
+  build_cmd->add_option("--root", bo.root, "Host root (default: $HOST_ROOT, else /)");
+  build_cmd->add_option("--sources", bo.sources, "DKMS source trees, <name>-<version>/dkms.conf (default /usr/src)");
+  build_cmd->add_option("--cache", bo.cache, "Host directory of the build cache (default /var/lib/intel-gpu-driver/builds)");
+  build_cmd->add_flag("--json", bo.json, "JSON output (schema 1)");
+  build_cmd->add_flag("--rebuild", bo.rebuild, "Build even when a failure is recorded for these inputs");
+  build_cmd->add_option("--timeout", build_timeout, "Seconds the build may take (default 3600)")->check(CLI::Range(1, 86400));
+
   agent::KabiPipelineCli pipeline(*kabi);  // kabi diff, matrix, explain
 
   try {
@@ -98,6 +110,11 @@ int run(int argc, char** argv) {
                                            : agent::kabi::MissingVersionPolicy::Strict;
   co.state_dir = ro.state_dir;
 
+  if (build_cmd->parsed()) {
+    agent::setup_logging(agent::LogFormat::Text, verbose ? spdlog::level::debug : spdlog::level::info);
+    bo.timeout = std::chrono::seconds(build_timeout);
+    return agent::run_build(bo, std::cout, std::cerr);
+  }
   if (run_cmd->parsed() || unload_cmd->parsed() || (!check && !kcheck->parsed() && !kabi->parsed())) {
     if (check) {
       std::cerr << "agent: --check is not a part of run or unload\n";

@@ -1,0 +1,167 @@
+#include "agent/build_mounts.h"
+
+#include <fcntl.h>
+#include <sched.h>
+#include <linux/openat2.h>
+#include <sys/mount.h>
+#include <sys/syscall.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <deque>
+#include <filesystem>
+#include <set>
+
+namespace agent {
+namespace fs = std::filesystem;
+
+namespace {
+
+bool under(const std::string& path, const std::string& dir) {
+  return path == dir || (path.size() > dir.size() && path.compare(0, dir.size(), dir) == 0 && path[dir.size()] == '/');
+}
+
+std::string parent_of(const std::string& p) {
+  const size_t slash = p.rfind('/');
+  return slash == 0 || slash == std::string::npos ? "/" : p.substr(0, slash);
+}
+
+// Absolute `include` lines of a Makefile: "include /usr/src/linux-headers-X-common/Makefile".
+std::vector<std::string> absolute_includes(std::string_view text) {
+  std::vector<std::string> out;
+  for (size_t pos = 0; pos < text.size();) {
+    size_t eol = text.find('\n', pos);
+    if (eol == std::string_view::npos) eol = text.size();
+    std::string_view line = text.substr(pos, eol - pos);
+    pos = eol + 1;
+    for (std::string_view kw : {"include ", "-include ", "sinclude "}) {
+      if (line.rfind(kw, 0) != 0) continue;
+      std::string_view rest = line.substr(kw.size());
+      while (!rest.empty() && rest.front() == ' ') rest.remove_prefix(1);
+      while (!rest.empty() && (rest.back() == ' ' || rest.back() == '\r')) rest.remove_suffix(1);
+      if (!rest.empty() && rest.front() == '/' && rest.find_first_of(" $") == std::string_view::npos)
+        out.emplace_back(rest);
+    }
+  }
+  return out;
+}
+
+std::string err_text(int e) { return std::strerror(e); }
+
+}  // namespace
+
+Result<std::vector<BindMount>> plan_header_mounts(const probes::HostRoot& root, const std::string& headers,
+                                                  const std::string& release) {
+  std::vector<BindMount> out;
+  auto add = [&](const std::string& p, std::string why) {
+    for (const auto& m : out)
+      if (under(p, m.host_path)) return false;  // already visible through a mount
+    out.push_back({p, p, std::move(why)});
+    return true;
+  };
+  auto h = root.canonical(headers);
+  if (!h) return tl::unexpected(h.error());
+  add(*h, "headers");
+  std::deque<std::string> queue{*h};
+  std::set<std::string> seen{*h};
+  while (!queue.empty()) {
+    const std::string dir = queue.front();
+    queue.pop_front();
+    if (root.is_regular_file(dir + "/Makefile")) {
+      auto text = root.read_text(dir + "/Makefile");
+      if (!text) return tl::unexpected(text.error());
+      for (const auto& inc : absolute_includes(*text)) {
+        auto c = root.canonical(parent_of(inc));
+        if (!c) return fail(c.error().code, "the headers' Makefile includes " + inc + ", which is not there",
+                            root.display(dir + "/Makefile"));
+        if (seen.insert(*c).second && add(*c, "included by " + dir + "/Makefile")) queue.push_back(*c);
+      }
+    }
+    auto entries = root.fs().list(dir);
+    if (!entries) return tl::unexpected(entries.error());
+    for (const auto& e : *entries) {
+      if (e.type != S_IFLNK) continue;
+      auto target = root.canonical(dir + "/" + e.name);
+      if (!target) continue;  // a dangling link kbuild does not need (it would fail there too)
+      // Debian: scripts -> ../../lib/linux-kbuild-6.1/scripts: the kbuild directory itself.
+      const std::string base = target->substr(target->rfind('/') + 1);
+      const std::string mount = base == e.name ? parent_of(*target) : *target;
+      if (mount == "/" || !root.is_directory(mount)) continue;
+      add(mount, "linked from " + dir + "/" + e.name);
+    }
+  }
+  const std::string tree = "/lib/modules/" + release;
+  auto t = root.canonical(tree);
+  if (!t) return fail(t.error().code, "no module tree for " + release, root.display(tree));
+  // At /lib/modules/<kver> whatever the host calls it (/usr/lib/modules on a usr-merged host):
+  // dkms.conf files name it so.
+  out.push_back({*t, tree, "module tree"});
+  std::stable_sort(out.begin(), out.end(), [](const BindMount& a, const BindMount& b) {
+    return std::count(a.target.begin(), a.target.end(), '/') < std::count(b.target.begin(), b.target.end(), '/');
+  });
+  return out;
+}
+
+Result<void> enter_build_namespace(const std::vector<MountSpec>& mounts, const std::string& scratch) {
+  if (::unshare(CLONE_NEWNS) != 0) return fail(errno, "unshare(CLONE_NEWNS): " + err_text(errno));
+  if (::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0)
+    return fail(errno, "mount --make-rprivate /: " + err_text(errno));
+  if (::mount("agent-build", scratch.c_str(), "tmpfs", MS_NOSUID | MS_NODEV, "mode=0700") != 0)
+    return fail(errno, "tmpfs on " + scratch + ": " + err_text(errno));
+  std::set<std::string> overlaid;
+  int n = 0;
+  // A writable view of `dir` (an existing directory of the agent's filesystem) in this namespace.
+  auto overlay = [&](const std::string& dir) -> Result<void> {
+    if (overlaid.count(dir)) return {};
+    if (dir == "/" || dir.find_first_of(",:\\") != std::string::npos)
+      return fail(EINVAL, "cannot make a mount point under " + dir);
+    const std::string base = scratch + "/ovl" + std::to_string(n++);
+    for (const auto& d : {base, base + "/upper", base + "/work"})
+      if (::mkdir(d.c_str(), 0755) != 0) return fail(errno, "mkdir " + d + ": " + err_text(errno));
+    const std::string opts = "lowerdir=" + dir + ",upperdir=" + base + "/upper,workdir=" + base + "/work";
+    if (::mount("agent-build", dir.c_str(), "overlay", 0, opts.c_str()) != 0)
+      return fail(errno, "overlay on " + dir + ": " + err_text(errno));
+    overlaid.insert(dir);
+    return {};
+  };
+  for (const auto& m : mounts) {
+    std::error_code ec;
+    // Through the agent's own links (/lib -> usr/lib): the real place the target is.
+    const std::string target = fs::weakly_canonical(m.target, ec).string();
+    if (ec) return fail(ec.value(), "cannot resolve " + m.target + ": " + ec.message());
+    struct stat st {};
+    if (::lstat(target.c_str(), &st) != 0) {
+      std::string ancestor = parent_of(target);
+      while (::lstat(ancestor.c_str(), &st) != 0) ancestor = parent_of(ancestor);
+      if (!S_ISDIR(st.st_mode)) return fail(ENOTDIR, "cannot make a mount point under " + ancestor);
+      // Inside an overlay made for an earlier mount point it is writable already.
+      const bool writable = std::any_of(overlaid.begin(), overlaid.end(), [&](const std::string& o) { return under(ancestor, o); });
+      if (!writable)
+        if (auto o = overlay(ancestor); !o) return o;
+      fs::create_directories(parent_of(target), ec);
+      if (ec) return fail(ec.value(), "cannot create " + parent_of(target) + ": " + ec.message());
+      const int made = m.file ? ::open(target.c_str(), O_CREAT | O_WRONLY | O_CLOEXEC, 0644) : ::mkdir(target.c_str(), 0755);
+      if (made < 0) return fail(errno, "cannot create " + target + ": " + err_text(errno));
+      if (m.file) ::close(made);
+    }
+    // Opened without following any link: a link planted in the host tree since the plan was
+    // made fails here instead of mounting something else.
+    struct open_how how {};
+    how.flags = O_PATH | O_CLOEXEC | (m.file ? 0 : O_DIRECTORY);
+    how.resolve = RESOLVE_NO_SYMLINKS;
+    Fd src(static_cast<int>(::syscall(SYS_openat2, AT_FDCWD, m.source.c_str(), &how, sizeof how)));
+    if (!src && errno == ENOSYS) src = Fd(::open(m.source.c_str(), static_cast<int>(how.flags) | O_NOFOLLOW));
+    if (!src) return fail(errno, "cannot open " + m.source + ": " + err_text(errno));
+    const std::string source = "/proc/self/fd/" + std::to_string(src.get());
+    if (::mount(source.c_str(), target.c_str(), nullptr, MS_BIND | MS_REC, nullptr) != 0)
+      return fail(errno, "bind " + m.source + " on " + target + ": " + err_text(errno));
+    if (::mount(nullptr, target.c_str(), nullptr, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV, nullptr) != 0)
+      return fail(errno, "read-only " + target + ": " + err_text(errno));
+  }
+  return {};
+}
+
+}  // namespace agent

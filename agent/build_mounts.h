@@ -1,0 +1,50 @@
+// The node's kernel headers where the build expects them. Debian's headers are not relocatable
+// (`include /usr/src/linux-headers-<abi>-common/Makefile`, `scripts -> ../../lib/linux-kbuild-
+// <series>/scripts`) and dkms.conf files name /lib/modules/$kernelver/build, so the build runs in
+// a private mount namespace in which the host's directories appear read-only at their canonical
+// paths: the headers, what their Makefiles include and their links name, and
+// /lib/modules/<kver> with its build link. The image's own toolchain stays as it is.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "kabi/fd.h"
+#include "kabi/result.h"
+#include "probes/host_root.h"
+
+namespace agent {
+
+struct BindMount {
+  std::string host_path;  // canonical host path (inside the root)
+  std::string target;     // where it appears in the build's namespace
+  std::string why;        // "headers", "included by ...", "linked from ...", "module tree"
+};
+
+// The mounts for building against the headers at `headers` (a host path, e.g.
+// "/lib/modules/<kver>/build") for `release`: the headers' canonical directory; every
+// directory an absolute `include` of a Makefile there names (Debian's -common), followed the
+// same way; for every top-level link of those that leads outside them, its target's parent
+// when the target has the link's name (Debian's linux-kbuild-<series> for `scripts`), else the
+// target; and the module tree. Targets are unique, parents before children.
+[[nodiscard]] Result<std::vector<BindMount>> plan_header_mounts(const probes::HostRoot& root, const std::string& headers,
+                                                                const std::string& release);
+
+// A mount source as a path of this filesystem (the root's path + a canonical host path: no
+// links in it, and none are followed when it is opened in the namespace) and its target. A
+// descriptor opened before unshare() would not do: bind mounts from another namespace's mounts
+// are refused (EINVAL).
+struct MountSpec {
+  std::string source;
+  std::string target;
+  bool file = false;  // a file bind (dkms's framework.conf), not a directory
+};
+
+// In the child, before exec: a new mount namespace, propagation private, then every mount
+// read-only at its target. A target that does not exist is created in a writable overlay of
+// its nearest existing ancestor, backed by a tmpfs on `scratch` (a directory of the build's
+// own), so nothing of the agent's filesystem is written. Returns the first failure as text.
+// Async-signal-safe it is not: the child of a single-threaded parent may allocate.
+[[nodiscard]] Result<void> enter_build_namespace(const std::vector<MountSpec>& mounts, const std::string& scratch);
+
+}  // namespace agent

@@ -1,0 +1,57 @@
+#include "agent/node_model.h"
+
+#include <algorithm>
+#include <set>
+#include <tuple>
+
+#include "probes/policy.h"
+
+namespace agent {
+
+Result<NodeModel> node_model_for(const probes::HostRoot& root, const std::vector<kabi::ModuleInfo>& set) {
+  NodeModel r;
+  probes::KernelProbeOptions ko;
+  std::set<std::string> names, exports;
+  for (const auto& m : set) {
+    names.insert(m.name);
+    for (const auto& e : m.exports) exports.insert(e.name);
+  }
+  for (const auto& m : set) ko.prefer_sample.push_back(m.name);
+  for (const auto& m : set) {
+    for (const auto& d : m.depends)
+      if (!names.count(d) && std::find(ko.prefer_sample.begin(), ko.prefer_sample.end(), d) == ko.prefer_sample.end())
+        ko.prefer_sample.push_back(d);
+    for (const auto& u : m.undefined)
+      if (!u.weak && !exports.count(u.name)) ko.needed_symbols.insert(u.name);
+    if (const auto* v = m.effective_versions())
+      for (const auto& e : *v)
+        if (!exports.count(e.name)) ko.needed_symbols.insert(e.name);
+  }
+  auto kernel = probes::probe_kernel(root, ko);
+  if (!kernel) return tl::unexpected(kernel.error());
+  r.kernel = std::move(*kernel);
+  for (const auto& e : r.kernel.tree_problems) r.problems.push_back(e);
+  for (const auto& e : r.kernel.symvers_origin.problems) r.problems.push_back(e);
+  const probes::Policy policy = probes::probe_policy(root);
+  for (const auto& e : policy.problems) r.problems.push_back(e);
+
+  kabi::KernelModel& k = r.model;
+  k.release = r.kernel.release;
+  k.vermagic = r.kernel.vermagic;
+  k.modversions = r.kernel.modversions;
+  k.symvers_source = r.kernel.symvers_origin.kind == probes::SymversOrigin::Kind::InTreeUnion
+                         ? r.kernel.symvers.source
+                         : r.kernel.symvers_origin.path;
+  k.symvers = r.kernel.symvers;
+  k.this_module_size = r.kernel.this_module_size;
+  std::tie(k.version_major, k.version_minor) = kabi::parse_release_version(k.release);
+  k.in_tree = r.kernel.in_tree;
+  k.policy = r.kernel.proc_version.find("Debian") != std::string::npos ? kabi::MissingVersionPolicy::Strict
+                                                                        : kabi::MissingVersionPolicy::Upstream;
+  k.module_sig = policy.module_sig || r.kernel.own_modules_signed;
+  k.sig_enforce = policy.sig_enforce.value_or(false);
+  k.lockdown = policy.locked_down() || (policy.lockdown.empty() && policy.secure_boot.value_or(false));
+  return r;
+}
+
+}  // namespace agent

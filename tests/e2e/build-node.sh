@@ -1,0 +1,208 @@
+#!/usr/bin/env bash
+# `agent build` on this machine (no VM) against a node tree that holds the real Debian headers
+# packages of role k61 (linux-headers-<kver>, linux-headers-<abi>-common, linux-kbuild-<series>,
+# from tests/e2e/fetch-kernels.sh --kbuild), with the test driver set (tests/fixtures/kmod-src)
+# as a DKMS tree in /usr/src layout:
+#   1. built: both modules, each loadable by `agent kabi check` against k61's Module.symvers/tree
+#   2. a second run: cached (same key), no build; a cache entry changed since: built again; a
+#      kernel whose /proc/version names another compiler: built, the mismatch reported; headers
+#      whose -common is missing: build_environment, nothing recorded
+#   3. sources that do not compile: failed, build_failed, the log kept; a second run does not build
+#   4. a build that outlives --timeout: failed, build_timeout, a progress line after 10 s,
+#      nothing left behind
+#   5. SIGTERM during the build: no temporary directory, no process of the build, no cache entry
+#
+#   build-node.sh AGENT
+# Exit 77 (SKIP, which the suite counts as a failure) when k61's kernel, its kbuild packages or
+# dkms (tests/setup.sh) are missing or not root.
+set -euo pipefail
+
+AGENT=${1:?usage: build-node.sh AGENT}
+AGENT=$(realpath "$AGENT")
+HERE=$(cd "$(dirname "$0")" && pwd)
+FIXTURES=$(cd "$HERE/../fixtures" && pwd)
+CACHE=${AGENT_KERNEL_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/intel-gpu-agent/kernels}
+
+skip() { echo "build-node: SKIP: $*" >&2; exit 77; }
+[[ $(id -u) -eq 0 ]] || skip "needs root (a private mount namespace for the build)"
+command -v dkms >/dev/null || skip "no dkms (tests/setup.sh installs it)"
+abi=$(sed -n 's/^k61=//p' "$CACHE/roles.env" 2>/dev/null | tail -n 1)
+[[ -n $abi && -f $CACHE/$abi/.done ]] || skip "kernel of role k61 not fetched (tests/e2e/fetch-kernels.sh k61)"
+[[ -f $CACHE/$abi/kbuild/.done ]] || skip "k61's -common and linux-kbuild not fetched (fetch-kernels.sh --kbuild k61)"
+command -v python3 >/dev/null || skip "no python3"
+
+failures=0
+check() {  # check DESCRIPTION COMMAND...
+  local what=$1
+  shift
+  if "$@"; then echo "ok: $what"; else echo "FAIL: $what" >&2; failures=$((failures + 1)); fi
+}
+jget() { python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print(eval(sys.argv[2], {}, {"d": d}))' "$@"; }
+
+work=$(mktemp -d /tmp/agent-build-node.XXXXXX)
+cleanup() {
+  # Nothing of a build may be left running; if something is, it is this test's failure.
+  pkill -KILL -f "$work/" 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+# The node: make-host.sh's debian12 (k61's tree, /proc, a partial headers dir) completed with
+# the real headers packages, laid out as Debian installs them.
+node=$work/node
+rc=0
+bash "$FIXTURES/hosts/make-host.sh" debian12 "$node" >/dev/null || rc=$?
+((rc == 0)) || { ((rc == 77)) && skip "make-host.sh debian12 skipped"; echo "make-host.sh failed ($rc)" >&2; exit 1; }
+kver=$(<"$node/.fixture-kernel")
+series=$(<"$CACHE/$abi/kbuild/.done")
+link_tree() { mkdir -p "$2" && { cp -al "$1/." "$2/" 2>/dev/null || cp -a "$1/." "$2/"; }; }
+rm -rf "$node/usr/src/linux-headers-$kver"
+link_tree "$CACHE/$abi/root/usr/src/linux-headers-$kver" "$node/usr/src/linux-headers-$kver"
+link_tree "$CACHE/$abi/kbuild/usr/src/linux-headers-$abi-common" "$node/usr/src/linux-headers-$abi-common"
+link_tree "$CACHE/$abi/kbuild/usr/lib/linux-kbuild-$series" "$node/usr/lib/linux-kbuild-$series"
+
+# The image's sources in /usr/src layout: <PACKAGE_NAME>-<PACKAGE_VERSION>/dkms.conf.
+make_src() {  # make_src DIR: a copy of the test driver set
+  mkdir -p "$1/agent-test-driver-1.0"
+  cp -r "$FIXTURES/kmod-src/dkms.conf" "$FIXTURES/kmod-src/agent_test_helper" "$FIXTURES/kmod-src/agent_test_nic" \
+    "$1/agent-test-driver-1.0/"
+}
+src=$work/src
+make_src "$src"
+mkdir -p "$work/tmp"
+builds=$node/var/lib/intel-gpu-driver/builds/$kver
+
+run_build() {  # run_build OUT.json SRC [args]: the agent's exit code in $rc
+  local out=$1 s=$2
+  shift 2
+  rc=0
+  TMPDIR=$work/tmp "$AGENT" build --root "$node" --sources "$s" --json "$@" >"$out" 2>"$out.err" || rc=$?
+  cat "$out.err" >&2
+}
+
+# This machine plays the image: the build must leave its filesystem as it was.
+image_state() {
+  ls -A /usr/src /usr/lib | sort
+  { find /var/lib/dkms -mindepth 1 2>/dev/null || true; } | sort
+  ls -A /lib/modules 2>/dev/null || true
+}
+image_before=$(image_state)
+
+# 1. built
+run_build "$work/r1.json" "$src"
+check "first run exits 0" test "$rc" -eq 0
+check "first run: result built" test "$(jget "$work/r1.json" 'd["result"]')" = built
+check "first run: kernel $kver" test "$(jget "$work/r1.json" 'd["kernel"]')" = "$kver"
+check "first run: both modules" test "$(jget "$work/r1.json" '",".join(sorted(m["name"] for m in d["modules"]))')" = \
+  agent_test_helper,agent_test_nic
+mapfile -t mods < <(jget "$work/r1.json" '"\n".join(m["path"] for m in d["modules"])')
+for m in "${mods[@]}"; do check "$m is in the node's cache" test -f "$m"; done
+check "the modules are loadable on $kver (agent kabi check)" \
+  "$AGENT" kabi check --symvers "$CACHE/$abi/Module.symvers" --kernel-modules "$CACHE/$abi/modules" "${mods[@]}"
+check "the log is kept in the cache" test -s "$(jget "$work/r1.json" 'd["log"]')"
+check "the compiler is the kernel's" test "$(jget "$work/r1.json" 'd["compiler"]["matches_kernel"]')" = True
+check "no temporary directory left" test -z "$(ls -A "$work/tmp")"
+key=$(jget "$work/r1.json" 'd["key"]')
+echo "build-node: built in $(jget "$work/r1.json" 'd["build_seconds"]') s (dkms), $(jget "$work/r1.json" 'd["total_seconds"]') s in all"
+
+# 2. cached
+run_build "$work/r2.json" "$src"
+check "second run exits 0" test "$rc" -eq 0
+check "second run: result cached" test "$(jget "$work/r2.json" 'd["result"]')" = cached
+check "second run: the same key" test "$(jget "$work/r2.json" 'd["key"]')" = "$key"
+check "second run: no build" test "$(jget "$work/r2.json" 'd["build_seconds"] == 0')" = True
+echo "build-node: cache hit in $(jget "$work/r2.json" 'd["total_seconds"]') s"
+
+# 2b. a cache entry changed after it was written is not used: built again
+printf 'x' >>"${mods[1]}"
+run_build "$work/r2b.json" "$src"
+check "changed cache entry: exit 0" test "$rc" -eq 0
+check "changed cache entry: built again" test "$(jget "$work/r2b.json" 'd["result"]')" = built
+check "changed cache entry: the same key" test "$(jget "$work/r2b.json" 'd["key"]')" = "$key"
+check "changed cache entry: the module is whole again" "$AGENT" kabi check --symvers "$CACHE/$abi/Module.symvers" \
+  --kernel-modules "$CACHE/$abi/modules" "${mods[@]}"
+
+# 2c. a kernel built with another compiler than this image's: built, and said so
+cp -al "$node" "$work/node-cc" 2>/dev/null || cp -a "$node" "$work/node-cc"
+sed -i 's/(gcc-12 (Debian [^)]*) [0-9.]*,/(gcc-12 (Debian 12.2.0-99) 12.2.1,/' "$work/node-cc/proc/version"
+rc=0
+TMPDIR=$work/tmp "$AGENT" build --root "$work/node-cc" --sources "$src" --json >"$work/r2c.json" 2>"$work/r2c.err" || rc=$?
+check "other compiler: exit 0" test "$rc" -eq 0
+check "other compiler: a new key (/proc/version is an input)" test "$(jget "$work/r2c.json" 'd["key"]')" != "$key"
+check "other compiler: matches_kernel false" test "$(jget "$work/r2c.json" 'd["compiler"]["matches_kernel"]')" = False
+check "other compiler: a warning names both" grep -q 'the kernel was built with gcc-12 (Debian 12.2.0-99) 12.2.1' "$work/r2c.err"
+rm -rf "$work/node-cc"
+
+# 2d. headers that include a -common the node lacks: the node's problem, not the inputs' failure
+cp -al "$node" "$work/node-nc" 2>/dev/null || cp -a "$node" "$work/node-nc"
+rm -rf "$work/node-nc/usr/src/linux-headers-$abi-common"
+nc=$work/src-nc
+make_src "$nc"
+echo '# another source tree' >>"$nc/agent-test-driver-1.0/dkms.conf"
+nc_before=$(ls -A "$work/node-nc/var/lib/intel-gpu-driver/builds/$kver" | sort)
+rc=0
+TMPDIR=$work/tmp "$AGENT" build --root "$work/node-nc" --sources "$nc" --json >"$work/r2d.json" 2>"$work/r2d.err" || rc=$?
+check "no -common: exit 1" test "$rc" -eq 1
+check "no -common: reason build_environment" test "$(jget "$work/r2d.json" 'd["reason"]')" = build_environment
+check "no -common: the detail names it" grep -q "linux-headers-$abi-common" "$work/r2d.json"
+check "no -common: nothing recorded" test "$(ls -A "$work/node-nc/var/lib/intel-gpu-driver/builds/$kver" | sort)" = "$nc_before"
+rm -rf "$work/node-nc"
+
+# 3. sources that do not compile
+bad=$work/src-bad
+make_src "$bad"
+echo '#error agent-test: deliberately broken' >>"$bad/agent-test-driver-1.0/agent_test_nic/agent_test_nic.c"
+run_build "$work/r3.json" "$bad"
+check "broken sources: exit 1" test "$rc" -eq 1
+check "broken sources: result failed" test "$(jget "$work/r3.json" 'd["result"]')" = failed
+check "broken sources: reason build_failed" test "$(jget "$work/r3.json" 'd["reason"]')" = build_failed
+log3=$(jget "$work/r3.json" 'd["log"]')
+check "broken sources: the log names the error ($log3)" grep -q 'deliberately broken' "$log3"
+check "broken sources: a failed.json in the cache" test -f "$builds/$(jget "$work/r3.json" 'd["key"]')/failed.json"
+run_build "$work/r4.json" "$bad"
+check "broken sources again: exit 1" test "$rc" -eq 1
+check "broken sources again: not rebuilt" test "$(jget "$work/r4.json" 'd["build_seconds"] == 0')" = True
+check "broken sources again: the same log" test "$(jget "$work/r4.json" 'd["log"]')" = "$log3"
+check "no temporary directory left" test -z "$(ls -A "$work/tmp")"
+
+# 4 and 5: a build that takes long (a sleep before MAKE's commands; the sources differ, so does the key)
+slow=$work/src-slow
+make_src "$slow"
+sed -i 's/^MAKE\[0\]="/MAKE[0]="sleep 67.5 \&\& /' "$slow/agent-test-driver-1.0/dkms.conf"
+entries_before=$(ls -A "$builds" | sort)
+run_build "$work/r5.json" "$slow" --timeout 12
+check "timeout: exit 1" test "$rc" -eq 1
+check "timeout: a progress line after 10 s (elapsed, last log line)" grep -qE 'building agent-test-driver-1.0: 1[0-9] s: ' "$work/r5.json.err"
+check "timeout: reason build_timeout" test "$(jget "$work/r5.json" 'd["reason"]')" = build_timeout
+check "timeout: no temporary directory left" test -z "$(ls -A "$work/tmp")"
+# (The patterns' brackets keep pgrep from matching the shell that runs it.)
+check "timeout: no process of the build left" bash -c "! pgrep -f '[s]leep 67.5'"
+
+slow2=$work/src-slow2
+make_src "$slow2"
+sed -i 's/^MAKE\[0\]="/MAKE[0]="sleep 68.5 \&\& /' "$slow2/agent-test-driver-1.0/dkms.conf"
+TMPDIR=$work/tmp "$AGENT" build --root "$node" --sources "$slow2" --json >"$work/r6.json" 2>"$work/r6.err" &
+apid=$!
+for _ in $(seq 1 100); do pgrep -f 'sleep 68.5' >/dev/null && break; sleep 0.2; done
+check "SIGTERM: the build was running" pgrep -f 'sleep 68.5'
+kill -TERM "$apid"
+rc=0
+wait "$apid" || rc=$?
+cat "$work/r6.err" >&2
+check "SIGTERM: exit 1" test "$rc" -eq 1
+check "SIGTERM: reason interrupted" test "$(jget "$work/r6.json" 'd["reason"]')" = interrupted
+check "SIGTERM: no temporary directory left" test -z "$(ls -A "$work/tmp")"
+check "SIGTERM: no process of the build left" bash -c "! pgrep -f '[s]leep 68.5' && ! pgrep -f '$work/tm[p]/'"
+entries_after=$(ls -A "$builds" | sort)
+# The timed-out build is recorded (a failure of these inputs); the interrupted one is not, and
+# nothing half-written (.tmp-*) is left.
+check "SIGTERM: nothing of the interrupted build in the cache" test "$(comm -13 <(echo "$entries_before") <(echo "$entries_after") | wc -l)" -eq 1
+check "SIGTERM: no temporary cache entry" bash -c "! ls -A '$builds' | grep -q '^\.tmp-'"
+
+check "the image's /usr/src, /usr/lib, /lib/modules and /var/lib/dkms are as they were" test "$(image_state)" = "$image_before"
+
+if ((failures)); then
+  echo "build-node: $failures check(s) failed" >&2
+  exit 1
+fi
+echo "build-node: all checks passed"

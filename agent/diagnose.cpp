@@ -5,6 +5,7 @@
 #include <set>
 #include <tuple>
 
+#include "agent/node_model.h"
 #include "kabi/kernel_keys.h"
 #include "kabi/text.h"
 
@@ -158,27 +159,8 @@ Result<Diagnosis> diagnose(const DiagnoseOptions& o) {
     r.certificates = "no kernel image for " + *release + " under the root: module signatures are not verified";
   }
 
-  probes::KernelProbeOptions ko;
+  probes::KernelProbeOptions ko = kernel_probe_options_for(r.bundle);
   ko.symvers_override = o.symvers;
-  std::set<std::string> bundle_names, bundle_exports;
-  for (const auto& m : r.bundle) {
-    bundle_names.insert(m.name);
-    for (const auto& e : m.exports) bundle_exports.insert(e.name);
-  }
-  // The in-tree modules the bundle replaces record the CRCs of almost every symbol it needs, and
-  // its in-tree dependencies export the rest: they verify symvers candidates best, and make the
-  // in-tree union (no symvers at all) complete after a handful of reads.
-  for (const auto& m : r.bundle) ko.prefer_sample.push_back(m.name);
-  for (const auto& m : r.bundle) {
-    for (const auto& d : m.depends)
-      if (!bundle_names.count(d) && std::find(ko.prefer_sample.begin(), ko.prefer_sample.end(), d) == ko.prefer_sample.end())
-        ko.prefer_sample.push_back(d);
-    for (const auto& u : m.undefined)
-      if (!u.weak && !bundle_exports.count(u.name)) ko.needed_symbols.insert(u.name);
-    if (const auto* v = m.effective_versions())
-      for (const auto& e : *v)
-        if (!bundle_exports.count(e.name)) ko.needed_symbols.insert(e.name);
-  }
   auto kernel = probes::probe_kernel(*root, ko);
   if (!kernel) return tl::unexpected(kernel.error());
   r.kernel = std::move(*kernel);
@@ -190,26 +172,11 @@ Result<Diagnosis> diagnose(const DiagnoseOptions& o) {
 
   // The kernel model the rules run against, as the kernel will be when the agent inserts:
   // removable conflicts gone, everything else live.
+  r.model = kernel_model_of(r.kernel, r.policy, o.policy);
   kabi::KernelModel& k = r.model;
-  k.release = r.kernel.release;
-  k.vermagic = r.kernel.vermagic;
-  k.modversions = r.kernel.modversions;
-  k.symvers_source = r.kernel.symvers_origin.kind == probes::SymversOrigin::Kind::InTreeUnion
-                         ? r.kernel.symvers.source
-                         : r.kernel.symvers_origin.path;
-  k.symvers = r.kernel.symvers;
-  k.this_module_size = r.kernel.this_module_size;
-  std::tie(k.version_major, k.version_minor) = kabi::parse_release_version(k.release);
-  k.in_tree = r.kernel.in_tree;
   for (const auto& [name, l] : r.loaded.modules) k.live.insert(name);
   for (const auto& c : r.conflicts)
     if (c.removable || c.same_as_bundle) k.live.erase(c.name);
-  k.policy = o.policy ? *o.policy
-                      : (r.kernel.proc_version.find("Debian") != std::string::npos ? kabi::MissingVersionPolicy::Strict
-                                                                                   : kabi::MissingVersionPolicy::Upstream);
-  k.module_sig = r.policy.module_sig || r.kernel.own_modules_signed;
-  k.sig_enforce = r.policy.sig_enforce.value_or(false);
-  k.lockdown = r.policy.locked_down() || (r.policy.lockdown.empty() && r.policy.secure_boot.value_or(false));
   k.certificates_known = certs_known;
   k.kernel_image = kernel_image;
 

@@ -8,8 +8,7 @@
 
 namespace agent {
 
-Result<NodeModel> node_model_for(const probes::HostRoot& root, const std::vector<kabi::ModuleInfo>& set) {
-  NodeModel r;
+probes::KernelProbeOptions kernel_probe_options_for(const std::vector<kabi::ModuleInfo>& set) {
   probes::KernelProbeOptions ko;
   std::set<std::string> names, exports;
   for (const auto& m : set) {
@@ -27,30 +26,40 @@ Result<NodeModel> node_model_for(const probes::HostRoot& root, const std::vector
       for (const auto& e : *v)
         if (!exports.count(e.name)) ko.needed_symbols.insert(e.name);
   }
-  auto kernel = probes::probe_kernel(root, ko);
+  return ko;
+}
+
+kabi::KernelModel kernel_model_of(const probes::RunningKernel& kernel, const probes::Policy& policy,
+                                  std::optional<kabi::MissingVersionPolicy> missing_version) {
+  kabi::KernelModel k;
+  k.release = kernel.release;
+  k.vermagic = kernel.vermagic;
+  k.modversions = kernel.modversions;
+  k.symvers_source = kernel.symvers_origin.kind == probes::SymversOrigin::Kind::InTreeUnion ? kernel.symvers.source
+                                                                                           : kernel.symvers_origin.path;
+  k.symvers = kernel.symvers;
+  k.this_module_size = kernel.this_module_size;
+  std::tie(k.version_major, k.version_minor) = kabi::parse_release_version(k.release);
+  k.in_tree = kernel.in_tree;
+  k.policy = missing_version ? *missing_version
+                             : (kernel.proc_version.find("Debian") != std::string::npos ? kabi::MissingVersionPolicy::Strict
+                                                                                        : kabi::MissingVersionPolicy::Upstream);
+  k.module_sig = policy.module_sig || kernel.own_modules_signed;
+  k.sig_enforce = policy.sig_enforce.value_or(false);
+  k.lockdown = policy.locked_down() || (policy.lockdown.empty() && policy.secure_boot.value_or(false));
+  return k;
+}
+
+Result<NodeModel> node_model_for(const probes::HostRoot& root, const std::vector<kabi::ModuleInfo>& set) {
+  NodeModel r;
+  auto kernel = probes::probe_kernel(root, kernel_probe_options_for(set));
   if (!kernel) return tl::unexpected(kernel.error());
   r.kernel = std::move(*kernel);
   for (const auto& e : r.kernel.tree_problems) r.problems.push_back(e);
   for (const auto& e : r.kernel.symvers_origin.problems) r.problems.push_back(e);
   const probes::Policy policy = probes::probe_policy(root);
   for (const auto& e : policy.problems) r.problems.push_back(e);
-
-  kabi::KernelModel& k = r.model;
-  k.release = r.kernel.release;
-  k.vermagic = r.kernel.vermagic;
-  k.modversions = r.kernel.modversions;
-  k.symvers_source = r.kernel.symvers_origin.kind == probes::SymversOrigin::Kind::InTreeUnion
-                         ? r.kernel.symvers.source
-                         : r.kernel.symvers_origin.path;
-  k.symvers = r.kernel.symvers;
-  k.this_module_size = r.kernel.this_module_size;
-  std::tie(k.version_major, k.version_minor) = kabi::parse_release_version(k.release);
-  k.in_tree = r.kernel.in_tree;
-  k.policy = r.kernel.proc_version.find("Debian") != std::string::npos ? kabi::MissingVersionPolicy::Strict
-                                                                        : kabi::MissingVersionPolicy::Upstream;
-  k.module_sig = policy.module_sig || r.kernel.own_modules_signed;
-  k.sig_enforce = policy.sig_enforce.value_or(false);
-  k.lockdown = policy.locked_down() || (policy.lockdown.empty() && policy.secure_boot.value_or(false));
+  r.model = kernel_model_of(r.kernel, policy);
   return r;
 }
 

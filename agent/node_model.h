@@ -3,6 +3,7 @@
 // (agent/diagnose.cpp), without the devices, the loaded modules and the decision.
 #pragma once
 
+#include <optional>
 #include <vector>
 
 #include "kabi/kernel_model.h"
@@ -10,6 +11,7 @@
 #include "kabi/result.h"
 #include "probes/host_root.h"
 #include "probes/kernel.h"
+#include "probes/policy.h"
 
 namespace agent {
 
@@ -18,6 +20,18 @@ struct NodeModel {
   kabi::KernelModel model;
   std::vector<Error> problems;  // what could not be read without making the model wrong
 };
+
+// What probe_kernel should read for `set`: the in-tree modules the set replaces and its in-tree
+// dependencies first (they record the CRCs of almost every symbol it needs: they verify symvers
+// candidates best and complete the in-tree union after a handful of reads), and the symbols the
+// set imports from outside itself.
+[[nodiscard]] probes::KernelProbeOptions kernel_probe_options_for(const std::vector<kabi::ModuleInfo>& set);
+
+// The model the rules run against, from the probed kernel and policy; `missing_version`
+// overrides the policy for a symbol without a __versions entry (default: strict on Debian
+// kernels, upstream otherwise). Nothing is live yet, no certificates known.
+[[nodiscard]] kabi::KernelModel kernel_model_of(const probes::RunningKernel& kernel, const probes::Policy& policy,
+                                                std::optional<kabi::MissingVersionPolicy> missing_version = std::nullopt);
 
 // Probes the running kernel under `root` for what `set` needs and builds the model the rules
 // run against. Nothing counts as live: the caller decides what to do about loaded modules.

@@ -13,6 +13,9 @@ bash tests/setup.sh
 cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DAGENT_WERROR="${AGENT_WERROR:-OFF}" >/dev/null
 cmake --build build -j"$(nproc)"
 bash tests/e2e/fetch-kernels.sh
+# The headers' -common half and the kbuild tools, for the tests that build modules against the
+# real headers (lifecycle_vm's test driver set, build_node's DKMS build).
+bash tests/e2e/fetch-kernels.sh --kbuild k61 k61_same k61_old
 
 # ctest exits 0 when tests were skipped (SKIP_RETURN_CODE); its JUnit report says which.
 junit=$PWD/build/run-all-junit.xml

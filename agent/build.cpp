@@ -241,23 +241,6 @@ Result<void> copy_sources(const fs::path& sources, const std::vector<std::string
   return {};
 }
 
-// Removes a cache entry (a directory of files) under `parent`.
-void remove_entry(int parent, const std::string& name) {
-  const int fd = ::openat(parent, name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-  if (fd >= 0) {
-    if (DIR* d = ::fdopendir(fd)) {
-      while (dirent* e = ::readdir(d)) {
-        if (std::strcmp(e->d_name, ".") == 0 || std::strcmp(e->d_name, "..") == 0) continue;
-        ::unlinkat(fd, e->d_name, 0);
-      }
-      ::closedir(d);
-    } else {
-      ::close(fd);
-    }
-  }
-  ::unlinkat(parent, name.c_str(), AT_REMOVEDIR);
-}
-
 struct Inputs {
   BuildOptions options;
   std::string release;
@@ -515,18 +498,18 @@ int Builder::record_failure(const WritableDir& kdir, const std::string& key, con
   }
   // Recorded as <key>/failed.json + build.log, installed by rename like a success.
   const std::string tmp = ".tmp-" + key.substr(0, 16) + "-" + std::to_string(::getpid());
-  remove_entry(kdir.fd(), tmp);
+  remove_tree(kdir.fd(), tmp);
   auto entry = kdir.subdir(tmp);
   auto log = read_local(log_path);
   nlohmann::json j{{"schema", 1}, {"kernel", in_.release}, {"key", key}, {"reason", reason}, {"detail", detail},
                    {"log", kLogFile}};
   Result<void> w = entry ? entry->write(kLogFile, log ? *log : std::string("(no log)\n")) : tl::unexpected(entry.error());
   if (w) w = entry->write(kFailedFile, safe_dump(j) + "\n");
-  if (w && kdir.exists(key)) remove_entry(kdir.fd(), key);
+  if (w && kdir.exists(key)) remove_tree(kdir.fd(), key);
   if (w && ::renameat(kdir.fd(), tmp.c_str(), kdir.fd(), key.c_str()) != 0)
     w = fail(errno, std::string("cannot install: ") + std::strerror(errno), kdir.path() + "/" + key);
   if (!w) {
-    remove_entry(kdir.fd(), tmp);
+    remove_tree(kdir.fd(), tmp);
     spdlog::warn("cannot record the failure in the cache: {}", w.error().what());
   } else {
     r.log = kdir.path() + "/" + key + "/" + kLogFile;
@@ -646,7 +629,7 @@ int Builder::run() {
 
   // Installed by rename: a reader sees no entry or a whole one.
   const std::string tmpname = ".tmp-" + key.substr(0, 16) + "-" + std::to_string(::getpid());
-  remove_entry(kdir->fd(), tmpname);
+  remove_tree(kdir->fd(), tmpname);
   auto entry = kdir->subdir(tmpname);
   if (!entry) return input_error(entry.error());
   BuildResult r;
@@ -667,11 +650,11 @@ int Builder::run() {
     w = entry->write(kLogFile, bytes ? *bytes : std::string());
   }
   if (w) w = entry->write(kResultFile, safe_dump(meta) + "\n");
-  if (w && kdir->exists(key)) remove_entry(kdir->fd(), key);  // --rebuild over a failure, or an unusable entry
+  if (w && kdir->exists(key)) remove_tree(kdir->fd(), key);  // --rebuild over a failure, or an unusable entry
   if (w && ::renameat(kdir->fd(), tmpname.c_str(), kdir->fd(), key.c_str()) != 0)
     w = fail(errno, std::string("cannot install: ") + std::strerror(errno), kdir->path() + "/" + key);
   if (!w) {
-    remove_entry(kdir->fd(), tmpname);
+    remove_tree(kdir->fd(), tmpname);
     return input_error(w.error());
   }
   r.log = kdir->path() + "/" + key + "/" + kLogFile;

@@ -19,22 +19,6 @@ namespace {
 
 constexpr size_t kMaxFirmwareFile = size_t{64} << 20;
 
-// Removes what a failed copy left under `dir_fd`'s entry `name` (a tree of our own making).
-void remove_tree(int dir_fd, const std::string& name) {
-  Fd d(::openat(dir_fd, name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
-  if (d) {
-    if (DIR* dp = ::fdopendir(::dup(d.get()))) {
-      std::vector<std::string> names;
-      while (const dirent* e = ::readdir(dp))
-        if (std::strcmp(e->d_name, ".") != 0 && std::strcmp(e->d_name, "..") != 0) names.emplace_back(e->d_name);
-      ::closedir(dp);
-      for (const auto& n : names)
-        if (::unlinkat(d.get(), n.c_str(), 0) != 0 && errno == EISDIR) remove_tree(d.get(), n);
-    }
-  }
-  ::unlinkat(dir_fd, name.c_str(), AT_REMOVEDIR);
-}
-
 }  // namespace
 
 Result<BundleFirmware> scan_bundle_firmware(const fs::path& dir) {

@@ -1,5 +1,6 @@
 #include "agent/state_files.h"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <sys/file.h>
 #include <sys/stat.h>
@@ -35,6 +36,22 @@ Result<void> write_all(int fd, std::string_view content, const std::string& what
 }
 
 }  // namespace
+
+void remove_tree(int dir_fd, const std::string& name) {
+  Fd d(::openat(dir_fd, name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+  if (d) {
+    if (DIR* dp = ::fdopendir(::dup(d.get()))) {
+      std::vector<std::string> names;
+      while (const dirent* e = ::readdir(dp))
+        if (std::strcmp(e->d_name, ".") != 0 && std::strcmp(e->d_name, "..") != 0) names.emplace_back(e->d_name);
+      ::closedir(dp);
+      for (const auto& n : names)
+        if (::unlinkat(d.get(), n.c_str(), 0) != 0 && errno == EISDIR) remove_tree(d.get(), n);
+    }
+  }
+  ::unlinkat(dir_fd, name.c_str(), AT_REMOVEDIR);
+}
+
 
 Result<WritableDir> WritableDir::open(const kabi::RootFs& root, std::string_view path, std::string what) {
   const std::string norm = kabi::normalize_path(path);

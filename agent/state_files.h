@@ -56,4 +56,8 @@ class InstanceLock {
 
 inline constexpr const char* kLockFile = "agent.lock";
 
+// Removes the directory tree `name` under the directory `dir_fd` (one of the agent's own making:
+// a temporary copy, a cache entry), never following a link; what cannot be removed stays.
+void remove_tree(int dir_fd, const std::string& name);
+
 }  // namespace agent

@@ -122,6 +122,34 @@ Result<void> observe(const DiagnoseOptions& o, const probes::HostRoot& root, con
   return {};
 }
 
+// The restart fast path (see DiagnoseOptions::fast_path): true, with `r` complete, when every
+// bundle module is live with the bundle's own build; false, `r` untouched, otherwise.
+Result<bool> diagnose_live_bundle(const DiagnoseOptions& o, const probes::HostRoot& root, const std::string& release,
+                                  Diagnosis& r) {
+  auto loaded = probes::probe_loaded_modules(root, "");
+  if (!loaded) return tl::unexpected(loaded.error());
+  for (const auto& m : r.bundle) {
+    auto it = loaded->modules.find(m.name);
+    if (m.build_id.empty() || it == loaded->modules.end() || it->second.build_id != m.build_id ||
+        (!it->second.state.empty() && it->second.state != "Live"))
+      return false;
+  }
+  if (auto seen = observe(o, root, "", r); !seen) return tl::unexpected(seen.error());
+  r.kernel.release = release;
+  if (auto v = root.read_value("/proc/version")) r.kernel.proc_version = *v;
+  r.decision = Decision::Prebuilt;
+  for (const auto& m : r.bundle) {
+    kabi::ModuleVerdict v;
+    v.name = m.name;
+    v.path = m.path;
+    r.evaluation.modules.push_back(std::move(v));
+  }
+  for (const auto& c : r.conflicts)
+    r.reasons.push_back({check_reason::kBundleAlreadyLoaded,
+                         c.name + ": " + c.detail + ": the kernel accepted this very build; not checked again"});
+  return true;
+}
+
 }  // namespace
 
 Result<Diagnosis> diagnose(const DiagnoseOptions& o) {
@@ -135,6 +163,11 @@ Result<Diagnosis> diagnose(const DiagnoseOptions& o) {
 
   // The bundle first: what it needs steers which of the kernel's own modules are read.
   if (auto b = read_bundle(o, *release, r); !b) return tl::unexpected(b.error());
+  if (o.fast_path) {
+    auto live = diagnose_live_bundle(o, *root, *release, r);
+    if (!live) return tl::unexpected(live.error());
+    if (*live) return r;
+  }
 
   // The kernel image carries the certificates a signature must chain to; it is read only as
   // far as the bundle's signers need (not at all for an unsigned bundle).
@@ -193,39 +226,6 @@ Result<Diagnosis> diagnose(const DiagnoseOptions& o) {
   r.decision = d.decision;
   r.reasons = std::move(d.reasons);
   return r;
-}
-
-Result<std::optional<Diagnosis>> diagnose_fast_path(const DiagnoseOptions& o) {
-  Diagnosis r;
-  auto root = probes::HostRoot::from_cli_or_env(o.root);
-  if (!root) return tl::unexpected(root.error());
-  r.root = root->root().string();
-  auto release = probes::probe_release(*root);
-  if (!release) return tl::unexpected(release.error());
-  if (auto b = read_bundle(o, *release, r); !b) return tl::unexpected(b.error());
-  // Cheap first: is every bundle module live with the bundle's own build? Else the full way.
-  auto loaded = probes::probe_loaded_modules(*root, "");
-  if (!loaded) return tl::unexpected(loaded.error());
-  for (const auto& m : r.bundle) {
-    auto it = loaded->modules.find(m.name);
-    if (m.build_id.empty() || it == loaded->modules.end() || it->second.build_id != m.build_id ||
-        (!it->second.state.empty() && it->second.state != "Live"))
-      return std::optional<Diagnosis>();
-  }
-  if (auto seen = observe(o, *root, "", r); !seen) return tl::unexpected(seen.error());
-  r.kernel.release = *release;
-  if (auto v = root->read_value("/proc/version")) r.kernel.proc_version = *v;
-  r.decision = Decision::Prebuilt;
-  for (const auto& m : r.bundle) {
-    kabi::ModuleVerdict v;
-    v.name = m.name;
-    v.path = m.path;
-    r.evaluation.modules.push_back(std::move(v));
-  }
-  for (const auto& c : r.conflicts)
-    r.reasons.push_back({check_reason::kBundleAlreadyLoaded,
-                         c.name + ": " + c.detail + ": the kernel accepted this very build; not checked again"});
-  return std::optional<Diagnosis>(std::move(r));
 }
 
 }  // namespace agent

@@ -41,6 +41,12 @@ struct DiagnoseOptions {
   // directory): a live one of another build than the bundle's is "ours, older" (an upgrade is
   // pending while it is in use) rather than someone else's driver.
   std::map<std::string, std::string> previous_build_ids;
+  // The restart fast path: when every bundle module is already live with the bundle's own build
+  // id, the kernel has accepted these very modules and nothing needs deciding again - only the
+  // bundle, the loaded modules, the devices and the policy are read (not the kernel's CRCs and
+  // module tree). Decision prebuilt, reasons bundle_already_loaded. Otherwise the full
+  // diagnosis, with the bundle read once.
+  bool fast_path = false;
 };
 
 struct Diagnosis {
@@ -65,12 +71,5 @@ struct Diagnosis {
 // Probes the node and decides. An error is a usage or input error (exit 2): no readable node,
 // no bundle, an unreadable module.
 [[nodiscard]] Result<Diagnosis> diagnose(const DiagnoseOptions& options);
-
-// The restart fast path: when every bundle module is already live with the bundle's own build
-// id, the kernel has accepted these very modules and nothing needs deciding again - only the
-// bundle, the loaded modules, the devices and the policy are read (not the kernel's CRCs and
-// module tree). Decision prebuilt, reasons bundle_already_loaded. Nothing (nullopt) when any
-// bundle module is not live with its build: then diagnose().
-[[nodiscard]] Result<std::optional<Diagnosis>> diagnose_fast_path(const DiagnoseOptions& options);
 
 }  // namespace agent

@@ -141,10 +141,8 @@ Entrypoint::Outcome Entrypoint::attempt() {
 
   DiagnoseOptions opts = o_.check;
   for (const auto& i : journal_.inserted) opts.previous_build_ids[i.name] = i.build_id;
-  // The restart fast path first: the bundle live with its own build needs no kABI check.
-  auto fast = diagnose_fast_path(opts);
-  Result<Diagnosis> d = fast ? (*fast ? Result<Diagnosis>(std::move(**fast)) : diagnose(opts))
-                             : Result<Diagnosis>(tl::unexpected(fast.error()));
+  opts.fast_path = true;  // the bundle live with its own build needs no kABI check
+  auto d = diagnose(opts);
   BundleFirmware firmware;
   if (d) {
     if (auto fw = scan_bundle_firmware(o_.check.bundle_firmware)) firmware = std::move(*fw);

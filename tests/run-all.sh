@@ -14,8 +14,12 @@ cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DAGENT_WERROR="$
 cmake --build build -j"$(nproc)"
 bash tests/e2e/fetch-kernels.sh
 # The headers' -common half and the kbuild tools, for the tests that build modules against the
-# real headers (lifecycle_vm's test driver set, build_node's DKMS build).
+# real headers (lifecycle_vm's test driver set, build_node's DKMS build), and k61's headers
+# .debs that build_vm installs in its root filesystem.
 bash tests/e2e/fetch-kernels.sh --kbuild k61 k61_same k61_old
+# build_vm's root filesystem (mmdebstrap, cached under the kernel cache; made here, outside the
+# test's timeout, the first time).
+bash tests/e2e/build-rootfs.sh k61 build/agent/agent >/dev/null
 
 # ctest exits 0 when tests were skipped (SKIP_RETURN_CODE); its JUnit report says which.
 junit=$PWD/build/run-all-junit.xml

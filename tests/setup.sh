@@ -9,7 +9,7 @@ PACKAGES=(
   kmod xz-utils zstd gzip cpio openssl python3 libc6-dev
   gcc-12 make binutils util-linux
   qemu-system-x86 busybox-static umockdev libumockdev-dev
-  dkms
+  dkms mmdebstrap
   clang libclang-rt-14-dev hyperfine time
   shellcheck yamllint
 )

@@ -42,7 +42,8 @@
 #            first): Debian's linux-headers-<abi>-amd64 includes linux-headers-<abi>-common and
 #            its `scripts` link to linux-kbuild-<series>. Unpacked into $CACHE/<abi>/kbuild/
 #            (usr/src/linux-headers-<abi>-common, usr/lib/linux-kbuild-<series>; .done holds
-#            the series), beside root/, which stays as it was. Debian's headers are not
+#            the series), beside root/, which stays as it was; the three headers .debs
+#            (-amd64, -common, linux-kbuild) are kept in kbuild/debs/. Debian's headers are not
 #            relocatable: bind them at their canonical paths to build (see
 #            tests/fixtures/kmod-src/build-bundle.sh).
 set -euo pipefail
@@ -173,15 +174,28 @@ fetch_one() {
 # serve: linux-headers-<abi>-amd64 depends on linux-kbuild-<series> >= its own version).
 kbuild_one() {
   local abi=$1 dir="$CACHE/$1/kbuild" series deb
-  [[ -f $dir/.done ]] && { echo "fetch-kernels: kbuild of $abi cached in $dir"; return 0; }
+  [[ -f $dir/.done && -f $dir/debs/.done ]] && { echo "fetch-kernels: kbuild of $abi cached in $dir"; return 0; }
   ensure_lists
   series=$(apt-cache "${APT_OPTS[@]}" show "linux-headers-$abi-amd64" 2>/dev/null |
     grep -m1 -oE 'linux-kbuild-[0-9][0-9.]*' | sed 's/^linux-kbuild-//') || true
   [[ -n $series ]] || { echo "fetch-kernels: linux-headers-$abi-amd64 names no linux-kbuild-<series>" >&2; return 1; }
+  # The three headers packages are kept as .debs in debs/ (build-vm.sh installs them with dpkg
+  # in a root filesystem; the archive drops an ABI's packages with the ABI).
+  if [[ -f $dir/.done ]]; then # unpacked by an earlier version that did not keep them
+    rm -rf "$dir/debs"{,.tmp} && mkdir -p "$dir/debs.tmp"
+    (cd "$dir/debs.tmp" && apt-get "${APT_OPTS[@]}" download "linux-headers-$abi-amd64" \
+      "linux-headers-$abi-common" "linux-kbuild-$(<"$dir/.done")" >&2) || return 1
+    touch "$dir/debs.tmp/.done" && mv "$dir/debs.tmp" "$dir/debs"
+    echo "fetch-kernels: kbuild of $abi cached in $dir, its .debs fetched again"
+    return 0
+  fi
   rm -rf "$dir" "$dir.tmp" && mkdir -p "$dir.tmp/debs"
-  (cd "$dir.tmp/debs" && apt-get "${APT_OPTS[@]}" download "linux-headers-$abi-common" "linux-kbuild-$series" >&2) || return 1
-  for deb in "$dir.tmp"/debs/*.deb; do dpkg-deb -x "$deb" "$dir.tmp"; done
-  rm -rf "$dir.tmp/debs"
+  (cd "$dir.tmp/debs" && apt-get "${APT_OPTS[@]}" download "linux-headers-$abi-amd64" \
+    "linux-headers-$abi-common" "linux-kbuild-$series" >&2) || return 1
+  for deb in "$dir.tmp/debs/linux-headers-$abi-common_"*.deb "$dir.tmp/debs/linux-kbuild-${series}_"*.deb; do
+    dpkg-deb -x "$deb" "$dir.tmp"
+  done
+  touch "$dir.tmp/debs/.done"
   [[ -f $dir.tmp/usr/src/linux-headers-$abi-common/Makefile && -d $dir.tmp/usr/lib/linux-kbuild-$series/scripts ]] ||
     { echo "fetch-kernels: linux-headers-$abi-common or linux-kbuild-$series unpacked without their Makefile / scripts" >&2; return 1; }
   echo "$series" >"$dir.tmp/.done"

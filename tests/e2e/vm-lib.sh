@@ -126,3 +126,41 @@ ${version:+VERSION_ID=\"$version\"
 ID=debian
 OS
 }
+
+# vm_module_subset ROOT KDIR MODULE...: the kernel's module tree of the kernel-cache directory
+# KDIR at its path under ROOT (/lib/modules/<kver>, through ROOT's /lib -> usr/lib when it has
+# one): every index (modules.dep & co), but only the named MODULEs and their dependencies from
+# modules.dep. Sets VM_KVER. (vm_host_root does the same inside its small host.)
+vm_module_subset() {
+  local root=$1 kdir=$2 f moddir rel
+  shift 2
+  VM_KVER=$(<"$kdir/.done")
+  moddir=$(realpath --relative-to="$kdir/root" "$(realpath "$kdir/modules")")
+  [[ $moddir != ..* ]] || { echo "vm_module_subset: $kdir/modules is not inside $kdir/root" >&2; return 1; }
+  mkdir -p "$root/$moddir"
+  for f in "$kdir/modules"/modules.*; do cp -L "$f" "$root/$moddir/"; done
+  python3 - "$kdir/modules/modules.dep" "$@" <<'PY' >"$root/.subset"
+import os, re, sys
+dep_file, names = sys.argv[1], sys.argv[2:]
+norm = lambda p: re.sub(r"\.ko(\.(xz|zst|gz))?$", "", os.path.basename(p)).replace("-", "_")
+deps = {}
+for line in open(dep_file):
+    mod, _, rest = line.partition(":")
+    deps[mod] = rest.split()
+out = set()
+for mod, d in deps.items():
+    if norm(mod) in names:
+        out.add(mod)
+        out.update(d)
+missing = set(names) - {norm(m) for m in out}
+if missing:
+    sys.exit("vm_module_subset: not in modules.dep: " + " ".join(sorted(missing)))
+print("\n".join(sorted(out)))
+PY
+  while read -r rel; do
+    [[ -n $rel ]] || continue
+    mkdir -p "$root/$moddir/$(dirname "$rel")"
+    cp -L "$kdir/modules/$rel" "$root/$moddir/$rel"
+  done <"$root/.subset"
+  rm "$root/.subset"
+}

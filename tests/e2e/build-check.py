@@ -1,0 +1,350 @@
+#!/usr/bin/env python3
+"""The assertions of build-vm.sh on the VM's serial console (see that script).
+
+Usage: build-check.py SERIAL NIC KVER VM_SECONDS
+Prints what the VM saw for each scenario with a failure (status.json at the key moments, the
+agent's log, the kernel's messages), the benchmark, then "PASS|FAIL <what>" lines and
+"N passed, M failed". Exit 0 all passed, 1 some failed.
+"""
+import json
+import re
+import sys
+
+serial, nic, kver, vm_seconds = sys.argv[1:5]
+
+snaps, facts, exits, jsons, starts, phases, reached = {}, {}, {}, {}, {}, {}, {}
+logs, dmesg, cache, cachesum, procs, kos, entries, blog, bloglines, nfd = ({} for _ in range(10))
+inserts, tmpleft = {}, {}
+begin, end = None, False
+
+
+def text_json(text):
+    if text.strip() in ("-", ""):
+        return None
+    try:
+        return json.loads(text)
+    except ValueError as e:
+        return {"_error": "bad JSON: %s" % e, "_text": text[:2000]}
+
+
+for line in open(serial, errors="replace"):
+    line = line.rstrip("\n")
+    m = re.search(r"BVM BEGIN (\S+)", line)  # after the firmware's screen escapes
+    if m:
+        begin = m.group(1)
+        continue
+    if line == "BVM END":
+        end = True
+        continue
+    m = re.match(r"(LOG|DMESG|NFD|BLOGLINE) (\S+) ?(.*)$", line)
+    if m:
+        kind, tag, text = m.groups()
+        {"LOG": logs, "DMESG": dmesg, "NFD": nfd, "BLOGLINE": bloglines}[kind].setdefault(tag, []).append(text)
+        continue
+    m = re.match(r"(SNAP|JSON) (\S+) (.*)$", line)
+    if m:
+        (snaps if m.group(1) == "SNAP" else jsons)[m.group(2)] = text_json(m.group(3))
+        continue
+    m = re.match(r"(FACT|BLOG) (\S+) ?(.*)$", line)
+    if m:
+        d = (facts if m.group(1) == "FACT" else blog).setdefault(m.group(2), {})
+        for kv in m.group(3).split():
+            k, _, v = kv.partition("=")
+            d[k] = v
+        continue
+    m = re.match(r"EXIT (\S+) (\S+)(?: t0=([\d.]+) t=([\d.]+))?$", line)
+    if m:
+        rc = int(m.group(2)) if m.group(2).isdigit() else m.group(2)
+        secs = float(m.group(4)) - float(m.group(3)) if m.group(3) else None
+        exits[m.group(1)] = (rc, secs)
+        continue
+    m = re.match(r"START (\S+) pid=(\d+) t=([\d.]+)", line)
+    if m:
+        starts[m.group(1)] = int(m.group(2))
+        continue
+    m = re.match(r"PHASE (\S+) (\S+) t=", line)
+    if m:
+        phases.setdefault(m.group(1), []).append(m.group(2))
+        continue
+    m = re.match(r"REACHED (\S+) (\S+) t0=([\d.]+) t=([\d.]+)$", line)
+    if m:
+        reached[m.group(1)] = (m.group(2), float(m.group(4)) - float(m.group(3)))
+        continue
+    m = re.match(r"CACHESUM (\S+) (\S+)$", line)
+    if m:
+        cachesum[m.group(1)] = m.group(2)
+        continue
+    m = re.match(r"CACHE (\S+) (.*)$", line)
+    if m:
+        cache.setdefault(m.group(1), []).append(m.group(2))
+        continue
+    m = re.match(r"PROC (\S+) (.*)$", line)
+    if m:
+        procs.setdefault(m.group(1), []).append(m.group(2).strip())
+        continue
+    m = re.match(r"KO (\S+) (\S+) (\S*) ?(.*)$", line)
+    if m:
+        tag, name, bid, rest = m.groups()
+        parts = rest.split()
+        sha = parts[0] if len(parts) == 2 else None
+        kos.setdefault(tag, {})[name] = {"build_id": bid, "sha256": sha, "path": parts[-1] if parts else ""}
+        continue
+    m = re.match(r"ENTRY (\S+) (\S+)$", line)
+    if m:
+        entries.setdefault(m.group(1), []).append(m.group(2))
+        continue
+    m = re.match(r"INSMOD (\S+) (\d+)$", line)
+    if m:
+        inserts[m.group(1)] = int(m.group(2))
+        continue
+    m = re.match(r"TMPLEFT (\S+) ?(.*)$", line)
+    if m:
+        tmpleft[m.group(1)] = m.group(2).strip()
+        continue
+
+results = []  # (ok, scenario, what)
+
+
+def check(scenario, ok, what):
+    results.append((bool(ok), scenario, what))
+
+
+RUN_OF = {"whole": "whole", "whole-stopped": "whole", "restart": "restart", "broken1": "broken1",
+          "broken2": "broken2", "sigterm-before": "sigterm", "sigterm": "sigterm"}
+
+
+def st(tag):
+    """status.json at TAG, {} when none, unreadable or an earlier agent's (another pid)."""
+    s = snaps.get(tag)
+    if not isinstance(s, dict) or "_error" in s:
+        return {}
+    run = RUN_OF.get(tag)
+    if run in starts and s.get("pid") != starts[run]:
+        return {}
+    return s
+
+
+def summary(tag):
+    s = snaps.get(tag)
+    if s is None:
+        return "no status.json"
+    if "_error" in s:
+        return s["_error"]
+    if not st(tag):
+        return "a stale status.json (pid %s, phase %s)" % (s.get("pid"), s.get("phase"))
+    return "phase %s, decision %s, source %s" % (s.get("phase"), s.get("decision"), s.get("source"))
+
+
+def build(tag):
+    b = st(tag).get("build")
+    return b if isinstance(b, dict) else {}
+
+
+def f(tag, key):
+    return facts.get(tag, {}).get(key)
+
+
+def codes(tag):
+    return [r.get("code") for r in st(tag).get("reasons") or [] if isinstance(r, dict)]
+
+
+def rc(tag):
+    return exits.get(tag, (None, None))[0]
+
+
+def took(tag):
+    return exits.get(tag, (None, None))[1]
+
+
+def entry_files(tag, entry_rel):
+    """Files of cache entry <kver>/<key> in the CACHE listing of TAG (names only)."""
+    out = []
+    for l in cache.get(tag, []):
+        p = l.split()[0]
+        if p.startswith(entry_rel + "/"):
+            out.append(p[len(entry_rel) + 1:])
+    return out
+
+
+BUNDLE = ("agent_test_helper", "agent_test_nic")
+BUILDS = "/var/lib/intel-gpu-driver/builds"
+check("vm", begin == kver and end, "the VM booted %s and ran to the end (BVM BEGIN %s, END %s)" % (kver, begin, end))
+
+# ---- agent-build (today's command, in the VM's real root) ------------------------------------
+j1, j2 = jsons.get("ab1") or {}, jsons.get("ab2") or {}
+names1 = sorted(m.get("name") for m in j1.get("modules") or [] if isinstance(m, dict))
+check("agent-build", rc("ab1") == 0 and j1.get("result") == "built" and j1.get("kernel") == kver and
+      names1 == list(BUNDLE),
+      "agent-build: `agent build --json` exit %s, result %s, kernel %s, modules %s; expected 0, built, %s, both" %
+      (rc("ab1"), j1.get("result"), j1.get("kernel"), names1, kver))
+check("agent-build", (j1.get("compiler") or {}).get("matches_kernel") is True and j1.get("log"),
+      "agent-build: compiler %s (matches the kernel's: %s), log %s" %
+      ((j1.get("compiler") or {}).get("used"), (j1.get("compiler") or {}).get("matches_kernel"), j1.get("log")))
+check("agent-build", rc("ab2") == 0 and j2.get("result") == "cached" and j2.get("key") == j1.get("key") and
+      j2.get("build_seconds") in (0, 0.0),
+      "agent-build: a second run exit %s, result %s, same key %s, build_seconds %s" %
+      (rc("ab2"), j2.get("result"), j2.get("key") == j1.get("key"), j2.get("build_seconds")))
+ab = kos.get("ab", {})
+check("agent-build", inserts.get("ab-agent_test_helper") == 0 and inserts.get("ab-agent_test_nic") == 0 and
+      f("ab", "driver") == "agent_test_nic" and
+      f("ab", "helper_id") == (ab.get("agent_test_helper") or {}).get("build_id") and
+      f("ab", "nic_id") == (ab.get("agent_test_nic") or {}).get("build_id") and f("ab", "helper_id"),
+      "agent-build: the built modules insert (%s, %s), %s bound to %s, live build ids = the built files' (%s, %s)" %
+      (inserts.get("ab-agent_test_helper"), inserts.get("ab-agent_test_nic"), nic, f("ab", "driver"),
+       f("ab", "helper_id") == (ab.get("agent_test_helper") or {}).get("build_id"),
+       f("ab", "nic_id") == (ab.get("agent_test_nic") or {}).get("build_id")))
+check("agent-build", f("ab-removed", "helper") == "0" and f("ab-removed", "nic") == "0",
+      "agent-build: removed again (helper %s, nic %s)" % (f("ab-removed", "helper"), f("ab-removed", "nic")))
+
+# ---- whole-flow ------------------------------------------------------------------------------
+s, b = st("whole"), build("whole")
+ph = phases.get("whole", [])
+end_phase, wall = reached.get("whole", (None, None))
+check("whole-flow", "building" in ph and end_phase == "ready" and s.get("phase") == "ready",
+      "whole-flow: phases %s (expected building ... ready), then %s" % (" -> ".join(ph) or "none", summary("whole")))
+check("whole-flow", s.get("decision") == "build" and s.get("source") == "built" and b.get("result") == "built" and
+      b.get("mode") == "node" and isinstance(b.get("build_seconds"), (int, float)) and b.get("build_seconds") > 0,
+      "whole-flow: decision %s, source %s, build.mode %s, build.result %s, build.build_seconds %s; expected build, built, "
+      "node, built, > 0" % (s.get("decision"), s.get("source"), b.get("mode"), b.get("result"), b.get("build_seconds")))
+devs = [d for d in s.get("devices") or [] if isinstance(d, dict) and d.get("bdf") == nic]
+check("whole-flow", f("whole", "driver") == "agent_test_nic" and f("whole", "ready") == "1" and
+      bool(devs) and devs[0].get("bound") is True,
+      "whole-flow: %s bound to %s (sysfs), status bound %s, ready file %s" %
+      (nic, f("whole", "driver"), devs[0].get("bound") if devs else None, f("whole", "ready")))
+ents = entries.get("whole", [])
+key = b.get("key") or ""
+entry = b.get("entry") or ""
+rel = "%s/%s" % (kver, key)
+files = entry_files("whole", rel)
+check("whole-flow", key and entry == "%s/%s" % (BUILDS, rel) and entry in ents and
+      {"result.json", "build.log", "agent_test_helper.ko", "agent_test_nic.ko"} <= set(files) and
+      (b.get("log") or "").startswith(entry + "/"),
+      "whole-flow: build.entry %s = %s/<kver>/<key %s> (entries in the cache: %s), holding %s, build.log %s" %
+      (entry, BUILDS, key[:12], ents, sorted(files), b.get("log")))
+wk = kos.get("whole", {})
+mods = {m.get("name"): m for m in s.get("modules") or [] if isinstance(m, dict)}
+same_id = all(wk.get(n, {}).get("build_id") and wk[n]["build_id"] == f("whole", {"agent_test_helper": "helper_id",
+                                                                                    "agent_test_nic": "nic_id"}[n])
+              for n in BUNDLE)
+same_sha = all(wk.get(n, {}).get("sha256") and mods.get(n, {}).get("sha256") == wk[n]["sha256"] and
+               mods.get(n, {}).get("live") is True for n in BUNDLE)
+check("whole-flow", same_id and same_sha and all(wk.get(n, {}).get("path", "").startswith(entry + "/") for n in BUNDLE),
+      "whole-flow: the live modules are the cached files: build ids %s (live %s / %s), sha256 = status.modules[] %s" %
+      ({n: wk.get(n, {}).get("build_id") for n in BUNDLE}, f("whole", "helper_id"), f("whole", "nic_id"), same_sha))
+tmp = [l for l in cache.get("whole", []) if "/.tmp-" in "/" + l.split()[0]]
+check("whole-flow", not tmp, "whole-flow: no .tmp-* left in the cache: %s" % (tmp or "none"))
+
+# ---- restart ---------------------------------------------------------------------------------
+check("restart", rc("whole") == 0 and st("whole-stopped").get("phase") == "stopping",
+      "restart: SIGTERM of the first agent: exit %s, %s; expected 0, stopping" % (rc("whole"), summary("whole-stopped")))
+s, b = st("restart"), build("restart")
+check("restart", reached.get("restart", (None,))[0] == "ready" and s.get("phase") == "ready" and
+      f("restart", "driver") == "agent_test_nic" and f("restart", "helper_id") == f("whole", "helper_id") and
+      f("restart", "nic_id") == f("whole", "nic_id"),
+      "restart: %s (phases %s), %s bound to %s, the same live build ids" %
+      (summary("restart"), " -> ".join(phases.get("restart", [])), nic, f("restart", "driver")))
+check("restart", (b.get("result") == "cached" or s.get("fast_path") is True) and s.get("source") == "built" and
+      not b.get("build_seconds") and cachesum.get("restart") and cachesum.get("restart") == cachesum.get("whole"),
+      "restart: no build: build.result %s, fast_path %s, source %s, build_seconds %s, the cache directory %s" %
+      (b.get("result"), s.get("fast_path"), s.get("source"), b.get("build_seconds"),
+       "unchanged" if cachesum.get("restart") == cachesum.get("whole") else "CHANGED"))
+check("restart", rc("restart") == 0 and rc("unload") == 0 and f("unload", "helper") == "0" and f("unload", "nic") == "0",
+      "restart: SIGTERM exit %s, then `agent unload` exit %s, modules gone (helper %s, nic %s)" %
+      (rc("restart"), rc("unload"), f("unload", "helper"), f("unload", "nic")))
+
+# ---- compile-failure -------------------------------------------------------------------------
+s, b = st("broken1"), build("broken1")
+bl = blog.get("broken1", {})
+check("compile-failure", s.get("phase") == "refused" and "build_failed" in codes("broken1") and
+      b.get("result") == "failed" and b.get("reason") == "build_failed",
+      "compile-failure: %s, reasons %s, build.result %s, build.reason %s; expected refused, build_failed, failed" %
+      (summary("broken1"), codes("broken1"), b.get("result"), b.get("reason")))
+check("compile-failure", bl.get("exists") == "1" and bl.get("path") == b.get("log") and
+      (b.get("log") or "").startswith(BUILDS + "/%s/" % kver) and int(bl.get("error") or 0) > 0,
+      "compile-failure: build.log %s exists in the VM (%s) with the compiler's error: %s" %
+      (b.get("log"), bl.get("exists"), (bloglines.get("broken1") or ["no error line"])[0].strip()[:200]))
+check("compile-failure", f("broken1", "helper") == "0" and f("broken1", "nic") == "0" and f("broken1", "ready") == "0",
+      "compile-failure: nothing loaded (helper %s, nic %s), no ready file (%s)" %
+      (f("broken1", "helper"), f("broken1", "nic"), f("broken1", "ready")))
+s2, b2 = st("broken2"), build("broken2")
+bl2 = blog.get("broken2", {})
+check("compile-failure", s2.get("phase") == "refused" and "build_failed" in codes("broken2") and
+      b2.get("result") == "failed" and b2.get("log") == b.get("log"),
+      "compile-failure: a second run: %s, reasons %s, build.result %s, the same log %s" %
+      (summary("broken2"), codes("broken2"), b2.get("result"), b2.get("log") == b.get("log")))
+check("compile-failure", bl2.get("md5") and bl2.get("md5") == bl.get("md5") and bl2.get("sum") == bl.get("sum") and
+      cachesum.get("broken2") == cachesum.get("broken1") and not b2.get("build_seconds") and
+      not procs.get("broken2"),
+      "compile-failure: not retried: the log %s, the cache directory %s, build_seconds %s, build processes %s" %
+      ("untouched" if bl2.get("md5") == bl.get("md5") and bl2.get("sum") == bl.get("sum") else "CHANGED",
+       "unchanged" if cachesum.get("broken2") == cachesum.get("broken1") else "CHANGED", b2.get("build_seconds"),
+       procs.get("broken2") or "none"))
+
+# ---- sigterm during the build ----------------------------------------------------------------
+ph = phases.get("sigterm", [])
+check("sigterm-build", "building" in ph and procs.get("sigterm-before") and
+      st("sigterm-before").get("phase") == "building",
+      "sigterm-build: SIGTERM while building: phases %s, %s, the build running: %s" %
+      (" -> ".join(ph) or "none", summary("sigterm-before"), (procs.get("sigterm-before") or ["nothing"])[:4]))
+check("sigterm-build", rc("sigterm") == 0 and took("sigterm") is not None and took("sigterm") <= 10 and
+      st("sigterm").get("phase") == "stopping",
+      "sigterm-build: exit %s after %s s (at most 10), %s; expected 0, stopping" %
+      (rc("sigterm"), "?" if took("sigterm") is None else "%.1f" % took("sigterm"), summary("sigterm")))
+left = [l for l in cache.get("sigterm", []) if "/" in l.split()[0] or ".tmp-" in l]
+check("sigterm-build", not left and not procs.get("sigterm") and not tmpleft.get("sigterm") and "sigterm" in tmpleft,
+      "sigterm-build: nothing half-written in the cache (%s), build processes left: %s, temporary directories left: %s" %
+      (left or "nothing", procs.get("sigterm") or "none", tmpleft.get("sigterm") or "none"))
+
+# ---- output ----------------------------------------------------------------------------------
+DEBUG = {  # scenario -> (snapshots, agent logs, kernel messages)
+    "vm": ([], [], []),
+    "agent-build": ([], ["ab1"], ["ab"]),
+    "whole-flow": (["whole"], ["whole"], ["whole"]),
+    "restart": (["whole-stopped", "restart"], ["whole", "restart", "unload"], ["restart"]),
+    "compile-failure": (["broken1", "broken2"], ["broken1", "broken2"], ["broken"]),
+    "sigterm-build": (["sigterm-before", "sigterm"], ["sigterm"], ["sigterm"]),
+}
+failed_scenarios = []
+for ok, sc, _ in results:
+    if not ok and sc not in failed_scenarios:
+        failed_scenarios.append(sc)
+for sc in failed_scenarios:
+    sn, lg, dm = DEBUG[sc]
+    print("\n=== %s: what the VM saw ===" % sc)
+    if sc == "agent-build":
+        for t in ("ab1", "ab2"):
+            print("--- agent build --json (%s) ---" % t)
+            print(json.dumps(jsons.get(t), indent=1))
+    for t in sn:
+        print("--- status.json at %s ---" % t)
+        s = snaps.get(t)
+        print(json.dumps(s, indent=1) if s is not None else "  (none)")
+    for t in lg:
+        print("--- agent log (%s) ---" % t)
+        for l in logs.get(t, ["(empty)"])[-60:]:
+            print("  " + l)
+    for t in dm:
+        print("--- kernel messages (%s) ---" % t)
+        for l in dmesg.get(t, ["(none)"])[-30:]:
+            print("  " + l)
+
+print("\nbenchmark (Debian %s under qemu TCG, the VM's root a real Debian 12 with gcc-12 and dkms):" % kver)
+print("  agent build (today's command): dkms %s s, %s s in all (jobs %s); cached: %s s" %
+      (j1.get("build_seconds"), j1.get("total_seconds"), j1.get("jobs"), j2.get("total_seconds")))
+t = st("whole").get("timings") or {}
+print("  entrypoint, building: start to ready %s ms (status), wall clock %s s, build %s s" %
+      (t.get("start_to_ready_ms"), "?" if reached.get("whole", (0, None))[1] is None else "%.1f" % reached["whole"][1],
+       build("whole").get("build_seconds")))
+t = st("restart").get("timings") or {}
+print("  entrypoint, restart: start to ready %s ms (status), wall clock %s s" %
+      (t.get("start_to_ready_ms"), "?" if reached.get("restart", (0, None))[1] is None else "%.1f" % reached["restart"][1]))
+print("  compile failure: refused after %s s; again (recorded): %s s; SIGTERM during the build: exit after %s s" %
+      tuple("?" if x is None else "%.1f" % x for x in
+            (reached.get("broken1", (0, None))[1], reached.get("broken2", (0, None))[1], took("sigterm"))))
+print("  the whole VM: %s s" % vm_seconds)
+print()
+for ok, sc, what in results:
+    print("%s %s" % ("PASS" if ok else "FAIL", what))
+passed = sum(1 for ok, _, _ in results if ok)
+print("%d passed, %d failed" % (passed, len(results) - passed))
+sys.exit(0 if passed == len(results) else 1)

@@ -3,18 +3,22 @@
 # image's DKMS sources, booted as the VM's whole root (an uncompressed initramfs).
 #   Debian bookworm from deb.debian.org, `mmdebstrap --variant=minbase`, documentation, man
 #   pages and locales left out (dpkg path-exclude), with the compiler and what DKMS needs
-#   (gcc-12, make, dkms, kmod, libc6-dev, procps, binutils, linux-compiler-gcc-12-x86), the
-#   agent's runtime libraries (the packages that own what `ldd AGENT` names: dpkg -S on this
-#   Debian 12 machine, the same archive), and the kernel's headers as Debian installs them:
+#   (gcc-12, make, dkms, kmod, libc6-dev, procps, binutils; mount and mawk, which minbase
+#   lacks, for the VM's /init), the agent's runtime libraries (the packages that own what
+#   `ldd AGENT` names: dpkg -S on this Debian 12 machine, the same archive, so the root follows
+#   the binary's link line), what the headers .debs depend on (their Depends fields:
+#   linux-compiler-gcc-12-x86, libelf1, ...), and the kernel's headers as Debian installs them:
 #   linux-headers-<abi>-amd64, linux-headers-<abi>-common and linux-kbuild-<series>, the .debs
 #   kept by `fetch-kernels.sh --kbuild` installed with dpkg inside (the archive drops them
 #   with the ABI); plus the kernel's /lib/modules/<kver> from the kernel cache: every index,
 #   but only the named modules and their dependencies (never e1000: qemu's NIC stays free for
 #   the test driver), /boot/vmlinuz-<kver> and its config.
-# Cached in $CACHE/build-vm-rootfs/<digest>.cpio (newc, uncompressed), the digest over this
-# script, the package list, the .debs, the kernel release and the module list: a changed recipe
-# makes a new one. The agent binary itself is not in it (build-vm.sh appends the image's parts
-# as a second cpio), only the packages of its libraries.
+# Cached in $CACHE/build-vm-rootfs/rootfs-<abi>-<digest>.cpio (newc, uncompressed; .info: time
+# and size), the digest over the recipe: mmdebstrap's arguments (the package list included), the
+# mirror, the .debs, the kernel release, the module list and POST (the version of the steps
+# after mmdebstrap): a changed recipe makes a new one (and removes the old). The agent binary
+# itself is not in it (build-vm.sh appends the image's parts as a second cpio), only the
+# packages of its libraries.
 #
 #   build-rootfs.sh ROLE|ABI AGENT [MODULE...]   prints the cpio's path (stdout)
 # MODULE: the in-tree modules in the root's tree (with their dependencies; never e1000),
@@ -61,7 +65,14 @@ libpkgs=$(
       echo "${owner%%:*}"
     done | sort -u | tr '\n' ' '
 ) || die "cannot map the agent's libraries to packages"
-packages="gcc-12 make dkms kmod libc6-dev procps binutils linux-compiler-gcc-12-x86 $libpkgs"
+# What the headers .debs depend on besides each other (linux-compiler-gcc-12-x86, libelf1, ...),
+# from the archive, so that dpkg -i finds it installed.
+debdeps=$(
+  for d in "${debs[@]}"; do dpkg-deb -f "$d" Depends; done | tr ',' '\n' |
+    sed -E 's/\|.*//; s/\(.*\)//; s/:any//; s/[[:space:]]//g' | sed '/^$/d' |
+    grep -vxE "linux-headers-$abi-(amd64|common)|linux-kbuild-$series" | sort -u | tr '\n' ' '
+)
+packages="gcc-12 make dkms kmod libc6-dev procps binutils mount mawk $debdeps $libpkgs"
 packages=$(tr ' ' '\n' <<<"$packages" | sed '/^$/d' | sort -u | tr '\n' ',')
 packages=${packages%,}
 
@@ -111,7 +122,7 @@ for p in "linux-headers-$abi-amd64" "linux-headers-$abi-common" "linux-kbuild-$s
   [[ $(chroot "$root" dpkg-query -W -f='${Status}' "$p" 2>/dev/null) == "install ok installed" ]] ||
     die "$p is not installed in the root"
 done
-[[ -L $root/lib/modules/$kver/build && -f $root/lib/modules/$kver/build/Makefile ]] ||
+[[ -L $root/lib/modules/$kver/build && -f $root$(readlink "$root/lib/modules/$kver/build")/Makefile ]] ||
   die "no /lib/modules/$kver/build -> headers in the root"
 
 # The kernel's module tree: indexes + the named modules and their dependencies, the image, config.

@@ -10,10 +10,6 @@
 # module_layout: refused by k61, so the decision is `build`) at /opt/lib/modules/<kver of
 # k61_old>/ and the firmware at /opt/lib/firmware. The VM's /init runs, in this order:
 #
-#   agent-build        `agent build --json --cache /var/lib/agent-build-proof` (the command of
-#                      today, its own cache): built, both modules; a second run cached; the
-#                      built modules inserted by hand bind 0000:00:03.0 to agent_test_nic with
-#                      the built files' build ids; removed again
 #   whole-flow         the entrypoint `agent --nfd-dir ...` (build mode node by default): phases
 #                      pass through `building` to `ready`; source "built", build.result "built";
 #                      0000:00:03.0 bound to agent_test_nic; the cache entry
@@ -22,6 +18,10 @@
 #                      modules' (and whose sha256 are the status's); no `.tmp-*` left
 #   restart            SIGTERM (exit 0), started again: ready, build.result "cached" (or the fast
 #                      path), no build (the cache directory unchanged, file by file)
+#   agent-build        `agent build --json` (the build command) on the same cache: cached, with
+#                      the entrypoint's key (built when the entrypoint built nothing); a second
+#                      run cached; its modules inserted by hand bind 0000:00:03.0 to
+#                      agent_test_nic with the files' build ids; removed again
 #   compile-failure    after `agent unload`: the broken sources (--sources /usr/src-broken, its
 #                      own --state-dir): phase refused, reasons[] build_failed, build.log in the VM
 #                      holding the compiler's error; a second run: still refused, the log
@@ -177,26 +177,6 @@ build_procs() { # build_procs TAG: what of a build still runs (PROC lines)
   ps -eo pid=,comm=,args= | awk -v tag="$1" '$2 ~ /^(make|cc1|gcc|gcc-12|as|ld|dkms|modpost|objtool)$/ { print "PROC " tag " " $0 }'
 }
 
-# ---- agent-build: today's `agent build`, its own cache ------------------------------------------
-T0=$(now)
-agent build --json --cache /var/lib/agent-build-proof >/tmp/ab1.json 2>/tmp/agent-ab1.log
-echo "EXIT ab1 $? t0=$T0 t=$(now)"
-echo "JSON ab1 $(tr '\n' ' ' </tmp/ab1.json)"
-T0=$(now)
-agent build --json --cache /var/lib/agent-build-proof >/tmp/ab2.json 2>/tmp/agent-ab2.log
-echo "EXIT ab2 $? t0=$T0 t=$(now)"
-echo "JSON ab2 $(tr '\n' ' ' </tmp/ab2.json)"
-for m in agent_test_helper agent_test_nic; do
-  f=$(find /var/lib/agent-build-proof -name "$m.ko" | head -n 1)
-  echo "KO ab $m $(file_id "$f") $f"
-  insmod "$f"; echo "INSMOD ab-$m $?"
-done
-sleep 1
-facts ab
-rmmod agent_test_nic agent_test_helper
-facts ab-removed
-alog ab1; dump ab
-
 # ---- whole-flow: the entrypoint decides build, builds, loads, ready ------------------------------
 start whole --nfd-dir "$NFD"
 follow whole 1200 $SD '^(ready|refused|waiting-for-build)$'
@@ -224,6 +204,27 @@ alog whole; alog restart; dump restart
 timeout 300 agent unload --nfd-dir "$NFD" --json >/tmp/unload.out 2>/tmp/agent-unload.log; echo "EXIT unload $?"
 facts unload
 alog unload
+
+# ---- agent-build: `agent build` on the same cache: cached with the entrypoint's key (or, with
+# no entrypoint build, built) ----------------------------------------------------------------------
+T0=$(now)
+agent build --json >/tmp/ab1.json 2>/tmp/agent-ab1.log
+echo "EXIT ab1 $? t0=$T0 t=$(now)"
+echo "JSON ab1 $(tr '\n' ' ' </tmp/ab1.json)"
+T0=$(now)
+agent build --json >/tmp/ab2.json 2>/tmp/agent-ab2.log
+echo "EXIT ab2 $? t0=$T0 t=$(now)"
+echo "JSON ab2 $(tr '\n' ' ' </tmp/ab2.json)"
+for m in agent_test_helper agent_test_nic; do
+  f=$(sed -n "s/.*\"path\" *: *\"\([^\"]*\/$m\.ko\)\".*/\1/p" /tmp/ab1.json | head -n 1)
+  echo "KO ab $m $(file_id "$f") $f"
+  insmod "$f"; echo "INSMOD ab-$m $?"
+done
+sleep 1
+facts ab
+rmmod agent_test_nic agent_test_helper
+facts ab-removed
+alog ab1; dump ab
 
 # ---- compile-failure: refused, build_failed, not retried ----------------------------------------
 SB=/run/igd-broken
@@ -261,8 +262,10 @@ start sigterm --build-cache $SC --state-dir $ST
 follow sigterm 300 $ST '^(building|ready|refused|waiting-for-build)$'
 # The compiler at work (dkms -> make -> gcc): then the signal.
 n=0
-while [ $n -lt 240 ] && ! ps -eo comm= | grep -qE '^(cc1|gcc-12|make|dkms)$'; do sleep 0.5; n=$((n + 1)); done
-sleep 2
+while [ $n -lt 240 ] && alive "$AGENT_PID" && ! ps -eo comm= | grep -qE '^(cc1|gcc-12|make|dkms)$'; do
+  sleep 0.5; n=$((n + 1))
+done
+alive "$AGENT_PID" && sleep 2
 build_procs sigterm-before
 snap sigterm-before $ST
 stop sigterm 30

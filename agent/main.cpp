@@ -60,6 +60,18 @@ int run(int argc, char** argv) {
       ->check(CLI::Range(1, 86400));
   app.add_option("--recheck-interval", recheck_interval, "Seconds between checks while ready, uevents aside (default 30)")
       ->check(CLI::Range(1, 86400));
+  std::string build_mode = "node";
+  long entry_build_timeout = 3600;
+  app.add_option("--build-mode", build_mode,
+                 "When the prebuilt modules would be refused: node (build here), sidecar (wait for a Driver Toolkit "
+                 "sidecar's build in the cache) or off (refuse); default node")
+      ->check(CLI::IsMember({"node", "sidecar", "off"}));
+  app.add_option("--sources", ro.build.sources, "DKMS source trees to build, <name>-<version>/dkms.conf (default /usr/src)");
+  app.add_option("--build-cache", ro.build.cache,
+                 "Host directory of the build cache (default /var/lib/intel-gpu-driver/builds)");
+  app.add_option("--build-timeout", entry_build_timeout,
+                 "Seconds the build may take, or (sidecar) the wait for one (default 3600)")
+      ->check(CLI::Range(1, 86400));
   CLI::App* run_cmd = app.add_subcommand("run", "The entrypoint (the default): load the bundle or refuse, then watch");
   run_cmd->fallthrough();
   CLI::App* unload_cmd = app.add_subcommand("unload", "Undo what the entrypoint did in this boot (a preStop hook)");
@@ -135,6 +147,10 @@ int run(int argc, char** argv) {
     ro.retry_interval = std::chrono::seconds(retry_interval);
     ro.recheck_interval = std::chrono::seconds(recheck_interval);
     ro.agent_version = AGENT_VERSION_STRING;
+    ro.build_mode = build_mode == "sidecar" ? agent::BuildMode::Sidecar
+                    : build_mode == "off"   ? agent::BuildMode::Off
+                                            : agent::BuildMode::Node;
+    ro.build.timeout = std::chrono::seconds(entry_build_timeout);
     return agent::run_entrypoint(ro);
   }
   if (check) {

@@ -25,6 +25,7 @@
 #include "agent/build_mounts.h"
 #include "agent/node_model.h"
 #include "agent/state_files.h"
+#include "kabi/file_io.h"
 #include "kabi/module.h"
 #include "kabi/report.h"
 #include "kabi/rules.h"
@@ -232,7 +233,8 @@ struct Inputs {
   BuildOptions options;
   std::string release;
   std::string proc_version;
-  std::string headers;  // host path
+  std::string headers;  // host path; with headers_in_image, a path of the agent's own filesystem
+  bool headers_in_image = false;  // a Driver Toolkit image's, proven the running kernel's
   std::vector<std::pair<std::string, DkmsPackage>> packages;
   std::string cc;                // the compiler program
   std::string compiler;          // its --version, first line
@@ -316,7 +318,7 @@ class Builder {
 std::pair<std::string, std::string> Builder::build_all(const std::string& work, const std::string& log) {
   // Headers that name what is not there are the node's problem, not these inputs' failure: not
   // recorded (installing the missing package must be enough for the next run).
-  auto plan = plan_header_mounts(root_, in_.headers, in_.release);
+  auto plan = plan_header_mounts(root_, in_.headers_in_image ? std::string() : in_.headers, in_.release);
   if (!plan) return {kBuildEnvironment, plan.error().what()};
   std::vector<MountSpec> mounts;
   for (const auto& m : *plan) {
@@ -353,7 +355,7 @@ std::pair<std::string, std::string> Builder::build_all(const std::string& work, 
   const auto deadline = t0 + in_.options.timeout;
 
   // --kernelsourcedir: the headers' canonical path, where the namespace shows them.
-  auto headers = root_.canonical(in_.headers);
+  auto headers = in_.headers_in_image ? Result<std::string>(in_.headers) : root_.canonical(in_.headers);
   if (!headers) return {"build_failed", headers.error().what()};
   for (const auto& package : in_.packages) {
     // Named, not structured bindings: lambdas below capture them (clang 14 refuses bindings).
@@ -518,7 +520,8 @@ Result<BuildResult> Builder::run() {
   auto sources = hash_sources(in_.options.sources, dirs);
   if (!sources) return tl::unexpected(sources.error());
 
-  auto symvers = root_.fs().read(in_.headers + "/Module.symvers", size_t{256} << 20);
+  auto symvers = in_.headers_in_image ? kabi::read_file(in_.headers + "/Module.symvers", size_t{256} << 20)
+                                      : root_.fs().read(in_.headers + "/Module.symvers", size_t{256} << 20);
   if (!symvers) return tl::unexpected(symvers.error());
   CacheKeyInputs& ki = key_inputs_;
   ki.release = in_.release;
@@ -625,6 +628,25 @@ Result<BuildResult> Builder::run() {
   return finish(std::move(r));
 }
 
+// The headers to build against: the node's (probes::probe_build_env), else the image's own when
+// they are proven the running kernel's (as diagnose() decides it).
+Result<probes::BuildEnv> headers_for_build(const probes::HostRoot& root, const std::string& release,
+                                           const std::filesystem::path& image_base) {
+  probes::BuildEnv env = probes::probe_build_env(root, release);
+  if (env.possible || image_base.empty()) return env;
+  const probes::ImageHeaders image = probes::find_image_headers(image_base, release);
+  std::optional<probes::SymversCandidate> verdict;
+  if (!image.dir.empty()) {
+    probes::KernelProbeOptions ko;
+    ko.also_verify = std::filesystem::path(image.dir) / "Module.symvers";
+    auto k = probes::probe_kernel(root, ko);
+    if (!k) return tl::unexpected(k.error());
+    verdict = k->also_verified;
+  }
+  probes::consider_image_headers(env, image, release, verdict);
+  return env;
+}
+
 // What every reader of the cache needs: the node's kernel, and the sources in the image.
 Result<Inputs> common_inputs(const probes::HostRoot& root, const BuildOptions& o) {
   Inputs in;
@@ -701,17 +723,23 @@ Result<BuildResult> entry_result(const probes::HostRoot& root, const WritableDir
 Result<BuildResult> build_for_node(const probes::HostRoot& root, const BuildOptions& o) {
   auto in = common_inputs(root, o);
   if (!in) return tl::unexpected(in.error());
-  const probes::BuildEnv env = probes::probe_build_env(root, in->release);
-  if (!env.possible) return fail(ENOENT, env.detail);
-  in->headers = env.dir;
+  auto env = headers_for_build(root, in->release, o.image_headers);
+  if (!env) return tl::unexpected(env.error());
+  if (!env->possible) return fail(ENOENT, env->mismatch.empty() ? env->detail : env->mismatch + "; " + env->detail);
+  in->headers = env->dir;
+  in->headers_in_image = env->in_image;
+  spdlog::info("{}", env->detail);
+  auto headers_file = [&](const std::string& name, size_t max) {
+    return in->headers_in_image ? kabi::read_file(in->headers + "/" + name, max) : root.fs().read(in->headers + "/" + name, max);
+  };
 
   // The compiler: the one the headers name (Debian: gcc-12), else gcc; what the kernel was built
   // with: /proc/version's, else the headers' CONFIG_CC_VERSION_TEXT (what kbuild compares with).
-  if (auto kv = root.read_text(in->headers + "/.kernelvariables")) in->cc = compiler_from_kernelvariables(*kv);
+  if (auto kv = headers_file(".kernelvariables", size_t{1} << 20)) in->cc = compiler_from_kernelvariables(*kv);
   if (in->cc.empty()) in->cc = "gcc";
   in->kernel_compiler = compiler_from_proc_version(in->proc_version);
   if (in->kernel_compiler.empty())
-    if (auto config = root.fs().read(in->headers + "/.config", size_t{16} << 20)) in->kernel_compiler = cc_version_text(*config);
+    if (auto config = headers_file(".config", size_t{16} << 20)) in->kernel_compiler = cc_version_text(*config);
   auto version = run_capture({in->cc, "--version"});
   if (!version) return fail(ENOENT, "no compiler " + in->cc + " in this image (" + version.error().what() + ")");
   in->compiler = first_line(*version);

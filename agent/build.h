@@ -23,6 +23,9 @@ struct BuildOptions {
   std::optional<std::filesystem::path> root;  // --root; else $HOST_ROOT; else "/"
   std::filesystem::path sources = "/usr/src";  // the image's DKMS trees (<name>-<version>/dkms.conf)
   std::string cache = kDefaultBuildCache;      // a host path, written through the root
+  // A Driver Toolkit image's headers, <image_headers>/<kver> on the agent's own filesystem: used
+  // when the node has none, and only when proven the running kernel's. Empty: never.
+  std::filesystem::path image_headers = "/usr/src/kernels";
   bool json = false;
   bool rebuild = false;  // build even when a failure is recorded for these inputs
   std::chrono::seconds timeout{3600};

@@ -17,6 +17,7 @@
 #include <ostream>
 #include <sstream>
 #include <thread>
+#include <tuple>
 
 #include <spdlog/spdlog.h>
 
@@ -24,6 +25,7 @@
 #include "agent/build_mounts.h"
 #include "agent/node_model.h"
 #include "agent/state_files.h"
+#include "kabi/file_io.h"
 #include "kabi/module.h"
 #include "kabi/report.h"
 #include "kabi/rules.h"
@@ -72,31 +74,6 @@ class StopSignals {
 
  private:
   struct sigaction old_term_ {}, old_int_ {};
-};
-
-// A directory of this build's own, removed with everything in it when the build ends.
-class TempDir {
- public:
-  static Result<TempDir> make() {
-    const char* t = std::getenv("TMPDIR");
-    std::string tmpl = std::string(t && *t ? t : "/tmp") + "/agent-build.XXXXXX";
-    if (!::mkdtemp(tmpl.data())) return fail(errno, std::string("cannot create a temporary directory: ") + std::strerror(errno), tmpl);
-    return TempDir(tmpl);
-  }
-  TempDir(TempDir&& o) noexcept : path_(std::exchange(o.path_, {})) {}
-  TempDir& operator=(TempDir&&) = delete;
-  TempDir(const TempDir&) = delete;
-  ~TempDir() {
-    if (path_.empty()) return;
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-    if (ec) spdlog::warn("cannot remove {}: {}", path_, ec.message());
-  }
-  [[nodiscard]] const std::string& path() const { return path_; }
-
- private:
-  explicit TempDir(std::string p) : path_(std::move(p)) {}
-  std::string path_;
 };
 
 std::string first_line(std::string_view s) {
@@ -241,11 +218,23 @@ Result<void> copy_sources(const fs::path& sources, const std::vector<std::string
   return {};
 }
 
+// The inputs a cache entry records (result.json, failed.json), for readers that did not build.
+nlohmann::json recorded_inputs(const std::string& release, const std::string& proc_version, const CacheKeyInputs& ki,
+                               const std::string& compiler) {
+  return {{"release", release},
+          {"proc_version", proc_version},
+          {"symvers_sha256", ki.symvers_sha256},
+          {"sources_sha256", sources_digest(ki.sources)},
+          {"compiler", compiler},
+          {"signing_key_id", ki.signing_key_id}};
+}
+
 struct Inputs {
   BuildOptions options;
   std::string release;
   std::string proc_version;
-  std::string headers;  // host path
+  std::string headers;  // host path; with headers_in_image, a path of the agent's own filesystem
+  bool headers_in_image = false;  // a Driver Toolkit image's, proven the running kernel's
   std::vector<std::pair<std::string, DkmsPackage>> packages;
   std::string cc;                // the compiler program
   std::string compiler;          // its --version, first line
@@ -289,15 +278,18 @@ Result<std::vector<kabi::ModuleInfo>> read_entry_modules(const WritableDir& entr
   return set;
 }
 
+// A cache entry as a result: a recorded failure, or its modules (verified against result.json)
+// once they pass the kABI check against the running kernel again.
+Result<BuildResult> entry_result(const probes::HostRoot& root, const WritableDir& entry, const std::string& key);
+
 class Builder {
  public:
-  Builder(const probes::HostRoot& root, Inputs in, std::ostream& out, std::ostream& err)
-      : root_(root), in_(std::move(in)), out_(out), err_(err), start_(Clock::now()) {}
+  Builder(const probes::HostRoot& root, Inputs in) : root_(root), in_(std::move(in)), start_(Clock::now()) {}
 
-  int run();
+  Result<BuildResult> run();
 
  private:
-  int finish(BuildResult r, int code) {
+  BuildResult finish(BuildResult r) {
     r.kernel = in_.release;
     r.headers = in_.headers;
     r.compiler = in_.compiler;
@@ -306,23 +298,18 @@ class Builder {
     r.jobs = jobs_;
     r.build_seconds = build_seconds_;
     r.total_seconds = std::chrono::duration<double>(Clock::now() - start_).count();
-    if (in_.options.json) out_ << safe_dump(build_result_json(r)) << '\n';
-    else out_ << printable(build_result_text(r));
-    return code;
+    return r;
   }
-  int input_error(const Error& e) {
-    err_ << "agent: " << printable(e.what()) << '\n';
-    return kBuildInputError;
-  }
+  // Why the build must stop now ("" to go on): the caller's wish.
+  std::string stop_requested() const { return in_.options.stop ? in_.options.stop() : std::string(); }
   // Runs dkms for every package; the log in `log`. Empty on success, else the failure reason.
   std::pair<std::string, std::string> build_all(const std::string& work, const std::string& log);
-  int record_failure(const WritableDir& kdir, const std::string& key, const std::string& log_path,
-                     const std::string& reason, const std::string& detail);
+  BuildResult record_failure(const WritableDir& kdir, const std::string& key, const std::string& log_path,
+                             const std::string& reason, const std::string& detail);
 
   const probes::HostRoot& root_;
   Inputs in_;
-  std::ostream& out_;
-  std::ostream& err_;
+  CacheKeyInputs key_inputs_;
   Clock::time_point start_;
   unsigned jobs_ = 0;
   double build_seconds_ = 0;
@@ -331,7 +318,7 @@ class Builder {
 std::pair<std::string, std::string> Builder::build_all(const std::string& work, const std::string& log) {
   // Headers that name what is not there are the node's problem, not these inputs' failure: not
   // recorded (installing the missing package must be enough for the next run).
-  auto plan = plan_header_mounts(root_, in_.headers, in_.release);
+  auto plan = plan_header_mounts(root_, in_.headers_in_image ? std::string() : in_.headers, in_.release);
   if (!plan) return {kBuildEnvironment, plan.error().what()};
   std::vector<MountSpec> mounts;
   for (const auto& m : *plan) {
@@ -368,7 +355,7 @@ std::pair<std::string, std::string> Builder::build_all(const std::string& work, 
   const auto deadline = t0 + in_.options.timeout;
 
   // --kernelsourcedir: the headers' canonical path, where the namespace shows them.
-  auto headers = root_.canonical(in_.headers);
+  auto headers = in_.headers_in_image ? Result<std::string>(in_.headers) : root_.canonical(in_.headers);
   if (!headers) return {"build_failed", headers.error().what()};
   for (const auto& package : in_.packages) {
     // Named, not structured bindings: lambdas below capture them (clang 14 refuses bindings).
@@ -389,11 +376,16 @@ std::pair<std::string, std::string> Builder::build_all(const std::string& work, 
     const std::string makeflags = "MAKEFLAGS=-j" + std::to_string(jobs_);
     const std::string tmpdir = "TMPDIR=" + work + "/tmp";
 
-    if (g_stop_signal) return {"interrupted", std::string("interrupted by ") + ::strsignal(g_stop_signal) + " before the build"};
+    if (const std::string why = stop_requested(); !why.empty()) return {"interrupted", why + " before the build"};
     const pid_t pid = ::fork();
     if (pid < 0) return {"build_failed", std::string("fork: ") + std::strerror(errno)};
     if (pid == 0) {
       ::setpgid(0, 0);
+      // The entrypoint blocks its signals (it reads them from a signalfd): the build's processes
+      // must get SIGTERM like any other.
+      sigset_t none;
+      sigemptyset(&none);
+      ::sigprocmask(SIG_SETMASK, &none, nullptr);
       ::dup2(logfd.get(), 1);
       ::dup2(logfd.get(), 2);
       const int null = ::open("/dev/null", O_RDONLY);
@@ -440,18 +432,21 @@ std::pair<std::string, std::string> Builder::build_all(const std::string& work, 
     int status = 0;
     bool exited = false;
     std::string stop;  // why the group is being killed
+    bool requested = false;  // by the caller (a signal), not the timeout
     auto last_progress = Clock::now();
     while (!exited) {
       const pid_t w = ::waitpid(pid, &status, WNOHANG);
       if (w == pid) { exited = true; break; }
-      if (g_stop_signal) stop = std::string("interrupted by ") + ::strsignal(g_stop_signal);
+      if (stop = stop_requested(); !stop.empty()) requested = true;
       else if (Clock::now() >= deadline) stop = "timed out after " + std::to_string(in_.options.timeout.count()) + " s";
       if (!stop.empty()) break;
       if (Clock::now() - last_progress >= std::chrono::seconds(10)) {
         last_progress = Clock::now();
         const std::string ml = make_log();
-        spdlog::info("building {}: {:.0f} s: {}", dir, std::chrono::duration<double>(Clock::now() - t0).count(),
-                     last_log_line(ml.empty() ? log : ml));
+        const double elapsed = std::chrono::duration<double>(Clock::now() - t0).count();
+        const std::string line = last_log_line(ml.empty() ? log : ml);
+        spdlog::info("building {}: {:.0f} s: {}", dir, elapsed, line);
+        if (in_.options.progress) in_.options.progress(elapsed, line);
       }
       ::usleep(200 * 1000);  // a signal ends it early
     }
@@ -471,7 +466,7 @@ std::pair<std::string, std::string> Builder::build_all(const std::string& work, 
     append_make_log();
     if (!stop.empty()) {
       spdlog::warn("build of {} {}; the build's processes are killed", dir, stop);
-      return {g_stop_signal ? "interrupted" : "build_timeout", "the build of " + dir + " " + stop};
+      return {requested ? "interrupted" : "build_timeout", "the build of " + dir + " " + stop};
     }
     if (WIFEXITED(status) && WEXITSTATUS(status) == kChildSetupFailed)
       return {kBuildEnvironment, last_log_line(log)};
@@ -484,8 +479,8 @@ std::pair<std::string, std::string> Builder::build_all(const std::string& work, 
   return {};
 }
 
-int Builder::record_failure(const WritableDir& kdir, const std::string& key, const std::string& log_path,
-                            const std::string& reason, const std::string& detail) {
+BuildResult Builder::record_failure(const WritableDir& kdir, const std::string& key, const std::string& log_path,
+                                    const std::string& reason, const std::string& detail) {
   BuildResult r;
   r.result = "failed";
   r.key = key;
@@ -494,7 +489,7 @@ int Builder::record_failure(const WritableDir& kdir, const std::string& key, con
   r.log = log_path;
   if (reason == "interrupted" || reason == kBuildEnvironment) {  // nothing recorded: the next run builds again
     r.log.clear();
-    return finish(std::move(r), kBuildFailed);
+    return finish(std::move(r));
   }
   // Recorded as <key>/failed.json + build.log, installed by rename like a success.
   const std::string tmp = ".tmp-" + key.substr(0, 16) + "-" + std::to_string(::getpid());
@@ -502,7 +497,7 @@ int Builder::record_failure(const WritableDir& kdir, const std::string& key, con
   auto entry = kdir.subdir(tmp);
   auto log = read_local(log_path);
   nlohmann::json j{{"schema", 1}, {"kernel", in_.release}, {"key", key}, {"reason", reason}, {"detail", detail},
-                   {"log", kLogFile}};
+                   {"log", kLogFile}, {"inputs", recorded_inputs(in_.release, in_.proc_version, key_inputs_, in_.compiler)}};
   Result<void> w = entry ? entry->write(kLogFile, log ? *log : std::string("(no log)\n")) : tl::unexpected(entry.error());
   if (w) w = entry->write(kFailedFile, safe_dump(j) + "\n");
   if (w && kdir.exists(key)) remove_tree(kdir.fd(), key);
@@ -513,20 +508,22 @@ int Builder::record_failure(const WritableDir& kdir, const std::string& key, con
     spdlog::warn("cannot record the failure in the cache: {}", w.error().what());
   } else {
     r.log = kdir.path() + "/" + key + "/" + kLogFile;
+    r.entry = kdir.path() + "/" + key;
   }
-  return finish(std::move(r), kBuildFailed);
+  return finish(std::move(r));
 }
 
-int Builder::run() {
+Result<BuildResult> Builder::run() {
   std::vector<std::string> dirs;
   for (const auto& [d, p] : in_.packages) dirs.push_back(d);
   // Hashed where they are, so that a cache hit copies nothing.
   auto sources = hash_sources(in_.options.sources, dirs);
-  if (!sources) return input_error(sources.error());
+  if (!sources) return tl::unexpected(sources.error());
 
-  auto symvers = root_.fs().read(in_.headers + "/Module.symvers", size_t{256} << 20);
-  if (!symvers) return input_error(symvers.error());
-  CacheKeyInputs ki;
+  auto symvers = in_.headers_in_image ? kabi::read_file(in_.headers + "/Module.symvers", size_t{256} << 20)
+                                      : root_.fs().read(in_.headers + "/Module.symvers", size_t{256} << 20);
+  if (!symvers) return tl::unexpected(symvers.error());
+  CacheKeyInputs& ki = key_inputs_;
   ki.release = in_.release;
   ki.proc_version = in_.proc_version;
   ki.symvers_sha256 = kabi::sha256_hex(*symvers);
@@ -535,59 +532,27 @@ int Builder::run() {
   std::string key = cache_key(ki);
 
   auto cache = WritableDir::open(root_.fs(), in_.options.cache, "build cache");
-  if (!cache) return input_error(cache.error());
+  if (!cache) return tl::unexpected(cache.error());
   auto kdir = cache->subdir(in_.release);
-  if (!kdir) return input_error(kdir.error());
+  if (!kdir) return tl::unexpected(kdir.error());
 
   if (kdir->exists(key)) {
     auto entry = kdir->subdir(key);
-    if (!entry) return input_error(entry.error());
-    if (entry->exists(kFailedFile) && !in_.options.rebuild) {
-      BuildResult r;
-      r.result = "failed";
-      r.key = key;
-      r.log = entry->path() + "/" + kLogFile;
-      auto text = entry->read(kFailedFile);
-      const auto j = text ? nlohmann::json::parse(*text, nullptr, false) : nlohmann::json();
-      r.reason = j.is_object() ? j.value("reason", "build_failed") : "build_failed";
-      r.detail = (j.is_object() ? j.value("detail", "") : std::string()) +
-                 " (recorded; not retried until an input changes, or --rebuild)";
-      spdlog::info("a failed build is recorded for these inputs: {}", r.log);
-      return finish(std::move(r), kBuildFailed);
-    }
-    if (entry->exists(kResultFile)) {
-      auto text = entry->read(kResultFile);
-      const auto meta = text ? nlohmann::json::parse(*text, nullptr, false) : nlohmann::json();
-      BuildResult r;
-      auto set = meta.is_object() ? read_entry_modules(*entry, meta, r.modules)
-                                  : Result<std::vector<kabi::ModuleInfo>>(fail(EINVAL, "unreadable", entry->path() + "/" + kResultFile));
-      if (set) {
-        auto refusal = kabi_refusal(root_, *set);
-        if (!refusal) return input_error(refusal.error());
-        r.key = key;
-        r.log = entry->path() + "/" + kLogFile;
-        if (refusal->empty()) {
-          r.result = "cached";
-          return finish(std::move(r), kBuildOk);
-        }
-        r.result = "failed";
-        r.reason = "kabi_refused";
-        r.detail = "the cached build is " + *refusal;
-        r.modules.clear();
-        return finish(std::move(r), kBuildFailed);
-      }
-      spdlog::warn("cache entry {} is not usable ({}); building again", entry->path(), set.error().what());
-    }
+    if (!entry) return tl::unexpected(entry.error());
+    auto r = entry_result(root_, *entry, key);
+    if (!r) spdlog::warn("cache entry {} is not usable ({}); building again", entry->path(), r.error().what());
+    else if (r->result == "failed" && in_.options.rebuild) spdlog::info("--rebuild: building again over {}", r->log);
+    else return finish(std::move(*r));
   }
 
-  auto tmp = TempDir::make();
-  if (!tmp) return input_error(tmp.error());
+  auto tmp = TempDir::make("agent-build");
+  if (!tmp) return tl::unexpected(tmp.error());
   const std::string work = tmp->path();
-  if (auto c = copy_sources(in_.options.sources, dirs, work + "/src"); !c) return input_error(c.error());
+  if (auto c = copy_sources(in_.options.sources, dirs, work + "/src"); !c) return tl::unexpected(c.error());
   // What is built is what is keyed: the copy is hashed again (sources changed in between get
   // the key of what was actually built).
   auto copied = hash_sources(work + "/src", dirs);
-  if (!copied) return input_error(copied.error());
+  if (!copied) return tl::unexpected(copied.error());
   ki.sources = std::move(*copied);
   if (const std::string k = cache_key(ki); k != key) {
     spdlog::warn("the sources changed while they were read; the build is keyed by the copy it builds");
@@ -624,19 +589,20 @@ int Builder::run() {
     set.push_back(std::move(*info));
   }
   auto refusal = kabi_refusal(root_, set);
-  if (!refusal) return input_error(refusal.error());
+  if (!refusal) return tl::unexpected(refusal.error());
   if (!refusal->empty()) return record_failure(*kdir, key, log, "kabi_refused", "the build is " + *refusal);
 
   // Installed by rename: a reader sees no entry or a whole one.
   const std::string tmpname = ".tmp-" + key.substr(0, 16) + "-" + std::to_string(::getpid());
   remove_tree(kdir->fd(), tmpname);
   auto entry = kdir->subdir(tmpname);
-  if (!entry) return input_error(entry.error());
+  if (!entry) return tl::unexpected(entry.error());
   BuildResult r;
   r.result = "built";
   r.key = key;
   nlohmann::json meta{{"schema", 1}, {"kernel", in_.release}, {"key", key}, {"headers", in_.headers},
-                      {"compiler", in_.compiler}, {"modules", nlohmann::json::array()}};
+                      {"compiler", in_.compiler}, {"modules", nlohmann::json::array()},
+                      {"inputs", recorded_inputs(in_.release, in_.proc_version, ki, in_.compiler)}};
   Result<void> w;
   for (size_t i = 0; w && i < files.size(); ++i) {
     const std::string file = files[i].second.filename().string();
@@ -655,64 +621,204 @@ int Builder::run() {
     w = fail(errno, std::string("cannot install: ") + std::strerror(errno), kdir->path() + "/" + key);
   if (!w) {
     remove_tree(kdir->fd(), tmpname);
-    return input_error(w.error());
+    return tl::unexpected(w.error());
   }
   r.log = kdir->path() + "/" + key + "/" + kLogFile;
-  return finish(std::move(r), kBuildOk);
+  r.entry = kdir->path() + "/" + key;
+  return finish(std::move(r));
+}
+
+// The headers to build against: the node's (probes::probe_build_env), else the image's own when
+// they are proven the running kernel's (as diagnose() decides it).
+Result<probes::BuildEnv> headers_for_build(const probes::HostRoot& root, const std::string& release,
+                                           const std::filesystem::path& image_base) {
+  probes::BuildEnv env = probes::probe_build_env(root, release);
+  if (env.possible || image_base.empty()) return env;
+  const probes::ImageHeaders image = probes::find_image_headers(image_base, release);
+  std::optional<probes::SymversCandidate> verdict;
+  if (!image.dir.empty()) {
+    probes::KernelProbeOptions ko;
+    ko.also_verify = std::filesystem::path(image.dir) / "Module.symvers";
+    auto k = probes::probe_kernel(root, ko);
+    if (!k) return tl::unexpected(k.error());
+    verdict = k->also_verified;
+  }
+  probes::consider_image_headers(env, image, release, verdict);
+  return env;
+}
+
+// What every reader of the cache needs: the node's kernel, and the sources in the image.
+Result<Inputs> common_inputs(const probes::HostRoot& root, const BuildOptions& o) {
+  Inputs in;
+  in.options = o;
+  auto release = probes::probe_release(root);
+  if (!release) return tl::unexpected(release.error());
+  in.release = *release;
+  if (auto v = root.read_text("/proc/version")) in.proc_version = *v;
+  auto packages = find_packages(o.sources, in.release);
+  if (!packages) return tl::unexpected(packages.error());
+  in.packages = std::move(*packages);
+  return in;
+}
+
+// The names in a directory of the cache that are entries (not a .tmp-* being written).
+std::vector<std::string> entry_names(const WritableDir& dir) {
+  std::vector<std::string> out;
+  const int fd = ::openat(dir.fd(), ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return out;
+  DIR* d = ::fdopendir(fd);
+  if (!d) {
+    ::close(fd);
+    return out;
+  }
+  while (const dirent* e = ::readdir(d))
+    if (e->d_name[0] != '.') out.emplace_back(e->d_name);
+  ::closedir(d);
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+Result<BuildResult> entry_result(const probes::HostRoot& root, const WritableDir& entry, const std::string& key) {
+  BuildResult r;
+  r.key = key;
+  r.entry = entry.path();
+  r.log = entry.path() + "/" + kLogFile;
+  if (entry.exists(kFailedFile)) {
+    auto text = entry.read(kFailedFile);
+    if (!text) return tl::unexpected(text.error());
+    const auto j = nlohmann::json::parse(*text, nullptr, false);
+    if (!j.is_object()) return fail(EINVAL, "not JSON", entry.path() + "/" + kFailedFile);
+    r.result = "failed";
+    r.kernel = j.value("kernel", "");
+    r.reason = j.value("reason", "build_failed");
+    r.detail = j.value("detail", "") + " (recorded; not retried until an input changes, or --rebuild)";
+    return r;
+  }
+  auto text = entry.read(kResultFile);
+  if (!text) return tl::unexpected(text.error());
+  const auto meta = nlohmann::json::parse(*text, nullptr, false);
+  if (!meta.is_object()) return fail(EINVAL, "not JSON", entry.path() + "/" + kResultFile);
+  r.kernel = meta.value("kernel", "");
+  if (meta.contains("signer") && meta["signer"].is_object()) {
+    r.signer = meta["signer"].value("name", "");
+    r.signing_key_id = meta["signer"].value("key_id", "");
+  }
+  auto set = read_entry_modules(entry, meta, r.modules);
+  if (!set) return tl::unexpected(set.error());
+  auto refusal = kabi_refusal(root, *set);
+  if (!refusal) return tl::unexpected(refusal.error());
+  if (refusal->empty()) {
+    r.result = "cached";
+    return r;
+  }
+  r.result = "failed";
+  r.reason = "kabi_refused";
+  r.detail = "the cached build is " + *refusal;
+  r.modules.clear();
+  return r;
 }
 
 }  // namespace
 
-int run_build(const BuildOptions& o, std::ostream& out, std::ostream& err) {
-  StopSignals signals;
-  auto root = probes::HostRoot::from_cli_or_env(o.root);
-  if (!root) {
-    err << "agent: " << printable(root.error().what()) << '\n';
-    return kBuildInputError;
-  }
-  Inputs in;
-  in.options = o;
-  auto release = probes::probe_release(*root);
-  if (!release) {
-    err << "agent: " << printable(release.error().what()) << '\n';
-    return kBuildInputError;
-  }
-  in.release = *release;
-  if (auto v = root->read_text("/proc/version")) in.proc_version = *v;
-  auto packages = find_packages(o.sources, in.release);
-  if (!packages) {
-    err << "agent: " << printable(packages.error().what()) << '\n';
-    return kBuildInputError;
-  }
-  in.packages = std::move(*packages);
-
-  const probes::BuildEnv env = probes::probe_build_env(*root, in.release);
-  if (!env.possible) {
-    err << "agent: " << printable(env.detail) << '\n';
-    return kBuildInputError;
-  }
-  in.headers = env.dir;
+Result<BuildResult> build_for_node(const probes::HostRoot& root, const BuildOptions& o) {
+  auto in = common_inputs(root, o);
+  if (!in) return tl::unexpected(in.error());
+  auto env = headers_for_build(root, in->release, o.image_headers);
+  if (!env) return tl::unexpected(env.error());
+  if (!env->possible) return fail(ENOENT, env->mismatch.empty() ? env->detail : env->mismatch + "; " + env->detail);
+  in->headers = env->dir;
+  in->headers_in_image = env->in_image;
+  spdlog::info("{}", env->detail);
+  auto headers_file = [&](const std::string& name, size_t max) {
+    return in->headers_in_image ? kabi::read_file(in->headers + "/" + name, max) : root.fs().read(in->headers + "/" + name, max);
+  };
 
   // The compiler: the one the headers name (Debian: gcc-12), else gcc; what the kernel was built
   // with: /proc/version's, else the headers' CONFIG_CC_VERSION_TEXT (what kbuild compares with).
-  if (auto kv = root->read_text(in.headers + "/.kernelvariables")) in.cc = compiler_from_kernelvariables(*kv);
-  if (in.cc.empty()) in.cc = "gcc";
-  in.kernel_compiler = compiler_from_proc_version(in.proc_version);
-  if (in.kernel_compiler.empty())
-    if (auto config = root->fs().read(in.headers + "/.config", size_t{16} << 20)) in.kernel_compiler = cc_version_text(*config);
-  auto version = run_capture({in.cc, "--version"});
-  if (!version) {
-    err << "agent: no compiler " << in.cc << " in this image (" << printable(version.error().what()) << ")\n";
+  if (auto kv = headers_file(".kernelvariables", size_t{1} << 20)) in->cc = compiler_from_kernelvariables(*kv);
+  if (in->cc.empty()) in->cc = "gcc";
+  in->kernel_compiler = compiler_from_proc_version(in->proc_version);
+  if (in->kernel_compiler.empty())
+    if (auto config = headers_file(".config", size_t{16} << 20)) in->kernel_compiler = cc_version_text(*config);
+  auto version = run_capture({in->cc, "--version"});
+  if (!version) return fail(ENOENT, "no compiler " + in->cc + " in this image (" + version.error().what() + ")");
+  in->compiler = first_line(*version);
+  in->compiler_full = *version;
+  if (in->compiler != in->kernel_compiler)
+    spdlog::warn("the compiler is {}, the kernel was built with {}: kbuild warns, and the modules may differ",
+                 in->compiler, in->kernel_compiler.empty() ? "an unknown compiler" : in->kernel_compiler);
+  Builder b(root, std::move(*in));
+  return b.run();
+}
+
+Result<std::optional<BuildResult>> find_build(const probes::HostRoot& root, const BuildOptions& o) {
+  auto in = common_inputs(root, o);
+  if (!in) return tl::unexpected(in.error());
+  std::vector<std::string> dirs;
+  for (const auto& [d, p] : in->packages) dirs.push_back(d);
+  auto sources = hash_sources(o.sources, dirs);
+  if (!sources) return tl::unexpected(sources.error());
+  const std::string digest = sources_digest(*sources);
+
+  auto cache = WritableDir::open(root.fs(), o.cache, "build cache");
+  if (!cache) return tl::unexpected(cache.error());
+  auto kdir = cache->subdir(in->release);
+  if (!kdir) return tl::unexpected(kdir.error());
+  // Entries whose recorded inputs are this kernel's and these sources', newest first; successes
+  // before failures.
+  struct Candidate {
+    bool failed;
+    struct timespec mtime;
+    std::string key;
+  };
+  std::vector<Candidate> found;
+  for (const auto& key : entry_names(*kdir)) {
+    auto entry = kdir->subdir(key);
+    if (!entry) continue;
+    const bool failed = entry->exists(kFailedFile);
+    auto text = entry->read(failed ? kFailedFile : kResultFile);
+    if (!text) continue;
+    const auto j = nlohmann::json::parse(*text, nullptr, false);
+    if (!j.is_object() || !j.contains("inputs") || !j["inputs"].is_object()) continue;
+    const auto& inputs = j["inputs"];
+    if (inputs.value("release", "") != in->release || inputs.value("proc_version", "") != in->proc_version ||
+        inputs.value("sources_sha256", "") != digest)
+      continue;
+    struct stat st {};
+    if (::fstatat(entry->fd(), failed ? kFailedFile : kResultFile, &st, AT_SYMLINK_NOFOLLOW) != 0) continue;
+    found.push_back({failed, st.st_mtim, key});
+  }
+  std::sort(found.begin(), found.end(), [](const Candidate& a, const Candidate& b) {
+    if (a.failed != b.failed) return !a.failed;
+    return std::tie(a.mtime.tv_sec, a.mtime.tv_nsec) > std::tie(b.mtime.tv_sec, b.mtime.tv_nsec);
+  });
+  for (const auto& c : found) {
+    auto entry = kdir->subdir(c.key);
+    if (!entry) continue;
+    auto r = entry_result(root, *entry, c.key);
+    if (!r) {
+      spdlog::warn("cache entry {} is not usable: {}", entry->path(), r.error().what());
+      continue;
+    }
+    r->packages = dirs;
+    return std::optional<BuildResult>(std::move(*r));
+  }
+  return std::optional<BuildResult>();
+}
+
+int run_build(const BuildOptions& options, std::ostream& out, std::ostream& err) {
+  StopSignals signals;
+  BuildOptions o = options;
+  o.stop = [] { return g_stop_signal ? std::string("interrupted by ") + ::strsignal(g_stop_signal) : std::string(); };
+  auto root = probes::HostRoot::from_cli_or_env(o.root);
+  auto r = root ? build_for_node(*root, o) : Result<BuildResult>(tl::unexpected(root.error()));
+  if (!r) {
+    err << "agent: " << printable(r.error().what()) << '\n';
     return kBuildInputError;
   }
-  in.compiler = first_line(*version);
-  in.compiler_full = *version;
-  if (in.compiler != in.kernel_compiler)
-    spdlog::warn("the compiler is {}, the kernel was built with {}: kbuild warns, and the modules may differ",
-                 in.compiler, in.kernel_compiler.empty() ? "an unknown compiler" : in.kernel_compiler);
-
-  Builder b(*root, std::move(in), out, err);
-  return b.run();
+  if (o.json) out << safe_dump(build_result_json(*r)) << '\n';
+  else out << printable(build_result_text(*r));
+  return r->result == "failed" ? kBuildFailed : kBuildOk;
 }
 
 }  // namespace agent

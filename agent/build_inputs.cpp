@@ -163,29 +163,45 @@ unsigned build_jobs(unsigned affinity_cpus, const std::vector<std::string>& cpu_
   return std::max(jobs, 1u);
 }
 
+namespace {
+
+// Appends tag:length:value; no two values run together.
+void put_field(std::string& buf, std::string_view tag, std::string_view value) {
+  buf += tag;
+  buf += ':';
+  buf += std::to_string(value.size());
+  buf += ':';
+  buf += value;
+  buf += '\n';
+}
+
+void put_sources(std::string& buf, std::vector<std::pair<std::string, std::string>> sources) {
+  std::sort(sources.begin(), sources.end());
+  put_field(buf, "sources", std::to_string(sources.size()));
+  for (const auto& [path, digest] : sources) {
+    put_field(buf, "path", path);
+    put_field(buf, "sha256", digest);
+  }
+}
+
+}  // namespace
+
+std::string sources_digest(const std::vector<std::pair<std::string, std::string>>& sources) {
+  std::string buf;
+  put_sources(buf, sources);
+  return kabi::sha256_hex(buf);
+}
+
 std::string cache_key(const CacheKeyInputs& in) {
   std::string buf;
-  auto put = [&](std::string_view tag, std::string_view value) {
-    buf += tag;
-    buf += ':';
-    buf += std::to_string(value.size());
-    buf += ':';
-    buf += value;
-    buf += '\n';
-  };
+  auto put = [&](std::string_view tag, std::string_view value) { put_field(buf, tag, value); };
   put("schema", "1");
   put("release", in.release);
   put("proc_version", in.proc_version);
   put("symvers", in.symvers_sha256);
   put("compiler", in.compiler_version);
   put("signing_key", in.signing_key_id);
-  auto sources = in.sources;
-  std::sort(sources.begin(), sources.end());
-  put("sources", std::to_string(sources.size()));
-  for (const auto& [path, digest] : sources) {
-    put("path", path);
-    put("sha256", digest);
-  }
+  put_sources(buf, in.sources);
   return kabi::sha256_hex(buf);
 }
 
@@ -198,6 +214,8 @@ nlohmann::json build_result_json(const BuildResult& r) {
   j["log"] = r.log;
   j["modules"] = nlohmann::json::array();
   for (const auto& m : r.modules) j["modules"].push_back({{"name", m.name}, {"path", m.path}, {"sha256", m.sha256}});
+  if (!r.entry.empty()) j["entry"] = r.entry;
+  if (!r.signer.empty()) j["signer"] = {{"name", r.signer}, {"key_id", r.signing_key_id}};
   if (!r.reason.empty()) j["reason"] = r.reason;
   if (!r.detail.empty()) j["detail"] = r.detail;
   j["headers"] = r.headers;
@@ -217,6 +235,7 @@ std::string build_result_text(const BuildResult& r) {
   s += "\n";
   if (!r.detail.empty()) s += "  " + r.detail + "\n";
   for (const auto& m : r.modules) s += "  " + m.name + ": " + m.path + "\n";
+  if (!r.signer.empty()) s += "  signed by: " + r.signer + " (key " + r.signing_key_id + ")\n";
   if (!r.headers.empty()) s += "  headers: " + r.headers + "\n";
   if (!r.compiler.empty() && r.compiler != r.kernel_compiler)
     s += "  compiler: " + r.compiler + " (the kernel was built with " +

@@ -60,6 +60,9 @@ struct CacheKeyInputs {
 // Lower-case hex sha256 over the inputs, each length-prefixed (no two inputs run together), the
 // sources in path order whatever their order in `in`.
 [[nodiscard]] std::string cache_key(const CacheKeyInputs& in);
+// The same over the sources alone: what a cache entry records of them, so that a reader with
+// the same sources recognises the entry without the builder's compiler.
+[[nodiscard]] std::string sources_digest(const std::vector<std::pair<std::string, std::string>>& sources);
 
 struct BuiltModule {
   std::string name;
@@ -76,6 +79,9 @@ struct BuildResult {
                        // build_environment
   std::string detail;  // one line for people
   std::vector<BuiltModule> modules;
+  std::string entry;            // the cache entry's directory (host path), when there is one
+  std::string signer;           // who signed the modules ("" unsigned), and the key's id
+  std::string signing_key_id;
   std::string headers;          // host path of the headers built against
   std::string compiler;         // first line of the compiler's --version
   std::string kernel_compiler;  // what the kernel was built with (CONFIG_CC_VERSION_TEXT / /proc/version)

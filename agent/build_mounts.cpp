@@ -62,11 +62,15 @@ Result<std::vector<BindMount>> plan_header_mounts(const probes::HostRoot& root, 
     out.push_back({p, p, std::move(why)});
     return true;
   };
-  auto h = root.canonical(headers);
-  if (!h) return tl::unexpected(h.error());
-  add(*h, "headers");
-  std::deque<std::string> queue{*h};
-  std::set<std::string> seen{*h};
+  std::deque<std::string> queue;
+  std::set<std::string> seen;
+  if (!headers.empty()) {
+    auto h = root.canonical(headers);
+    if (!h) return tl::unexpected(h.error());
+    add(*h, "headers");
+    queue.push_back(*h);
+    seen.insert(*h);
+  }
   while (!queue.empty()) {
     const std::string dir = queue.front();
     queue.pop_front();

@@ -3,7 +3,8 @@
 // <series>/scripts`) and dkms.conf files name /lib/modules/$kernelver/build, so the build runs in
 // a private mount namespace in which the host's directories appear read-only at their canonical
 // paths: the headers, what their Makefiles include and their links name, and
-// /lib/modules/<kver> with its build link. The image's own toolchain stays as it is.
+// /lib/modules/<kver> with its build link. The image's own toolchain stays as it is, and so do
+// its own headers (a Driver Toolkit's): with those, only the node's module tree is mounted.
 #pragma once
 
 #include <string>
@@ -26,7 +27,8 @@ struct BindMount {
 // directory an absolute `include` of a Makefile there names (Debian's -common), followed the
 // same way; for every top-level link of those that leads outside them, its target's parent
 // when the target has the link's name (Debian's linux-kbuild-<series> for `scripts`), else the
-// target; and the module tree. Targets are unique, parents before children.
+// target; and the module tree. Targets are unique, parents before children. `headers` empty:
+// the module tree alone (the headers are the image's own).
 [[nodiscard]] Result<std::vector<BindMount>> plan_header_mounts(const probes::HostRoot& root, const std::string& headers,
                                                                 const std::string& release);
 

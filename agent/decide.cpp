@@ -173,7 +173,8 @@ DecisionResult decide(const DecisionFacts& f) {
   // modules, which an enforcing kernel refuses.
   if (!f.build.possible) {
     r.decision = Decision::Refuse;
-    add(kNoKernelHeaders, f.build.detail);
+    if (!f.build.mismatch.empty()) add(kHeadersMismatch, f.build.mismatch + "; " + f.build.detail);
+    else add(kNoKernelHeaders, f.build.detail);
     return r;
   }
   for (const auto& c : origin.candidates) {

@@ -194,14 +194,22 @@ Result<Diagnosis> diagnose(const DiagnoseOptions& o) {
 
   probes::KernelProbeOptions ko = kernel_probe_options_for(r.bundle);
   ko.symvers_override = o.symvers;
+  // The headers a build would use: the node's; else the image's, judged by the same sample of
+  // the node's own modules the CRC table is.
+  r.build = probes::probe_build_env(*root, *release);
+  probes::ImageHeaders image;
+  if (!r.build.possible && !o.image_headers.empty()) {
+    image = probes::find_image_headers(o.image_headers, *release);
+    if (!image.dir.empty()) ko.also_verify = fs::path(image.dir) / "Module.symvers";
+  }
   auto kernel = probes::probe_kernel(*root, ko);
   if (!kernel) return tl::unexpected(kernel.error());
   r.kernel = std::move(*kernel);
+  probes::consider_image_headers(r.build, image, r.kernel.release, r.kernel.also_verified);
   for (const auto& e : r.kernel.tree_problems) r.problems.push_back(e);
   for (const auto& e : r.kernel.symvers_origin.problems) r.problems.push_back(e);
 
   if (auto seen = observe(o, *root, r.kernel.module_dir, r); !seen) return tl::unexpected(seen.error());
-  r.build = probes::probe_build_env(*root, r.kernel.release);
 
   // The kernel model the rules run against, as the kernel will be when the agent inserts:
   // removable conflicts gone, everything else live.

@@ -32,6 +32,9 @@ struct DiagnoseOptions {
   // Where the image keeps its bundles: a path in the agent's own filesystem, not under --root.
   std::filesystem::path bundle_base = "/opt/lib/modules";
   std::optional<std::filesystem::path> symvers;  // --symvers: tried first, verified like the others
+  // A Driver Toolkit image's headers (<image_headers>/<kver>, the agent's own filesystem): a
+  // build may use them when the node has none and they are proven the running kernel's.
+  std::filesystem::path image_headers = "/usr/src/kernels";
   // --policy strict|upstream for a symbol missing from __versions; default: strict for Debian
   // kernels (/proc/version says "Debian"), upstream otherwise.
   std::optional<kabi::MissingVersionPolicy> policy;

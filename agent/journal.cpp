@@ -17,6 +17,7 @@ json to_json(const Journal& j) {
   return {{"schema", 1},
           {"boot_id", j.boot_id},
           {"inserted", inserted},
+          {"source", j.source},
           {"removed", removed},
           {"firmware_previous_path", j.firmware_previous_path ? json(*j.firmware_previous_path) : json(nullptr)},
           {"firmware_path", j.firmware_path},
@@ -31,6 +32,7 @@ Journal journal_from_json(const json& in, const std::string& boot_id) {
     j.inserted.push_back({i.value("name", std::string()), i.value("build_id", std::string())});
   for (const auto& r : in.value("removed", json::array()))
     j.removed.push_back({r.value("name", std::string()), r.value("restore_path", std::string())});
+  j.source = in.value("source", std::string());
   if (auto p = in.find("firmware_previous_path"); p != in.end() && p->is_string()) j.firmware_previous_path = p->get<std::string>();
   j.firmware_path = in.value("firmware_path", std::string());
   j.nfd_file = in.value("nfd_file", std::string());
@@ -40,7 +42,7 @@ Journal journal_from_json(const json& in, const std::string& boot_id) {
 Result<Journal> load_journal(const WritableDir& dir, const std::string& boot_id) {
   auto text = dir.read(kJournalFile);
   if (!text) {
-    if (text.error().code == ENOENT) return Journal{boot_id, {}, {}, std::nullopt, {}, {}};
+    if (text.error().code == ENOENT) return Journal{boot_id, {}, {}, {}, std::nullopt, {}, {}};
     return tl::unexpected(text.error());
   }
   json j = json::parse(*text, nullptr, false);

@@ -20,6 +20,7 @@ struct Journal {
     std::string name, build_id;
   };
   std::vector<Inserted> inserted;  // bundle modules this agent inserted, in insertion order
+  std::string source;              // where they came from: "prebuilt" (the image) or "built" (the node)
   struct Removed {
     std::string name, restore_path;
   };

@@ -1,8 +1,12 @@
 #include "agent/lifecycle.h"
 
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <cctype>
 #include <cerrno>
+#include <cstring>
 #include <functional>
 #include <sstream>
 #include <set>
@@ -17,6 +21,8 @@
 #include "agent/state_files.h"
 #include "agent/status.h"
 #include "agent/watch.h"
+#include "kabi/file_io.h"
+#include "kabi/module.h"
 #include "kabi/text.h"
 #include "probes/loaded_modules.h"
 #include "probes/module_options.h"
@@ -43,7 +49,37 @@ constexpr const char* kNotTheCheckedModule = "module_mismatch"; // bytes or live
 constexpr const char* kDeviceNotBound = "device_not_bound";     // loaded, but a device did not bind in time
 constexpr const char* kDriverLost = "driver_lost";              // while ready: a module went or a device unbound
 constexpr const char* kRollbackIncomplete = "rollback_incomplete";
+// The build branch (the decision was build).
+constexpr const char* kBuildFailed = "build_failed";            // failed, or recorded as failed: reason and log named
+constexpr const char* kBuildUnavailable = "build_unavailable";  // cannot start: sources, headers, compiler, cache
+constexpr const char* kBuildDisabled = "build_disabled";        // --build-mode off
+constexpr const char* kBuildWaitTimeout = "build_wait_timeout"; // sidecar: no result in the cache in time
 }  // namespace run_reason
+
+// The built modules, read from the cache through the host root and verified against the sha256
+// their kABI check was made on, copied into a directory of the agent's own: from there they are
+// diagnosed and inserted exactly as the image's bundle is (and verified again before the insert).
+Result<TempDir> stage_built(const probes::HostRoot& root, const BuildResult& r) {
+  auto dir = TempDir::make("agent-built");
+  if (!dir) return tl::unexpected(dir.error());
+  for (const auto& m : r.modules) {
+    auto bytes = root.fs().read(m.path, kabi::kMaxModuleSize);
+    if (!bytes) return tl::unexpected(bytes.error());
+    if (kabi::sha256_hex(*bytes) != m.sha256)
+      return fail(EIO, "changed since it was checked (sha256 " + kabi::sha256_hex(*bytes) + ", checked " + m.sha256 + ")",
+                  root.display(m.path));
+    const std::string to = dir->path() + "/" + std::filesystem::path(m.path).filename().string();
+    Fd out(::open(to.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600));
+    if (!out) return fail(errno, std::string("cannot create: ") + std::strerror(errno), to);
+    for (size_t done = 0; done < bytes->size();) {
+      const ssize_t n = ::write(out.get(), bytes->data() + done, bytes->size() - done);
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) return fail(errno ? errno : EIO, std::string("cannot write: ") + std::strerror(errno), to);
+      done += static_cast<size_t>(n);
+    }
+  }
+  return dir;
+}
 
 // An NFD label value: at most 63 of [A-Za-z0-9._-], starting and ending alphanumeric.
 std::string label_value(std::string v) {
@@ -77,6 +113,11 @@ class Entrypoint {
   enum class Outcome { Ready, Refused, Waiting, Stop };
 
   Outcome attempt();
+  // The diagnosis behind the status from now on; `decision`: what the status shows as decided.
+  void adopt(Diagnosis d, const std::string& decision);
+  // The build branch: the built modules (built here, or a sidecar's from the cache) become the
+  // diagnosed set (diag_). nullopt to go on loading them, else how this attempt ends.
+  std::optional<Outcome> obtain_build(DiagnoseOptions opts);
   bool act(const Plan& plan);
   void rollback();
   Outcome wait_bound(const Diagnosis& d);
@@ -111,6 +152,8 @@ class Entrypoint {
   std::vector<std::function<Result<void>()>> undo_;  // this attempt's steps, last first when run
   std::vector<std::string> undo_what_;
   std::optional<WatchEvent> interrupted_;  // a SIGTERM that arrived while acting or waiting
+  std::optional<TempDir> staged_;          // the built modules being loaded
+  std::string source_;                     // what this attempt loads: "prebuilt" or "built"
 };
 
 void Entrypoint::set_phase(Phase p, const std::string& message, level_enum level) {
@@ -131,12 +174,13 @@ void Entrypoint::save_journal_or_log() {
     log_line(spdlog::level::err, "", "cannot record what was changed (agent unload will not know): " + w.error().what());
 }
 
-// One pass: detect, decide, and carry the plan out.
+// One pass: detect, decide, (build,) and carry the plan out.
 Entrypoint::Outcome Entrypoint::attempt() {
   const auto t0 = Clock::now();
   status_.failure.reset();
   status_.reasons.clear();
   status_.decision.clear();
+  status_.build.reset();
   set_phase(Phase::Detecting, "probing the node: devices, running kernel, loaded modules, policy");
 
   DiagnoseOptions opts = o_.check;
@@ -153,25 +197,22 @@ Entrypoint::Outcome Entrypoint::attempt() {
     set_phase(Phase::Refused, "cannot diagnose: " + d.error().what(), spdlog::level::err);
     return Outcome::Refused;
   }
-  diag_ = std::move(*d);
-  const Diagnosis& diag = *diag_;
+  const std::string decided = decision_name(d->decision);
+  adopt(std::move(*d), decided);
   status_.timings_ms["detect_ms"] = ms_since(t0);
-  status_.release = diag.kernel.release;
-  status_.kernel_version = diag.kernel.proc_version;
-  status_.decision = decision_name(diag.decision);
-  status_.reasons = diag.reasons;
-  status_.conflicts = diag.conflicts;
-  status_.modules.clear();
-  for (const auto& v : diag.evaluation.modules) {
-    ModuleState m{v, {}, {}, false, false};
-    for (const auto& b : diag.bundle)
-      if (b.name == v.name) m.sha256 = b.sha256, m.build_id = b.build_id;
-    m.live = std::any_of(diag.conflicts.begin(), diag.conflicts.end(),
-                         [&](const Conflict& c) { return c.name == v.name && c.same_as_bundle; });
-    status_.modules.push_back(std::move(m));
+  for (const auto& e : diag_->problems) log_line(spdlog::level::warn, "", "could not read: " + e.what());
+
+  // The build branch: the decision was build - or an upgrade looked pending only because the
+  // modules in use are a build this agent loaded, while the image's would still be refused.
+  source_ = "prebuilt";
+  const bool refused = std::any_of(diag_->evaluation.modules.begin(), diag_->evaluation.modules.end(),
+                                   [](const auto& m) { return m.verdict == kabi::Verdict::Refused; });
+  if (diag_->decision == Decision::Build ||
+      (diag_->decision == Decision::UpgradePending && journal_.source == "built" && refused && diag_->build.possible)) {
+    if (auto end = obtain_build(opts)) return *end;
+    source_ = "built";
   }
-  refresh_devices();
-  for (const auto& e : diag.problems) log_line(spdlog::level::warn, "", "could not read: " + e.what());
+  const Diagnosis& diag = *diag_;
 
   const Plan plan = make_plan(diag, firmware, o_.check.firmware_base);
   status_.firmware = {firmware.dir, plan.firmware.dir, firmware.digest, firmware.files.size(),
@@ -186,28 +227,128 @@ Entrypoint::Outcome Entrypoint::attempt() {
     case Decision::UpgradePending:
       set_phase(Phase::UpgradePending, why, spdlog::level::warn);
       return Outcome::Waiting;
-    case Decision::Build:
-      set_phase(Phase::WaitingForBuild, "the prebuilt modules would be refused and a build is possible: " + why,
-                spdlog::level::warn);
-      return Outcome::Waiting;
+    case Decision::Build:  // the built modules themselves would need a build: refused, with the reasons
+      set_phase(Phase::Refused, "the built modules would be refused: " + why, spdlog::level::err);
+      return Outcome::Refused;
     case Decision::Prebuilt: break;
   }
 
-  set_phase(Phase::Loading, plan.fast_path ? "every bundle module is already live with the bundle's build: nothing to load"
+  set_phase(Phase::Loading, plan.fast_path ? "every " + source_ + " module is already live with its build: nothing to load"
                                            : std::to_string(plan.remove.size()) + " module(s) to remove, " +
-                                                 std::to_string(plan.insert.size()) + " to insert");
+                                                 std::to_string(plan.insert.size()) + " " + source_ + " to insert");
   if (!act(plan)) {
     set_phase(Phase::Refused, status_.failure ? status_.failure->module + ": " + status_.failure->message : "loading failed",
               spdlog::level::err);
     return Outcome::Refused;
   }
-  status_.source = "prebuilt";
+  status_.source = source_;
   status_.fast_path = plan.fast_path;
   const Outcome bound = wait_bound(diag);
   if (bound != Outcome::Ready) return bound;
   status_.timings_ms["attempt_ms"] = ms_since(t0);
   if (first_ready_) status_.timings_ms["start_to_ready_ms"] = ms_since(started_);
   return become_ready() ? Outcome::Ready : Outcome::Refused;
+}
+
+void Entrypoint::adopt(Diagnosis d, const std::string& decision) {
+  diag_ = std::move(d);
+  const Diagnosis& diag = *diag_;
+  status_.release = diag.kernel.release;
+  status_.kernel_version = diag.kernel.proc_version;
+  status_.decision = decision;
+  status_.reasons = diag.reasons;
+  status_.conflicts = diag.conflicts;
+  status_.modules.clear();
+  for (const auto& v : diag.evaluation.modules) {
+    ModuleState m{v, {}, {}, false, false};
+    for (const auto& b : diag.bundle)
+      if (b.name == v.name) m.sha256 = b.sha256, m.build_id = b.build_id;
+    m.live = std::any_of(diag.conflicts.begin(), diag.conflicts.end(),
+                         [&](const Conflict& c) { return c.name == v.name && c.same_as_bundle; });
+    status_.modules.push_back(std::move(m));
+  }
+  refresh_devices();
+}
+
+std::optional<Entrypoint::Outcome> Entrypoint::obtain_build(DiagnoseOptions opts) {
+  const std::vector<DecisionReason> image_reasons = diag_->reasons;
+  const std::string release = diag_->kernel.release;
+  auto refuse = [&](const char* code, const std::string& message) {
+    note(code, message);
+    set_phase(Phase::Refused, message, spdlog::level::err);
+    return Outcome::Refused;
+  };
+  if (o_.build_mode == BuildMode::Off)
+    return refuse(run_reason::kBuildDisabled, "the prebuilt modules would be refused, and building is off (--build-mode off)");
+
+  status_.build = BuildState{build_mode_name(o_.build_mode), std::nullopt, {}};
+  BuildOptions bo = o_.build;
+  bo.root = o_.check.root;
+  bo.stop = [this]() -> std::string {
+    if (auto s = watch_.pending_signal()) {
+      if (!interrupted_ || s->kind == WatchEvent::Kind::Terminate) interrupted_ = s;
+      if (s->kind == WatchEvent::Kind::Terminate) return "interrupted by " + s->signal;
+    }
+    return {};
+  };
+  bo.progress = [this](double elapsed, const std::string& line) {
+    status_.build->progress = std::to_string(static_cast<long>(elapsed)) + " s: " + line;
+    write_status();
+  };
+  const auto t = Clock::now();
+  Result<std::optional<BuildResult>> got = std::optional<BuildResult>();
+  if (o_.build_mode == BuildMode::Node) {
+    set_phase(Phase::Building, "the prebuilt modules would be refused: building " + bo.sources.string() + " for " +
+                                   release + " (cache " + bo.cache + ")",
+              spdlog::level::warn);
+    auto r = build_for_node(root_, bo);
+    if (r) got = std::optional<BuildResult>(std::move(*r));
+    else got = tl::unexpected(r.error());
+  } else {
+    set_phase(Phase::WaitingForBuild, "the prebuilt modules would be refused: waiting up to " +
+                                          std::to_string(bo.timeout.count()) + " s for a sidecar's build of " +
+                                          bo.sources.string() + " for " + release + " in " + bo.cache + "/" + release,
+              spdlog::level::warn);
+    const auto deadline = t + bo.timeout;
+    for (;;) {
+      got = find_build(root_, bo);
+      if (!got || *got || Clock::now() >= deadline) break;
+      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
+      WatchEvent e = watch_.next(std::min(left, std::chrono::milliseconds(2000)));
+      if (e.kind == WatchEvent::Kind::Terminate || e.kind == WatchEvent::Kind::Reload) {
+        interrupted_ = e;  // run() stops, or decides again
+        return Outcome::Waiting;
+      }
+    }
+  }
+  status_.timings_ms["build_ms"] = ms_since(t);
+  if (interrupted_ && interrupted_->kind == WatchEvent::Kind::Terminate) return Outcome::Stop;
+  if (!got) return refuse(run_reason::kBuildUnavailable, "the build cannot run: " + got.error().what());
+  if (!*got)
+    return refuse(run_reason::kBuildWaitTimeout, "no build of " + bo.sources.string() + " for " + release + " in " +
+                                                     bo.cache + "/" + release + " after " +
+                                                     std::to_string(bo.timeout.count()) +
+                                                     " s (is the Driver Toolkit sidecar running `agent build`?)");
+  const BuildResult& r = **got;
+  status_.build->result = r;
+  status_.build->progress.clear();
+  if (r.result == "failed")
+    return refuse(run_reason::kBuildFailed,
+                  r.reason + ": " + r.detail + (r.log.empty() ? std::string() : "; log: " + r.log));
+  log_line(spdlog::level::info, "building",
+           r.result + " (" + std::to_string(r.modules.size()) + " module(s), entry " + r.entry + ", " +
+               std::to_string(static_cast<long>(r.build_seconds)) + " s of build)" +
+               (r.signer.empty() ? "" : ", signed by " + r.signer));
+
+  auto staged = stage_built(root_, r);
+  if (!staged) return refuse(run_reason::kBuildFailed, "the built modules cannot be staged: " + staged.error().what());
+  staged_ = std::move(*staged);
+  opts.bundle = staged_->path();
+  auto d = diagnose(opts);
+  if (!d) return refuse(run_reason::kInputError, "cannot diagnose the built modules: " + d.error().what());
+  adopt(std::move(*d), decision_name(Decision::Build));
+  status_.reasons.insert(status_.reasons.begin(), image_reasons.begin(), image_reasons.end());
+  return std::nullopt;
 }
 
 bool Entrypoint::act(const Plan& plan) {
@@ -318,6 +459,7 @@ bool Entrypoint::act(const Plan& plan) {
     });
     if (i.from_bundle) {
       journal_.inserted.push_back({i.name, i.build_id});
+      journal_.source = source_;
       for (auto& m : status_.modules)
         if (m.verdict.name == i.name) m.inserted = m.live = true;
     }
@@ -584,6 +726,15 @@ int Entrypoint::run() {
 }
 
 }  // namespace
+
+const char* build_mode_name(BuildMode m) {
+  switch (m) {
+    case BuildMode::Node: return "node";
+    case BuildMode::Sidecar: return "sidecar";
+    case BuildMode::Off: return "off";
+  }
+  return "off";
+}
 
 int run_entrypoint(const RunOptions& o) {
   auto fail_start = [](const std::string& what) {

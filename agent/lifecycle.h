@@ -14,6 +14,7 @@
 #include <optional>
 #include <string>
 
+#include "agent/build.h"
 #include "agent/check.h"
 
 namespace agent {
@@ -32,8 +33,18 @@ inline constexpr const char* kReadyFile = "ready";
 inline constexpr const char* kJournalFile = "undo.json";
 inline constexpr const char* kNfdFile = "intel-gpu-driver";
 
+// When the prebuilt modules would be refused and a build is possible: the agent builds them
+// (node), waits for a Driver Toolkit sidecar's `agent build` to leave them in the shared cache
+// (sidecar), or refuses (off).
+enum class BuildMode { Node, Sidecar, Off };
+[[nodiscard]] const char* build_mode_name(BuildMode m);  // "node", "sidecar", "off"
+
 struct RunOptions {
   CheckOptions check;  // host root, bundle, firmware, PCI
+  BuildMode build_mode = BuildMode::Node;
+  // The build step's sources, cache, timeout (node: the build's; sidecar: the wait's), signing.
+  // Its root is check.root.
+  BuildOptions build;
   std::filesystem::path state_dir = kDefaultStateDir;
   std::optional<std::filesystem::path> nfd_dir;  // Node Feature Discovery features.d; none: no file
   bool exit_on_refuse = false;

@@ -39,6 +39,9 @@ int run(int argc, char** argv) {
   app.add_option("--policy", check_policy, "Missing __versions entry: strict or upstream (default: strict on Debian kernels)")
       ->check(CLI::IsMember({"strict", "upstream"}));
   app.add_option("--pci-ids", co.pci_ids, "pci.ids for device names (default: this image's)");
+  app.add_option("--image-headers", co.image_headers,
+                 "A Driver Toolkit image's kernel headers, DIR/<kver>: used when the node has none and they are "
+                 "proven the running kernel's (default /usr/src/kernels; empty: never)");
   app.add_flag("--json", co.json, "JSON output (schema 1)");
   app.add_option("--bundle-firmware", co.bundle_firmware, "The image's firmware for the bundle (default /opt/lib/firmware)");
   app.add_option("--firmware-dir", co.firmware_base,
@@ -59,6 +62,18 @@ int run(int argc, char** argv) {
   app.add_option("--retry-interval", retry_interval, "Seconds between decisions while waiting (default 60)")
       ->check(CLI::Range(1, 86400));
   app.add_option("--recheck-interval", recheck_interval, "Seconds between checks while ready, uevents aside (default 30)")
+      ->check(CLI::Range(1, 86400));
+  std::string build_mode = "node";
+  long entry_build_timeout = 3600;
+  app.add_option("--build-mode", build_mode,
+                 "When the prebuilt modules would be refused: node (build here), sidecar (wait for a Driver Toolkit "
+                 "sidecar's build in the cache) or off (refuse); default node")
+      ->check(CLI::IsMember({"node", "sidecar", "off"}));
+  app.add_option("--sources", ro.build.sources, "DKMS source trees to build, <name>-<version>/dkms.conf (default /usr/src)");
+  app.add_option("--build-cache", ro.build.cache,
+                 "Host directory of the build cache (default /var/lib/intel-gpu-driver/builds)");
+  app.add_option("--build-timeout", entry_build_timeout,
+                 "Seconds the build may take, or (sidecar) the wait for one (default 3600)")
       ->check(CLI::Range(1, 86400));
   CLI::App* run_cmd = app.add_subcommand("run", "The entrypoint (the default): load the bundle or refuse, then watch");
   run_cmd->fallthrough();
@@ -94,6 +109,8 @@ int run(int argc, char** argv) {
   build_cmd->add_option("--cache", bo.cache, "Host directory of the build cache (default /var/lib/intel-gpu-driver/builds)");
   build_cmd->add_flag("--json", bo.json, "JSON output (schema 1)");
   build_cmd->add_flag("--rebuild", bo.rebuild, "Build even when a failure is recorded for these inputs");
+  build_cmd->add_option("--image-headers", bo.image_headers,
+                        "A Driver Toolkit image's kernel headers, DIR/<kver> (default /usr/src/kernels; empty: never)");
   build_cmd->add_option("--timeout", build_timeout, "Seconds the build may take (default 3600)")->check(CLI::Range(1, 86400));
 
   agent::KabiPipelineCli pipeline(*kabi);  // kabi diff, matrix, explain
@@ -135,6 +152,11 @@ int run(int argc, char** argv) {
     ro.retry_interval = std::chrono::seconds(retry_interval);
     ro.recheck_interval = std::chrono::seconds(recheck_interval);
     ro.agent_version = AGENT_VERSION_STRING;
+    ro.build_mode = build_mode == "sidecar" ? agent::BuildMode::Sidecar
+                    : build_mode == "off"   ? agent::BuildMode::Off
+                                            : agent::BuildMode::Node;
+    ro.build.timeout = std::chrono::seconds(entry_build_timeout);
+    ro.build.image_headers = co.image_headers;
     return agent::run_entrypoint(ro);
   }
   if (check) {

@@ -7,7 +7,9 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
+#include <utility>
 #include <vector>
 
 #include "kabi/file_io.h"
@@ -50,6 +52,32 @@ void remove_tree(int dir_fd, const std::string& name) {
     }
   }
   ::unlinkat(dir_fd, name.c_str(), AT_REMOVEDIR);
+}
+
+Result<TempDir> TempDir::make(const std::string& prefix) {
+  const char* t = std::getenv("TMPDIR");
+  std::string tmpl = std::string(t && *t ? t : "/tmp") + "/" + prefix + ".XXXXXX";
+  if (!::mkdtemp(tmpl.data()))
+    return fail(errno, "cannot create a temporary directory: " + err_text(errno), tmpl);
+  return TempDir(tmpl);
+}
+
+TempDir::TempDir(TempDir&& o) noexcept : path_(std::exchange(o.path_, {})) {}
+
+TempDir& TempDir::operator=(TempDir&& o) noexcept {
+  if (this != &o) {
+    TempDir gone(std::move(*this));
+    path_ = std::exchange(o.path_, {});
+  }
+  return *this;
+}
+
+TempDir::~TempDir() {
+  if (path_.empty()) return;
+  const size_t slash = path_.find_last_of('/');
+  const std::string parent = slash == 0 ? "/" : path_.substr(0, slash);
+  Fd dir(::open(parent.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (dir) remove_tree(dir.get(), path_.substr(slash + 1));
 }
 
 

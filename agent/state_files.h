@@ -56,6 +56,25 @@ class InstanceLock {
 
 inline constexpr const char* kLockFile = "agent.lock";
 
+// A directory of the agent's own in its own filesystem ($TMPDIR, else /tmp; mode 0700), removed
+// with everything in it when this object goes: a build's work tree, the built modules staged
+// for loading.
+class TempDir {
+ public:
+  // `prefix`: the directory's name before the random part ("agent-build").
+  [[nodiscard]] static Result<TempDir> make(const std::string& prefix);
+  TempDir(TempDir&& o) noexcept;
+  TempDir& operator=(TempDir&& o) noexcept;
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  ~TempDir();
+  [[nodiscard]] const std::string& path() const noexcept { return path_; }
+
+ private:
+  explicit TempDir(std::string p) : path_(std::move(p)) {}
+  std::string path_;
+};
+
 // Removes the directory tree `name` under the directory `dir_fd` (one of the agent's own making:
 // a temporary copy, a cache entry), never following a link; what cannot be removed stays.
 void remove_tree(int dir_fd, const std::string& name);

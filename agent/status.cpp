@@ -16,6 +16,7 @@ using nlohmann::json;
 const char* phase_name(Phase p) {
   switch (p) {
     case Phase::Detecting: return "detecting";
+    case Phase::Building: return "building";
     case Phase::Loading: return "loading";
     case Phase::WaitingForBuild: return "waiting-for-build";
     case Phase::Ready: return "ready";
@@ -44,6 +45,27 @@ json to_json(const LoadFailure& f) {
           {"errno_name", kabi::errno_name(f.err)},
           {"message", f.message},
           {"kernel_log", f.kernel_log}};
+}
+
+json to_json(const BuildState& b) {
+  json j{{"mode", b.mode}, {"progress", b.progress.empty() ? json(nullptr) : json(b.progress)}};
+  if (!b.result) {
+    j["result"] = nullptr;
+    return j;
+  }
+  const BuildResult& r = *b.result;
+  auto str_or_null = [](const std::string& v) { return v.empty() ? json(nullptr) : json(v); };
+  j["result"] = r.result;
+  j["key"] = str_or_null(r.key);
+  j["entry"] = str_or_null(r.entry);
+  j["log"] = str_or_null(r.log);
+  j["reason"] = str_or_null(r.reason);
+  j["detail"] = str_or_null(r.detail);
+  j["signer"] = r.signer.empty() ? json(nullptr) : json{{"name", r.signer}, {"key_id", r.signing_key_id}};
+  j["compiler"] = str_or_null(r.compiler);
+  j["build_seconds"] = r.build_seconds;
+  j["total_seconds"] = r.total_seconds;
+  return j;
 }
 
 json to_json(const Status& s, const std::string& updated) {
@@ -94,6 +116,7 @@ json to_json(const Status& s, const std::string& updated) {
         {"path", opt(s.firmware.path)},
         {"conflict", str_or_null(s.firmware.conflict)}}},
       {"failure", s.failure ? to_json(*s.failure) : json(nullptr)},
+      {"build", s.build ? to_json(*s.build) : json(nullptr)},
       {"event", str_or_null(s.event)},
       {"fast_path", s.fast_path},
       {"timings", s.timings_ms},

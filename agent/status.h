@@ -9,6 +9,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "agent/build_inputs.h"
 #include "agent/decide.h"
 #include "kabi/rules.h"
 
@@ -16,7 +17,7 @@ namespace agent {
 
 inline constexpr int kStatusSchema = 1;
 
-enum class Phase { Detecting, Loading, WaitingForBuild, Ready, Refused, UpgradePending, Stopping };
+enum class Phase { Detecting, Building, WaitingForBuild, Loading, Ready, Refused, UpgradePending, Stopping };
 [[nodiscard]] const char* phase_name(Phase p);  // "detecting", "waiting-for-build", ...
 
 struct DeviceState {
@@ -48,6 +49,13 @@ struct FirmwareState {
   std::string conflict;                      // why it was left alone, if it was
 };
 
+// The build branch: how the modules were (or are being) obtained.
+struct BuildState {
+  std::string mode;                   // "node" (the agent builds), "sidecar" (it waits for one)
+  std::optional<BuildResult> result;  // none while building or waiting
+  std::string progress;               // while building: "<elapsed> s: <the log's last line>"
+};
+
 struct Status {
   std::string agent_version, boot_id, release, kernel_version;
   Phase phase = Phase::Detecting;
@@ -61,6 +69,7 @@ struct Status {
   std::vector<std::string> removed;     // loaded modules the agent removed (this boot)
   FirmwareState firmware;
   std::optional<LoadFailure> failure;
+  std::optional<BuildState> build;      // when the decision was build
   std::string event;                    // the last thing that happened behind the agent's back
   bool fast_path = false;               // ready without a reload: the bundle was live already
   std::map<std::string, double> timings_ms;  // "detect_ms", "insert_ms", ... (JSON "timings")
@@ -68,6 +77,7 @@ struct Status {
 
 [[nodiscard]] nlohmann::json to_json(const Status& s, const std::string& updated);
 [[nodiscard]] nlohmann::json to_json(const LoadFailure& f);
+[[nodiscard]] nlohmann::json to_json(const BuildState& b);
 
 // Now, as "2026-11-29T22:04:45.123Z".
 [[nodiscard]] std::string utc_now();

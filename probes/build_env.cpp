@@ -1,5 +1,6 @@
 #include "probes/build_env.h"
 
+#include <algorithm>
 #include <set>
 #include <system_error>
 
@@ -51,6 +52,46 @@ BuildEnv probe_build_env(const HostRoot& root, const std::string& release) {
     env.detail = "no kernel headers for " + release + ": " + tried;
   }
   return env;
+}
+
+ImageHeaders find_image_headers(const fs::path& base, const std::string& release) {
+  ImageHeaders h;
+  h.base = base.string();
+  std::error_code ec;
+  for (fs::directory_iterator it(base, ec), end; !ec && it != end; it.increment(ec))
+    if (it->is_directory(ec) && fs::is_regular_file(it->path() / "Makefile", ec))
+      h.releases.push_back(it->path().filename().string());
+  std::sort(h.releases.begin(), h.releases.end());
+  const fs::path dir = base / release;
+  if (fs::is_regular_file(dir / "Makefile", ec) && fs::is_regular_file(dir / "Module.symvers", ec)) h.dir = dir.string();
+  return h;
+}
+
+void consider_image_headers(BuildEnv& env, const ImageHeaders& image, const std::string& release,
+                            const std::optional<SymversCandidate>& verdict) {
+  if (env.possible) return;  // the node's own headers come first
+  if (image.dir.empty()) {
+    if (!image.releases.empty()) {
+      std::string list;
+      for (const auto& r : image.releases) list += (list.empty() ? "" : ", ") + r;
+      env.mismatch = "the image's kernel headers (" + image.base + ") are for " + list + "; the node runs " + release;
+    }
+    return;
+  }
+  using State = SymversCandidate::State;
+  const State state = verdict ? verdict->state : State::NotTried;
+  const std::string detail = verdict ? verdict->detail : std::string("not compared with the node's modules");
+  if (state == State::Verified) {
+    env.possible = true;
+    env.in_image = true;
+    env.dir = image.dir;
+    env.detail = "the image's kernel headers for " + release + " at " + image.dir +
+                 ", proven the running kernel's: " + detail;
+    return;
+  }
+  env.mismatch = "the image's kernel headers at " + image.dir + " are named " + release + " but " +
+                 (state == State::Rejected ? "do not match the running kernel: " + detail
+                                           : "cannot be shown to be the running kernel's: " + detail);
 }
 
 }  // namespace agent::probes

@@ -2,12 +2,15 @@
 // (kernel-devel / linux-headers) under the host root.
 #pragma once
 
+#include <filesystem>
+#include <optional>
 #include <string>
 #include <sys/types.h>
 #include <utility>
 #include <vector>
 
 #include "probes/host_root.h"
+#include "probes/kernel.h"
 
 namespace agent::probes {
 
@@ -30,7 +33,28 @@ struct BuildEnv {
   std::pair<dev_t, ino_t> symvers_id{};  // its Module.symvers (compared with the symvers candidates)
   std::string detail;           // one line for people
   std::vector<HeadersDir> candidates;  // in the order tried, one per distinct directory
+  // dir is the image's own (a Driver Toolkit's /usr/src/kernels/<kver>, on the agent's
+  // filesystem, not the host's), proven the running kernel's.
+  bool in_image = false;
+  // Headers that are there but are not the running kernel's, or cannot be shown to be: why. A
+  // build against them would make modules with another kernel's CRCs.
+  std::string mismatch;
 };
+
+// A Driver Toolkit image's kernel headers: <base>/<kver> on the agent's own filesystem.
+struct ImageHeaders {
+  std::string base;
+  std::string dir;                    // <base>/<release> when it has a Makefile and Module.symvers
+  std::vector<std::string> releases;  // every <base>/<kver> with a Makefile, sorted
+};
+[[nodiscard]] ImageHeaders find_image_headers(const std::filesystem::path& base, const std::string& release);
+
+// When the node has no usable headers, the image's - only when they are proven the running
+// kernel's: the same release, and their Module.symvers agreeing with the CRCs the node's own
+// modules were linked against (`verdict`, from KernelProbeOptions::also_verify). Otherwise
+// env.mismatch says why not (headers for other kernels only; rejected; not verifiable). Pure.
+void consider_image_headers(BuildEnv& env, const ImageHeaders& image, const std::string& release,
+                            const std::optional<SymversCandidate>& verdict);
 
 // Host paths of kernel header directories for a release, in the order they are tried.
 [[nodiscard]] std::vector<std::string> headers_candidates(const std::string& release);

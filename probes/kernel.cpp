@@ -278,6 +278,31 @@ Result<RunningKernel> probe_kernel(const HostRoot& root, const KernelProbeOption
     return kabi::read_symvers(*file, cands[i].real_path);
   };
 
+  // Verified (true) when the sample's CRCs all agree with `table`, else Rejected with the first
+  // differences named.
+  auto judge = [&](SymversCandidate& c, const kabi::Symvers& table) {
+    const CrcAgreement a = compare_with_modules(table, sample);
+    c.compared = a.compared;
+    c.mismatched = a.mismatched;
+    c.missing = a.missing;
+    if (a.mismatched == 0 && a.missing == 0 && a.compared > 0) {
+      c.state = SymversCandidate::State::Verified;
+      c.detail = std::to_string(a.compared) + " CRCs of " + std::to_string(sample.size()) + " own modules agree";
+      return true;
+    }
+    c.state = SymversCandidate::State::Rejected;
+    c.mismatched_symbols = a.mismatched_symbols;
+    c.detail = std::to_string(a.mismatched) + " of " + std::to_string(a.compared) + " CRCs differ, " +
+               std::to_string(a.missing) + " symbols missing";
+    if (!a.mismatched_symbols.empty()) c.detail += " (" + join(a.mismatched_symbols) + ")";
+    else if (!a.missing_symbols.empty()) c.detail += " (" + join(a.missing_symbols) + ")";
+    return false;
+  };
+
+  // Nothing to compare: a kernel without MODVERSIONS records no CRCs in its modules.
+  const std::string unverifiable = sample.empty() ? "no own module could be read to compare with"
+                                                  : "the kernel's own modules carry no CRCs (built without MODVERSIONS)";
+
   bool chosen = false;
   kabi::Symvers first_unverifiable;
   std::optional<size_t> first_unverifiable_at;
@@ -292,37 +317,37 @@ Result<RunningKernel> probe_kernel(const HostRoot& root, const KernelProbeOption
       continue;
     }
     if (!sample_has_crcs || !table->modversions) {
-      // Nothing to compare: a kernel without MODVERSIONS records no CRCs in its modules.
       c.state = SymversCandidate::State::Unverifiable;
-      c.detail = sample.empty() ? "no own module could be read to compare with"
-                                : "the kernel's own modules carry no CRCs (built without MODVERSIONS)";
+      c.detail = unverifiable;
       if (!first_unverifiable_at) {
         first_unverifiable_at = i;
         first_unverifiable = std::move(*table);
       }
       continue;
     }
-    const CrcAgreement a = compare_with_modules(*table, sample);
-    c.compared = a.compared;
-    c.mismatched = a.mismatched;
-    c.missing = a.missing;
-    if (a.mismatched == 0 && a.missing == 0 && a.compared > 0) {
-      c.state = SymversCandidate::State::Verified;
-      c.detail = std::to_string(a.compared) + " CRCs of " + std::to_string(sample.size()) + " own modules agree";
-      origin.kind = SymversOrigin::Kind::File;
-      origin.path = c.path;
-      origin.verified = true;
-      origin.verified_with = c.detail + " (" + join(origin.sample) + ")";
-      k.symvers = std::move(*table);
-      chosen = true;
+    if (!judge(c, *table)) continue;
+    origin.kind = SymversOrigin::Kind::File;
+    origin.path = c.path;
+    origin.verified = true;
+    origin.verified_with = c.detail + " (" + join(origin.sample) + ")";
+    k.symvers = std::move(*table);
+    chosen = true;
+  }
+  if (options.also_verify) {
+    SymversCandidate c;
+    c.path = options.also_verify->string();
+    c.real_path = c.path;
+    auto table = kabi::read_symvers(*options.also_verify);
+    if (!table) {
+      c.state = table.error().code == ENOENT ? SymversCandidate::State::Absent : SymversCandidate::State::Unreadable;
+      c.detail = table.error().what();
+    } else if (!sample_has_crcs || !table->modversions) {
+      c.state = SymversCandidate::State::Unverifiable;
+      c.detail = unverifiable;
     } else {
-      c.state = SymversCandidate::State::Rejected;
-      c.mismatched_symbols = a.mismatched_symbols;
-      c.detail = std::to_string(a.mismatched) + " of " + std::to_string(a.compared) + " CRCs differ, " +
-                 std::to_string(a.missing) + " symbols missing";
-      if (!a.mismatched_symbols.empty()) c.detail += " (" + join(a.mismatched_symbols) + ")";
-      else if (!a.missing_symbols.empty()) c.detail += " (" + join(a.missing_symbols) + ")";
+      (void)judge(c, *table);
     }
+    k.also_verified = std::move(c);
   }
   if (!chosen && first_unverifiable_at) {
     SymversCandidate& c = cands[*first_unverifiable_at];

@@ -70,6 +70,8 @@ struct RunningKernel {
   bool own_modules_signed = false;  // the sample of own modules carries signatures
   kabi::Symvers symvers;
   SymversOrigin symvers_origin;
+  // KernelProbeOptions::also_verify, judged against the same sample (never the CRC table).
+  std::optional<SymversCandidate> also_verified;
 };
 
 struct KernelProbeOptions {
@@ -77,6 +79,10 @@ struct KernelProbeOptions {
   std::vector<std::string> prefer_sample;  // own modules to verify with first (the bundle's dependencies)
   std::set<std::string> needed_symbols;    // the bundle's imports: the union may stop once they are covered
   size_t sample_size = 12;
+  // A symvers file on this filesystem to judge as the candidates are (Verified, Rejected,
+  // Unverifiable, Unreadable) without taking it as the CRC table: a Driver Toolkit image's
+  // headers, usable only when they are proven the running kernel's.
+  std::optional<std::filesystem::path> also_verify;
 };
 
 // /proc/sys/kernel/osrelease (trimmed).

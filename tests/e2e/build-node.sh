@@ -22,6 +22,8 @@ AGENT=$(realpath "$AGENT")
 HERE=$(cd "$(dirname "$0")" && pwd)
 FIXTURES=$(cd "$HERE/../fixtures" && pwd)
 CACHE=${AGENT_KERNEL_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/intel-gpu-agent/kernels}
+# shellcheck source=tests/e2e/node-lib.sh
+. "$HERE/node-lib.sh"
 
 skip() { echo "build-node: SKIP: $*" >&2; exit 77; }
 [[ $(id -u) -eq 0 ]] || skip "needs root (a private mount namespace for the build)"
@@ -47,26 +49,15 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# The node: make-host.sh's debian12 (k61's tree, /proc, a partial headers dir) completed with
-# the real headers packages, laid out as Debian installs them.
+# The node: k61's tree with its real headers packages (node-lib.sh).
 node=$work/node
 rc=0
-bash "$FIXTURES/hosts/make-host.sh" debian12 "$node" >/dev/null || rc=$?
+node_with_headers "$node" "$abi" || rc=$?
 ((rc == 0)) || { ((rc == 77)) && skip "make-host.sh debian12 skipped"; echo "make-host.sh failed ($rc)" >&2; exit 1; }
-kver=$(<"$node/.fixture-kernel")
-series=$(<"$CACHE/$abi/kbuild/.done")
-link_tree() { mkdir -p "$2" && { cp -al "$1/." "$2/" 2>/dev/null || cp -a "$1/." "$2/"; }; }
-rm -rf "$node/usr/src/linux-headers-$kver"
-link_tree "$CACHE/$abi/root/usr/src/linux-headers-$kver" "$node/usr/src/linux-headers-$kver"
-link_tree "$CACHE/$abi/kbuild/usr/src/linux-headers-$abi-common" "$node/usr/src/linux-headers-$abi-common"
-link_tree "$CACHE/$abi/kbuild/usr/lib/linux-kbuild-$series" "$node/usr/lib/linux-kbuild-$series"
+kver=$NODE_KVER
 
 # The image's sources in /usr/src layout: <PACKAGE_NAME>-<PACKAGE_VERSION>/dkms.conf.
-make_src() {  # make_src DIR: a copy of the test driver set
-  mkdir -p "$1/agent-test-driver-1.0"
-  cp -r "$FIXTURES/kmod-src/dkms.conf" "$FIXTURES/kmod-src/agent_test_helper" "$FIXTURES/kmod-src/agent_test_nic" \
-    "$1/agent-test-driver-1.0/"
-}
+make_src() { dkms_src "$1"; }
 src=$work/src
 make_src "$src"
 mkdir -p "$work/tmp"

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """The assertions of lifecycle-vm.sh on the VM's serial console (see that script).
 
-Usage: lifecycle-check.py SERIAL NIC FW_SIZE HELPER_ID NIC_ID FOREIGN_HELPER_ID KVER
+Usage: lifecycle-check.py SERIAL NIC FW_SIZE HELPER_ID NIC_ID FOREIGN_HELPER_ID KVER SIDECAR_KEY
+                          SIDECAR_HELPER_ID SIDECAR_NIC_ID
 Prints the benchmark, what the VM saw for each scenario with a failure (status.json at the
 key moments, the agent's log, the kernel's messages), then "PASS|FAIL <what>" lines and
 "N passed, M failed". Exit 0 all passed, 1 some failed.
@@ -10,7 +11,7 @@ import json
 import re
 import sys
 
-serial, nic, fw_size, helper_id, nic_id, foreign_id, kver = sys.argv[1:8]
+serial, nic, fw_size, helper_id, nic_id, foreign_id, kver, side_key, side_helper_id, side_nic_id = sys.argv[1:11]
 
 snaps, facts, fwpath, exits, starts, ready = {}, {}, {}, {}, {}, {}
 logs, dmesg, nfd, fwdir, inserts, gone = {}, {}, {}, {}, {}, {}
@@ -90,7 +91,9 @@ def check(scenario, ok, what):
 # agent's, left in the state directory (stale), and counts as none.
 RUN_OF = {"first": "first", "sigterm": "first", "restart": "restart", "rmmod-now": "restart",
           "rmmod-later": "restart", "changed": "changed", "initfail": "initfail", "initfail-hup": "initfail",
-          "foreign": "foreign", "fwconflict": "fwconflict", "swap": "swap"}
+          "foreign": "foreign", "fwconflict": "fwconflict", "swap": "swap", "sidecar": "sidecar",
+          "sidecar2": "sidecar2", "sidefail": "sidefail", "sidewait-waiting": "sidewait", "sidewait": "sidewait",
+          "enforced": "enforced"}
 
 
 def stale(tag):
@@ -149,6 +152,15 @@ def summary(tag):
 def mods(tag):
     return ", ".join("%s(inserted %s, live %s)" % (m.get("name"), m.get("inserted"), m.get("live"))
                      for m in st(tag).get("modules") or [] if isinstance(m, dict)) or "none"
+
+
+def codes(tag):
+    return [r.get("code") for r in st(tag).get("reasons") or [] if isinstance(r, dict)]
+
+
+def build(tag):
+    b = st(tag).get("build")
+    return b if isinstance(b, dict) else {}
 
 
 BUNDLE = ("agent_test_helper", "agent_test_nic")
@@ -275,8 +287,9 @@ check("unload", exits.get("unload") == 0 and "unload" in fwpath and fwpath.get("
 s = st("changed")
 named = [r for m in s.get("modules") or [] if isinstance(m, dict) for r in m.get("reasons") or []
          if isinstance(r, dict) and "module_layout" in json.dumps(r)]
-check("changed", s.get("phase") == "waiting-for-build" and s.get("decision") == "build",
-      "changed-kabi: %s; expected waiting-for-build, build (the headers are there)" % summary("changed"))
+check("changed", s.get("phase") == "refused" and s.get("decision") == "build" and "build_disabled" in codes("changed"),
+      "changed-kabi: %s, reasons %s; expected refused, decision build (the headers are there), build_disabled" %
+      (summary("changed"), codes("changed")))
 check("changed", bool(named) and all(module("changed", n).get("verdict") == "refused" for n in BUNDLE),
       "changed-kabi: the modules refused, module_layout named: %s" %
       ([(m.get("name"), m.get("verdict"), m.get("errno_name")) for m in s.get("modules") or [] if isinstance(m, dict)],))
@@ -284,6 +297,52 @@ check("changed", f("changed", "helper") == "0" and f("changed", "nic") == "0" an
       exits.get("changed") == 0,
       "changed-kabi: nothing loaded (helper %s, nic %s), no ready file (%s), exit %s on SIGTERM" %
       (f("changed", "helper"), f("changed", "nic"), f("changed", "ready"), exits.get("changed")))
+
+# ---- sidecar: the build from the shared cache ----------------------------------------------
+s = st("sidecar")
+ok, secs = ready.get("sidecar", (False, None))
+check("sidecar", ok and s.get("phase") == "ready" and s.get("decision") == "build" and s.get("source") == "built",
+      "sidecar: ready %s; %s, source %s; expected ready, decision build, source built" %
+      (secs_text(ok, secs), summary("sidecar"), s.get("source")))
+b = build("sidecar")
+check("sidecar", b.get("mode") == "sidecar" and b.get("result") == "cached" and b.get("key") == side_key,
+      "sidecar: status.build mode %s, result %s, key %s (the sidecar's %s)" %
+      (b.get("mode"), b.get("result"), b.get("key"), side_key))
+check("sidecar", f("sidecar", "helper_id") == side_helper_id and f("sidecar", "nic_id") == side_nic_id and
+      f("sidecar", "driver") == "agent_test_nic" and device("sidecar").get("bound") is True,
+      "sidecar: the live build ids are the sidecar's (helper %s/%s, nic %s/%s), %s bound to %s" %
+      (f("sidecar", "helper_id"), side_helper_id, f("sidecar", "nic_id"), side_nic_id, nic, f("sidecar", "driver")))
+check("sidecar", any("source=built" in l for l in nfd.get("sidecar", [])),
+      "sidecar: the NFD file says source=built: %s" % nfd.get("sidecar"))
+s2 = st("sidecar2")
+ok2, secs2 = ready.get("sidecar2", (False, None))
+check("sidecar", ok2 and s2.get("fast_path") is True and s2.get("source") == "built" and
+      not any(module("sidecar2", n).get("inserted") for n in BUNDLE) and
+      f("sidecar2", "helper_id") == side_helper_id and f("sidecar2", "nic_id") == side_nic_id,
+      "sidecar restart: ready %s, fast path %s, source %s, nothing reinserted: %s" %
+      (secs_text(ok2, secs2), s2.get("fast_path"), s2.get("source"), mods("sidecar2")))
+check("sidecar", exits.get("sidecar-unload") == 0 and f("sidecar-unload", "helper") == "0" and
+      f("sidecar-unload", "nic") == "0",
+      "sidecar: agent unload exit %s, the built modules gone (helper %s, nic %s)" %
+      (exits.get("sidecar-unload"), f("sidecar-unload", "helper"), f("sidecar-unload", "nic")))
+
+s = st("sidefail")
+b = build("sidefail")
+check("sidefail", s.get("phase") == "refused" and "build_failed" in codes("sidefail") and b.get("result") == "failed",
+      "sidecar-fail: %s, reasons %s, build.result %s; expected refused, build_failed" %
+      (summary("sidefail"), codes("sidefail"), b.get("result")))
+check("sidefail", f("sidefail-log", "exists") == "1" and (f("sidefail-log", "error") or "0") != "0" and
+      f("sidefail-log", "path") == b.get("log"),
+      "sidecar-fail: the log %s exists (%s) and names the compiler's error (%s lines)" %
+      (b.get("log"), f("sidefail-log", "exists"), f("sidefail-log", "error")))
+check("sidefail", f("sidefail", "helper") == "0" and f("sidefail", "nic") == "0" and f("sidefail", "ready") == "0",
+      "sidecar-fail: nothing loaded (helper %s, nic %s), no ready file (%s)" %
+      (f("sidefail", "helper"), f("sidefail", "nic"), f("sidefail", "ready")))
+
+check("sidewait", st("sidewait-waiting").get("phase") == "waiting-for-build" and
+      st("sidewait").get("phase") == "refused" and "build_wait_timeout" in codes("sidewait"),
+      "sidecar-wait: %s, then %s, reasons %s; expected waiting-for-build, then refused with build_wait_timeout" %
+      (summary("sidewait-waiting"), summary("sidewait"), codes("sidewait")))
 
 # ---- init failure + rollback ---------------------------------------------------------------
 fail = st("initfail").get("failure") or {}
@@ -366,6 +425,13 @@ check("fwconflict", exits.get("fwconflict") == 0 and exits.get("fwconflict-unloa
       "fw-conflict: SIGTERM exit %s, unload exit %s, the path still '%s' after the unload" %
       (exits.get("fwconflict"), exits.get("fwconflict-unload"), fwpath.get("fwconflict-unload")))
 
+# ---- enforced signatures: no build of unsigned modules ---------------------------------------
+s = st("enforced")
+check("enforced", f("enforce", "on") == "Y" and s.get("phase") == "refused" and s.get("decision") == "refuse" and
+      "build_unsigned_enforced" in codes("enforced") and f("enforced", "helper") == "0" and f("enforced", "nic") == "0",
+      "enforced: sig_enforce %s; %s, reasons %s, nothing loaded (helper %s, nic %s)" %
+      (f("enforce", "on"), summary("enforced"), codes("enforced"), f("enforced", "helper"), f("enforced", "nic")))
+
 # ---- output --------------------------------------------------------------------------------
 DEBUG = {  # scenario -> (snapshots, agent logs, kernel messages)
     "vm": ([], [], []),
@@ -382,6 +448,10 @@ DEBUG = {  # scenario -> (snapshots, agent logs, kernel messages)
     "swap": (["swap", "swap-unload"], ["swap", "swap-unload"], ["swap"]),
     "rostate": ([], ["rostate"], ["rostate"]),
     "fwconflict": (["fwconflict", "fwconflict-unload"], ["fwconflict", "fwconflict-unload"], ["fwconflict"]),
+    "sidecar": (["sidecar", "sidecar2"], ["sidecar", "sidecar2", "sidecar-unload"], ["sidecar"]),
+    "sidefail": (["sidefail"], ["sidefail"], []),
+    "sidewait": (["sidewait-waiting", "sidewait"], ["sidewait"], []),
+    "enforced": (["enforced"], ["enforced"], ["enforced"]),
 }
 failed_scenarios = []
 for ok, sc, _ in results:
@@ -405,7 +475,8 @@ for sc in failed_scenarios:
                 print("  " + l)
 
 print("\n=== benchmark: start to ready on %s under qemu TCG (wall clock in the VM; status.timings) ===" % kver)
-for tag, label in (("first", "first load"), ("restart", "fast path (restart)")):
+for tag, label in (("first", "first load"), ("restart", "fast path (restart)"),
+                   ("sidecar", "sidecar cache hit"), ("sidecar2", "built set, restart")):
     ok, secs = ready.get(tag, (False, None))
     print("  %-20s %s  timings %s" % (label, ("%.2f s" % secs) if ok else "not ready (%s)" % secs_text(ok, secs),
                                       json.dumps(st(tag).get("timings", st(tag).get("timings_ms")))))

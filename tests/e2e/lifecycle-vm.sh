@@ -21,9 +21,19 @@
 #                 and status.event names agent_test_nic
 #   unload        `agent unload --json`: exit 0, the modules gone, firmware_class.path back to
 #                 what it was before the agent
-#   changed-kabi  --bundle with the build for -c (another module_layout): phase
-#                 waiting-for-build (the headers are there), module_layout named, nothing
+#   changed-kabi  --bundle with the build for -c (another module_layout) and --build-mode off:
+#                 decision build, refused with build_disabled, module_layout named, nothing
 #                 loaded, no ready file
+#   sidecar       the Driver Toolkit sidecar's role is played before the boot by this machine:
+#                 `agent build --root NODE` against a node tree with the target kernel's real
+#                 headers packages (node-lib.sh); its cache is the VM's
+#                 /var/lib/intel-gpu-driver/builds. The changed-kABI bundle with --build-mode
+#                 sidecar: the entry found, checked, loaded (source built, the live build ids
+#                 the sidecar's), the NIC bound, ready; restarted: the built set's fast path;
+#                 agent unload removes it
+#   sidecar-fail  sources the sidecar could not compile (its failure recorded): refused,
+#                 build_failed, the log (in the VM) names the compiler's error
+#   sidecar-wait  sources nothing was built for: waiting-for-build, then build_wait_timeout
 #   init-fail     /etc/modprobe.d: `options agent_test_nic fail_init=1`: agent_test_nic's init
 #                 fails (ENXIO), agent_test_helper rolled back, status.failure names the module,
 #                 ENXIO and the kernel's log; the conf removed + SIGHUP: ready
@@ -38,6 +48,8 @@
 #                 no ready file
 #   fw-conflict   firmware_class.path set by someone else (/elsewhere): kept,
 #                 status.firmware.conflict says so
+#   enforced      module.sig_enforce switched on (it can only be switched on, so last): a build
+#                 would make unsigned modules: refused, build_unsigned_enforced, nothing loaded
 # The start-to-ready times of first-load and restart (wall clock in the VM and status.timings)
 # are printed as the benchmark.
 #
@@ -59,7 +71,10 @@ CACHE=${AGENT_KERNEL_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/intel-gpu-agent/kern
 export AGENT_KERNEL_CACHE=$CACHE
 # shellcheck source=tests/e2e/vm-lib.sh
 . "$HERE/vm-lib.sh"
-KMOD_SRC=$REPO/tests/fixtures/kmod-src
+# shellcheck source=tests/e2e/node-lib.sh
+. "$HERE/node-lib.sh"
+FIXTURES=$REPO/tests/fixtures
+KMOD_SRC=$FIXTURES/kmod-src
 NIC_BDF=0000:00:03.0
 
 die() { echo "lifecycle-vm: $*" >&2; exit 2; }
@@ -122,6 +137,32 @@ mkdir -p "$root/opt/lib/firmware"
 cp -r "$KMOD_SRC/firmware/agent-test" "$root/opt/lib/firmware/"
 fw_size=$(stat -c %s "$KMOD_SRC/firmware/agent-test/agent_test_nic.bin")
 buildid() { readelf -n "$1" | awk '/Build ID:/ { print $3 }'; }
+
+# ---- the Driver Toolkit sidecar's role, played by this machine: `agent build --root NODE` -----
+[[ $abi == "$(vm_abi k61)" ]] || die "the sidecar scenarios need the kernel of role k61 (make-host.sh debian12)"
+[[ -f $CACHE/$abi/kbuild/.done ]] || die "k61's -common and linux-kbuild are not fetched (fetch-kernels.sh --kbuild k61)"
+node_with_headers "$work/node" "$abi" || die "node_with_headers $abi failed"
+dkms_src "$root/usr/src"
+dkms_src "$root/usr/src-broken"
+echo '#error agent-test: deliberately broken' >>"$root/usr/src-broken/agent-test-driver-1.0/agent_test_nic/agent_test_nic.c"
+dkms_src "$root/usr/src-other"
+echo '# sources nothing was built for' >>"$root/usr/src-other/agent-test-driver-1.0/dkms.conf"
+sidecar() { # sidecar TAG SOURCES: agent build as the sidecar runs it, its JSON in $work/sidecar-TAG.json
+  mkdir -p "$work/tmp"
+  TMPDIR=$work/tmp "$agent" build --root "$work/node" --sources "$2" --json >"$work/sidecar-$1.json" \
+    2>"$work/sidecar-$1.err" || true
+}
+sidecar good "$root/usr/src"
+sidecar broken "$root/usr/src-broken"
+jfield() { python3 -c 'import json,sys; print(json.load(open(sys.argv[1])).get(sys.argv[2], ""))' "$@"; }
+[[ $(jfield "$work/sidecar-good.json" result) == built ]] ||
+  die "the sidecar's build failed: $(cat "$work/sidecar-good.json" "$work/sidecar-good.err")"
+[[ $(jfield "$work/sidecar-broken.json" result) == failed ]] ||
+  die "the sidecar's build of broken sources did not fail: $(cat "$work/sidecar-broken.json")"
+side_key=$(jfield "$work/sidecar-good.json" key)
+side_entry=$work/node/var/lib/intel-gpu-driver/builds/$kver/$side_key
+mkdir -p "$root/var/lib/intel-gpu-driver"
+cp -a "$work/node/var/lib/intel-gpu-driver/builds" "$root/var/lib/intel-gpu-driver/"
 
 cat >"$root/init" <<INIT
 #!/bin/sh
@@ -248,13 +289,44 @@ unload unload
 facts unload; nfd unload
 alog unload; dump unload
 
-# changed-kabi: the k61_old build: a build is needed and possible
-start changed --bundle /bundles/old
+# changed-kabi: the k61_old build: a build is needed and possible, and building is off
+start changed --bundle /bundles/old --build-mode off
 wait_status 180 '"phase" *: *"(waiting-for-build|refused|ready)"'
 sleep 1
 snap changed; facts changed
 stop changed TERM
 alog changed; dump changed
+
+# sidecar: the changed-kABI bundle again; the build is the sidecar's, from the cache
+start sidecar --bundle /bundles/old --build-mode sidecar --build-timeout 60 --nfd-dir "$NFD"
+wait_ready sidecar 180
+snap sidecar; facts sidecar; nfd sidecar
+stop sidecar TERM
+start sidecar2 --bundle /bundles/old --build-mode sidecar --build-timeout 60
+wait_ready sidecar2 180
+snap sidecar2; facts sidecar2
+stop sidecar2 TERM
+unload sidecar-unload
+facts sidecar-unload
+alog sidecar; alog sidecar2; alog sidecar-unload; dump sidecar
+
+# sidecar-fail: the sidecar could not compile these sources; its failure is recorded
+start sidefail --bundle /bundles/old --build-mode sidecar --sources /usr/src-broken --build-timeout 60
+wait_status 120 '"phase" *: *"refused"'
+snap sidefail; facts sidefail
+logp=$(tr ',' '\n' <$SD/status.json | sed -n 's/.*"log" *: *"\([^"]*build\.log\)".*/\1/p' | head -n 1)
+echo "FACT sidefail-log path=$logp exists=$([ -f "$logp" ] && echo 1 || echo 0) error=$(grep -c 'deliberately broken' "$logp" 2>/dev/null)"
+stop sidefail TERM
+alog sidefail
+
+# sidecar-wait: nothing was built for these sources
+start sidewait --bundle /bundles/old --build-mode sidecar --sources /usr/src-other --build-timeout 5
+wait_status 60 '"phase" *: *"waiting-for-build"'
+snap sidewait-waiting
+wait_status 60 '"phase" *: *"refused"'
+snap sidewait; facts sidewait
+stop sidewait TERM
+alog sidewait
 
 # init-fail: the second module's init fails: the first rolled back
 echo "options agent_test_nic fail_init=1" >/etc/modprobe.d/agent-test.conf
@@ -316,6 +388,15 @@ unload fwconflict-unload
 facts fwconflict-unload
 alog fwconflict; alog fwconflict-unload; dump fwconflict
 
+# enforced: module signatures enforced from now on: a build's unsigned modules would be refused
+echo 1 >/sys/module/module/parameters/sig_enforce
+echo "FACT enforce on=$(cat /sys/module/module/parameters/sig_enforce)"
+start enforced --bundle /bundles/old --build-mode sidecar --build-timeout 30
+wait_status 120 '"phase" *: *"refused"'
+snap enforced; facts enforced
+stop enforced TERM
+alog enforced; dump enforced
+
 echo "LCVM END"
 poweroff -f
 INIT
@@ -332,4 +413,5 @@ vm_boot lifecycle-vm "$kdir" "$work/initrd.cpio" "$serial" "$timeout_s" "" -nic 
 python3 "$HERE/lifecycle-check.py" "$serial.txt" "$NIC_BDF" "$fw_size" \
   "$(buildid "$root/opt/lib/modules/$prev_kver/agent_test_helper.ko")" \
   "$(buildid "$root/opt/lib/modules/$prev_kver/agent_test_nic.ko")" \
-  "$(buildid "$root/foreign/agent_test_helper.ko")" "$kver"
+  "$(buildid "$root/foreign/agent_test_helper.ko")" "$kver" "$side_key" \
+  "$(buildid "$side_entry/agent_test_helper.ko")" "$(buildid "$side_entry/agent_test_nic.ko")"

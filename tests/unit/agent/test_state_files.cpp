@@ -153,7 +153,7 @@ TEST_CASE("journal: round trip; another boot's journal is empty; a corrupt one i
   CHECK(back.firmware_previous_path == std::optional<std::string>(""));
   CHECK(back.firmware_path == j.firmware_path);
   CHECK(load_journal(dir, "boot-2").value().empty());
-  REQUIRE(save_journal(dir, Journal{"boot-1", {}, {}, std::nullopt, {}, {}}));  // nothing left: no file
+  REQUIRE(save_journal(dir, Journal{"boot-1", {}, {}, {}, std::nullopt, {}, {}}));  // nothing left: no file
   CHECK_FALSE(fs::exists(t / "state/undo.json"));
   write_file(t / "state/undo.json", "{not json");
   auto bad = load_journal(dir, "boot-1");

@@ -345,7 +345,8 @@ print("  entrypoint, restart: start to ready %s ms (status), wall clock %s s" %
 print("  compile failure: refused after %s s; again (recorded): %s s; SIGTERM during the build: exit after %s s" %
       tuple("?" if x is None else "%.1f" % x for x in
             (reached.get("broken1", (0, None))[1], reached.get("broken2", (0, None))[1], took("sigterm"))))
-print("  the whole VM: %s s" % vm_seconds)
+print("  the VM: /init started %s s after the kernel (the %s KiB root unpacked from the initramfs), %s s in all" %
+      (f("boot", "uptime"), f("boot", "root_kib"), vm_seconds))
 print()
 for ok, sc, what in results:
     print("%s %s" % ("PASS" if ok else "FAIL", what))

@@ -119,6 +119,7 @@ BUILDS=/var/lib/intel-gpu-driver/builds
 NFD=/etc/kubernetes/node-feature-discovery/features.d
 mkdir -p "$NFD"
 echo "BVM BEGIN $(uname -r)"
+read -r up _ </proc/uptime; echo "FACT boot uptime=$up"
 echo "FACT boot mem_kib=$(awk '/MemTotal/ { print $2 }' /proc/meminfo) cpus=$(nproc) root_kib=$(df -k / | awk 'NR == 2 { print $3 }')"
 
 now() { read -r u _ </proc/uptime; echo "$u"; }

@@ -166,6 +166,11 @@ def entry_files(tag, entry_rel):
     return out
 
 
+def ran_dkms(tag):
+    """The agent's log of run TAG says it started dkms ("building <pkg> for <kver> (-jN), log ...")."""
+    return any(re.search(r"building \S+ for \S+ \(-j\d+\), log ", l) for l in logs.get(tag, []))
+
+
 BUNDLE = ("agent_test_helper", "agent_test_nic")
 BUILDS = "/var/lib/intel-gpu-driver/builds"
 check("vm", begin == kver and end, "the VM booted %s and ran to the end (BVM BEGIN %s, END %s)" % (kver, begin, end))
@@ -205,6 +210,7 @@ same_sha = all(wk.get(n, {}).get("sha256") and mods.get(n, {}).get("sha256") == 
 check("whole-flow", same_id and same_sha and all(wk.get(n, {}).get("path", "").startswith(entry + "/") for n in BUNDLE),
       "whole-flow: the live modules are the cached files: build ids %s (live %s / %s), sha256 = status.modules[] %s" %
       ({n: wk.get(n, {}).get("build_id") for n in BUNDLE}, f("whole", "helper_id"), f("whole", "nic_id"), same_sha))
+check("whole-flow", ran_dkms("whole"), "whole-flow: the agent's log shows its dkms run: %s" % ran_dkms("whole"))
 tmp = [l for l in cache.get("whole", []) if "/.tmp-" in "/" + l.split()[0]]
 check("whole-flow", not tmp, "whole-flow: no .tmp-* left in the cache: %s" % (tmp or "none"))
 
@@ -218,10 +224,12 @@ check("restart", reached.get("restart", (None,))[0] == "ready" and s.get("phase"
       "restart: %s (phases %s), %s bound to %s, the same live build ids" %
       (summary("restart"), " -> ".join(phases.get("restart", [])), nic, f("restart", "driver")))
 check("restart", (b.get("result") == "cached" or s.get("fast_path") is True) and s.get("source") == "built" and
-      not b.get("build_seconds") and cachesum.get("restart") and cachesum.get("restart") == cachesum.get("whole"),
-      "restart: no build: build.result %s, fast_path %s, source %s, build_seconds %s, the cache directory %s" %
-      (b.get("result"), s.get("fast_path"), s.get("source"), b.get("build_seconds"),
-       "unchanged" if cachesum.get("restart") == cachesum.get("whole") else "CHANGED"))
+      not b.get("build_seconds") and cachesum.get("restart") and cachesum.get("restart") == cachesum.get("whole") and
+      ran_dkms("whole") and not ran_dkms("restart"),
+      "restart: no build: build.result %s, fast_path %s, source %s, build_seconds %s, the cache directory %s, "
+      "a dkms run in the log: %s" % (b.get("result"), s.get("fast_path"), s.get("source"), b.get("build_seconds"),
+                                     "unchanged" if cachesum.get("restart") == cachesum.get("whole") else "CHANGED",
+                                     ran_dkms("restart")))
 check("restart", rc("restart") == 0 and rc("unload") == 0 and f("unload", "helper") == "0" and f("unload", "nic") == "0",
       "restart: SIGTERM exit %s, then `agent unload` exit %s, modules gone (helper %s, nic %s)" %
       (rc("restart"), rc("unload"), f("unload", "helper"), f("unload", "nic")))
@@ -278,11 +286,12 @@ check("compile-failure", s2.get("phase") == "refused" and "build_failed" in code
       (summary("broken2"), codes("broken2"), b2.get("result"), b2.get("log") == b.get("log")))
 check("compile-failure", bl2.get("md5") and bl2.get("md5") == bl.get("md5") and bl2.get("sum") == bl.get("sum") and
       cachesum.get("broken2") == cachesum.get("broken1") and not b2.get("build_seconds") and
-      not procs.get("broken2"),
-      "compile-failure: not retried: the log %s, the cache directory %s, build_seconds %s, build processes %s" %
+      not procs.get("broken2") and ran_dkms("broken1") and not ran_dkms("broken2"),
+      "compile-failure: not retried: the log %s, the cache directory %s, build_seconds %s, build processes %s, "
+      "a dkms run in the agent's log: %s (the first run: %s)" %
       ("untouched" if bl2.get("md5") == bl.get("md5") and bl2.get("sum") == bl.get("sum") else "CHANGED",
        "unchanged" if cachesum.get("broken2") == cachesum.get("broken1") else "CHANGED", b2.get("build_seconds"),
-       procs.get("broken2") or "none"))
+       procs.get("broken2") or "none", ran_dkms("broken2"), ran_dkms("broken1")))
 
 # ---- sigterm during the build ----------------------------------------------------------------
 ph = phases.get("sigterm", [])

@@ -183,8 +183,13 @@ kbuild_one() {
   # in a root filesystem; the archive drops an ABI's packages with the ABI).
   if [[ -f $dir/.done ]]; then # unpacked by an earlier version that did not keep them
     rm -rf "$dir/debs"{,.tmp} && mkdir -p "$dir/debs.tmp"
-    (cd "$dir/debs.tmp" && apt-get "${APT_OPTS[@]}" download "linux-headers-$abi-amd64" \
-      "linux-headers-$abi-common" "linux-kbuild-$(<"$dir/.done")" >&2) || return 1
+    if ! (cd "$dir/debs.tmp" && apt-get "${APT_OPTS[@]}" download "linux-headers-$abi-amd64" \
+      "linux-headers-$abi-common" "linux-kbuild-$(<"$dir/.done")" >&2); then
+      # What is unpacked still serves its users; only build-rootfs.sh needs the .debs (and says so).
+      rm -rf "$dir/debs.tmp"
+      echo "fetch-kernels: kbuild of $abi cached in $dir; its .debs are no longer served" >&2
+      return 0
+    fi
     touch "$dir/debs.tmp/.done" && mv "$dir/debs.tmp" "$dir/debs"
     echo "fetch-kernels: kbuild of $abi cached in $dir, its .debs fetched again"
     return 0

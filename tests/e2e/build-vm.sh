@@ -38,7 +38,7 @@
 #   -l LOG    keep the whole serial console there
 # Output: what the VM saw for a failing scenario, the benchmark, "PASS|FAIL <what>" lines,
 # "N passed, M failed". Exit: 0 all passed, 1 some failed (or the VM gave no answer), 2 bad setup.
-# Env: AGENT_KERNEL_CACHE, AGENT_E2E_TIMEOUT (seconds, default 1500), QEMU, VM_MEM (MiB, 3072),
+# Env: AGENT_KERNEL_CACHE, AGENT_E2E_TIMEOUT (seconds, default 1200), QEMU, VM_MEM (MiB, 3072),
 # VM_SMP (2).
 set -euo pipefail
 
@@ -180,7 +180,7 @@ build_procs() { # build_procs TAG: what of a build still runs (PROC lines)
 
 # ---- whole-flow: the entrypoint decides build, builds, loads, ready ------------------------------
 start whole --nfd-dir "$NFD"
-follow whole 1200 $SD '^(ready|refused|waiting-for-build)$'
+follow whole 600 $SD '^(ready|refused|waiting-for-build)$'
 sleep 1
 snap whole; facts whole
 for d in "$BUILDS"/*/*/; do
@@ -196,7 +196,7 @@ dump whole
 stop whole
 snap whole-stopped
 start restart --nfd-dir "$NFD"
-follow restart 600 $SD '^(ready|refused|waiting-for-build)$'
+follow restart 300 $SD '^(ready|refused|waiting-for-build)$'
 sleep 1
 snap restart; facts restart
 cachestate restart "$BUILDS"
@@ -230,7 +230,7 @@ alog ab1; dump ab
 # ---- compile-failure: refused, build_failed, not retried ----------------------------------------
 SB=/run/igd-broken
 start broken1 --sources /usr/src-broken --state-dir $SB
-follow broken1 900 $SB '^(ready|refused|waiting-for-build)$'
+follow broken1 600 $SB '^(ready|refused|waiting-for-build)$'
 sleep 1
 snap broken1 $SB; facts broken1
 blog=$(grep -o '"log" *: *"[^"]*"' $SB/status.json 2>/dev/null | head -n 1 | sed 's/.*"\([^"]*\)"$/\1/')
@@ -243,7 +243,7 @@ fi
 cachestate broken1 "$BUILDS"
 stop broken1
 start broken2 --sources /usr/src-broken --state-dir $SB
-follow broken2 600 $SB '^(ready|refused|waiting-for-build)$'
+follow broken2 300 $SB '^(ready|refused|waiting-for-build)$'
 sleep 1
 snap broken2 $SB; facts broken2
 if [ -n "$blog" ] && [ -f "$blog" ]; then
@@ -285,7 +285,7 @@ chmod +x "$img/init"
 vm_pack "$img" "$work/image.cpio"
 cat "$rootfs" "$work/image.cpio" >"$work/initrd.cpio"
 
-timeout_s=${AGENT_E2E_TIMEOUT:-1500}
+timeout_s=${AGENT_E2E_TIMEOUT:-1200}
 serial=$work/serial.log
 echo "build-vm: booting $kver with a $(($(stat -c %s "$work/initrd.cpio") / 1048576)) MiB initramfs" \
   "(-m ${VM_MEM:-3072}, -smp ${VM_SMP:-2}, timeout ${timeout_s}s)" >&2

@@ -545,7 +545,7 @@ Result<BuildResult> Builder::run() {
     else return finish(std::move(*r));
   }
 
-  auto tmp = TempDir::make("agent-build");
+  auto tmp = ScratchDir::make("agent-build");
   if (!tmp) return tl::unexpected(tmp.error());
   const std::string work = tmp->path();
   if (auto c = copy_sources(in_.options.sources, dirs, work + "/src"); !c) return tl::unexpected(c.error());

@@ -59,8 +59,8 @@ constexpr const char* kBuildWaitTimeout = "build_wait_timeout"; // sidecar: no r
 // The built modules, read from the cache through the host root and verified against the sha256
 // their kABI check was made on, copied into a directory of the agent's own: from there they are
 // diagnosed and inserted exactly as the image's bundle is (and verified again before the insert).
-Result<TempDir> stage_built(const probes::HostRoot& root, const BuildResult& r) {
-  auto dir = TempDir::make("agent-built");
+Result<ScratchDir> stage_built(const probes::HostRoot& root, const BuildResult& r) {
+  auto dir = ScratchDir::make("agent-built");
   if (!dir) return tl::unexpected(dir.error());
   for (const auto& m : r.modules) {
     auto bytes = root.fs().read(m.path, kabi::kMaxModuleSize);
@@ -152,7 +152,7 @@ class Entrypoint {
   std::vector<std::function<Result<void>()>> undo_;  // this attempt's steps, last first when run
   std::vector<std::string> undo_what_;
   std::optional<WatchEvent> interrupted_;  // a SIGTERM that arrived while acting or waiting
-  std::optional<TempDir> staged_;          // the built modules being loaded
+  std::optional<ScratchDir> staged_;          // the built modules being loaded
   std::string source_;                     // what this attempt loads: "prebuilt" or "built"
 };
 

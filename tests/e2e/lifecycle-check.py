@@ -425,6 +425,25 @@ check("fwconflict", exits.get("fwconflict") == 0 and exits.get("fwconflict-unloa
       "fw-conflict: SIGTERM exit %s, unload exit %s, the path still '%s' after the unload" %
       (exits.get("fwconflict"), exits.get("fwconflict-unload"), fwpath.get("fwconflict-unload")))
 
+# ---- Driver Toolkit headers: used only when proven the running kernel's ----------------------
+def reason(tag, code):
+    for r in st(tag).get("reasons") or []:
+        if isinstance(r, dict) and r.get("code") == code:
+            return r.get("message") or ""
+    return None
+
+
+m = reason("dtk-other", "kernel_headers_mismatch")
+check("dtk", exits.get("dtk-other") == 20 and m is not None and "/dtk-other) are for" in m,
+      "dtk: headers for another kernel only: exit %s, kernel_headers_mismatch %r" % (exits.get("dtk-other"), m))
+m = reason("dtk-renamed", "kernel_headers_mismatch")
+check("dtk", exits.get("dtk-renamed") == 20 and m is not None and "do not match the running kernel" in m,
+      "dtk: another kernel's headers under the node's release: exit %s, kernel_headers_mismatch %r" %
+      (exits.get("dtk-renamed"), m))
+m = reason("dtk-good", "build_possible")
+check("dtk", exits.get("dtk-good") == 10 and m is not None and "proven the running kernel's" in m,
+      "dtk: the node's kernel's headers in the image: exit %s (build), build_possible %r" % (exits.get("dtk-good"), m))
+
 # ---- enforced signatures: no build of unsigned modules ---------------------------------------
 s = st("enforced")
 check("enforced", f("enforce", "on") == "Y" and s.get("phase") == "refused" and s.get("decision") == "refuse" and
@@ -452,6 +471,7 @@ DEBUG = {  # scenario -> (snapshots, agent logs, kernel messages)
     "sidefail": (["sidefail"], ["sidefail"], []),
     "sidewait": (["sidewait-waiting", "sidewait"], ["sidewait"], []),
     "enforced": (["enforced"], ["enforced"], ["enforced"]),
+    "dtk": (["dtk-other", "dtk-renamed", "dtk-good"], ["dtk-other", "dtk-renamed", "dtk-good"], []),
 }
 failed_scenarios = []
 for ok, sc, _ in results:

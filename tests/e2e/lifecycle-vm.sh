@@ -34,6 +34,10 @@
 #   sidecar-fail  sources the sidecar could not compile (its failure recorded): refused,
 #                 build_failed, the log (in the VM) names the compiler's error
 #   sidecar-wait  sources nothing was built for: waiting-for-build, then build_wait_timeout
+#   dtk           the node's headers hidden; `agent --check --image-headers DIR` with a Driver
+#                 Toolkit image's headers: for another kernel only, or named as the node's but
+#                 holding another kernel's Module.symvers -> refuse, kernel_headers_mismatch;
+#                 the node's own -> build possible with them
 #   init-fail     /etc/modprobe.d: `options agent_test_nic fail_init=1`: agent_test_nic's init
 #                 fails (ENXIO), agent_test_helper rolled back, status.failure names the module,
 #                 ENXIO and the kernel's log; the conf removed + SIGHUP: ready
@@ -160,6 +164,13 @@ jfield() { python3 -c 'import json,sys; print(json.load(open(sys.argv[1])).get(s
 [[ $(jfield "$work/sidecar-broken.json" result) == failed ]] ||
   die "the sidecar's build of broken sources did not fail: $(cat "$work/sidecar-broken.json")"
 side_key=$(jfield "$work/sidecar-good.json" key)
+# Driver Toolkit images' headers (what matters of them here: Makefile and Module.symvers)
+old_kver=$(<"$CACHE/$old/.done")
+for d in "dtk-other/$old_kver:$old" "dtk-renamed/$kver:$old" "dtk-good/$kver:$abi"; do
+  mkdir -p "$root/${d%%:*}"
+  cp "$root$headers/Makefile" "$root/${d%%:*}/"
+  cp "$CACHE/${d##*:}/Module.symvers" "$root/${d%%:*}/"
+done
 side_entry=$work/node/var/lib/intel-gpu-driver/builds/$kver/$side_key
 mkdir -p "$root/var/lib/intel-gpu-driver"
 cp -a "$work/node/var/lib/intel-gpu-driver/builds" "$root/var/lib/intel-gpu-driver/"
@@ -387,6 +398,17 @@ stop fwconflict TERM
 unload fwconflict-unload
 facts fwconflict-unload
 alog fwconflict; alog fwconflict-unload; dump fwconflict
+
+# dtk: the node without headers of its own; a Driver Toolkit image's decide
+H=$(readlink -f "/lib/modules/$(uname -r)/build")
+mv "$H" "$H.hidden"
+for v in other renamed good; do
+  agent --check --bundle /bundles/old --image-headers "/dtk-$v" --json >"/tmp/dtk-$v.json" 2>"/tmp/agent-dtk-$v.log"
+  echo "EXIT dtk-$v $?"
+  echo "SNAP dtk-$v $(tr '\n' ' ' <"/tmp/dtk-$v.json")"
+  alog "dtk-$v"
+done
+mv "$H.hidden" "$H"
 
 # enforced: module signatures enforced from now on: a build's unsigned modules would be refused
 echo 1 >/sys/module/module/parameters/sig_enforce

@@ -184,6 +184,14 @@ TEST_CASE("decide: a refused module -> build where headers allow, else refuse wi
     CHECK(codes(n.decide()) == std::vector<std::string>{"modules_refused", "no_kernel_headers"});
     CHECK(n.decide().decision == Decision::Refuse);
   }
+  SECTION("no headers of the node's, and the image's are another kernel's: the mismatch named") {
+    n.build.possible = false;
+    n.build.mismatch = "the image's kernel headers (/usr/src/kernels) are for 6.1.0-47-amd64; the node runs 6.1.0-56-amd64";
+    auto r = n.decide();
+    CHECK(r.decision == Decision::Refuse);
+    CHECK(codes(r) == std::vector<std::string>{"modules_refused", "kernel_headers_mismatch"});
+    CHECK_THAT(r.reasons[1].message, Contains("are for 6.1.0-47-amd64"));
+  }
   SECTION("headers whose Module.symvers the kernel's own modules rejected") {
     probes::SymversCandidate c;
     c.state = probes::SymversCandidate::State::Rejected;

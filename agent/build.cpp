@@ -280,7 +280,8 @@ Result<std::vector<kabi::ModuleInfo>> read_entry_modules(const WritableDir& entr
 
 // A cache entry as a result: a recorded failure, or its modules (verified against result.json)
 // once they pass the kABI check against the running kernel again.
-Result<BuildResult> entry_result(const probes::HostRoot& root, const WritableDir& entry, const std::string& key);
+Result<BuildResult> entry_result(const probes::HostRoot& root, const WritableDir& entry, const std::string& key,
+                                 bool check_kabi);
 
 class Builder {
  public:
@@ -539,7 +540,7 @@ Result<BuildResult> Builder::run() {
   if (kdir->exists(key)) {
     auto entry = kdir->subdir(key);
     if (!entry) return tl::unexpected(entry.error());
-    auto r = entry_result(root_, *entry, key);
+    auto r = entry_result(root_, *entry, key, in_.options.check_cached);
     if (!r) spdlog::warn("cache entry {} is not usable ({}); building again", entry->path(), r.error().what());
     else if (r->result == "failed" && in_.options.rebuild) spdlog::info("--rebuild: building again over {}", r->log);
     else return finish(std::move(*r));
@@ -678,7 +679,8 @@ std::vector<std::string> entry_names(const WritableDir& dir) {
   return out;
 }
 
-Result<BuildResult> entry_result(const probes::HostRoot& root, const WritableDir& entry, const std::string& key) {
+Result<BuildResult> entry_result(const probes::HostRoot& root, const WritableDir& entry, const std::string& key,
+                                 bool check_kabi) {
   BuildResult r;
   r.key = key;
   r.entry = entry.path();
@@ -705,6 +707,10 @@ Result<BuildResult> entry_result(const probes::HostRoot& root, const WritableDir
   }
   auto set = read_entry_modules(entry, meta, r.modules);
   if (!set) return tl::unexpected(set.error());
+  if (!check_kabi) {
+    r.result = "cached";
+    return r;
+  }
   auto refusal = kabi_refusal(root, *set);
   if (!refusal) return tl::unexpected(refusal.error());
   if (refusal->empty()) {
@@ -795,7 +801,7 @@ Result<std::optional<BuildResult>> find_build(const probes::HostRoot& root, cons
   for (const auto& c : found) {
     auto entry = kdir->subdir(c.key);
     if (!entry) continue;
-    auto r = entry_result(root, *entry, c.key);
+    auto r = entry_result(root, *entry, c.key, o.check_cached);
     if (!r) {
       spdlog::warn("cache entry {} is not usable: {}", entry->path(), r.error().what());
       continue;

@@ -35,6 +35,9 @@ struct BuildOptions {
   std::function<std::string()> stop;
   // Every 10 s while dkms runs: seconds since it started, and the last line of its log.
   std::function<void(double, const std::string&)> progress;
+  // Whether a cache entry's modules pass the kABI check again before they are returned. The
+  // entrypoint turns it off: it diagnoses the returned set (the kABI check included) at once.
+  bool check_cached = true;
 };
 
 // The build step for the node's running kernel, as `agent build` and the entrypoint's `build`

@@ -138,6 +138,7 @@ Result<bool> diagnose_live_bundle(const DiagnoseOptions& o, const probes::HostRo
   r.kernel.release = release;
   if (auto v = root.read_value("/proc/version")) r.kernel.proc_version = *v;
   r.decision = Decision::Prebuilt;
+  r.fast_path = true;
   for (const auto& m : r.bundle) {
     kabi::ModuleVerdict v;
     v.name = m.name;

@@ -67,6 +67,7 @@ struct Diagnosis {
   std::vector<Conflict> conflicts;
   kabi::Evaluation evaluation;
   Decision decision = Decision::Refuse;
+  bool fast_path = false;  // decided by the restart fast path (DiagnoseOptions::fast_path)
   std::vector<DecisionReason> reasons;  // the decision's, first the deciding ones
   std::vector<Error> problems;          // what could not be read (never silently empty)
 };

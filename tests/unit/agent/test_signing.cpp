@@ -3,6 +3,8 @@
 #include "agent/signing.h"
 
 #include <cerrno>
+#include <cstdlib>
+#include <cstring>
 #include <fstream>
 #include <iterator>
 #include <string>
@@ -15,6 +17,8 @@
 #include <openssl/pem.h>
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
+
+#include <keyutils.h>
 
 #include "../temp_dir.h"
 #include "catch2_compat.h"
@@ -207,6 +211,50 @@ TEST_CASE("certificate_identity: x509_fabricate_name and the serial-number descr
 
   CHECK(certificate_identity("not a certificate", "blob.der").error().code == EINVAL);
   CHECK(certificate_identity("not a certificate", "blob.der").error().path == "blob.der");
+}
+
+// The running kernel as the oracle of the description: its own X.509 parser names a key that is
+// added to this process's keyring (gone when the process ends). Where keyctl is not allowed (a
+// container's seccomp profile, a kernel without asymmetric keys) there is nothing to compare
+// with, and the test says so instead of passing quietly.
+TEST_CASE("certificate_identity: the description is the one the running kernel gives the key") {
+  Key key = rsa_key();
+  std::vector<CertSpec> specs(5);
+  specs[0].o = "Agent Test";  // unrelated O and CN (the case differs): "O: CN"
+  specs[0].cn = "agent vm signing";
+  specs[1].o = "Debian";  // CN prefixed by O: the CN alone
+  specs[1].cn = "Debian Secure Boot CA";
+  specs[2].o = "Example Corp Ltd";  // 7 bytes in common
+  specs[2].cn = "Example Corporation module key";
+  specs[3].skid = false;  // the serial number's DER content, leading 00 kept
+  specs[3].serial = 0x8a0102;
+  specs[4].skid = false;
+  specs[4].cn = nullptr;
+  specs[4].o = "Only Org";
+  specs[4].serial = 0x42;
+  int compared = 0;
+  for (size_t i = 0; i < specs.size(); ++i) {
+    const std::string der = der_of(make_cert(key.get(), specs[i]).get());
+    auto id = certificate_identity(der, "test");
+    REQUIRE(id);
+    const key_serial_t k = add_key("asymmetric", nullptr, der.data(), der.size(), KEY_SPEC_PROCESS_KEYRING);
+    if (k < 0) {
+      WARN("add_key(asymmetric) failed (" << std::strerror(errno) << "): no kernel to compare with");
+      break;
+    }
+    char* text = nullptr;
+    const long n = keyctl_describe_alloc(k, &text);
+    std::string described = n > 0 && text ? text : "";
+    std::free(text);
+    keyctl_invalidate(k);
+    INFO("spec " << i << ": " << described);
+    auto parsed = probes::parse_key_description(described, "keyctl_describe");
+    REQUIRE(parsed);
+    CHECK(parsed->type == "asymmetric");
+    CHECK(parsed->description == id->description);
+    ++compared;
+  }
+  if (compared == 0) WARN("the kernel's description was not compared");
 }
 
 TEST_CASE("load_signing_key: errors name the file") {

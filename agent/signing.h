@@ -59,10 +59,11 @@ inline constexpr size_t kMaxSigningFileSize = size_t{1} << 20;
 
 // Reads a private key (PEM or DER; PKCS#8 or traditional; RSA or EC; not encrypted: it comes
 // from a Secret, and nobody is there to type a passphrase) and an X.509 certificate (PEM or
-// DER), regular files followed through symlinks (a mounted Secret's files are symlinks), at
-// most kMaxSigningFileSize each. Errors name the file: unreadable; not a key (or encrypted, or
-// neither RSA nor EC); not a certificate; EKEYREJECTED when the key is not the certificate's,
-// or the certificate has a keyUsage extension without digitalSignature.
+// DER; the first one of a PEM file), regular files followed through symlinks (a mounted
+// Secret's files are symlinks), at most kMaxSigningFileSize each. Errors name the file:
+// unreadable; not a key (or encrypted, or neither RSA nor EC); not a certificate; EKEYREJECTED
+// when the key is not the certificate's, or the certificate has a keyUsage extension without
+// digitalSignature.
 [[nodiscard]] Result<SigningKey> load_signing_key(const std::filesystem::path& key, const std::filesystem::path& cert);
 
 // The digests the kernel's PKCS#7 verifier knows (crypto/asymmetric_keys/pkcs7_parser.c);

@@ -33,6 +33,7 @@
 #include "probes/build_env.h"
 #include "probes/host_root.h"
 #include "probes/kernel.h"
+#include "probes/policy.h"
 
 namespace agent {
 namespace fs = std::filesystem;
@@ -235,6 +236,8 @@ struct Inputs {
   std::string proc_version;
   std::string headers;  // host path; with headers_in_image, a path of the agent's own filesystem
   bool headers_in_image = false;  // a Driver Toolkit image's, proven the running kernel's
+  SigningFacts signing;           // the key the modules are signed with, if any
+  bool enforced = false;          // the kernel refuses unsigned modules and unknown keys
   std::vector<std::pair<std::string, DkmsPackage>> packages;
   std::string cc;                // the compiler program
   std::string compiler;          // its --version, first line
@@ -524,7 +527,22 @@ Result<BuildResult> Builder::run() {
   auto symvers = in_.headers_in_image ? kabi::read_file(in_.headers + "/Module.symvers", size_t{256} << 20)
                                       : root_.fs().read(in_.headers + "/Module.symvers", size_t{256} << 20);
   if (!symvers) return tl::unexpected(symvers.error());
+  // An enforcing kernel takes only modules signed by a key it trusts: said before any build.
+  if (in_.enforced && (!in_.signing.key || in_.signing.trust.verdict != SigningTrust::Verdict::Trusted)) {
+    BuildResult r;
+    r.result = "failed";
+    r.reason = in_.signing.key ? "signing_key_untrusted" : "build_unsigned_enforced";
+    r.detail = in_.signing.key ? "the kernel enforces module signatures and does not trust the key: " +
+                                     signing_summary(in_.signing)
+                               : "the kernel enforces module signatures and no signing key is given "
+                                 "(--signing-key, --signing-cert)";
+    return finish(std::move(r));
+  }
+  if (in_.signing.key && in_.signing.trust.verdict != SigningTrust::Verdict::Trusted)
+    spdlog::warn("signing with a key the kernel does not trust ({}): the modules load, tainting the kernel",
+                 signing_summary(in_.signing));
   CacheKeyInputs& ki = key_inputs_;
+  ki.signing_key_id = in_.signing.key ? in_.signing.cert_sha256 : std::string();
   ki.release = in_.release;
   ki.proc_version = in_.proc_version;
   ki.symvers_sha256 = kabi::sha256_hex(*symvers);
@@ -584,6 +602,20 @@ Result<BuildResult> Builder::run() {
   }
   if (!missing.empty())
     return record_failure(*kdir, key, log, "modules_missing", "dkms succeeded without building " + join(missing));
+  // Signed here, before the kABI check reads them (kbuild signs before it compresses; a module
+  // dkms left compressed is refused by sign_module, naming it).
+  if (in_.signing.key) {
+    for (const auto& [name, path] : files) {
+      auto bytes = read_local(path);
+      auto signed_bytes = bytes ? sign_module(*bytes, *in_.signing.key, path.string())
+                                : Result<std::string>(tl::unexpected(bytes.error()));
+      if (!signed_bytes) return record_failure(*kdir, key, log, "signing_failed", signed_bytes.error().what());
+      std::ofstream out(path, std::ios::binary | std::ios::trunc);
+      out.write(signed_bytes->data(), static_cast<std::streamsize>(signed_bytes->size()));
+      if (!out.flush()) return tl::unexpected(Error{EIO, "cannot write the signed module", path.string()});
+    }
+    spdlog::info("signed {} module(s) with {}", files.size(), signing_summary(in_.signing));
+  }
   for (const auto& [name, path] : files) {
     auto info = kabi::read_module(path, {.trusted_certs = nullptr, .sha256 = true});
     if (!info) return record_failure(*kdir, key, log, "modules_missing", info.error().what());
@@ -601,9 +633,14 @@ Result<BuildResult> Builder::run() {
   BuildResult r;
   r.result = "built";
   r.key = key;
+  if (in_.signing.key) {
+    r.signer = in_.signing.identity.signer;
+    r.signing_key_id = in_.signing.identity.key_ids.empty() ? std::string() : in_.signing.identity.key_ids.back();
+  }
   nlohmann::json meta{{"schema", 1}, {"kernel", in_.release}, {"key", key}, {"headers", in_.headers},
                       {"compiler", in_.compiler}, {"modules", nlohmann::json::array()},
                       {"inputs", recorded_inputs(in_.release, in_.proc_version, ki, in_.compiler)}};
+  if (!r.signer.empty()) meta["signer"] = {{"name", r.signer}, {"key_id", r.signing_key_id}};
   Result<void> w;
   for (size_t i = 0; w && i < files.size(); ++i) {
     const std::string file = files[i].second.filename().string();
@@ -734,6 +771,9 @@ Result<BuildResult> build_for_node(const probes::HostRoot& root, const BuildOpti
   if (!env->possible) return fail(ENOENT, env->mismatch.empty() ? env->detail : env->mismatch + "; " + env->detail);
   in->headers = env->dir;
   in->headers_in_image = env->in_image;
+  in->signing = probe_signing(root, in->release, o.signing);
+  if (!in->signing.problem.empty()) return fail(EINVAL, in->signing.problem);
+  in->enforced = probes::probe_policy(root).enforced();
   spdlog::info("{}", env->detail);
   auto headers_file = [&](const std::string& name, size_t max) {
     return in->headers_in_image ? kabi::read_file(in->headers + "/" + name, max) : root.fs().read(in->headers + "/" + name, max);

@@ -12,6 +12,7 @@
 #include <string>
 
 #include "agent/build_inputs.h"
+#include "agent/node_signing.h"
 #include "kabi/result.h"
 #include "probes/host_root.h"
 
@@ -38,6 +39,10 @@ struct BuildOptions {
   // Whether a cache entry's modules pass the kABI check again before they are returned. The
   // entrypoint turns it off: it diagnoses the returned set (the kABI check included) at once.
   bool check_cached = true;
+  // The module signing key and certificate (--signing-key, --signing-cert): the built modules
+  // are signed with them. On a kernel that enforces signatures a build needs them, and the
+  // kernel must trust the certificate (checked before building).
+  SigningFiles signing;
 };
 
 // The build step for the node's running kernel, as `agent build` and the entrypoint's `build`

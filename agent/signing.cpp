@@ -177,6 +177,18 @@ Result<SigningIdentity> certificate_identity(std::string_view der, const std::st
   return identity_of(cert.get(), der);
 }
 
+Result<std::pair<std::string, SigningIdentity>> load_certificate(const std::filesystem::path& cert) {
+  kabi::init_crypto();
+  auto bytes = kabi::read_file(cert, kMaxSigningFileSize);
+  if (!bytes) return tl::unexpected(bytes.error());
+  auto x509 = parse_certificate(*bytes, cert.string());
+  if (!x509) return tl::unexpected(x509.error());
+  std::string der = der_of(x509->get());
+  if (der.empty()) return fail(EIO, "cannot encode the certificate (" + openssl_error() + ")", cert.string());
+  SigningIdentity id = identity_of(x509->get(), der);
+  return std::make_pair(std::move(der), std::move(id));
+}
+
 Result<SigningKey> load_signing_key(const std::filesystem::path& key, const std::filesystem::path& cert) {
   kabi::init_crypto();
   SigningKey k;

@@ -54,6 +54,10 @@ struct SigningKey {
   CHandle<X509, X509_free> cert;
 };
 
+// A certificate alone (PEM or DER, the first of a PEM file), for judging the trust where no
+// key is at hand (the entrypoint whose sidecar signs): its DER and identity. Errors name the file.
+[[nodiscard]] Result<std::pair<std::string, SigningIdentity>> load_certificate(const std::filesystem::path& cert);
+
 // The largest key or certificate file read (a PEM certificate chain is a few KiB).
 inline constexpr size_t kMaxSigningFileSize = size_t{1} << 20;
 

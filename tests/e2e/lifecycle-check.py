@@ -93,7 +93,7 @@ RUN_OF = {"first": "first", "sigterm": "first", "restart": "restart", "rmmod-now
           "rmmod-later": "restart", "changed": "changed", "initfail": "initfail", "initfail-hup": "initfail",
           "foreign": "foreign", "fwconflict": "fwconflict", "swap": "swap", "sidecar": "sidecar",
           "sidecar2": "sidecar2", "sidefail": "sidefail", "sidewait-waiting": "sidewait", "sidewait": "sidewait",
-          "enforced": "enforced"}
+          "enforced": "enforced", "untrusted": "untrusted"}
 
 
 def stale(tag):
@@ -312,6 +312,10 @@ check("sidecar", f("sidecar", "helper_id") == side_helper_id and f("sidecar", "n
       f("sidecar", "driver") == "agent_test_nic" and device("sidecar").get("bound") is True,
       "sidecar: the live build ids are the sidecar's (helper %s/%s, nic %s/%s), %s bound to %s" %
       (f("sidecar", "helper_id"), side_helper_id, f("sidecar", "nic_id"), side_nic_id, nic, f("sidecar", "driver")))
+signer = b.get("signer") if isinstance(b.get("signer"), dict) else {}
+check("sidecar", "agent test module signing" in (signer.get("name") or "") and bool(signer.get("key_id")),
+      "sidecar: the modules the kernel took are signed (status.build.signer %s): the kernel accepted the signature's "
+      "format (a malformed one is EBADMSG even unenforced)" % (b.get("signer"),))
 check("sidecar", any("source=built" in l for l in nfd.get("sidecar", [])),
       "sidecar: the NFD file says source=built: %s" % nfd.get("sidecar"))
 s2 = st("sidecar2")
@@ -451,6 +455,13 @@ check("enforced", f("enforce", "on") == "Y" and s.get("phase") == "refused" and 
       "enforced: sig_enforce %s; %s, reasons %s, nothing loaded (helper %s, nic %s)" %
       (f("enforce", "on"), summary("enforced"), codes("enforced"), f("enforced", "helper"), f("enforced", "nic")))
 
+s = st("untrusted")
+m = reason("untrusted", "signing_key_untrusted")
+check("enforced", s.get("phase") == "refused" and m is not None and "agent test module signing" in m and
+      f("untrusted", "helper") == "0" and f("untrusted", "nic") == "0",
+      "enforced, a signing certificate the kernel does not trust: %s, signing_key_untrusted %r, nothing loaded" %
+      (summary("untrusted"), m))
+
 # ---- output --------------------------------------------------------------------------------
 DEBUG = {  # scenario -> (snapshots, agent logs, kernel messages)
     "vm": ([], [], []),
@@ -470,7 +481,7 @@ DEBUG = {  # scenario -> (snapshots, agent logs, kernel messages)
     "sidecar": (["sidecar", "sidecar2"], ["sidecar", "sidecar2", "sidecar-unload"], ["sidecar"]),
     "sidefail": (["sidefail"], ["sidefail"], []),
     "sidewait": (["sidewait-waiting", "sidewait"], ["sidewait"], []),
-    "enforced": (["enforced"], ["enforced"], ["enforced"]),
+    "enforced": (["enforced", "untrusted"], ["enforced", "untrusted", "keys"], ["enforced"]),
     "dtk": (["dtk-other", "dtk-renamed", "dtk-good"], ["dtk-other", "dtk-renamed", "dtk-good"], []),
 }
 failed_scenarios = []

@@ -151,12 +151,20 @@ dkms_src "$root/usr/src-broken"
 echo '#error agent-test: deliberately broken' >>"$root/usr/src-broken/agent-test-driver-1.0/agent_test_nic/agent_test_nic.c"
 dkms_src "$root/usr/src-other"
 echo '# sources nothing was built for' >>"$root/usr/src-other/agent-test-driver-1.0/dkms.conf"
-sidecar() { # sidecar TAG SOURCES: agent build as the sidecar runs it, its JSON in $work/sidecar-TAG.json
+sidecar() { # sidecar TAG SOURCES [ARGS]: agent build as the sidecar runs it, its JSON in $work/sidecar-TAG.json
+  local tag=$1 src=$2
+  shift 2
   mkdir -p "$work/tmp"
-  TMPDIR=$work/tmp "$agent" build --root "$work/node" --sources "$2" --json >"$work/sidecar-$1.json" \
-    2>"$work/sidecar-$1.err" || true
+  TMPDIR=$work/tmp "$agent" build --root "$work/node" --sources "$src" --json "$@" >"$work/sidecar-$tag.json" \
+    2>"$work/sidecar-$tag.err" || true
 }
-sidecar good "$root/usr/src"
+# The sidecar signs with a key of its own (a Secret); this kernel does not trust it, so the
+# modules load tainted - and only if the kernel accepts the signature's format.
+mkdir -p "$root/keys"
+openssl req -new -x509 -newkey rsa:2048 -nodes -days 30 -subj "/O=agent tests/CN=agent test module signing" \
+  -addext "keyUsage=digitalSignature" -keyout "$work/signing.key" -out "$root/keys/signing.crt" 2>/dev/null ||
+  die "openssl could not make a signing key"
+sidecar good "$root/usr/src" --signing-key "$work/signing.key" --signing-cert "$root/keys/signing.crt"
 sidecar broken "$root/usr/src-broken"
 jfield() { python3 -c 'import json,sys; print(json.load(open(sys.argv[1])).get(sys.argv[2], ""))' "$@"; }
 [[ $(jfield "$work/sidecar-good.json" result) == built ]] ||
@@ -418,6 +426,12 @@ wait_status 120 '"phase" *: *"refused"'
 snap enforced; facts enforced
 stop enforced TERM
 alog enforced; dump enforced
+grep -m 3 -E '^(\.builtin_trusted_keys|\.secondary_trusted_keys|\.machine|\.platform)|keyring' /proc/keys | sed 's/^/LOG keys /'
+start untrusted --bundle /bundles/old --build-mode sidecar --build-timeout 30 --signing-cert /keys/signing.crt
+wait_status 120 '"phase" *: *"refused"'
+snap untrusted; facts untrusted
+stop untrusted TERM
+alog untrusted
 
 echo "LCVM END"
 poweroff -f

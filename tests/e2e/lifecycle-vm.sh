@@ -144,7 +144,7 @@ buildid() { readelf -n "$1" | awk '/Build ID:/ { print $3 }'; }
 
 # ---- the Driver Toolkit sidecar's role, played by this machine: `agent build --root NODE` -----
 [[ $abi == "$(vm_abi k61)" ]] || die "the sidecar scenarios need the kernel of role k61 (make-host.sh debian12)"
-[[ -f $CACHE/$abi/kbuild/.done ]] || die "k61's -common and linux-kbuild are not fetched (fetch-kernels.sh --kbuild k61)"
+bash "$HERE/fetch-kernels.sh" --kbuild "$abi" >&2 || die "fetch-kernels.sh --kbuild $abi failed"
 node_with_headers "$work/node" "$abi" || die "node_with_headers $abi failed"
 dkms_src "$root/usr/src"
 dkms_src "$root/usr/src-broken"

@@ -33,6 +33,7 @@
 #include "probes/build_env.h"
 #include "probes/host_root.h"
 #include "probes/kernel.h"
+#include "probes/policy.h"
 
 namespace agent {
 namespace fs = std::filesystem;
@@ -235,6 +236,8 @@ struct Inputs {
   std::string proc_version;
   std::string headers;  // host path; with headers_in_image, a path of the agent's own filesystem
   bool headers_in_image = false;  // a Driver Toolkit image's, proven the running kernel's
+  SigningFacts signing;           // the key the modules are signed with, if any
+  bool enforced = false;          // the kernel refuses unsigned modules and unknown keys
   std::vector<std::pair<std::string, DkmsPackage>> packages;
   std::string cc;                // the compiler program
   std::string compiler;          // its --version, first line
@@ -280,7 +283,8 @@ Result<std::vector<kabi::ModuleInfo>> read_entry_modules(const WritableDir& entr
 
 // A cache entry as a result: a recorded failure, or its modules (verified against result.json)
 // once they pass the kABI check against the running kernel again.
-Result<BuildResult> entry_result(const probes::HostRoot& root, const WritableDir& entry, const std::string& key);
+Result<BuildResult> entry_result(const probes::HostRoot& root, const WritableDir& entry, const std::string& key,
+                                 bool check_kabi);
 
 class Builder {
  public:
@@ -523,7 +527,22 @@ Result<BuildResult> Builder::run() {
   auto symvers = in_.headers_in_image ? kabi::read_file(in_.headers + "/Module.symvers", size_t{256} << 20)
                                       : root_.fs().read(in_.headers + "/Module.symvers", size_t{256} << 20);
   if (!symvers) return tl::unexpected(symvers.error());
+  // An enforcing kernel takes only modules signed by a key it trusts: said before any build.
+  if (in_.enforced && (!in_.signing.key || in_.signing.trust.verdict != SigningTrust::Verdict::Trusted)) {
+    BuildResult r;
+    r.result = "failed";
+    r.reason = in_.signing.key ? "signing_key_untrusted" : "build_unsigned_enforced";
+    r.detail = in_.signing.key ? "the kernel enforces module signatures and does not trust the key: " +
+                                     signing_summary(in_.signing)
+                               : "the kernel enforces module signatures and no signing key is given "
+                                 "(--signing-key, --signing-cert)";
+    return finish(std::move(r));
+  }
+  if (in_.signing.key && in_.signing.trust.verdict != SigningTrust::Verdict::Trusted)
+    spdlog::warn("signing with a key the kernel does not trust ({}): the modules load, tainting the kernel",
+                 signing_summary(in_.signing));
   CacheKeyInputs& ki = key_inputs_;
+  ki.signing_key_id = in_.signing.key ? in_.signing.cert_sha256 : std::string();
   ki.release = in_.release;
   ki.proc_version = in_.proc_version;
   ki.symvers_sha256 = kabi::sha256_hex(*symvers);
@@ -539,13 +558,13 @@ Result<BuildResult> Builder::run() {
   if (kdir->exists(key)) {
     auto entry = kdir->subdir(key);
     if (!entry) return tl::unexpected(entry.error());
-    auto r = entry_result(root_, *entry, key);
+    auto r = entry_result(root_, *entry, key, in_.options.check_cached);
     if (!r) spdlog::warn("cache entry {} is not usable ({}); building again", entry->path(), r.error().what());
     else if (r->result == "failed" && in_.options.rebuild) spdlog::info("--rebuild: building again over {}", r->log);
     else return finish(std::move(*r));
   }
 
-  auto tmp = TempDir::make("agent-build");
+  auto tmp = ScratchDir::make("agent-build");
   if (!tmp) return tl::unexpected(tmp.error());
   const std::string work = tmp->path();
   if (auto c = copy_sources(in_.options.sources, dirs, work + "/src"); !c) return tl::unexpected(c.error());
@@ -583,6 +602,20 @@ Result<BuildResult> Builder::run() {
   }
   if (!missing.empty())
     return record_failure(*kdir, key, log, "modules_missing", "dkms succeeded without building " + join(missing));
+  // Signed here, before the kABI check reads them (kbuild signs before it compresses; a module
+  // dkms left compressed is refused by sign_module, naming it).
+  if (in_.signing.key) {
+    for (const auto& [name, path] : files) {
+      auto bytes = read_local(path);
+      auto signed_bytes = bytes ? sign_module(*bytes, *in_.signing.key, path.string())
+                                : Result<std::string>(tl::unexpected(bytes.error()));
+      if (!signed_bytes) return record_failure(*kdir, key, log, "signing_failed", signed_bytes.error().what());
+      std::ofstream out(path, std::ios::binary | std::ios::trunc);
+      out.write(signed_bytes->data(), static_cast<std::streamsize>(signed_bytes->size()));
+      if (!out.flush()) return tl::unexpected(Error{EIO, "cannot write the signed module", path.string()});
+    }
+    spdlog::info("signed {} module(s) with {}", files.size(), signing_summary(in_.signing));
+  }
   for (const auto& [name, path] : files) {
     auto info = kabi::read_module(path, {.trusted_certs = nullptr, .sha256 = true});
     if (!info) return record_failure(*kdir, key, log, "modules_missing", info.error().what());
@@ -600,9 +633,14 @@ Result<BuildResult> Builder::run() {
   BuildResult r;
   r.result = "built";
   r.key = key;
+  if (in_.signing.key) {
+    r.signer = in_.signing.identity.signer;
+    r.signing_key_id = in_.signing.identity.key_ids.empty() ? std::string() : in_.signing.identity.key_ids.back();
+  }
   nlohmann::json meta{{"schema", 1}, {"kernel", in_.release}, {"key", key}, {"headers", in_.headers},
                       {"compiler", in_.compiler}, {"modules", nlohmann::json::array()},
                       {"inputs", recorded_inputs(in_.release, in_.proc_version, ki, in_.compiler)}};
+  if (!r.signer.empty()) meta["signer"] = {{"name", r.signer}, {"key_id", r.signing_key_id}};
   Result<void> w;
   for (size_t i = 0; w && i < files.size(); ++i) {
     const std::string file = files[i].second.filename().string();
@@ -678,7 +716,8 @@ std::vector<std::string> entry_names(const WritableDir& dir) {
   return out;
 }
 
-Result<BuildResult> entry_result(const probes::HostRoot& root, const WritableDir& entry, const std::string& key) {
+Result<BuildResult> entry_result(const probes::HostRoot& root, const WritableDir& entry, const std::string& key,
+                                 bool check_kabi) {
   BuildResult r;
   r.key = key;
   r.entry = entry.path();
@@ -705,6 +744,10 @@ Result<BuildResult> entry_result(const probes::HostRoot& root, const WritableDir
   }
   auto set = read_entry_modules(entry, meta, r.modules);
   if (!set) return tl::unexpected(set.error());
+  if (!check_kabi) {
+    r.result = "cached";
+    return r;
+  }
   auto refusal = kabi_refusal(root, *set);
   if (!refusal) return tl::unexpected(refusal.error());
   if (refusal->empty()) {
@@ -728,6 +771,9 @@ Result<BuildResult> build_for_node(const probes::HostRoot& root, const BuildOpti
   if (!env->possible) return fail(ENOENT, env->mismatch.empty() ? env->detail : env->mismatch + "; " + env->detail);
   in->headers = env->dir;
   in->headers_in_image = env->in_image;
+  in->signing = probe_signing(root, in->release, o.signing);
+  if (!in->signing.problem.empty()) return fail(EINVAL, in->signing.problem);
+  in->enforced = probes::probe_policy(root).enforced();
   spdlog::info("{}", env->detail);
   auto headers_file = [&](const std::string& name, size_t max) {
     return in->headers_in_image ? kabi::read_file(in->headers + "/" + name, max) : root.fs().read(in->headers + "/" + name, max);
@@ -795,7 +841,7 @@ Result<std::optional<BuildResult>> find_build(const probes::HostRoot& root, cons
   for (const auto& c : found) {
     auto entry = kdir->subdir(c.key);
     if (!entry) continue;
-    auto r = entry_result(root, *entry, c.key);
+    auto r = entry_result(root, *entry, c.key, o.check_cached);
     if (!r) {
       spdlog::warn("cache entry {} is not usable: {}", entry->path(), r.error().what());
       continue;

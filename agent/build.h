@@ -12,6 +12,7 @@
 #include <string>
 
 #include "agent/build_inputs.h"
+#include "agent/node_signing.h"
 #include "kabi/result.h"
 #include "probes/host_root.h"
 
@@ -35,6 +36,13 @@ struct BuildOptions {
   std::function<std::string()> stop;
   // Every 10 s while dkms runs: seconds since it started, and the last line of its log.
   std::function<void(double, const std::string&)> progress;
+  // Whether a cache entry's modules pass the kABI check again before they are returned. The
+  // entrypoint turns it off: it diagnoses the returned set (the kABI check included) at once.
+  bool check_cached = true;
+  // The module signing key and certificate (--signing-key, --signing-cert): the built modules
+  // are signed with them. On a kernel that enforces signatures a build needs them, and the
+  // kernel must trust the certificate (checked before building).
+  SigningFiles signing;
 };
 
 // The build step for the node's running kernel, as `agent build` and the entrypoint's `build`

@@ -184,18 +184,37 @@ DecisionResult decide(const DecisionFacts& f) {
       return r;
     }
   }
-  if (f.policy.enforced() || f.model.sig_enforce || f.model.lockdown) {
+  // Built modules are signed when the operator gave a certificate (and key); an enforcing kernel
+  // takes them only when it trusts that certificate, which must be established, not assumed.
+  const SigningFacts* sg = f.signing;
+  const bool signing = sg && sg->configured;
+  if (signing && !sg->problem.empty()) {
     r.decision = Decision::Refuse;
+    add(kSigningKeyUnusable, sg->problem);
+    return r;
+  }
+  if (f.policy.enforced() || f.model.sig_enforce || f.model.lockdown) {
     std::string why = f.policy.sig_enforce.value_or(false) ? "module.sig_enforce=1"
                       : f.policy.locked_down()             ? "lockdown=" + f.policy.lockdown
                       : f.model.sig_enforce                ? "signatures enforced"
                       : f.model.lockdown                   ? "locked down"
                                                            : "Secure Boot with lockdown state unknown";
-    add(kBuildUnsignedEnforced, "a build on this node makes unsigned modules, which this kernel refuses (" + why + ")");
-    return r;
+    if (!signing) {
+      r.decision = Decision::Refuse;
+      add(kBuildUnsignedEnforced, "a build on this node makes unsigned modules, which this kernel refuses (" + why +
+                                      "); give a key the kernel trusts (--signing-key, --signing-cert)");
+      return r;
+    }
+    if (sg->trust.verdict != SigningTrust::Verdict::Trusted) {
+      r.decision = Decision::Refuse;
+      add(kSigningKeyUntrusted, "this kernel refuses modules whose signer it does not trust (" + why + "): " +
+                                    signing_summary(*sg));
+      return r;
+    }
   }
   r.decision = Decision::Build;
   add(kBuildPossible, f.build.detail);
+  if (signing) add(kBuildSigned, "the built modules are signed by " + signing_summary(*sg));
   return r;
 }
 

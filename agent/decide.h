@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "agent/node_signing.h"
 #include "kabi/kernel_model.h"
 #include "kabi/module.h"
 #include "kabi/rules.h"
@@ -49,6 +50,9 @@ inline constexpr const char* kBuildPossible = "build_possible";
 inline constexpr const char* kNoKernelHeaders = "no_kernel_headers";
 inline constexpr const char* kHeadersMismatch = "kernel_headers_mismatch";
 inline constexpr const char* kBuildUnsignedEnforced = "build_unsigned_enforced";
+inline constexpr const char* kSigningKeyUnusable = "signing_key_unusable";    // the files given cannot be used
+inline constexpr const char* kSigningKeyUntrusted = "signing_key_untrusted";  // enforcing, not trusted (or unknown)
+inline constexpr const char* kBuildSigned = "build_signed";                   // note: who signs, how trusted
 // No symvers file: the kernel's own modules show a symbol's CRC, not whether it is GPL-only or
 // in which namespace, and a bundle module needs to know.
 inline constexpr const char* kSymversFactsUnknown = "symvers_facts_unknown";
@@ -95,6 +99,7 @@ struct DecisionFacts {
   const probes::SymversOrigin& symvers;  // where that table came from
   const probes::BuildEnv& build;
   const probes::Policy& policy;
+  const SigningFacts* signing = nullptr;  // the operator's signing certificate; none: unsigned builds
 };
 
 struct DecisionResult {

@@ -1,11 +1,13 @@
 #include "agent/diagnose.h"
 
 #include <algorithm>
+#include <cctype>
 #include <cerrno>
 #include <set>
 #include <tuple>
 
 #include "agent/node_model.h"
+#include "kabi/file_io.h"
 #include "kabi/kernel_keys.h"
 #include "kabi/text.h"
 
@@ -13,6 +15,11 @@ namespace agent {
 namespace fs = std::filesystem;
 
 namespace {
+
+std::string lowercase(std::string s) {
+  for (char& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return s;
+}
 
 // The bundle directory: --bundle, else the image's bundle for the running kernel, else the
 // image's only bundle (a prebuilt set built for another z-stream of the same kABI).
@@ -138,6 +145,7 @@ Result<bool> diagnose_live_bundle(const DiagnoseOptions& o, const probes::HostRo
   r.kernel.release = release;
   if (auto v = root.read_value("/proc/version")) r.kernel.proc_version = *v;
   r.decision = Decision::Prebuilt;
+  r.fast_path = true;
   for (const auto& m : r.bundle) {
     kabi::ModuleVerdict v;
     v.name = m.name;
@@ -187,6 +195,23 @@ Result<Diagnosis> diagnose(const DiagnoseOptions& o) {
     r.certificates = p + ": " + std::to_string(c->size()) + " certificate(s) for the bundle's signers";
     break;
   }
+  // The operator's certificate: trusted by the kernel's keyrings, it verifies what it signed (the
+  // image's certificates hold only the built-in keyring, not .secondary/.machine).
+  r.signing = probe_signing(*root, *release, o.signing);
+  if (r.signing.problem.empty() && r.signing.trust.verdict == SigningTrust::Verdict::Trusted) {
+    for (auto& m : r.bundle) {
+      const auto& ids = r.signing.identity.key_ids;
+      if (m.signature.state != kabi::Signature::State::Present || m.signature.key_check == kabi::Signature::KeyCheck::Verified ||
+          std::find(ids.begin(), ids.end(), lowercase(m.signature.key_id)) == ids.end())
+        continue;
+      auto bytes = kabi::read_decompressed(m.path, kabi::kMaxModuleSize);
+      if (!bytes) {
+        r.problems.push_back(bytes.error());
+        continue;
+      }
+      m.signature.key_check = kabi::key_check_of(kabi::check_module_signature(*bytes, {r.signing.cert_der}));
+    }
+  }
   const bool certs_known = !kernel_image.empty();
   if (!certs_known && r.certificates.empty()) {
     r.certificates = "no kernel image for " + *release + " under the root: module signatures are not verified";
@@ -230,7 +255,8 @@ Result<Diagnosis> diagnose(const DiagnoseOptions& o) {
                                 .model = r.model,
                                 .symvers = r.kernel.symvers_origin,
                                 .build = r.build,
-                                .policy = r.policy});
+                                .policy = r.policy,
+                                .signing = &r.signing});
   r.decision = d.decision;
   r.reasons = std::move(d.reasons);
   return r;

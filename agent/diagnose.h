@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "agent/decide.h"
+#include "agent/node_signing.h"
 #include "kabi/kernel_model.h"
 #include "kabi/module.h"
 #include "kabi/result.h"
@@ -50,6 +51,9 @@ struct DiagnoseOptions {
   // module tree). Decision prebuilt, reasons bundle_already_loaded. Otherwise the full
   // diagnosis, with the bundle read once.
   bool fast_path = false;
+  // The operator's module signing certificate (and key): judged against the kernel's keyrings;
+  // a bundle module it signed is verified with it when the kernel trusts it.
+  SigningFiles signing;
 };
 
 struct Diagnosis {
@@ -63,10 +67,12 @@ struct Diagnosis {
   probes::Policy policy;
   probes::BuildEnv build;
   std::string certificates;  // where the kernel's module-signing certificates came from, or why not
+  SigningFacts signing;      // the operator's signing certificate, and the kernel's trust in it
   kabi::KernelModel model;
   std::vector<Conflict> conflicts;
   kabi::Evaluation evaluation;
   Decision decision = Decision::Refuse;
+  bool fast_path = false;  // decided by the restart fast path (DiagnoseOptions::fast_path)
   std::vector<DecisionReason> reasons;  // the decision's, first the deciding ones
   std::vector<Error> problems;          // what could not be read (never silently empty)
 };

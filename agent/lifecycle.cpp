@@ -59,8 +59,8 @@ constexpr const char* kBuildWaitTimeout = "build_wait_timeout"; // sidecar: no r
 // The built modules, read from the cache through the host root and verified against the sha256
 // their kABI check was made on, copied into a directory of the agent's own: from there they are
 // diagnosed and inserted exactly as the image's bundle is (and verified again before the insert).
-Result<TempDir> stage_built(const probes::HostRoot& root, const BuildResult& r) {
-  auto dir = TempDir::make("agent-built");
+Result<ScratchDir> stage_built(const probes::HostRoot& root, const BuildResult& r) {
+  auto dir = ScratchDir::make("agent-built");
   if (!dir) return tl::unexpected(dir.error());
   for (const auto& m : r.modules) {
     auto bytes = root.fs().read(m.path, kabi::kMaxModuleSize);
@@ -118,6 +118,10 @@ class Entrypoint {
   // The build branch: the built modules (built here, or a sidecar's from the cache) become the
   // diagnosed set (diag_). nullopt to go on loading them, else how this attempt ends.
   std::optional<Outcome> obtain_build(DiagnoseOptions opts);
+  // A restart whose journal says built modules were loaded: true, with that set adopted, when
+  // the cache's entry for this kernel and these sources is live with its build ids (its fast
+  // path; the image's bundle, refused for this kernel when the build was made, is not read).
+  bool adopt_live_build(DiagnoseOptions opts);
   bool act(const Plan& plan);
   void rollback();
   Outcome wait_bound(const Diagnosis& d);
@@ -152,7 +156,7 @@ class Entrypoint {
   std::vector<std::function<Result<void>()>> undo_;  // this attempt's steps, last first when run
   std::vector<std::string> undo_what_;
   std::optional<WatchEvent> interrupted_;  // a SIGTERM that arrived while acting or waiting
-  std::optional<TempDir> staged_;          // the built modules being loaded
+  std::optional<ScratchDir> staged_;          // the built modules being loaded
   std::string source_;                     // what this attempt loads: "prebuilt" or "built"
 };
 
@@ -186,31 +190,39 @@ Entrypoint::Outcome Entrypoint::attempt() {
   DiagnoseOptions opts = o_.check;
   for (const auto& i : journal_.inserted) opts.previous_build_ids[i.name] = i.build_id;
   opts.fast_path = true;  // the bundle live with its own build needs no kABI check
-  auto d = diagnose(opts);
-  BundleFirmware firmware;
-  if (d) {
-    if (auto fw = scan_bundle_firmware(o_.check.bundle_firmware)) firmware = std::move(*fw);
-    else d = tl::unexpected(fw.error());
-  }
-  if (!d) {
-    note(run_reason::kInputError, d.error().what());
-    set_phase(Phase::Refused, "cannot diagnose: " + d.error().what(), spdlog::level::err);
+  auto fw = scan_bundle_firmware(o_.check.bundle_firmware);
+  if (!fw) {
+    note(run_reason::kInputError, fw.error().what());
+    set_phase(Phase::Refused, "cannot read the bundle's firmware: " + fw.error().what(), spdlog::level::err);
     return Outcome::Refused;
   }
-  const std::string decided = decision_name(d->decision);
-  adopt(std::move(*d), decided);
-  status_.timings_ms["detect_ms"] = ms_since(t0);
-  for (const auto& e : diag_->problems) log_line(spdlog::level::warn, "", "could not read: " + e.what());
+  const BundleFirmware firmware = std::move(*fw);
 
-  // The build branch: the decision was build - or an upgrade looked pending only because the
-  // modules in use are a build this agent loaded, while the image's would still be refused.
   source_ = "prebuilt";
-  const bool refused = std::any_of(diag_->evaluation.modules.begin(), diag_->evaluation.modules.end(),
-                                   [](const auto& m) { return m.verdict == kabi::Verdict::Refused; });
-  if (diag_->decision == Decision::Build ||
-      (diag_->decision == Decision::UpgradePending && journal_.source == "built" && refused && diag_->build.possible)) {
-    if (auto end = obtain_build(opts)) return *end;
+  if (journal_.source == "built" && o_.build_mode != BuildMode::Off && adopt_live_build(opts)) {
     source_ = "built";
+    status_.timings_ms["detect_ms"] = ms_since(t0);
+  } else {
+    auto d = diagnose(opts);
+    if (!d) {
+      note(run_reason::kInputError, d.error().what());
+      set_phase(Phase::Refused, "cannot diagnose: " + d.error().what(), spdlog::level::err);
+      return Outcome::Refused;
+    }
+    const std::string decided = decision_name(d->decision);
+    adopt(std::move(*d), decided);
+    status_.timings_ms["detect_ms"] = ms_since(t0);
+    for (const auto& e : diag_->problems) log_line(spdlog::level::warn, "", "could not read: " + e.what());
+
+    // The build branch: the decision was build - or an upgrade looked pending only because the
+    // modules in use are a build this agent loaded, while the image's would still be refused.
+    const bool refused = std::any_of(diag_->evaluation.modules.begin(), diag_->evaluation.modules.end(),
+                                     [](const auto& m) { return m.verdict == kabi::Verdict::Refused; });
+    if (diag_->decision == Decision::Build ||
+        (diag_->decision == Decision::UpgradePending && journal_.source == "built" && refused && diag_->build.possible)) {
+      if (auto end = obtain_build(opts)) return *end;
+      source_ = "built";
+    }
   }
   const Diagnosis& diag = *diag_;
 
@@ -270,6 +282,23 @@ void Entrypoint::adopt(Diagnosis d, const std::string& decision) {
   refresh_devices();
 }
 
+bool Entrypoint::adopt_live_build(DiagnoseOptions opts) {
+  BuildOptions bo = o_.build;
+  bo.root = o_.check.root;
+  bo.check_cached = false;  // a fast path is the kernel's own word on these very modules
+  auto found = find_build(root_, bo);
+  if (!found || !*found || (*found)->result == "failed") return false;
+  auto staged = stage_built(root_, **found);
+  if (!staged) return false;
+  opts.bundle = staged->path();
+  auto d = diagnose(opts);
+  if (!d || !d->fast_path) return false;
+  staged_ = std::move(*staged);
+  status_.build = BuildState{build_mode_name(o_.build_mode), std::move(**found), {}};
+  adopt(std::move(*d), decision_name(Decision::Build));
+  return true;
+}
+
 std::optional<Entrypoint::Outcome> Entrypoint::obtain_build(DiagnoseOptions opts) {
   const std::vector<DecisionReason> image_reasons = diag_->reasons;
   const std::string release = diag_->kernel.release;
@@ -284,6 +313,7 @@ std::optional<Entrypoint::Outcome> Entrypoint::obtain_build(DiagnoseOptions opts
   status_.build = BuildState{build_mode_name(o_.build_mode), std::nullopt, {}};
   BuildOptions bo = o_.build;
   bo.root = o_.check.root;
+  bo.check_cached = false;  // the set is diagnosed below, its kABI check included
   bo.stop = [this]() -> std::string {
     if (auto s = watch_.pending_signal()) {
       if (!interrupted_ || s->kind == WatchEvent::Kind::Terminate) interrupted_ = s;

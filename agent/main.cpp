@@ -39,6 +39,10 @@ int run(int argc, char** argv) {
   app.add_option("--policy", check_policy, "Missing __versions entry: strict or upstream (default: strict on Debian kernels)")
       ->check(CLI::IsMember({"strict", "upstream"}));
   app.add_option("--pci-ids", co.pci_ids, "pci.ids for device names (default: this image's)");
+  app.add_option("--signing-key", co.signing.key,
+                 "Private key the built modules are signed with (PEM or DER; a mounted Secret)");
+  app.add_option("--signing-cert", co.signing.cert,
+                 "Its X.509 certificate, checked against the kernel's trusted keyrings (alone: judge a sidecar's signer)");
   app.add_option("--image-headers", co.image_headers,
                  "A Driver Toolkit image's kernel headers, DIR/<kver>: used when the node has none and they are "
                  "proven the running kernel's (default /usr/src/kernels; empty: never)");
@@ -109,6 +113,8 @@ int run(int argc, char** argv) {
   build_cmd->add_option("--cache", bo.cache, "Host directory of the build cache (default /var/lib/intel-gpu-driver/builds)");
   build_cmd->add_flag("--json", bo.json, "JSON output (schema 1)");
   build_cmd->add_flag("--rebuild", bo.rebuild, "Build even when a failure is recorded for these inputs");
+  build_cmd->add_option("--signing-key", bo.signing.key, "Private key the built modules are signed with (PEM or DER)");
+  build_cmd->add_option("--signing-cert", bo.signing.cert, "Its X.509 certificate (PEM or DER)");
   build_cmd->add_option("--image-headers", bo.image_headers,
                         "A Driver Toolkit image's kernel headers, DIR/<kver> (default /usr/src/kernels; empty: never)");
   build_cmd->add_option("--timeout", build_timeout, "Seconds the build may take (default 3600)")->check(CLI::Range(1, 86400));
@@ -157,6 +163,7 @@ int run(int argc, char** argv) {
                                             : agent::BuildMode::Node;
     ro.build.timeout = std::chrono::seconds(entry_build_timeout);
     ro.build.image_headers = co.image_headers;
+    ro.build.signing = co.signing;
     return agent::run_entrypoint(ro);
   }
   if (check) {

@@ -54,25 +54,25 @@ void remove_tree(int dir_fd, const std::string& name) {
   ::unlinkat(dir_fd, name.c_str(), AT_REMOVEDIR);
 }
 
-Result<TempDir> TempDir::make(const std::string& prefix) {
+Result<ScratchDir> ScratchDir::make(const std::string& prefix) {
   const char* t = std::getenv("TMPDIR");
   std::string tmpl = std::string(t && *t ? t : "/tmp") + "/" + prefix + ".XXXXXX";
   if (!::mkdtemp(tmpl.data()))
     return fail(errno, "cannot create a temporary directory: " + err_text(errno), tmpl);
-  return TempDir(tmpl);
+  return ScratchDir(tmpl);
 }
 
-TempDir::TempDir(TempDir&& o) noexcept : path_(std::exchange(o.path_, {})) {}
+ScratchDir::ScratchDir(ScratchDir&& o) noexcept : path_(std::exchange(o.path_, {})) {}
 
-TempDir& TempDir::operator=(TempDir&& o) noexcept {
+ScratchDir& ScratchDir::operator=(ScratchDir&& o) noexcept {
   if (this != &o) {
-    TempDir gone(std::move(*this));
+    ScratchDir gone(std::move(*this));
     path_ = std::exchange(o.path_, {});
   }
   return *this;
 }
 
-TempDir::~TempDir() {
+ScratchDir::~ScratchDir() {
   if (path_.empty()) return;
   const size_t slash = path_.find_last_of('/');
   const std::string parent = slash == 0 ? "/" : path_.substr(0, slash);

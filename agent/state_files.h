@@ -59,19 +59,19 @@ inline constexpr const char* kLockFile = "agent.lock";
 // A directory of the agent's own in its own filesystem ($TMPDIR, else /tmp; mode 0700), removed
 // with everything in it when this object goes: a build's work tree, the built modules staged
 // for loading.
-class TempDir {
+class ScratchDir {
  public:
   // `prefix`: the directory's name before the random part ("agent-build").
-  [[nodiscard]] static Result<TempDir> make(const std::string& prefix);
-  TempDir(TempDir&& o) noexcept;
-  TempDir& operator=(TempDir&& o) noexcept;
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-  ~TempDir();
+  [[nodiscard]] static Result<ScratchDir> make(const std::string& prefix);
+  ScratchDir(ScratchDir&& o) noexcept;
+  ScratchDir& operator=(ScratchDir&& o) noexcept;
+  ScratchDir(const ScratchDir&) = delete;
+  ScratchDir& operator=(const ScratchDir&) = delete;
+  ~ScratchDir();
   [[nodiscard]] const std::string& path() const noexcept { return path_; }
 
  private:
-  explicit TempDir(std::string p) : path_(std::move(p)) {}
+  explicit ScratchDir(std::string p) : path_(std::move(p)) {}
   std::string path_;
 };
 

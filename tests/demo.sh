@@ -17,6 +17,7 @@ bash tests/setup.sh >/dev/null
 cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 cmake --build build -j"$(nproc)" --target agent >/dev/null
 bash tests/e2e/fetch-kernels.sh k61 k61_same k61_old >/dev/null
+bash tests/e2e/fetch-kernels.sh --kbuild k61 k61_same k61_old >/dev/null
 
 CACHE=${AGENT_KERNEL_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/intel-gpu-agent/kernels}
 AGENT=build/agent/agent

@@ -11,6 +11,10 @@
 #   4. a build that outlives --timeout: failed, build_timeout, a progress line after 10 s,
 #      nothing left behind
 #   5. SIGTERM during the build: no temporary directory, no process of the build, no cache entry
+#   6. --signing-key/--signing-cert: the modules signed (the kernel's trailer, the signer in the
+#      result and in `agent kabi check`), another cache key than unsigned; a key that is not the
+#      certificate's: exit 2 naming the file; sig_enforce on the node and no key:
+#      build_unsigned_enforced before any build
 #
 #   build-node.sh AGENT
 # Exit 77 (SKIP, which the suite counts as a failure) when k61's kernel, its kbuild packages or
@@ -189,6 +193,37 @@ entries_after=$(ls -A "$builds" | sort)
 # nothing half-written (.tmp-*) is left.
 check "SIGTERM: nothing of the interrupted build in the cache" test "$(comm -13 <(echo "$entries_before") <(echo "$entries_after") | wc -l)" -eq 1
 check "SIGTERM: no temporary cache entry" bash -c "! ls -A '$builds' | grep -q '^\.tmp-'"
+
+# 6. signed
+openssl req -new -x509 -newkey rsa:2048 -nodes -days 30 -subj "/O=agent tests/CN=agent build-node signing" \
+  -addext "keyUsage=digitalSignature" -keyout "$work/sign.key" -out "$work/sign.crt" 2>/dev/null
+openssl req -new -x509 -newkey rsa:2048 -nodes -days 30 -subj "/CN=another" -keyout "$work/other.key" \
+  -out "$work/other.crt" 2>/dev/null
+run_build "$work/r7.json" "$src" --signing-key "$work/sign.key" --signing-cert "$work/sign.crt"
+check "signed: exit 0" test "$rc" -eq 0
+check "signed: built" test "$(jget "$work/r7.json" 'd["result"]')" = built
+check "signed: another key than unsigned" test "$(jget "$work/r7.json" 'd["key"]')" != "$key"
+check "signed: the signer in the result" test "$(jget "$work/r7.json" 'd["signer"]["name"]')" = "agent tests: agent build-node signing"
+mapfile -t smods < <(jget "$work/r7.json" '"\n".join(m["path"] for m in d["modules"])')
+for m in "${smods[@]}"; do
+  check "signed: $(basename "$m") ends with the kernel's signature trailer" \
+    bash -c "tail -c 28 '$m' | grep -q '~Module signature appended~'"
+done
+check "signed: agent kabi check reads the signer" bash -c "'$AGENT' kabi check --json --symvers '$CACHE/$abi/Module.symvers' \
+  --kernel-modules '$CACHE/$abi/modules' '${smods[0]}' | grep -q 'agent build-node signing'"
+run_build "$work/r8.json" "$src" --signing-key "$work/other.key" --signing-cert "$work/sign.crt"
+check "a key that is not the certificate's: exit 2" test "$rc" -eq 2
+check "a key that is not the certificate's: the file named" grep -q "$work/other.key" "$work/r8.json.err"
+cp -al "$node" "$work/node-enf" 2>/dev/null || cp -a "$node" "$work/node-enf"
+mkdir -p "$work/node-enf/sys/module/module/parameters"
+rm -f "$work/node-enf/sys/module/module/parameters/sig_enforce" # a hard link to the node's: not written through
+echo Y >"$work/node-enf/sys/module/module/parameters/sig_enforce"
+rc=0
+TMPDIR=$work/tmp "$AGENT" build --root "$work/node-enf" --sources "$src" --json >"$work/r9.json" 2>"$work/r9.err" || rc=$?
+check "enforced, no key: exit 1" test "$rc" -eq 1
+check "enforced, no key: build_unsigned_enforced" test "$(jget "$work/r9.json" 'd["reason"]')" = build_unsigned_enforced
+check "enforced, no key: nothing built" test "$(jget "$work/r9.json" 'd["build_seconds"] == 0')" = True
+rm -rf "$work/node-enf"
 
 check "the image's /usr/src, /usr/lib, /lib/modules and /var/lib/dkms are as they were" test "$(image_state)" = "$image_before"
 

@@ -93,7 +93,7 @@ RUN_OF = {"first": "first", "sigterm": "first", "restart": "restart", "rmmod-now
           "rmmod-later": "restart", "changed": "changed", "initfail": "initfail", "initfail-hup": "initfail",
           "foreign": "foreign", "fwconflict": "fwconflict", "swap": "swap", "sidecar": "sidecar",
           "sidecar2": "sidecar2", "sidefail": "sidefail", "sidewait-waiting": "sidewait", "sidewait": "sidewait",
-          "enforced": "enforced"}
+          "enforced": "enforced", "untrusted": "untrusted"}
 
 
 def stale(tag):
@@ -312,6 +312,10 @@ check("sidecar", f("sidecar", "helper_id") == side_helper_id and f("sidecar", "n
       f("sidecar", "driver") == "agent_test_nic" and device("sidecar").get("bound") is True,
       "sidecar: the live build ids are the sidecar's (helper %s/%s, nic %s/%s), %s bound to %s" %
       (f("sidecar", "helper_id"), side_helper_id, f("sidecar", "nic_id"), side_nic_id, nic, f("sidecar", "driver")))
+signer = b.get("signer") if isinstance(b.get("signer"), dict) else {}
+check("sidecar", "agent test module signing" in (signer.get("name") or "") and bool(signer.get("key_id")),
+      "sidecar: the modules the kernel took are signed (status.build.signer %s): the kernel accepted the signature's "
+      "format (a malformed one is EBADMSG even unenforced)" % (b.get("signer"),))
 check("sidecar", any("source=built" in l for l in nfd.get("sidecar", [])),
       "sidecar: the NFD file says source=built: %s" % nfd.get("sidecar"))
 s2 = st("sidecar2")
@@ -425,12 +429,38 @@ check("fwconflict", exits.get("fwconflict") == 0 and exits.get("fwconflict-unloa
       "fw-conflict: SIGTERM exit %s, unload exit %s, the path still '%s' after the unload" %
       (exits.get("fwconflict"), exits.get("fwconflict-unload"), fwpath.get("fwconflict-unload")))
 
+# ---- Driver Toolkit headers: used only when proven the running kernel's ----------------------
+def reason(tag, code):
+    for r in st(tag).get("reasons") or []:
+        if isinstance(r, dict) and r.get("code") == code:
+            return r.get("message") or ""
+    return None
+
+
+m = reason("dtk-other", "kernel_headers_mismatch")
+check("dtk", exits.get("dtk-other") == 20 and m is not None and "/dtk-other) are for" in m,
+      "dtk: headers for another kernel only: exit %s, kernel_headers_mismatch %r" % (exits.get("dtk-other"), m))
+m = reason("dtk-renamed", "kernel_headers_mismatch")
+check("dtk", exits.get("dtk-renamed") == 20 and m is not None and "do not match the running kernel" in m,
+      "dtk: another kernel's headers under the node's release: exit %s, kernel_headers_mismatch %r" %
+      (exits.get("dtk-renamed"), m))
+m = reason("dtk-good", "build_possible")
+check("dtk", exits.get("dtk-good") == 10 and m is not None and "proven the running kernel's" in m,
+      "dtk: the node's kernel's headers in the image: exit %s (build), build_possible %r" % (exits.get("dtk-good"), m))
+
 # ---- enforced signatures: no build of unsigned modules ---------------------------------------
 s = st("enforced")
 check("enforced", f("enforce", "on") == "Y" and s.get("phase") == "refused" and s.get("decision") == "refuse" and
       "build_unsigned_enforced" in codes("enforced") and f("enforced", "helper") == "0" and f("enforced", "nic") == "0",
       "enforced: sig_enforce %s; %s, reasons %s, nothing loaded (helper %s, nic %s)" %
       (f("enforce", "on"), summary("enforced"), codes("enforced"), f("enforced", "helper"), f("enforced", "nic")))
+
+s = st("untrusted")
+m = reason("untrusted", "signing_key_untrusted")
+check("enforced", s.get("phase") == "refused" and m is not None and "agent test module signing" in m and
+      f("untrusted", "helper") == "0" and f("untrusted", "nic") == "0",
+      "enforced, a signing certificate the kernel does not trust: %s, signing_key_untrusted %r, nothing loaded" %
+      (summary("untrusted"), m))
 
 # ---- output --------------------------------------------------------------------------------
 DEBUG = {  # scenario -> (snapshots, agent logs, kernel messages)
@@ -451,7 +481,8 @@ DEBUG = {  # scenario -> (snapshots, agent logs, kernel messages)
     "sidecar": (["sidecar", "sidecar2"], ["sidecar", "sidecar2", "sidecar-unload"], ["sidecar"]),
     "sidefail": (["sidefail"], ["sidefail"], []),
     "sidewait": (["sidewait-waiting", "sidewait"], ["sidewait"], []),
-    "enforced": (["enforced"], ["enforced"], ["enforced"]),
+    "enforced": (["enforced", "untrusted"], ["enforced", "untrusted", "keys"], ["enforced"]),
+    "dtk": (["dtk-other", "dtk-renamed", "dtk-good"], ["dtk-other", "dtk-renamed", "dtk-good"], []),
 }
 failed_scenarios = []
 for ok, sc, _ in results:

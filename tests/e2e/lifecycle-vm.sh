@@ -34,6 +34,10 @@
 #   sidecar-fail  sources the sidecar could not compile (its failure recorded): refused,
 #                 build_failed, the log (in the VM) names the compiler's error
 #   sidecar-wait  sources nothing was built for: waiting-for-build, then build_wait_timeout
+#   dtk           the node's headers hidden; `agent --check --image-headers DIR` with a Driver
+#                 Toolkit image's headers: for another kernel only, or named as the node's but
+#                 holding another kernel's Module.symvers -> refuse, kernel_headers_mismatch;
+#                 the node's own -> build possible with them
 #   init-fail     /etc/modprobe.d: `options agent_test_nic fail_init=1`: agent_test_nic's init
 #                 fails (ENXIO), agent_test_helper rolled back, status.failure names the module,
 #                 ENXIO and the kernel's log; the conf removed + SIGHUP: ready
@@ -140,19 +144,27 @@ buildid() { readelf -n "$1" | awk '/Build ID:/ { print $3 }'; }
 
 # ---- the Driver Toolkit sidecar's role, played by this machine: `agent build --root NODE` -----
 [[ $abi == "$(vm_abi k61)" ]] || die "the sidecar scenarios need the kernel of role k61 (make-host.sh debian12)"
-[[ -f $CACHE/$abi/kbuild/.done ]] || die "k61's -common and linux-kbuild are not fetched (fetch-kernels.sh --kbuild k61)"
+bash "$HERE/fetch-kernels.sh" --kbuild "$abi" >&2 || die "fetch-kernels.sh --kbuild $abi failed"
 node_with_headers "$work/node" "$abi" || die "node_with_headers $abi failed"
 dkms_src "$root/usr/src"
 dkms_src "$root/usr/src-broken"
 echo '#error agent-test: deliberately broken' >>"$root/usr/src-broken/agent-test-driver-1.0/agent_test_nic/agent_test_nic.c"
 dkms_src "$root/usr/src-other"
 echo '# sources nothing was built for' >>"$root/usr/src-other/agent-test-driver-1.0/dkms.conf"
-sidecar() { # sidecar TAG SOURCES: agent build as the sidecar runs it, its JSON in $work/sidecar-TAG.json
+sidecar() { # sidecar TAG SOURCES [ARGS]: agent build as the sidecar runs it, its JSON in $work/sidecar-TAG.json
+  local tag=$1 src=$2
+  shift 2
   mkdir -p "$work/tmp"
-  TMPDIR=$work/tmp "$agent" build --root "$work/node" --sources "$2" --json >"$work/sidecar-$1.json" \
-    2>"$work/sidecar-$1.err" || true
+  TMPDIR=$work/tmp "$agent" build --root "$work/node" --sources "$src" --json "$@" >"$work/sidecar-$tag.json" \
+    2>"$work/sidecar-$tag.err" || true
 }
-sidecar good "$root/usr/src"
+# The sidecar signs with a key of its own (a Secret); this kernel does not trust it, so the
+# modules load tainted - and only if the kernel accepts the signature's format.
+mkdir -p "$root/keys"
+openssl req -new -x509 -newkey rsa:2048 -nodes -days 30 -subj "/O=agent tests/CN=agent test module signing" \
+  -addext "keyUsage=digitalSignature" -keyout "$work/signing.key" -out "$root/keys/signing.crt" 2>/dev/null ||
+  die "openssl could not make a signing key"
+sidecar good "$root/usr/src" --signing-key "$work/signing.key" --signing-cert "$root/keys/signing.crt"
 sidecar broken "$root/usr/src-broken"
 jfield() { python3 -c 'import json,sys; print(json.load(open(sys.argv[1])).get(sys.argv[2], ""))' "$@"; }
 [[ $(jfield "$work/sidecar-good.json" result) == built ]] ||
@@ -160,6 +172,13 @@ jfield() { python3 -c 'import json,sys; print(json.load(open(sys.argv[1])).get(s
 [[ $(jfield "$work/sidecar-broken.json" result) == failed ]] ||
   die "the sidecar's build of broken sources did not fail: $(cat "$work/sidecar-broken.json")"
 side_key=$(jfield "$work/sidecar-good.json" key)
+# Driver Toolkit images' headers (what matters of them here: Makefile and Module.symvers)
+old_kver=$(<"$CACHE/$old/.done")
+for d in "dtk-other/$old_kver:$old" "dtk-renamed/$kver:$old" "dtk-good/$kver:$abi"; do
+  mkdir -p "$root/${d%%:*}"
+  cp "$root$headers/Makefile" "$root/${d%%:*}/"
+  cp "$CACHE/${d##*:}/Module.symvers" "$root/${d%%:*}/"
+done
 side_entry=$work/node/var/lib/intel-gpu-driver/builds/$kver/$side_key
 mkdir -p "$root/var/lib/intel-gpu-driver"
 cp -a "$work/node/var/lib/intel-gpu-driver/builds" "$root/var/lib/intel-gpu-driver/"
@@ -388,6 +407,17 @@ unload fwconflict-unload
 facts fwconflict-unload
 alog fwconflict; alog fwconflict-unload; dump fwconflict
 
+# dtk: the node without headers of its own; a Driver Toolkit image's decide
+H=$(readlink -f "/lib/modules/$(uname -r)/build")
+mv "$H" "$H.hidden"
+for v in other renamed good; do
+  agent --check --bundle /bundles/old --image-headers "/dtk-$v" --json >"/tmp/dtk-$v.json" 2>"/tmp/agent-dtk-$v.log"
+  echo "EXIT dtk-$v $?"
+  echo "SNAP dtk-$v $(tr '\n' ' ' <"/tmp/dtk-$v.json")"
+  alog "dtk-$v"
+done
+mv "$H.hidden" "$H"
+
 # enforced: module signatures enforced from now on: a build's unsigned modules would be refused
 echo 1 >/sys/module/module/parameters/sig_enforce
 echo "FACT enforce on=$(cat /sys/module/module/parameters/sig_enforce)"
@@ -396,6 +426,12 @@ wait_status 120 '"phase" *: *"refused"'
 snap enforced; facts enforced
 stop enforced TERM
 alog enforced; dump enforced
+grep -m 3 -E '^(\.builtin_trusted_keys|\.secondary_trusted_keys|\.machine|\.platform)|keyring' /proc/keys | sed 's/^/LOG keys /'
+start untrusted --bundle /bundles/old --build-mode sidecar --build-timeout 30 --signing-cert /keys/signing.crt
+wait_status 120 '"phase" *: *"refused"'
+snap untrusted; facts untrusted
+stop untrusted TERM
+alog untrusted
 
 echo "LCVM END"
 poweroff -f

@@ -1,12 +1,13 @@
 // libFuzzer target: the host's text files the entrypoint parses - /proc/modules,
-// modules.builtin, modprobe.d's "options" lines and the kernel command line
-// (probes/loaded_modules.h, probes/module_options.h). A hostile host tree can at worst give an
+// modules.builtin, modprobe.d's "options" lines, the kernel command line and keyctl's key
+// descriptions (probes/loaded_modules.h, probes/module_options.h, probes/keyrings.h). A hostile host tree can at worst give an
 // error naming the file: never a crash, a leak or undefined behaviour.
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
 #include <string_view>
 
+#include "probes/keyrings.h"
 #include "probes/loaded_modules.h"
 #include "probes/module_options.h"
 
@@ -26,6 +27,11 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   }
   for (const auto& [name, param] : parse_cmdline_options(text)) {
     if (name.empty() || param.empty() || name.find('-') != std::string::npos) std::abort();
+  }
+  if (auto key = parse_key_description(text, "fuzz/keyring"); !key) {
+    if (key.error().path != "fuzz/keyring" || key.error().message.empty()) std::abort();
+  } else if (key->type.empty()) {
+    std::abort();
   }
   return 0;
 }

@@ -112,6 +112,22 @@ TEST_CASE("the cache key changes with every input and not with the order of the 
   CHECK(changed([](CacheKeyInputs& in) { in.release = "6.1.0-56-amd6"; in.proc_version = "4" + in.proc_version; }));
 }
 
+TEST_CASE("the sources digest: order-free, and what the cache key says of the sources") {
+  const auto base = base_inputs();
+  const std::string d = sources_digest(base.sources);
+  CHECK(d.size() == 64);
+  auto reordered = base.sources;
+  std::swap(reordered[0], reordered[1]);
+  CHECK(sources_digest(reordered) == d);
+  auto changed = base.sources;
+  changed[0].second = "ff";
+  CHECK(sources_digest(changed) != d);
+  // A reader without the builder's compiler matches on it: the compiler is not in it.
+  auto other_compiler = base;
+  other_compiler.compiler_version = "gcc-13";
+  CHECK(sources_digest(other_compiler.sources) == d);
+}
+
 TEST_CASE("the result JSON carries the contract's fields") {
   BuildResult r;
   r.result = "built";
@@ -133,6 +149,16 @@ TEST_CASE("the result JSON carries the contract's fields") {
   CHECK(j["modules"][0]["sha256"] == "00");
   CHECK(j["compiler"]["matches_kernel"] == true);
   CHECK_FALSE(j.contains("reason"));
+  CHECK_FALSE(j.contains("signer"));
+  r.entry = "/var/lib/intel-gpu-driver/builds/6.1.0-56-amd64/abc";
+  r.signer = "Example Corp module signing";
+  r.signing_key_id = "0a1b";
+  const auto signed_json = build_result_json(r);
+  CHECK(signed_json["entry"] == r.entry);
+  CHECK(signed_json["signer"]["name"] == r.signer);
+  CHECK(signed_json["signer"]["key_id"] == "0a1b");
+  CHECK(build_result_text(r).find("signed by: Example Corp module signing (key 0a1b)") != std::string::npos);
+  r.signer.clear();
   r.result = "failed";
   r.reason = "build_failed";
   r.modules.clear();

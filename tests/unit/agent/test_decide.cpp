@@ -21,6 +21,7 @@ struct Node {
   probes::SymversOrigin symvers;
   probes::BuildEnv build;
   probes::Policy policy;
+  SigningFacts signing;
 
   Node() {
     kabi::ModuleInfo m;
@@ -63,7 +64,8 @@ struct Node {
                                        .model = model,
                                        .symvers = symvers,
                                        .build = build,
-                                       .policy = policy});
+                                       .policy = policy,
+                                       .signing = &signing});
   }
 
   void refuse_module() {
@@ -184,6 +186,14 @@ TEST_CASE("decide: a refused module -> build where headers allow, else refuse wi
     CHECK(codes(n.decide()) == std::vector<std::string>{"modules_refused", "no_kernel_headers"});
     CHECK(n.decide().decision == Decision::Refuse);
   }
+  SECTION("no headers of the node's, and the image's are another kernel's: the mismatch named") {
+    n.build.possible = false;
+    n.build.mismatch = "the image's kernel headers (/usr/src/kernels) are for 6.1.0-47-amd64; the node runs 6.1.0-56-amd64";
+    auto r = n.decide();
+    CHECK(r.decision == Decision::Refuse);
+    CHECK(codes(r) == std::vector<std::string>{"modules_refused", "kernel_headers_mismatch"});
+    CHECK_THAT(r.reasons[1].message, Contains("are for 6.1.0-47-amd64"));
+  }
   SECTION("headers whose Module.symvers the kernel's own modules rejected") {
     probes::SymversCandidate c;
     c.state = probes::SymversCandidate::State::Rejected;
@@ -208,6 +218,42 @@ TEST_CASE("decide: a refused module -> build where headers allow, else refuse wi
     auto r = n.decide();
     CHECK(r.decision == Decision::Refuse);
     CHECK(codes(r).back() == "build_unsigned_enforced");
+  }
+  SECTION("signing: a trusted certificate makes the build possible where signatures are enforced") {
+    n.policy.sig_enforce = true;
+    n.signing.configured = true;
+    n.signing.identity.signer = "Example Corp: module signing";
+    n.signing.identity.key_ids = {"01", "aabb"};
+    n.signing.trust.where = ".machine";
+    SECTION("trusted") {
+      n.signing.trust.verdict = SigningTrust::Verdict::Trusted;
+      auto r = n.decide();
+      CHECK(r.decision == Decision::Build);
+      CHECK(codes(r) == std::vector<std::string>{"modules_refused", "build_possible", "build_signed"});
+      CHECK_THAT(r.reasons.back().message, Contains("Example Corp: module signing (aabb): trusted in .machine"));
+    }
+    SECTION("untrusted, or not known to be trusted: refused, never assumed") {
+      n.signing.trust.verdict = GENERATE(SigningTrust::Verdict::Untrusted, SigningTrust::Verdict::Unknown);
+      n.signing.trust.where.clear();
+      auto r = n.decide();
+      CHECK(r.decision == Decision::Refuse);
+      CHECK(codes(r).back() == "signing_key_untrusted");
+      CHECK_THAT(r.reasons.back().message, Contains("module.sig_enforce=1"));
+    }
+    SECTION("files that cannot be used: refused, enforced or not") {
+      n.policy.sig_enforce = GENERATE(true, false);
+      n.signing.problem = "/secrets/key.pem: not a private key";
+      auto r = n.decide();
+      CHECK(r.decision == Decision::Refuse);
+      CHECK(codes(r).back() == "signing_key_unusable");
+    }
+    SECTION("not enforced: built and signed, the trust said") {
+      n.policy.sig_enforce = false;
+      n.signing.trust.verdict = SigningTrust::Verdict::Untrusted;
+      auto r = n.decide();
+      CHECK(r.decision == Decision::Build);
+      CHECK_THAT(r.reasons.back().message, Contains("untrusted"));
+    }
   }
 }
 

@@ -144,8 +144,10 @@ TEST_CASE("journal: round trip; another boot's journal is empty; a corrupt one i
   j.removed = {{"e1000", "/lib/modules/6.1.0-56-amd64/kernel/drivers/net/ethernet/intel/e1000/e1000.ko"}};
   j.firmware_previous_path = "";
   j.firmware_path = "/var/lib/intel-gpu-driver/firmware/abc";
+  j.source = "built";
   REQUIRE(save_journal(dir, j));
   auto back = load_journal(dir, "boot-1").value();
+  CHECK(back.source == "built");
   CHECK(back.inserted.size() == 2);
   CHECK(back.inserted[1].name == "agent_test_nic");
   CHECK(back.inserted[1].build_id == "bb");
@@ -210,6 +212,24 @@ TEST_CASE("firmware: firmware_class.path is written through the root") {
   CHECK_THAT(r.error().what(), Contains("firmware_class"));
 }
 
+TEST_CASE("ScratchDir: private, and removed with what is in it, links not followed") {
+  TempDir outside;
+  write_file(outside / "keep", "x");
+  std::string path;
+  {
+    auto d = ScratchDir::make("agent-test-scratch");
+    REQUIRE(d);
+    path = d->path();
+    CHECK((fs::status(path).permissions() & fs::perms::all) == fs::perms::owner_all);
+    write_file(fs::path(path) / "a/b/c.ko", "module");
+    fs::create_symlink(outside.path(), fs::path(path) / "link");
+    ScratchDir moved = std::move(*d);
+    CHECK(moved.path() == path);
+  }
+  CHECK_FALSE(fs::exists(path));
+  CHECK(fs::exists(outside / "keep"));
+}
+
 TEST_CASE("status: every documented field, phases by name") {
   Status s;
   s.agent_version = "agent 0.1.0";
@@ -226,9 +246,29 @@ TEST_CASE("status: every documented field, phases by name") {
   const auto j = to_json(s, "t1");
   for (const char* k : {"schema", "agent_version", "boot_id", "pid", "kernel", "phase", "decision", "source", "since",
                         "updated", "devices", "modules", "reasons", "conflicts", "removed", "firmware", "failure",
-                        "event", "fast_path", "timings"})
+                        "event", "fast_path", "timings", "build"})
     CHECK(j.contains(k));
   CHECK(j["phase"] == "waiting-for-build");
+  CHECK(j["build"].is_null());
+  s.phase = Phase::Building;
+  s.build = BuildState{"node", std::nullopt, "12 s: CC [M] agent_test_nic.o"};
+  auto building = to_json(s, "t2");
+  CHECK(building["phase"] == "building");
+  CHECK(building["build"]["mode"] == "node");
+  CHECK(building["build"]["result"].is_null());
+  CHECK(building["build"]["progress"] == "12 s: CC [M] agent_test_nic.o");
+  BuildResult r;
+  r.result = "failed";
+  r.reason = "build_failed";
+  r.log = "/var/lib/intel-gpu-driver/builds/k/key/build.log";
+  r.key = "key";
+  s.build = BuildState{"sidecar", r, ""};
+  auto failed = to_json(s, "t3");
+  CHECK(failed["build"]["result"] == "failed");
+  CHECK(failed["build"]["reason"] == "build_failed");
+  CHECK(failed["build"]["log"] == r.log);
+  CHECK(failed["build"]["signer"].is_null());
+  CHECK(failed["build"]["progress"].is_null());
   CHECK(j["source"].is_null());
   CHECK(j["failure"]["errno_name"] == "ENXIO");
   CHECK(j["modules"][0]["inserted"] == true);

@@ -28,6 +28,7 @@
 #include "kabi/kernel_keys.h"
 #include "kabi/signature.h"
 #include "test_util.h"
+#include "../test_certs.h"
 
 namespace fs = std::filesystem;
 using agent::CHandle;
@@ -39,44 +40,15 @@ using namespace std::string_literals;
 
 namespace {
 
-using Key = CHandle<EVP_PKEY, EVP_PKEY_free>;
-using Cert = CHandle<X509, X509_free>;
-
-Key rsa_key() { return Key(EVP_PKEY_Q_keygen(nullptr, nullptr, "RSA", size_t{2048})); }
-Key ec_key() { return Key(EVP_PKEY_Q_keygen(nullptr, nullptr, "EC", "P-256")); }
+using agent::test::Cert;
+using agent::test::der_of;
+using agent::test::ec_key;
+using agent::test::Key;
+using agent::test::rsa_key;
 
 // A self-signed v3 certificate with a subject key identifier, like certs/x509.genkey makes.
 Cert make_cert(EVP_PKEY* key, const char* cn, long serial) {
-  Cert cert(X509_new());
-  X509_set_version(cert.get(), 2);
-  ASN1_INTEGER_set(X509_get_serialNumber(cert.get()), serial);
-  X509_NAME* name = X509_get_subject_name(cert.get());
-  X509_NAME_add_entry_by_txt(name, "O", MBSTRING_ASC, reinterpret_cast<const unsigned char*>("agent test"), -1, -1, 0);
-  X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC, reinterpret_cast<const unsigned char*>(cn), -1, -1, 0);
-  X509_set_issuer_name(cert.get(), name);
-  X509_gmtime_adj(X509_getm_notBefore(cert.get()), 0);
-  X509_gmtime_adj(X509_getm_notAfter(cert.get()), 3600L * 24 * 365);
-  X509_set_pubkey(cert.get(), key);
-  X509V3_CTX ctx;
-  X509V3_set_ctx_nodb(&ctx);
-  X509V3_set_ctx(&ctx, cert.get(), cert.get(), nullptr, nullptr, 0);
-  for (auto [nid, value] : {std::pair{NID_subject_key_identifier, "hash"}, std::pair{NID_basic_constraints, "critical,CA:FALSE"},
-                            std::pair{NID_key_usage, "digitalSignature"}}) {
-    CHandle<X509_EXTENSION, X509_EXTENSION_free> ext(X509V3_EXT_conf_nid(nullptr, &ctx, nid, value));
-    REQUIRE(ext);
-    X509_add_ext(cert.get(), ext.get(), -1);
-  }
-  REQUIRE(X509_sign(cert.get(), key, EVP_sha256()) > 0);
-  return cert;
-}
-
-std::string der_of(X509* cert) {
-  unsigned char* buf = nullptr;
-  const int len = i2d_X509(cert, &buf);
-  REQUIRE(len > 0);
-  std::string der(reinterpret_cast<char*>(buf), static_cast<size_t>(len));
-  OPENSSL_free(buf);
-  return der;
+  return agent::test::make_cert(key, {.cn = cn, .o = "agent test", .serial = serial});
 }
 
 // What scripts/sign-file appends: the detached CMS (no certificates, no signed attributes),

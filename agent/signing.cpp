@@ -1,0 +1,409 @@
+#include "agent/signing.h"
+
+#include <algorithm>
+#include <array>
+#include <cerrno>
+#include <cstdint>
+#include <optional>
+
+#include <openssl/asn1.h>
+#include <openssl/bio.h>
+#include <openssl/cms.h>
+#include <openssl/err.h>
+#include <openssl/objects.h>
+#include <openssl/pem.h>
+#include <openssl/x509v3.h>
+
+#include "kabi/file_io.h"
+#include "kabi/kernel_keys.h"
+#include "kabi/module.h"
+#include "kabi/signature.h"
+#include "kabi/text.h"
+
+namespace agent {
+namespace {
+
+using Bio = CHandle<BIO, BIO_free>;
+
+// The last OpenSSL error, for a message; clears the queue so later calls start clean.
+std::string openssl_error() {
+  const unsigned long e = ERR_peek_last_error();
+  std::string s;
+  if (e != 0) {
+    char buf[256];
+    ERR_error_string_n(e, buf, sizeof buf);
+    s = buf;
+  }
+  ERR_clear_error();
+  return s.empty() ? "unknown OpenSSL error" : s;
+}
+
+bool looks_pem(std::string_view bytes) { return bytes.find("-----BEGIN ") != std::string_view::npos; }
+
+// PEM_read_* prompts on the terminal for an encrypted key when given no callback; a node agent
+// has nobody to answer. This one refuses, so an encrypted key fails like any unreadable one.
+int no_passphrase(char*, int, int, void*) { return -1; }
+
+Bio memory_bio(std::string_view bytes) {
+  return Bio(BIO_new_mem_buf(bytes.data(), static_cast<int>(bytes.size())));
+}
+
+Result<CHandle<EVP_PKEY, EVP_PKEY_free>> parse_private_key(std::string_view bytes, const std::string& name) {
+  CHandle<EVP_PKEY, EVP_PKEY_free> key;
+  if (looks_pem(bytes)) {
+    Bio bio = memory_bio(bytes);
+    if (bio) key.reset(PEM_read_bio_PrivateKey(bio.get(), nullptr, no_passphrase, nullptr));
+    if (!key) {
+      const std::string why = openssl_error();
+      if (bytes.find("ENCRYPTED") != std::string_view::npos)
+        return fail(EINVAL, "the private key is encrypted; the agent needs it unencrypted (a Secret is the protection)",
+                    name);
+      return fail(EINVAL, "no private key in this PEM file (" + why + ")", name);
+    }
+  } else {
+    // DER: PKCS#8 PrivateKeyInfo or a traditional RSAPrivateKey / ECPrivateKey.
+    const auto* p = reinterpret_cast<const unsigned char*>(bytes.data());
+    key.reset(d2i_AutoPrivateKey(nullptr, &p, static_cast<long>(bytes.size())));
+    if (!key) return fail(EINVAL, "not a private key, PEM or DER (" + openssl_error() + ")", name);
+  }
+  ERR_clear_error();
+  const int type = EVP_PKEY_get_base_id(key.get());
+  if (type != EVP_PKEY_RSA && type != EVP_PKEY_EC)
+    return fail(EINVAL,
+                std::string("is a ") + (OBJ_nid2sn(type) ? OBJ_nid2sn(type) : "unknown") +
+                    " key; the kernel verifies module signatures made with RSA or ECDSA keys",
+                name);
+  return key;
+}
+
+Result<CHandle<X509, X509_free>> parse_certificate(std::string_view bytes, const std::string& name) {
+  CHandle<X509, X509_free> cert;
+  if (looks_pem(bytes)) {
+    Bio bio = memory_bio(bytes);
+    if (bio) cert.reset(PEM_read_bio_X509(bio.get(), nullptr, no_passphrase, nullptr));
+  } else {
+    const auto* p = reinterpret_cast<const unsigned char*>(bytes.data());
+    cert.reset(d2i_X509(nullptr, &p, static_cast<long>(bytes.size())));
+  }
+  if (!cert) return fail(EINVAL, "not an X.509 certificate, PEM or DER (" + openssl_error() + ")", name);
+  ERR_clear_error();
+  return cert;
+}
+
+std::string der_of(X509* cert) {
+  unsigned char* buf = nullptr;
+  const int len = i2d_X509(cert, &buf);
+  if (len <= 0) return {};
+  std::string der(reinterpret_cast<char*>(buf), static_cast<size_t>(len));
+  OPENSSL_free(buf);
+  return der;
+}
+
+std::string asn1_time_text(const ASN1_TIME* t) {
+  Bio bio(BIO_new(BIO_s_mem()));
+  if (!bio || ASN1_TIME_print(bio.get(), t) != 1) return "?";
+  char* data = nullptr;
+  const long len = BIO_get_mem_data(bio.get(), &data);
+  return data && len > 0 ? std::string(data, static_cast<size_t>(len)) : "?";
+}
+
+// The raw bytes of the last entry of `nid` in a name (the kernel's x509_extract_name_segment
+// keeps the last one it meets), as they are in the DER: no conversion of BMP or UTF8 strings.
+std::optional<std::string> name_segment(const X509_NAME* name, int nid) {
+  std::optional<std::string> found;
+  for (int i = -1; (i = X509_NAME_get_index_by_NID(name, nid, i)) >= 0;) {
+    const ASN1_STRING* s = X509_NAME_ENTRY_get_data(X509_NAME_get_entry(name, i));
+    if (s && ASN1_STRING_length(s) > 0)
+      found = std::string(reinterpret_cast<const char*>(ASN1_STRING_get0_data(s)), static_cast<size_t>(ASN1_STRING_length(s)));
+  }
+  return found;
+}
+
+// x509_fabricate_name, on OpenSSL's parse of the name.
+std::string kernel_subject_name(const X509_NAME* name) {
+  const auto cn = name_segment(name, NID_commonName);
+  const auto o = name_segment(name, NID_organizationName);
+  if (cn && o) {
+    // The CN alone when the O is its prefix, or both share a significant (7-byte) start.
+    if (cn->size() >= o->size() && cn->compare(0, o->size(), *o) == 0) return *cn;
+    if (cn->size() >= 7 && o->size() >= 7 && cn->compare(0, 7, *o, 0, 7) == 0) return *cn;
+    return *o + ": " + *cn;
+  }
+  if (cn) return *cn;
+  if (o) return *o;
+  if (auto email = name_segment(name, NID_pkcs9_emailAddress)) return *email;
+  return {};
+}
+
+// The serial number's DER content octets (x509_note_serial keeps them raw: a positive serial
+// whose top bit is set keeps its leading 00).
+std::string raw_serial_hex(const X509* cert) {
+  const ASN1_INTEGER* serial = X509_get0_serialNumber(cert);
+  unsigned char* der = nullptr;
+  const int len = serial ? i2d_ASN1_INTEGER(serial, &der) : 0;
+  if (len <= 2) {
+    OPENSSL_free(der);
+    return {};
+  }
+  // Tag 02, then a short (< 0x80) or long (0x8N + N bytes) length.
+  size_t at = 1;
+  const unsigned char l = der[at++];
+  if (l & 0x80) at += l & 0x7f;
+  std::string hex = at < static_cast<size_t>(len) ? hex_bytes(der + at, static_cast<size_t>(len) - at) : std::string();
+  OPENSSL_free(der);
+  return hex;
+}
+
+SigningIdentity identity_of(X509* cert, std::string_view der) {
+  SigningIdentity id;
+  id.signer = kernel_subject_name(X509_get_subject_name(cert));
+  id.key_ids = kabi::certificate_key_ids(der);
+  std::string hex;
+  if (const ASN1_OCTET_STRING* skid = X509_get0_subject_key_id(cert))
+    hex = hex_bytes(ASN1_STRING_get0_data(skid), static_cast<size_t>(ASN1_STRING_length(skid)));
+  else
+    hex = raw_serial_hex(cert);
+  id.description = id.signer + ": " + hex;
+  return id;
+}
+
+}  // namespace
+
+Result<SigningIdentity> certificate_identity(std::string_view der, const std::string& name) {
+  kabi::init_crypto();
+  const auto* p = reinterpret_cast<const unsigned char*>(der.data());
+  CHandle<X509, X509_free> cert(d2i_X509(nullptr, &p, static_cast<long>(der.size())));
+  if (!cert) return fail(EINVAL, "not a DER X.509 certificate (" + openssl_error() + ")", name);
+  return identity_of(cert.get(), der);
+}
+
+Result<std::pair<std::string, SigningIdentity>> load_certificate(const std::filesystem::path& cert) {
+  kabi::init_crypto();
+  auto bytes = kabi::read_file(cert, kMaxSigningFileSize);
+  if (!bytes) return tl::unexpected(bytes.error());
+  auto x509 = parse_certificate(*bytes, cert.string());
+  if (!x509) return tl::unexpected(x509.error());
+  std::string der = der_of(x509->get());
+  if (der.empty()) return fail(EIO, "cannot encode the certificate (" + openssl_error() + ")", cert.string());
+  SigningIdentity id = identity_of(x509->get(), der);
+  return std::make_pair(std::move(der), std::move(id));
+}
+
+Result<SigningKey> load_signing_key(const std::filesystem::path& key, const std::filesystem::path& cert) {
+  kabi::init_crypto();
+  SigningKey k;
+  k.key_path = key;
+  k.cert_path = cert;
+  auto key_bytes = kabi::read_file(key, kMaxSigningFileSize);
+  if (!key_bytes) return tl::unexpected(key_bytes.error());
+  auto cert_bytes = kabi::read_file(cert, kMaxSigningFileSize);
+  if (!cert_bytes) return tl::unexpected(cert_bytes.error());
+
+  auto pkey = parse_private_key(*key_bytes, key.string());
+  // The key's bytes are secret: gone from this process's heap as soon as they are parsed.
+  OPENSSL_cleanse(key_bytes->data(), key_bytes->size());
+  if (!pkey) return tl::unexpected(pkey.error());
+  k.key = std::move(*pkey);
+  auto x509 = parse_certificate(*cert_bytes, cert.string());
+  if (!x509) return tl::unexpected(x509.error());
+  k.cert = std::move(*x509);
+
+  if (X509_check_private_key(k.cert.get(), k.key.get()) != 1) {
+    ERR_clear_error();
+    return fail(EKEYREJECTED, "the private key is not the key of the certificate " + cert.string(), key.string());
+  }
+  // The kernel does not look at keyUsage for module signatures, but a certificate that says
+  // it must not sign is a mistake of whoever issued it; OpenSSL's own verifiers refuse it too.
+  if ((X509_get_extension_flags(k.cert.get()) & EXFLAG_KUSAGE) != 0 &&
+      (X509_get_key_usage(k.cert.get()) & KU_DIGITAL_SIGNATURE) == 0)
+    return fail(EKEYREJECTED, "the certificate's keyUsage extension does not allow digitalSignature", cert.string());
+
+  if (X509_cmp_current_time(X509_get0_notAfter(k.cert.get())) < 0)
+    k.validity_warning = "certificate expired on " + asn1_time_text(X509_get0_notAfter(k.cert.get()));
+  else if (X509_cmp_current_time(X509_get0_notBefore(k.cert.get())) > 0)
+    k.validity_warning = "certificate not valid before " + asn1_time_text(X509_get0_notBefore(k.cert.get()));
+
+  k.cert_der = der_of(k.cert.get());
+  if (k.cert_der.empty()) return fail(EIO, "cannot encode the certificate (" + openssl_error() + ")", cert.string());
+  k.cert_sha256 = kabi::sha256_hex(k.cert_der);
+  k.identity = identity_of(k.cert.get(), k.cert_der);
+  return k;
+}
+
+bool is_module_signature_hash(std::string_view hash) noexcept {
+  static constexpr std::array<std::string_view, 7> kHashes = {"sha224", "sha256", "sha384", "sha512",
+                                                              "sha3-256", "sha3-384", "sha3-512"};
+  return std::find(kHashes.begin(), kHashes.end(), hash) != kHashes.end();
+}
+
+Result<std::string> sign_module(std::string_view module_bytes, const SigningKey& key, const std::string& path_for_errors,
+                                std::string_view hash) {
+  kabi::init_crypto();
+  if (const kabi::Compression c = kabi::detect_compression(module_bytes); c != kabi::Compression::None)
+    return fail(EINVAL,
+                std::string("is ") + std::string(kabi::compression_name(c)) +
+                    "-compressed: a module is signed uncompressed and compressed after",
+                path_for_errors);
+  if (module_bytes.size() < 4 || module_bytes.substr(0, 4) != "\x7f" "ELF")
+    return fail(ENOEXEC, "not an ELF module", path_for_errors);
+  if (module_bytes.size() >= kabi::kSignatureMagic.size() &&
+      module_bytes.substr(module_bytes.size() - kabi::kSignatureMagic.size()) == kabi::kSignatureMagic)
+    return fail(EEXIST, "already carries a module signature", path_for_errors);
+  if (!is_module_signature_hash(hash))
+    return fail(EINVAL, "\"" + std::string(hash) + "\" is not a digest the kernel verifies module signatures with",
+                path_for_errors);
+  if (!key.key || !key.cert) return fail(EINVAL, "no signing key loaded", path_for_errors);
+  const EVP_MD* md = EVP_get_digestbyname(std::string(hash).c_str());
+  if (!md) return fail(EINVAL, "OpenSSL does not know the digest " + std::string(hash), path_for_errors);
+
+  // A SignedData with no signer yet (CMS_PARTIAL), so that the digest is ours, not the key's
+  // default; detached: the module is beside the signature, not inside it.
+  constexpr unsigned kFlags = CMS_PARTIAL | CMS_DETACHED | CMS_BINARY | CMS_NOCERTS | CMS_NOSMIMECAP | CMS_NOATTR;
+  CHandle<CMS_ContentInfo, CMS_ContentInfo_free> cms(CMS_sign(nullptr, nullptr, nullptr, nullptr, kFlags));
+  if (!cms) return fail(EIO, "cannot start a CMS signature (" + openssl_error() + ")", path_for_errors);
+  // Without CMS_USE_KEYID the signer is named by issuer and serial number, as sign-file does by
+  // default and the kernel's pkcs7 parser expects.
+  if (!CMS_add1_signer(cms.get(), key.cert.get(), key.key.get(), md, kFlags & ~CMS_PARTIAL & ~CMS_DETACHED))
+    return fail(EIO, "cannot add the signer (" + openssl_error() + ")", path_for_errors);
+  Bio content = memory_bio(module_bytes);
+  if (!content || CMS_final(cms.get(), content.get(), nullptr, CMS_BINARY | CMS_DETACHED) != 1)
+    return fail(EIO, "cannot sign (" + openssl_error() + ")", path_for_errors);
+  unsigned char* der = nullptr;
+  const int der_len = i2d_CMS_ContentInfo(cms.get(), &der);
+  if (der_len <= 0) return fail(EIO, "cannot encode the signature (" + openssl_error() + ")", path_for_errors);
+  const std::string signature(reinterpret_cast<char*>(der), static_cast<size_t>(der_len));
+  OPENSSL_free(der);
+
+  // struct module_signature (include/linux/module_signature.h): algo, hash, id_type,
+  // signer_len, key_id_len, 3 bytes of padding, then sig_len big-endian. For PKCS#7 all but
+  // id_type and sig_len are zero: the signature names its own algorithms and signer.
+  constexpr char kPkeyIdPkcs7 = 2;
+  const auto len = static_cast<uint32_t>(signature.size());
+  const char trailer[12] = {0, 0, kPkeyIdPkcs7, 0, 0, 0, 0, 0, static_cast<char>(len >> 24),
+                            static_cast<char>(len >> 16), static_cast<char>(len >> 8), static_cast<char>(len)};
+  std::string out;
+  out.reserve(module_bytes.size() + signature.size() + sizeof trailer + kabi::kSignatureMagic.size());
+  out.append(module_bytes);
+  out.append(signature);
+  out.append(trailer, sizeof trailer);
+  out.append(kabi::kSignatureMagic);
+  return out;
+}
+
+// ---- trust -----------------------------------------------------------------------------------
+namespace {
+
+// Lowercase hex without leading 00 octets: the kernel keeps a serial number's sign octet in a
+// description, kabi::certificate_key_ids does not.
+std::string canonical_hex(std::string_view hex) {
+  while (hex.size() > 2 && hex.substr(0, 2) == "00") hex.remove_prefix(2);
+  std::string s(hex);
+  for (char& c : s)
+    if (c >= 'A' && c <= 'F') c = static_cast<char>(c - 'A' + 'a');
+  return s;
+}
+
+bool same_key(const SigningIdentity& id, const probes::KeyDescription& k) {
+  if (k.type != "asymmetric") return false;
+  if (k.description == id.description) return true;
+  // Same key under another subject name: the kernel finds a signer by id
+  // (pkcs7_validate_trust -> find_asymmetric_key), not by name. A description ends with the
+  // SKID, or the serial number without one - the last of key_ids either way.
+  const size_t colon = k.description.rfind(": ");
+  if (colon == std::string::npos || id.key_ids.empty()) return false;
+  const std::string suffix = canonical_hex(std::string_view(k.description).substr(colon + 2));
+  return !suffix.empty() && suffix == canonical_hex(id.key_ids.back());
+}
+
+bool holds(const probes::Keyring* k, const SigningIdentity& id) {
+  return k && k->state == probes::Keyring::State::Read &&
+         std::any_of(k->keys.begin(), k->keys.end(), [&](const probes::KeyDescription& d) { return same_key(id, d); });
+}
+
+bool is_read(const probes::Keyring* k) { return k && k->state == probes::Keyring::State::Read; }
+// Read, or known to be absent from this kernel (not found while .builtin_trusted_keys, which
+// every signing kernel has, was found: so this is not a namespace that hides them all).
+bool is_known(const probes::Keyring* k, bool builtin_read) {
+  return is_read(k) || (builtin_read && k && k->state == probes::Keyring::State::NotFound && k->error == ENOKEY);
+}
+
+std::string state_text(const probes::Keyring* k, std::string_view name) {
+  if (!k) return std::string(name) + " not probed";
+  if (k->state == probes::Keyring::State::Read) return std::string(name) + " read";
+  return std::string(name) + ": " + (k->problem.empty() ? std::string(probes::keyring_state_name(k->state)) : k->problem);
+}
+
+}  // namespace
+
+std::string_view signing_verdict_name(SigningTrust::Verdict v) noexcept {
+  switch (v) {
+    case SigningTrust::Verdict::Trusted: return "trusted";
+    case SigningTrust::Verdict::Untrusted: return "untrusted";
+    case SigningTrust::Verdict::Unknown: return "unknown";
+  }
+  return "?";
+}
+
+SigningTrust signing_trust(const SigningIdentity& id, const probes::KernelKeyrings& keyrings,
+                           const std::vector<std::string>& image_certs_der) {
+  using V = SigningTrust::Verdict;
+  const probes::Keyring* builtin = keyrings.find(probes::kBuiltinKeyring);
+  const probes::Keyring* secondary = keyrings.find(probes::kSecondaryKeyring);
+  const probes::Keyring* machine = keyrings.find(probes::kMachineKeyring);
+  const probes::Keyring* platform = keyrings.find(probes::kPlatformKeyring);
+  const std::string who = "\"" + id.description + "\"";
+
+  // kernel/module/signing.c mod_verify_sig() -> verify_pkcs7_signature(...,
+  // VERIFY_USE_SECONDARY_KEYRING, VERIFYING_MODULE_SIGNATURE): certs/system_keyring.c resolves
+  // that to .secondary_trusted_keys (or .builtin_trusted_keys without
+  // CONFIG_SECONDARY_TRUSTED_KEYRING). system_trusted_keyring_init() links .builtin_trusted_keys
+  // into the secondary, set_machine_trusted_keys() links .machine into it. .platform is reached
+  // only through VERIFY_USE_PLATFORM_KEYRING (kexec, IMA), never for a module.
+  if (holds(builtin, id))
+    return {V::Trusted, std::string(probes::kBuiltinKeyring), who + " is in " + std::string(probes::kBuiltinKeyring)};
+  if (holds(secondary, id))
+    return {V::Trusted, std::string(probes::kSecondaryKeyring), who + " is in " + std::string(probes::kSecondaryKeyring)};
+  if (holds(machine, id))
+    return {V::Trusted, std::string(probes::kMachineKeyring),
+            who + " is in " + std::string(probes::kMachineKeyring) + ", which the kernel links into " +
+                std::string(probes::kSecondaryKeyring)};
+
+  const bool builtin_read = is_read(builtin);
+  const bool complete = builtin_read && is_known(secondary, true) && is_known(machine, true);
+  const bool in_platform = holds(platform, id);
+  const std::string platform_note =
+      in_platform ? "; it is in " + std::string(probes::kPlatformKeyring) +
+                        ", which the kernel uses for kexec and IMA, not for modules"
+                  : std::string();
+  if (complete)
+    return {V::Untrusted, in_platform ? std::string(probes::kPlatformKeyring) : std::string(),
+            who + " is in none of the keyrings the kernel verifies modules with (" +
+                std::string(probes::kBuiltinKeyring) + ", " + std::string(probes::kSecondaryKeyring) + ", " +
+                std::string(probes::kMachineKeyring) + ")" + platform_note};
+
+  const std::string unread = state_text(builtin, probes::kBuiltinKeyring) + "; " +
+                             state_text(secondary, probes::kSecondaryKeyring) + "; " +
+                             state_text(machine, probes::kMachineKeyring);
+  if (!builtin_read) {
+    // No keyring to go by: the built-in keyring is what the image holds.
+    for (const std::string& der : image_certs_der) {
+      auto image_id = certificate_identity(der, "kernel image certificate");
+      if (!image_id) continue;
+      const bool same = image_id->description == id.description ||
+                        (!id.key_ids.empty() && !image_id->key_ids.empty() && image_id->key_ids == id.key_ids);
+      if (same)
+        return {V::Trusted, std::string(kImageCertificates),
+                who + " is among " + std::string(kImageCertificates) + " (the keyrings could not be read: " + unread + ")"};
+    }
+    if (!image_certs_der.empty())
+      return {V::Unknown, in_platform ? std::string(probes::kPlatformKeyring) : std::string(),
+              who + " is not among the " + std::to_string(image_certs_der.size()) + " certificates built into the "
+                  "kernel image, and keys added at run time (" + std::string(probes::kSecondaryKeyring) + ", " +
+                  std::string(probes::kMachineKeyring) + ": MOK) can't be known from it; the keyrings could not be "
+                  "read (" + unread + ")" + platform_note};
+  }
+  return {V::Unknown, in_platform ? std::string(probes::kPlatformKeyring) : std::string(),
+          who + " was not found in the keyrings that could be read, and some could not (" + unread + ")" + platform_note};
+}
+
+}  // namespace agent

@@ -1,0 +1,121 @@
+// Signing the modules the agent builds on a node, and whether the node's kernel will trust the
+// signature.
+//
+// When the kernel enforces module signatures (module.sig_enforce, CONFIG_MODULE_SIG_FORCE or
+// lockdown), a module built on the node loads only if it is signed by a key the kernel trusts
+// for modules. The operator gives the key and its certificate as files (a mounted Secret); the
+// agent checks the certificate against the kernel's keyrings before building, and appends the
+// signature the way scripts/sign-file does. See docs/signing.md.
+#pragma once
+
+#include <filesystem>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <openssl/evp.h>
+#include <openssl/x509.h>
+
+#include "kabi/handles.h"
+#include "kabi/result.h"
+#include "probes/keyrings.h"
+
+namespace agent {
+
+// A certificate as the kernel's asymmetric key type names it once it is in a keyring.
+struct SigningIdentity {
+  // The subject as crypto/asymmetric_keys/x509_cert_parser.c (x509_fabricate_name) builds it:
+  // the CN alone when the O is empty, is a prefix of the CN, or shares its first 7 bytes;
+  // "O: CN" when both are there otherwise; the O, or else the emailAddress, without a CN.
+  std::string signer;
+  // Lowercase hex: serial number, then subject key identifier if any (kabi::certificate_key_ids;
+  // the ids kabi's signature reader gives a module's signer).
+  std::vector<std::string> key_ids;
+  // What the key is called in a keyring (x509_key_preparse): "<signer>: <hex>", the hex being
+  // the subject key identifier, or without one the serial number's DER content bytes (a leading
+  // 00 included when the DER has one).
+  std::string description;
+};
+
+// The identity of a DER certificate; EINVAL (naming `name`) when it does not parse.
+[[nodiscard]] Result<SigningIdentity> certificate_identity(std::string_view der, const std::string& name);
+
+// A module signing key and its certificate, loaded and checked.
+struct SigningKey {
+  std::filesystem::path key_path;
+  std::filesystem::path cert_path;
+  SigningIdentity identity;
+  std::string cert_der;
+  std::string cert_sha256;  // lowercase hex, of cert_der
+  // Not an error: the kernel checks no validity dates on module signatures. Empty, or e.g.
+  // "certificate expired on Jan  1 00:00:00 2025 GMT".
+  std::string validity_warning;
+  CHandle<EVP_PKEY, EVP_PKEY_free> key;
+  CHandle<X509, X509_free> cert;
+};
+
+// A certificate alone (PEM or DER, the first of a PEM file), for judging the trust where no
+// key is at hand (the entrypoint whose sidecar signs): its DER and identity. Errors name the file.
+[[nodiscard]] Result<std::pair<std::string, SigningIdentity>> load_certificate(const std::filesystem::path& cert);
+
+// The largest key or certificate file read (a PEM certificate chain is a few KiB).
+inline constexpr size_t kMaxSigningFileSize = size_t{1} << 20;
+
+// Reads a private key (PEM or DER; PKCS#8 or traditional; RSA or EC; not encrypted: it comes
+// from a Secret, and nobody is there to type a passphrase) and an X.509 certificate (PEM or
+// DER; the first one of a PEM file), regular files followed through symlinks (a mounted
+// Secret's files are symlinks), at most kMaxSigningFileSize each. Errors name the file:
+// unreadable; not a key (or encrypted, or neither RSA nor EC); not a certificate; EKEYREJECTED
+// when the key is not the certificate's, or the certificate has a keyUsage extension without
+// digitalSignature.
+[[nodiscard]] Result<SigningKey> load_signing_key(const std::filesystem::path& key, const std::filesystem::path& cert);
+
+// The digests the kernel's PKCS#7 verifier knows (crypto/asymmetric_keys/pkcs7_parser.c);
+// the sha3 ones since Linux 6.7.
+[[nodiscard]] bool is_module_signature_hash(std::string_view hash) noexcept;
+
+// Returns the module with a signature appended, as scripts/sign-file appends it and
+// kernel/module/signing.c (mod_verify_sig) reads it:
+//   module | PKCS#7 | struct module_signature | "~Module signature appended~\n"
+// where PKCS#7 is a detached CMS SignedData over the whole module, DER, with one signer named
+// by issuer and serial number, digest `hash`, no signed attributes (pkcs7_verify refuses a
+// module signature with authenticated attributes) and no certificates (the kernel has its own);
+// struct module_signature is zero but for id_type = PKEY_ID_PKCS7 (2) and the big-endian
+// signature length.
+// `module_bytes` is the raw ELF: a .ko.xz/.ko.zst/.ko.gz is signed uncompressed and compressed
+// afterwards, as kbuild does; it is the caller's business to decompress and recompress (a
+// compressed input is EINVAL). Errors name `path_for_errors`: ENOEXEC not an ELF, EEXIST
+// already signed, EINVAL an unknown hash, EIO OpenSSL failed.
+[[nodiscard]] Result<std::string> sign_module(std::string_view module_bytes, const SigningKey& key,
+                                              const std::string& path_for_errors, std::string_view hash = "sha256");
+
+// Whether the running kernel will accept module signatures made with a certificate.
+struct SigningTrust {
+  enum class Verdict { Trusted, Untrusted, Unknown };
+  Verdict verdict = Verdict::Unknown;
+  // Where the certificate was found: a keyring's name, or "the kernel image's built-in
+  // certificates"; empty when not found.
+  std::string where;
+  std::string detail;  // for a person: why
+};
+
+[[nodiscard]] std::string_view signing_verdict_name(SigningTrust::Verdict v) noexcept;
+
+inline constexpr std::string_view kImageCertificates = "the kernel image's built-in certificates";
+
+// Pure. The kernel verifies module signatures against .secondary_trusted_keys, which links
+// .builtin_trusted_keys and (CONFIG_INTEGRITY_MACHINE_KEYRING) .machine, or against
+// .builtin_trusted_keys alone without CONFIG_SECONDARY_TRUSTED_KEYRING; never against .platform
+// (kexec and IMA only). A key is found in a keyring by its description or, failing that, by the
+// key id its description ends with.
+//   Trusted   - in a readable module keyring, or (no keyring readable) among `image_certs_der`,
+//               the certificates built into the running kernel's image (kabi::extract_kernel_certificates).
+//   Untrusted - every module keyring was read (or is absent from this kernel) and it is in none;
+//               the detail says when it is only in .platform.
+//   Unknown   - not found, and some keyring that counts could not be read. The image holds only
+//               the built-in keyring: keys added at run time (.secondary_trusted_keys, .machine:
+//               MOK) can't be known from it.
+[[nodiscard]] SigningTrust signing_trust(const SigningIdentity& identity, const probes::KernelKeyrings& keyrings,
+                                         const std::vector<std::string>& image_certs_der);
+
+}  // namespace agent

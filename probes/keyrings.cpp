@@ -1,0 +1,127 @@
+#include "probes/keyrings.h"
+
+#include <cerrno>
+#include <charconv>
+#include <cstdlib>
+#include <cstring>
+#include <memory>
+
+#include <keyutils.h>
+
+namespace agent::probes {
+namespace {
+
+// A buffer keyctl_*_alloc() allocated with malloc.
+struct FreeDeleter {
+  void operator()(void* p) const noexcept { std::free(p); }
+};
+using MallocBuffer = std::unique_ptr<void, FreeDeleter>;
+
+bool parse_u32(std::string_view s, int base, uint32_t& out) {
+  if (s.empty()) return false;
+  const auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), out, base);
+  return ec == std::errc() && end == s.data() + s.size();
+}
+
+std::string errno_text(int e) { return std::strerror(e); }
+
+Keyring read_keyring(std::string_view name) {
+  Keyring k;
+  k.name = std::string(name);
+  errno = 0;
+  const key_serial_t id = find_key_by_type_and_desc("keyring", k.name.c_str(), 0);
+  if (id < 0) {
+    k.error = errno != 0 ? errno : ENOKEY;
+    // ENOKEY: no such keyring in sight. Anything else (/proc/keys missing, EACCES) is a failure
+    // to look, not an absence.
+    k.state = k.error == ENOKEY ? Keyring::State::NotFound : Keyring::State::Unreadable;
+    k.problem = "cannot find the keyring: " + errno_text(k.error);
+    return k;
+  }
+  void* raw = nullptr;
+  const long len = keyctl_read_alloc(id, &raw);
+  MallocBuffer list(raw);
+  if (len < 0) {
+    k.error = errno;
+    k.state = Keyring::State::Unreadable;
+    k.problem = "cannot read the keyring: " + errno_text(k.error);
+    return k;
+  }
+  const auto count = static_cast<size_t>(len) / sizeof(key_serial_t);
+  for (size_t i = 0; i < count; ++i) {
+    key_serial_t key = 0;
+    std::memcpy(&key, static_cast<const char*>(list.get()) + i * sizeof key, sizeof key);
+    char* text = nullptr;
+    const long n = keyctl_describe_alloc(key, &text);
+    MallocBuffer owned(text);
+    if (n < 0) {
+      // Revoked or unlinked since the listing, or a key we may not view: it can't be named, so
+      // the keyring is not fully known.
+      if (errno == ENOKEY || errno == EKEYREVOKED || errno == EKEYEXPIRED) continue;
+      k.error = errno;
+      k.state = Keyring::State::Unreadable;
+      k.problem = "cannot describe key " + std::to_string(key) + ": " + errno_text(k.error);
+      k.keys.clear();
+      return k;
+    }
+    auto d = parse_key_description(text ? std::string_view(text) : std::string_view(), k.name);
+    if (!d) {
+      k.error = d.error().code;
+      k.state = Keyring::State::Unreadable;
+      k.problem = d.error().message;
+      k.keys.clear();
+      return k;
+    }
+    k.keys.push_back(std::move(*d));
+  }
+  k.state = Keyring::State::Read;
+  return k;
+}
+
+}  // namespace
+
+Result<KeyDescription> parse_key_description(std::string_view text, const std::string& source) {
+  // keyctl_describe_alloc's length counts no NUL, but a caller may hand one in.
+  while (!text.empty() && (text.back() == '\0' || text.back() == '\n')) text.remove_suffix(1);
+  std::string_view fields[4];
+  std::string_view rest = text;
+  for (auto& f : fields) {
+    const size_t semi = rest.find(';');
+    if (semi == std::string_view::npos)
+      return fail(EINVAL, "key description \"" + std::string(text) + "\" has fewer than 5 ';'-separated fields", source);
+    f = rest.substr(0, semi);
+    rest.remove_prefix(semi + 1);
+  }
+  KeyDescription d;
+  if (fields[0].empty()) return fail(EINVAL, "key description \"" + std::string(text) + "\" has no type", source);
+  d.type = std::string(fields[0]);
+  // As keyctl_describe prints them: uid and gid in decimal, perm in hex (%08x).
+  if (!parse_u32(fields[1], 10, d.uid) || !parse_u32(fields[2], 10, d.gid) || !parse_u32(fields[3], 16, d.perm))
+    return fail(EINVAL, "key description \"" + std::string(text) + "\" has a malformed uid, gid or perm", source);
+  d.description = std::string(rest);
+  return d;
+}
+
+const Keyring* KernelKeyrings::find(std::string_view name) const {
+  for (const Keyring& k : keyrings)
+    if (k.name == name) return &k;
+  return nullptr;
+}
+
+std::string_view keyring_state_name(Keyring::State s) noexcept {
+  switch (s) {
+    case Keyring::State::Read: return "read";
+    case Keyring::State::NotFound: return "not-found";
+    case Keyring::State::Unreadable: return "unreadable";
+  }
+  return "?";
+}
+
+KernelKeyrings probe_keyrings() {
+  KernelKeyrings r;
+  for (std::string_view name : {kBuiltinKeyring, kSecondaryKeyring, kMachineKeyring, kPlatformKeyring})
+    r.keyrings.push_back(read_keyring(name));
+  return r;
+}
+
+}  // namespace agent::probes

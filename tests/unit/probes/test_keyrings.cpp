@@ -1,0 +1,95 @@
+// probes/keyrings: the parser of keyctl's describe strings, and the live probe's promise that a
+// keyring it could not read is never reported as an empty one.
+#include "probes/keyrings.h"
+
+#include <cerrno>
+#include <string>
+
+#include "catch2_compat.h"
+
+using namespace agent::probes;
+using Catch::Contains;
+
+TEST_CASE("parse_key_description: keys and keyrings as keyctl_describe prints them") {
+  auto d = parse_key_description("asymmetric;0;0;1f030000;Debian Secure Boot CA: 6ccece7e4c6c0d1f6149f3dd27dfcc5cbb419ea1",
+                                 ".platform");
+  REQUIRE(d);
+  CHECK(d->type == "asymmetric");
+  CHECK(d->uid == 0);
+  CHECK(d->gid == 0);
+  CHECK(d->perm == 0x1f030000);
+  CHECK(d->description == "Debian Secure Boot CA: 6ccece7e4c6c0d1f6149f3dd27dfcc5cbb419ea1");
+
+  d = parse_key_description("keyring;0;0;1f0b0000;.builtin_trusted_keys", ".secondary_trusted_keys");
+  REQUIRE(d);
+  CHECK(d->type == "keyring");
+  CHECK(d->perm == 0x1f0b0000);
+  CHECK(d->description == ".builtin_trusted_keys");
+
+  // The description is the rest of the line, ';' and all; a trailing NUL or newline is not in it.
+  static constexpr char kWithNul[] = "asymmetric;4294967295;1000;3f010000;Org; Unit: key: 01\n";
+  d = parse_key_description(std::string(kWithNul, sizeof kWithNul), "x");  // the NUL included
+  REQUIRE(d);
+  CHECK(d->uid == 4294967295u);
+  CHECK(d->gid == 1000);
+  CHECK(d->description == "Org; Unit: key: 01");
+
+  // An empty description is a description.
+  d = parse_key_description("user;0;0;3f010000;", "x");
+  REQUIRE(d);
+  CHECK(d->description.empty());
+}
+
+TEST_CASE("parse_key_description: malformed strings are errors naming the keyring") {
+  for (const char* bad : {"", "asymmetric", "asymmetric;0;0;1f030000", ";0;0;1f030000;desc", "asymmetric;x;0;1f030000;d",
+                          "asymmetric;0;-1;1f030000;d", "asymmetric;0;0;zz;d", "asymmetric;0;0;;d",
+                          "asymmetric;99999999999;0;1f030000;d", "asymmetric;0;0;1f0300001;d"}) {
+    INFO(bad);
+    auto d = parse_key_description(bad, ".machine");
+    REQUIRE(!d);
+    CHECK(d.error().code == EINVAL);
+    CHECK(d.error().path == ".machine");
+  }
+}
+
+TEST_CASE("KernelKeyrings::find and the state names") {
+  KernelKeyrings r;
+  r.keyrings.push_back({std::string(kPlatformKeyring), Keyring::State::Read, 0, "", {}});
+  REQUIRE(r.find(".platform") != nullptr);
+  CHECK(r.find(".platform")->state == Keyring::State::Read);
+  CHECK(r.find(".machine") == nullptr);
+  CHECK(keyring_state_name(Keyring::State::Read) == "read");
+  CHECK(keyring_state_name(Keyring::State::NotFound) == "not-found");
+  CHECK(keyring_state_name(Keyring::State::Unreadable) == "unreadable");
+}
+
+// The live kernel, read-only: whatever this machine (or container) lets us see, every keyring
+// comes back in one of the three states, consistent with itself.
+TEST_CASE("probe_keyrings: every keyring read, or not read with the reason") {
+  const KernelKeyrings r = probe_keyrings();
+  REQUIRE(r.keyrings.size() == 4);
+  CHECK(r.keyrings[0].name == kBuiltinKeyring);
+  CHECK(r.keyrings[1].name == kSecondaryKeyring);
+  CHECK(r.keyrings[2].name == kMachineKeyring);
+  CHECK(r.keyrings[3].name == kPlatformKeyring);
+  for (const Keyring& k : r.keyrings) {
+    INFO(k.name << ": " << keyring_state_name(k.state) << " " << k.problem);
+    if (k.state == Keyring::State::Read) {
+      CHECK(k.error == 0);
+      CHECK(k.problem.empty());
+      for (const KeyDescription& d : k.keys) CHECK(!d.type.empty());
+    } else {
+      CHECK(k.error != 0);
+      CHECK(!k.problem.empty());
+      CHECK(k.keys.empty());
+      if (k.state == Keyring::State::NotFound) CHECK(k.error == ENOKEY);
+    }
+  }
+  // Where the secondary keyring was read, it links the builtin one (system_trusted_keyring_init).
+  if (const Keyring* s = r.find(kSecondaryKeyring); s && s->state == Keyring::State::Read) {
+    bool links_builtin = false;
+    for (const KeyDescription& d : s->keys)
+      links_builtin = links_builtin || (d.type == "keyring" && d.description == kBuiltinKeyring);
+    CHECK(links_builtin);
+  }
+}

@@ -23,6 +23,7 @@
 
 #include "agent/build_inputs.h"
 #include "agent/build_mounts.h"
+#include "agent/log.h"
 #include "agent/node_model.h"
 #include "agent/state_files.h"
 #include "kabi/file_io.h"
@@ -40,6 +41,12 @@ namespace fs = std::filesystem;
 using Clock = std::chrono::steady_clock;
 
 namespace {
+
+// The build's lines in the log, formatted as the entrypoint's (time, level, phase; or JSON).
+template <typename... Args>
+void say(spdlog::level::level_enum level, fmt::format_string<Args...> f, Args&&... args) {
+  log_line(level, "building", fmt::format(f, std::forward<Args>(args)...));
+}
 
 constexpr const char* kResultFile = "result.json";
 constexpr const char* kFailedFile = "failed.json";
@@ -138,6 +145,20 @@ std::string last_log_line(const std::string& path) {
   std::string line = nl == std::string::npos ? tail : tail.substr(nl + 1);
   if (line.size() > 200) line = line.substr(0, 200) + "...";
   return printable(line);
+}
+
+// The first compiler or linker error of the log ("x.c:12:5: error: ..."), which says why a
+// build failed better than its last line (make leaving a directory); else the last line.
+std::string first_error_line(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  for (std::string line; in && std::getline(in, line);) {
+    if (line.find(": error: ") == std::string::npos && line.find(": fatal error: ") == std::string::npos &&
+        line.find("ERROR: modpost: ") == std::string::npos)
+      continue;
+    if (line.size() > 300) line = line.substr(0, 300) + "...";
+    return printable(line);
+  }
+  return last_log_line(path);
 }
 
 // The CPUs this process may use, lowered to the cgroup v2 quota of its cgroup and ancestors.
@@ -327,7 +348,7 @@ std::pair<std::string, std::string> Builder::build_all(const std::string& work, 
   std::vector<MountSpec> mounts;
   for (const auto& m : *plan) {
     if (!root_.is_directory(m.host_path)) return {kBuildEnvironment, root_.display(m.host_path) + ": not a directory"};
-    spdlog::debug("build: {} at {} ({})", root_.display(m.host_path), m.target, m.why);
+    say(spdlog::level::debug, "build: {} at {} ({})", root_.display(m.host_path), m.target, m.why);
     mounts.push_back({kabi::normalize_path(root_.root().string() + "/" + m.host_path), m.target, false});
   }
   // dkms would sign with a key it generates under /var/lib/dkms; signing is the agent's (later)
@@ -373,7 +394,7 @@ std::pair<std::string, std::string> Builder::build_all(const std::string& work, 
       std::string line = "agent build: " + join(argv, " ") + "\n";
       (void)!::write(logfd.get(), line.data(), line.size());
     }
-    spdlog::info("building {} for {} (-j{}), log {}", dir, in_.release, jobs_, log);
+    say(spdlog::level::info, "building {} for {} (-j{}), log {}", dir, in_.release, jobs_, log);
     std::vector<char*> args;
     for (auto& a : argv) args.push_back(a.data());
     args.push_back(nullptr);
@@ -449,7 +470,7 @@ std::pair<std::string, std::string> Builder::build_all(const std::string& work, 
         const std::string ml = make_log();
         const double elapsed = std::chrono::duration<double>(Clock::now() - t0).count();
         const std::string line = last_log_line(ml.empty() ? log : ml);
-        spdlog::info("building {}: {:.0f} s: {}", dir, elapsed, line);
+        say(spdlog::level::info, "building {}: {:.0f} s: {}", dir, elapsed, line);
         if (in_.options.progress) in_.options.progress(elapsed, line);
       }
       ::usleep(200 * 1000);  // a signal ends it early
@@ -469,7 +490,7 @@ std::pair<std::string, std::string> Builder::build_all(const std::string& work, 
     build_seconds_ = std::chrono::duration<double>(Clock::now() - t0).count();
     append_make_log();
     if (!stop.empty()) {
-      spdlog::warn("build of {} {}; the build's processes are killed", dir, stop);
+      say(spdlog::level::warn, "build of {} {}; the build's processes are killed", dir, stop);
       return {requested ? "interrupted" : "build_timeout", "the build of " + dir + " " + stop};
     }
     if (WIFEXITED(status) && WEXITSTATUS(status) == kChildSetupFailed)
@@ -477,7 +498,7 @@ std::pair<std::string, std::string> Builder::build_all(const std::string& work, 
     if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
       const std::string how = WIFEXITED(status) ? "exit " + std::to_string(WEXITSTATUS(status))
                                                 : std::string("killed by ") + ::strsignal(WTERMSIG(status));
-      return {"build_failed", "dkms build of " + dir + " failed (" + how + "): " + last_log_line(log)};
+      return {"build_failed", "dkms build of " + dir + " failed (" + how + "): " + first_error_line(log)};
     }
   }
   return {};
@@ -509,7 +530,7 @@ BuildResult Builder::record_failure(const WritableDir& kdir, const std::string& 
     w = fail(errno, std::string("cannot install: ") + std::strerror(errno), kdir.path() + "/" + key);
   if (!w) {
     remove_tree(kdir.fd(), tmp);
-    spdlog::warn("cannot record the failure in the cache: {}", w.error().what());
+    say(spdlog::level::warn, "cannot record the failure in the cache: {}", w.error().what());
   } else {
     r.log = kdir.path() + "/" + key + "/" + kLogFile;
     r.entry = kdir.path() + "/" + key;
@@ -539,7 +560,7 @@ Result<BuildResult> Builder::run() {
     return finish(std::move(r));
   }
   if (in_.signing.key && in_.signing.trust.verdict != SigningTrust::Verdict::Trusted)
-    spdlog::warn("signing with a key the kernel does not trust ({}): the modules load, tainting the kernel",
+    say(spdlog::level::warn, "signing with a key the kernel does not trust ({}): the modules load, tainting the kernel",
                  signing_summary(in_.signing));
   CacheKeyInputs& ki = key_inputs_;
   ki.signing_key_id = in_.signing.key ? in_.signing.cert_sha256 : std::string();
@@ -559,8 +580,8 @@ Result<BuildResult> Builder::run() {
     auto entry = kdir->subdir(key);
     if (!entry) return tl::unexpected(entry.error());
     auto r = entry_result(root_, *entry, key, in_.options.check_cached);
-    if (!r) spdlog::warn("cache entry {} is not usable ({}); building again", entry->path(), r.error().what());
-    else if (r->result == "failed" && in_.options.rebuild) spdlog::info("--rebuild: building again over {}", r->log);
+    if (!r) say(spdlog::level::warn, "cache entry {} is not usable ({}); building again", entry->path(), r.error().what());
+    else if (r->result == "failed" && in_.options.rebuild) say(spdlog::level::info, "--rebuild: building again over {}", r->log);
     else return finish(std::move(*r));
   }
 
@@ -574,7 +595,7 @@ Result<BuildResult> Builder::run() {
   if (!copied) return tl::unexpected(copied.error());
   ki.sources = std::move(*copied);
   if (const std::string k = cache_key(ki); k != key) {
-    spdlog::warn("the sources changed while they were read; the build is keyed by the copy it builds");
+    say(spdlog::level::warn, "the sources changed while they were read; the build is keyed by the copy it builds");
     key = k;
   }
   const std::string log = work + "/" + kLogFile;
@@ -614,7 +635,7 @@ Result<BuildResult> Builder::run() {
       out.write(signed_bytes->data(), static_cast<std::streamsize>(signed_bytes->size()));
       if (!out.flush()) return tl::unexpected(Error{EIO, "cannot write the signed module", path.string()});
     }
-    spdlog::info("signed {} module(s) with {}", files.size(), signing_summary(in_.signing));
+    say(spdlog::level::info, "signed {} module(s) with {}", files.size(), signing_summary(in_.signing));
   }
   for (const auto& [name, path] : files) {
     auto info = kabi::read_module(path, {.trusted_certs = nullptr, .sha256 = true});
@@ -774,7 +795,7 @@ Result<BuildResult> build_for_node(const probes::HostRoot& root, const BuildOpti
   in->signing = probe_signing(root, in->release, o.signing);
   if (!in->signing.problem.empty()) return fail(EINVAL, in->signing.problem);
   in->enforced = probes::probe_policy(root).enforced();
-  spdlog::info("{}", env->detail);
+  say(spdlog::level::info, "{}", env->detail);
   auto headers_file = [&](const std::string& name, size_t max) {
     return in->headers_in_image ? kabi::read_file(in->headers + "/" + name, max) : root.fs().read(in->headers + "/" + name, max);
   };
@@ -791,7 +812,7 @@ Result<BuildResult> build_for_node(const probes::HostRoot& root, const BuildOpti
   in->compiler = first_line(*version);
   in->compiler_full = *version;
   if (in->compiler != in->kernel_compiler)
-    spdlog::warn("the compiler is {}, the kernel was built with {}: kbuild warns, and the modules may differ",
+    say(spdlog::level::warn, "the compiler is {}, the kernel was built with {}: kbuild warns, and the modules may differ",
                  in->compiler, in->kernel_compiler.empty() ? "an unknown compiler" : in->kernel_compiler);
   Builder b(root, std::move(*in));
   return b.run();
@@ -843,7 +864,7 @@ Result<std::optional<BuildResult>> find_build(const probes::HostRoot& root, cons
     if (!entry) continue;
     auto r = entry_result(root, *entry, c.key, o.check_cached);
     if (!r) {
-      spdlog::warn("cache entry {} is not usable: {}", entry->path(), r.error().what());
+      say(spdlog::level::warn, "cache entry {} is not usable: {}", entry->path(), r.error().what());
       continue;
     }
     r->packages = dirs;

@@ -151,6 +151,7 @@ run_build "$work/r3.json" "$bad"
 check "broken sources: exit 1" test "$rc" -eq 1
 check "broken sources: result failed" test "$(jget "$work/r3.json" 'd["result"]')" = failed
 check "broken sources: reason build_failed" test "$(jget "$work/r3.json" 'd["reason"]')" = build_failed
+check "broken sources: the detail is the compiler's error" bash -c "grep -q 'error: #error agent-test: deliberately broken' '$work/r3.json'"
 log3=$(jget "$work/r3.json" 'd["log"]')
 check "broken sources: the log names the error ($log3)" grep -q 'deliberately broken' "$log3"
 check "broken sources: a failed.json in the cache" test -f "$builds/$(jget "$work/r3.json" 'd["key"]')/failed.json"

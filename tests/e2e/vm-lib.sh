@@ -54,7 +54,7 @@ vm_boot() {
 # /etc/os-release. Sets VM_KVER and VM_HEADERS (the headers' path in ROOT, "" when none).
 # Call it where errexit applies (not after `||` nor in `if`): a failing step ends the caller.
 vm_host_root() {
-  local root=$1 kdir=$2 agent=$3 lib f link moddir image codename version rel
+  local root=$1 kdir=$2 agent=$3 lib link moddir image codename version
   shift 3
   mkdir -p "$root"/{bin,proc,sys,dev,run,tmp,etc,usr/lib,usr/local/bin}
   ln -s usr/lib "$root/lib"
@@ -68,11 +68,8 @@ vm_host_root() {
   mkdir -p "$root/usr/share/misc"
   cp -L /usr/share/misc/pci.ids "$root/usr/share/misc/pci.ids"
 
-  VM_KVER=$(<"$kdir/.done")
-  moddir=$(realpath --relative-to="$kdir/root" "$(realpath "$kdir/modules")")
-  [[ $moddir != ..* ]] || { echo "vm_host_root: $kdir/modules is not inside $kdir/root" >&2; return 1; }
-  mkdir -p "$root/$moddir"
-  for f in "$kdir/modules"/modules.*; do cp -L "$f" "$root/$moddir/"; done
+  vm_module_subset "$root" "$kdir" "$@" || return 1
+  moddir=$VM_MODDIR
   for link in build source; do
     if [[ -L $kdir/modules/$link ]]; then cp -P "$kdir/modules/$link" "$root/$moddir/$link"; fi
   done
@@ -85,27 +82,6 @@ vm_host_root() {
       cp -a "$kdir/root$VM_HEADERS" "$root$VM_HEADERS"
     fi
   fi
-  python3 - "$kdir/modules/modules.dep" "$@" <<'PY' >"$root/.subset"
-import os, re, sys
-dep_file, names = sys.argv[1], sys.argv[2:]
-norm = lambda p: re.sub(r"\.ko(\.(xz|zst|gz))?$", "", os.path.basename(p)).replace("-", "_")
-deps = {}
-for line in open(dep_file):
-    mod, _, rest = line.partition(":")
-    deps[mod] = rest.split()
-out = set()
-for mod, d in deps.items():
-    if norm(mod) in names:
-        out.add(mod)
-        out.update(d)
-print("\n".join(sorted(out)))
-PY
-  while read -r rel; do
-    [[ -n $rel ]] || continue
-    mkdir -p "$root/$moddir/$(dirname "$rel")"
-    cp -L "$kdir/modules/$rel" "$root/$moddir/$rel"
-  done <"$root/.subset"
-  rm "$root/.subset"
   image=$(realpath --relative-to="$kdir/root" "$(realpath "$kdir/vmlinuz")")
   mkdir -p "$root/$(dirname "$image")"
   cp -L "$kdir/vmlinuz" "$root/$image"
@@ -130,13 +106,15 @@ OS
 # vm_module_subset ROOT KDIR MODULE...: the kernel's module tree of the kernel-cache directory
 # KDIR at its path under ROOT (/lib/modules/<kver>, through ROOT's /lib -> usr/lib when it has
 # one): every index (modules.dep & co), but only the named MODULEs and their dependencies from
-# modules.dep. Sets VM_KVER. (vm_host_root does the same inside its small host.)
+# modules.dep (a name modules.dep does not have is an error). Sets VM_KVER and VM_MODDIR (the
+# tree's path under ROOT, without the leading /).
 vm_module_subset() {
   local root=$1 kdir=$2 f moddir rel
   shift 2
   VM_KVER=$(<"$kdir/.done")
   moddir=$(realpath --relative-to="$kdir/root" "$(realpath "$kdir/modules")")
   [[ $moddir != ..* ]] || { echo "vm_module_subset: $kdir/modules is not inside $kdir/root" >&2; return 1; }
+  VM_MODDIR=$moddir
   mkdir -p "$root/$moddir"
   for f in "$kdir/modules"/modules.*; do cp -L "$f" "$root/$moddir/"; done
   python3 - "$kdir/modules/modules.dep" "$@" <<'PY' >"$root/.subset"

@@ -340,8 +340,17 @@ std::optional<Entrypoint::Outcome> Entrypoint::obtain_build(DiagnoseOptions opts
                                           bo.sources.string() + " for " + release + " in " + bo.cache + "/" + release,
               spdlog::level::warn);
     const auto deadline = t + bo.timeout;
+    // A sidecar installs its entry by rename into <cache>/<kver>, which changes that directory's
+    // mtime: the sources are hashed and the entries read again only then, not every 2 s.
+    const std::string kdir = bo.cache + "/" + release;
+    std::optional<struct timespec> seen;
     for (;;) {
-      got = find_build(root_, bo);
+      auto st = root_.fs().stat(kdir);
+      const bool changed = !seen || !st || st->st_mtim.tv_sec != seen->tv_sec || st->st_mtim.tv_nsec != seen->tv_nsec;
+      if (changed) {
+        if (st) seen = st->st_mtim;
+        got = find_build(root_, bo);
+      }
       if (!got || *got || Clock::now() >= deadline) break;
       const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
       WatchEvent e = watch_.next(std::min(left, std::chrono::milliseconds(2000)));

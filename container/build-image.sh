@@ -164,7 +164,10 @@ fi
 start=$SECONDS
 step "image $tag: podman build --target $variant (the agent and the driver are compiled; progress in $log)"
 describe=$(git -C "$REPO" describe --always --dirty 2>/dev/null || true)
-podman build --isolation=chroot --target "$variant" -f "$ctx/container/Containerfile" \
+# agent build runs DKMS in a private mount namespace (its bind mounts of the headers):
+# CAP_SYS_ADMIN, which a RUN step lacks by default.
+podman build --isolation=chroot --cap-add=SYS_ADMIN --security-opt=seccomp=unconfined \
+  --target "$variant" -f "$ctx/container/Containerfile" \
   --build-context "driver=$work/driver" --build-context "firmware=$work/firmware" \
   --build-arg "DTK_AUTO=$builder_tag" --build-arg "NODE_BASE=$node_tag" \
   --build-arg "KERNEL_FULL_VERSION=$kver" --build-arg "AGENT_GIT_DESCRIBE=$describe" \

@@ -120,6 +120,7 @@ mount -t proc proc /proc
 mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev
 mount -t tmpfs tmpfs /run
+mount -t cgroup2 cgroup2 /sys/fs/cgroup # crun reads the cgroup mode even with no cgroup manager
 dmesg -n 1
 dmesg -c >/dev/null
 . /pod/pod.env
@@ -208,9 +209,10 @@ snap first; facts first; nfd first
 ls /var/lib/intel-gpu-driver/firmware 2>/dev/null | sed 's/^/FWDIR first /'
 # What the container sees: /host read-only, the nested mounts writable.
 $CRUN exec pod /bin/sh -c '
-  for p in /host /host/var/lib/intel-gpu-driver /host/sys/module/firmware_class/parameters /host/sys /run/intel-gpu-driver; do
+  for p in /host /host/var/lib/intel-gpu-driver /run/intel-gpu-driver /etc/kubernetes/node-feature-discovery/features.d; do
     if touch "$p/.image-vm-w" 2>/dev/null; then rm -f "$p/.image-vm-w"; echo "MOUNT $p writable"; else echo "MOUNT $p read-only"; fi
   done
+  # sysfs takes no new files: access(2) says whether the mount lets the parameter be written
   [ -w /host/sys/module/firmware_class/parameters/path ] && echo "MOUNT fwpath-param writable" || echo "MOUNT fwpath-param read-only"
   grep -E " /(host|run/intel-gpu-driver)[^ ]* " /proc/self/mountinfo | sed "s/^/MOUNTINFO /"' 2>&1
 dump first

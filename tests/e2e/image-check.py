@@ -180,8 +180,9 @@ codes = [r.get("code") for r in st.get("reasons", [])]
 check("tampered: refused with bundle_manifest_mismatch", st.get("phase") == "refused" and "bundle_manifest_mismatch" in codes,
       "tampered", f"{st.get('phase')} {codes}")
 ft = facts.get("tampered", {})
-check("tampered: nothing loaded, the NIC not bound to agent_test_nic",
-      ft.get("nic") == "0" and ft.get("helper") == "0" and ft.get("driver") != "agent_test_nic", "tampered", str(ft))
+check("tampered: nothing loaded, the NIC not bound to agent_test_nic, no ready file (the killed pod's is gone)",
+      ft.get("nic") == "0" and ft.get("helper") == "0" and ft.get("driver") != "agent_test_nic" and ft.get("ready") == "0",
+      "tampered", str(ft))
 ptk = probes.get("tampered", [{}])[0]
 check("tampered: the readinessProbe fails", ptk.get("rc") not in (None, "0"), "tampered")
 check("tampered: stopped with exit 0", exits.get("tampered", {}).get("rc") == "0", "tampered")

@@ -237,7 +237,6 @@ plog restart; dump killed
 # tampered: the modules out, one bundle file changed
 rmmod agent_test_nic agent_test_helper; echo "RMMOD rc=$?"
 printf 'x' >>"/pod/rootfs$VICTIM"
-rm -f $SD/ready
 start_pod tampered
 n=0
 while [ "$(phase)" != refused ] && [ $n -lt 1200 ] && alive $POD_PID; do sleep 0.1; n=$((n + 1)); done

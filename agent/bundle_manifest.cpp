@@ -10,6 +10,7 @@
 #include <CLI/CLI.hpp>
 
 #include "agent/build_inputs.h"
+#include "agent/json_input.h"
 #include "agent/state_files.h"
 #include "kabi/file_io.h"
 
@@ -19,21 +20,6 @@ namespace fs = std::filesystem;
 using nlohmann::json;
 
 namespace {
-
-// A string member of `j`, or why not.
-Result<std::string> string_field(const json& j, const char* key, const std::string& where, const std::string& path) {
-  const auto it = j.find(key);
-  if (it == j.end()) return fail(EINVAL, where + ": no \"" + key + "\"", path);
-  if (!it->is_string()) return fail(EINVAL, where + ": \"" + key + "\" is not a string", path);
-  return it->get<std::string>();
-}
-
-Result<const json*> object_field(const json& j, const char* key, const std::string& where, const std::string& path) {
-  const auto it = j.find(key);
-  if (it == j.end()) return fail(EINVAL, where + ": no \"" + key + "\"", path);
-  if (!it->is_object()) return fail(EINVAL, where + ": \"" + key + "\" is not an object", path);
-  return &*it;
-}
 
 bool is_hex(std::string_view s, size_t len) {
   return s.size() == len && std::all_of(s.begin(), s.end(), [](char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'); });
@@ -49,67 +35,57 @@ std::string relative_file(const fs::path& file, const fs::path& dir) {
 }  // namespace
 
 Result<BundleManifest> parse_bundle_manifest(std::string_view text, const std::string& path) {
-  bool too_deep = false;
-  // The callback sees every value with its depth; deeper than the limit, the document is refused
-  // (and nothing of it kept, so the DOM never grows deep).
-  const json::parser_callback_t depth_limit = [&](int depth, json::parse_event_t, json&) {
-    if (depth > kBundleManifestMaxDepth) too_deep = true;
-    return !too_deep;
-  };
-  const json j = json::parse(text.begin(), text.end(), depth_limit, /*allow_exceptions=*/false);
-  if (too_deep)
-    return fail(EINVAL, "nested deeper than " + std::to_string(kBundleManifestMaxDepth) + " levels", path);
-  if (j.is_discarded()) return fail(EINVAL, "not JSON", path);
-  if (!j.is_object()) return fail(EINVAL, "not a JSON object", path);
-  const auto schema = j.find("schema");
-  if (schema == j.end() || !schema->is_number_integer()) return fail(EINVAL, "no integer \"schema\"", path);
+  // json_input: the nesting limit while parsing, typed reads naming the field.
+  auto doc = parse_json_object(text, path, kBundleManifestMaxDepth);
+  if (!doc) return tl::unexpected(doc.error());
+  const JsonFields top(*doc, path);
+  const auto schema = doc->find("schema");
+  if (schema == doc->end() || !schema->is_number_integer()) return tl::unexpected(top.error("schema", "is not an integer"));
   if (schema->get<long long>() != kBundleManifestSchema)
-    return fail(EINVAL, "schema " + schema->dump() + " (this agent reads " + std::to_string(kBundleManifestSchema) + ")",
-                path);
-
+    return tl::unexpected(top.error("schema", "is " + schema->dump() + " (this agent reads " +
+                                                  std::to_string(kBundleManifestSchema) + ")"));
   BundleManifest m;
   m.path = path;
-  auto kernel = object_field(j, "kernel", "manifest", path);
+  auto kernel = top.object("kernel", /*required=*/true);
   if (!kernel) return tl::unexpected(kernel.error());
-  auto release = string_field(**kernel, "release", "kernel", path);
+  const JsonFields k(**kernel, path, "kernel");
+  auto release = k.string("release");
   if (!release) return tl::unexpected(release.error());
   m.kernel = *release;
-  if (const auto c = (*kernel)->find("compiler"); c != (*kernel)->end()) {
-    if (!c->is_string()) return fail(EINVAL, "kernel: \"compiler\" is not a string", path);
-    m.compiler = c->get<std::string>();
-  }
+  auto compiler = k.string_or("compiler", "");
+  if (!compiler) return tl::unexpected(compiler.error());
+  m.compiler = *compiler;
 
-  auto sources = object_field(j, "sources", "manifest", path);
+  auto sources = top.object("sources", /*required=*/true);
   if (!sources) return tl::unexpected(sources.error());
+  const JsonFields src(**sources, path, "sources");
   for (auto [key, field] : {std::pair{"name", &m.sources_name}, std::pair{"version", &m.sources_version},
                             std::pair{"digest", &m.sources_digest}}) {
-    auto v = string_field(**sources, key, "sources", path);
+    auto v = src.string(key);
     if (!v) return tl::unexpected(v.error());
     *field = *v;
   }
-  if (!is_hex(m.sources_digest, 64)) return fail(EINVAL, "sources: \"digest\" is not a sha256 (64 hex digits)", path);
+  if (!is_hex(m.sources_digest, 64)) return tl::unexpected(src.error("digest", "is not a sha256 (64 hex digits)"));
 
-  const auto modules = j.find("modules");
-  if (modules == j.end() || !modules->is_array()) return fail(EINVAL, "no \"modules\" array", path);
-  if (modules->empty()) return fail(EINVAL, "\"modules\" is empty", path);
+  auto modules = top.array("modules", /*of_objects=*/true, /*required=*/true);
+  if (!modules) return tl::unexpected(modules.error());
+  if ((*modules)->empty()) return tl::unexpected(top.error("modules", "is empty"));
   std::set<std::string> files;
-  for (size_t i = 0; i < modules->size(); ++i) {
-    const json& e = (*modules)[i];
-    const std::string where = "modules[" + std::to_string(i) + "]";
-    if (!e.is_object()) return fail(EINVAL, where + " is not an object", path);
+  for (size_t i = 0; i < (*modules)->size(); ++i) {
+    const JsonFields e((**modules)[i], path, "modules[" + std::to_string(i) + "]");
     ManifestModule mm;
     for (auto [key, field] : {std::pair{"name", &mm.name}, std::pair{"file", &mm.file}, std::pair{"sha256", &mm.sha256},
                               std::pair{"vermagic", &mm.vermagic}, std::pair{"build_id", &mm.build_id}}) {
-      auto v = string_field(e, key, where, path);
+      auto v = e.string(key);
       if (!v) return tl::unexpected(v.error());
       *field = *v;
     }
-    if (!is_hex(mm.sha256, 64)) return fail(EINVAL, where + ": \"sha256\" is not 64 lower-case hex digits", path);
+    if (!is_hex(mm.sha256, 64)) return tl::unexpected(e.error("sha256", "is not 64 lower-case hex digits"));
     const fs::path f(mm.file);
     if (mm.file.empty() || f.is_absolute() || std::any_of(f.begin(), f.end(), [](const fs::path& p) { return p == ".."; }))
-      return fail(EINVAL, where + ": \"file\" must be a path inside the bundle directory", path);
-    if (!files.insert(fs::path(mm.file).lexically_normal().generic_string()).second)
-      return fail(EINVAL, where + ": \"" + mm.file + "\" is listed twice", path);
+      return tl::unexpected(e.error("file", "must be a path inside the bundle directory"));
+    if (!files.insert(f.lexically_normal().generic_string()).second)
+      return tl::unexpected(e.error("file", "'" + mm.file + "' is listed twice"));
     m.modules.push_back(std::move(mm));
   }
   return m;

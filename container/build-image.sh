@@ -104,7 +104,7 @@ debdeps=$(
 )
 build_pkgs="cmake ninja-build pkg-config g++ ccache binutils make gcc-12 dkms kmod libc6-dev pci.ids
   libkmod-dev libelf-dev libdw-dev libudev-dev libpci-dev libspdlog-dev libfmt-dev nlohmann-json3-dev
-  libcli11-dev libexpected-dev zlib1g-dev liblzma-dev libzstd-dev libssl-dev libkeyutils-dev $debdeps"
+  libcli11-dev libexpected-dev zlib1g-dev liblzma-dev libzstd-dev libssl-dev libkeyutils-dev libbz2-dev $debdeps"
 build_pkgs=$(tr ' \n' '\n\n' <<<"$build_pkgs" | sed '/^$/d' | sort -u | tr '\n' ',')
 build_pkgs=${build_pkgs%,}
 # The kABI check's sample of the kernel's own modules (as lifecycle-vm.sh's host), not e1000.

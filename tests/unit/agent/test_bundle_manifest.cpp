@@ -141,31 +141,31 @@ TEST_CASE("bundle manifest: wrong shapes are errors naming the file, never excep
 
   json j = b.manifest;
   j["schema"] = "1";
-  refused(j, "schema");
+  refused(j, "'schema' is not an integer");
   j = b.manifest;
   j["schema"] = 2;
-  refused(j, "schema 2");
+  refused(j, "'schema' is 2");
   j = b.manifest;
   j["kernel"] = "6.1.0-test";
-  refused(j, "\"kernel\" is not an object");
+  refused(j, "'kernel' is a string, not an object");
   j = b.manifest;
   j["kernel"]["release"] = 61;
-  refused(j, "kernel: \"release\" is not a string");
+  refused(j, "'kernel.release' is a number, not a string");
   j = b.manifest;
   j["sources"].erase("version");
-  refused(j, "sources: no \"version\"");
+  refused(j, "'sources.version' is missing");
   j = b.manifest;
   j["sources"]["digest"] = "abc";
   refused(j, "not a sha256");
   j = b.manifest;
   j["modules"] = json::object();
-  refused(j, "no \"modules\" array");
+  refused(j, "'modules' is a object, not an array");
   j = b.manifest;
   j["modules"] = json::array();
-  refused(j, "empty");
+  refused(j, "'modules' is empty");
   j = b.manifest;
   j["modules"][0]["sha256"] = json::array({1, 2});
-  refused(j, "modules[0]: \"sha256\" is not a string");
+  refused(j, "'modules[0].sha256' is a array, not a string");
   j = b.manifest;
   j["modules"][0]["sha256"] = std::string(64, 'A');
   refused(j, "lower-case hex");
@@ -177,8 +177,8 @@ TEST_CASE("bundle manifest: wrong shapes are errors naming the file, never excep
   refused(j, "listed twice");
   j = b.manifest;
   j["modules"][0] = "basic.ko";
-  refused(j, "modules[0] is not an object");
-  refused(json::array({1}), "not a JSON object");
+  refused(j, "'modules[0]' is a string, not an object");
+  refused(json::array({1}), "not a JSON object (array)");
 
   for (const std::string text : {"", "{", "{\"schema\": 1,}", "null", "\xff\xfe"}) {
     INFO(text);

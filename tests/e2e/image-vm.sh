@@ -96,6 +96,7 @@ rootfs_mib=$(du -sm "$pod/rootfs" | cut -f1)
 # node's libraries stay, as a host has them.)
 vm_host_root "$root" "$kdir" "$image_agent" e1000 crc32_generic dummy loop fat
 rm -f "$root/usr/local/bin/agent"
+mkdir -p "$root/usr/bin"
 cp /usr/bin/crun "$root/usr/bin/crun"
 ldd /usr/bin/crun | awk '$2 == "=>" && $3 ~ /^\// { print $3 } $1 ~ /^\// { print $1 }' | sort -u |
   while read -r lib; do mkdir -p "$root$(dirname "$lib")"; cp -L "$lib" "$root$lib"; done
@@ -236,10 +237,10 @@ plog restart; dump killed
 
 # tampered: the modules out, one bundle file changed
 rmmod agent_test_nic agent_test_helper; echo "RMMOD rc=$?"
-printf 'x' >>"/pod/rootfs$VICTIM"
+printf x >>"$VICTIM"
 start_pod tampered
 n=0
-while [ "$(phase)" != refused ] && [ $n -lt 1200 ] && alive $POD_PID; do sleep 0.1; n=$((n + 1)); done
+while [ "$(phase)" != refused ] && [ $n -lt 600 ] && alive $POD_PID; do sleep 0.1; n=$((n + 1)); done
 probe tampered
 snap tampered; facts tampered
 stop_pod tampered TERM

@@ -128,7 +128,7 @@ dmesg -c >/dev/null
 SD=/run/intel-gpu-driver
 NFD=/etc/kubernetes/node-feature-discovery/features.d
 CRUN="crun --cgroup-manager=disabled --root=/run/crun"
-echo "IVM BEGIN $(uname -r)"
+echo; echo "IVM BEGIN $(uname -r)" # (the console's escape codes end the line before)
 echo "FACT boot boot_id=$(cat /proc/sys/kernel/random/boot_id)"
 
 now() { read -r u _ </proc/uptime; echo "$u"; }

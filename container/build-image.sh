@@ -93,6 +93,9 @@ make_base() { # make_base TAG POST_FN MMDEBSTRAP_ARG...
   rm -rf "$root"/var/cache/apt/*.bin "$root"/var/cache/apt/archives/*.deb "$root"/var/lib/apt/lists/*_Packages
   tar -C "$root" -cf - . | podman import - "$tag" >>"$log" 2>&1 || die "podman import $tag failed"
   rm -rf "$root"
+  # Earlier recipes of this base (another digest) are not used again.
+  podman images --format '{{.Repository}}:{{.Tag}}' | grep -F "${tag%-*}-" | grep -vxF "$tag" |
+    xargs -r podman rmi >>"$log" 2>&1 || true
   step "base $tag: made in $((SECONDS - start)) s"
 }
 

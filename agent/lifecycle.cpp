@@ -251,6 +251,9 @@ Entrypoint::Outcome Entrypoint::attempt() {
   if (!set_phase(Phase::Detecting, "probing the node: devices, running kernel, loaded modules, policy")) {
     note(run_reason::kStatusUnwritable, "the status cannot be written (" + state_.path() + "/" + kStatusFile +
                                             "): nothing is done; SIGHUP to retry");
+    status_.phase = Phase::Refused;
+    log_line(spdlog::level::err, phase_name(Phase::Refused),
+             "status_unwritable: the status cannot be written, so nothing is done (SIGHUP to retry)");
     return Outcome::Refused;
   }
   if (!journal_ready()) return Outcome::Refused;

@@ -6,7 +6,7 @@
 # modules and answers.
 # Then `agent --check` runs inside that real kernel on its live /sys and /proc, with a bundle
 # whose module drives the VM's Intel NIC, and the kernel inserts it and binds the device.
-# Last, the product itself: the agent as the entrypoint (`agent`) in one boot of that kernel,
+# Last, the product itself: the agent as the entrypoint (`agent run`) in one boot of that kernel,
 # with the test driver set (tests/fixtures/kmod-src, built against the real Debian headers):
 # first load to ready, restart fast path, rmmod while ready, unload, changed kABI, a failing
 # init rolled back, a foreign module in use, with the start-to-ready times.

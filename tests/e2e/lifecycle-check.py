@@ -546,7 +546,7 @@ check("faults", inserts.get("dummy") == 0 and exits.get("forged") == 1 and f("fo
 
 log_f = " ".join(logs.get("fsfull", []))
 check("faults", f("fsfull-alive", "alive") == "1" and f("fsfull", "nic") == "0" and
-      f("fsfull", "helper") == "0" and f("fsfull", "ready") == "0" and "status" in log_f and "No space left" in log_f,
+      f("fsfull", "helper") == "0" and f("fsfull", "ready") == "0" and "status_unwritable" in log_f and "No space left" in log_f,
       "fs-full: the state filesystem full, SIGHUP: the agent alive %s, nothing inserted (helper %s, nic %s), no ready "
       "file (%s), its log names the status write: %s" %
       (f("fsfull-alive", "alive"), f("fsfull", "helper"), f("fsfull", "nic"), f("fsfull", "ready"),

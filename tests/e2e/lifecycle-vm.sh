@@ -8,7 +8,7 @@
 # The VM's /init runs the agent as a background process on the live /sys, /proc and /dev
 # (/run a tmpfs; no test-only switch) through these scenarios, in this order:
 #
-#   first-load    `agent --nfd-dir ...`: ready; agent_test_helper + agent_test_nic live and
+#   first-load    `agent run --nfd-dir ...`: ready; agent_test_helper + agent_test_nic live and
 #                 inserted by it; 0000:00:03.0 (qemu's e1000) bound to agent_test_nic; the
 #                 bundle firmware copied under /var/lib/intel-gpu-driver/firmware/<digest>/ and
 #                 firmware_class.path set there (the driver's dmesg line names the firmware's
@@ -263,10 +263,10 @@ dump() { dmesg -c | sed "s/^/DMESG $1 /"; } # dump TAG: the kernel's messages si
 alog() { [ -f "/tmp/agent-$1.log" ] && sed "s/^/LOG $1 /" "/tmp/agent-$1.log"; } # alog TAG: its agent's log
 # alive PID: running (a zombie, exited but not yet reaped by this shell, is not)
 alive() { [ -e "/proc/$1/status" ] && ! grep -q '^State:[[:space:]]*Z' "/proc/$1/status" 2>/dev/null; }
-start() { # start TAG ARGS...: the agent in the background (AGENT_PID), T0 its start
+start() { # start TAG ARGS...: `agent run ARGS` in the background (AGENT_PID), T0 its start
   tag=$1; shift
   T0=$(now)
-  agent "$@" >"/tmp/agent-$tag.log" 2>&1 &
+  agent run "$@" >"/tmp/agent-$tag.log" 2>&1 &
   AGENT_PID=$!
   echo "START $tag pid=$AGENT_PID t=$T0 args=$*"
 }
@@ -332,7 +332,7 @@ ls -R /var/lib/intel-gpu-driver/firmware 2>/dev/null | sed 's/^/FWDIR first /'
 dump first
 
 # second-agent: the lock is held
-timeout 60 agent --nfd-dir "$NFD" >/tmp/agent-second.log 2>&1; echo "EXIT second $?"
+timeout 60 agent run --nfd-dir "$NFD" >/tmp/agent-second.log 2>&1; echo "EXIT second $?"
 facts second
 alog second; dump second
 
@@ -342,7 +342,7 @@ snap sigterm; facts sigterm
 alog first; dump sigterm
 
 # restart: the fast path
-start restart run --nfd-dir "$NFD"
+start restart --nfd-dir "$NFD"
 wait_ready restart 180
 snap restart; facts restart; nfd restart
 dump restart
@@ -473,8 +473,11 @@ alog fwconflict; alog fwconflict-unload; dump fwconflict
 # then a killed agent's ready file is stale: the readiness probe fails
 agent run --nfd-dir "$NFD" >/tmp/agent-earlyhup.log 2>&1 &
 AGENT_PID=$!
-# as soon as the agent's program runs (exec done): before it could have set anything up
-while ! readlink "/proc/$AGENT_PID/exe" 2>/dev/null | grep -q agent && alive "$AGENT_PID"; do :; done
+# as soon as the agent blocks its signals (SigBlk has SIGHUP, bit 1): main's first act; a
+# signal before that (the dynamic loader's instant after exec) has its default action, which a
+# container's PID 1 - the agent as ENTRYPOINT - never gets from inside its namespace anyway
+while ! grep -qE '^SigBlk:.*[13579bdf]$' "/proc/$AGENT_PID/status" 2>/dev/null && alive "$AGENT_PID"; do :; done
+echo "FACT earlyhup-mask lock=$([ -e /run/intel-gpu-driver/agent.lock ] && echo 1 || echo 0)"
 kill -HUP "$AGENT_PID"
 T0=$(now)
 echo "START earlyhup pid=$AGENT_PID t=$T0 args=run (SIGHUP at once)"

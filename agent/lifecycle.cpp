@@ -143,7 +143,7 @@ class Entrypoint {
   bool all_bound() const;
   bool become_ready();
   void lose_ready(const std::string& what);
-  void withdraw_ready();  // the ready file (first) and the NFD file go
+  bool withdraw_ready();  // the ready file (first) and the NFD file go; false: the ready file stayed
   void track();  // not ready any more: keep the status in step with the kernel
   int stop(int code);
 
@@ -199,7 +199,11 @@ void Entrypoint::save_journal_or_log() {
     log_line(spdlog::level::err, "", "cannot record what was changed (agent unload will not know): " + w.error().what());
 }
 
-Result<void> Entrypoint::record() { return save_journal(state_, journal_); }
+Result<void> Entrypoint::record() {
+  // A journal that could not be read is evidence for an operator: never overwritten.
+  if (journal_error_) return fail(journal_error_->code, "not overwritten: " + journal_error_->message, journal_error_->path);
+  return save_journal(state_, journal_);
+}
 
 UndoScope Entrypoint::undo_scope() const {
   return UndoScope{status_.release, o_.check.firmware_base, o_.nfd_dir ? o_.nfd_dir->string() : std::string()};
@@ -248,6 +252,14 @@ Entrypoint::Outcome Entrypoint::attempt() {
   status_.reasons.clear();
   status_.decision.clear();
   status_.build.reset();
+  // Deciding again (SIGHUP, a retry) is not ready until it says so: the ready file (and the NFD
+  // labels) go before the status says anything else.
+  if (!withdraw_ready()) {
+    note(run_reason::kInputError, "the ready file cannot be removed (" + state_.path() + "/" + kReadyFile +
+                                      "): nothing is decided while it claims ready");
+    set_phase(Phase::Refused, "the ready file cannot be removed", spdlog::level::err);
+    return Outcome::Refused;
+  }
   if (!set_phase(Phase::Detecting, "probing the node: devices, running kernel, loaded modules, policy")) {
     note(run_reason::kStatusUnwritable, "the status cannot be written (" + state_.path() + "/" + kStatusFile +
                                             "): nothing is done; SIGHUP to retry");
@@ -754,6 +766,7 @@ Entrypoint::Outcome Entrypoint::wait_bound(const Diagnosis&) {
       interrupted_ = e;
       return Outcome::Stop;
     }
+    if (e.kind == WatchEvent::Kind::Reload && !interrupted_) interrupted_ = e;  // decided again once this ends
   }
   status_.timings_ms["bind_ms"] = ms_since(t);
   return Outcome::Ready;
@@ -827,14 +840,16 @@ bool Entrypoint::become_ready() {
   return true;
 }
 
-void Entrypoint::withdraw_ready() {
-  if (auto r = state_.remove_any(kReadyFile); !r) log_line(spdlog::level::err, "", r.error().what());
+bool Entrypoint::withdraw_ready() {
+  auto gone = state_.remove_any(kReadyFile);
+  if (!gone) log_line(spdlog::level::err, "", gone.error().what());
   if (!journal_.nfd_file.empty() && o_.nfd_dir) {
     if (auto live = kabi::RootFs::open("/"))
       if (auto dir = WritableDir::open(*live, o_.nfd_dir->string(), "NFD features directory")) (void)dir->remove(kNfdFile);
     journal_.nfd_file.clear();
     save_journal_or_log();
   }
+  return gone.has_value();
 }
 
 void Entrypoint::lose_ready(const std::string& what) {
@@ -884,6 +899,7 @@ int Entrypoint::run() {
     if (interrupted_ && interrupted_->kind == WatchEvent::Kind::Terminate) return stop(kRunStopped);
     if (outcome == Outcome::Stop) return stop(kRunStopped);
     if (interrupted_ && interrupted_->kind == WatchEvent::Kind::Reload) {  // a SIGHUP while acting
+      log_line(spdlog::level::info, "", interrupted_->signal + " received while deciding or acting: deciding again");
       interrupted_.reset();
       outcome = attempt();
       continue;

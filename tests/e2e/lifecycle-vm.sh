@@ -481,7 +481,11 @@ echo "FACT earlyhup-mask lock=$([ -e /run/intel-gpu-driver/agent.lock ] && echo 
 kill -HUP "$AGENT_PID"
 T0=$(now)
 echo "START earlyhup pid=$AGENT_PID t=$T0 args=run (SIGHUP at once)"
-wait_ready earlyhup 180
+# the SIGHUP makes a second decision (the log says so); ready once that one is
+n=0
+while ! grep -q "deciding again" /tmp/agent-earlyhup.log && [ $n -lt 1800 ] && alive "$AGENT_PID"; do sleep 0.1; n=$((n + 1)); done
+wait_status 180 '"phase" *: *"ready"'
+wait_ready earlyhup 60
 snap earlyhup; facts earlyhup
 agent ready >/tmp/probe.out 2>&1; echo "EXIT probe-live $?"; sed 's/^/LOG probe-live /' /tmp/probe.out
 kill -KILL "$AGENT_PID"; wait "$AGENT_PID"; echo "EXIT earlyhup-kill $?"

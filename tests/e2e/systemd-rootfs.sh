@@ -2,48 +2,32 @@
 # A Debian 12 root with systemd for systemd-vm.sh: booted as the VM's whole root (an uncompressed
 # initramfs, systemd as PID 1 by rdinit=/lib/systemd/systemd), a plain host without Kubernetes.
 # build-rootfs.sh's approach with another recipe: `mmdebstrap --variant=minbase` of bookworm,
-# documentation, man pages and locales left out (dpkg path-exclude), with systemd, kmod,
-# pci.ids and the agent's runtime libraries (the packages that own what `ldd AGENT` names, so
-# the root follows the binary's link line without holding the binary); no compiler and no
-# kernel headers (a changed kABI is refused there: nothing to build with). What a boot to
-# multi-user.target does not need here is masked (gettys, logind - no D-Bus -, timers), so
-# it reaches the test in seconds. Plus the kernel's /lib/modules/<kver> from the kernel cache:
-# every index, only the named modules and their dependencies (never e1000: udev would bind it
-# to qemu's NIC, which is the test driver's), /boot/vmlinuz-<kver> and its config.
-# Cached in $CACHE/systemd-vm-rootfs/rootfs-<abi>-<digest>.cpio (.info: time and size), the
-# digest over the recipe (mmdebstrap's arguments with the package list, the mirror, the kernel,
-# the module list, POST): a changed recipe makes a new one (and removes the old).
+# documentation, man pages and locales left out (dpkg path-exclude), with systemd, udev (a
+# host's coldplug, which the unit is ordered after), kmod, pci.ids and the agent's runtime
+# libraries (the packages that own what `ldd AGENT` names, so the root follows the binary's
+# link line without holding the binary); no compiler and no kernel headers (a changed kABI is
+# refused there: nothing to build with). What a boot to multi-user.target does not need here is
+# masked (gettys, logind - no D-Bus -, binfmt, timers), so it reaches the test in seconds. No
+# kernel: systemd-vm.sh adds the kernel's module tree per run (a few MiB), so this root does not
+# depend on the kernel's ABI and is made once.
+# Cached in $CACHE/systemd-vm-rootfs/rootfs-<digest>.cpio (.info: time and size), the digest over
+# the recipe (mmdebstrap's arguments with the package list, the mirror, POST): a changed recipe
+# makes a new one (and removes the old).
 #
-#   systemd-rootfs.sh ROLE|ABI AGENT [MODULE...]   prints the cpio's path (stdout)
-# MODULE default: crc32_generic dummy loop fat e100 (the agent's sample of the kernel's own
-# modules; e100, an Intel PCI NIC driver qemu does not emulate here, whose __versions cover the
-# PCI and firmware symbols the test driver imports: there are no headers, so no Module.symvers).
+#   systemd-rootfs.sh AGENT   prints the cpio's path (stdout)
 # Exit 0, 1 on failure (mmdebstrap's output on stderr), 2 on usage.
 # Env: AGENT_KERNEL_CACHE, MIRROR (default http://deb.debian.org/debian).
 set -euo pipefail
 
-HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 CACHE=${AGENT_KERNEL_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/intel-gpu-agent/kernels}
-export AGENT_KERNEL_CACHE=$CACHE
 MIRROR=${MIRROR:-http://deb.debian.org/debian}
-# shellcheck source=tests/e2e/vm-lib.sh
-. "$HERE/vm-lib.sh"
 
 die() { echo "systemd-rootfs: $*" >&2; exit 1; }
-[[ $# -ge 2 ]] || { echo "usage: systemd-rootfs.sh ROLE|ABI AGENT [MODULE...]" >&2; exit 2; }
-target=$1 agent=$2
-shift 2
-modules=("$@")
-[[ ${#modules[@]} -gt 0 ]] || modules=(crc32_generic dummy loop fat e100)
-for m in "${modules[@]}"; do [[ $m != e1000 ]] || die "e1000 must not be in the VM: qemu's NIC is the test driver's"; done
+[[ $# -eq 1 ]] || { echo "usage: systemd-rootfs.sh AGENT" >&2; exit 2; }
+agent=$1
 [[ $(id -u) -eq 0 ]] || die "needs root (mmdebstrap --mode=root)"
 command -v mmdebstrap >/dev/null || die "no mmdebstrap (tests/setup.sh installs it)"
 [[ -x $agent ]] || die "no agent binary at $agent"
-
-bash "$HERE/fetch-kernels.sh" "$target" >&2 || die "fetch-kernels.sh $target failed"
-abi=$(vm_abi "$target") && [[ -n $abi ]] || die "no kernel for $target"
-kdir=$CACHE/$abi
-kver=$(<"$kdir/.done")
 
 libpkgs=$(
   ldd "$agent" | awk '$2 == "=>" && $3 ~ /^\// { print $3 } $1 ~ /^\// { print $1 }' | sort -u |
@@ -53,12 +37,13 @@ libpkgs=$(
       echo "${owner%%:*}"
     done | sort -u | tr '\n' ' '
 ) || die "cannot map the agent's libraries to packages"
-packages=$(tr ' ' '\n' <<<"systemd kmod pci.ids $libpkgs" | sed '/^$/d' | sort -u | tr '\n' ',')
+packages=$(tr ' ' '\n' <<<"systemd udev kmod pci.ids $libpkgs" | sed '/^$/d' | sort -u | tr '\n' ',')
 packages=${packages%,}
 
 # Units a VM that only runs the test does not need: each costs seconds under TCG, and logind
 # fails without D-Bus anyway. serial-getty@ is what console=ttyS0 would start.
-masked=(serial-getty@.service getty@.service console-getty.service systemd-logind.service
+masked=(serial-getty@.service getty@.service console-getty.service getty-static.service systemd-logind.service
+  proc-sys-fs-binfmt_misc.automount systemd-binfmt.service
   apt-daily.timer apt-daily-upgrade.timer dpkg-db-backup.timer e2scrub_all.timer fstrim.timer
   systemd-tmpfiles-clean.timer man-db.timer systemd-update-utmp.service
   systemd-update-utmp-runlevel.service)
@@ -76,10 +61,10 @@ recipe=(--mode=root --variant=minbase --include="$packages"
   --customize-hook='rm -rf "$1"/var/cache/apt/*.bin "$1"/var/cache/apt/archives/*.deb "$1"/var/lib/apt/lists/*'
   bookworm)
 digest=$(
-  printf '%s\n' "${recipe[@]}" "$MIRROR" "post $POST" "$abi $kver" "${modules[@]}" | sha256sum | cut -c1-16
+  printf '%s\n' "${recipe[@]}" "$MIRROR" "post $POST" | sha256sum | cut -c1-16
 )
 store=$CACHE/systemd-vm-rootfs
-out=$store/rootfs-$abi-$digest.cpio
+out=$store/rootfs-$digest.cpio
 mkdir -p "$store"
 exec 7>"$store/.lock"
 flock 7
@@ -96,7 +81,7 @@ start=$SECONDS
 echo "systemd-rootfs: mmdebstrap bookworm ($packages)" >&2
 mmdebstrap "${recipe[@]}" "$root" "$MIRROR" >&2 || die "mmdebstrap failed"
 debstrap_s=$((SECONDS - start))
-for p in systemd kmod pci.ids; do
+for p in systemd udev kmod pci.ids; do
   # shellcheck disable=SC2016 # dpkg-query's format
   [[ $(chroot "$root" dpkg-query -W -f='${Status}' "$p" 2>/dev/null) == "install ok installed" ]] ||
     die "$p is not installed in the root"
@@ -104,18 +89,12 @@ done
 [[ -x $root/lib/systemd/systemd ]] || die "no /lib/systemd/systemd in the root"
 ! compgen -G "$root/usr/src/linux-headers-*" >/dev/null || die "kernel headers got into the root"
 
-vm_module_subset "$root" "$kdir" "${modules[@]}"
-[[ ! -e $root/$VM_MODDIR/kernel/drivers/net/ethernet/intel/e1000 ]] || die "e1000 got into the root"
-mkdir -p "$root/boot"
-cp -L "$kdir/vmlinuz" "$root/boot/vmlinuz-$kver"
-cp -L "$kdir/root/boot/config-$kver" "$root/boot/"
-
 size_kib=$(du -sk "$root" | cut -f1)
 vm_pack "$root" "$work/rootfs.cpio"
-rm -f "$store/rootfs-$abi-"*.cpio "$store/rootfs-$abi-"*.cpio.info # earlier recipes
+rm -f "$store/rootfs-"*.cpio "$store/rootfs-"*.cpio.info # earlier recipes
 mv "$work/rootfs.cpio" "$out"
 echo "$((SECONDS - start)) s in all, mmdebstrap $debstrap_s s; $((size_kib / 1024)) MiB unpacked;" \
-  "packages: $packages; kernel $kver" >"$out.info"
+  "packages: $packages" >"$out.info"
 echo "systemd-rootfs: made $out in $((SECONDS - start)) s (mmdebstrap ${debstrap_s} s): $((size_kib / 1024)) MiB" \
   "unpacked, cpio $(($(stat -c %s "$out") / 1048576)) MiB" >&2
 echo "$out"

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # systemd/intel-gpu-driver.service under a real systemd: ONE boot of the kernel of role k61 under
 # qemu (TCG) whose whole root is a Debian 12 with systemd as PID 1 (systemd-rootfs.sh, cached;
-# rdinit=/lib/systemd/systemd), a plain host without Kubernetes. The image's parts come per run
-# as a second cpio appended to the cached one: the agent at /usr/local/bin/agent, the unit at
+# rdinit=/lib/systemd/systemd), a plain host without Kubernetes. The kernel's module tree (a
+# subset) and the image's parts come per run as a second cpio appended to the cached one: the
+# agent at /usr/local/bin/agent, the unit at
 # /etc/systemd/system/ (enabled: multi-user.target.wants), the test driver set
 # (tests/fixtures/kmod-src, built for -p, the target's kABI) as the bundle at
 # /opt/lib/modules/<kver of -p>/ with its firmware at /opt/lib/firmware/, and the build for -c
@@ -80,7 +81,7 @@ prev_kver=$(<"$CACHE/$prev/.done")
 old_kver=$(<"$CACHE/$old/.done")
 echo "systemd-vm: target $abi ($kver), bundle built for $prev, changed-kABI bundle for $old" >&2
 
-rootfs=$(bash "$HERE/systemd-rootfs.sh" "$abi" "$agent") || die "systemd-rootfs.sh $abi failed"
+rootfs=$(bash "$HERE/systemd-rootfs.sh" "$agent") || die "systemd-rootfs.sh failed"
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/agent-systemd-vm.XXXXXX")
 trap 'rm -rf "$work"' EXIT
@@ -89,6 +90,17 @@ img=$work/img
 # ---- the image's parts: agent, unit, bundles, firmware -----------------------------------------
 mkdir -p "$img"/{usr/local/bin,usr/local/sbin,etc/systemd/system/multi-user.target.wants,opt/lib/firmware,bundles}
 strip --strip-debug -o "$img/usr/local/bin/agent" "$agent"
+# The kernel: its module tree with every index but only these modules and their dependencies
+# (never e1000: udev would bind it to qemu's NIC, which is the test driver's). There are no
+# headers, so no Module.symvers: the CRCs come from these modules' __versions, which cover the
+# test driver's imports as a host's whole tree would (aer_inject: _dev_info and param_ops_bool;
+# e100: the PCI and firmware calls); none of them matches a device of this VM.
+ln -s usr/lib "$img/lib"
+vm_module_subset "$img" "$kdir" crc32_generic dummy loop fat e100 aer_inject
+[[ ! -e $img/$VM_MODDIR/kernel/drivers/net/ethernet/intel/e1000 ]] || die "e1000 got into the VM"
+mkdir -p "$img/boot"
+cp -L "$kdir/vmlinuz" "$img/boot/vmlinuz-$kver"
+cp -L "$kdir/root/boot/config-$kver" "$img/boot/"
 cp "$UNIT" "$img/etc/systemd/system/intel-gpu-driver.service"
 ln -s ../intel-gpu-driver.service "$img/etc/systemd/system/multi-user.target.wants/intel-gpu-driver.service"
 build() { bash "$KMOD_SRC/build-bundle.sh" "$@" >/dev/null || die "build-bundle.sh $* failed"; }

@@ -21,6 +21,8 @@ set -euo pipefail
 
 CACHE=${AGENT_KERNEL_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/intel-gpu-agent/kernels}
 MIRROR=${MIRROR:-http://deb.debian.org/debian}
+# shellcheck source=tests/e2e/vm-lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/vm-lib.sh"
 
 die() { echo "systemd-rootfs: $*" >&2; exit 1; }
 [[ $# -eq 1 ]] || { echo "usage: systemd-rootfs.sh AGENT" >&2; exit 2; }

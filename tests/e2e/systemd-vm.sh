@@ -95,6 +95,7 @@ strip --strip-debug -o "$img/usr/local/bin/agent" "$agent"
 # headers, so no Module.symvers: the CRCs come from these modules' __versions, which cover the
 # test driver's imports as a host's whole tree would (aer_inject: _dev_info and param_ops_bool;
 # e100: the PCI and firmware calls); none of them matches a device of this VM.
+mkdir -p "$img/usr/lib"
 ln -s usr/lib "$img/lib"
 vm_module_subset "$img" "$kdir" crc32_generic dummy loop fat e100 aer_inject
 [[ ! -e $img/$VM_MODDIR/kernel/drivers/net/ethernet/intel/e1000 ]] || die "e1000 got into the VM"

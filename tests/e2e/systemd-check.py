@@ -95,6 +95,7 @@ check(s.get("StatusText", "").startswith("ready: ") and "agent_test_nic" in s.ge
       "boot: StatusText shows the phase: ready, naming the bound driver", "boot", s.get("StatusText", ""))
 check(any('Status: "ready: ' in l for l in tagged("STATUS", "boot")), "boot: systemctl status shows Status: \"ready: ...\"", "boot")
 check(s.get("NRestarts") == "0", "boot: NRestarts=0", "boot", s.get("NRestarts", ""))
+check(rc("ready-boot") == 0, "boot: agent ready exits 0", "boot", str(rc("ready-boot")))
 check(f.get("driver") == "agent_test_nic", "boot: %s bound to agent_test_nic in sysfs" % nic, "boot", f.get("driver", ""))
 check(f.get("helper_id") == helper_id and f.get("nic_id") == nic_id,
       "boot: the live modules' build ids (/sys/module/*/notes) are the bundle files'", "boot",
@@ -147,6 +148,8 @@ check(fact("boot").get("ready") == "1" and f.get("ready") == "0", "stop: the rea
 check(f.get("helper") == "1" and f.get("nic") == "1" and f.get("driver") == "agent_test_nic",
       "stop: the modules stay loaded and the NIC bound (no ExecStop unload)", "stop", str(f))
 
+check(rc("ready-stop") == 1, "stop: agent ready exits 1", "stop", str(rc("ready-stop")))
+
 # ---- unload ----------------------------------------------------------------------------------
 f = fact("unload")
 check(fact("stop").get("nic") == "1" and rc("unload") == 0 and f.get("helper") == "0" and f.get("nic") == "0",
@@ -170,6 +173,7 @@ check(any('Status: "refused: ' in l for l in tagged("STATUS", "refused")), "refu
       "refused")
 check(f.get("ready") == "0" and f.get("nic") == "0" and f.get("driver") != "agent_test_nic", "refused: nothing loaded, not ready",
       "refused", str(f))
+check(rc("ready-refused") == 1, "refused: agent ready exits 1 (active is not ready)", "refused", str(rc("ready-refused")))
 check(later.get("ActiveState") == "active" and later.get("NRestarts") == "0" and later.get("MainPID") == s.get("MainPID")
       and s.get("MainPID", "0") != "0",
       "refused: 10 s later still active, the same main pid, NRestarts=0 (no restart loop)", "refused",

@@ -20,14 +20,15 @@
 #             NRestarts 0; the live modules' build ids (/sys/module/<m>/notes) are the bundle
 #             files'; firmware_class.path set under the StateDirectory and the driver's firmware
 #             line in the kernel log; systemd-user-sessions started after the unit was active
-#             (Before=); the sandbox in force on the main process (its capability bounding set,
+#             (Before=); `agent ready` exits 0; the sandbox in force on the main process (its capability bounding set,
 #             no_new_privs, seccomp, / and /sys read-only, the firmware path file read-write)
 #   stop      `systemctl stop`: inactive, result success, exit status 0, the ready file gone,
-#             the modules still loaded and the NIC still bound (the stop does not unload)
+#             the modules still loaded and the NIC still bound (the stop does not unload);
+#             `agent ready` exits 1
 #   unload    `agent unload`: the modules gone (so the next bundle is not an upgrade)
 #   refused   the bundle swapped for the -c build: `systemctl start` returns (READY=1 on
 #             refusal), active, StatusText "refused: ..." naming module_layout, no ready file,
-#             the NIC not bound; 10 s later still active with the same main pid, NRestarts 0
+#             the NIC not bound, `agent ready` exits 1; 10 s later still active with the same main pid, NRestarts 0
 #   stop2     `systemctl stop` again: inactive, exit status 0
 #
 # Usage: systemd-vm.sh [-a AGENT] [-p ABI] [-c ABI] [-l LOG] [ABI]
@@ -168,6 +169,7 @@ facts() {
     "helper_id=$(buildid agent_test_helper) nic_id=$(buildid agent_test_nic) isactive=$(systemctl is-active $U)"
   echo "FWPATH $1 $(cat $FWP)"
 }
+probe() { r=$(agent ready 2>&1); echo "RC ready-$1 $? $r"; } # the readiness probe, as a script would use it
 journal() { journalctl -b -u "$U" -o cat --no-pager 2>&1 | tail -n 40 | sed "s/^/JOURNAL $1 /"; }
 
 # ---- boot: the unit was started by multi-user.target; this service runs after it -------------
@@ -175,6 +177,7 @@ sed 's/^/AT /' /run/sdvm/start-done 2>/dev/null || echo "AT STARTDONE none"
 show boot
 facts boot
 echo "ISACTIVE boot $(systemctl is-active $U)"
+probe boot
 systemctl status --no-pager -n 0 "$U" 2>&1 | sed 's/^/STATUS boot /'
 echo "ORDER sessions_start=$(systemctl show -p ExecMainStartTimestampMonotonic --value systemd-user-sessions.service)" \
   "sessions_state=$(systemctl show -p ActiveState --value systemd-user-sessions.service)" \
@@ -194,6 +197,7 @@ journal boot
 timeout 60 systemctl stop "$U"; echo "RC stop $?"
 show stop
 facts stop
+probe stop
 journal stop
 
 # ---- unload: the modules go, so that the next bundle is a fresh start ---------------------------
@@ -212,6 +216,7 @@ sed 's/^/AT /' /run/sdvm/start-done
 show refused
 facts refused
 echo "ISACTIVE refused $(systemctl is-active $U)"
+probe refused
 systemctl status --no-pager -n 0 "$U" 2>&1 | sed 's/^/STATUS refused /'
 sleep 10
 show refused-later

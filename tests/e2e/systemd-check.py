@@ -150,6 +150,24 @@ check(f.get("helper") == "1" and f.get("nic") == "1" and f.get("driver") == "age
 
 check(rc("ready-stop") == 1, "stop: agent ready exits 1", "stop", str(rc("ready-stop")))
 
+# ---- restart, lost ---------------------------------------------------------------------------
+s = show("restart")
+f = fact("restart")
+check(rc("restart") == 0 and s.get("ActiveState") == "active" and s.get("StatusText", "").startswith("ready: ")
+      and f.get("ready") == "1" and f.get("driver") == "agent_test_nic" and f.get("nic_id") == nic_id,
+      "restart: active, ready, the NIC bound by the bundle's build again", "restart", "rc %s %s %s" % (rc("restart"), s.get("StatusText"), f))
+s = show("lost")
+f = fact("lost")
+st = s.get("StatusText", "")
+check(rc("rmmod") == 0 and f.get("nic") == "0", "lost: agent_test_nic removed behind the agent's back (sysfs)", "lost",
+      "rc %s %s" % (rc("rmmod"), f))
+check(st.startswith("refused: no longer ready") and "agent_test_nic" in st,
+      "lost: StatusText says not ready any more, naming the module (the uevent came through the sandbox)", "lost", st)
+check(f.get("ready") == "0" and s.get("ActiveState") == "active" and tagged("ISACTIVE", "lost") == ["active"]
+      and s.get("NRestarts") == "0", "lost: the ready file gone; still active (READY=1 cannot be taken back), NRestarts=0",
+      "lost", "%s %s %s" % (f.get("ready"), s.get("ActiveState"), s.get("NRestarts")))
+check(rc("stop-lost") == 0, "lost: stopped", "lost", str(rc("stop-lost")))
+
 # ---- unload ----------------------------------------------------------------------------------
 f = fact("unload")
 check(fact("stop").get("nic") == "1" and rc("unload") == 0 and f.get("helper") == "0" and f.get("nic") == "0",

@@ -25,6 +25,11 @@
 #   stop      `systemctl stop`: inactive, result success, exit status 0, the ready file gone,
 #             the modules still loaded and the NIC still bound (the stop does not unload);
 #             `agent ready` exits 1
+#   restart   `systemctl start` again: active, ready, the NIC bound by the same builds (the
+#             modules stayed loaded: the fast path)
+#   lost      `rmmod agent_test_nic` while ready: the agent hears the uevent through the
+#             sandbox, StatusText "refused: no longer ready: ...", no ready file, still active
+#             (READY=1 cannot be taken back), NRestarts 0; stopped
 #   unload    `agent unload`: the modules gone (so the next bundle is not an upgrade)
 #   refused   the bundle swapped for the -c build: `systemctl start` returns (READY=1 on
 #             refusal), active, StatusText "refused: ..." naming module_layout, no ready file,
@@ -199,6 +204,21 @@ show stop
 facts stop
 probe stop
 journal stop
+
+# ---- restart, then the driver lost while ready -------------------------------------------------
+timeout 120 systemctl start "$U"; echo "RC restart $?"
+show restart
+facts restart
+rmmod agent_test_nic; echo "RC rmmod $?"
+n=0
+while [ $n -lt 100 ] && ! systemctl show -p StatusText --value "$U" | grep -q '^refused: no longer ready'; do
+  sleep 0.1; n=$((n + 1))
+done
+show lost
+facts lost
+echo "ISACTIVE lost $(systemctl is-active $U)"
+timeout 60 systemctl stop "$U"; echo "RC stop-lost $?"
+journal lost
 
 # ---- unload: the modules go, so that the next bundle is a fresh start ---------------------------
 agent unload >/tmp/unload.log 2>&1; echo "RC unload $?"

@@ -111,7 +111,6 @@ class Entrypoint {
         kernel_(std::move(kernel)) {
     status_.agent_version = o.agent_version;
     status_.boot_id = boot_id;
-    status_.pid = ::getpid();
     journal_.boot_id = std::move(boot_id);
     take_journal(std::move(journal));
   }

@@ -7,7 +7,8 @@
 # /etc/systemd/system/ (enabled: multi-user.target.wants), the test driver set
 # (tests/fixtures/kmod-src, built for -p, the target's kABI) as the bundle at
 # /opt/lib/modules/<kver of -p>/ with its firmware at /opt/lib/firmware/, and the build for -c
-# (another module_layout) at /bundles/old. The root has no headers and no compiler.
+# (another module_layout) at /bundles/old. The root has no headers and no compiler; the kernel's
+# Module.symvers is at /boot/symvers-<kver>.gz.
 # Test instrumentation, not part of the unit: a drop-in ExecStartPost=+ that records what sysfs
 # and systemd say at the moment systemd takes the start as done (for Type=notify: after READY=1),
 # and a oneshot service ordered after the unit that runs the scenarios and prints what it sees
@@ -96,17 +97,19 @@ img=$work/img
 # ---- the image's parts: agent, unit, bundles, firmware -----------------------------------------
 mkdir -p "$img"/{usr/local/bin,usr/local/sbin,etc/systemd/system/multi-user.target.wants,opt/lib/firmware,bundles}
 strip --strip-debug -o "$img/usr/local/bin/agent" "$agent"
-# The kernel: its module tree with every index but only these modules and their dependencies
-# (never e1000: udev would bind it to qemu's NIC, which is the test driver's). There are no
-# headers, so no Module.symvers: the CRCs come from these modules' __versions, which cover the
-# test driver's imports as a host's whole tree would (aer_inject: _dev_info and param_ops_bool;
-# e100: the PCI and firmware calls); none of them matches a device of this VM.
+# The kernel: its module tree with every index but only the agent's usual sample of its modules
+# and their dependencies (never e1000: udev would bind it to qemu's NIC, which is the test
+# driver's), its image and config. There are no headers; the kernel's CRCs come from
+# /boot/symvers-<kver>.gz, the kernel's own Module.symvers where RHEL and SUSE keep it (the
+# agent verifies it against the sample's __versions), so the refused case has nothing to build
+# with and the ready case does not depend on which symbols the test driver imports.
 mkdir -p "$img/usr/lib"
 ln -s usr/lib "$img/lib"
-vm_module_subset "$img" "$kdir" crc32_generic dummy loop fat e100 aer_inject
+vm_module_subset "$img" "$kdir" crc32_generic dummy loop fat
 [[ ! -e $img/$VM_MODDIR/kernel/drivers/net/ethernet/intel/e1000 ]] || die "e1000 got into the VM"
 mkdir -p "$img/boot"
 cp -L "$kdir/vmlinuz" "$img/boot/vmlinuz-$kver"
+gzip -9c "$kdir/Module.symvers" >"$img/boot/symvers-$kver.gz"
 cp -L "$kdir/root/boot/config-$kver" "$img/boot/"
 cp "$UNIT" "$img/etc/systemd/system/intel-gpu-driver.service"
 ln -s ../intel-gpu-driver.service "$img/etc/systemd/system/multi-user.target.wants/intel-gpu-driver.service"

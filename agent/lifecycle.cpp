@@ -16,6 +16,7 @@
 #include "agent/journal.h"
 #include "agent/kernel_modules.h"
 #include "agent/log.h"
+#include "agent/notify.h"
 #include "agent/plan.h"
 #include "agent/render.h"
 #include "agent/state_files.h"
@@ -185,7 +186,9 @@ bool Entrypoint::set_phase(Phase p, const std::string& message, level_enum level
   if (p != status_.phase || status_.since.empty()) status_.since = utc_now();
   status_.phase = p;
   log_line(level, phase_name(p), message);
-  return write_status();
+  const bool written = write_status();
+  notify_phase(p, message);  // systemd: STATUS=, READY=1 when settled, STOPPING=1
+  return written;
 }
 
 bool Entrypoint::write_status() {
@@ -834,9 +837,10 @@ bool Entrypoint::become_ready() {
   std::vector<std::string> bound;
   for (const auto& d : status_.devices)
     if (d.bound) bound.push_back(d.report.device.bdf + " -> " + d.driver_module);
-  log_line(spdlog::level::info, "ready",
-           std::to_string(status_.modules.size()) + " module(s) live, " + std::to_string(bound.size()) +
-               " device(s) bound (" + join(bound) + ")");
+  const std::string what = std::to_string(status_.modules.size()) + " module(s) live, " +
+                           std::to_string(bound.size()) + " device(s) bound (" + join(bound) + ")";
+  log_line(spdlog::level::info, "ready", what);
+  notify_phase(Phase::Ready, what);  // systemd: READY=1 (the ready file exists)
   return true;
 }
 

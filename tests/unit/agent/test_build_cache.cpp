@@ -66,11 +66,12 @@ struct Sidecar {
                      {"detail", "x.c:1:1: error: broken"}, {"log", "build.log"}, {"inputs", inputs(sources_sha)}};
     write_file(kdir / key / "failed.json", j.dump());
   }
-  Result<std::optional<BuildResult>> find() const {
+  // `skipped`: the entries find_build could not read, when the caller asks.
+  Result<std::optional<BuildResult>> find(std::vector<Error>* skipped = nullptr) const {
     BuildOptions o;
     o.sources = sources;
     o.check_cached = false;  // no kernel tree here: the kABI check is the caller's (diagnose)
-    return find_build(probes::HostRoot::open(node.string()).value(), o);
+    return find_build(probes::HostRoot::open(node.string()).value(), o, skipped);
   }
 };
 
@@ -191,11 +192,8 @@ TEST_CASE("find_build: an entry of the wrong shape is named, never a crash") {
     expect = "nested deeper";
   }
   if (!meta.is_null()) write_file(s.kdir / "ours/result.json", meta.dump());
-  BuildOptions o;
-  o.sources = s.sources;
-  o.check_cached = false;
   std::vector<Error> skipped;
-  auto r = find_build(probes::HostRoot::open(s.node.string()).value(), o, &skipped);
+  auto r = s.find(&skipped);
   REQUIRE(r);
   CHECK_FALSE(r->has_value());
   REQUIRE(skipped.size() == 1);
@@ -210,11 +208,8 @@ TEST_CASE("find_build: a failed.json of the wrong shape is named") {
   REQUIRE(j["reason"].is_string());
   j["reason"] = 7;
   write_file(s.kdir / "failed/failed.json", j.dump());
-  BuildOptions o;
-  o.sources = s.sources;
-  o.check_cached = false;
   std::vector<Error> skipped;
-  auto r = find_build(probes::HostRoot::open(s.node.string()).value(), o, &skipped);
+  auto r = s.find(&skipped);
   REQUIRE(r);
   CHECK_FALSE(r->has_value());
   REQUIRE(skipped.size() == 1);

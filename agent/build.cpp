@@ -284,30 +284,75 @@ Result<std::string> kabi_refusal(const probes::HostRoot& root, const std::vector
   return "refused by the kABI check against " + node->model.release + ": " + join(why);
 }
 
-// A cache entry's modules, read through the cache directory and verified against result.json.
-Result<std::vector<kabi::ModuleInfo>> read_entry_modules(const WritableDir& entry, const nlohmann::json& meta,
-                                                         std::vector<BuiltModule>& listed) {
-  std::vector<kabi::ModuleInfo> set;
-  const std::string result_file = entry.path() + "/" + kResultFile;
-  auto modules = JsonFields(meta, result_file).array("modules", true, true);
+}  // namespace
+
+Result<CacheRecord> parse_cache_record(std::string_view text, const std::string& file, bool failed) {
+  auto j = parse_json_object(text, file);
+  if (!j) return tl::unexpected(j.error());
+  CacheRecord r;
+  r.failed = failed;
+  const JsonFields top(*j, file);
+  auto inputs = top.object("inputs", true);
+  if (!inputs) return tl::unexpected(inputs.error());
+  const JsonFields in(**inputs, file, "inputs");
+  for (auto [field, key] : {std::pair{&r.release, "release"}, {&r.proc_version, "proc_version"},
+                            {&r.sources_sha256, "sources_sha256"}}) {
+    auto v = in.string_or(key, "");
+    if (!v) return tl::unexpected(v.error());
+    *field = std::move(*v);
+  }
+  auto kernel = top.string_or("kernel", "");
+  if (!kernel) return tl::unexpected(kernel.error());
+  r.kernel = *kernel;
+  if (failed) {
+    auto reason = top.string_or("reason", "build_failed");
+    auto detail = top.string_or("detail", "");
+    if (!reason) return tl::unexpected(reason.error());
+    if (!detail) return tl::unexpected(detail.error());
+    r.reason = *reason;
+    r.detail = *detail;
+    return r;
+  }
+  auto signer = top.object("signer");
+  if (!signer) return tl::unexpected(signer.error());
+  const JsonFields sf(**signer, file, "signer");
+  auto signer_name = sf.string_or("name", "");
+  auto key_id = sf.string_or("key_id", "");
+  if (!signer_name) return tl::unexpected(signer_name.error());
+  if (!key_id) return tl::unexpected(key_id.error());
+  r.signer = *signer_name;
+  r.signing_key_id = *key_id;
+  auto modules = top.array("modules", true, true);
   if (!modules) return tl::unexpected(modules.error());
-  if ((*modules)->empty()) return fail(EINVAL, "no modules listed", result_file);
+  if ((*modules)->empty()) return fail(EINVAL, "no modules listed", file);
   for (size_t k = 0; k < (*modules)->size(); ++k) {
-    const JsonFields m((**modules)[k], result_file, "modules[" + std::to_string(k) + "]");
-    auto file = m.string("file");
+    const JsonFields m((**modules)[k], file, "modules[" + std::to_string(k) + "]");
+    auto f = m.string("file");
     auto sha256 = m.string("sha256");
     auto name = m.string_or("name", "");
-    if (!file) return tl::unexpected(file.error());
+    if (!f) return tl::unexpected(f.error());
     if (!sha256) return tl::unexpected(sha256.error());
     if (!name) return tl::unexpected(name.error());
-    const std::string& sha = *sha256;
+    r.modules.push_back({*name, *f, *sha256});
+  }
+  return r;
+}
+
+namespace {
+
+// A cache entry's modules, read through the cache directory and verified against result.json.
+Result<std::vector<kabi::ModuleInfo>> read_entry_modules(const WritableDir& entry, const CacheRecord& record,
+                                                         std::vector<BuiltModule>& listed) {
+  std::vector<kabi::ModuleInfo> set;
+  for (const auto& m : record.modules) {
     // A single file name in the entry (WritableDir::read refuses '/', '..'): never a path elsewhere.
-    auto bytes = entry.read(*file, kMaxModuleSize);
+    auto bytes = entry.read(m.file, kMaxModuleSize);
     if (!bytes) return tl::unexpected(bytes.error());
-    if (kabi::sha256_hex(*bytes) != sha) return fail(EINVAL, "changed since it was built (sha256)", entry.path() + "/" + *file);
-    auto info = kabi::parse_module(*bytes, entry.path() + "/" + *file);
+    if (kabi::sha256_hex(*bytes) != m.sha256)
+      return fail(EINVAL, "changed since it was built (sha256)", entry.path() + "/" + m.file);
+    auto info = kabi::parse_module(*bytes, entry.path() + "/" + m.file);
     if (!info) return tl::unexpected(info.error());
-    listed.push_back({name->empty() ? info->name : *name, entry.path() + "/" + *file, sha});
+    listed.push_back({m.name.empty() ? info->name : m.name, entry.path() + "/" + m.file, m.sha256});
     set.push_back(std::move(*info));
   }
   return set;
@@ -754,44 +799,22 @@ Result<BuildResult> entry_result(const probes::HostRoot& root, const WritableDir
   r.key = key;
   r.entry = entry.path();
   r.log = entry.path() + "/" + kLogFile;
-  if (entry.exists(kFailedFile)) {
-    const std::string file = entry.path() + "/" + kFailedFile;
-    auto text = entry.read(kFailedFile);
-    if (!text) return tl::unexpected(text.error());
-    auto j = parse_json_object(*text, file);
-    if (!j) return tl::unexpected(j.error());
-    const JsonFields f(*j, file);
-    auto kernel = f.string_or("kernel", "");
-    auto reason = f.string_or("reason", "build_failed");
-    auto detail = f.string_or("detail", "");
-    for (const auto* v : {&kernel, &reason, &detail})
-      if (!*v) return tl::unexpected(v->error());
+  const bool failed = entry.exists(kFailedFile);
+  const char* name = failed ? kFailedFile : kResultFile;
+  auto text = entry.read(name);
+  if (!text) return tl::unexpected(text.error());
+  auto record = parse_cache_record(*text, entry.path() + "/" + name, failed);
+  if (!record) return tl::unexpected(record.error());
+  r.kernel = record->kernel;
+  if (failed) {
     r.result = "failed";
-    r.kernel = *kernel;
-    r.reason = *reason;
-    r.detail = *detail + " (recorded; not retried until an input changes, or --rebuild)";
+    r.reason = record->reason;
+    r.detail = record->detail + " (recorded; not retried until an input changes, or --rebuild)";
     return r;
   }
-  const std::string file = entry.path() + "/" + kResultFile;
-  auto text = entry.read(kResultFile);
-  if (!text) return tl::unexpected(text.error());
-  auto parsed = parse_json_object(*text, file);
-  if (!parsed) return tl::unexpected(parsed.error());
-  const nlohmann::json& meta = *parsed;
-  const JsonFields f(meta, file);
-  auto kernel = f.string_or("kernel", "");
-  if (!kernel) return tl::unexpected(kernel.error());
-  r.kernel = *kernel;
-  auto signer = f.object("signer");
-  if (!signer) return tl::unexpected(signer.error());
-  const JsonFields sf(**signer, file, "signer");
-  auto signer_name = sf.string_or("name", "");
-  auto key_id = sf.string_or("key_id", "");
-  if (!signer_name) return tl::unexpected(signer_name.error());
-  if (!key_id) return tl::unexpected(key_id.error());
-  r.signer = *signer_name;
-  r.signing_key_id = *key_id;
-  auto set = read_entry_modules(entry, meta, r.modules);
+  r.signer = record->signer;
+  r.signing_key_id = record->signing_key_id;
+  auto set = read_entry_modules(entry, *record, r.modules);
   if (!set) return tl::unexpected(set.error());
   if (!check_kabi) {
     r.result = "cached";
@@ -878,20 +901,13 @@ Result<std::optional<BuildResult>> find_build(const probes::HostRoot& root, cons
       if (text.error().code != ENOENT && skipped) skipped->push_back(text.error());
       continue;  // an entry still being written has no result yet
     }
-    auto j = parse_json_object(*text, file);
-    auto inputs = j ? JsonFields(*j, file).object("inputs", true) : Result<const nlohmann::json*>(tl::unexpected(j.error()));
-    if (!inputs) {
-      if (skipped) skipped->push_back(inputs.error());
+    auto record = parse_cache_record(*text, file, failed);
+    if (!record) {
+      if (skipped) skipped->push_back(record.error());
       continue;
     }
-    const JsonFields in_f(**inputs, file, "inputs");
-    auto release = in_f.string_or("release", ""), proc_version = in_f.string_or("proc_version", ""),
-         sources_sha256 = in_f.string_or("sources_sha256", "");
-    if (!release || !proc_version || !sources_sha256) {
-      if (skipped) skipped->push_back(!release ? release.error() : !proc_version ? proc_version.error() : sources_sha256.error());
+    if (record->release != in->release || record->proc_version != in->proc_version || record->sources_sha256 != digest)
       continue;
-    }
-    if (*release != in->release || *proc_version != in->proc_version || *sources_sha256 != digest) continue;
     struct stat st {};
     if (::fstatat(entry->fd(), failed ? kFailedFile : kResultFile, &st, AT_SYMLINK_NOFOLLOW) != 0) continue;
     found.push_back({failed, st.st_mtim, key});

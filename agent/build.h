@@ -57,6 +57,20 @@ struct BuildOptions {
 // (the builder's image has one, the reader's may not) nor the headers' path - then verified
 // (every module's sha256) and kABI-checked against the running kernel. A success is preferred
 // to a recorded failure, the newest of each; nullopt when there is none yet.
+// What a cache entry records (<entry>/result.json, or failed.json), read with every field's type
+// checked: a wrong shape is an error naming the file and the field.
+struct CacheRecord {
+  bool failed = false;
+  std::string release, proc_version, sources_sha256;  // the recorded inputs a reader matches on
+  std::string kernel, reason, detail;                 // reason, detail: failed.json
+  std::string signer, signing_key_id;
+  struct Module {
+    std::string name, file, sha256;  // file: a name in the entry (its reader refuses anything else)
+  };
+  std::vector<Module> modules;       // result.json: at least one
+};
+[[nodiscard]] Result<CacheRecord> parse_cache_record(std::string_view text, const std::string& file, bool failed);
+
 // `skipped`, when given, gets an error for each entry of this kernel that could not be read
 // (a result.json or failed.json that is not what `agent build` writes): named, never a crash.
 [[nodiscard]] Result<std::optional<BuildResult>> find_build(const probes::HostRoot& root, const BuildOptions& options,

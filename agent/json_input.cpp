@@ -6,6 +6,14 @@ namespace agent {
 
 using nlohmann::json;
 
+namespace {
+// "an object", "a string": a value's type as an error says it.
+std::string kind(const json& v) {
+  const std::string t = v.type_name();
+  return (t == "object" || t == "array" ? "an " : "a ") + t;
+}
+}  // namespace
+
 Result<json> parse_json_object(std::string_view text, const std::string& file, int max_depth) {
   bool too_deep = false;
   // The parser itself is iterative; what recurses is copying and walking the tree it builds,
@@ -42,7 +50,7 @@ const json* JsonFields::find(const char* key) const {
 Result<std::string> JsonFields::string(const char* key) const {
   const json* v = find(key);
   if (!v) return tl::unexpected(error(key, "is missing"));
-  if (!v->is_string()) return tl::unexpected(error(key, std::string("is a ") + v->type_name() + ", not a string"));
+  if (!v->is_string()) return tl::unexpected(error(key, "is " + kind(*v) + ", not a string"));
   return v->get<std::string>();
 }
 
@@ -61,14 +69,14 @@ Result<std::optional<std::string>> JsonFields::optional_string(const char* key) 
 Result<long long> JsonFields::integer_or(const char* key, long long fallback) const {
   const json* v = find(key);
   if (!v) return fallback;
-  if (!v->is_number_integer()) return tl::unexpected(error(key, std::string("is a ") + v->type_name() + ", not an integer"));
+  if (!v->is_number_integer()) return tl::unexpected(error(key, "is " + kind(*v) + ", not an integer"));
   return v->get<long long>();
 }
 
 Result<double> JsonFields::number_or(const char* key, double fallback) const {
   const json* v = find(key);
   if (!v) return fallback;
-  if (!v->is_number()) return tl::unexpected(error(key, std::string("is a ") + v->type_name() + ", not a number"));
+  if (!v->is_number()) return tl::unexpected(error(key, "is " + kind(*v) + ", not a number"));
   return v->get<double>();
 }
 
@@ -79,12 +87,12 @@ Result<const json*> JsonFields::array(const char* key, bool of_objects, bool req
     if (required) return tl::unexpected(error(key, "is missing"));
     return &kEmpty;
   }
-  if (!v->is_array()) return tl::unexpected(error(key, std::string("is a ") + v->type_name() + ", not an array"));
+  if (!v->is_array()) return tl::unexpected(error(key, "is " + kind(*v) + ", not an array"));
   if (of_objects)
     for (size_t i = 0; i < v->size(); ++i)
       if (!(*v)[i].is_object())
         return tl::unexpected(error(std::string(key) + "[" + std::to_string(i) + "]",
-                                    std::string("is a ") + (*v)[i].type_name() + ", not an object"));
+                                    "is " + kind((*v)[i]) + ", not an object"));
   return v;
 }
 
@@ -95,7 +103,7 @@ Result<const json*> JsonFields::object(const char* key, bool required) const {
     if (required) return tl::unexpected(error(key, "is missing"));
     return &kEmpty;
   }
-  if (!v->is_object()) return tl::unexpected(error(key, std::string("is a ") + v->type_name() + ", not an object"));
+  if (!v->is_object()) return tl::unexpected(error(key, "is " + kind(*v) + ", not an object"));
   return v;
 }
 

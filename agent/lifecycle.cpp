@@ -16,6 +16,7 @@
 #include "agent/journal.h"
 #include "agent/kernel_modules.h"
 #include "agent/log.h"
+#include "agent/notify.h"
 #include "agent/plan.h"
 #include "agent/render.h"
 #include "agent/state_files.h"
@@ -110,7 +111,6 @@ class Entrypoint {
         kernel_(std::move(kernel)) {
     status_.agent_version = o.agent_version;
     status_.boot_id = boot_id;
-    status_.pid = ::getpid();
     journal_.boot_id = std::move(boot_id);
     take_journal(std::move(journal));
   }
@@ -144,7 +144,7 @@ class Entrypoint {
   bool all_bound() const;
   bool become_ready();
   void lose_ready(const std::string& what);
-  void withdraw_ready();  // the ready file (first) and the NFD file go
+  bool withdraw_ready();  // the ready file (first) and the NFD file go; false: the ready file stayed
   void track();  // not ready any more: keep the status in step with the kernel
   int stop(int code);
 
@@ -186,7 +186,9 @@ bool Entrypoint::set_phase(Phase p, const std::string& message, level_enum level
   if (p != status_.phase || status_.since.empty()) status_.since = utc_now();
   status_.phase = p;
   log_line(level, phase_name(p), message);
-  return write_status();
+  const bool written = write_status();
+  notify_phase(p, message);  // systemd: STATUS=, READY=1 when settled, STOPPING=1
+  return written;
 }
 
 bool Entrypoint::write_status() {
@@ -200,7 +202,11 @@ void Entrypoint::save_journal_or_log() {
     log_line(spdlog::level::err, "", "cannot record what was changed (agent unload will not know): " + w.error().what());
 }
 
-Result<void> Entrypoint::record() { return save_journal(state_, journal_); }
+Result<void> Entrypoint::record() {
+  // A journal that could not be read is evidence for an operator: never overwritten.
+  if (journal_error_) return fail(journal_error_->code, "not overwritten: " + journal_error_->message, journal_error_->path);
+  return save_journal(state_, journal_);
+}
 
 UndoScope Entrypoint::undo_scope() const {
   return UndoScope{status_.release, o_.check.firmware_base, o_.nfd_dir ? o_.nfd_dir->string() : std::string()};
@@ -249,9 +255,20 @@ Entrypoint::Outcome Entrypoint::attempt() {
   status_.reasons.clear();
   status_.decision.clear();
   status_.build.reset();
+  // Deciding again (SIGHUP, a retry) is not ready until it says so: the ready file (and the NFD
+  // labels) go before the status says anything else.
+  if (!withdraw_ready()) {
+    note(run_reason::kInputError, "the ready file cannot be removed (" + state_.path() + "/" + kReadyFile +
+                                      "): nothing is decided while it claims ready");
+    set_phase(Phase::Refused, "the ready file cannot be removed", spdlog::level::err);
+    return Outcome::Refused;
+  }
   if (!set_phase(Phase::Detecting, "probing the node: devices, running kernel, loaded modules, policy")) {
     note(run_reason::kStatusUnwritable, "the status cannot be written (" + state_.path() + "/" + kStatusFile +
                                             "): nothing is done; SIGHUP to retry");
+    status_.phase = Phase::Refused;
+    log_line(spdlog::level::err, phase_name(Phase::Refused),
+             "status_unwritable: the status cannot be written, so nothing is done (SIGHUP to retry)");
     return Outcome::Refused;
   }
   if (!journal_ready()) return Outcome::Refused;
@@ -753,6 +770,7 @@ Entrypoint::Outcome Entrypoint::wait_bound(const Diagnosis&) {
       interrupted_ = e;
       return Outcome::Stop;
     }
+    if (e.kind == WatchEvent::Kind::Reload && !interrupted_) interrupted_ = e;  // decided again once this ends
   }
   status_.timings_ms["bind_ms"] = ms_since(t);
   return Outcome::Ready;
@@ -826,20 +844,23 @@ bool Entrypoint::become_ready() {
   std::vector<std::string> bound;
   for (const auto& d : status_.devices)
     if (d.bound) bound.push_back(d.report.device.bdf + " -> " + d.driver_module);
-  log_line(spdlog::level::info, "ready",
-           std::to_string(status_.modules.size()) + " module(s) live, " + std::to_string(bound.size()) +
-               " device(s) bound (" + join(bound) + ")");
+  const std::string what = std::to_string(status_.modules.size()) + " module(s) live, " +
+                           std::to_string(bound.size()) + " device(s) bound (" + join(bound) + ")";
+  log_line(spdlog::level::info, "ready", what);
+  notify_phase(Phase::Ready, what);  // systemd: READY=1 (the ready file exists)
   return true;
 }
 
-void Entrypoint::withdraw_ready() {
-  if (auto r = state_.remove_any(kReadyFile); !r) log_line(spdlog::level::err, "", r.error().what());
+bool Entrypoint::withdraw_ready() {
+  auto gone = state_.remove_any(kReadyFile);
+  if (!gone) log_line(spdlog::level::err, "", gone.error().what());
   if (!journal_.nfd_file.empty() && o_.nfd_dir) {
     if (auto live = kabi::RootFs::open("/"))
       if (auto dir = WritableDir::open(*live, o_.nfd_dir->string(), "NFD features directory")) (void)dir->remove(kNfdFile);
     journal_.nfd_file.clear();
     save_journal_or_log();
   }
+  return gone.has_value();
 }
 
 void Entrypoint::lose_ready(const std::string& what) {
@@ -889,6 +910,7 @@ int Entrypoint::run() {
     if (interrupted_ && interrupted_->kind == WatchEvent::Kind::Terminate) return stop(kRunStopped);
     if (outcome == Outcome::Stop) return stop(kRunStopped);
     if (interrupted_ && interrupted_->kind == WatchEvent::Kind::Reload) {  // a SIGHUP while acting
+      log_line(spdlog::level::info, "", interrupted_->signal + " received while deciding or acting: deciding again");
       interrupted_.reset();
       outcome = attempt();
       continue;

@@ -67,7 +67,8 @@ int run(int argc, char** argv) {
   app.add_option("--firmware-dir", co.firmware_base,
                  "Host directory the bundle's firmware is copied under (default /var/lib/intel-gpu-driver/firmware)");
 
-  // agent [run]: the entrypoint. Its options are the app's, so `agent --state-dir X` works too.
+  // agent run: the entrypoint (never implied: a bare `agent` typed on a machine must not insert
+  // or remove kernel modules). Its options are the app's, so `agent --state-dir X run` works too.
   agent::RunOptions ro;
   std::string log_format = "text";
   long bind_timeout = 60, retry_interval = 60, recheck_interval = 30;
@@ -95,7 +96,7 @@ int run(int argc, char** argv) {
   app.add_option("--build-timeout", entry_build_timeout,
                  "Seconds the build may take, or (sidecar) the wait for one (default 3600)")
       ->check(CLI::Range(1, 86400));
-  CLI::App* run_cmd = app.add_subcommand("run", "The entrypoint (the default): load the bundle or refuse, then watch");
+  CLI::App* run_cmd = app.add_subcommand("run", "The entrypoint (the image's ENTRYPOINT): load the bundle or refuse, then watch");
   run_cmd->fallthrough();
   CLI::App* unload_cmd = app.add_subcommand("unload", "Undo what the entrypoint did in this boot (a preStop hook)");
   unload_cmd->fallthrough();
@@ -156,8 +157,7 @@ int run(int argc, char** argv) {
 
   // Only the entrypoint reads its signals (a signalfd, agent/watch): every other command gets the
   // default actions back, with whatever arrived meanwhile.
-  const bool entrypoint = !check && !kcheck->parsed() && !kabi->parsed() && !build_cmd->parsed() &&
-                          !ready_cmd->parsed() && !unload_cmd->parsed() && !manifest_cli.parsed();
+  const bool entrypoint = run_cmd->parsed() && !check;
   if (!entrypoint) unblock_signals();
   if (manifest_cli.parsed()) return manifest_cli.run(std::cout, std::cerr);
   if (ready_cmd->parsed()) {
@@ -171,7 +171,12 @@ int run(int argc, char** argv) {
     bo.timeout = std::chrono::seconds(build_timeout);
     return agent::run_build(bo, std::cout, std::cerr);
   }
-  if (run_cmd->parsed() || unload_cmd->parsed() || (!check && !kcheck->parsed() && !kabi->parsed())) {
+  if (!check && !run_cmd->parsed() && !unload_cmd->parsed() && !kabi->parsed()) {
+    // No command: the usage, never the entrypoint (which loads and removes kernel modules).
+    std::cerr << app.help() << "\nagent: no command given; the driver container's entrypoint is `agent run`\n";
+    return agent::kExitInputError;
+  }
+  if (run_cmd->parsed() || unload_cmd->parsed()) {
     if (check) {
       std::cerr << "agent: --check is not a part of run or unload\n";
       return agent::kExitInputError;

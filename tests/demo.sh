@@ -6,18 +6,30 @@
 # modules and answers.
 # Then `agent --check` runs inside that real kernel on its live /sys and /proc, with a bundle
 # whose module drives the VM's Intel NIC, and the kernel inserts it and binds the device.
-# Last, the product itself: the agent as the entrypoint (`agent`) in one boot of that kernel,
+# Last, the product itself: the agent as the entrypoint (`agent run`) in one boot of that kernel,
 # with the test driver set (tests/fixtures/kmod-src, built against the real Debian headers):
 # first load to ready, restart fast path, rmmod while ready, unload, changed kABI, a failing
 # init rolled back, a foreign module in use, with the start-to-ready times.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-bash tests/setup.sh >/dev/null
-cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
-cmake --build build -j"$(nproc)" --target agent >/dev/null
-bash tests/e2e/fetch-kernels.sh k61 k61_same k61_old >/dev/null
-bash tests/e2e/fetch-kernels.sh --kbuild k61 k61_same k61_old >/dev/null
+# The tools' own output (apt, cmake, the archive's downloads) goes to a log; the screen shows
+# each step and then the results.
+setup_log=${TMPDIR:-/tmp}/agent-demo-setup.log
+: >"$setup_log"
+step() { # step WHAT COMMAND...: runs COMMAND with its output in the log; on failure shows its end
+  local what=$1
+  shift
+  echo "demo: $what"
+  "$@" >>"$setup_log" 2>&1 || { echo "demo: failed: $what; the end of $setup_log:" >&2; tail -n 30 "$setup_log" >&2; exit 1; }
+}
+echo "demo: setting up (the tools' output: $setup_log)"
+step "installing the build and test dependencies (Debian packages)" bash tests/setup.sh
+step "configuring the build" cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo
+step "building the agent" cmake --build build -j"$(nproc)" --target agent
+step "fetching three Debian 6.1 kernels by role (k61, k61_same, k61_old; cached)" \
+  bash tests/e2e/fetch-kernels.sh k61 k61_same k61_old
+step "fetching their headers' build tools (cached)" bash tests/e2e/fetch-kernels.sh --kbuild k61 k61_same k61_old
 
 CACHE=${AGENT_KERNEL_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/intel-gpu-agent/kernels}
 AGENT=build/agent/agent

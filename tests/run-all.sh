@@ -20,6 +20,8 @@ bash tests/e2e/fetch-kernels.sh --kbuild k61 k61_same k61_old
 # build_vm's root filesystem (mmdebstrap, cached under the kernel cache; made here, outside the
 # test's timeout, the first time).
 bash tests/e2e/build-rootfs.sh k61 build/agent/agent >/dev/null
+# systemd_vm's root filesystem (a Debian 12 with systemd as PID 1; mmdebstrap, cached likewise).
+bash tests/e2e/systemd-rootfs.sh build/agent/agent >/dev/null
 
 # ctest exits 0 when tests were skipped (SKIP_RETURN_CODE); its JUnit report says which.
 junit=$PWD/build/run-all-junit.xml

@@ -117,6 +117,18 @@ check "changed cache entry: the same key" test "$(jget "$work/r2b.json" 'd["key"
 check "changed cache entry: the module is whole again" "$AGENT" kabi check --symvers "$CACHE/$abi/Module.symvers" \
   --kernel-modules "$CACHE/$abi/modules" "${mods[@]}"
 
+# 2b'. a result.json of the wrong shape (a number where the kernel's name is): built again over
+# it, never "internal error" (a crash loop in a sidecar)
+entry=$(dirname "${mods[0]}")
+python3 -c 'import json,sys; p=sys.argv[1]; j=json.load(open(p)); j["kernel"]=61; json.dump(j,open(p,"w"))' "$entry/result.json"
+check "wrong-shaped result.json: it is wrong (the edit took)" \
+  test "$(python3 -c 'import json,sys; print(type(json.load(open(sys.argv[1]))["kernel"]).__name__)' "$entry/result.json")" = int
+run_build "$work/r2bb.json" "$src"
+check "wrong-shaped result.json: exit 0" test "$rc" -eq 0
+check "wrong-shaped result.json: built again" test "$(jget "$work/r2bb.json" 'd["result"]')" = built
+check "wrong-shaped result.json: the entry is whole again" \
+  test "$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["kernel"])' "$entry/result.json")" = "$kver"
+
 # 2c. a kernel built with another compiler than this image's: built, and said so
 cp -al "$node" "$work/node-cc" 2>/dev/null || cp -a "$node" "$work/node-cc"
 sed -i 's/(gcc-12 (Debian [^)]*) [0-9.]*,/(gcc-12 (Debian 12.2.0-99) 12.2.1,/' "$work/node-cc/proc/version"

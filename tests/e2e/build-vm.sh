@@ -10,7 +10,7 @@
 # module_layout: refused by k61, so the decision is `build`) at /opt/lib/modules/<kver of
 # k61_old>/ and the firmware at /opt/lib/firmware. The VM's /init runs, in this order:
 #
-#   whole-flow         the entrypoint `agent --nfd-dir ...` (build mode node by default): phases
+#   whole-flow         the entrypoint `agent run --nfd-dir ...` (build mode node by default): phases
 #                      pass through `building` to `ready`; source "built", build.result "built";
 #                      0000:00:03.0 bound to agent_test_nic; the cache entry
 #                      /var/lib/intel-gpu-driver/builds/<kver>/<key>/ = build.entry holds
@@ -142,7 +142,7 @@ dump() { dmesg -c | sed "s/^/DMESG $1 /"; }
 start() { # start TAG ARGS...
   tag=$1; shift
   T0=$(now)
-  agent "$@" >"/tmp/agent-$tag.log" 2>&1 &
+  agent run "$@" >"/tmp/agent-$tag.log" 2>&1 &
   AGENT_PID=$!
   echo "START $tag pid=$AGENT_PID t=$T0 args=$*"
 }

@@ -80,7 +80,10 @@ deb [signed-by=$KEYRING] http://deb.debian.org/debian-security trixie-security m
 deb [signed-by=$KEYRING] http://deb.debian.org/debian sid main"
 APT_OPTS=(-o "Dir::Etc::SourceList=$APT_DIR/sources.list" -o Dir::Etc::SourceParts=/dev/null
   -o "Dir::State::Lists=$APT_DIR/lists" -o "Dir::Cache=$APT_DIR" -o Dir::State::status=/dev/null
-  -o APT::Architecture=amd64 -q)
+  -o APT::Architecture=amd64 -q
+  # Downloads into root's own cache: apt's _apt sandbox user could not write there (and says so
+  # for every file, "Download is performed unsandboxed as root").
+  -o APT::Sandbox::User=root)
 
 # Lists made from other sources (an older version of this script) are not fresh.
 lists_fresh() {

@@ -16,6 +16,7 @@ serial, nic, fw_size, helper_id, nic_id, foreign_id, kver, side_key, side_helper
 snaps, facts, fwpath, exits, starts, ready = {}, {}, {}, {}, {}, {}
 logs, dmesg, nfd, fwdir, inserts, gone = {}, {}, {}, {}, {}, {}
 begin, end, rmmod_rc = None, False, None
+journals, watch_bad, watch = {}, [], None
 for line in open(serial, errors="replace"):
     line = line.rstrip("\n")
     m = re.search(r"LCVM BEGIN (\S+)", line)  # after the firmware's screen escapes
@@ -71,6 +72,20 @@ for line in open(serial, errors="replace"):
     if m:
         gone[m.group(1)] = (m.group(2) == "1", float(m.group(4)) - float(m.group(3)))
         continue
+    m = re.match(r"JOURNAL (\S+) (.*)$", line)
+    if m:
+        try:
+            journals[m.group(1)] = json.loads(m.group(2))
+        except ValueError:
+            journals[m.group(1)] = None
+        continue
+    m = re.match(r"WATCH checks=(\d+) bad=(\d+)$", line)
+    if m:
+        watch = (int(m.group(1)), int(m.group(2)))
+        continue
+    if line.startswith("WATCHBAD "):
+        watch_bad.append(line)
+        continue
     m = re.match(r"RMMOD rc=(\d+)$", line)
     if m:
         rmmod_rc = int(m.group(1))
@@ -93,7 +108,10 @@ RUN_OF = {"first": "first", "sigterm": "first", "restart": "restart", "rmmod-now
           "rmmod-later": "restart", "changed": "changed", "initfail": "initfail", "initfail-hup": "initfail",
           "foreign": "foreign", "fwconflict": "fwconflict", "swap": "swap", "sidecar": "sidecar",
           "sidecar2": "sidecar2", "sidefail": "sidefail", "sidewait-waiting": "sidewait", "sidewait": "sidewait",
-          "enforced": "enforced", "untrusted": "untrusted"}
+          "enforced": "enforced", "untrusted": "untrusted", "earlyhup": "earlyhup", "kill9-restart": "kill9-restart",
+          "readydir": "readydir", "deepjournal": "deepjournal", "deepjournal-hup": "deepjournal",
+          "fsfull-hup": "fsfull", "bc-modules-string": "bc-modules-string", "bc-file-escape": "bc-file-escape",
+          "bc-kernel-number": "bc-kernel-number", "bc-failed-type": "bc-failed-type", "bc-deep": "bc-deep"}
 
 
 def stale(tag):
@@ -462,6 +480,98 @@ check("enforced", s.get("phase") == "refused" and m is not None and "agent test 
       "enforced, a signing certificate the kernel does not trust: %s, signing_key_untrusted %r, nothing loaded" %
       (summary("untrusted"), m))
 
+# ---- faults: the node is never left with a lie ------------------------------------------------
+# Every status write was watched: a ready file only while the status says ready. The watcher
+# must have seen ready files at all (the scenarios above make several), or it proved nothing.
+check("faults", watch is not None and watch[0] > 0 and watch[1] == 0,
+      "watcher: a ready file only while its status says ready: %s checks with a ready file present, %s bad %s" %
+      (watch[0] if watch else None, watch[1] if watch else None, watch_bad[:3]))
+
+ok, secs = ready.get("earlyhup", (False, None))
+log_h = " ".join(logs.get("earlyhup", []))
+check("faults", ok and "deciding again" in log_h and f("earlyhup", "driver") == "agent_test_nic" and
+      exits.get("probe-live") == 0,
+      "early-hup: SIGHUP as soon as the signals are blocked: decided again (%s), ready file %s, %s bound to %s, "
+      "`agent ready` exit %s (expected 0)" %
+      ("deciding again" in log_h, secs_text(ok, secs), nic, f("earlyhup", "driver"), exits.get("probe-live")))
+check("faults", f("stale", "ready") == "1" and exits.get("probe-stale") == 1 and
+      any("stale" in l for l in logs.get("probe-stale", [])),
+      "stale ready file: after kill -9 the file is still there (%s) and `agent ready` exits %s (expected 1): %s" %
+      (f("stale", "ready"), exits.get("probe-stale"), logs.get("probe-stale")))
+
+j = journals.get("kill9") or {}
+intended = [i for i in j.get("inserted") or [] if isinstance(i, dict) and i.get("name") == "agent_test_nic"]
+check("faults", f("kill9-window", "initstate") == "coming" and len(intended) == 1 and
+      intended[0].get("state") == "intended" and intended[0].get("build_id") == nic_id,
+      "kill9-init: while the kernel runs agent_test_nic's init (initstate %s) the journal names it intended with the "
+      "bundle's build id: %s" % (f("kill9-window", "initstate"), intended))
+check("faults", exits.get("kill9") not in (None, 0) and f("kill9", "nic") == "1" and f("kill9", "nic_id") == nic_id,
+      "kill9-init: the agent killed (exit %s), agent_test_nic live anyway (%s, build id %s)" %
+      (exits.get("kill9"), f("kill9", "nic"), f("kill9", "nic_id")))
+ok, secs = ready.get("kill9-restart", (False, None))
+log_k = " ".join(logs.get("kill9-restart", []))
+check("faults", ok and "adopted agent_test_nic" in log_k and st("kill9-restart").get("fast_path") is True,
+      "kill9-init: the restart adopts it from the journal (log: %s) and is ready on the fast path (%s, fast_path %s)" %
+      ("adopted" in log_k, secs_text(ok, secs), st("kill9-restart").get("fast_path")))
+u = snaps.get("kill9-unload") or {}
+check("faults", exits.get("kill9-unload") == 0 and f("kill9-unload", "nic") == "0" and f("kill9-unload", "helper") == "0" and
+      "agent_test_nic" in (u.get("removed") or []),
+      "kill9-init: agent unload exit %s removes it (removed %s; nic %s, helper %s)" %
+      (exits.get("kill9-unload"), u.get("removed"), f("kill9-unload", "nic"), f("kill9-unload", "helper")))
+
+check("faults", f("readydir-kind", "kind") == "none" and
+      f("readydir", "ready") == "0" and st("readydir").get("phase") == "refused" and exits.get("probe-readydir") == 1,
+      "ready-dir: a directory named ready (with contents) is gone (%s), status %s, `agent ready` exit %s" %
+      (f("readydir-kind", "kind"), st("readydir").get("phase"), exits.get("probe-readydir")))
+
+m = reason("deepjournal", "journal_unreadable")
+check("faults", st("deepjournal").get("phase") == "refused" and m is not None and "undo.json" in m and
+      "nested deeper" in m and f("deepjournal", "nic") == "0" and f("deepjournal", "ready") == "0",
+      "deep-journal: the entrypoint stays up refused, journal_unreadable %r; nothing loaded (nic %s)" %
+      (m, f("deepjournal", "nic")))
+check("faults", exits.get("deep-unload") == 2 and "nested deeper" in " ".join(logs.get("deep-unload", [])) and
+      exits.get("deep-check") == 2 and "nested deeper" in " ".join(logs.get("deep-check", [])),
+      "deep-journal: agent unload exit %s, agent --check exit %s, each naming the nesting: %s / %s" %
+      (exits.get("deep-unload"), exits.get("deep-check"), logs.get("deep-unload"), logs.get("deep-check")))
+ok, secs = ready.get("deepjournal-hup", (False, None))
+check("faults", ok and f("deepjournal-hup", "driver") == "agent_test_nic" and exits.get("deepjournal") == 0,
+      "deep-journal: the file removed + SIGHUP: ready (%s), %s bound to %s; SIGTERM exit %s" %
+      (secs_text(ok, secs), nic, f("deepjournal-hup", "driver"), exits.get("deepjournal")))
+
+u = snaps.get("forged") or {}
+not_undone = " ".join(u.get("not_undone") or [])
+check("faults", inserts.get("dummy") == 0 and exits.get("forged") == 1 and f("forged", "dummy") == "1" and
+      f("forged", "victim") == "1" and f("forged", "fwp_same") == "1" and "no build id" in not_undone and
+      "restore path" in not_undone and "NFD file" in not_undone and "firmware" in not_undone,
+      "forged-journal: agent unload exit %s (expected 1); dummy still loaded %s, /tmp/victim kept %s, "
+      "firmware_class.path unchanged %s; not undone: %s" %
+      (exits.get("forged"), f("forged", "dummy"), f("forged", "victim"), f("forged", "fwp_same"), not_undone[:600]))
+
+log_f = " ".join(logs.get("fsfull", []))
+check("faults", f("fsfull-alive", "alive") == "1" and f("fsfull", "nic") == "0" and
+      f("fsfull", "helper") == "0" and f("fsfull", "ready") == "0" and "status_unwritable" in log_f and "No space left" in log_f,
+      "fs-full: the state filesystem full, SIGHUP: the agent alive %s, nothing inserted (helper %s, nic %s), no ready "
+      "file (%s), its log names the status write: %s" %
+      (f("fsfull-alive", "alive"), f("fsfull", "helper"), f("fsfull", "nic"), f("fsfull", "ready"),
+       "No space left" in log_f))
+ok, secs = ready.get("fsfull-hup", (False, None))
+check("faults", ok and f("fsfull-hup", "driver") == "agent_test_nic" and exits.get("fsfull") == 0 and
+      exits.get("fsfull-unload") == 0 and f("fsfull-unload", "nic") == "0",
+      "fs-full: space freed + SIGHUP: ready (%s); SIGTERM exit %s; agent unload exit %s, nic %s" %
+      (secs_text(ok, secs), exits.get("fsfull"), exits.get("fsfull-unload"), f("fsfull-unload", "nic")))
+
+for v, names in (("modules-string", ("result.json", "'modules'", "not an array")),
+                 ("file-escape", ("not a file name",)),
+                 ("kernel-number", ("result.json", "'kernel'", "not a string")),
+                 ("failed-type", ("failed.json", "'reason'", "not a string")),
+                 ("deep", ("result.json", "nested deeper"))):
+    tag = "bc-" + v
+    m = reason(tag, "build_failed")
+    check("faults", st(tag).get("phase") == "refused" and m is not None and all(n in m for n in names) and
+          exits.get(tag) == 0 and f(tag, "nic") == "0",
+          "broken-cache %s: refused with build_failed naming %s: %r; SIGTERM exit %s (no crash), nothing loaded" %
+          (v, names, m, exits.get(tag)))
+
 # ---- output --------------------------------------------------------------------------------
 DEBUG = {  # scenario -> (snapshots, agent logs, kernel messages)
     "vm": ([], [], []),
@@ -483,6 +593,11 @@ DEBUG = {  # scenario -> (snapshots, agent logs, kernel messages)
     "sidewait": (["sidewait-waiting", "sidewait"], ["sidewait"], []),
     "enforced": (["enforced", "untrusted"], ["enforced", "untrusted", "keys"], ["enforced"]),
     "dtk": (["dtk-other", "dtk-renamed", "dtk-good"], ["dtk-other", "dtk-renamed", "dtk-good"], []),
+    "faults": (["earlyhup", "kill9-restart", "readydir", "deepjournal", "deepjournal-hup", "forged", "fsfull-hup",
+                "bc-modules-string", "bc-file-escape", "bc-kernel-number", "bc-failed-type", "bc-deep"],
+               ["earlyhup", "probe-stale", "kill9", "kill9-restart", "kill9-unload", "readydir", "deepjournal",
+                "deep-unload", "deep-check", "forged", "fsfull", "bc-modules-string", "bc-file-escape",
+                "bc-kernel-number", "bc-failed-type", "bc-deep"], ["kill9"]),
 }
 failed_scenarios = []
 for ok, sc, _ in results:

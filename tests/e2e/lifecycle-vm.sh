@@ -8,7 +8,7 @@
 # The VM's /init runs the agent as a background process on the live /sys, /proc and /dev
 # (/run a tmpfs; no test-only switch) through these scenarios, in this order:
 #
-#   first-load    `agent --nfd-dir ...`: ready; agent_test_helper + agent_test_nic live and
+#   first-load    `agent run --nfd-dir ...`: ready; agent_test_helper + agent_test_nic live and
 #                 inserted by it; 0000:00:03.0 (qemu's e1000) bound to agent_test_nic; the
 #                 bundle firmware copied under /var/lib/intel-gpu-driver/firmware/<digest>/ and
 #                 firmware_class.path set there (the driver's dmesg line names the firmware's
@@ -54,6 +54,19 @@
 #                 status.firmware.conflict says so
 #   enforced      module.sig_enforce switched on (it can only be switched on, so last): a build
 #                 would make unsigned modules: refused, build_unsigned_enforced, nothing loaded
+#   faults        (before dtk) a watcher checks through every scenario that a ready file is only
+#                 seen while its status says ready; early-hup: SIGHUP right after exec, still
+#                 ready; `agent ready` 0, then after kill -9 the stale ready file fails it (1);
+#                 kill9-init: agent_test_nic sleeps in its init (init_delay_ms from modprobe.d),
+#                 the agent is killed there: the journal names it intended, the restart adopts
+#                 it (fast path), agent unload removes it; ready-dir: a directory named ready is
+#                 removed first; deep-journal: undo.json nested 100,000 deep: refused
+#                 journal_unreadable (alive), unload and --check exit 2 naming it, removed +
+#                 SIGHUP: ready; forged-journal: unload touches no module without a build id,
+#                 no restore path outside the kernel's tree, no foreign NFD file or firmware
+#                 path (exit 1); fs-full: the state filesystem full, the driver lost, SIGHUP:
+#                 nothing inserted, alive; freed + SIGHUP: ready; broken-cache: five broken
+#                 copies of the sidecar's entry, each refused build_failed naming file and field
 # The start-to-ready times of first-load and restart (wall clock in the VM and status.timings)
 # are printed as the benchmark.
 #
@@ -182,6 +195,33 @@ done
 side_entry=$work/node/var/lib/intel-gpu-driver/builds/$kver/$side_key
 mkdir -p "$root/var/lib/intel-gpu-driver"
 cp -a "$work/node/var/lib/intel-gpu-driver/builds" "$root/var/lib/intel-gpu-driver/"
+# broken-cache: copies of the sidecar's good entry, each with one thing of the wrong shape (as a
+# hand edit, a half-written disk or another tool could leave it); each its own cache.
+for v in modules-string file-escape kernel-number failed-type deep; do
+  b=$root/var/lib/igd-broken-$v/builds/$kver
+  mkdir -p "$b"
+  cp -a "$side_entry" "$b/"
+  python3 - "$b/$side_key" "$v" <<'PY'
+import json, os, sys
+entry, variant = sys.argv[1:3]
+path = os.path.join(entry, "result.json")
+j = json.load(open(path))
+if variant == "modules-string":
+    j["modules"] = "agent_test_nic.ko"
+elif variant == "file-escape":
+    j["modules"][0]["file"] = "../../../../../etc/os-release"
+elif variant == "kernel-number":
+    j["kernel"] = 61
+elif variant == "failed-type":
+    os.remove(path)
+    path = os.path.join(entry, "failed.json")
+    j = {"schema": 1, "kernel": j["kernel"], "key": j["key"], "reason": 7, "detail": "x", "inputs": j["inputs"]}
+if variant == "deep":
+    open(path, "w").write('{"inputs": ' + "[" * 100000 + "]" * 100000 + "}")
+else:
+    json.dump(j, open(path, "w"))
+PY
+done
 
 cat >"$root/init" <<INIT
 #!/bin/sh
@@ -223,10 +263,10 @@ dump() { dmesg -c | sed "s/^/DMESG $1 /"; } # dump TAG: the kernel's messages si
 alog() { [ -f "/tmp/agent-$1.log" ] && sed "s/^/LOG $1 /" "/tmp/agent-$1.log"; } # alog TAG: its agent's log
 # alive PID: running (a zombie, exited but not yet reaped by this shell, is not)
 alive() { [ -e "/proc/$1/status" ] && ! grep -q '^State:[[:space:]]*Z' "/proc/$1/status" 2>/dev/null; }
-start() { # start TAG ARGS...: the agent in the background (AGENT_PID), T0 its start
+start() { # start TAG ARGS...: `agent run ARGS` in the background (AGENT_PID), T0 its start
   tag=$1; shift
   T0=$(now)
-  agent "$@" >"/tmp/agent-$tag.log" 2>&1 &
+  agent run "$@" >"/tmp/agent-$tag.log" 2>&1 &
   AGENT_PID=$!
   echo "START $tag pid=$AGENT_PID t=$T0 args=$*"
 }
@@ -262,6 +302,27 @@ unload() { # unload TAG: agent unload --json
 }
 nfd() { if [ -f "$NFD/intel-gpu-driver" ]; then sed "s/^/NFD $1 /" "$NFD/intel-gpu-driver"; else echo "NFD $1 -"; fi; }
 
+# The watcher: through every scenario, a ready file in a state directory is only ever seen
+# while its status says ready (checked as status, ready file, status: a change in between is
+# not counted against it).
+watcher() {
+  checks=0 bad=0
+  while [ ! -e /tmp/watch.stop ]; do
+    for d in /run/intel-gpu-driver /run/igd-*; do
+      [ -f "$d/ready" ] || continue
+      p1=$(grep -o '"phase" *: *"[a-z-]*"' "$d/status.json" 2>/dev/null)
+      [ -f "$d/ready" ] || continue
+      p2=$(grep -o '"phase" *: *"[a-z-]*"' "$d/status.json" 2>/dev/null)
+      checks=$((checks + 1))
+      case "$p1$p2" in *'"ready"'*) ;; *) bad=$((bad + 1)); echo "WATCHBAD $d $p1 $p2" ;; esac
+    done
+    sleep 0.2
+  done
+  echo "WATCH checks=$checks bad=$bad"
+}
+watcher &
+WATCHER=$!
+
 # first-load: the entrypoint as the container runs it
 facts pre
 start first --nfd-dir "$NFD"
@@ -271,7 +332,7 @@ ls -R /var/lib/intel-gpu-driver/firmware 2>/dev/null | sed 's/^/FWDIR first /'
 dump first
 
 # second-agent: the lock is held
-timeout 60 agent --nfd-dir "$NFD" >/tmp/agent-second.log 2>&1; echo "EXIT second $?"
+timeout 60 agent run --nfd-dir "$NFD" >/tmp/agent-second.log 2>&1; echo "EXIT second $?"
 facts second
 alog second; dump second
 
@@ -281,7 +342,7 @@ snap sigterm; facts sigterm
 alog first; dump sigterm
 
 # restart: the fast path
-start restart run --nfd-dir "$NFD"
+start restart --nfd-dir "$NFD"
 wait_ready restart 180
 snap restart; facts restart; nfd restart
 dump restart
@@ -407,6 +468,137 @@ unload fwconflict-unload
 facts fwconflict-unload
 alog fwconflict; alog fwconflict-unload; dump fwconflict
 
+# ---- faults: the node is never left with a lie -------------------------------------------
+# early-hup: a SIGHUP in the agent's first instant is a decision made again, never a death;
+# then a killed agent's ready file is stale: the readiness probe fails
+agent run --nfd-dir "$NFD" >/tmp/agent-earlyhup.log 2>&1 &
+AGENT_PID=$!
+# as soon as the agent blocks its signals (SigBlk has SIGHUP, bit 1): main's first act; a
+# signal before that (the dynamic loader's instant after exec) has its default action, which a
+# container's PID 1 - the agent as ENTRYPOINT - never gets from inside its namespace anyway
+while ! grep -qE '^SigBlk:.*[13579bdf]$' "/proc/$AGENT_PID/status" 2>/dev/null && alive "$AGENT_PID"; do :; done
+echo "FACT earlyhup-mask lock=$([ -e /run/intel-gpu-driver/agent.lock ] && echo 1 || echo 0)"
+kill -HUP "$AGENT_PID"
+T0=$(now)
+echo "START earlyhup pid=$AGENT_PID t=$T0 args=run (SIGHUP at once)"
+# the SIGHUP makes a second decision (the log says so); ready once that one is
+n=0
+while ! grep -q "deciding again" /tmp/agent-earlyhup.log && [ $n -lt 1800 ] && alive "$AGENT_PID"; do sleep 0.1; n=$((n + 1)); done
+wait_status 180 '"phase" *: *"ready"'
+wait_ready earlyhup 60
+snap earlyhup; facts earlyhup
+agent ready >/tmp/probe.out 2>&1; echo "EXIT probe-live $?"; sed 's/^/LOG probe-live /' /tmp/probe.out
+kill -KILL "$AGENT_PID"; wait "$AGENT_PID"; echo "EXIT earlyhup-kill $?"
+facts stale
+agent ready >/tmp/probe.out 2>&1; echo "EXIT probe-stale $?"; sed 's/^/LOG probe-stale /' /tmp/probe.out
+alog earlyhup
+
+# kill9-init: agent_test_nic sleeps 6 s in its init; the agent is killed (-9) while the kernel
+# runs it: the module ends up live though its insert call never returned. The restart adopts it
+# from the journal's intended entry; agent unload removes it.
+echo "options agent_test_nic init_delay_ms=6000" >/etc/modprobe.d/agent-test.conf
+unload kill9-pre
+start kill9 --nfd-dir "$NFD"
+n=0
+while [ ! -d /sys/module/agent_test_nic ] && [ $n -lt 1800 ] && alive "$AGENT_PID"; do sleep 0.1; n=$((n + 1)); done
+echo "FACT kill9-window initstate=$(cat /sys/module/agent_test_nic/initstate 2>/dev/null || echo -)"
+echo "JOURNAL kill9 $(tr '\n' ' ' <$SD/undo.json 2>/dev/null)"
+kill -KILL "$AGENT_PID"; wait "$AGENT_PID"; echo "EXIT kill9 $?"
+n=0
+while [ "$(cat /sys/module/agent_test_nic/initstate 2>/dev/null)" != live ] && [ $n -lt 200 ]; do sleep 0.1; n=$((n + 1)); done
+facts kill9
+rm /etc/modprobe.d/agent-test.conf
+start kill9-restart --nfd-dir "$NFD"
+wait_ready kill9-restart 180
+snap kill9-restart; facts kill9-restart
+stop kill9-restart TERM
+unload kill9-unload
+facts kill9-unload
+alog kill9; alog kill9-restart; alog kill9-unload; dump kill9
+
+# ready-dir: the ready file is a directory with something in it: it goes first, whatever it is
+mkdir -p $SD/ready/sub && touch $SD/ready/sub/file
+start readydir --bundle /bundles/old --build-mode off
+wait_status 120 '"phase" *: *"refused"'
+snap readydir; facts readydir
+echo "FACT readydir-kind kind=$(if [ -e $SD/ready ] || [ -L $SD/ready ]; then stat -c %F $SD/ready | tr ' ' _; else echo none; fi)"
+agent ready >/tmp/probe.out 2>&1; echo "EXIT probe-readydir $?"
+stop readydir TERM
+alog readydir
+
+# deep-journal: undo.json of this boot nested 100,000 levels deep: the entrypoint stays up,
+# refused, naming the file; agent unload and --check say so and exit 2; removed + SIGHUP: ready
+awk -v id="$(cat /proc/sys/kernel/random/boot_id)" 'BEGIN { printf "{\"boot_id\":\"%s\",\"inserted\":", id;
+  for (i = 0; i < 100000; i++) printf "["; for (i = 0; i < 100000; i++) printf "]"; print "}" }' >$SD/undo.json
+start deepjournal --nfd-dir "$NFD"
+wait_status 120 '"phase" *: *"refused"'
+snap deepjournal; facts deepjournal
+timeout 60 agent unload >/tmp/agent-deep-unload.log 2>&1; echo "EXIT deep-unload $?"
+timeout 60 agent --check >/dev/null 2>/tmp/agent-deep-check.log; echo "EXIT deep-check $?"
+rm $SD/undo.json
+T0=$(now); kill -HUP "$AGENT_PID"
+wait_ready deepjournal-hup 180
+snap deepjournal-hup; facts deepjournal-hup
+stop deepjournal TERM
+unload deep-unload2
+alog deepjournal; alog deep-unload; alog deep-check
+
+# forged-journal: a journal of this boot naming what the agent never did: a loaded module with
+# no build id, a restore path outside the kernel's tree, someone's file as the NFD file, a
+# firmware path outside the agent's directory. agent unload touches none of it (exit 1).
+modprobe dummy; echo "INSMOD dummy $?"
+echo victim >/tmp/victim
+printf '%s' "$(cat $FWP)" >/tmp/fwp-before
+cat >$SD/undo.json <<JOURNAL
+{"schema": 2, "boot_id": "$(cat /proc/sys/kernel/random/boot_id)",
+ "inserted": [{"name": "dummy", "build_id": "", "state": "done"}],
+ "removed": [{"name": "loop", "restore_path": "/tmp/loop.ko", "state": "done"}],
+ "source": "prebuilt", "firmware_previous_path": "/anything", "firmware_path": "/tmp/notours",
+ "firmware_state": "done", "nfd_file": "/tmp/victim"}
+JOURNAL
+timeout 60 agent unload --nfd-dir "$NFD" --json >/tmp/unload.out 2>/tmp/agent-forged.log; echo "EXIT forged $?"
+echo "SNAP forged $(tr '\n' ' ' </tmp/unload.out)"
+echo "FACT forged dummy=$(live dummy) loop=$(live loop) victim=$([ -f /tmp/victim ] && echo 1 || echo 0)" \
+  "fwp_same=$([ "$(cat $FWP)" = "$(cat /tmp/fwp-before)" ] && echo 1 || echo 0)"
+rm -f $SD/undo.json; rmmod dummy
+alog forged
+
+# fs-full: the state directory's filesystem fills after the agent is ready; the driver is lost
+# and SIGHUP asks for a new decision: nothing may be inserted without a record; freed: ready
+mkdir -p /run/igd-full; mount -t tmpfs -o size=256k tmpfs /run/igd-full
+SD=/run/igd-full
+start fsfull --state-dir /run/igd-full
+wait_ready fsfull 180
+dd if=/dev/zero of=/run/igd-full/fill bs=4096 2>/dev/null; echo "FACT fsfull-fill free=$(df -k /run/igd-full | awk 'NR==2 {print $4}')"
+rmmod agent_test_nic; rmmod agent_test_helper
+sleep 2
+kill -HUP "$AGENT_PID"
+sleep 8
+echo "FACT fsfull-alive alive=$(alive "$AGENT_PID" && echo 1 || echo 0)"
+facts fsfull
+rm /run/igd-full/fill
+T0=$(now); kill -HUP "$AGENT_PID"
+wait_ready fsfull-hup 180
+snap fsfull-hup; facts fsfull-hup
+stop fsfull TERM
+timeout 60 agent unload --state-dir /run/igd-full >/dev/null 2>&1; echo "EXIT fsfull-unload $?"
+facts fsfull-unload
+alog fsfull
+SD=/run/intel-gpu-driver
+
+# broken-cache: each broken copy of the sidecar's entry is that file's named error, never a
+# crash and never "is the sidecar running?"
+for v in modules-string file-escape kernel-number failed-type deep; do
+  SD=/run/igd-bc-$v
+  start "bc-$v" --bundle /bundles/old --build-mode sidecar --build-cache "/var/lib/igd-broken-$v/builds" \
+    --build-timeout 3 --state-dir "$SD"
+  wait_status 120 '"phase" *: *"refused"'
+  snap "bc-$v"; facts "bc-$v"
+  stop "bc-$v" TERM
+  alog "bc-$v"
+done
+SD=/run/intel-gpu-driver
+
 # dtk: the node without headers of its own; a Driver Toolkit image's decide
 H=$(readlink -f "/lib/modules/$(uname -r)/build")
 mv "$H" "$H.hidden"
@@ -433,6 +625,7 @@ snap untrusted; facts untrusted
 stop untrusted TERM
 alog untrusted
 
+touch /tmp/watch.stop; wait "$WATCHER"
 echo "LCVM END"
 poweroff -f
 INIT

@@ -14,6 +14,7 @@ usage: make-seeds.py OUT
 import gzip
 import lzma
 import os
+import json
 import pathlib
 import shutil
 import subprocess
@@ -145,7 +146,7 @@ def main():
         return 2
     out = pathlib.Path(sys.argv[1])
     seeds = {t: {} for t in ("symvers", "module", "decompress", "signature", "kernel_image", "stablelist",
-                             "host_text")}
+                             "host_text", "state_json")}
 
     def add(target, name, data):
         if 0 < len(data) <= MAX_SEED and data not in seeds[target].values():
@@ -257,6 +258,23 @@ def main():
         b"  x=\"a b\"\ninstall i915 /bin/false\n")
     add("host_text", "cmdline", b"BOOT_IMAGE=/boot/vmlinuz ro i915.enable_psr=0 xe.force_probe=\"*\" quiet -- init.x=1\n")
     add("host_text", "builtin", b"kernel/drivers/gpu/drm/drm.ko\nkernel/fs/ext4/ext4.ko\n")
+    # The agent's own state files: a journal of this boot (one step intended), cache records.
+    boot = "5b1f8f6e-6a2e-4c27-9d55-1b2c3d4e5f60"
+    add("state_json", "journal", json.dumps({
+        "schema": 2, "boot_id": boot, "source": "prebuilt",
+        "inserted": [{"name": "agent_test_helper", "build_id": "ab12", "state": "done"},
+                     {"name": "agent_test_nic", "build_id": "cd34", "state": "intended"}],
+        "removed": [{"name": "i915", "restore_path": "/lib/modules/6.1.0-56-amd64/kernel/i915.ko", "state": "done"}],
+        "firmware_previous_path": "", "firmware_path": "/var/lib/intel-gpu-driver/firmware/0abc",
+        "firmware_state": "intended", "nfd_file": "/etc/kubernetes/node-feature-discovery/features.d/intel-gpu-driver"}).encode())
+    inputs = {"release": "6.1.0-56-amd64", "proc_version": "Linux version 6.1.0-56-amd64", "sources_sha256": "ab" * 32}
+    add("state_json", "result", json.dumps({
+        "schema": 1, "kernel": "6.1.0-56-amd64", "key": "k", "inputs": inputs,
+        "signer": {"name": "agent tests", "key_id": "0a"},
+        "modules": [{"name": "agent_test_nic", "file": "agent_test_nic.ko", "sha256": "cd" * 32}]}).encode())
+    add("state_json", "failed", json.dumps({"schema": 1, "kernel": "6.1.0-56-amd64", "reason": "build_failed",
+                                            "detail": "x.c:1: error", "inputs": inputs}).encode())
+    add("state_json", "status", b'{"schema": 1, "phase": "ready", "boot_id": "' + boot.encode() + b'"}')
     # stablelist: RHEL's sectioned form with real symbol names, a plain list, comments, CRLF.
     names = [line.split(b"\t")[1] for text in symvers_text[:1] for line in text.splitlines()[:40]
              if line.count(b"\t") >= 3]

@@ -21,7 +21,7 @@ root=$(cd "$here/../.." && pwd)
 build=${FUZZ_BUILD_DIR:-$root/build-fuzz}
 secs=${FUZZ_SECONDS:-20}
 jobs=${FUZZ_JOBS:-2}
-read -r -a targets <<<"${FUZZ_TARGETS:-symvers module decompress signature kernel_image stablelist host_text}"
+read -r -a targets <<<"${FUZZ_TARGETS:-symvers module decompress signature kernel_image stablelist host_text state_json}"
 
 die() { echo "run-fuzz: $*" >&2; echo "0 passed, ${#targets[@]} failed"; exit 1; }
 

@@ -66,11 +66,12 @@ struct Sidecar {
                      {"detail", "x.c:1:1: error: broken"}, {"log", "build.log"}, {"inputs", inputs(sources_sha)}};
     write_file(kdir / key / "failed.json", j.dump());
   }
-  Result<std::optional<BuildResult>> find() const {
+  // `skipped`: the entries find_build could not read, when the caller asks.
+  Result<std::optional<BuildResult>> find(std::vector<Error>* skipped = nullptr) const {
     BuildOptions o;
     o.sources = sources;
     o.check_cached = false;  // no kernel tree here: the kABI check is the caller's (diagnose)
-    return find_build(probes::HostRoot::open(node.string()).value(), o);
+    return find_build(probes::HostRoot::open(node.string()).value(), o, skipped);
   }
 };
 
@@ -148,4 +149,70 @@ TEST_CASE("find_build: no sources is an input error, not 'nothing built yet'") {
   auto r = s.find();
   REQUIRE_FALSE(r);
   CHECK_THAT(r.error().what(), Contains("sources directory not found"));
+}
+
+// Entries of the wrong shape (a hand edit, another tool, a disk that lost half a file): each is
+// an error naming the file and the field, given to the caller - never an exception, never
+// silently "nothing built yet".
+TEST_CASE("find_build: an entry of the wrong shape is named, never a crash") {
+  Sidecar s;
+  s.success("ours", s.digest());
+  auto meta = nlohmann::json::parse(slurp(s.kdir / "ours/result.json"));
+  REQUIRE(meta["modules"].is_array());  // the good entry is found first: the edits below matter
+  {
+    auto good = s.find();
+    REQUIRE(good);
+    REQUIRE(good->has_value());
+  }
+  std::string expect;
+  SECTION("modules is a string") {
+    meta["modules"] = "basic.ko";
+    expect = "'modules' is a string, not an array";
+  }
+  SECTION("a module entry is not an object") {
+    meta["modules"] = nlohmann::json::array({"basic.ko"});
+    expect = "'modules[0]' is a string, not an object";
+  }
+  SECTION("a file name that leaves the entry") {
+    meta["modules"][0]["file"] = "../../../../proc/version";
+    expect = "not a file name";
+  }
+  SECTION("a number where a string is expected") {
+    meta["kernel"] = 61;
+    expect = "'kernel' is a number, not a string";
+  }
+  SECTION("a missing file") {
+    meta["modules"][0]["file"] = "gone.ko";
+    expect = "gone.ko";
+  }
+  SECTION("nested 100,000 levels deep") {
+    meta = nullptr;
+    write_file(s.kdir / "ours/result.json",
+               "{\"inputs\": " + std::string(100000, '[') + std::string(100000, ']') + "}");
+    expect = "nested deeper";
+  }
+  if (!meta.is_null()) write_file(s.kdir / "ours/result.json", meta.dump());
+  std::vector<Error> skipped;
+  auto r = s.find(&skipped);
+  REQUIRE(r);
+  CHECK_FALSE(r->has_value());
+  REQUIRE(skipped.size() == 1);
+  CHECK_THAT(skipped[0].what(), Contains(expect));
+  CHECK_THAT(skipped[0].what(), Contains("ours"));
+}
+
+TEST_CASE("find_build: a failed.json of the wrong shape is named") {
+  Sidecar s;
+  s.failure("failed", s.digest());
+  auto j = nlohmann::json::parse(slurp(s.kdir / "failed/failed.json"));
+  REQUIRE(j["reason"].is_string());
+  j["reason"] = 7;
+  write_file(s.kdir / "failed/failed.json", j.dump());
+  std::vector<Error> skipped;
+  auto r = s.find(&skipped);
+  REQUIRE(r);
+  CHECK_FALSE(r->has_value());
+  REQUIRE(skipped.size() == 1);
+  CHECK_THAT(skipped[0].what(), Contains("failed.json"));
+  CHECK_THAT(skipped[0].what(), Contains("'reason' is a number"));
 }

@@ -2,6 +2,8 @@
 // cache): the ctest agent_check. On real kernels: test_check.cpp.
 #include "catch2_compat.h"
 
+#include <sys/stat.h>
+
 #include <sstream>
 
 #include "agent/check.h"
@@ -40,4 +42,26 @@ TEST_CASE("check: usage and input errors exit 2 and say what is wrong") {
   CHECK(run_check(o, out, err) == kCheckInputError);
   CHECK(err.str().find("i915.ko") != std::string::npos);
   CHECK(out.str().empty());
+}
+
+TEST_CASE("check: a bundle file named like a module that is not a regular file is an input error naming it") {
+  std::ostringstream out, err;
+  TempDir t;
+  agent::test::copy_tree(agent::test::base_host(), t / "node");
+  CheckOptions o;
+  o.root = t / "node";
+  o.bundle = t / "bundle";
+  o.state_dir = t / "state";
+  // A real module beside it: without the FIFO the same call goes past the bundle (this base node
+  // has no module tree, which is the error then), so the FIFO's is the bundle's own.
+  fs::create_directories(t / "bundle");
+  fs::copy_file(fs::path(KABI_FIXTURE_DIR) / "basic.ko", t / "bundle/basic.ko");
+  (void)run_check(o, out, err);
+  REQUIRE(err.str().find("no module tree") != std::string::npos);
+  REQUIRE(::mkfifo((t / "bundle/agent_test_nic.ko").c_str(), 0644) == 0);
+  out.str("");
+  err.str("");
+  CHECK(run_check(o, out, err) == kCheckInputError);
+  CHECK(err.str().find("agent_test_nic.ko") != std::string::npos);
+  CHECK(err.str().find("not a regular file") != std::string::npos);
 }

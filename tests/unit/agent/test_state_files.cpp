@@ -3,6 +3,8 @@
 #include "agent/firmware.h"
 #include "agent/journal.h"
 #include "agent/lifecycle.h"
+#include "agent/ready.h"
+#include "agent/undo.h"
 #include "agent/state_files.h"
 #include "agent/status.h"
 
@@ -155,7 +157,7 @@ TEST_CASE("journal: round trip; another boot's journal is empty; a corrupt one i
   CHECK(back.firmware_previous_path == std::optional<std::string>(""));
   CHECK(back.firmware_path == j.firmware_path);
   CHECK(load_journal(dir, "boot-2").value().empty());
-  REQUIRE(save_journal(dir, Journal{"boot-1", {}, {}, {}, std::nullopt, {}, {}}));  // nothing left: no file
+  REQUIRE(save_journal(dir, Journal{"boot-1", {}, {}, {}, std::nullopt, {}, true, {}}));  // nothing left: no file
   CHECK_FALSE(fs::exists(t / "state/undo.json"));
   write_file(t / "state/undo.json", "{not json");
   auto bad = load_journal(dir, "boot-1");
@@ -275,4 +277,124 @@ TEST_CASE("status: every documented field, phases by name") {
   CHECK(j["modules"][0]["sha256"] == "sha");
   CHECK(std::string(phase_name(Phase::UpgradePending)) == "upgrade-pending");
   CHECK(utc_now().size() == 24);
+}
+
+TEST_CASE("WritableDir: an existing directory reached through a link is refused too (one policy)") {
+  TempDir t, outside;
+  fs::create_directories(t / "var/lib/intel-gpu-driver");
+  fs::create_directories(outside / "etc");
+  // The firmware directory planted as a link to another directory that exists: never written through.
+  fs::create_symlink(outside / "etc", t / "var/lib/intel-gpu-driver/firmware");
+  REQUIRE(fs::is_directory(t / "var/lib/intel-gpu-driver/firmware"));  // it resolves: the refusal is the policy's
+  auto root = root_of(t.path());
+  auto dir = WritableDir::open(root, "/var/lib/intel-gpu-driver/firmware", "firmware directory");
+  REQUIRE_FALSE(dir);
+  CHECK_THAT(dir.error().what(), Contains("symbolic link"));
+  auto sub = WritableDir::open(root, "/var/lib/intel-gpu-driver/firmware/abc", "firmware directory");
+  REQUIRE_FALSE(sub);
+  CHECK(fs::is_empty(outside / "etc"));
+}
+
+TEST_CASE("WritableDir::remove_any: a file, a link (not followed), a directory with contents") {
+  TempDir t, outside;
+  write_file(outside / "keep", "x");
+  auto root = root_of(t.path());
+  auto dir = WritableDir::open(root, "/state", "state directory").value();
+  SECTION("file") { write_file(t / "state/ready", ""); }
+  SECTION("link") { fs::create_symlink(outside.path(), t / "state/ready"); }
+  SECTION("directory") {
+    write_file(t / "state/ready/sub/file", "x");
+    fs::create_symlink(outside.path(), t / "state/ready/sub/link");
+  }
+  REQUIRE(fs::symlink_status(t / "state/ready").type() != fs::file_type::not_found);
+  REQUIRE(dir.remove_any(kReadyFile));
+  CHECK(fs::symlink_status(t / "state/ready").type() == fs::file_type::not_found);
+  CHECK(fs::exists(outside / "keep"));
+  CHECK(dir.remove_any(kReadyFile));  // none: success
+}
+
+TEST_CASE("agent ready: the ready file, this boot's ready status, and a live agent holding the lock") {
+  TempDir t;
+  auto root = root_of(t.path());
+  auto dir = WritableDir::open(root, "/state", "state directory").value();
+  write_file(t / "host/proc/sys/kernel/random/boot_id", "boot-1\n");
+  ReadyOptions o;
+  o.root = t / "host";
+  o.state_dir = t / "state";
+  auto status = [&](const std::string& phase, const std::string& boot) {
+    write_file(t / "state/status.json", nlohmann::json{{"schema", 1}, {"phase", phase}, {"boot_id", boot}}.dump());
+  };
+  status("ready", "boot-1");
+  CHECK_THAT(why_not_ready(o), Contains("no ready file"));
+  write_file(t / "state/ready", "");
+  CHECK_THAT(why_not_ready(o), Contains("agent.lock"));  // no agent ever ran: no lock file
+  {
+    auto lock = InstanceLock::acquire(dir);
+    REQUIRE(lock);
+    CHECK(why_not_ready(o).empty());
+    std::ostringstream out;
+    CHECK(run_ready(o, out) == kReadyYes);
+    CHECK(out.str() == "ready\n");
+    status("refused", "boot-1");
+    CHECK_THAT(why_not_ready(o), Contains("refused"));
+    status("ready", "boot-0");
+    CHECK_THAT(why_not_ready(o), Contains("another boot"));
+    write_file(t / "state/status.json", "{\"phase\": " + std::string(1000, '[') + std::string(1000, ']') + "}");
+    CHECK_THAT(why_not_ready(o), Contains("nested deeper"));
+    write_file(t / "state/status.json", "{\"phase\": 1}");
+    CHECK_THAT(why_not_ready(o), Contains("'phase' is a number"));
+    status("ready", "boot-1");
+    fs::remove(t / "state/ready");
+    fs::create_directory(t / "state/ready");
+    CHECK_THAT(why_not_ready(o), Contains("not a regular file"));
+    fs::remove(t / "state/ready");
+    write_file(t / "state/ready", "");
+    CHECK(why_not_ready(o).empty());
+  }
+  // The agent is gone (its lock released with it): the same files are a stale claim.
+  const std::string stale = why_not_ready(o);
+  CHECK_THAT(stale, Contains("stale"));
+  std::ostringstream out;
+  CHECK(run_ready(o, out) == kReadyNo);
+  // The probe's instant of a shared lock never keeps an agent from starting.
+  CHECK(InstanceLock::acquire(dir));
+}
+
+TEST_CASE("undo: only what can be verified the agent's own is acted on") {
+  TempDir t;
+  write_file(t / "proc/modules", "");
+  auto root = probes::HostRoot::open(t.path().string()).value();
+  auto kernel = KernelModules::open().value();
+  const UndoScope scope{"6.1.0-56-amd64", "/var/lib/intel-gpu-driver/firmware",
+                        "/etc/kubernetes/node-feature-discovery/features.d"};
+  SECTION("an insert without a build id is not removed") {
+    auto r = undo_insert(root, kernel, {"dummy", "", true});
+    REQUIRE_FALSE(r);
+    CHECK_THAT(r.error().what(), Contains("no build id"));
+  }
+  SECTION("a removal whose restore path is not that module in the running kernel's tree") {
+    for (const std::string p : {"/tmp/loop.ko", "/lib/modules/6.1.0-47-amd64/kernel/loop.ko",
+                                "/lib/modules/6.1.0-56-amd64/kernel/other.ko", "/lib/modules/6.1.0-56-amd64/../x/loop.ko"}) {
+      auto r = undo_removal(root, kernel, {"loop", p, true}, "", scope);
+      REQUIRE_FALSE(r);
+      CHECK_THAT(r.error().what(), Contains("not inserted"));
+    }
+    // The right shape gets past the check (and fails later only because this tree has no file).
+    auto ok = undo_removal(root, kernel, {"loop", "/lib/modules/6.1.0-56-amd64/kernel/drivers/block/loop.ko", true}, "", scope);
+    REQUIRE_FALSE(ok);
+    CHECK_THAT(ok.error().what(), !Contains("not inserted"));
+  }
+  SECTION("a firmware path outside the agent's directory is not set back") {
+    auto r = undo_firmware_path(root, "/tmp/notours", "/anything", scope);
+    REQUIRE_FALSE(r);
+    CHECK_THAT(r.error().what(), Contains("not under the agent's firmware directory"));
+  }
+  SECTION("an NFD file that is not the agent's") {
+    CHECK(check_nfd_file("/etc/kubernetes/node-feature-discovery/features.d/intel-gpu-driver", scope));
+    CHECK_FALSE(check_nfd_file("/etc/passwd", scope));
+    CHECK_FALSE(check_nfd_file("/etc/kubernetes/node-feature-discovery/features.d/other", scope));
+    CHECK_FALSE(check_nfd_file("/tmp/intel-gpu-driver", scope));
+    CHECK_FALSE(check_nfd_file("/etc/kubernetes/node-feature-discovery/features.d/intel-gpu-driver",
+                               UndoScope{"6.1.0-56-amd64", "/var/lib/intel-gpu-driver/firmware", ""}));
+  }
 }

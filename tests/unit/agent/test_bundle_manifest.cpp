@@ -159,13 +159,13 @@ TEST_CASE("bundle manifest: wrong shapes are errors naming the file, never excep
   refused(j, "not a sha256");
   j = b.manifest;
   j["modules"] = json::object();
-  refused(j, "'modules' is a object, not an array");
+  refused(j, "'modules' is an object, not an array");
   j = b.manifest;
   j["modules"] = json::array();
   refused(j, "'modules' is empty");
   j = b.manifest;
   j["modules"][0]["sha256"] = json::array({1, 2});
-  refused(j, "'modules[0].sha256' is a array, not a string");
+  refused(j, "'modules[0].sha256' is an array, not a string");
   j = b.manifest;
   j["modules"][0]["sha256"] = std::string(64, 'A');
   refused(j, "lower-case hex");

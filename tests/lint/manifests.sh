@@ -11,7 +11,12 @@
 #   5. the sidecar's loop (its shell script as rendered) run with a stand-in for `agent build`:
 #      it waits after a success and after a failure, and SIGTERM ends it at once, the running
 #      build getting the signal;
-#   6. negative controls: deliberately broken copies (a misspelt field, a wrong type, a missing
+#   6. every agent command line of the manifests (each container's command and args, the
+#      sidecar's `agent build`, the probes) parsed by the real agent (AGENT, the first argument;
+#      default build/agent/agent): run with every absolute path moved under an empty temporary
+#      directory, it must get past its option parsing (run and build: "host root" missing;
+#      ready: "not ready", exit 1), and a misspelt option must not;
+#   7. negative controls: deliberately broken copies (a misspelt field, a wrong type, a missing
 #      required field, an unknown apiVersion, a mount of no volume, an overlay patch that
 #      targets no container, an overlay that drops an argument, a duplicated key) must each be
 #      rejected, for the expected reason: a validator that accepts everything fails this test.
@@ -19,13 +24,16 @@
 # ${AGENT_NPM_CACHE:-~/.cache/intel-gpu-agent/npm}/<digest of the lockfile>, once.
 # kustomize: a `kustomize` on PATH, else `kubectl kustomize`. A missing tool fails the test.
 set -euo pipefail
+agent_arg=${1:-}
 cd "$(dirname "$0")/../.."
 repo=$PWD
+agent=${agent_arg:-$repo/build/agent/agent}
 deploy=$repo/container/deploy
 lintdir=$repo/tests/lint/manifests
 start=$SECONDS
 
 fail() { echo "manifests: FAILED: $*" >&2; exit 1; }
+[[ -x $agent ]] || fail "no agent binary at $agent (give its path: tests/lint/manifests.sh build/agent/agent)"
 for tool in node npm yamllint shellcheck; do
   command -v "$tool" >/dev/null || fail "$tool not found (tests/setup.sh installs yamllint and shellcheck; node and npm come with the machine)"
 done
@@ -160,7 +168,74 @@ loop_case fail "agent build exited 1; next run in 300 s"
 loop_case long "TERM"
 if grep -q timeout "$work/fake.log"; then fail "sidecar loop (long): the build was not signalled"; fi
 
-# --- 6. negative controls ---------------------------------------------------------------------
+# --- 6. the agent command lines, as the agent parses them ------------------------------------
+# Each command (NUL-separated argv, the expected outcome first) with /usr/local/bin/agent as
+# $agent and every absolute path (an argument, --opt=PATH, HOST_ROOT) under $work/nowhere.
+node --input-type=module -e '
+  import { createRequire } from "node:module";
+  const require = createRequire(process.argv[1] + "/noop.js");
+  const YAML = require("yaml");
+  const fs = require("node:fs");
+  const [, , agent, nowhere, outdir, ...files] = process.argv;
+  const move = (a) => a.replace(/^(--[a-z-]+=)?(\/.*)$/, (m, opt, path) => (opt ?? "") + nowhere + path);
+  let n = 0;
+  const emit = (what, expect, argv, env) => {
+    if (argv[0] !== "/usr/local/bin/agent") return;
+    const line = [expect, what, `HOST_ROOT=${move(env.HOST_ROOT ?? "/")}`, agent, ...argv.slice(1).map(move)];
+    fs.writeFileSync(`${outdir}/cmd-${String(n++).padStart(2, "0")}`, line.join("\0"));
+  };
+  for (const f of files) {
+    for (const d of YAML.parseAllDocuments(fs.readFileSync(f, "utf8")).map((x) => x.toJS())) {
+      if (d?.kind !== "DaemonSet") continue;
+      for (const c of d.spec.template.spec.containers) {
+        const env = Object.fromEntries((c.env ?? []).map((e) => [e.name, e.value]));
+        const argv = [...(c.command ?? []), ...(c.args ?? [])];
+        const at = `${f.replace(/.*\//, "")} ${c.name}`;
+        if (argv[0] === "/bin/sh") {
+          const m = /(\/usr\/local\/bin\/agent build[^&;\n]*)/.exec(argv.join(" "));
+          if (m) emit(`${at} (its script)`, "hostroot", m[1].trim().split(/\s+/), env);
+        } else emit(at, "hostroot", argv, env);
+        for (const p of ["readinessProbe", "startupProbe", "livenessProbe"]) {
+          if (c[p]?.exec?.command) emit(`${at} ${p}`, "notready", c[p].exec.command, env);
+        }
+      }
+    }
+  }
+' "$modules_dir/node_modules" "$agent" "$work/nowhere" "$work" "$work/base.yaml" "$work/sidecar.yaml" ||
+  fail "could not extract the agent command lines"
+# agent_parses EXPECT WHAT HOST_ROOT=... AGENT ARGS...: 0 when the agent got past its option
+# parsing and ended as EXPECT says.
+agent_parses() {
+  local expect=$1 what=$2 hostroot=$3 rc=0 err
+  shift 3
+  err=$(env "$hostroot" timeout 20 "$@" 2>&1 >/dev/null) || rc=$?
+  if grep -q "Run with --help\|not expected\|is required\|not in {" <<<"$err"; then
+    echo "manifests: $what: the agent refuses its command line: ${err//$'\n'/ }" >&2
+    return 1
+  fi
+  case $expect in
+    hostroot) ((rc == 2)) && grep -q "host root" <<<"$err" ;;
+    notready) ((rc == 1)) ;;
+  esac || { echo "manifests: $what: exit $rc, not the expected end ($expect): ${err//$'\n'/ }" >&2; return 1; }
+}
+ncmd=0
+for f in "$work"/cmd-*; do
+  mapfile -d '' -t cmd <"$f"
+  agent_parses "${cmd[@]}" || fail "the agent does not accept the manifest's command line: ${cmd[*]:3}"
+  echo "manifests: the agent accepts: ${cmd[1]}: ${cmd[*]:4}" | sed "s|$work/nowhere||g"
+  ncmd=$((ncmd + 1))
+done
+# base: agent run, readiness, startup; sidecar: the same and the sidecar's agent build.
+((ncmd == 7)) || fail "$ncmd agent command lines found in the DaemonSets, expected 7"
+[[ ! -e $work/nowhere ]] || fail "running the command lines wrote under $work/nowhere"
+# The same check refuses a misspelt option, a wrong value and a missing command.
+mapfile -d '' -t cmd <"$work/cmd-00"
+for bad in --build-mod=sidecar --build-mode=sidecarr; do
+  if agent_parses "${cmd[@]}" "$bad" 2>/dev/null; then fail "negative control: the agent accepted $bad"; fi
+done
+echo "manifests: rejected as it must be: agent run --build-mod=sidecar, --build-mode=sidecarr"
+
+# --- 7. negative controls ---------------------------------------------------------------------
 # broken NAME FROM EXPECTED SED-SCRIPT: a copy of FROM edited by SED-SCRIPT (which must change it)
 # must be rejected by the validator with EXPECTED in its verdict (all copies in one run).
 nneg=0

@@ -171,7 +171,11 @@ Result<Diagnosis> diagnose(const DiagnoseOptions& o) {
 
   // The bundle first: what it needs steers which of the kernel's own modules are read.
   if (auto b = read_bundle(o, *release, r); !b) return tl::unexpected(b.error());
-  if (o.fast_path) {
+  auto manifest = read_bundle_manifest(r.bundle_dir);
+  if (!manifest) return tl::unexpected(manifest.error());
+  r.manifest = std::move(*manifest);
+  if (r.manifest) r.manifest_mismatches = manifest_mismatches(*r.manifest, r.bundle, r.bundle_dir);
+  if (o.fast_path && r.manifest_mismatches.empty()) {
     auto live = diagnose_live_bundle(o, *root, *release, r);
     if (!live) return tl::unexpected(live.error());
     if (*live) return r;
@@ -259,6 +263,13 @@ Result<Diagnosis> diagnose(const DiagnoseOptions& o) {
                                 .signing = &r.signing});
   r.decision = d.decision;
   r.reasons = std::move(d.reasons);
+  // Files that are not what the image's builder made are never handed to the kernel.
+  if (!r.manifest_mismatches.empty()) {
+    r.decision = Decision::Refuse;
+    r.reasons.insert(r.reasons.begin(), {check_reason::kBundleManifestMismatch,
+                                         "the bundle is not what " + r.manifest->path + " lists: " +
+                                             join(r.manifest_mismatches)});
+  }
   return r;
 }
 

@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "agent/bundle_manifest.h"
 #include "agent/decide.h"
 #include "agent/node_signing.h"
 #include "kabi/kernel_model.h"
@@ -60,6 +61,10 @@ struct Diagnosis {
   std::string root;
   std::string bundle_dir;
   std::vector<kabi::ModuleInfo> bundle;
+  // <bundle_dir>/bundle-manifest.json, when the image has one, and where the bundle disagrees
+  // with it (non-empty: refused, bundle_manifest_mismatch).
+  std::optional<BundleManifest> manifest;
+  std::vector<std::string> manifest_mismatches;
   probes::PciInventory pci;
   std::vector<DeviceReport> devices;  // every device the bundle drives, and every display device
   probes::RunningKernel kernel;

@@ -266,6 +266,7 @@ void Entrypoint::adopt(Diagnosis d, const std::string& decision) {
   diag_ = std::move(d);
   const Diagnosis& diag = *diag_;
   status_.release = diag.kernel.release;
+  status_.manifest = diag.manifest;
   status_.kernel_version = diag.kernel.proc_version;
   status_.decision = decision;
   status_.reasons = diag.reasons;
@@ -633,7 +634,13 @@ bool Entrypoint::become_ready() {
     if (version.empty() && !diag_->bundle.empty()) version = diag_->bundle.front().build_id.substr(0, 12);
     const std::string text = "intel-gpu-driver.source=" + label_value(status_.source) +
                              "\nintel-gpu-driver.version=" + label_value(version) +
-                             "\nintel-gpu-driver.kernel=" + label_value(status_.release) + "\n";
+                             "\nintel-gpu-driver.kernel=" + label_value(status_.release) + "\n" +
+                             // The manifest's identity of the sources (agent/bundle_manifest.h).
+                             (status_.manifest ? "intel-gpu-driver.sources-version=" +
+                                                     label_value(status_.manifest->sources_version) +
+                                                     "\nintel-gpu-driver.sources-digest=" +
+                                                     label_value(status_.manifest->sources_digest.substr(0, 16)) + "\n"
+                                               : std::string());
     auto live = kabi::RootFs::open("/");
     auto dir = live ? WritableDir::open(*live, o_.nfd_dir->string(), "NFD features directory")
                     : Result<WritableDir>(tl::unexpected(live.error()));

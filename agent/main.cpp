@@ -7,6 +7,7 @@
 #include <spdlog/spdlog.h>
 
 #include "agent/build.h"
+#include "agent/bundle_manifest.h"
 #include "agent/check.h"
 #include "agent/kabi_check.h"
 #include "agent/lifecycle.h"
@@ -120,6 +121,7 @@ int run(int argc, char** argv) {
   build_cmd->add_option("--timeout", build_timeout, "Seconds the build may take (default 3600)")->check(CLI::Range(1, 86400));
 
   agent::KabiPipelineCli pipeline(*kabi);  // kabi diff, matrix, explain
+  agent::ManifestCli manifest_cli(app);     // agent manifest (agent/bundle_manifest.h)
 
   try {
     app.parse(argc, argv);
@@ -133,6 +135,7 @@ int run(int argc, char** argv) {
                                            : agent::kabi::MissingVersionPolicy::Strict;
   co.state_dir = ro.state_dir;
 
+  if (manifest_cli.parsed()) return manifest_cli.run(std::cout, std::cerr);
   if (build_cmd->parsed()) {
     agent::setup_logging(agent::LogFormat::Text, verbose ? spdlog::level::debug : spdlog::level::info);
     bo.timeout = std::chrono::seconds(build_timeout);

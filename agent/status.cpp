@@ -119,6 +119,7 @@ json to_json(const Status& s, const std::string& updated) {
       {"build", s.build ? to_json(*s.build) : json(nullptr)},
       {"event", str_or_null(s.event)},
       {"fast_path", s.fast_path},
+      {"bundle_manifest", s.manifest ? manifest_identity_json(*s.manifest) : json(nullptr)},
       {"timings", s.timings_ms},
   };
 }

@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include "agent/build_inputs.h"
+#include "agent/bundle_manifest.h"
 #include "agent/decide.h"
 #include "kabi/rules.h"
 
@@ -72,6 +73,7 @@ struct Status {
   std::optional<BuildState> build;      // when the decision was build
   std::string event;                    // the last thing that happened behind the agent's back
   bool fast_path = false;               // ready without a reload: the bundle was live already
+  std::optional<BundleManifest> manifest;  // the bundle's, when the image has one (JSON "bundle_manifest")
   std::map<std::string, double> timings_ms;  // "detect_ms", "insert_ms", ... (JSON "timings")
 };
 

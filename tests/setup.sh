@@ -12,6 +12,7 @@ PACKAGES=(
   dkms mmdebstrap
   clang libclang-rt-14-dev hyperfine time
   shellcheck yamllint
+  podman crun python3-yaml
 )
 
 missing=()

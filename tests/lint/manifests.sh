@@ -304,6 +304,17 @@ out=$("${consistency[@]}" --base "$work/base.yaml" --sidecar "$work/broken-args.
 nneg=$((nneg + 1))
 echo "manifests: rejected as it must be: overlay-drops-argument (the base agent's other arguments)"
 
+# A KMM build arg the Containerfile does not declare (kaniko would ignore it without a word).
+sed 's/^          - name: NODE_BASE$/          - name: NODE_BASEE/' "$work/kmm.yaml" >"$work/broken-buildarg.yaml"
+cmp -s "$work/kmm.yaml" "$work/broken-buildarg.yaml" && fail "negative control undeclared-build-arg: the edit changed nothing"
+rc=0
+out=$(node "$lintdir/validate.mjs" --modules "$modules_dir/node_modules" consistency --kmm "$work/broken-buildarg.yaml" \
+        --nfd "$work/nfd.yaml" --containerfile "$repo/container/Containerfile" --base "$work/base.yaml" --sidecar "$work/sidecar.yaml") || rc=$?
+((rc == 1)) && grep -q "^FAILED KMM build arg NODE_BASEE is an ARG of the Containerfile" <<<"$out" ||
+  fail "negative control undeclared-build-arg: not refused: $out"
+nneg=$((nneg + 1))
+echo "manifests: rejected as it must be: undeclared-build-arg (NODE_BASEE is no ARG of the Containerfile)"
+
 # A duplicated key: yamllint and the validator's parser each refuse it.
 sed 's/^  name: intel-gpu-driver$/  name: intel-gpu-driver\n  name: intel-gpu/' "$deploy/nfd/nodefeaturerule.yaml" >"$work/dup.yaml"
 cmp -s "$deploy/nfd/nodefeaturerule.yaml" "$work/dup.yaml" && fail "negative control duplicated-key: the edit changed nothing"

@@ -293,6 +293,10 @@ function checkConsistency() {
     }
     const build = m.build ?? loader.build;
     expect(build?.dockerfileConfigMap?.name === cm.metadata.name, `KMM mapping ${m.regexp} builds from the ConfigMap ${cm.metadata.name}`);
+    // A build arg the Containerfile does not declare is ignored without a word.
+    for (const a of build?.buildArgs ?? []) {
+      expect(new RegExp(`^ARG ${a.name}(=|\\s|$)`, "m").test(cf), `KMM build arg ${a.name} is an ARG of the Containerfile`);
+    }
     const sign = m.sign ?? loader.sign;
     expect(!!(sign?.keySecret?.name && sign?.certSecret?.name && sign?.filesToSign?.length), `KMM mapping ${m.regexp} signs with key and cert Secrets and names the files`);
     expect((sign?.filesToSign ?? []).every((f) => f.startsWith(`${loader.modprobe?.dirName ?? "/opt"}/`)), `KMM mapping ${m.regexp} signs files under dirName`);

@@ -13,6 +13,7 @@ PACKAGES=(
   clang libclang-rt-14-dev hyperfine time
   shellcheck yamllint
   podman crun python3-yaml
+  procps
 )
 
 missing=()

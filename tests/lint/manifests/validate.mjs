@@ -254,9 +254,12 @@ function checkConsistency() {
   expect(ba.includes("--build-mode=node") || !ba.some((a) => a.startsWith("--build-mode")), "the base agent builds on the node");
   expect(sa.filter((a) => a.startsWith("--build-mode")).join(" ") === "--build-mode=sidecar", "the sidecar overlay's agent runs --build-mode=sidecar");
   expect(JSON.stringify(strip(ba)) === JSON.stringify(strip(sa)), `the sidecar overlay keeps the base agent's other arguments (${JSON.stringify(strip(ba))})`);
-  const agentBase = { ...container(base, "agent"), args: undefined };
-  const agentSide = { ...container(side, "agent"), args: undefined };
-  expect(JSON.stringify(agentBase) === JSON.stringify(agentSide), "the sidecar overlay changes nothing else of the agent container");
+  const agentBase = { ...container(base, "agent"), args: undefined, image: undefined };
+  const agentSide = { ...container(side, "agent"), args: undefined, image: undefined };
+  expect(JSON.stringify(agentBase) === JSON.stringify(agentSide), "the sidecar overlay changes nothing else of the agent container but its image's tag");
+  const repo = (img) => (img ?? "").replace(/(@sha256:[0-9a-f]+|:[^:/]+)$/, "");
+  expect(repo(container(side, "agent")?.image) === repo(container(base, "agent")?.image),
+    `the sidecar overlay's agent image is a tag of the base's (${container(side, "agent")?.image})`);
   const dtk = (side.spec.template.spec.containers ?? []).filter((c) => c.name !== "agent");
   expect(dtk.length === 1 && /agent build\b/.test([...(dtk[0].command ?? []), ...(dtk[0].args ?? [])].join(" ")), "the sidecar overlay adds one container that runs `agent build`");
   if (dtk.length === 1) {

@@ -141,32 +141,45 @@ esac
 EOF
 chmod +x "$work/fake-agent"
 sed "s|/usr/local/bin/agent build|$work/fake-agent build|" "$work/loop.sh" >"$work/loop-test.sh"
-loop_case() { # loop_case MODE EXPECTED_LOG_LINE...: runs the loop, signals it, checks how it ended
-  local mode=$1 pid t0 rc=0
-  shift
+# The same with its waits cut to 1 s, to see it run the build again.
+sed -e 's/delay=3600/delay=1/' -e 's/delay=300/delay=1/' "$work/loop-test.sh" >"$work/loop-fast.sh"
+[[ $(grep -o 'delay=1;' "$work/loop-fast.sh" | wc -l) == 2 ]] || fail "the sidecar's script has not the two waits (3600 s, 300 s) this test cuts"
+# loop_case SHELL SCRIPT MODE RUNS EXPECTED_LINE...: runs the loop under SHELL until the build ran
+# RUNS times, signals it, checks how it ended.
+loop_case() {
+  local shell=$1 script=$2 mode=$3 runs=$4 pid t0 rc=0 what
+  shift 4
+  what="sidecar loop ($shell, $mode, $runs run(s))"
   : >"$work/fake.log"
-  FAKE_MODE=$mode FAKE_LOG=$work/fake.log setsid sh "$work/loop-test.sh" >"$work/loop.out" 2>&1 &
+  FAKE_MODE=$mode FAKE_LOG=$work/fake.log setsid "$shell" "$script" >"$work/loop.out" 2>&1 &
   pid=$!
-  for _ in $(seq 50); do [[ -s $work/fake.log ]] && break; sleep 0.1; done
-  [[ -s $work/fake.log ]] || fail "sidecar loop ($mode): the build never started"
-  sleep 0.5
-  kill -0 "$pid" 2>/dev/null || fail "sidecar loop ($mode): the script exited by itself: $(cat "$work/loop.out")"
+  for _ in $(seq 50); do (($(grep -c -- --root "$work/fake.log") >= runs)) && break; sleep 0.1; done
+  (($(grep -c -- --root "$work/fake.log") >= runs)) || fail "$what: the build ran $(grep -c -- --root "$work/fake.log") time(s)"
+  sleep 0.3
+  kill -0 "$pid" 2>/dev/null || fail "$what: the script exited by itself: $(cat "$work/loop.out")"
   t0=$SECONDS
   kill -TERM "$pid"
   wait "$pid" || rc=$?
-  ((SECONDS - t0 <= 3)) || fail "sidecar loop ($mode): took $((SECONDS - t0)) s to stop after SIGTERM"
-  ((rc == 0)) || fail "sidecar loop ($mode): exit $rc after SIGTERM, expected 0"
-  pgrep -s "$pid" >/dev/null && fail "sidecar loop ($mode): processes left after SIGTERM"
+  ((SECONDS - t0 <= 3)) || fail "$what: took $((SECONDS - t0)) s to stop after SIGTERM"
+  ((rc == 0)) || fail "$what: exit $rc after SIGTERM, expected 0"
+  pgrep -s "$pid" >/dev/null && fail "$what: processes left after SIGTERM"
   for line in "$@"; do
-    grep -qxF -- "$line" "$work/fake.log" "$work/loop.out" 2>/dev/null ||
-      grep -qF -- "$line" "$work/loop.out" || fail "sidecar loop ($mode): no \"$line\" in: $(cat "$work/fake.log" "$work/loop.out")"
+    cat "$work/fake.log" "$work/loop.out" | grep -qF -- "$line" ||
+      fail "$what: no \"$line\" in: $(cat "$work/fake.log" "$work/loop.out")"
   done
-  echo "manifests: sidecar loop ($mode): waits, SIGTERM ends it with 0 in $((SECONDS - t0)) s"
+  if grep -q timeout "$work/fake.log"; then fail "$what: the build was not signalled"; fi
+  echo "manifests: $what: SIGTERM ends it with 0 in $((SECONDS - t0)) s"
 }
-loop_case ok "build --root /host --cache /var/lib/intel-gpu-driver/builds" "agent build exited 0; next run in 3600 s"
-loop_case fail "agent build exited 1; next run in 300 s"
-loop_case long "TERM"
-if grep -q timeout "$work/fake.log"; then fail "sidecar loop (long): the build was not signalled"; fi
+# dash is Debian's /bin/sh, bash the Driver Toolkit's (RHEL).
+for shell in dash bash; do
+  command -v "$shell" >/dev/null || fail "$shell not found"
+  loop_case "$shell" "$work/loop-test.sh" ok 1 "build --root /host --cache /var/lib/intel-gpu-driver/builds" \
+    "agent build exited 0; next run in 3600 s"
+  loop_case "$shell" "$work/loop-test.sh" fail 1 "agent build exited 1; next run in 300 s"
+  loop_case "$shell" "$work/loop-test.sh" long 1 "TERM"
+  loop_case "$shell" "$work/loop-fast.sh" ok 2 "agent build exited 0; next run in 1 s"
+  loop_case "$shell" "$work/loop-fast.sh" fail 2 "agent build exited 1; next run in 1 s"
+done
 
 # --- 6. the agent command lines, as the agent parses them ------------------------------------
 # Each command (NUL-separated argv, the expected outcome first) with /usr/local/bin/agent as

@@ -164,7 +164,7 @@ loop_case() {
   ((rc == 0)) || fail "$what: exit $rc after SIGTERM, expected 0"
   pgrep -s "$pid" >/dev/null && fail "$what: processes left after SIGTERM"
   for line in "$@"; do
-    cat "$work/fake.log" "$work/loop.out" | grep -qF -- "$line" ||
+    grep -qF -- "$line" "$work/fake.log" "$work/loop.out" ||
       fail "$what: no \"$line\" in: $(cat "$work/fake.log" "$work/loop.out")"
   done
   if grep -q timeout "$work/fake.log"; then fail "$what: the build was not signalled"; fi

@@ -28,18 +28,16 @@ function usage(msg) {
 
 const argv = process.argv.slice(2);
 const opts = {};
-while (argv.length && argv[0].startsWith("--")) {
-  const k = argv.shift().slice(2);
-  if (!argv.length) usage(`--${k} needs a value`);
-  opts[k] = argv.shift();
-}
+const takeOptions = () => {
+  while (argv.length && argv[0].startsWith("--")) {
+    const k = argv.shift().slice(2);
+    if (!argv.length) usage(`--${k} needs a value`);
+    opts[k] = argv.shift();
+  }
+};
+takeOptions();
 const command = argv.shift();
-// Options may follow the command too (consistency --base F ...).
-while (argv.length && argv[0].startsWith("--")) {
-  const k = argv.shift().slice(2);
-  if (!argv.length) usage(`--${k} needs a value`);
-  opts[k] = argv.shift();
-}
+takeOptions(); // options may follow the command too (consistency --base F ...)
 if (!opts.modules || !existsSync(join(opts.modules, "kubernetes-models"))) usage("--modules must name a node_modules with kubernetes-models");
 const require = createRequire(join(opts.modules, "noop.js"));
 const YAML = require("yaml");

@@ -1,4 +1,5 @@
 #include "agent/build.h"
+#include "agent/json_input.h"
 
 #include <dirent.h>
 #include <fcntl.h>
@@ -287,16 +288,26 @@ Result<std::string> kabi_refusal(const probes::HostRoot& root, const std::vector
 Result<std::vector<kabi::ModuleInfo>> read_entry_modules(const WritableDir& entry, const nlohmann::json& meta,
                                                          std::vector<BuiltModule>& listed) {
   std::vector<kabi::ModuleInfo> set;
-  if (!meta.contains("modules") || !meta["modules"].is_array() || meta["modules"].empty())
-    return fail(EINVAL, "no modules listed", entry.path() + "/" + kResultFile);
-  for (const auto& m : meta["modules"]) {
-    const std::string file = m.value("file", ""), sha = m.value("sha256", "");
-    auto bytes = entry.read(file, kMaxModuleSize);
+  const std::string result_file = entry.path() + "/" + kResultFile;
+  auto modules = JsonFields(meta, result_file).array("modules", true, true);
+  if (!modules) return tl::unexpected(modules.error());
+  if ((*modules)->empty()) return fail(EINVAL, "no modules listed", result_file);
+  for (size_t k = 0; k < (*modules)->size(); ++k) {
+    const JsonFields m((**modules)[k], result_file, "modules[" + std::to_string(k) + "]");
+    auto file = m.string("file");
+    auto sha256 = m.string("sha256");
+    auto name = m.string_or("name", "");
+    if (!file) return tl::unexpected(file.error());
+    if (!sha256) return tl::unexpected(sha256.error());
+    if (!name) return tl::unexpected(name.error());
+    const std::string& sha = *sha256;
+    // A single file name in the entry (WritableDir::read refuses '/', '..'): never a path elsewhere.
+    auto bytes = entry.read(*file, kMaxModuleSize);
     if (!bytes) return tl::unexpected(bytes.error());
-    if (kabi::sha256_hex(*bytes) != sha) return fail(EINVAL, "changed since it was built (sha256)", entry.path() + "/" + file);
-    auto info = kabi::parse_module(*bytes, entry.path() + "/" + file);
+    if (kabi::sha256_hex(*bytes) != sha) return fail(EINVAL, "changed since it was built (sha256)", entry.path() + "/" + *file);
+    auto info = kabi::parse_module(*bytes, entry.path() + "/" + *file);
     if (!info) return tl::unexpected(info.error());
-    listed.push_back({m.value("name", info->name), entry.path() + "/" + file, sha});
+    listed.push_back({name->empty() ? info->name : *name, entry.path() + "/" + *file, sha});
     set.push_back(std::move(*info));
   }
   return set;
@@ -744,25 +755,42 @@ Result<BuildResult> entry_result(const probes::HostRoot& root, const WritableDir
   r.entry = entry.path();
   r.log = entry.path() + "/" + kLogFile;
   if (entry.exists(kFailedFile)) {
+    const std::string file = entry.path() + "/" + kFailedFile;
     auto text = entry.read(kFailedFile);
     if (!text) return tl::unexpected(text.error());
-    const auto j = nlohmann::json::parse(*text, nullptr, false);
-    if (!j.is_object()) return fail(EINVAL, "not JSON", entry.path() + "/" + kFailedFile);
+    auto j = parse_json_object(*text, file);
+    if (!j) return tl::unexpected(j.error());
+    const JsonFields f(*j, file);
+    auto kernel = f.string_or("kernel", "");
+    auto reason = f.string_or("reason", "build_failed");
+    auto detail = f.string_or("detail", "");
+    for (const auto* v : {&kernel, &reason, &detail})
+      if (!*v) return tl::unexpected(v->error());
     r.result = "failed";
-    r.kernel = j.value("kernel", "");
-    r.reason = j.value("reason", "build_failed");
-    r.detail = j.value("detail", "") + " (recorded; not retried until an input changes, or --rebuild)";
+    r.kernel = *kernel;
+    r.reason = *reason;
+    r.detail = *detail + " (recorded; not retried until an input changes, or --rebuild)";
     return r;
   }
+  const std::string file = entry.path() + "/" + kResultFile;
   auto text = entry.read(kResultFile);
   if (!text) return tl::unexpected(text.error());
-  const auto meta = nlohmann::json::parse(*text, nullptr, false);
-  if (!meta.is_object()) return fail(EINVAL, "not JSON", entry.path() + "/" + kResultFile);
-  r.kernel = meta.value("kernel", "");
-  if (meta.contains("signer") && meta["signer"].is_object()) {
-    r.signer = meta["signer"].value("name", "");
-    r.signing_key_id = meta["signer"].value("key_id", "");
-  }
+  auto parsed = parse_json_object(*text, file);
+  if (!parsed) return tl::unexpected(parsed.error());
+  const nlohmann::json& meta = *parsed;
+  const JsonFields f(meta, file);
+  auto kernel = f.string_or("kernel", "");
+  if (!kernel) return tl::unexpected(kernel.error());
+  r.kernel = *kernel;
+  auto signer = f.object("signer");
+  if (!signer) return tl::unexpected(signer.error());
+  const JsonFields sf(**signer, file, "signer");
+  auto signer_name = sf.string_or("name", "");
+  auto key_id = sf.string_or("key_id", "");
+  if (!signer_name) return tl::unexpected(signer_name.error());
+  if (!key_id) return tl::unexpected(key_id.error());
+  r.signer = *signer_name;
+  r.signing_key_id = *key_id;
   auto set = read_entry_modules(entry, meta, r.modules);
   if (!set) return tl::unexpected(set.error());
   if (!check_kabi) {
@@ -818,7 +846,8 @@ Result<BuildResult> build_for_node(const probes::HostRoot& root, const BuildOpti
   return b.run();
 }
 
-Result<std::optional<BuildResult>> find_build(const probes::HostRoot& root, const BuildOptions& o) {
+Result<std::optional<BuildResult>> find_build(const probes::HostRoot& root, const BuildOptions& o,
+                                              std::vector<Error>* skipped) {
   auto in = common_inputs(root, o);
   if (!in) return tl::unexpected(in.error());
   std::vector<std::string> dirs;
@@ -843,14 +872,26 @@ Result<std::optional<BuildResult>> find_build(const probes::HostRoot& root, cons
     auto entry = kdir->subdir(key);
     if (!entry) continue;
     const bool failed = entry->exists(kFailedFile);
+    const std::string file = entry->path() + "/" + (failed ? kFailedFile : kResultFile);
     auto text = entry->read(failed ? kFailedFile : kResultFile);
-    if (!text) continue;
-    const auto j = nlohmann::json::parse(*text, nullptr, false);
-    if (!j.is_object() || !j.contains("inputs") || !j["inputs"].is_object()) continue;
-    const auto& inputs = j["inputs"];
-    if (inputs.value("release", "") != in->release || inputs.value("proc_version", "") != in->proc_version ||
-        inputs.value("sources_sha256", "") != digest)
+    if (!text) {
+      if (text.error().code != ENOENT && skipped) skipped->push_back(text.error());
+      continue;  // an entry still being written has no result yet
+    }
+    auto j = parse_json_object(*text, file);
+    auto inputs = j ? JsonFields(*j, file).object("inputs", true) : Result<const nlohmann::json*>(tl::unexpected(j.error()));
+    if (!inputs) {
+      if (skipped) skipped->push_back(inputs.error());
       continue;
+    }
+    const JsonFields in_f(**inputs, file, "inputs");
+    auto release = in_f.string_or("release", ""), proc_version = in_f.string_or("proc_version", ""),
+         sources_sha256 = in_f.string_or("sources_sha256", "");
+    if (!release || !proc_version || !sources_sha256) {
+      if (skipped) skipped->push_back(!release ? release.error() : !proc_version ? proc_version.error() : sources_sha256.error());
+      continue;
+    }
+    if (*release != in->release || *proc_version != in->proc_version || *sources_sha256 != digest) continue;
     struct stat st {};
     if (::fstatat(entry->fd(), failed ? kFailedFile : kResultFile, &st, AT_SYMLINK_NOFOLLOW) != 0) continue;
     found.push_back({failed, st.st_mtim, key});
@@ -865,6 +906,7 @@ Result<std::optional<BuildResult>> find_build(const probes::HostRoot& root, cons
     auto r = entry_result(root, *entry, c.key, o.check_cached);
     if (!r) {
       say(spdlog::level::warn, "cache entry {} is not usable: {}", entry->path(), r.error().what());
+      if (skipped) skipped->push_back(r.error());
       continue;
     }
     r->packages = dirs;

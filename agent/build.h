@@ -57,7 +57,10 @@ struct BuildOptions {
 // (the builder's image has one, the reader's may not) nor the headers' path - then verified
 // (every module's sha256) and kABI-checked against the running kernel. A success is preferred
 // to a recorded failure, the newest of each; nullopt when there is none yet.
-[[nodiscard]] Result<std::optional<BuildResult>> find_build(const probes::HostRoot& root, const BuildOptions& options);
+// `skipped`, when given, gets an error for each entry of this kernel that could not be read
+// (a result.json or failed.json that is not what `agent build` writes): named, never a crash.
+[[nodiscard]] Result<std::optional<BuildResult>> find_build(const probes::HostRoot& root, const BuildOptions& options,
+                                                            std::vector<Error>* skipped = nullptr);
 
 // `agent build`: build_for_node, printed (text or --json); exit kBuildOk, kBuildFailed or
 // kBuildInputError.

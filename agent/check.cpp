@@ -13,8 +13,14 @@ int run_check(const CheckOptions& check_options, std::ostream& out, std::ostream
   CheckOptions options = check_options;
   if (options.previous_build_ids.empty()) {
     if (auto root = probes::HostRoot::from_cli_or_env(options.root))
-      if (auto boot_id = root->read_value("/proc/sys/kernel/random/boot_id"))
-        options.previous_build_ids = inserted_build_ids(options.state_dir, *boot_id);
+      if (auto boot_id = root->read_value("/proc/sys/kernel/random/boot_id")) {
+        auto ids = inserted_build_ids(options.state_dir, *boot_id);
+        if (!ids) {
+          err << "agent: --check: the entrypoint's journal: " << printable(ids.error().what()) << '\n';
+          return kCheckInputError;
+        }
+        options.previous_build_ids = std::move(*ids);
+      }
   }
   auto report = diagnose(options);
   if (!report) {

@@ -50,7 +50,15 @@ std::vector<fs::path> bundle_files(const fs::path& dir, std::vector<Error>& erro
   fs::recursive_directory_iterator it(dir, ec), end;
   if (ec) errors.push_back(Error{ec.value(), "cannot list bundle: " + ec.message(), dir.string()});
   for (; !ec && it != end; it.increment(ec)) {
-    if (it->is_regular_file(ec) && kabi::is_module_file_name(it->path())) out.push_back(it->path());
+    if (!kabi::is_module_file_name(it->path())) continue;
+    if (it->is_regular_file(ec)) {
+      out.push_back(it->path());
+    } else if (!ec && !it->is_directory(ec)) {
+      // A FIFO, socket or device named like a module is not skipped: the bundle is not what the
+      // image meant to ship (the kernel could not load it either).
+      errors.push_back(Error{EINVAL, "named like a module but not a regular file", it->path().string()});
+      return out;
+    }
   }
   if (ec) errors.push_back(Error{ec.value(), "cannot list bundle: " + ec.message(), dir.string()});
   std::sort(out.begin(), out.end());

@@ -20,6 +20,7 @@
 #include "agent/render.h"
 #include "agent/state_files.h"
 #include "agent/status.h"
+#include "agent/undo.h"
 #include "agent/watch.h"
 #include "kabi/file_io.h"
 #include "kabi/module.h"
@@ -27,6 +28,7 @@
 #include "probes/loaded_modules.h"
 #include "probes/module_options.h"
 #include "probes/pci.h"
+#include "probes/policy.h"
 
 namespace agent {
 namespace {
@@ -49,6 +51,11 @@ constexpr const char* kNotTheCheckedModule = "module_mismatch"; // bytes or live
 constexpr const char* kDeviceNotBound = "device_not_bound";     // loaded, but a device did not bind in time
 constexpr const char* kDriverLost = "driver_lost";              // while ready: a module went or a device unbound
 constexpr const char* kRollbackIncomplete = "rollback_incomplete";
+// Faults: nothing is acted on that could not be recorded first.
+constexpr const char* kJournalUnreadable = "journal_unreadable";    // undo.json cannot be read: nothing is done
+constexpr const char* kJournalUnwritable = "journal_unwritable";    // a step could not be recorded before it acts
+constexpr const char* kStatusUnwritable = "status_unwritable";      // the status could not be written: nothing is done
+constexpr const char* kUnjournaledModule = "unjournaled_module";    // note: live with the bundle's build, not in the journal
 // The build branch (the decision was build).
 constexpr const char* kBuildFailed = "build_failed";            // failed, or recorded as failed: reason and log named
 constexpr const char* kBuildUnavailable = "build_unavailable";  // cannot start: sources, headers, compiler, cache
@@ -94,17 +101,18 @@ std::string label_value(std::string v) {
 class Entrypoint {
  public:
   Entrypoint(const RunOptions& o, probes::HostRoot root, WritableDir state, InstanceLock lock, Watch watch,
-             KernelModules kernel, Journal journal, std::string boot_id)
+             KernelModules kernel, Result<Journal> journal, std::string boot_id)
       : o_(o),
         root_(std::move(root)),
         state_(std::move(state)),
         lock_(std::move(lock)),
         watch_(std::move(watch)),
-        kernel_(std::move(kernel)),
-        journal_(std::move(journal)) {
+        kernel_(std::move(kernel)) {
     status_.agent_version = o.agent_version;
-    status_.boot_id = std::move(boot_id);
-    for (const auto& r : journal_.removed) status_.removed.push_back(r.name);
+    status_.boot_id = boot_id;
+    status_.pid = ::getpid();
+    journal_.boot_id = std::move(boot_id);
+    take_journal(std::move(journal));
   }
 
   int run();
@@ -124,6 +132,12 @@ class Entrypoint {
   bool adopt_live_build(DiagnoseOptions opts);
   bool act(const Plan& plan);
   void rollback();
+  // The journal as read (an unreadable one is kept as an error: nothing is acted on), with the
+  // intended steps of an agent that died reconciled with the kernel.
+  void take_journal(Result<Journal> j);
+  bool journal_ready();  // false (refused, reason named) while the journal cannot be read
+  [[nodiscard]] Result<void> record();
+  [[nodiscard]] UndoScope undo_scope() const;
   Outcome wait_bound(const Diagnosis& d);
   void refresh_devices();
   std::string why_not_ready();  // "" when every bundle module is live and every device bound
@@ -134,7 +148,7 @@ class Entrypoint {
   void track();  // not ready any more: keep the status in step with the kernel
   int stop(int code);
 
-  void set_phase(Phase p, const std::string& message, level_enum level = spdlog::level::info);
+  bool set_phase(Phase p, const std::string& message, level_enum level = spdlog::level::info);
   bool write_status();
   void save_journal_or_log();
   void note(const char* code, std::string message) { status_.reasons.push_back({code, std::move(message)}); }
@@ -153,18 +167,26 @@ class Entrypoint {
 
   // The diagnosis behind the current state: the bundle, its devices, the kernel's module dir.
   std::optional<Diagnosis> diag_;
-  std::vector<std::function<Result<void>()>> undo_;  // this attempt's steps, last first when run
-  std::vector<std::string> undo_what_;
+  std::optional<Error> journal_error_;     // undo.json could not be read: act on nothing
+  // This attempt's acting steps, in order; rollback undoes them last first.
+  struct Step {
+    enum class Kind { Insert, Dependency, Removal, Firmware } kind;
+    std::string name;            // the module (Insert, Dependency, Removal)
+    std::string before, ours;    // Firmware: the path before it, and the one it set
+    std::string ours_before;     // Firmware: the journal's own path before this step ("" none)
+    bool first_change = false;   // Firmware: the journal had no previous path before this step
+  };
+  std::vector<Step> steps_;
   std::optional<WatchEvent> interrupted_;  // a SIGTERM that arrived while acting or waiting
   std::optional<ScratchDir> staged_;          // the built modules being loaded
   std::string source_;                     // what this attempt loads: "prebuilt" or "built"
 };
 
-void Entrypoint::set_phase(Phase p, const std::string& message, level_enum level) {
+bool Entrypoint::set_phase(Phase p, const std::string& message, level_enum level) {
   if (p != status_.phase || status_.since.empty()) status_.since = utc_now();
   status_.phase = p;
   log_line(level, phase_name(p), message);
-  write_status();
+  return write_status();
 }
 
 bool Entrypoint::write_status() {
@@ -174,8 +196,50 @@ bool Entrypoint::write_status() {
 }
 
 void Entrypoint::save_journal_or_log() {
-  if (auto w = save_journal(state_, journal_); !w)
+  if (auto w = record(); !w)
     log_line(spdlog::level::err, "", "cannot record what was changed (agent unload will not know): " + w.error().what());
+}
+
+Result<void> Entrypoint::record() { return save_journal(state_, journal_); }
+
+UndoScope Entrypoint::undo_scope() const {
+  return UndoScope{status_.release, o_.check.firmware_base, o_.nfd_dir ? o_.nfd_dir->string() : std::string()};
+}
+
+void Entrypoint::take_journal(Result<Journal> j) {
+  if (!j) {
+    journal_error_ = j.error();
+    return;
+  }
+  journal_error_.reset();
+  journal_ = std::move(*j);
+  status_.removed.clear();
+  for (const auto& r : journal_.removed) status_.removed.push_back(r.name);
+  const bool pending = std::any_of(journal_.inserted.begin(), journal_.inserted.end(), [](const auto& i) { return !i.done; }) ||
+                       std::any_of(journal_.removed.begin(), journal_.removed.end(), [](const auto& r) { return !r.done; }) ||
+                       (journal_.firmware_previous_path && !journal_.firmware_done);
+  if (!pending) return;
+  KernelNow now;
+  auto loaded = probes::probe_loaded_modules(root_, "");
+  if (!loaded) {
+    journal_error_ = Error{loaded.error().code, "its intended steps cannot be reconciled: " + loaded.error().what(),
+                           state_.path() + "/" + kJournalFile};
+    return;
+  }
+  for (const auto& [name, m] : loaded->modules) now.loaded[name] = m.build_id;
+  now.firmware_path = probes::probe_policy(root_).firmware_path;
+  for (const auto& line : reconcile(journal_, now)) log_line(spdlog::level::warn, "", "journal: " + line);
+  if (auto w = record(); !w) journal_error_ = w.error();
+  status_.removed.clear();
+  for (const auto& r : journal_.removed) status_.removed.push_back(r.name);
+}
+
+bool Entrypoint::journal_ready() {
+  if (journal_error_) take_journal(load_journal(state_, journal_.boot_id));  // fixed meanwhile (SIGHUP)?
+  if (!journal_error_) return true;
+  note(run_reason::kJournalUnreadable, journal_error_->what() + "; nothing is changed until it can be read (SIGHUP to retry)");
+  set_phase(Phase::Refused, "the journal cannot be read: " + journal_error_->what(), spdlog::level::err);
+  return false;
 }
 
 // One pass: detect, decide, (build,) and carry the plan out.
@@ -185,7 +249,12 @@ Entrypoint::Outcome Entrypoint::attempt() {
   status_.reasons.clear();
   status_.decision.clear();
   status_.build.reset();
-  set_phase(Phase::Detecting, "probing the node: devices, running kernel, loaded modules, policy");
+  if (!set_phase(Phase::Detecting, "probing the node: devices, running kernel, loaded modules, policy")) {
+    note(run_reason::kStatusUnwritable, "the status cannot be written (" + state_.path() + "/" + kStatusFile +
+                                            "): nothing is done; SIGHUP to retry");
+    return Outcome::Refused;
+  }
+  if (!journal_ready()) return Outcome::Refused;
 
   DiagnoseOptions opts = o_.check;
   for (const auto& i : journal_.inserted) opts.previous_build_ids[i.name] = i.build_id;
@@ -225,6 +294,14 @@ Entrypoint::Outcome Entrypoint::attempt() {
     }
   }
   const Diagnosis& diag = *diag_;
+  // A bundle module live with its build that this agent's journal does not name (loaded by
+  // hand, or the journal was lost): kept as live, and said, since `agent unload` will not remove it.
+  for (const auto& m : status_.modules)
+    if (m.live && std::none_of(journal_.inserted.begin(), journal_.inserted.end(),
+                               [&](const auto& i) { return i.name == m.verdict.name; }))
+      note(run_reason::kUnjournaledModule, m.verdict.name + " is live with the bundle's build id " + m.build_id +
+                                               " but this agent's journal does not name it (loaded by hand, or the "
+                                               "journal was lost): kept, and `agent unload` will not remove it");
 
   const Plan plan = make_plan(diag, firmware, o_.check.firmware_base);
   status_.firmware = {firmware.dir, plan.firmware.dir, firmware.digest, firmware.files.size(),
@@ -245,9 +322,14 @@ Entrypoint::Outcome Entrypoint::attempt() {
     case Decision::Prebuilt: break;
   }
 
-  set_phase(Phase::Loading, plan.fast_path ? "every " + source_ + " module is already live with its build: nothing to load"
-                                           : std::to_string(plan.remove.size()) + " module(s) to remove, " +
-                                                 std::to_string(plan.insert.size()) + " " + source_ + " to insert");
+  if (!set_phase(Phase::Loading, plan.fast_path ? "every " + source_ + " module is already live with its build: nothing to load"
+                                                : std::to_string(plan.remove.size()) + " module(s) to remove, " +
+                                                      std::to_string(plan.insert.size()) + " " + source_ + " to insert")) {
+    note(run_reason::kStatusUnwritable, "the status cannot be written (" + state_.path() + "/" + kStatusFile +
+                                            "): nothing is loaded; SIGHUP to retry");
+    set_phase(Phase::Refused, "the status cannot be written: nothing is loaded", spdlog::level::err);
+    return Outcome::Refused;
+  }
   if (!act(plan)) {
     set_phase(Phase::Refused, status_.failure ? status_.failure->module + ": " + status_.failure->message : "loading failed",
               spdlog::level::err);
@@ -328,6 +410,7 @@ std::optional<Entrypoint::Outcome> Entrypoint::obtain_build(DiagnoseOptions opts
   };
   const auto t = Clock::now();
   Result<std::optional<BuildResult>> got = std::optional<BuildResult>();
+  std::vector<Error> broken;  // sidecar: entries of this kernel that could not be read
   if (o_.build_mode == BuildMode::Node) {
     set_phase(Phase::Building, "the prebuilt modules would be refused: building " + bo.sources.string() + " for " +
                                    release + " (cache " + bo.cache + ")",
@@ -350,7 +433,8 @@ std::optional<Entrypoint::Outcome> Entrypoint::obtain_build(DiagnoseOptions opts
       const bool changed = !seen || !st || st->st_mtim.tv_sec != seen->tv_sec || st->st_mtim.tv_nsec != seen->tv_nsec;
       if (changed) {
         if (st) seen = st->st_mtim;
-        got = find_build(root_, bo);
+        broken.clear();
+        got = find_build(root_, bo, &broken);
       }
       if (!got || *got || Clock::now() >= deadline) break;
       const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
@@ -364,11 +448,19 @@ std::optional<Entrypoint::Outcome> Entrypoint::obtain_build(DiagnoseOptions opts
   status_.timings_ms["build_ms"] = ms_since(t);
   if (interrupted_ && interrupted_->kind == WatchEvent::Kind::Terminate) return Outcome::Stop;
   if (!got) return refuse(run_reason::kBuildUnavailable, "the build cannot run: " + got.error().what());
-  if (!*got)
+  if (!*got) {
+    if (!broken.empty()) {
+      std::vector<std::string> named;
+      for (const auto& e : broken) named.push_back(e.what());
+      return refuse(run_reason::kBuildFailed, "the build cache has no usable build of " + bo.sources.string() + " for " +
+                                                  release + " after " + std::to_string(bo.timeout.count()) +
+                                                  " s; unusable entries: " + join(named));
+    }
     return refuse(run_reason::kBuildWaitTimeout, "no build of " + bo.sources.string() + " for " + release + " in " +
                                                      bo.cache + "/" + release + " after " +
                                                      std::to_string(bo.timeout.count()) +
                                                      " s (is the Driver Toolkit sidecar running `agent build`?)");
+  }
   const BuildResult& r = **got;
   status_.build->result = r;
   status_.build->progress.clear();
@@ -392,8 +484,7 @@ std::optional<Entrypoint::Outcome> Entrypoint::obtain_build(DiagnoseOptions opts
 }
 
 bool Entrypoint::act(const Plan& plan) {
-  undo_.clear();
-  undo_what_.clear();
+  steps_.clear();
   const probes::ModuleOptions options = probes::probe_module_options(root_);
   for (const auto& e : options.problems) log_line(spdlog::level::warn, "", "module options: " + e.what());
   std::optional<KernelLog> klog;
@@ -408,28 +499,37 @@ bool Entrypoint::act(const Plan& plan) {
     rollback();
     return false;
   };
+  // Write-ahead: the step is recorded before it acts; one that cannot be is not taken.
+  auto unrecorded = [&](const std::string& what, const Error& e) {
+    return failed(run_reason::kJournalUnwritable, what,
+                  Error{e.code, "not done, since it could not be recorded first: " + e.what(), ""});
+  };
 
   // 1. Conflicting modules, holders first.
   for (const auto& r : plan.remove) {
-    if (auto done = kernel_.remove(r.name); !done) return failed(run_reason::kRemoveFailed, r.name, done.error());
+    if (r.ours_previous) {
+      // An older bundle's module is not the kernel's own: it is not restored (its file went with
+      // the older image), and no longer ours to unload once it is gone.
+      if (auto done = kernel_.remove(r.name); !done) return failed(run_reason::kRemoveFailed, r.name, done.error());
+      std::erase_if(journal_.inserted, [&](const auto& x) { return x.name == r.name; });
+      if (auto w = record(); !w) return unrecorded(r.name, w.error());
+    } else {
+      journal_.removed.push_back({r.name, r.restore_path, false});
+      if (auto w = record(); !w) {
+        journal_.removed.pop_back();
+        return unrecorded(r.name, w.error());
+      }
+      if (auto done = kernel_.remove(r.name); !done) {
+        journal_.removed.pop_back();
+        save_journal_or_log();
+        return failed(run_reason::kRemoveFailed, r.name, done.error());
+      }
+      journal_.removed.back().done = true;
+      steps_.push_back({Step::Kind::Removal, r.name, {}, {}, {}, false});
+      if (auto w = record(); !w) return unrecorded(r.name, w.error());
+    }
     log_line(spdlog::level::info, "loading", "removed " + r.name + (r.ours_previous ? " (an older bundle)" : ""));
     status_.removed.push_back(r.name);
-    // An older bundle's module is not the kernel's own: it is not restored (its file went with
-    // the older image), and no longer ours to unload.
-    if (r.ours_previous) std::erase_if(journal_.inserted, [&](const auto& x) { return x.name == r.name; });
-    else journal_.removed.push_back({r.name, r.restore_path});
-    save_journal_or_log();
-    if (!r.ours_previous) {
-      undo_what_.push_back("insert " + r.name + " again");
-      undo_.push_back([this, r, opts = options.of(r.name)]() -> Result<void> {
-        auto res = restore_module(root_, kernel_, r.name, r.restore_path, opts);
-        if (res) {
-          std::erase_if(journal_.removed, [&](const auto& x) { return x.name == r.name; });
-          std::erase(status_.removed, r.name);
-        }
-        return res;
-      });
-    }
   }
 
   // 2. Firmware: our copy, and firmware_class.path pointing at it when that is ours to set.
@@ -441,18 +541,28 @@ bool Entrypoint::act(const Plan& plan) {
       case FirmwarePathAction::Ours: {
         const std::string before = plan.firmware.current.value_or("");
         if (before != *dir) {
-          if (auto s = set_firmware_path(root_.fs(), *dir); !s) return failed(run_reason::kFirmwareFailed, "firmware", s.error());
-          const bool first_change = !journal_.firmware_previous_path.has_value();
-          if (first_change) journal_.firmware_previous_path = before;
+          Step step{Step::Kind::Firmware, {}, before, *dir, journal_.firmware_path,
+                    !journal_.firmware_previous_path.has_value()};
+          if (step.first_change) journal_.firmware_previous_path = before;
           journal_.firmware_path = *dir;
-          save_journal_or_log();
-          undo_what_.push_back("set firmware_class.path back to '" + before + "'");
-          undo_.push_back([this, before, first_change]() -> Result<void> {
-            auto res = set_firmware_path(root_.fs(), before);
-            if (res && first_change) journal_.firmware_previous_path.reset(), journal_.firmware_path.clear();
-            status_.firmware.path = before;
-            return res;
-          });
+          journal_.firmware_done = false;
+          auto forget = [&] {
+            if (step.first_change) journal_.firmware_previous_path.reset();
+            journal_.firmware_path = step.ours_before;
+            journal_.firmware_done = true;
+          };
+          if (auto w = record(); !w) {
+            forget();
+            return unrecorded("firmware", w.error());
+          }
+          if (auto set = set_firmware_path(root_.fs(), *dir); !set) {
+            forget();
+            save_journal_or_log();
+            return failed(run_reason::kFirmwareFailed, "firmware", set.error());
+          }
+          journal_.firmware_done = true;
+          steps_.push_back(std::move(step));
+          if (auto w = record(); !w) return unrecorded("firmware", w.error());
           log_line(spdlog::level::info, "loading", "firmware_class.path: '" + before + "' -> '" + *dir + "'");
         }
         status_.firmware.path = *dir;
@@ -473,7 +583,9 @@ bool Entrypoint::act(const Plan& plan) {
     }
   }
 
-  // 3. Inserts, dependencies first, each from the bytes that were checked.
+  // 3. Inserts, dependencies first, each from the bytes that were checked. A bundle module is
+  // recorded as intended before the insert call: a kill -9 while the kernel runs its init
+  // leaves a record the next agent reconciles.
   double insert_ms = 0;
   for (const auto& i : plan.insert) {
     if (auto sig = watch_.pending_signal()) {
@@ -486,24 +598,33 @@ bool Entrypoint::act(const Plan& plan) {
     if (!file)
       return failed(file.error().code == EIO ? run_reason::kNotTheCheckedModule : run_reason::kInsertFailed, i.name,
                     file.error());
+    if (i.from_bundle) {
+      std::erase_if(journal_.inserted, [&](const auto& x) { return x.name == i.name; });  // not live: stale
+      journal_.inserted.push_back({i.name, i.build_id, false});
+      journal_.source = source_;
+      if (auto w = record(); !w) {
+        journal_.inserted.pop_back();
+        return unrecorded(i.name, w.error());
+      }
+    }
     if (klog) (void)klog->read_new();
     const auto t = Clock::now();
     auto done = kernel_.insert(*file, i.name, options.of(i.name));
     insert_ms += ms_since(t);
-    if (!done) return failed(run_reason::kInsertFailed, i.name, done.error(), klog ? lines_about(klog->read_new(), i.name) : std::vector<std::string>{});
-    undo_what_.push_back("remove " + i.name);
-    undo_.push_back([this, name = i.name]() -> Result<void> {
-      auto res = kernel_.remove(name);
-      if (res) std::erase_if(journal_.inserted, [&](const auto& x) { return x.name == name; });
-      return res;
-    });
+    if (!done) {
+      if (i.from_bundle) {
+        journal_.inserted.pop_back();
+        save_journal_or_log();
+      }
+      return failed(run_reason::kInsertFailed, i.name, done.error(), klog ? lines_about(klog->read_new(), i.name) : std::vector<std::string>{});
+    }
+    steps_.push_back({i.from_bundle ? Step::Kind::Insert : Step::Kind::Dependency, i.name, {}, {}, {}, false});
     if (i.from_bundle) {
-      journal_.inserted.push_back({i.name, i.build_id});
-      journal_.source = source_;
+      journal_.inserted.back().done = true;
       for (auto& m : status_.modules)
         if (m.verdict.name == i.name) m.inserted = m.live = true;
+      if (auto w = record(); !w) return unrecorded(i.name, w.error());
     }
-    save_journal_or_log();
     const std::string opts = options.of(i.name);
     log_line(spdlog::level::info, "loading",
              "inserted " + i.name + (i.from_bundle ? "" : " (in-tree dependency)") + (opts.empty() ? "" : " with " + opts));
@@ -519,14 +640,56 @@ bool Entrypoint::act(const Plan& plan) {
   return true;
 }
 
+// This attempt's steps undone last first, with the same undo `agent unload` uses.
 void Entrypoint::rollback() {
   std::vector<std::string> left;
-  while (!undo_.empty()) {
-    auto step = std::move(undo_.back());
-    const std::string what = undo_what_.back();
-    undo_.pop_back();
-    undo_what_.pop_back();
-    if (auto r = step(); !r) {
+  const UndoScope scope = undo_scope();
+  const probes::ModuleOptions options = probes::probe_module_options(root_);
+  while (!steps_.empty()) {
+    const Step step = std::move(steps_.back());
+    steps_.pop_back();
+    std::string what;
+    Result<void> r;
+    switch (step.kind) {
+      case Step::Kind::Insert: {
+        what = "remove " + step.name;
+        auto it = std::find_if(journal_.inserted.begin(), journal_.inserted.end(), [&](const auto& x) { return x.name == step.name; });
+        if (it == journal_.inserted.end()) break;
+        // A module without a build id cannot be verified later, but this process just inserted it.
+        r = it->build_id.empty() ? kernel_.remove(step.name) : undo_insert(root_, kernel_, *it);
+        if (r) journal_.inserted.erase(it);
+        break;
+      }
+      case Step::Kind::Dependency:
+        what = "remove " + step.name + " (in-tree dependency)";
+        r = kernel_.remove(step.name);
+        break;
+      case Step::Kind::Removal: {
+        what = "insert " + step.name + " again";
+        auto it = std::find_if(journal_.removed.begin(), journal_.removed.end(), [&](const auto& x) { return x.name == step.name; });
+        if (it == journal_.removed.end()) break;
+        r = undo_removal(root_, kernel_, *it, options.of(step.name), scope);
+        if (r) {
+          journal_.removed.erase(it);
+          std::erase(status_.removed, step.name);
+        }
+        break;
+      }
+      case Step::Kind::Firmware: {
+        what = "set firmware_class.path back to '" + step.before + "'";
+        auto back = undo_firmware_path(root_, step.ours, step.before, scope);
+        if (!back) {
+          r = tl::unexpected(back.error());
+          break;
+        }
+        if (step.first_change) journal_.firmware_previous_path.reset();
+        journal_.firmware_path = step.ours_before;
+        status_.firmware.path = *back ? step.before : status_.firmware.path;
+        break;
+      }
+    }
+    save_journal_or_log();
+    if (!r) {
       left.push_back(what + ": " + r.error().what());
       log_line(spdlog::level::err, "loading", "rollback: could not " + what + ": " + r.error().what());
     } else {
@@ -534,7 +697,6 @@ void Entrypoint::rollback() {
     }
   }
   for (auto& m : status_.modules) m.inserted = m.live = false;
-  save_journal_or_log();
   if (!left.empty()) note(run_reason::kRollbackIncomplete, join(left, "; "));
 }
 
@@ -644,11 +806,14 @@ bool Entrypoint::become_ready() {
     auto live = kabi::RootFs::open("/");
     auto dir = live ? WritableDir::open(*live, o_.nfd_dir->string(), "NFD features directory")
                     : Result<WritableDir>(tl::unexpected(live.error()));
-    auto w = dir ? dir->write(kNfdFile, text) : Result<void>(tl::unexpected(dir.error()));
-    if (w) {
-      journal_.nfd_file = (*o_.nfd_dir / kNfdFile).string();
+    // Recorded first, so that `agent unload` removes it even if this agent dies right after.
+    const std::string previous = journal_.nfd_file;
+    journal_.nfd_file = (*o_.nfd_dir / kNfdFile).string();
+    auto w = !dir ? Result<void>(tl::unexpected(dir.error())) : record();
+    if (w) w = dir->write(kNfdFile, text);
+    if (!w) {
+      journal_.nfd_file = previous;
       save_journal_or_log();
-    } else {
       log_line(spdlog::level::warn, "ready", "no Node Feature Discovery file: " + w.error().what());
     }
   }
@@ -668,7 +833,7 @@ bool Entrypoint::become_ready() {
 }
 
 void Entrypoint::withdraw_ready() {
-  if (auto r = state_.remove(kReadyFile); !r) log_line(spdlog::level::err, "", r.error().what());
+  if (auto r = state_.remove_any(kReadyFile); !r) log_line(spdlog::level::err, "", r.error().what());
   if (!journal_.nfd_file.empty() && o_.nfd_dir) {
     if (auto live = kabi::RootFs::open("/"))
       if (auto dir = WritableDir::open(*live, o_.nfd_dir->string(), "NFD features directory")) (void)dir->remove(kNfdFile);
@@ -698,7 +863,7 @@ void Entrypoint::track() {
 }
 
 int Entrypoint::stop(int code) {
-  (void)state_.remove(kReadyFile);  // first: the readiness probe must not pass while stopping
+  (void)state_.remove_any(kReadyFile);  // first: the readiness probe must not pass while stopping
   status_.phase = Phase::Stopping;
   set_phase(Phase::Stopping, o_.unload_on_exit ? "stopping; unloading the bundle (--unload-on-exit)"
                                                : "stopping; the modules stay loaded");
@@ -706,6 +871,8 @@ int Entrypoint::stop(int code) {
     UnloadOptions u;
     u.root = o_.check.root;
     u.state_dir = o_.state_dir;
+    u.firmware_base = o_.check.firmware_base;
+    u.nfd_dir = o_.nfd_dir;
     std::ostringstream out, err;
     const int rc = run_unload(u, out, err);
     log_line(rc == kUnloadDone ? spdlog::level::info : spdlog::level::warn, "stopping", out.str() + err.str());
@@ -793,24 +960,43 @@ int run_entrypoint(const RunOptions& o) {
   if (!live) return fail_start(live.error().what());
   auto state = WritableDir::open(*live, o.state_dir.string(), "state directory");
   if (!state) return fail_start("cannot use the state directory: " + state.error().what());
+  // A start that fails from here on leaves no ready file (of an agent that died, or of the
+  // previous pod) and a status that says why, never a stale "ready" or a bare "detecting".
+  auto refuse_start = [&](const std::string& what) {
+    (void)state->remove_any(kReadyFile);
+    const nlohmann::json status{{"schema", kStatusSchema},
+                                {"phase", phase_name(Phase::Refused)},
+                                {"pid", ::getpid()},
+                                {"updated", utc_now()},
+                                {"reasons", nlohmann::json::array({{{"code", "input_error"}, {"message", what}}})}};
+    (void)state->write(kStatusFile, safe_dump(status) + "\n");
+    return fail_start(what);
+  };
   auto lock = InstanceLock::acquire(*state);
-  if (!lock) return fail_start(lock.error().what());
+  if (!lock) {
+    // Another agent's ready file is its own; anything else that keeps the lock from us is ours to report.
+    if (lock.error().code == EWOULDBLOCK) return fail_start(lock.error().what());
+    return refuse_start(lock.error().what());
+  }
+  // First, before anything else can fail: whatever `ready` is (a file, a link, a directory), it goes.
+  if (auto r = state->remove_any(kReadyFile); !r) return refuse_start("the ready file cannot be removed: " + r.error().what());
+  auto boot_id = root->read_value("/proc/sys/kernel/random/boot_id");
+  if (!boot_id) return refuse_start("boot id: " + boot_id.error().what());
   // Nothing is decided until the status can be written: an unwritable directory is an error
   // now, never a ready file later.
-  if (auto w = state->write(kStatusFile, safe_dump(nlohmann::json{{"schema", kStatusSchema}, {"phase", "detecting"}}) + "\n"); !w)
+  const nlohmann::json first{{"schema", kStatusSchema}, {"phase", phase_name(Phase::Detecting)}, {"pid", ::getpid()},
+                             {"boot_id", *boot_id}, {"agent_version", o.agent_version}, {"updated", utc_now()}};
+  if (auto w = state->write(kStatusFile, safe_dump(first) + "\n"); !w)
     return fail_start("cannot write the status: " + w.error().what());
-  auto boot_id = root->read_value("/proc/sys/kernel/random/boot_id");
-  if (!boot_id) return fail_start("boot id: " + boot_id.error().what());
-  auto journal = load_journal(*state, *boot_id);
-  if (!journal) return fail_start(journal.error().what());
   auto watch = Watch::open();
-  if (!watch) return fail_start(watch.error().what());
+  if (!watch) return refuse_start(watch.error().what());
   auto kernel = KernelModules::open();
-  if (!kernel) return fail_start(kernel.error().what());
-  // A ready file left by an agent that died is not this agent's claim.
-  (void)state->remove(kReadyFile);
+  if (!kernel) return refuse_start(kernel.error().what());
+  // An unreadable journal is not a reason to exit (a crash loop): the agent stays up, refused,
+  // naming the file, and acts on nothing until it can be read.
+  auto journal = load_journal(*state, *boot_id);
   Entrypoint e(o, std::move(*root), std::move(*state), std::move(*lock), std::move(*watch), std::move(*kernel),
-               std::move(*journal), std::move(*boot_id));
+               std::move(journal), std::move(*boot_id));
   return e.run();
 }
 

@@ -32,6 +32,8 @@ inline constexpr const char* kStatusFile = "status.json";
 inline constexpr const char* kReadyFile = "ready";
 inline constexpr const char* kJournalFile = "undo.json";
 inline constexpr const char* kNfdFile = "intel-gpu-driver";
+// The directory NFD reads local features from (a hostPath in the DaemonSet).
+inline constexpr const char* kDefaultNfdDir = "/etc/kubernetes/node-feature-discovery/features.d";
 
 // When the prebuilt modules would be refused and a build is possible: the agent builds them
 // (node), waits for a Driver Toolkit sidecar's `agent build` to leave them in the shared cache
@@ -60,6 +62,9 @@ int run_entrypoint(const RunOptions& options);
 struct UnloadOptions {
   std::optional<std::filesystem::path> root;
   std::filesystem::path state_dir = kDefaultStateDir;  // the journal names the NFD file to remove
+  // What is the agent's own: a journal naming anything outside them is not acted on.
+  std::string firmware_base = kDefaultFirmwareBase;
+  std::optional<std::filesystem::path> nfd_dir;
   bool json = false;
 };
 

@@ -1,4 +1,6 @@
 // agent: the Intel GPU driver container's node agent.
+#include <signal.h>
+
 #include <cstdlib>
 #include <iostream>
 
@@ -12,10 +14,23 @@
 #include "agent/kabi_check.h"
 #include "agent/lifecycle.h"
 #include "agent/log.h"
+#include "agent/ready.h"
 #include "agent/kabi_cli.h"
 #include "kabi/text.h"
 
 namespace {
+
+const sigset_t& entrypoint_signals() {
+  static const sigset_t set = [] {
+    sigset_t s;
+    sigemptyset(&s);
+    for (int sig : {SIGHUP, SIGTERM, SIGINT}) sigaddset(&s, sig);
+    return s;
+  }();
+  return set;
+}
+
+void unblock_signals() { ::sigprocmask(SIG_UNBLOCK, &entrypoint_signals(), nullptr); }
 
 int run(int argc, char** argv) {
   auto logger = spdlog::stderr_color_mt("agent");
@@ -85,6 +100,10 @@ int run(int argc, char** argv) {
   CLI::App* unload_cmd = app.add_subcommand("unload", "Undo what the entrypoint did in this boot (a preStop hook)");
   unload_cmd->fallthrough();
 
+  CLI::App* ready_cmd = app.add_subcommand(
+      "ready", "Exit 0 only when this boot's agent is live and its driver ready (a readiness probe; needs no shell)");
+  ready_cmd->fallthrough();
+
   CLI::App* kabi = app.add_subcommand("kabi", "kABI tools for CI: will a kernel accept these modules?");
   kabi->require_subcommand(1);
   kabi->fallthrough();
@@ -135,7 +154,18 @@ int run(int argc, char** argv) {
                                            : agent::kabi::MissingVersionPolicy::Strict;
   co.state_dir = ro.state_dir;
 
+  // Only the entrypoint reads its signals (a signalfd, agent/watch): every other command gets the
+  // default actions back, with whatever arrived meanwhile.
+  const bool entrypoint = !check && !kcheck->parsed() && !kabi->parsed() && !build_cmd->parsed() &&
+                          !ready_cmd->parsed() && !unload_cmd->parsed() && !manifest_cli.parsed();
+  if (!entrypoint) unblock_signals();
   if (manifest_cli.parsed()) return manifest_cli.run(std::cout, std::cerr);
+  if (ready_cmd->parsed()) {
+    agent::ReadyOptions r;
+    r.root = co.root;
+    r.state_dir = ro.state_dir;
+    return agent::run_ready(r, std::cout);
+  }
   if (build_cmd->parsed()) {
     agent::setup_logging(agent::LogFormat::Text, verbose ? spdlog::level::debug : spdlog::level::info);
     bo.timeout = std::chrono::seconds(build_timeout);
@@ -152,6 +182,8 @@ int run(int argc, char** argv) {
       agent::UnloadOptions uo;
       uo.root = co.root;
       uo.state_dir = ro.state_dir;
+      uo.firmware_base = co.firmware_base;
+      uo.nfd_dir = nfd_dir ? *nfd_dir : std::filesystem::path(agent::kDefaultNfdDir);
       uo.json = co.json;
       return agent::run_unload(uo, std::cout, std::cerr);
     }
@@ -188,6 +220,10 @@ int run(int argc, char** argv) {
 // One handler for everything: a failure nobody foresaw is exit 2 with a message, never an
 // abort (a std::bad_alloc, a library's exception on input it did not expect).
 int main(int argc, char** argv) {
+  // First: the entrypoint's signals wait (the watch reads them from a signalfd later) instead
+  // of killing an agent that has not set up its handling yet; a SIGHUP in the first
+  // milliseconds is a decision made again, never a death.
+  ::sigprocmask(SIG_BLOCK, &entrypoint_signals(), nullptr);
   try {
     return run(argc, argv);
   } catch (const std::exception& e) {

@@ -85,10 +85,10 @@ Result<WritableDir> WritableDir::open(const kabi::RootFs& root, std::string_view
   const std::string norm = kabi::normalize_path(path);
   const std::string shown = root.display(norm);
   auto fail_here = [&](int e, const std::string& msg) { return fail(e, what + ": " + msg, shown); };
-  if (auto fd = root.open_at(norm, O_RDONLY | O_DIRECTORY)) return WritableDir(std::move(*fd), shown);
-  else if (fd.error().code != ENOENT)
-    return fail_here(fd.error().code, err_text(fd.error().code));
-  // Create it component by component: each is made in, and opened relative to, its parent's
+  // One policy for every directory the agent writes in: no component is a link, whether the
+  // directory exists already or is made now (a firmware directory planted as a link to /etc is
+  // refused, never written through).
+  // Component by component: each is opened (made first when missing) relative to its parent's
   // descriptor without following links.
   Fd dir;
   if (auto r = root.open_at("/", O_RDONLY | O_DIRECTORY)) dir = std::move(*r);
@@ -100,9 +100,12 @@ Result<WritableDir> WritableDir::open(const kabi::RootFs& root, std::string_view
     pos = next == std::string::npos ? norm.size() : next + 1;
     if (comp.empty()) continue;
     walked += "/" + comp;
-    if (::mkdirat(dir.get(), comp.c_str(), 0755) != 0 && errno != EEXIST)
-      return fail_here(errno, "cannot create " + walked + ": " + err_text(errno));
     Fd sub(::openat(dir.get(), comp.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+    if (!sub && errno == ENOENT) {
+      if (::mkdirat(dir.get(), comp.c_str(), 0755) != 0 && errno != EEXIST)
+        return fail_here(errno, "cannot create " + walked + ": " + err_text(errno));
+      sub = Fd(::openat(dir.get(), comp.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+    }
     if (!sub) {
       const int e = errno;
       struct stat st{};
@@ -154,6 +157,19 @@ Result<void> WritableDir::remove(std::string_view name) const {
   return {};
 }
 
+Result<void> WritableDir::remove_any(std::string_view name) const {
+  const std::string shown = display_ + "/" + std::string(name);
+  if (!single_component(name)) return fail(EINVAL, "not a file name", shown);
+  const std::string n(name);
+  if (::unlinkat(fd(), n.c_str(), 0) == 0 || errno == ENOENT) return {};
+  if (errno != EISDIR && errno != EPERM) return fail(errno, "cannot remove: " + err_text(errno), shown);
+  remove_tree(fd(), n);
+  struct stat st{};
+  if (::fstatat(fd(), n.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0)
+    return fail(ENOTEMPTY, "cannot remove: a directory whose contents would not all go", shown);
+  return {};
+}
+
 bool WritableDir::exists(std::string_view name) const {
   struct stat st{};
   return single_component(name) && ::fstatat(fd(), std::string(name).c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0;
@@ -173,7 +189,14 @@ Result<InstanceLock> InstanceLock::acquire(const WritableDir& dir) {
   const std::string shown = dir.path() + "/" + kLockFile;
   Fd f(::openat(dir.fd(), kLockFile, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0644));
   if (!f) return fail(errno, "cannot open the lock: " + err_text(errno), shown);
-  if (::flock(f.get(), LOCK_EX | LOCK_NB) != 0) {
+  // `agent ready` takes a shared lock for an instant to see whether an agent holds it: a few
+  // tries before another agent is assumed.
+  int rc = 0;
+  for (int tries = 20;; ::usleep(50 * 1000)) {
+    rc = ::flock(f.get(), LOCK_EX | LOCK_NB);
+    if (rc == 0 || errno != EWOULDBLOCK || --tries == 0) break;
+  }
+  if (rc != 0) {
     const int e = errno;
     if (e != EWOULDBLOCK) return fail(e, "cannot lock: " + err_text(e), shown);
     char buf[32] = {};

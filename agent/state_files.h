@@ -31,6 +31,9 @@ class WritableDir {
   [[nodiscard]] Result<void> write(std::string_view name, std::string_view content, mode_t mode = 0644) const;
   // Removes `name` (a file); one that is not there is success.
   [[nodiscard]] Result<void> remove(std::string_view name) const;
+  // Removes `name` whatever it is: a file, a link (not followed), a directory with all in it;
+  // an error when something is still there afterwards.
+  [[nodiscard]] Result<void> remove_any(std::string_view name) const;
   [[nodiscard]] bool exists(std::string_view name) const;
   // Reads `name` (a regular file, at most `max_size` bytes); ENOENT when it is not there.
   [[nodiscard]] Result<std::string> read(std::string_view name, size_t max_size = size_t{1} << 20) const;

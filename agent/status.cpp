@@ -95,6 +95,7 @@ json to_json(const Status& s, const std::string& updated) {
       {"schema", kStatusSchema},
       {"agent_version", s.agent_version},
       {"boot_id", s.boot_id},
+      {"pid", s.pid},
       {"pid", static_cast<long>(::getpid())},
       {"kernel", {{"release", s.release}, {"version", s.kernel_version}}},
       {"phase", phase_name(s.phase)},

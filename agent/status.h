@@ -59,6 +59,7 @@ struct BuildState {
 
 struct Status {
   std::string agent_version, boot_id, release, kernel_version;
+  int pid = 0;                          // the agent's (in its own PID namespace)
   Phase phase = Phase::Detecting;
   std::string decision;                 // decision_name(), "" before one
   std::string source;                   // "prebuilt", "built", "" when nothing is loaded

@@ -14,6 +14,7 @@
 #include "agent/kernel_modules.h"
 #include "agent/lifecycle.h"
 #include "agent/state_files.h"
+#include "agent/undo.h"
 #include "kabi/text.h"
 #include "probes/loaded_modules.h"
 #include "probes/module_options.h"
@@ -42,35 +43,36 @@ int run_unload(const UnloadOptions& o, std::ostream& out, std::ostream& err) {
   auto kernel = KernelModules::open();
   if (!kernel) return input_error(kernel.error().what());
 
+  auto release = root->read_value("/proc/sys/kernel/osrelease");
+  const UndoScope scope{release ? *release : std::string(), o.firmware_base, o.nfd_dir ? o.nfd_dir->string() : std::string()};
+
   std::vector<std::string> removed, restored, not_undone;
   std::string firmware_note;
-  if (auto r = state->remove(kReadyFile); !r) not_undone.push_back(r.error().what());
+  if (auto r = state->remove_any(kReadyFile); !r) not_undone.push_back(r.error().what());
+  // Intended steps of an agent that died between recording and marking them: what the kernel
+  // shows done is undone below like the rest.
+  {
+    KernelNow now;
+    if (auto loaded = probes::probe_loaded_modules(*root, "")) {
+      for (const auto& [name, m] : loaded->modules) now.loaded[name] = m.build_id;
+    } else {
+      return input_error(loaded.error().what());
+    }
+    now.firmware_path = probes::probe_policy(*root).firmware_path;
+    for (const auto& line : reconcile(*journal, now)) out << "journal: " << printable(line) << '\n';
+  }
 
-  // The bundle's modules, last inserted first, each only when nothing uses it.
+  // The bundle's modules, last inserted first, each only when it is the recorded build and unused.
   std::vector<Journal::Inserted> kept;
   for (auto it = journal->inserted.rbegin(); it != journal->inserted.rend(); ++it) {
     auto loaded = probes::probe_loaded_modules(*root, "");
-    if (!loaded) return input_error(loaded.error().what());
-    auto m = loaded->modules.find(it->name);
-    if (m == loaded->modules.end()) continue;  // gone already
-    const std::string live_id = m->second.build_id;
-    if (!it->build_id.empty() && !live_id.empty() && live_id != it->build_id) {
-      not_undone.push_back(it->name + ": the live module is another build (" + live_id + "), not removed");
-      continue;
-    }
-    if (m->second.refcnt.value_or(1) > 0 || !m->second.holders.empty()) {
-      not_undone.push_back(it->name + ": in use (refcnt " +
-                           (m->second.refcnt ? std::to_string(*m->second.refcnt) : std::string("unknown")) +
-                           (m->second.holders.empty() ? "" : ", holders " + join(m->second.holders)) + "), not removed");
-      kept.insert(kept.begin(), *it);
-      continue;
-    }
-    if (auto r = kernel->remove(it->name); !r) {
+    const bool was_loaded = loaded && loaded->modules.count(it->name);
+    if (auto r = undo_insert(*root, *kernel, *it); !r) {
       not_undone.push_back(r.error().what());
       kept.insert(kept.begin(), *it);
-      continue;
+    } else if (was_loaded) {
+      removed.push_back(it->name);
     }
-    removed.push_back(it->name);
   }
   journal->inserted = kept;
 
@@ -78,14 +80,8 @@ int run_unload(const UnloadOptions& o, std::ostream& out, std::ostream& err) {
   const probes::ModuleOptions options = probes::probe_module_options(*root);
   std::vector<Journal::Removed> still_removed;
   for (auto it = journal->removed.rbegin(); it != journal->removed.rend(); ++it) {
-    auto loaded = probes::probe_loaded_modules(*root, "");
-    if (loaded && loaded->modules.count(it->name)) {
-      not_undone.push_back(it->name + ": a module of that name is loaded, the removed one was not inserted again");
-      still_removed.insert(still_removed.begin(), *it);
-      continue;
-    }
-    if (auto r = restore_module(*root, *kernel, it->name, it->restore_path, options.of(it->name)); !r) {
-      not_undone.push_back(it->name + ": " + r.error().what());
+    if (auto r = undo_removal(*root, *kernel, *it, options.of(it->name), scope); !r) {
+      not_undone.push_back(r.error().what());
       still_removed.insert(still_removed.begin(), *it);
       continue;
     }
@@ -95,14 +91,12 @@ int run_unload(const UnloadOptions& o, std::ostream& out, std::ostream& err) {
 
   // firmware_class.path: back to what it was, unless someone changed it since.
   if (journal->firmware_previous_path) {
-    const probes::Policy now = probes::probe_policy(*root);
-    if (now.firmware_path && *now.firmware_path != journal->firmware_path) {
-      firmware_note = "firmware_class.path is '" + *now.firmware_path + "', changed by someone else since: kept";
-      journal->firmware_previous_path.reset();
-    } else if (auto r = set_firmware_path(root->fs(), *journal->firmware_previous_path); !r) {
+    auto r = undo_firmware_path(*root, journal->firmware_path, *journal->firmware_previous_path, scope);
+    if (!r) {
       not_undone.push_back("firmware_class.path: " + r.error().what());
     } else {
-      firmware_note = "firmware_class.path set back to '" + *journal->firmware_previous_path + "'";
+      firmware_note = *r ? "firmware_class.path set back to '" + *journal->firmware_previous_path + "'"
+                         : "firmware_class.path was changed by someone else since: kept";
       journal->firmware_previous_path.reset();
       journal->firmware_path.clear();
     }
@@ -110,7 +104,9 @@ int run_unload(const UnloadOptions& o, std::ostream& out, std::ostream& err) {
 
   if (!journal->nfd_file.empty()) {
     const std::filesystem::path nfd(journal->nfd_file);
-    auto dir = WritableDir::open(*live, nfd.parent_path().string(), "NFD features directory");
+    auto ok = check_nfd_file(journal->nfd_file, scope);
+    auto dir = ok ? WritableDir::open(*live, nfd.parent_path().string(), "NFD features directory")
+                  : Result<WritableDir>(tl::unexpected(ok.error()));
     auto r = dir ? dir->remove(nfd.filename().string()) : Result<void>(tl::unexpected(dir.error()));
     if (r) journal->nfd_file.clear();
     else not_undone.push_back(r.error().what());

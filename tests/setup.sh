@@ -14,6 +14,7 @@ PACKAGES=(
   shellcheck yamllint
   libsystemd-dev systemd
   podman crun python3-yaml
+  procps
 )
 
 missing=()

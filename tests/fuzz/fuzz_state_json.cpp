@@ -1,6 +1,7 @@
 // libFuzzer target: the JSON files the agent reads back from disk - its journal (undo.json,
-// agent/journal.h), a build cache entry's result.json and failed.json (agent/build.h) and the
-// status the readiness probe reads (agent/json_input.h). Whatever a disk, a hand edit or another
+// agent/journal.h), a build cache entry's result.json and failed.json (agent/build.h), the
+// image's bundle-manifest.json (agent/bundle_manifest.h) and the status the readiness probe
+// reads (agent/json_input.h). Whatever a disk, a hand edit or another
 // tool left there is an error naming the file, never a crash, a leak or undefined behaviour.
 #include <cstddef>
 #include <cstdint>
@@ -8,6 +9,7 @@
 #include <string_view>
 
 #include "agent/build.h"
+#include "agent/bundle_manifest.h"
 #include "agent/journal.h"
 #include "agent/json_input.h"
 
@@ -39,6 +41,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       std::abort();
     }
   }
+  if (auto m = parse_bundle_manifest(text, "fuzz/bundle-manifest.json"); !m) expect_named(m.error(), "fuzz/bundle-manifest.json");
   if (auto s = parse_json_object(text, "fuzz/status.json"); s) {
     const JsonFields f(*s, "fuzz/status.json");
     if (auto p = f.string("phase"); !p) expect_named(p.error(), "fuzz/status.json");

@@ -274,6 +274,11 @@ def main():
         "modules": [{"name": "agent_test_nic", "file": "agent_test_nic.ko", "sha256": "cd" * 32}]}).encode())
     add("state_json", "failed", json.dumps({"schema": 1, "kernel": "6.1.0-56-amd64", "reason": "build_failed",
                                             "detail": "x.c:1: error", "inputs": inputs}).encode())
+    add("state_json", "bundle_manifest", json.dumps({
+        "schema": 1, "kernel": {"release": "6.1.0-56-amd64", "compiler": "gcc-12"},
+        "sources": {"name": "agent-test-driver", "version": "1.0", "digest": "ab" * 32},
+        "modules": [{"name": "agent_test_nic", "file": "extra/agent_test_nic.ko", "sha256": "cd" * 32,
+                     "vermagic": "6.1.0-56-amd64 SMP preempt mod_unload modversions ", "build_id": "c970"}]}).encode())
     add("state_json", "status", b'{"schema": 1, "phase": "ready", "boot_id": "' + boot.encode() + b'"}')
     # stablelist: RHEL's sectioned form with real symbol names, a plain list, comments, CRLF.
     names = [line.split(b"\t")[1] for text in symvers_text[:1] for line in text.splitlines()[:40]

@@ -16,7 +16,7 @@ int run_check(const CheckOptions& check_options, std::ostream& out, std::ostream
       if (auto boot_id = root->read_value("/proc/sys/kernel/random/boot_id")) {
         auto ids = inserted_build_ids(options.state_dir, *boot_id);
         if (!ids) {
-          err << "agent: --check: the entrypoint's journal: " << printable(ids.error().what()) << '\n';
+          err << "agent check: the entrypoint's journal: " << printable(ids.error().what()) << '\n';
           return kCheckInputError;
         }
         options.previous_build_ids = std::move(*ids);
@@ -24,12 +24,12 @@ int run_check(const CheckOptions& check_options, std::ostream& out, std::ostream
   }
   auto report = diagnose(options);
   if (!report) {
-    err << "agent: --check: " << printable(report.error().what()) << '\n';
+    err << "agent check: " << printable(report.error().what()) << '\n';
     return kCheckInputError;
   }
   auto firmware = scan_bundle_firmware(options.bundle_firmware);
   if (!firmware) {
-    err << "agent: --check: " << printable(firmware.error().what()) << '\n';
+    err << "agent check: " << printable(firmware.error().what()) << '\n';
     return kCheckInputError;
   }
   const Plan plan = make_plan(*report, *firmware, options.firmware_base);

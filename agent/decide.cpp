@@ -235,7 +235,7 @@ int exit_code(Decision d) {
     case Decision::Build: return kCheckBuild;
     case Decision::Refuse: return kCheckRefuse;
     case Decision::NoDevice: return kCheckNoDevice;
-    case Decision::UpgradePending: return kCheckRefuse;
+    case Decision::UpgradePending: return kCheckUpgradePending;
   }
   return kCheckRefuse;
 }

@@ -21,7 +21,8 @@ namespace agent {
 // Exit codes of `agent --check` (the README lists them).
 inline constexpr int kCheckPrebuilt = 0;   // the prebuilt modules would load
 inline constexpr int kCheckBuild = 10;     // a build is needed and possible
-inline constexpr int kCheckRefuse = 20;    // the agent would refuse (or wait: upgrade pending)
+inline constexpr int kCheckRefuse = 20;    // the agent would refuse
+inline constexpr int kCheckUpgradePending = 21;  // it would wait: its older bundle is in use
 inline constexpr int kCheckNoDevice = 30;  // no device this bundle drives
 inline constexpr int kCheckInputError = 2; // usage or input error
 

@@ -26,7 +26,10 @@ std::string lowercase(std::string s) {
 Result<fs::path> find_bundle(const DiagnoseOptions& o, const std::string& release) {
   std::error_code ec;
   if (!o.bundle.empty()) {
-    if (!fs::is_directory(o.bundle, ec)) return fail(ENOENT, "bundle directory not found", o.bundle.string());
+    if (fs::is_regular_file(o.bundle, ec))
+      return fail(ENOTDIR, "--bundle takes the directory of the shipped modules, not one module file",
+                  o.bundle.string());
+    if (!fs::is_directory(o.bundle, ec)) return fail(ENOENT, "--bundle: no such directory", o.bundle.string());
     return o.bundle;
   }
   if (fs::is_directory(o.bundle_base / release, ec)) return o.bundle_base / release;
@@ -170,6 +173,12 @@ Result<bool> diagnose_live_bundle(const DiagnoseOptions& o, const probes::HostRo
 
 Result<Diagnosis> diagnose(const DiagnoseOptions& o) {
   Diagnosis r;
+  // A path given explicitly is used or is an error, never quietly passed over for a default.
+  if (o.symvers) {
+    std::error_code ec;
+    if (!fs::is_regular_file(*o.symvers, ec))
+      return fail(ENOENT, "--symvers: no such file", o.symvers->string());
+  }
   auto root = probes::HostRoot::from_cli_or_env(o.root);
   if (!root) return tl::unexpected(root.error());
   r.root = root->root().string();

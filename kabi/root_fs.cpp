@@ -67,7 +67,7 @@ Result<RootFs> RootFs::open(const fs::path& dir, Resolver resolver) {
   if (dir.empty()) return fail(EINVAL, "empty root directory");
   std::error_code ec;
   const fs::path canonical = fs::canonical(fs::absolute(dir, ec), ec);
-  if (ec) return fail(ec.value(), "root: " + ec.message(), dir.string());
+  if (ec) return fail(ec.value(), "cannot open: " + ec.message(), dir.string());
   Fd fd(::open(canonical.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
   if (!fd) return fail(errno, "cannot open the root directory: " + errno_text(errno), dir.string());
   if (resolver == Resolver::Auto) {

@@ -40,7 +40,7 @@ std::optional<unsigned long> parse_number(std::string_view text) {
 
 Result<HostRoot> HostRoot::open(const fs::path& root, kabi::RootFs::Resolver resolver) {
   auto rfs = kabi::RootFs::open(root, resolver);
-  if (!rfs) return fail(rfs.error().code, "host root: " + rfs.error().message, root.string());
+  if (!rfs) return fail(rfs.error().code, "host root (--root or $HOST_ROOT): " + rfs.error().message, root.string());
   if (!rfs->is_directory("/")) return fail(ENOTDIR, "host root is not a directory", root.string());
   fs::path path = rfs->path();
   return HostRoot(std::move(*rfs), std::move(path));

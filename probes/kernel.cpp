@@ -311,6 +311,8 @@ Result<RunningKernel> probe_kernel(const HostRoot& root, const KernelProbeOption
     if (c.state == SymversCandidate::State::Unreadable || c.state == SymversCandidate::State::Absent) continue;
     if (chosen) continue;  // NotTried: an earlier candidate already won
     auto table = read_candidate(i);
+    // --symvers, given explicitly, is read or is an error: never quietly replaced by a default.
+    if (!table && i == 0 && has_override) return tl::unexpected(table.error());
     if (!table) {
       c.state = table.error().code == ENOENT ? SymversCandidate::State::Absent : SymversCandidate::State::Unreadable;
       c.detail = table.error().what();

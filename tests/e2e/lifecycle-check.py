@@ -430,7 +430,7 @@ check("swap", exits.get("swap") == 0 and exits.get("swap-unload") == 0 and u.get
 
 # ---- read-only state directory -------------------------------------------------------------
 log_ro = " ".join(logs.get("rostate", []))
-check("rostate", exits.get("rostate") == 2 and "/run/ro-state" in log_ro and "Run with --help" not in log_ro and
+check("rostate", exits.get("rostate") == 2 and "/run/ro-state" in log_ro and "for usage" not in log_ro and
       f("rostate-files", "files") in ("", None)
       and f("rostate", "ready") == "0",
       "ro-state: exit %s (expected 2), message names /run/ro-state: %s; files there: '%s'; ready file %s" %

@@ -222,7 +222,7 @@ agent_parses() {
   local expect=$1 what=$2 hostroot=$3 rc=0 err
   shift 3
   err=$(env "$hostroot" timeout 20 "$@" 2>&1 >/dev/null) || rc=$?
-  if grep -q "Run with --help\|not expected\|is required\|not in {" <<<"$err"; then
+  if grep -q "for usage\|unknown option\|unknown command\|not expected\|is required\|not in {" <<<"$err"; then
     echo "manifests: $what: the agent refuses its command line: ${err//$'\n'/ }" >&2
     return 1
   fi

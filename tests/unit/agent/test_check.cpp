@@ -107,6 +107,24 @@ TEST_CASE("check, Debian node, a bundle built for k61_same on k61: same kABI, pr
   CHECK(r->problems.empty());
 }
 
+TEST_CASE("check: --symvers given is read or is an error, never passed over for the node's own") {
+  const fs::path host = fixture_host("debian12");
+  Bundle b(kernel_of("k61_same"), {kI915_61});
+  // Without it the node's verified table decides: the data the error below must not fall back to.
+  auto plain = diagnose(options_for(host, b.dir));
+  REQUIRE(plain);
+  REQUIRE(plain->kernel.symvers_origin.verified);
+  agent::test::TempDir t;
+  agent::test::write_file(t / "garbage.symvers", "not a symvers file\n");
+  for (const fs::path& given : {t / "garbage.symvers", t / "absent.symvers"}) {
+    auto o = options_for(host, b.dir);
+    o.symvers = given;
+    auto r = diagnose(o);
+    REQUIRE_FALSE(r);
+    CHECK(r.error().what().find(given.string()) != std::string::npos);
+  }
+}
+
 TEST_CASE("check, Debian node, a bundle built for k61_old: kABI differs, headers present, build") {
   const fs::path host = fixture_host("debian12");
   Bundle b(kernel_of("k61_old"), {kI915_61});

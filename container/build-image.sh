@@ -7,7 +7,9 @@
 #      kABI check's sample of the kernel's own modules); `podman import`ed
 #   2. the node variant's base: Debian 12 minbase with dkms, make, gcc-12, libc6-dev, kmod and
 #      the agent's runtime libraries
-#   3. podman build --target node|slim
+#   3. the sources image (container/Containerfile.sources: the agent's sources, builder.sh, the
+#      driver and firmware contexts), which the Containerfile reads instead of a build context
+#   4. podman build --target node|slim, with no build context
 # Each base is cached as an image tagged by the digest of its recipe; the final image is built
 # again only when the digest of all inputs (the recipes, the Containerfile, builder.sh, the
 # agent's sources, the driver and firmware contexts) changed (label
@@ -105,7 +107,7 @@ debdeps=$(
     sed -E 's/\|.*//; s/\(.*\)//; s/:any//; s/[[:space:]]//g' | sed '/^$/d' |
     grep -vxE "linux-headers-$abi-(amd64|common)|linux-kbuild-$series" | sort -u | tr '\n' ' '
 )
-build_pkgs="cmake ninja-build pkg-config g++ ccache binutils make gcc-12 dkms kmod libc6-dev pci.ids
+build_pkgs="cmake ninja-build pkg-config g++ binutils make gcc-12 dkms kmod libc6-dev pci.ids
   libkmod-dev libelf-dev libdw-dev libudev-dev libpci-dev libspdlog-dev libfmt-dev nlohmann-json3-dev
   libcli11-dev libexpected-dev zlib1g-dev liblzma-dev libzstd-dev libssl-dev libkeyutils-dev libbz2-dev libsystemd-dev $debdeps"
 build_pkgs=$(tr ' \n' '\n\n' <<<"$build_pkgs" | sed '/^$/d' | sort -u | tr '\n' ',')
@@ -142,7 +144,7 @@ fi
 ctx=$work/ctx
 mkdir -p "$ctx/container" "$work/driver" "$work/firmware"
 cp -a "$REPO/CMakeLists.txt" "$REPO/kabi" "$REPO/probes" "$REPO/agent" "$ctx/"
-cp "$HERE/Containerfile" "$HERE/builder.sh" "$ctx/container/"
+cp "$HERE/Containerfile" "$HERE/Containerfile.sources" "$HERE/builder.sh" "$ctx/container/"
 if [[ -z $driver ]]; then
   src=$REPO/tests/fixtures/kmod-src
   cp -a "$src/dkms.conf" "$src/agent_test_helper" "$src/agent_test_nic" "$work/driver/"
@@ -167,15 +169,22 @@ fi
 start=$SECONDS
 step "image $tag: podman build --target $variant (the agent and the driver are compiled; progress in $log)"
 describe=$(git -C "$REPO" describe --always --dirty 2>/dev/null || true)
+# The sources image: the one place build contexts are read.
+sources_tag=localhost/intel-gpu-driver-sources:$inputs
+podman build --isolation=chroot -f "$ctx/container/Containerfile.sources" \
+  --build-context "driver=$work/driver" --build-context "firmware=$work/firmware" \
+  -t "$sources_tag" "$ctx" >>"$log" 2>&1 || die "podman build of the sources image failed"
+# The image from the Containerfile alone (an empty context), as KMM's in-cluster build has it.
 # agent build runs DKMS in a private mount namespace (its bind mounts of the headers):
 # CAP_SYS_ADMIN, which a RUN step lacks by default.
+mkdir -p "$work/empty"
 podman build --isolation=chroot --cap-add=SYS_ADMIN --security-opt=seccomp=unconfined \
   --target "$variant" -f "$ctx/container/Containerfile" \
-  --build-context "driver=$work/driver" --build-context "firmware=$work/firmware" \
-  --build-arg "DTK_AUTO=$builder_tag" --build-arg "NODE_BASE=$node_tag" \
+  --build-arg "SOURCES=$sources_tag" --build-arg "DTK_AUTO=$builder_tag" --build-arg "NODE_BASE=$node_tag" \
   --build-arg "KERNEL_FULL_VERSION=$kver" --build-arg "AGENT_GIT_DESCRIBE=$describe" \
   --build-arg "JOBS=${JOBS:-2}" --label "io.intel-gpu-driver.inputs=$inputs" \
-  -t "$tag" "$ctx" >>"$log" 2>&1 || die "podman build failed"
+  -t "$tag" "$work/empty" >>"$log" 2>&1 || die "podman build failed"
+podman rmi "$sources_tag" >>"$log" 2>&1 || true
 size=$(podman image inspect --format '{{ .Size }}' "$tag")
 step "image $tag: built in $((SECONDS - start)) s, $((size / 1048576)) MiB"
 grep -E '^(builder|agent manifest):' "$log" | sed 's/^/build-image: /' >&2 || true

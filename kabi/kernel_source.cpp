@@ -129,15 +129,15 @@ Result<KernelSource> locate_kernel(const fs::path& arg) {
   std::error_code ec;
   const auto st = fs::status(arg, ec);
   if (ec || !fs::exists(st)) return fail(ENOENT, "no such file or directory", arg.string());
-  const bool is_file = fs::is_regular_file(st);
-  if (!is_file && !fs::is_directory(st)) return fail(EINVAL, "neither a Module.symvers nor a directory", arg.string());
+  const bool given_file = fs::is_regular_file(st);
+  if (!given_file && !fs::is_directory(st)) return fail(EINVAL, "neither a Module.symvers nor a directory", arg.string());
   const fs::path where = fs::canonical(arg, ec);
   if (ec) return fail(ec.value(), ec.message(), arg.string());
-  auto root = RootFs::open(is_file ? where.parent_path() : where);
+  auto root = RootFs::open(given_file ? where.parent_path() : where);
   if (!root) return tl::unexpected(root.error());
   k.fs = std::make_shared<const RootFs>(std::move(*root));
   const RootFs& r = *k.fs;
-  if (is_file) {
+  if (given_file) {
     k.arg_is_symvers = true;
     k.symvers = "/" + where.filename().string();
   } else if (is_module_tree(r, "/")) {

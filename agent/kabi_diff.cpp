@@ -81,12 +81,19 @@ int run_kabi_diff(const KabiDiffOptions& o, std::ostream& out, std::ostream& err
     if (!src) return error(src.error());
     auto sv = kabi::read_kernel_symvers(*src, bundle ? &only : nullptr);
     if (!sv) return error(sv.error());
+    // The diff needs only the tables: a tree whose vermagic cannot be read is still compared,
+    // named by its headers' release or its path, and the reason said.
     auto release = kabi::kernel_release(*src);
-    if (!release) return error(release.error());
+    if (release) {
+      releases[i] = std::move(*release);
+    } else {
+      releases[i] = kabi::settle_release({.vermagic_release = "", .headers_release = src->headers_release, .tree_dir = ""});
+      releases[i].notes = {"its modules' vermagic not read (" + release.error().what() + ")"};
+      if (releases[i].release.empty()) releases[i].notes.front().insert(0, "kernel release not established: ");
+    }
     tables[i] = std::move(*sv);
     args[i] = src->arg;
     arg_is_symvers[i] = src->arg_is_symvers;
-    releases[i] = std::move(*release);
     names[i] = releases[i].release.empty() ? args[i] : releases[i].release;
     notes[i] = src->notes;
     notes[i].insert(notes[i].end(), releases[i].notes.begin(), releases[i].notes.end());

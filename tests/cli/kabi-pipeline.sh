@@ -88,6 +88,17 @@ done
 run "diff JSON: releases" 1 -- diff --json "$work/headers/Module.symvers" "$work/crc/Module.symvers"
 json "diff JSON: release each side" 'j["old"]["release"] == "6.1.0-56-amd64" and j["new"]["release"] is None and any("not established" in n for n in j["new"]["notes"])'
 
+# A tree whose modules carry no vermagic (basic.ko's key renamed): diff still compares the tables
+# and says why the release is unknown; the matrix, which needs the vermagic, is an input error.
+mkdir -p "$work/novermagic/kernel" "$work/novermagic/build"
+python3 -c 'import sys; b = open(sys.argv[1], "rb").read(); assert b.count(b"vermagic=") == 1
+open(sys.argv[2], "wb").write(b.replace(b"vermagic=", b"xermagic="))' "$fixtures/basic.ko" "$work/novermagic/kernel/basic.ko"
+cp "$symvers" "$work/novermagic/build/Module.symvers"
+run "diff: a tree without vermagic" 0 -- diff "$work/novermagic" "$symvers"
+contains "diff text: why its release is unknown" "note: kernel release not established: its modules' vermagic not read" "$work/out"
+run "matrix: a tree without vermagic" 2 -- matrix --bundle "$work/bundle" "$work/novermagic"
+contains "matrix: the tree named" "$work/novermagic: cannot read the kernel's vermagic" "$work/err"
+
 # Links resolve inside the kernel given, never on this machine: trees whose absolute build link
 # names a decoy Module.symvers on "the machine" (its _printk CRC changed: read, it would make the
 # kernel a rebuild), and an unpacked root where the same absolute link names its own headers.

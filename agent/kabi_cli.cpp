@@ -7,7 +7,9 @@ namespace agent {
 KabiPipelineCli::KabiPipelineCli(CLI::App& kabi) {
   diff_ = kabi.add_subcommand("diff", "What changed between two kernels' CRC tables (all, or what a bundle imports)");
   diff_->fallthrough();
-  diff_->add_option("old", diff_options_.old_kernel, "Old kernel: Module.symvers (any compression), module tree, or a directory holding both")
+  diff_->add_option("old", diff_options_.old_kernel,
+                    "Old kernel: Module.symvers (any compression), module tree, or a directory holding both (its links "
+                    "resolved inside it)")
       ->required();
   diff_->add_option("new", diff_options_.new_kernel, "New kernel, as OLD")->required();
   diff_->add_option("--bundle", diff_options_.bundle, "Only what these modules import (a directory, or one module), per module");
@@ -22,7 +24,8 @@ KabiPipelineCli::KabiPipelineCli(CLI::App& kabi) {
       ->check(CLI::IsMember({"strict", "upstream"}));
   matrix_->add_flag("--json", matrix_options_.json, "JSON output (schema 1), for a CI build matrix");
   matrix_->add_option("kernels", matrix_options_.kernels,
-                      "Kernels: Module.symvers, module tree, or a directory holding both (unpacked image + headers)")
+                      "Kernels: Module.symvers, module tree, or a directory holding both (unpacked image + headers); "
+                      "links resolved inside each, named by release")
       ->required();
 
   explain_ = kabi.add_subcommand("explain", "Why a symbol's CRC changed: its DWARF type expansion in two builds");

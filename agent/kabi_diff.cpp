@@ -1,4 +1,5 @@
 // `agent kabi diff OLD NEW [--bundle DIR] [--stablelist FILE] [--json]`
+#include <algorithm>
 #include <map>
 #include <ostream>
 #include <sstream>
@@ -34,6 +35,11 @@ void changes_text(std::ostream& out, const std::vector<kabi::SymbolChange>& chan
   }
 }
 
+// The kinds of change in the order and words the text prints them.
+constexpr std::pair<const char*, const char*> kKinds[] = {
+    {"crc", "CRC changed"},  {"added", "added"},   {"removed", "removed"}, {"moved", "moved to another module"},
+    {"export_type", "export type changed"}, {"namespace", "namespace changed"}};
+
 std::map<std::string, size_t> tally(const std::vector<kabi::SymbolChange>& changes) {
   std::map<std::string, size_t> t{{"crc", 0}, {"added", 0}, {"removed", 0}, {"moved", 0}, {"export_type", 0}, {"namespace", 0}};
   for (const auto& c : changes)
@@ -66,14 +72,31 @@ int run_kabi_diff(const KabiDiffOptions& o, std::ostream& out, std::ostream& err
     stable = std::move(*s);
   }
   kabi::Symvers tables[2];
-  std::string names[2];
+  std::string args[2], names[2];
+  bool arg_is_symvers[2] = {false, false};
+  kabi::KernelRelease releases[2];
+  std::vector<std::string> notes[2];
   for (int i = 0; i < 2; ++i) {
     auto src = kabi::locate_kernel(i == 0 ? o.old_kernel : o.new_kernel);
     if (!src) return error(src.error());
     auto sv = kabi::read_kernel_symvers(*src, bundle ? &only : nullptr);
     if (!sv) return error(sv.error());
+    // The diff needs only the tables: a tree whose vermagic cannot be read is still compared,
+    // named by its headers' release or its path, and the reason said.
+    auto release = kabi::kernel_release(*src);
+    if (release) {
+      releases[i] = std::move(*release);
+    } else {
+      releases[i] = kabi::settle_release({.vermagic_release = "", .headers_release = src->headers_release, .tree_dir = ""});
+      releases[i].notes = {"its modules' vermagic not read (" + release.error().what() + ")"};
+      if (releases[i].release.empty()) releases[i].notes.front().insert(0, "kernel release not established: ");
+    }
     tables[i] = std::move(*sv);
-    names[i] = src->arg;
+    args[i] = src->arg;
+    arg_is_symvers[i] = src->arg_is_symvers;
+    names[i] = releases[i].release.empty() ? args[i] : releases[i].release;
+    notes[i] = src->notes;
+    notes[i].insert(notes[i].end(), releases[i].notes.begin(), releases[i].notes.end());
   }
   const std::vector<kabi::SymbolChange> changes = kabi::diff_symvers(tables[0], tables[1], bundle ? &only : nullptr);
   std::optional<kabi::BundleDiff> bd;
@@ -90,8 +113,14 @@ int run_kabi_diff(const KabiDiffOptions& o, std::ostream& out, std::ostream& err
 
   if (o.json) {
     nlohmann::json j = {{"schema", kDiffSchema}};
+    auto or_null = [](const std::string& v) { return v.empty() ? nlohmann::json(nullptr) : nlohmann::json(v); };
     for (int i = 0; i < 2; ++i)
-      j[i == 0 ? "old" : "new"] = {{"kernel", names[i]}, {"symvers", tables[i].source}, {"symbols", tables[i].entries.size()}};
+      j[i == 0 ? "old" : "new"] = {{"kernel", args[i]},
+                                   {"release", or_null(releases[i].release)},
+                                   {"release_from", or_null(releases[i].from)},
+                                   {"symvers", tables[i].source},
+                                   {"symbols", tables[i].entries.size()},
+                                   {"notes", notes[i]}};
     j["bundle"] = bundle ? nlohmann::json(o.bundle.string()) : nlohmann::json(nullptr);
     j["summary"] = tally(changes);
     j["summary"]["changed"] = changes.size();
@@ -115,14 +144,23 @@ int run_kabi_diff(const KabiDiffOptions& o, std::ostream& out, std::ostream& err
     out << safe_dump(j) << '\n';
   } else {
     std::ostringstream t;
-    t << "old  " << names[0] << "  (" << tables[0].source << ")\n";
-    t << "new  " << names[1] << "  (" << tables[1].source << ")\n";
+    for (int i = 0; i < 2; ++i) {
+      t << (i == 0 ? "old  " : "new  ") << names[i] << "  "
+        << kabi::kernel_origin(args[i], releases[i].release, tables[i].source, arg_is_symvers[i]);
+      if (!bundle) t << " (" << tables[i].entries.size() << " symbols)";
+      t << '\n';
+      for (const auto& n : notes[i]) t << "  note: " << n << '\n';
+    }
     const auto counts = tally(changes);
-    t << changes.size() << " symbol(s) changed";
+    t << '\n' << names[0] << " -> " << names[1] << ": " << changes.size() << " symbol" << (changes.size() == 1 ? "" : "s")
+      << " changed";
     if (bd) t << " of the bundle's " << bd->imports << " imports and module_layout";
-    t << ":";
-    for (const auto& [k, n] : counts) t << ' ' << k << ' ' << n;
     t << '\n';
+    for (const auto& [key, label] : kKinds) {
+      std::string l = std::string("  ") + label + ":";
+      l.resize(std::max<size_t>(l.size() + 1, 28), ' ');
+      t << l << counts.at(key) << '\n';
+    }
     if (bd) {
       t << "module_layout: " << (bd->module_layout ? kabi::symbol_change_text(*bd->module_layout) : "unchanged") << '\n';
       for (const auto& m : bd->modules) {

@@ -39,15 +39,19 @@ int run_kabi_matrix(const KabiMatrixOptions& o, std::ostream& out, std::ostream&
     const kabi::Evaluation ev = kabi::evaluate(*bundle, k);
     kabi::KernelPlan plan = kabi::plan_kernel(ev);
     plan.kernel = arg.string();
-    plan.release = loaded->vermagic_known ? k.release : "";
+    plan.release = loaded->release.release;
+    plan.release_from = loaded->release.from;
     plan.symvers = k.symvers_source;
+    plan.kernel_is_symvers = src->arg_is_symvers;
     plan.fingerprint = kabi::bundle_fingerprint(imports, k);
+    for (const auto& n : src->notes) plan.notes.push_back(n);
     if (!loaded->vermagic_known)
       plan.notes.push_back("no module tree: vermagic, struct module size and in-tree dependencies not checked "
                            "(give the directory that holds both)");
     if (loaded->symvers_partial)
       plan.notes.push_back("no Module.symvers: CRCs taken from the tree's own modules; a vmlinux export none of "
                            "them uses looks missing");
+    for (const auto& n : loaded->release.notes) plan.notes.push_back(n);
     for (const auto& p : k.problems) plan.notes.push_back(p.what());
     report.kernels.push_back(std::move(plan));
   }

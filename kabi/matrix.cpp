@@ -1,7 +1,6 @@
 #include "kabi/matrix.h"
 
 #include <algorithm>
-#include <cstdio>
 #include <sstream>
 
 #include "kabi/report.h"
@@ -157,6 +156,7 @@ nlohmann::json matrix_json(const MatrixReport& r) {
     }
     kernels.push_back({{"kernel", k.kernel},
                        {"release", k.release.empty() ? nlohmann::json(nullptr) : nlohmann::json(k.release)},
+                       {"release_from", k.release_from.empty() ? nlohmann::json(nullptr) : nlohmann::json(k.release_from)},
                        {"symvers", k.symvers},
                        {"verdict", plan_name(k.verdict)},
                        {"group", k.group},
@@ -179,13 +179,26 @@ nlohmann::json matrix_json(const MatrixReport& r) {
   return j;
 }
 
+std::string kernel_display_name(const KernelPlan& k) { return k.release.empty() ? k.kernel : k.release; }
+
+std::string kernel_origin(const std::string& given, const std::string& release, const std::string& symvers,
+                          bool given_is_symvers) {
+  std::string s = release.empty() ? "release unknown" : given_is_symvers ? "" : "given as " + given;
+  if (!given_is_symvers || !release.empty()) s += (s.empty() ? "" : "; ") + std::string("CRCs from ") + symvers;
+  return s;
+}
+
 std::string matrix_text(const MatrixReport& r) {
   std::ostringstream out;
   out << "bundle  " << r.bundle << " (" << r.bundle_modules << " module" << (r.bundle_modules == 1 ? "" : "s") << ", "
       << r.imports << " symbols from the kernel)\n\n";
-  char row[256];
-  std::snprintf(row, sizeof row, "%-5s %-28s %-11s %-7s %s\n", "GROUP", "KERNEL", "VERDICT", "REFUSED", "FIRST REASON");
-  out << row;
+  int width = 6;
+  for (const auto& k : r.kernels) width = std::max(width, static_cast<int>(kernel_display_name(k).size()));
+  auto pad = [](std::string s, int w) {
+    s.resize(std::max(s.size(), static_cast<size_t>(w)), ' ');
+    return s;
+  };
+  out << pad("GROUP", 6) << pad("KERNEL", width + 1) << pad("VERDICT", 12) << pad("REFUSED", 8) << "FIRST REASON\n";
   for (const auto& k : r.kernels) {
     size_t refused = 0;
     std::string first;
@@ -197,21 +210,17 @@ std::string matrix_text(const MatrixReport& r) {
         first = m.name + ": " + reason.code + (reason.symbol.empty() ? "" : " " + reason.symbol);
       }
     }
-    std::string name = k.release.empty() ? k.kernel : k.release;
-    if (name.size() > 28) name = "~" + name.substr(name.size() - 27);
     const std::string refused_col = std::to_string(refused) + "/" + std::to_string(k.modules.size());
-    std::snprintf(row, sizeof row, "%-5zu %-28s %-11s %-7s %s\n", k.group + 1, name.c_str(), plan_name(k.verdict).c_str(),
-                  refused_col.c_str(), first.c_str());
-    out << row;
+    std::string line = pad(std::to_string(k.group + 1), 6) + pad(kernel_display_name(k), width + 1) +
+                       pad(plan_name(k.verdict), 12) + pad(refused_col, 8) + first;
+    while (!line.empty() && line.back() == ' ') line.pop_back();
+    out << line << '\n';
   }
   out << '\n';
   for (size_t g = 0; g < r.groups.size(); ++g) {
     const KernelGroup& group = r.groups[g];
-    std::vector<std::string> names;
-    for (size_t i : group.kernels)
-      names.push_back(r.kernels[i].release.empty() ? r.kernels[i].kernel : r.kernels[i].release);
     std::string list;
-    for (const auto& n : names) list += (list.empty() ? "" : ", ") + n;
+    for (size_t i : group.kernels) list += (list.empty() ? "" : ", ") + kernel_display_name(r.kernels[i]);
     const size_t n = group.kernels.size();
     const std::string these = n == 1 ? "this kernel" : "these " + std::to_string(n) + " kernels";
     out << "group " << (g + 1) << " (" << plan_name(group.verdict) << "): "
@@ -220,12 +229,16 @@ std::string matrix_text(const MatrixReport& r) {
                                              : "no image of these sources serves " + these)
         << ": " << list << '\n';
   }
+  out << '\n';
+  for (const auto& k : r.kernels)
+    out << pad(kernel_display_name(k), width) << "  " << kernel_origin(k.kernel, k.release, k.symvers, k.kernel_is_symvers)
+        << '\n';
   for (const auto& k : r.kernels) {
     bool header = false;
     for (const auto& m : k.modules) {
       if (m.plan == Plan::Reuse) continue;
       if (!header) {
-        out << '\n' << (k.release.empty() ? k.kernel : k.release) << " (" << plan_name(k.verdict) << "):\n";
+        out << '\n' << kernel_display_name(k) << " (" << plan_name(k.verdict) << "):\n";
         header = true;
       }
       std::string counts;
@@ -238,7 +251,7 @@ std::string matrix_text(const MatrixReport& r) {
         out << text << '\n';
       }
     }
-    if (!header && !k.notes.empty()) out << '\n' << (k.release.empty() ? k.kernel : k.release) << ":\n";
+    if (!header && !k.notes.empty()) out << '\n' << kernel_display_name(k) << ":\n";
     for (const auto& note : k.notes) out << "  note: " << note << '\n';
   }
   if (r.stablelist) out << '\n' << stablelist_text(*r.stablelist);

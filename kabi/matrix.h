@@ -36,9 +36,11 @@ struct ModulePlan {
 };
 
 struct KernelPlan {
-  std::string kernel;    // as named on the command line
-  std::string release;   // from its modules' vermagic ("" when only a symvers was given)
-  std::string symvers;   // where its CRCs came from
+  std::string kernel;        // as named on the command line
+  std::string release;       // as its own files say it (settle_release); "" when not established
+  std::string release_from;  // "vermagic", "utsrelease.h", ""
+  std::string symvers;       // where its CRCs came from
+  bool kernel_is_symvers = false;  // `kernel` names that file itself
   Plan verdict = Plan::Reuse;
   std::vector<ModulePlan> modules;  // load order
   std::vector<std::string> notes;   // what this kernel's inputs could not show
@@ -73,10 +75,17 @@ struct MatrixReport {
 void group_kernels(MatrixReport& report);
 
 inline constexpr int kMatrixSchema = 1;
-// {"schema": 1, "bundle": ..., "kernels": [{"kernel", "release", "verdict", "modules": [...]}],
-//  "groups": [...], "stablelist": ...}
+// {"schema": 1, "bundle": ..., "kernels": [{"kernel", "release", "release_from", "verdict",
+//  "modules": [...]}], "groups": [...], "stablelist": ...}
 [[nodiscard]] nlohmann::json matrix_json(const MatrixReport& r);
+// Kernels named by release (their path where it is not established), never shortened.
 [[nodiscard]] std::string matrix_text(const MatrixReport& r);
+// How the text names a kernel: its release, or the path given.
+[[nodiscard]] std::string kernel_display_name(const KernelPlan& k);
+// What follows that name: "given as ARG; CRCs from PATH", without what would repeat the name
+// ("release unknown" when the name is the path).
+[[nodiscard]] std::string kernel_origin(const std::string& given, const std::string& release, const std::string& symvers,
+                                        bool given_is_symvers);
 
 [[nodiscard]] nlohmann::json stablelist_json(const StablelistCoverage& c);
 [[nodiscard]] std::string stablelist_text(const StablelistCoverage& c, size_t max_listed = 20);

@@ -59,6 +59,88 @@ json "matrix JSON: a symvers alone says what it could not check" 'any("no module
 run "matrix: every kernel reuses" 0 -- matrix --bundle "$work/bundle" "$work/same" "$symvers"
 contains "matrix text: grouped" "the bundle as built serves these 2 kernels" "$work/out"
 
+# Kernels named by release, never shortened; a symvers alone named by its full path, and said so.
+long="$work/a/rather/long/path/that/would/not/fit/in/a/column/of/twenty-eight"
+mkdir -p "$long"
+cp "$symvers" "$long/Module.symvers"
+mkdir -p "$work/headers/include/generated"
+cp "$symvers" "$work/headers/Module.symvers"
+printf '#define UTS_RELEASE "6.1.0-56-amd64"\n' >"$work/headers/include/generated/utsrelease.h"
+run "matrix: kernels by release" 0 -- matrix --bundle "$work/bundle" "$work/headers/Module.symvers" "$long/Module.symvers"
+contains "matrix text: the headers' release" "1     6.1.0-56-amd64 " "$work/out"
+contains "matrix text: an unnamed kernel by its full path" "1     $long/Module.symvers " "$work/out"
+contains "matrix text: the path of a release" "6.1.0-56-amd64$(printf '%*s' $((${#long} + 15 - 14)) '')  CRCs from $work/headers/Module.symvers" "$work/out"
+contains "matrix text: a path given once" "$long/Module.symvers  release unknown"$'\n' "$work/out"
+contains "matrix text: what is not established" "kernel release not established" "$work/out"
+if grep -qF '~' "$work/out"; then fail "matrix text: nothing shortened"; else pass "matrix text: nothing shortened"; fi
+run "matrix JSON: release and where from" 0 -- matrix --json --bundle "$work/bundle" "$work/headers/Module.symvers" "$long/Module.symvers"
+json "matrix JSON: release_from" 'j["kernels"][0]["release"] == "6.1.0-56-amd64" and j["kernels"][0]["release_from"] == "utsrelease.h" and j["kernels"][1]["release"] is None'
+
+# diff: one name each side, labelled counts.
+run "diff text: CRC changed" 1 -- diff "$work/headers/Module.symvers" "$work/crc/Module.symvers"
+contains "diff text: old by release, its path once" "old  6.1.0-56-amd64  CRCs from $work/headers/Module.symvers (" "$work/out"
+contains "diff text: new by path, once" "new  $work/crc/Module.symvers  release unknown (" "$work/out"
+contains "diff text: summary" "6.1.0-56-amd64 -> $work/crc/Module.symvers: 1 symbol changed" "$work/out"
+for label in "CRC changed: +1" "added: +0" "removed: +0" "moved to another module: +0" "export type changed: +0" \
+  "namespace changed: +0"; do
+  if grep -qE "^  $label\$" "$work/out"; then pass "diff text: '$label'"; else fail "diff text: '$label' not in $(cat "$work/out")"; fi
+done
+run "diff JSON: releases" 1 -- diff --json "$work/headers/Module.symvers" "$work/crc/Module.symvers"
+json "diff JSON: release each side" 'j["old"]["release"] == "6.1.0-56-amd64" and j["new"]["release"] is None and any("not established" in n for n in j["new"]["notes"])'
+
+# A tree whose modules carry no vermagic (basic.ko's key renamed): diff still compares the tables
+# and says why the release is unknown; the matrix, which needs the vermagic, is an input error.
+mkdir -p "$work/novermagic/kernel" "$work/novermagic/build"
+python3 -c 'import sys; b = open(sys.argv[1], "rb").read(); assert b.count(b"vermagic=") == 1
+open(sys.argv[2], "wb").write(b.replace(b"vermagic=", b"xermagic="))' "$fixtures/basic.ko" "$work/novermagic/kernel/basic.ko"
+cp "$symvers" "$work/novermagic/build/Module.symvers"
+run "diff: a tree without vermagic" 0 -- diff "$work/novermagic" "$symvers"
+contains "diff text: why its release is unknown" "note: kernel release not established: its modules' vermagic not read" "$work/out"
+run "matrix: a tree without vermagic" 2 -- matrix --bundle "$work/bundle" "$work/novermagic"
+contains "matrix: the tree named" "$work/novermagic: cannot read the kernel's vermagic" "$work/err"
+
+# Links resolve inside the kernel given, never on this machine: trees whose absolute build link
+# names a decoy Module.symvers on "the machine" (its _printk CRC changed: read, it would make the
+# kernel a rebuild), and an unpacked root where the same absolute link names its own headers.
+machine=$work/machine
+decoy=$machine/usr/src/linux-headers-6.1.0-56-amd64
+mkdir -p "$decoy/include/generated"
+sed 's/^0x92997ed8\t_printk/0x0badc0de\t_printk/' "$symvers" >"$decoy/Module.symvers"
+printf '#define UTS_RELEASE "9.9.9-decoy"\n' >"$decoy/include/generated/utsrelease.h"
+run "matrix: the decoy itself is a rebuild (control)" 1 -- matrix --bundle "$work/bundle" "$decoy/Module.symvers"
+for t in twin55 twin56; do
+  mkdir -p "$work/$t/lib/modules/6.1.0-56-amd64/kernel"
+  cp "$fixtures/provider.ko" "$fixtures/consumer.ko" "$work/$t/lib/modules/6.1.0-56-amd64/kernel/"
+done
+ln -s "$decoy" "$work/twin56/lib/modules/6.1.0-56-amd64/build"
+ln -s /usr/src/linux-headers-6.1.0-55-amd64 "$work/twin55/lib/modules/6.1.0-56-amd64/build"
+[[ -f $work/twin56/lib/modules/6.1.0-56-amd64/build/Module.symvers ]] && pass "the twin's build link leads to the decoy" ||
+  fail "the twin's build link leads to the decoy"
+run "matrix: twin trees, one build link to the machine's decoy" 0 -- matrix --json --bundle "$work/bundle" \
+  "$work/twin55/lib/modules/6.1.0-56-amd64" "$work/twin56/lib/modules/6.1.0-56-amd64"
+json "matrix JSON: the twins are one group" 'len(j["groups"]) == 1 and [k["verdict"] for k in j["kernels"]] == ["reuse", "reuse"]'
+json "matrix JSON: the tree's own modules, not the decoy" 'all(k["symvers"].startswith(k["kernel"]) and "machine" not in k["symvers"] and k["release"] == "6.1.0-56-amd64" for k in j["kernels"])'
+json "matrix JSON: the link not followed, said" 'any("build -> '"$decoy"': not inside" in n for n in j["kernels"][1]["notes"])'
+# Unpacked roots: 56's build link names the decoy's absolute path, 55's Debian's own; each root
+# holds its headers at the path its link names.
+for v in 55 56; do
+  r=$work/root$v headers=/usr/src/linux-headers-6.1.0-$v-amd64
+  [[ $v == 56 ]] && headers=$decoy
+  mkdir -p "$r/lib/modules/6.1.0-56-amd64/kernel" "$r$headers/include/generated"
+  cp "$fixtures/provider.ko" "$fixtures/consumer.ko" "$r/lib/modules/6.1.0-56-amd64/kernel/"
+  cp "$symvers" "$r$headers/Module.symvers"
+  printf '#define UTS_RELEASE "6.1.0-56-amd64"\n' >"$r$headers/include/generated/utsrelease.h"
+  ln -s "$headers" "$r/lib/modules/6.1.0-56-amd64/build"
+done
+run "matrix: unpacked roots, absolute build links" 0 -- matrix --bundle "$work/bundle" "$work/root55" "$work/root56"
+contains "matrix text: the root's own headers" "6.1.0-56-amd64  given as $work/root56; CRCs from $work/root56$decoy/Module.symvers" "$work/out"
+contains "matrix text: one group" "group 1 (reuse): the bundle as built serves these 2 kernels: 6.1.0-56-amd64, 6.1.0-56-amd64" "$work/out"
+if grep -qF -e "9.9.9-decoy" -e "CRCs from $decoy" "$work/out"; then fail "matrix text: no decoy"; else pass "matrix text: no decoy"; fi
+run "matrix JSON: unpacked roots" 0 -- matrix --json --bundle "$work/bundle" "$work/root55" "$work/root56"
+json "matrix JSON: full tables, by vermagic, one group" 'len(j["groups"]) == 1 and all(k["release_from"] == "vermagic" and not any("not inside" in n for n in k["notes"]) and k["symvers"].endswith("/Module.symvers") for k in j["kernels"])'
+run "diff: the roots, nothing of the decoy" 0 -- diff --bundle "$work/bundle" "$work/root55" "$work/root56"
+contains "diff text: both by release" "6.1.0-56-amd64 -> 6.1.0-56-amd64: 0 symbols changed" "$work/out"
+
 mkdir -p "$work/tree/kernel"
 cp "$fixtures/basic.ko" "$work/tree/kernel/"
 run "check --stablelist: verdict and coverage" 0 -- check --json --stablelist "$work/stablelist" --symvers "$symvers" \

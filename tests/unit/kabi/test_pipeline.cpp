@@ -247,44 +247,167 @@ TEST_CASE("bundle_fingerprint: the same needed CRCs give the same fingerprint, a
 
 TEST_CASE("locate_kernel: a symvers, a tree, a directory holding both, an unpacked package") {
   TempDir tmp;
-  const fs::path t = tmp.path();
+  const fs::path t = fs::canonical(tmp.path());
   const std::string symvers = slurp(source_fixture("Module.symvers"));
   // The cache layout: <dir>/Module.symvers + <dir>/modules
   spit(t / "cache/Module.symvers", symvers);
   spit(t / "cache/modules/modules.dep", "");
   auto a = locate_kernel(t / "cache");
   REQUIRE(a);
-  CHECK(a->symvers == (t / "cache/Module.symvers").string());
-  CHECK(a->module_dir == (t / "cache/modules").string());
+  CHECK(a->symvers == "/Module.symvers");
+  CHECK(a->display(a->symvers) == (t / "cache/Module.symvers").string());
+  CHECK(a->display(a->module_dir) == (t / "cache/modules").string());
+  CHECK(a->headers_release.empty());
   // An unpacked image + headers package.
   spit(t / "pkg/usr/src/linux-headers-6.1.0-56-amd64/Module.symvers", symvers);
   spit(t / "pkg/usr/src/linux-headers-6.1.0-56-common/Makefile", "");
   spit(t / "pkg/lib/modules/6.1.0-56-amd64/kernel/x.ko", "");
   auto b = locate_kernel(t / "pkg");
   REQUIRE(b);
-  CHECK(b->symvers == (t / "pkg/usr/src/linux-headers-6.1.0-56-amd64/Module.symvers").string());
-  CHECK(b->module_dir == (t / "pkg/lib/modules/6.1.0-56-amd64").string());
+  CHECK(b->display(b->symvers) == (t / "pkg/usr/src/linux-headers-6.1.0-56-amd64/Module.symvers").string());
+  CHECK(b->display(b->module_dir) == (t / "pkg/lib/modules/6.1.0-56-amd64").string());
   // A tree alone, with its RHEL-style symvers.gz beside it.
   auto c = locate_kernel(t / "pkg/lib/modules/6.1.0-56-amd64");
   REQUIRE(c);
   CHECK(c->symvers.empty());
+  CHECK(c->module_dir == "/");
   spit(t / "pkg/lib/modules/6.1.0-56-amd64/symvers.gz", "");
-  CHECK(locate_kernel(t / "pkg/lib/modules/6.1.0-56-amd64")->symvers == (t / "pkg/lib/modules/6.1.0-56-amd64/symvers.gz").string());
+  auto c2 = locate_kernel(t / "pkg/lib/modules/6.1.0-56-amd64");
+  REQUIRE(c2);
+  CHECK(c2->display(c2->symvers) == (t / "pkg/lib/modules/6.1.0-56-amd64/symvers.gz").string());
   // Two kernels in one directory: name one.
+  fs::remove(t / "pkg/lib/modules/6.1.0-56-amd64/symvers.gz");
   spit(t / "pkg/usr/src/linux-headers-6.1.0-55-amd64/Module.symvers", symvers);
   auto two = locate_kernel(t / "pkg");
   REQUIRE(!two);
   CHECK(two.error().message.find("more than one Module.symvers") != std::string::npos);
+  // ... unless the tree's build link names its headers (inside the directory).
+  fs::create_symlink("/usr/src/linux-headers-6.1.0-56-amd64", t / "pkg/lib/modules/6.1.0-56-amd64/build");
+  auto by_link = locate_kernel(t / "pkg");
+  REQUIRE(by_link);
+  CHECK(by_link->symvers == "/usr/src/linux-headers-6.1.0-56-amd64/Module.symvers");
   // A kernel build tree: kernel/ (sources) beside its Module.symvers is no module tree.
   spit(t / "linux/Module.symvers", symvers);
   fs::create_directories(t / "linux/kernel");
   auto build = locate_kernel(t / "linux");
   REQUIRE(build);
-  CHECK(build->symvers == (t / "linux/Module.symvers").string());
+  CHECK(build->display(build->symvers) == (t / "linux/Module.symvers").string());
   CHECK(build->module_dir.empty());
   CHECK(!locate_kernel(t / "nothing"));
   fs::create_directories(t / "empty");
   CHECK(!locate_kernel(t / "empty"));
+}
+
+TEST_CASE("locate_kernel: every link of a given tree resolves inside it, never on this machine") {
+  TempDir tmp;
+  const fs::path t = fs::canonical(tmp.path());
+  const std::string symvers = slurp(source_fixture("Module.symvers"));
+  // "This machine": a decoy at the absolute path the trees' build links name.
+  const fs::path machine_headers = t / "machine/usr/src/linux-headers-6.1.0-56-amd64";
+  spit(machine_headers / "Module.symvers", "0x00000001\tdecoy\tvmlinux\tEXPORT_SYMBOL\t\n");
+  spit(machine_headers / "include/generated/utsrelease.h", "#define UTS_RELEASE \"9.9.9-decoy\"\n");
+  REQUIRE(fs::is_regular_file(machine_headers / "Module.symvers"));
+
+  // A module tree given alone, its build link absolute: not followed out of the tree.
+  const fs::path tree = t / "tree/lib/modules/6.1.0-56-amd64";
+  spit(tree / "modules.dep", "");
+  fs::create_symlink(machine_headers, tree / "build");
+  REQUIRE(fs::is_regular_file(tree / "build/Module.symvers"));  // the OS would follow it
+  auto a = locate_kernel(tree);
+  REQUIRE(a);
+  CHECK(a->symvers.empty());
+  CHECK(a->headers_release.empty());
+  REQUIRE(a->notes.size() == 1);
+  CHECK(a->notes[0].find("build -> " + machine_headers.string()) != std::string::npos);
+  CHECK(a->notes[0].find("not inside " + tree.string()) != std::string::npos);
+
+  // An unpacked root: the same absolute link text names the root's own headers.
+  const fs::path root = t / "root";
+  const fs::path inside = root / machine_headers.relative_path();
+  spit(inside / "Module.symvers", symvers);
+  spit(inside / "include/generated/utsrelease.h", "#define UTS_RELEASE \"6.1.0-56-amd64\"\n");
+  spit(root / "usr/lib/modules/6.1.0-56-amd64/modules.dep", "");
+  fs::create_symlink(machine_headers, root / "usr/lib/modules/6.1.0-56-amd64/build");
+  fs::create_symlink("/usr/lib", root / "lib");  // usr-merged, absolute: /usr/lib of the root
+  auto b = locate_kernel(root);
+  REQUIRE(b);
+  CHECK(b->module_dir == "/usr/lib/modules/6.1.0-56-amd64");
+  CHECK(b->symvers == machine_headers.string() + "/Module.symvers");
+  CHECK(b->display(b->symvers) == (inside / "Module.symvers").string());
+  CHECK(b->headers_release == "6.1.0-56-amd64");
+  auto sv = read_kernel_symvers(*b);
+  REQUIRE(sv);
+  CHECK(sv->find("_printk"));
+  CHECK(!sv->find("decoy"));
+  // The same through a tree dir whose `lib` would lead to this machine's /usr/lib.
+  CHECK(b->notes.empty());
+
+  // A Module.symvers given as a file: its headers' release beside it.
+  auto c = locate_kernel(inside / "Module.symvers");
+  REQUIRE(c);
+  CHECK(c->symvers == "/Module.symvers");
+  CHECK(c->headers_release == "6.1.0-56-amd64");
+}
+
+TEST_CASE("parse_utsrelease and settle_release: the release from the kernel's own files, or a note") {
+  CHECK(parse_utsrelease("#define UTS_RELEASE \"6.1.0-56-amd64\"\n") == "6.1.0-56-amd64");
+  CHECK(parse_utsrelease("/* x */\n#define UTS_RELEASE \"6.12.118+deb13-amd64\"\n") == "6.12.118+deb13-amd64");
+  CHECK(parse_utsrelease("#define UTS_RELEASE \"\"\n").empty());
+  CHECK(parse_utsrelease("#define UTS_RELEASE \"6.1 bad\"\n").empty());
+  CHECK(parse_utsrelease("#define UTS_RELEASE \"6.1.0").empty());
+  CHECK(parse_utsrelease("#define UTS_VERSION \"#1 SMP\"\n").empty());
+  CHECK(parse_utsrelease("#define UTS_RELEASE \"" + std::string(65, '1') + "\"\n").empty());
+
+  auto r = settle_release({.vermagic_release = "6.1.0-56-amd64", .headers_release = "6.1.0-56-amd64",
+                           .tree_dir = "/x/lib/modules/6.1.0-56-amd64"});
+  CHECK(r.release == "6.1.0-56-amd64");
+  CHECK(r.from == "vermagic");
+  CHECK(r.notes.empty());
+  // The headers of another kernel, a tree directory named otherwise: said, the vermagic wins.
+  r = settle_release({.vermagic_release = "6.1.0-56-amd64", .headers_release = "6.1.0-55-amd64",
+                      .tree_dir = "/x/lib/modules/6.1.0-55-amd64"});
+  CHECK(r.release == "6.1.0-56-amd64");
+  REQUIRE(r.notes.size() == 2);
+  CHECK(r.notes[0].find("utsrelease.h says 6.1.0-55-amd64") != std::string::npos);
+  CHECK(r.notes[1].find("/x/lib/modules/6.1.0-55-amd64, not named after its release") != std::string::npos);
+  // A tree copied anywhere else: its directory name is no claim.
+  CHECK(settle_release({.vermagic_release = "6.1.0-56-amd64", .headers_release = "", .tree_dir = "/tmp/mytree"}).notes.empty());
+  r = settle_release({.vermagic_release = "", .headers_release = "6.12.118+deb13-amd64", .tree_dir = ""});
+  CHECK(r.release == "6.12.118+deb13-amd64");
+  CHECK(r.from == "utsrelease.h");
+  r = settle_release({});
+  CHECK(r.release.empty());
+  CHECK(r.from.empty());
+  REQUIRE(r.notes.size() == 1);
+  CHECK(r.notes[0].find("kernel release not established") != std::string::npos);
+}
+
+TEST_CASE("matrix_text: kernels named by release in full, by path when it is not established") {
+  MatrixReport r;
+  r.bundle = "b";
+  KernelPlan a, b;
+  a.kernel = "/srv/k/6.12.107/usr/src/linux-headers-6.12.107+deb13-amd64/Module.symvers";
+  a.release = "6.12.107+deb13-amd64";
+  a.symvers = a.kernel;
+  b.kernel = "/srv/a/very/long/path/to/kernels/6.12.118+deb13-amd64/Module.symvers";
+  b.symvers = b.kernel;
+  b.notes.push_back("kernel release not established: ...");
+  r.kernels = {a, b};
+  r.kernels[1].fingerprint = "other";
+  group_kernels(r);
+  const std::string text = matrix_text(r);
+  CHECK(text.find("\n1     6.12.107+deb13-amd64 ") != std::string::npos);
+  CHECK(text.find("\n2     " + b.kernel + " ") != std::string::npos);
+  CHECK(text.find('~') == std::string::npos);
+  CHECK(text.find("6.12.107+deb13-amd64" + std::string(b.kernel.size() - 20, ' ') + "  given as " + a.kernel +
+                  "; CRCs from " + a.symvers + "\n") != std::string::npos);
+  CHECK(text.find(b.kernel + "  release unknown; CRCs from " + b.kernel + "\n") != std::string::npos);
+  // Given as the file itself: the path once.
+  CHECK(kernel_origin("k/Module.symvers", "", "/abs/k/Module.symvers", true) == "release unknown");
+  CHECK(kernel_origin("k/Module.symvers", "6.1.0-56-amd64", "/abs/k/Module.symvers", true) ==
+        "CRCs from /abs/k/Module.symvers");
+  CHECK(kernel_origin("k", "6.1.0-56-amd64", "/abs/k/Module.symvers", false) == "given as k; CRCs from /abs/k/Module.symvers");
+  CHECK(matrix_json(r)["kernels"][0]["release_from"].is_null());
 }
 
 TEST_CASE("read_tree_symvers: a tree's own exports and __versions make a partial table") {

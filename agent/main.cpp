@@ -63,6 +63,7 @@ int run(int argc, char** argv) {
                  "A Driver Toolkit image's kernel headers, DIR/<kver>: used when the node has none and they are "
                  "proven the running kernel's (default /usr/src/kernels; empty: never)");
   app.add_flag("--json", co.json, "JSON output (schema 1)");
+  app.add_flag("-q,--quiet", co.quiet, "--check: print only the summary line (and errors)");
   app.add_option("--bundle-firmware", co.bundle_firmware, "The image's firmware for the bundle (default /opt/lib/firmware)");
   app.add_option("--firmware-dir", co.firmware_base,
                  "Host directory the bundle's firmware is copied under (default /var/lib/intel-gpu-driver/firmware)");
@@ -122,6 +123,7 @@ int run(int argc, char** argv) {
   kcheck->add_flag("--sig-enforce", ko.sig_enforce, "Predict as if module.sig_enforce=1");
   kcheck->add_flag("--lockdown", ko.lockdown, "Predict as if the kernel were locked down (lockdown=integrity)");
   kcheck->add_flag("--json", ko.json, "JSON output (schema 1)");
+  kcheck->add_flag("-q,--quiet", ko.quiet, "Print only the summary line (and errors)");
   kcheck->add_option("--stablelist", ko.stablelist, "kABI stablelist: how much of the modules' imports it covers");
   kcheck->add_option("modules", ko.modules, "Modules to check (.ko, .ko.xz, .ko.zst, .ko.gz)")->required();
 

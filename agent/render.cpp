@@ -76,7 +76,9 @@ nlohmann::json to_json(const Plan& p) {
 std::string to_text(const Plan& p) {
   std::ostringstream out;
   out << "\nPlan\n";
-  if (p.build) out << "  build the bundle's sources against the running kernel's headers, then load as below\n";
+  if (p.build)
+    out << "  build the bundle's sources against the running kernel's headers, then check and load "
+        << (p.insert.empty() ? "the built modules\n" : "as below\n");
   if (p.decision != Decision::Prebuilt && !p.build) {
     switch (p.decision) {
       case Decision::NoDevice: out << "  nothing to load: no device here is one the bundle drives\n"; break;

@@ -3,6 +3,7 @@
 
 #include "catch2_compat.h"
 
+#include "agent/bundle_manifest.h"
 #include "agent/decide.h"
 
 using namespace agent;

@@ -5,6 +5,7 @@
 #include "agent/journal.h"
 #include "agent/plan.h"
 #include "agent/render.h"
+#include "agent/terminal.h"
 #include "kabi/text.h"
 
 namespace agent {
@@ -38,7 +39,9 @@ int run_check(const CheckOptions& check_options, std::ostream& out, std::ostream
     j["plan"] = to_json(plan);
     out << safe_dump(j) << '\n';
   } else {
-    out << printable(diagnosis_text(*report, options.verbose) + to_text(plan));
+    if (!options.quiet)
+      out << printable(diagnosis_text(*report, options.verbose, terminal_width(out)) + to_text(plan)) << '\n';
+    out << printable(check_summary(*report)) << '\n';
   }
   return exit_code(report->decision);
 }

@@ -24,10 +24,12 @@ struct CheckOptions : DiagnoseOptions {
   std::filesystem::path state_dir = kDefaultStateDir;
   bool json = false;
   bool verbose = false;
+  bool quiet = false;  // text: the summary line only (errors still go to `err`)
 };
 
 // The whole command: diagnose, plan, print text or JSON to `out`, input errors to `err`;
-// returns the exit code (the decision's, or 2).
+// returns the exit code (the decision's, or 2). Text ends with check_summary()'s line and is
+// wrapped only on a terminal.
 int run_check(const CheckOptions& options, std::ostream& out, std::ostream& err);
 
 }  // namespace agent

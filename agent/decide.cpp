@@ -94,8 +94,7 @@ DecisionResult decide(const DecisionFacts& f) {
     size_t display = 0;
     for (const auto& d : f.devices) display += d.device.is_display() ? 1 : 0;
     add(kNoDevice, "no PCI device matches an alias of the " + std::to_string(f.bundle.size()) + " bundle module(s) (" +
-                       std::to_string(f.pci_functions) + " PCI functions, " + std::to_string(display) +
-                       " display devices)");
+                       counted(f.pci_functions, "PCI function") + ", " + counted(display, "display device") + ")");
     return r;
   }
 

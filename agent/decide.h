@@ -62,6 +62,7 @@ inline constexpr const char* kSymversFactsUnknown = "symvers_facts_unknown";
 struct DecisionReason {
   std::string code;
   std::string message;
+  std::string hint = {};  // what to do about it (agent/hints.h); "" for a note
 };
 
 struct DeviceReport {

@@ -6,6 +6,7 @@
 #include <set>
 #include <tuple>
 
+#include "agent/hints.h"
 #include "agent/node_model.h"
 #include "kabi/file_io.h"
 #include "kabi/kernel_keys.h"
@@ -287,6 +288,7 @@ Result<Diagnosis> diagnose(const DiagnoseOptions& o) {
                                          "the bundle is not what " + r.manifest->path + " lists: " +
                                              join(r.manifest_mismatches)});
   }
+  attach_hints(r.reasons, {.release = r.kernel.release, .proc_version = r.kernel.proc_version});
   return r;
 }
 

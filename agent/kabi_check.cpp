@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <ostream>
 
+#include "agent/terminal.h"
 #include "kabi/kernel_keys.h"
 #include "kabi/kernel_source.h"
 #include "kabi/matrix.h"
@@ -13,6 +14,15 @@
 #include "kabi/text.h"
 
 namespace agent {
+
+std::map<std::string, std::string> kabi_check_hints(const KabiCheckOptions& o, const std::optional<std::filesystem::path>& image) {
+  std::map<std::string, std::string> hints;
+  if (o.kernel_image.empty() && image)
+    hints[kabi::reason::kSignatureNotVerified] =
+        "--kernel-image " + image->string() + " (found beside the module tree) gives the kernel's certificates: "
+        "the signatures are then verified";
+  return hints;
+}
 
 int run_kabi_check(const KabiCheckOptions& o, std::ostream& out, std::ostream& err) {
   std::vector<kabi::ModuleInfo> set;
@@ -74,8 +84,20 @@ int run_kabi_check(const KabiCheckOptions& o, std::ostream& out, std::ostream& e
     if (coverage) j["stablelist"] = kabi::stablelist_json(*coverage);
     out << safe_dump(j) << '\n';
   } else {
-    out << printable(kabi::evaluation_text(ev, *kernel, o.verbose));
-    if (coverage) out << '\n' << printable(kabi::stablelist_text(*coverage));
+    if (!o.quiet) {
+      // The image is looked for only when a warning would point at it.
+      std::optional<std::filesystem::path> image;
+      const bool unverified = std::any_of(ev.modules.begin(), ev.modules.end(), [](const kabi::ModuleVerdict& m) {
+        return std::any_of(m.reasons.begin(), m.reasons.end(),
+                           [](const kabi::Reason& r) { return r.code == kabi::reason::kSignatureNotVerified; });
+      });
+      if (unverified && o.kernel_image.empty()) image = kabi::find_kernel_image(o.kernel_modules, kernel->release);
+      const kabi::TextOptions text{.verbose = o.verbose, .width = terminal_width(out), .hints = kabi_check_hints(o, image)};
+      out << printable(kabi::evaluation_text(ev, *kernel, text));
+      if (coverage) out << '\n' << printable(kabi::stablelist_text(*coverage));
+      out << '\n';
+    }
+    out << printable(kabi::evaluation_summary(ev, *kernel)) << '\n';
   }
   return ev.all_loadable() ? kExitLoadable : kExitRefused;
 }

@@ -3,6 +3,8 @@
 
 #include <filesystem>
 #include <iosfwd>
+#include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -21,6 +23,7 @@ struct KabiCheckOptions {
   bool lockdown = false;
   bool json = false;
   bool verbose = false;
+  bool quiet = false;  // text: the summary line only (errors still go to `err`)
 };
 
 // Exit codes of the contract.
@@ -28,7 +31,13 @@ inline constexpr int kExitLoadable = 0;
 inline constexpr int kExitRefused = 1;
 inline constexpr int kExitInputError = 2;
 
-// Runs the check, printing the report to `out` and input errors to `err`.
+// The advice for warnings a flag of the check settles: signature_not_verified -> the
+// --kernel-image to give, when `image` (one found beside the module tree) is set. Pure.
+[[nodiscard]] std::map<std::string, std::string> kabi_check_hints(const KabiCheckOptions& o,
+                                                                  const std::optional<std::filesystem::path>& image);
+
+// Runs the check, printing the report to `out` and input errors to `err`. Text ends with a
+// summary line ("1/1 refused (ENOEXEC) on 6.1.0-56-amd64"); it is wrapped only on a terminal.
 int run_kabi_check(const KabiCheckOptions& o, std::ostream& out, std::ostream& err);
 
 }  // namespace agent

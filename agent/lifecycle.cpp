@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "agent/actions.h"
+#include "agent/hints.h"
 #include "agent/journal.h"
 #include "agent/kernel_modules.h"
 #include "agent/log.h"
@@ -151,7 +152,9 @@ class Entrypoint {
   bool set_phase(Phase p, const std::string& message, level_enum level = spdlog::level::info);
   bool write_status();
   void save_journal_or_log();
-  void note(const char* code, std::string message) { status_.reasons.push_back({code, std::move(message)}); }
+  void note(const char* code, std::string message) {
+    status_.reasons.push_back({code, std::move(message), reason_hint(code, {status_.release, status_.kernel_version})});
+  }
 
   const RunOptions& o_;
   probes::HostRoot root_;
@@ -324,7 +327,8 @@ Entrypoint::Outcome Entrypoint::attempt() {
   status_.firmware = {firmware.dir, plan.firmware.dir, firmware.digest, firmware.files.size(),
                       journal_.firmware_previous_path, plan.firmware.current, {}};
   std::string why;
-  for (const auto& r : diag.reasons) why += (why.empty() ? "" : "; ") + r.code + ": " + r.message;
+  for (const auto& r : diag.reasons)
+    why += (why.empty() ? "" : "; ") + r.code + ": " + r.message + (r.hint.empty() ? "" : " (hint: " + r.hint + ")");
   switch (diag.decision) {
     case Decision::NoDevice:
     case Decision::Refuse:
@@ -990,7 +994,7 @@ int run_entrypoint(const RunOptions& o) {
                                 {"phase", phase_name(Phase::Refused)},
                                 {"pid", ::getpid()},
                                 {"updated", utc_now()},
-                                {"reasons", nlohmann::json::array({{{"code", "input_error"}, {"message", what}}})}};
+                                {"reasons", nlohmann::json::array({{{"code", "input_error"}, {"message", what}, {"hint", nullptr}}})}};
     (void)state->write(kStatusFile, safe_dump(status) + "\n");
     return fail_start(what);
   };

@@ -156,6 +156,7 @@ int run(int argc, char** argv) {
   add_node_options(*check_cmd, co, check_policy);
   add_state_dir(*check_cmd, ro.state_dir);
   check_cmd->add_flag("--json", co.json, "JSON output (schema 1)");
+  check_cmd->add_flag("-q,--quiet", co.quiet, "Print only the summary line (and errors)");
 
   // agent run: the entrypoint (never implied: a bare `agent` typed on a machine must not insert
   // or remove kernel modules).
@@ -233,6 +234,7 @@ int run(int argc, char** argv) {
   kcheck->add_flag("--sig-enforce", ko.sig_enforce, "Predict as if module.sig_enforce=1");
   kcheck->add_flag("--lockdown", ko.lockdown, "Predict as if the kernel were locked down (lockdown=integrity)");
   kcheck->add_flag("--json", ko.json, "JSON output (schema 1)");
+  kcheck->add_flag("-q,--quiet", ko.quiet, "Print only the summary line (and errors)");
   kcheck->add_option("--stablelist", ko.stablelist, "kABI stablelist: how much of the modules' imports it covers");
   kcheck->add_option("modules", ko.modules, "Modules to check (.ko, .ko.xz, .ko.zst, .ko.gz)")->required();
 

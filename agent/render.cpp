@@ -76,9 +76,17 @@ nlohmann::json to_json(const Plan& p) {
 std::string to_text(const Plan& p) {
   std::ostringstream out;
   out << "\nPlan\n";
-  if (p.build) out << "  build the bundle's sources against the running kernel's headers, then load as below\n";
+  if (p.build)
+    out << "  build the bundle's sources against the running kernel's headers, then check and load "
+        << (p.insert.empty() ? "the built modules\n" : "as below\n");
   if (p.decision != Decision::Prebuilt && !p.build) {
-    out << "  nothing: " << decision_name(p.decision) << '\n';
+    switch (p.decision) {
+      case Decision::NoDevice: out << "  nothing to load: no device here is one the bundle drives\n"; break;
+      case Decision::UpgradePending:
+        out << "  nothing yet: the new bundle waits until the older one is no longer in use (see the reasons)\n";
+        break;
+      default: out << "  nothing is loaded or built: refused (the reasons and hints above say what is missing)\n"; break;
+    }
     return out.str();
   }
   if (p.fast_path) out << "  nothing to load: every bundle module is already live with the bundle's build\n";
@@ -139,7 +147,9 @@ nlohmann::json to_json(const Conflict& c) {
           {"detail", c.detail}};
 }
 
-nlohmann::json to_json(const DecisionReason& x) { return {{"code", x.code}, {"message", x.message}}; }
+nlohmann::json to_json(const DecisionReason& x) {
+  return {{"code", x.code}, {"message", x.message}, {"hint", x.hint.empty() ? json(nullptr) : json(x.hint)}};
+}
 
 nlohmann::json to_json(const Error& e) { return {{"errno", e.code}, {"message", e.message}, {"path", e.path}}; }
 
@@ -207,7 +217,8 @@ nlohmann::json diagnosis_json(const Diagnosis& r) {
                                 {"scripts", h.scripts}});
   }
   json problems = json::array();
-  for (const auto& e : r.problems) problems.push_back(to_json(e));
+  for (const auto& e : r.problems)
+    problems.push_back(to_json(Error{e.code, root_relative(r.root, e.message), root_relative(r.root, e.path)}));
   json bundle_names = json::array();
   for (const auto& m : r.bundle) bundle_names.push_back(m.name);
   return {
@@ -229,14 +240,38 @@ nlohmann::json diagnosis_json(const Diagnosis& r) {
   };
 }
 
-std::string diagnosis_text(const Diagnosis& r, bool verbose) {
+std::string root_relative(const std::string& root, std::string text) {
+  if (root.empty() || root == "/") return text;
+  const std::string prefix = root.back() == '/' ? root : root + "/";
+  for (size_t at = text.find(prefix); at != std::string::npos; at = text.find(prefix, at + 1)) text.replace(at, prefix.size(), "/");
+  return text;
+}
+
+std::string check_summary(const Diagnosis& r) {
+  std::string s = decision_name(r.decision) + " (exit " + std::to_string(exit_code(r.decision)) + ") on " +
+                  r.kernel.release + ": ";
+  if (r.decision != Decision::NoDevice && !r.fast_path && !r.evaluation.modules.empty()) {
+    s += kabi::evaluation_counts(r.evaluation);
+    if (const size_t w = kabi::warning_count(r.evaluation)) s += ", " + counted(w, "warning");
+    s += "; ";
+  }
+  std::vector<std::string> codes;
+  for (const auto& x : r.reasons)
+    if (std::find(codes.begin(), codes.end(), x.code) == codes.end()) codes.push_back(x.code);
+  return s + join(codes);
+}
+
+std::string diagnosis_text(const Diagnosis& r, bool verbose, size_t width) {
   std::ostringstream out;
   std::string upper = decision_name(r.decision);
   std::transform(upper.begin(), upper.end(), upper.begin(), [](unsigned char c) { return static_cast<char>(std::toupper(c)); });
   out << "Decision: " << upper << " (exit " << exit_code(r.decision) << ")\n";
-  for (const auto& x : r.reasons) out << "  - " << x.code << ": " << x.message << '\n';
+  for (const auto& x : r.reasons) {
+    out << "  - " << x.code << ": " << root_relative(r.root, x.message) << '\n';
+    if (!x.hint.empty()) out << "    hint: " << x.hint << '\n';
+  }
 
-  out << "\nDevices (" << r.pci.devices.size() << " PCI functions via " << r.pci.backend << ")\n";
+  out << "\nDevices (" << counted(r.pci.devices.size(), "PCI function") << " via " << r.pci.backend << ")\n";
   if (r.devices.empty()) out << "  no display device and none the bundle drives\n";
   for (const auto& dr : r.devices) out << to_text(dr);
 
@@ -253,13 +288,15 @@ std::string diagnosis_text(const Diagnosis& r, bool verbose) {
       << "               " << (o.verified ? "verified: " : "") << o.verified_with << '\n';
   for (const auto& c : o.candidates) {
     if (!verbose && c.state == probes::SymversCandidate::State::Absent) continue;
+    // The one chosen is shown above, with its verdict.
+    if (o.kind == probes::SymversOrigin::Kind::File && c.path == o.path) continue;
     out << "    " << probes::candidate_state_name(c.state) << "  " << c.path;
     if (!c.detail.empty()) out << ": " << c.detail;
     out << '\n';
   }
   if (!o.uncovered.empty()) out << "  no CRC for  " << join(o.uncovered) << '\n';
 
-  out << "\nBundle " << r.bundle_dir << '\n' << kabi::evaluation_text(r.evaluation, r.model, verbose);
+  out << "\nBundle " << r.bundle_dir << '\n' << kabi::evaluation_text(r.evaluation, r.model, {.verbose = verbose, .width = width, .hints = {}, .header = false});
 
   out << "\nConflicts\n";
   if (r.conflicts.empty()) out << "  none: no bundle module is loaded or built in\n";
@@ -282,7 +319,7 @@ std::string diagnosis_text(const Diagnosis& r, bool verbose) {
 
   if (!r.problems.empty()) {
     out << "\nProblems (" << r.problems.size() << ")\n";
-    for (const auto& e : r.problems) out << "  " << e.what() << '\n';
+    for (const auto& e : r.problems) out << "  " << root_relative(r.root, e.what()) << '\n';
   }
   return out.str();
 }

@@ -2,6 +2,7 @@
 // of these, so a device, a conflict or the plan reads the same wherever it appears.
 #pragma once
 
+#include <cstddef>
 #include <string>
 
 #include <nlohmann/json.hpp>
@@ -23,8 +24,17 @@ namespace agent {
 [[nodiscard]] std::string to_text(const Conflict& c);
 [[nodiscard]] std::string to_text(const Plan& p);          // a "Plan" section
 
-// The whole diagnosis (`agent --check` without the plan).
+// The whole diagnosis (`agent --check` without the plan). Text: each reason on one line with
+// its hint under it; `width` wraps the module reasons (a terminal's), 0 never.
 [[nodiscard]] nlohmann::json diagnosis_json(const Diagnosis& d);
-[[nodiscard]] std::string diagnosis_text(const Diagnosis& d, bool verbose = false);
+[[nodiscard]] std::string diagnosis_text(const Diagnosis& d, bool verbose = false, size_t width = 0);
+
+// The last line of `agent --check`: "refuse (exit 20) on 6.1.0-56-amd64: 1/1 refused (ENOEXEC);
+// modules_refused, no_kernel_headers" - the decision, the modules' verdicts, the reason codes.
+[[nodiscard]] std::string check_summary(const Diagnosis& d);
+
+// A host path as the rest of the output shows it: inside the root ("/sys/..."), not where the
+// root is mounted ("/host/sys/..."). Every occurrence of "<root>/" in `text` becomes "/".
+[[nodiscard]] std::string root_relative(const std::string& root, std::string text);
 
 }  // namespace agent

@@ -1,7 +1,10 @@
 #include "kabi/report.h"
 
+#include <algorithm>
 #include <cstdio>
 #include <sstream>
+
+#include "kabi/text.h"
 
 namespace agent::kabi {
 
@@ -55,14 +58,18 @@ nlohmann::json evaluation_json(const Evaluation& ev, const KernelModel& k) {
 
 namespace {
 
-// Wraps `text` at 80 columns with `indent` spaces on continuation lines.
-void wrap(std::ostringstream& out, const std::string& first, const std::string& text, size_t indent) {
+// One reason: on one line, or wrapped at `width` with `indent` spaces on continuation lines.
+void put(std::ostringstream& out, const std::string& first, const std::string& text, size_t width, size_t indent) {
+  if (width == 0) {
+    out << first << text << '\n';
+    return;
+  }
   std::string line = first;
   std::istringstream words(text);
   std::string w;
   bool empty = true;
   while (words >> w) {
-    if (!empty && line.size() + 1 + w.size() > 80) {
+    if (!empty && line.size() + 1 + w.size() > width) {
       out << line << '\n';
       line = std::string(indent, ' ');
       empty = true;
@@ -75,10 +82,40 @@ void wrap(std::ostringstream& out, const std::string& first, const std::string& 
 
 }  // namespace
 
-std::string evaluation_text(const Evaluation& ev, const KernelModel& k, bool verbose) {
+std::string evaluation_counts(const Evaluation& ev) {
+  size_t refused = 0;
+  std::vector<std::string> errnos;
+  for (const auto& m : ev.modules) {
+    if (m.verdict != Verdict::Refused) continue;
+    ++refused;
+    const std::string e = m.err ? errno_name(m.err) : std::string("no errno");
+    if (std::find(errnos.begin(), errnos.end(), e) == errnos.end()) errnos.push_back(e);
+  }
+  const std::string total = std::to_string(ev.modules.size());
+  if (refused == 0) return total + "/" + total + " loadable";
+  std::string list;
+  for (const auto& e : errnos) list += (list.empty() ? "" : ", ") + e;
+  return std::to_string(refused) + "/" + total + " refused (" + list + ")";
+}
+
+size_t warning_count(const Evaluation& ev) {
+  size_t n = 0;
+  for (const auto& m : ev.modules)
+    for (const auto& r : m.reasons) n += r.fatal ? 0 : 1;
+  return n;
+}
+
+std::string evaluation_summary(const Evaluation& ev, const KernelModel& k) {
+  const size_t warnings = warning_count(ev);
+  return evaluation_counts(ev) + " on " + k.release + (warnings ? ", " + counted(warnings, "warning") : "");
+}
+
+std::string evaluation_text(const Evaluation& ev, const KernelModel& k, const TextOptions& o) {
   std::ostringstream out;
-  out << "kernel  " << k.release << (k.modversions ? "  (modversions)" : "  (no modversions)") << '\n';
-  out << "crcs    " << k.symvers_source << '\n' << '\n';
+  if (o.header) {
+    out << "kernel  " << k.release << (k.modversions ? "  (modversions)" : "  (no modversions)") << '\n';
+    out << "crcs    " << k.symvers_source << '\n' << '\n';
+  }
   char row[128];
   std::snprintf(row, sizeof row, "%-24s %-9s %-13s %s\n", "MODULE", "VERDICT", "ERRNO", "REASONS");
   out << row;
@@ -86,30 +123,38 @@ std::string evaluation_text(const Evaluation& ev, const KernelModel& k, bool ver
     size_t fatal = 0, warn = 0;
     for (const auto& r : m.reasons) (r.fatal ? fatal : warn)++;
     std::string summary = std::to_string(fatal) + " fatal";
-    if (warn) summary += ", " + std::to_string(warn) + " warning" + (warn > 1 ? "s" : "");
+    if (warn) summary += ", " + counted(warn, "warning");
     std::string name = m.name.size() > 24 ? m.name.substr(0, 23) + "~" : m.name;
     std::snprintf(row, sizeof row, "%-24s %-9s %-13s %s\n", name.c_str(), verdict_name(m.verdict).c_str(),
                   m.err ? errno_name(m.err).c_str() : "-", summary.c_str());
     out << row;
   }
   constexpr size_t kShown = 20;
+  std::vector<std::string> seen_codes;
   for (const auto& m : ev.modules) {
-    size_t shown = 0, total = 0;
-    for (const auto& r : m.reasons) total += (r.fatal || verbose);
-    if (total == 0) continue;
+    if (m.reasons.empty()) continue;
     // The path on a line of its own: a KMM image path alone is ~75 columns.
     out << '\n' << m.name << ":\n  " << m.path << '\n';
+    size_t shown = 0;
     for (const auto& r : m.reasons) {
-      if (!r.fatal && !verbose) continue;
-      if (++shown > kShown && !verbose) {
-        out << "  ... and " << (total - kShown) << " more (--json or --verbose lists all)\n";
+      if (++shown > kShown && !o.verbose) {
+        out << "  ... and " << (m.reasons.size() - kShown) << " more (--json or --verbose lists all)\n";
         break;
       }
+      if (std::find(seen_codes.begin(), seen_codes.end(), r.code) == seen_codes.end()) seen_codes.push_back(r.code);
       std::string text = r.message;
       if (r.expected_crc && r.found_crc)
         text += " (kernel " + crc_hex(*r.expected_crc) + ", module " + crc_hex(*r.found_crc) + ")";
-      wrap(out, "  " + std::string(r.fatal ? "" : "warning: ") + r.code + ": ", text, 4);
+      put(out, "  " + std::string(r.fatal ? "" : "warning: ") + r.code + ": ", text, o.width, 4);
     }
+  }
+  bool first = true;
+  for (const auto& code : seen_codes) {
+    auto h = o.hints.find(code);
+    if (h == o.hints.end()) continue;
+    out << (first ? "\n" : "");
+    first = false;
+    put(out, "hint: ", h->second, o.width, 6);
   }
   return out.str();
 }

@@ -19,6 +19,11 @@ namespace agent {
   return s;
 }
 
+// "1 PCI function", "12 PCI functions", "0 warnings": a count and a noun that takes an s.
+[[nodiscard]] inline std::string counted(size_t n, std::string_view noun) {
+  return std::to_string(n) + " " + std::string(noun) + (n == 1 ? "" : "s");
+}
+
 // Lower-case hex of raw bytes: key ids, digests, build ids.
 [[nodiscard]] inline std::string hex_bytes(const unsigned char* p, size_t n) {
   static constexpr char kDigits[] = "0123456789abcdef";

@@ -47,7 +47,15 @@ BuildEnv probe_build_env(const HostRoot& root, const std::string& release) {
     std::string tried;
     for (const auto& h : env.candidates) {
       if (!tried.empty()) tried += ", ";
-      tried += h.path + (h.exists ? " (incomplete: needs Makefile and Module.symvers)" : " (absent)");
+      if (!h.exists) {
+        tried += h.path + " (absent)";
+        continue;
+      }
+      // Exactly what is missing: a directory with a Makefile but no Module.symvers is another fix
+      // (a headers package cut short) than one without a Makefile.
+      std::string missing = h.makefile ? "" : "Makefile";
+      if (!h.module_symvers) missing += std::string(missing.empty() ? "" : " and ") + "Module.symvers";
+      tried += h.path + " (incomplete: needs " + missing + ")";
     }
     env.detail = "no kernel headers for " + release + ": " + tried;
   }

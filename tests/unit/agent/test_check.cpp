@@ -20,6 +20,7 @@
 using namespace agent;
 using agent::test::TempDir;
 using agent::test::write_file;
+using Catch::Matchers::Contains;
 namespace fs = std::filesystem;
 
 namespace {
@@ -325,6 +326,73 @@ TEST_CASE("check text names the decision, the devices and the symvers source") {
   CHECK(text.find("not handled by this bundle") != std::string::npos);
   CHECK(text.find("/lib/modules/" + kver + "/build/Module.symvers") != std::string::npos);
   CHECK(text.find("module_layout") != std::string::npos);
+}
+
+namespace {
+
+std::vector<std::string> lines_with(const std::string& text, const std::string& what) {
+  std::vector<std::string> out;
+  std::istringstream in(text);
+  for (std::string line; std::getline(in, line);)
+    if (line.find(what) != std::string::npos) out.push_back(line);
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("check text: headers without their Makefile - what is missing, what to do, one summary line") {
+  const fs::path host = fixture_host("debian12");
+  const std::string kver = fixture_kver(host);
+  // The headers keep the kernel's Module.symvers (the CRCs are verified from it) but lose the
+  // Makefile: a build cannot run, and only the Makefile is missing.
+  Node n(host);
+  const fs::path makefile = n.root / ("usr/src/linux-headers-" + kver + "/Makefile");
+  REQUIRE(fs::is_regular_file(makefile));
+  REQUIRE(fs::is_regular_file(n.root / ("usr/src/linux-headers-" + kver + "/Module.symvers")));
+  fs::remove(makefile);
+  // k61_old's i915: another module_layout (ENOEXEC), signed by 6.1.0-47's key, which k61's
+  // image does not hold (a warning: the kernel taints).
+  Bundle b(kernel_of("k61_old"), {kI915_61});
+  std::ostringstream out, err;
+  CHECK(run_check(options_for(n.root, b.dir), out, err) == kCheckRefuse);
+  const std::string text = out.str();
+  INFO(text);
+  // The symvers file under the headers is verified, and said once.
+  const std::string symvers = "/lib/modules/" + kver + "/build/Module.symvers";
+  CHECK(lines_with(text, symvers) == std::vector<std::string>{"  symvers      " + symvers});
+  CHECK_THAT(text, Contains("/lib/modules/" + kver + "/build (incomplete: needs Makefile)"));
+  CHECK_THAT(text, !Contains("needs Makefile and Module.symvers"));
+  // The refusal says what to do.
+  const auto headers = lines_with(text, "  - no_kernel_headers: ");
+  REQUIRE(headers.size() == 1);
+  const auto hint = lines_with(text, "hint: install linux-headers-" + kver + " on the node");
+  CHECK(hint.size() == 1);
+  // The warning is shown without -v.
+  CHECK(lines_with(text, "  warning: unknown_key_accepted: ").size() == 1);
+  // The last line sums it up.
+  const std::string summary =
+      "refuse (exit 20) on " + kver + ": 1/1 refused (ENOEXEC), 1 warning; modules_refused, no_kernel_headers";
+  CHECK(text.size() > summary.size() + 1);
+  CHECK(text.substr(text.size() - summary.size() - 2) == "\n" + summary + "\n");
+  CHECK_THAT(text, !Contains("nothing: refuse"));
+  CHECK(err.str().empty());
+
+  // -q: that line alone.
+  CheckOptions q = options_for(n.root, b.dir);
+  q.quiet = true;
+  std::ostringstream qout;
+  CHECK(run_check(q, qout, err) == kCheckRefuse);
+  CHECK(qout.str() == summary + "\n");
+
+  // JSON: the hint beside its reason.
+  CheckOptions j = options_for(n.root, b.dir);
+  j.json = true;
+  std::ostringstream jout;
+  CHECK(run_check(j, jout, err) == kCheckRefuse);
+  const auto reasons = nlohmann::json::parse(jout.str())["reasons"];
+  auto it = std::find_if(reasons.begin(), reasons.end(), [](auto& r) { return r["code"] == "no_kernel_headers"; });
+  REQUIRE(it != reasons.end());
+  CHECK_THAT((*it)["hint"].get<std::string>(), Contains("install linux-headers-" + kver));
 }
 
 TEST_CASE("check: the default bundle is the image's only one under /opt/lib/modules") {

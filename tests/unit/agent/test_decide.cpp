@@ -117,7 +117,9 @@ TEST_CASE("decide: no device the bundle drives -> no-device") {
   auto r = n.decide();
   CHECK(r.decision == Decision::NoDevice);
   CHECK(codes(r) == std::vector<std::string>{"no_device"});
-  CHECK_THAT(r.reasons[0].message, Contains("12 PCI functions, 1 display devices"));
+  CHECK_THAT(r.reasons[0].message, Contains("(12 PCI functions, 1 display device)"));
+  n.devices.push_back(n.devices[0]);
+  CHECK_THAT(n.decide().reasons[0].message, Contains("(12 PCI functions, 2 display devices)"));
 }
 
 TEST_CASE("decide: a conflict in use or built in -> refuse, whatever the verdicts") {

@@ -40,7 +40,23 @@ TEST_CASE("build env: headers without Module.symvers cannot build modules with t
   write_file(t / "usr/src/linux-headers-6.1.0-56-amd64/Makefile", "");
   auto env = probe_build_env(HostRoot::open(t.path()).value(), "6.1.0-56-amd64");
   CHECK_FALSE(env.possible);
-  CHECK(env.detail.find("incomplete") != std::string::npos);
+  // Only what is missing is named.
+  CHECK_THAT(env.detail, Contains("/usr/src/linux-headers-6.1.0-56-amd64 (incomplete: needs Module.symvers)"));
+  CHECK_THAT(env.detail, !Contains("needs Makefile"));
+}
+
+TEST_CASE("build env: each headers directory says exactly what it lacks") {
+  TempDir t;
+  // The build link's directory has the kernel's Module.symvers but no Makefile (the case where
+  // the CRCs are verified from it while a build cannot run); the other one has neither.
+  write_file(t / "usr/src/linux-headers-6.1.0-56-amd64/Module.symvers", "0x1\tx\tvmlinux\tEXPORT_SYMBOL\t\n");
+  make_link(t / "lib/modules/6.1.0-56-amd64/build", "/usr/src/linux-headers-6.1.0-56-amd64");
+  write_file(t / "usr/src/kernels/6.1.0-56-amd64/.config", "");
+  auto env = probe_build_env(HostRoot::open(t.path()).value(), "6.1.0-56-amd64");
+  CHECK_FALSE(env.possible);
+  CHECK_THAT(env.detail, Contains("/lib/modules/6.1.0-56-amd64/build (incomplete: needs Makefile)"));
+  CHECK_THAT(env.detail, Contains("/usr/src/kernels/6.1.0-56-amd64 (incomplete: needs Makefile and Module.symvers)"));
+  CHECK_THAT(env.detail, Contains("/usr/lib/modules/6.1.0-56-amd64/build (absent)"));
 }
 
 TEST_CASE("build env: nothing installed") {

@@ -10,6 +10,8 @@
 # test that cannot run catches nothing). Left out: build_node (a real DKMS build, minutes; the
 # build.cpp mutation is caught by the unit test test_build_enforced).
 #
+# A mutation's `tests` (a regex) run first, to save time; only when they pass do all run.
+#
 # Usage: run.sh [-b BUILD_DIR] [-l LIST] [NAME...]
 #   BUILD_DIR  default build/ of this repository (the scratch copy goes to BUILD_DIR/mutation)
 #   LIST       default tests/mutation/mutations.txt
@@ -67,9 +69,10 @@ build() { # LABEL: the scratch build, incremental
   cmake --build "$bld" -j"$(nproc)" >"$scratch/build.log" 2>&1 \
     || { grep -m5 -E 'error|Error' "$scratch/build.log" >&2; die "$1: the build failed (log: $scratch/build.log)"; }
 }
-tests() { # -> ctest's exit status; its output in $scratch/ctest.log
-  local rc=0
-  ctest --test-dir "$bld" -L 'unit|realdata' -E '^build_node$' --stop-on-failure --timeout 600 \
+tests() { # [REGEX]: those of the tests only -> ctest's exit status; its output in $scratch/ctest.log
+  local rc=0 only=()
+  [[ -z ${1:-} ]] || only=(-R "$1")
+  ctest --test-dir "$bld" -L 'unit|realdata' -E '^build_node$' "${only[@]}" --stop-on-failure --timeout 600 \
     -j"$(nproc)" >"$scratch/ctest.log" 2>&1 || rc=$?
   return "$rc"
 }
@@ -88,13 +91,23 @@ ran=$(grep -oE 'tests passed, [0-9]+ tests failed out of [0-9]+' "$scratch/ctest
 ((ran > 0)) || die "no test ran (log: $scratch/ctest.log)"
 echo "mutation: $ran tests pass on the unmutated copy ($((SECONDS - t0)) s)" >&2
 
+# A mutation's tests must exist (a regex that names none would pass, and save nothing).
+for name in "${names[@]}"; do
+  hint=$(mutate tests "$list" "$name")
+  [[ -n $hint ]] || continue
+  n=$(ctest --test-dir "$bld" -N -L 'unit|realdata' -E '^build_node$' -R "$hint" | sed -n 's/^Total Tests: //p')
+  ((${n:-0} > 0)) || die "mutation $name: its tests '$hint' name no unit or real-data test"
+done
+
 killed=0 survived=0
 for name in "${names[@]}"; do
   file=$(awk -F'\t' -v n="$name" '$1 == n { print $2 }' "$scratch/list")
   t0=$SECONDS
   mutate apply "$list" "$name" "$src" || die "cannot apply $name"
   build "$name"
-  if tests; then
+  hint=$(mutate tests "$list" "$name")
+  # The tests named in the list first (quick when they catch it), then all of them.
+  if { [[ -z $hint ]] || tests "$hint"; } && tests; then
     echo "SURVIVED $name ($file: $(mutate rule "$list" "$name")) ($((SECONDS - t0)) s)"
     survived=$((survived + 1))
   else

@@ -4,7 +4,11 @@
 // program that does not exist: a build that went on would fail with another reason.
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <string>
+
+#include <openssl/bio.h>
+#include <openssl/pem.h>
 
 #include "../temp_dir.h"
 #include "../test_certs.h"
@@ -26,13 +30,13 @@ std::string slurp(const fs::path& p) {
   return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
 }
 
-std::string der_key(EVP_PKEY* key) {
-  unsigned char* buf = nullptr;
-  const int len = i2d_PrivateKey(key, &buf);
-  REQUIRE(len > 0);
-  std::string der(reinterpret_cast<char*>(buf), static_cast<size_t>(len));
-  OPENSSL_free(buf);
-  return der;
+// PKCS#8 PEM, as `openssl genpkey` writes it.
+std::string pem_key(EVP_PKEY* key) {
+  CHandle<BIO, BIO_free> bio(BIO_new(BIO_s_mem()));
+  REQUIRE(PEM_write_bio_PrivateKey(bio.get(), key, nullptr, nullptr, 0, nullptr, nullptr) == 1);
+  char* data = nullptr;
+  const long len = BIO_get_mem_data(bio.get(), &data);
+  return std::string(data, static_cast<size_t>(len));
 }
 
 struct EnforcingNode {
@@ -47,9 +51,6 @@ struct EnforcingNode {
     write_file(node / "sys/module/module/parameters/sig_enforce", std::string(sig_enforce) + "\n");
     write_file(headers / "Makefile", "# the headers' Makefile\n");
     write_file(headers / "Module.symvers", "0x12345678\tmodule_layout\tvmlinux\tEXPORT_SYMBOL\t\n");
-    fs::create_directories(node / "lib/modules" / kRelease);
-    fs::create_symlink(fs::path("/usr/src") / (std::string("linux-headers-") + kRelease),
-                       node / "lib/modules" / kRelease / "build");
     write_file(sources / "agent-test-driver-1.0/dkms.conf", slurp(fs::path(AGENT_KMOD_SRC) / "dkms.conf"));
   }
 
@@ -79,9 +80,9 @@ TEST_CASE("build_for_node, sig_enforce: refused before any build without a key t
   SECTION("a key and certificate the kernel does not trust") {
     auto key = test::rsa_key();
     auto cert = test::make_cert(key.get());
-    write_file(n.t.path() / "keys/signing.der", der_key(key.get()));
+    write_file(n.t.path() / "keys/signing.pem", pem_key(key.get()));
     write_file(n.t.path() / "keys/cert.der", test::der_of(cert.get()));
-    o.signing.key = n.t.path() / "keys/signing.der";
+    o.signing.key = n.t.path() / "keys/signing.pem";
     o.signing.cert = n.t.path() / "keys/cert.der";
     auto r = n.build(o);
     INFO((r ? r->detail : r.error().what()));

@@ -143,7 +143,7 @@ add "$K7" "xe-from-$K612" "$(mod "$K612" xe)" # built with modversions: vermagic
 # finds not applicable is an error unless the caller names it in NA_OK (comma separated: the
 # cases that cannot apply to that module, e.g. the CRC cases without MODVERSIONS).
 make_cases() { # TARGET_ABI SOURCE_ABI MODULE PREFIX [mkcases.py options...] -> mkcases.out
-  local target=$1 source=$2 module=$3 prefix=$4 dir="$CACHE/e2e-cases/$1" na name
+  local target=$1 source=$2 module=$3 prefix=$4 dir="$CACHE/e2e-cases/$1" na name na_ok=${NA_OK:-}
   shift 4
   mkdir -p "$dir"
   python3 "$HERE/mkcases.py" --prefix "$prefix" --symvers "$CACHE/$target/Module.symvers" "$@" \
@@ -151,10 +151,10 @@ make_cases() { # TARGET_ABI SOURCE_ABI MODULE PREFIX [mkcases.py options...] -> 
     || { cat "$work/mkcases.err" >&2; die "mkcases.py failed for $module of $source"; }
   na=$(sed -n "s/^mkcases: ${prefix//./\\.}\([a-z_0-9]*\) not applicable: .*/\1/p" "$work/mkcases.err")
   for name in $na; do
-    [[ ,${NA_OK:-}, == *",$name,"* ]] \
+    [[ ,$na_ok, == *",$name,"* ]] \
       || die "case $prefix$name does not apply to $module of $source: $(grep -m1 "not applicable" "$work/mkcases.err")"
   done
-  for name in ${NA_OK//,/ }; do # and what should not apply does not
+  for name in ${na_ok//,/ }; do # and what should not apply does not
     grep -qx "$name" <<<"$na" || die "case $prefix$name applies to $module of $source, expected not to"
   done
   [[ -s $work/mkcases.out ]] || die "mkcases.py made no case of $module of $source ($prefix)"

@@ -100,11 +100,11 @@ def sync(repo, dest):
     wanted = set()
     for rel in filter(None, files):
         s = os.path.join(repo, rel)
-        if not os.path.isfile(s) or os.path.islink(s) and not os.path.exists(s):
+        if not os.path.islink(s) and not os.path.isfile(s):
             continue  # deleted in the work tree, not yet in the index
         wanted.add(rel)
         d = os.path.join(dest, rel)
-        if os.path.islink(s):
+        if os.path.islink(s):  # kept as a link, whatever it points to (fixtures link into /sys)
             target = os.readlink(s)
             if os.path.islink(d) and os.readlink(d) == target:
                 continue

@@ -5,7 +5,7 @@
                                     SRC/<file>; prints "NAME<TAB>FILE" per mutation
   mutate.py apply LIST NAME SRC     writes SRC/<file> with NAME's mistake in it
   mutate.py rule LIST NAME          prints NAME's rule
-  mutate.py tests LIST NAME         prints NAME's tests (a ctest -R regex; empty when none given)
+  mutate.py first LIST NAME         prints NAME's first test (a command line; empty when none given)
   mutate.py sync REPO DEST          DEST becomes a copy of REPO's files (tracked and untracked,
                                     not ignored): only files whose bytes differ are written, so
                                     that an incremental build of DEST rebuilds what changed
@@ -17,7 +17,7 @@ import subprocess
 import sys
 
 KEYS = ("name", "rule", "file", "search", "replace")
-OPTIONAL = ("tests",)
+OPTIONAL = ("first",)
 
 
 class ListError(Exception):
@@ -148,8 +148,8 @@ def main(argv):
                 f.write(text.replace(m["search"], m["replace"], 1))
         elif len(argv) == 3 and argv[0] == "rule":
             print(find(parse(argv[1]), argv[2])["rule"])
-        elif len(argv) == 3 and argv[0] == "tests":
-            print(find(parse(argv[1]), argv[2]).get("tests", ""))
+        elif len(argv) == 3 and argv[0] == "first":
+            print(find(parse(argv[1]), argv[2]).get("first", ""))
         elif len(argv) == 3 and argv[0] == "sync":
             sync(argv[1], argv[2])
         else:

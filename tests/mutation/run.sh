@@ -10,7 +10,8 @@
 # test that cannot run catches nothing). Left out: build_node (a real DKMS build, minutes; the
 # build.cpp mutation is caught by the unit test test_build_enforced).
 #
-# A mutation's `tests` (a regex) run first, to save time; only when they pass do all run.
+# A mutation's `first` test (a command line) runs first, to save time; only when it passes do
+# all run.
 #
 # Usage: run.sh [-b BUILD_DIR] [-l LIST] [NAME...]
 #   BUILD_DIR  default build/ of this repository (the scratch copy goes to BUILD_DIR/mutation)
@@ -69,12 +70,17 @@ build() { # LABEL: the scratch build, incremental
   cmake --build "$bld" -j"$(nproc)" >"$scratch/build.log" 2>&1 \
     || { grep -m5 -E 'error|Error' "$scratch/build.log" >&2; die "$1: the build failed (log: $scratch/build.log)"; }
 }
-tests() { # [REGEX]: those of the tests only -> ctest's exit status; its output in $scratch/ctest.log
-  local rc=0 only=()
-  [[ -z ${1:-} ]] || only=(-R "$1")
-  ctest --test-dir "$bld" -L 'unit|realdata' -E '^build_node$' "${only[@]}" --stop-on-failure --timeout 600 \
+tests() { # -> ctest's exit status; its output in $scratch/ctest.log
+  local rc=0
+  ctest --test-dir "$bld" -L 'unit|realdata' -E '^build_node$' --stop-on-failure --timeout 600 \
     -j"$(nproc)" >"$scratch/ctest.log" 2>&1 || rc=$?
   return "$rc"
+}
+first() { # NAME: its first test (the list's command line, in the build directory) -> its exit status
+  local cmd
+  cmd=$(mutate first "$list" "$1")
+  [[ -n $cmd ]] || return 0
+  (cd "$bld" && eval "timeout 600 $cmd") >"$scratch/first.log" 2>&1
 }
 
 t0=$SECONDS
@@ -91,12 +97,9 @@ ran=$(grep -oE 'tests passed, [0-9]+ tests failed out of [0-9]+' "$scratch/ctest
 ((ran > 0)) || die "no test ran (log: $scratch/ctest.log)"
 echo "mutation: $ran tests pass on the unmutated copy ($((SECONDS - t0)) s)" >&2
 
-# A mutation's tests must exist (a regex that names none would pass, and save nothing).
+# Each mutation's first test must pass on the unmutated copy (and find tests: -w NoTests).
 for name in "${names[@]}"; do
-  hint=$(mutate tests "$list" "$name")
-  [[ -n $hint ]] || continue
-  n=$(ctest --test-dir "$bld" -N -L 'unit|realdata' -E '^build_node$' -R "$hint" | sed -n 's/^Total Tests: //p')
-  ((${n:-0} > 0)) || die "mutation $name: its tests '$hint' name no unit or real-data test"
+  first "$name" || { cat "$scratch/first.log" >&2; die "mutation $name: its first test fails on the unmutated copy"; }
 done
 
 killed=0 survived=0
@@ -105,15 +108,16 @@ for name in "${names[@]}"; do
   t0=$SECONDS
   mutate apply "$list" "$name" "$src" || die "cannot apply $name"
   build "$name"
-  hint=$(mutate tests "$list" "$name")
-  # The tests named in the list first (quick when they catch it), then all of them.
-  if { [[ -z $hint ]] || tests "$hint"; } && tests; then
+  # Its first test (quick when it catches it), then all of them.
+  if first "$name"; then by=""; else by="its first test"; fi
+  if [[ -z $by ]] && tests; then
     echo "SURVIVED $name ($file: $(mutate rule "$list" "$name")) ($((SECONDS - t0)) s)"
     survived=$((survived + 1))
   else
-    by=$(grep -m1 -oE '[0-9]+/[0-9]+ Test +#[0-9]+: [^ ]+ [.]*\*+(Failed|Timeout|Exception)' "$scratch/ctest.log" \
-      | sed -E 's/.*: ([^ ]+) .*/\1/' || true)
-    [[ -n $by ]] || by=$(grep -m1 -oE 'The following tests FAILED:' -A1 "$scratch/ctest.log" | tail -1 || true)
+    if [[ -z $by ]]; then
+      by=$(grep -m1 -oE 'Test +#[0-9]+: [^ ]+ [.]*\*+(Failed|Timeout|Exception)' "$scratch/ctest.log" \
+        | sed -E 's/.*: ([^ ]+) .*/\1/' || true)
+    fi
     echo "KILLED $name by ${by:-a failing test} ($((SECONDS - t0)) s)"
     killed=$((killed + 1))
   fi

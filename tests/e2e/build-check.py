@@ -432,6 +432,7 @@ print("  entrypoint, restart: start to ready %s ms (status), wall clock %s s" %
 print("  compile failure: refused after %s s; again (recorded): %s s; SIGTERM during the build: exit after %s s" %
       tuple("?" if x is None else "%.1f" % x for x in
             (reached.get("broken1", (0, None))[1], reached.get("broken2", (0, None))[1], took("sigterm"))))
+print("  agent build with the signing key (a fresh cache): %s s" % ("?" if took("signed") is None else "%.1f" % took("signed")))
 print("  the VM: /init started %s s after the kernel (the %s KiB root unpacked from the initramfs), %s s in all" %
       (f("boot", "uptime"), f("boot", "root_kib"), vm_seconds))
 print()

@@ -44,7 +44,7 @@
 #   -l LOG    keep the whole serial console there
 # Output: what the VM saw for a failing scenario, the benchmark, "PASS|FAIL <what>" lines,
 # "N passed, M failed". Exit: 0 all passed, 1 some failed (or the VM gave no answer), 2 bad setup.
-# Env: AGENT_KERNEL_CACHE, AGENT_E2E_TIMEOUT (seconds, default 1200), QEMU, VM_MEM (MiB, 3072),
+# Env: AGENT_KERNEL_CACHE, AGENT_E2E_TIMEOUT (seconds, default 1500), QEMU, VM_MEM (MiB, 3072),
 # VM_SMP (2).
 set -euo pipefail
 
@@ -325,7 +325,7 @@ chmod +x "$img/init"
 vm_pack "$img" "$work/image.cpio"
 cat "$rootfs" "$work/image.cpio" >"$work/initrd.cpio"
 
-timeout_s=${AGENT_E2E_TIMEOUT:-1200}
+timeout_s=${AGENT_E2E_TIMEOUT:-1500}
 serial=$work/serial.log
 echo "build-vm: booting $kver with a $(($(stat -c %s "$work/initrd.cpio") / 1048576)) MiB initramfs" \
   "(-m ${VM_MEM:-3072}, -smp ${VM_SMP:-2}, timeout ${timeout_s}s)" >&2

@@ -229,7 +229,7 @@ check("first", f("first", "driver") == "agent_test_nic" and d.get("driver") == "
 fw = firmware("first")
 path = fwpath.get("first", "")
 check("first", path.startswith("/var/lib/intel-gpu-driver/firmware/") and fw.get("path") == path and
-      bool(fw.get("digest")) and str(fw.get("digest")) in path and fw.get("conflict") is None and
+      bool(fw.get("digest")) and str(fw.get("digest")) in path and "conflict" in fw and fw["conflict"] is None and
       "previous_path" in fw and fw["previous_path"] in ("", None) and fwpath.get("pre") == "",
       "first-load: firmware_class.path '%s' (was '%s') = status.firmware.path '%s' under "
       "/var/lib/intel-gpu-driver/firmware/<digest %s>, previous_path %r, conflict %r" %

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Sets everything up and passes every test: unit tests, the kABI engine on real Debian
-# kernels, the kernel-agreement suite under qemu, a brief fuzz run of each parser, and the
-# Release builds a packager makes (gcc and clang, warnings as errors).
+# kernels, the kernel-agreement suite under qemu, a brief fuzz run of each parser, the mutation
+# run (tests/mutation: each listed mistake must fail a test), and the Release builds a packager
+# makes (gcc and clang, warnings as errors).
 # Kernel packages are cached in ${AGENT_KERNEL_CACHE:-~/.cache/intel-gpu-agent/kernels}.
 # A skipped test (e.g. a missing kernel in the cache) fails the run: "every test" means every.
 # Environment: AGENT_WERROR=ON  warnings are errors in the main build too (CI sets it).

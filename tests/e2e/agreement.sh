@@ -22,8 +22,11 @@
 #   --kernel-only  only ask the kernels (no agent needed) and print their answers
 # Env: AGENT_KERNEL_CACHE   kernel cache (fetch-kernels.sh); VM results are cached under
 #                           its e2e-results/<target>/<key> (key: sha256 of the module, for a
-#                           group's N-th module sha256 of "<sha256 of each module> N"), case
-#                           files are kept under e2e-cases/<abi>/ for reruns by hand
+#                           group's N-th module sha256 of "<sha256 of each module> N"), each
+#                           recording the sha256 of the kernel image and of the harness
+#                           (tryload.c, run-vm.sh, vm-lib.sh) it was asked with: reused only
+#                           when both are today's; case files are kept under
+#                           e2e-cases/<abi>/ for reruns by hand
 #      AGENT_E2E_FRESH=1    ignore cached VM results (boot every target again)
 #      AGENT_E2E_POLICY     passed as --policy to the agent when set (strict|upstream)
 #      AGENT_E2E_JOBS       jobs at a time (default 2): the boots, one after the other, are
@@ -61,6 +64,18 @@ K61=$(role k61) K61_PREV=$(role k61_same) K61_OLD=$(role k61_old)
 K612=$(role k612) K612_OLD=$(role k612_old) K7=$(role nomodversions)
 echo "agreement: k61=$K61 k61_same=$K61_PREV k61_old=$K61_OLD k612=$K612 k612_old=$K612_OLD" \
   "nomodversions=$K7" >&2
+
+# What an answer depends on besides the module: the kernel image, and the harness that boots it
+# and asks it (the VM's init and tryload). An answer recorded with others is asked again.
+harness=$(cat "$HERE/tryload.c" "$HERE/run-vm.sh" "$HERE/vm-lib.sh" | sha256sum | cut -d' ' -f1)
+declare -A image_sha=()
+for abi in "$K61" "$K61_PREV" "$K61_OLD" "$K612" "$K612_OLD" "$K7"; do
+  [[ -n ${image_sha[$abi]:-} ]] && continue
+  image_sha[$abi]=$(sha256sum <"$CACHE/$abi/vmlinuz" | cut -d' ' -f1) || die "cannot read $CACHE/$abi/vmlinuz"
+done
+answer_current() { # FILE ABI: the recorded answer is this kernel image's and this harness's
+  [[ -f $1 ]] && [[ $(sed -n 2,3p "$1") == "kernel-image ${image_sha[$2]}"$'\n'"harness $harness" ]]
+}
 
 # Target variants: the extra kernel command line, the agent's extra options.
 variant_append() {
@@ -124,26 +139,42 @@ add "$K7" "i915-own" "$(mod "$K7" i915)"
 add "$K7" "xe-own" "$(mod "$K7" xe)"
 add "$K7" "xe-from-$K612" "$(mod "$K612" xe)" # built with modversions: vermagic differs
 
-# Rule cases: one edit each of a module (mkcases.py), on the target kernel.
+# Rule cases: one edit each of a module (mkcases.py), on the target kernel. A case mkcases.py
+# finds not applicable is an error unless the caller names it in NA_OK (comma separated: the
+# cases that cannot apply to that module, e.g. the CRC cases without MODVERSIONS).
 make_cases() { # TARGET_ABI SOURCE_ABI MODULE PREFIX [mkcases.py options...] -> mkcases.out
-  local target=$1 source=$2 module=$3 prefix=$4 dir="$CACHE/e2e-cases/$1"
+  local target=$1 source=$2 module=$3 prefix=$4 dir="$CACHE/e2e-cases/$1" na name na_ok=${NA_OK:-}
   shift 4
   mkdir -p "$dir"
   python3 "$HERE/mkcases.py" --prefix "$prefix" --symvers "$CACHE/$target/Module.symvers" "$@" \
     "$(mod "$source" "$module")" "$dir" 2>"$work/mkcases.err" >"$work/mkcases.out" \
     || { cat "$work/mkcases.err" >&2; die "mkcases.py failed for $module of $source"; }
-  grep "not applicable" "$work/mkcases.err" >&2 || true # e.g. the CRC cases without MODVERSIONS
+  na=$(sed -n "s/^mkcases: ${prefix//./\\.}\([a-z_0-9]*\) not applicable: .*/\1/p" "$work/mkcases.err")
+  for name in $na; do
+    [[ ,$na_ok, == *",$name,"* ]] \
+      || die "case $prefix$name does not apply to $module of $source: $(grep -m1 "not applicable" "$work/mkcases.err")"
+  done
+  for name in ${na_ok//,/ }; do # and what should not apply does not
+    grep -qx "$name" <<<"$na" || die "case $prefix$name applies to $module of $source, expected not to"
+  done
+  [[ -s $work/mkcases.out ]] || die "mkcases.py made no case of $module of $source ($prefix)"
+}
+one_case() { # the single case make_cases just made: its output file
+  [[ $(wc -l <"$work/mkcases.out") -eq 1 ]] || die "expected one case from mkcases.py: $(cat "$work/mkcases.out")"
+  cut -f3 "$work/mkcases.out"
 }
 rule_cases() { # TARGET_ABI SOURCE_ABI MODULE PREFIX [mkcases.py options...]
   local name out
   make_cases "$@"
   while IFS=$'\t' read -r name _ out; do add "$1" "$name" "$out"; done <"$work/mkcases.out"
 }
-rule_cases "$K61" "$K61" i915 i915-
-rule_cases "$K612" "$K612" xe xe-
+# versions_fake[_release] add a __versions table: not for a module that has one.
+NA_OK=versions_fake,versions_fake_release rule_cases "$K61" "$K61" i915 i915-
+NA_OK=versions_fake,versions_fake_release rule_cases "$K612" "$K612" xe xe-
 # Without MODVERSIONS the modules have no __versions: the CRC cases do not apply (mkcases.py
 # says so); versions_fake[_release] give one a __versions table the kernel must ignore.
-rule_cases "$K7" "$K7" xe xe-
+NA_OK=crc,signed_crc,versions_noalloc,versions_noalloc_release,versions_missing,module_layout \
+  rule_cases "$K7" "$K7" xe xe-
 # Signed modules edited with the signature kept: a key the kernel trusts makes the mismatch
 # fatal (EKEYREJECTED); an unknown key is not checked at all (no signed attributes in the
 # PKCS#7), the module counts as unsigned and the other rules decide.
@@ -161,8 +192,7 @@ i915_prev=$(mod "$K61_PREV" i915) dh_prev=$(mod "$K61_PREV" drm_display_helper)
 add "$K61" "drm_display_helper+i915-from-$K61_PREV" "$dh_prev" "$i915_prev"
 make_cases "$K61" "$K61_PREV" drm_display_helper "drm_display_helper-from-$K61_PREV-" \
   --only export_crc --user "$i915_prev"
-add "$K61" "drm_display_helper-export_crc+i915-from-$K61_PREV" "$(cut -f3 "$work/mkcases.out")" \
-  "$i915_prev"
+add "$K61" "drm_display_helper-export_crc+i915-from-$K61_PREV" "$(one_case)" "$i915_prev"
 # The same module twice in one set (a .ko and a .ko.xz copy, so that the agent's report tells
 # them apart by path): the second finds the first live (EEXIST).
 copy_of() { # SRC DEST: DEST made once from SRC, compressed or decompressed by its suffix
@@ -189,8 +219,7 @@ rule_cases "$K61" "$K61" i915 i915- --keep-signature --only sig_malformed,sig_un
 # drm_dp_* are unknown symbols (ENOENT).
 make_cases "$K61" "$K61_PREV" drm_display_helper "drm_display_helper-from-$K61_PREV-" \
   --only module_layout
-add "$K61" "drm_display_helper-module_layout+i915-from-$K61_PREV" \
-  "$(cut -f3 "$work/mkcases.out")" "$i915_prev"
+add "$K61" "drm_display_helper-module_layout+i915-from-$K61_PREV" "$(one_case)" "$i915_prev"
 
 # module.sig_enforce=1: the kernel's own signature (0), none (EKEYREJECTED), another kernel's
 # key (EKEYREJECTED: "Loading of module with unavailable key is rejected").
@@ -270,7 +299,8 @@ for target in "${targets[@]}"; do
     want=0
     while read -r unit key _; do
       [[ ${unit%/*} == "$case" ]] || continue
-      [[ ${AGENT_E2E_FRESH:-0} == 1 || ! -f $results/$target/$key ]] && want=1
+      [[ ${AGENT_E2E_FRESH:-0} == 1 ]] && want=1
+      answer_current "$results/$target/$key" "$abi" || want=1
     done <"$work/keys.$target"
     if [[ $want -eq 1 ]]; then
       read -ra paths <<<"$rest"
@@ -290,10 +320,12 @@ for target in "${targets[@]}"; do
       "- its answers are not stored" >&2
     continue
   fi
-  # store each answer: line 1 "errno N", then the kernel's messages for the module
-  python3 - "$work/vm.$target" "$work/keys.$target" "$results/$target" <<'PY'
+  # store each answer: "errno N", "kernel-image SHA256", "harness SHA256", then the kernel's
+  # messages for the module
+  python3 - "$work/vm.$target" "$work/keys.$target" "$results/$target" "${image_sha[$abi]}" \
+    "$harness" <<'PY'
 import os, sys
-vm, keys, outdir = sys.argv[1:4]
+vm, keys, outdir, image, harness = sys.argv[1:6]
 key = {l.split()[0]: l.split()[1] for l in open(keys)}
 dmesg = {}
 for l in open(vm + ".dmesg"):
@@ -303,7 +335,7 @@ for l in open(vm):
     unit, errno = l.split()
     path = os.path.join(outdir, key[unit])
     with open(path + ".tmp", "w") as f:
-        f.write("errno %s\n" % errno)
+        f.write("errno %s\nkernel-image %s\nharness %s\n" % (errno, image, harness))
         f.writelines(m + "\n" for m in dmesg.get(unit, []))
     os.replace(path + ".tmp", path)
 PY
@@ -367,10 +399,13 @@ done <"$cases"
 wait
 [[ -f $work/kernels.done ]] || die "asking the kernels failed"
 
-python3 - "$cases" "$expect" "$work" "$results" "$kernel_only" "$HERE" <<'PY'
+for abi in "${!image_sha[@]}"; do echo "$abi ${image_sha[$abi]}"; done >"$work/image-sha"
+python3 - "$cases" "$expect" "$work" "$results" "$kernel_only" "$HERE" "$harness" <<'PY'
 import errno as E, json, os, sys
 cases, expect_file, work, results = sys.argv[1:5]
 kernel_only = sys.argv[5] == "1"
+harness = sys.argv[7]
+image_sha = dict(l.split() for l in open(os.path.join(work, "image-sha")))
 sys.path.insert(0, sys.argv[6])
 import mkcases  # noqa: E402 (modname)
 expect = {}
@@ -412,9 +447,10 @@ for line in open(cases):
     answers = []  # (errno, messages) or None
     for unit in units:
         rfile = os.path.join(results, target, keys[target, unit])
-        if os.path.exists(rfile):
-            lines = open(rfile).read().splitlines()
-            answers.append((int(lines[0].split()[1]), relevant(lines[1:])))
+        lines = open(rfile).read().splitlines() if os.path.exists(rfile) else []
+        # an answer counts only for this kernel image and this harness (else: not stored today)
+        if lines[1:3] == ["kernel-image " + image_sha[target.split("@")[0]], "harness " + harness]:
+            answers.append((int(lines[0].split()[1]), relevant(lines[3:])))
         else:
             answers.append(None)
     doc, rc, err, agent_error = None, "-", "", None

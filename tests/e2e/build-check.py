@@ -1,20 +1,26 @@
 #!/usr/bin/env python3
 """The assertions of build-vm.sh on the VM's serial console (see that script).
 
-Usage: build-check.py SERIAL NIC KVER VM_SECONDS
+Usage: build-check.py SERIAL NIC KVER VM_SECONDS SIGNING_CERT
+SIGNING_CERT: the certificate of the key the `signed` scenario gave the agent (made by
+build-vm.sh): the modules sent back over the console must carry a signature by it.
 Prints what the VM saw for each scenario with a failure (status.json at the key moments, the
 agent's log, the kernel's messages), the benchmark, then "PASS|FAIL <what>" lines and
 "N passed, M failed". Exit 0 all passed, 1 some failed.
 """
+import base64
 import json
+import os
 import re
+import subprocess
 import sys
+import tempfile
 
-serial, nic, kver, vm_seconds = sys.argv[1:5]
+serial, nic, kver, vm_seconds, signing_cert = sys.argv[1:6]
 
 snaps, facts, exits, jsons, starts, phases, reached = {}, {}, {}, {}, {}, {}, {}
 logs, dmesg, cache, cachesum, procs, kos, entries, blog, bloglines, nfd = ({} for _ in range(10))
-inserts, tmpleft = {}, {}
+inserts, tmpleft, psran, cachedir, modb64 = {}, {}, {}, {}, {}
 begin, end = None, False
 
 
@@ -97,6 +103,18 @@ for line in open(serial, errors="replace"):
     if m:
         inserts[m.group(1)] = int(m.group(2))
         continue
+    m = re.match(r"PSRAN (\S+) procs=(\d+)$", line)
+    if m:
+        psran[m.group(1)] = int(m.group(2))
+        continue
+    m = re.match(r"CACHEDIR (\S+) exists=([01])$", line)
+    if m:
+        cachedir[m.group(1)] = m.group(2) == "1"
+        continue
+    m = re.match(r"MODB64 (\S+) (\S+)$", line)
+    if m:
+        modb64.setdefault(m.group(1), []).append(m.group(2))
+        continue
     m = re.match(r"TMPLEFT (\S+) ?(.*)$", line)
     if m:
         tmpleft[m.group(1)] = m.group(2).strip()
@@ -171,6 +189,16 @@ def ran_dkms(tag):
     return any(re.search(r"building \S+ for \S+ \(-j\d+\), log ", l) for l in logs.get(tag, []))
 
 
+def no_dkms(tag):
+    """The agent's log of run TAG is there (the VM printed it) and shows no dkms run."""
+    return bool(logs.get(tag)) and not ran_dkms(tag)
+
+
+def no_procs(tag):
+    """ps ran at TAG (it saw processes) and none of them is a build's."""
+    return psran.get(tag, 0) > 0 and not procs.get(tag)
+
+
 BUNDLE = ("agent_test_helper", "agent_test_nic")
 BUILDS = "/var/lib/intel-gpu-driver/builds"
 check("vm", begin == kver and end, "the VM booted %s and ran to the end (BVM BEGIN %s, END %s)" % (kver, begin, end))
@@ -212,7 +240,8 @@ check("whole-flow", same_id and same_sha and all(wk.get(n, {}).get("path", "").s
       ({n: wk.get(n, {}).get("build_id") for n in BUNDLE}, f("whole", "helper_id"), f("whole", "nic_id"), same_sha))
 check("whole-flow", ran_dkms("whole"), "whole-flow: the agent's log shows its dkms run: %s" % ran_dkms("whole"))
 tmp = [l for l in cache.get("whole", []) if "/.tmp-" in "/" + l.split()[0]]
-check("whole-flow", not tmp, "whole-flow: no .tmp-* left in the cache: %s" % (tmp or "none"))
+check("whole-flow", bool(cache.get("whole")) and not tmp,
+      "whole-flow: no .tmp-* left in the cache (of %d entries listed): %s" % (len(cache.get("whole", [])), tmp or "none"))
 
 # ---- restart ---------------------------------------------------------------------------------
 check("restart", rc("whole") == 0 and st("whole-stopped").get("phase") == "stopping",
@@ -224,8 +253,8 @@ check("restart", reached.get("restart", (None,))[0] == "ready" and s.get("phase"
       "restart: %s (phases %s), %s bound to %s, the same live build ids" %
       (summary("restart"), " -> ".join(phases.get("restart", [])), nic, f("restart", "driver")))
 check("restart", (b.get("result") == "cached" or s.get("fast_path") is True) and s.get("source") == "built" and
-      not b.get("build_seconds") and cachesum.get("restart") and cachesum.get("restart") == cachesum.get("whole") and
-      ran_dkms("whole") and not ran_dkms("restart"),
+      b.get("build_seconds") in (0, 0.0) and cachedir.get("restart") and cachesum.get("restart") and
+      cachesum.get("restart") == cachesum.get("whole") and ran_dkms("whole") and no_dkms("restart"),
       "restart: no build: build.result %s, fast_path %s, source %s, build_seconds %s, the cache directory %s, "
       "a dkms run in the log: %s" % (b.get("result"), s.get("fast_path"), s.get("source"), b.get("build_seconds"),
                                      "unchanged" if cachesum.get("restart") == cachesum.get("whole") else "CHANGED",
@@ -237,8 +266,15 @@ check("restart", rc("restart") == 0 and rc("unload") == 0 and f("unload", "helpe
 # ---- agent-build (the build command, on the entrypoint's cache) ------------------------------
 j1, j2 = jsons.get("ab1") or {}, jsons.get("ab2") or {}
 names1 = sorted(m.get("name") for m in j1.get("modules") or [] if isinstance(m, dict))
-whole_key = build("whole").get("key") if build("whole").get("result") == "built" else None
+# The expected result from the cache as the VM's filesystem showed it just before (not from the
+# agent's own reports): one entry with a result.json is these inputs' (cached, its directory name
+# the key); none: built.
+pre = entries.get("pre-ab", [])
+whole_key = pre[0].rsplit("/", 1)[-1] if len(pre) == 1 else None
 want1 = "cached" if whole_key else "built"
+check("agent-build", cachedir.get("pre-ab") and len(pre) <= 1,
+      "agent-build: the cache before it: %s (at most one successful entry)" % (pre if cachedir.get("pre-ab") else
+                                                                               "NOT listed"))
 check("agent-build", rc("ab1") == 0 and j1.get("result") == want1 and j1.get("kernel") == kver and
       names1 == list(BUNDLE) and (not whole_key or j1.get("key") == whole_key),
       "agent-build: `agent build --json` exit %s, result %s, kernel %s, modules %s, key %s; expected 0, %s (%s), %s, "
@@ -285,8 +321,8 @@ check("compile-failure", s2.get("phase") == "refused" and "build_failed" in code
       "compile-failure: a second run: %s, reasons %s, build.result %s, the same log %s" %
       (summary("broken2"), codes("broken2"), b2.get("result"), b2.get("log") == b.get("log")))
 check("compile-failure", bl2.get("md5") and bl2.get("md5") == bl.get("md5") and bl2.get("sum") == bl.get("sum") and
-      cachesum.get("broken2") == cachesum.get("broken1") and not b2.get("build_seconds") and
-      not procs.get("broken2") and ran_dkms("broken1") and not ran_dkms("broken2"),
+      cachedir.get("broken2") and cachesum.get("broken2") == cachesum.get("broken1") and
+      b2.get("build_seconds") in (0, 0.0) and no_procs("broken2") and ran_dkms("broken1") and no_dkms("broken2"),
       "compile-failure: not retried: the log %s, the cache directory %s, build_seconds %s, build processes %s, "
       "a dkms run in the agent's log: %s (the first run: %s)" %
       ("untouched" if bl2.get("md5") == bl.get("md5") and bl2.get("sum") == bl.get("sum") else "CHANGED",
@@ -304,9 +340,50 @@ check("sigterm-build", rc("sigterm") == 0 and took("sigterm") is not None and to
       "sigterm-build: exit %s after %s s (at most 10), %s; expected 0, stopping" %
       (rc("sigterm"), "?" if took("sigterm") is None else "%.1f" % took("sigterm"), summary("sigterm")))
 left = [l for l in cache.get("sigterm", []) if "/" in l.split()[0] or ".tmp-" in l]
-check("sigterm-build", not left and not procs.get("sigterm") and not tmpleft.get("sigterm") and "sigterm" in tmpleft,
+check("sigterm-build", cachedir.get("sigterm") and not left and no_procs("sigterm") and "sigterm" in tmpleft and
+      not tmpleft.get("sigterm"),
       "sigterm-build: nothing half-written in the cache (%s), build processes left: %s, temporary directories left: %s" %
       (left or "nothing", procs.get("sigterm") or "none", tmpleft.get("sigterm") or "none"))
+
+# ---- signed: the modules carry a signature by the test's certificate --------------------------
+js = jsons.get("signed") or {}
+signer = js.get("signer") if isinstance(js.get("signer"), dict) else {}
+check("signed", rc("signed") == 0 and js.get("result") == "built" and "agent build-vm signing" in str(signer.get("name")),
+      "signed: `agent build --signing-key --signing-cert` exit %s, result %s, signer %s; expected 0, built, the "
+      "test's certificate" % (rc("signed"), js.get("result"), js.get("signer")))
+sigs = []
+with tempfile.TemporaryDirectory() as tmpd:
+    for n in BUNDLE:
+        path = os.path.join(tmpd, n + ".ko")
+        try:
+            data = base64.b64decode("".join(modb64.get(n, [])), validate=True)
+        except ValueError as e:
+            sigs.append("%s: bad base64 (%s)" % (n, e))
+            continue
+        if not data:
+            sigs.append("%s: not sent" % n)
+            continue
+        with open(path, "wb") as out:
+            out.write(data)
+        r = subprocess.run([sys.executable, os.path.join(os.path.dirname(os.path.abspath(__file__)), "modsig-check.py"),
+                            signing_cert, path], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        sigs.append("%s: %s" % (n, r.stdout.decode(errors="replace").strip().replace(tmpd + "/", "")))
+        if r.returncode != 0:
+            sigs[-1] += " (exit %d)" % r.returncode
+sk = kos.get("signed", {})
+check("signed", len(sigs) == len(BUNDLE) and all(": SIGNED " in x and "exit" not in x for x in sigs),
+      "signed: each module, read back from the VM, carries a PKCS#7 signature by the test's certificate "
+      "(modsig-check.py, openssl cms -verify): %s" % sigs)
+check("signed", inserts.get("signed-agent_test_helper") == 0 and inserts.get("signed-agent_test_nic") == 0 and
+      f("signed", "driver") == "agent_test_nic" and f("signed", "helper_id") and
+      f("signed", "helper_id") == (sk.get("agent_test_helper") or {}).get("build_id") and
+      f("signed", "nic_id") == (sk.get("agent_test_nic") or {}).get("build_id"),
+      "signed: the signed files insert (%s, %s; the kernel accepted the signature's format, a malformed one is "
+      "EBADMSG), %s bound to %s, live build ids = the files' (%s, %s)" %
+      (inserts.get("signed-agent_test_helper"), inserts.get("signed-agent_test_nic"), nic, f("signed", "driver"),
+       f("signed", "helper_id"), f("signed", "nic_id")))
+check("signed", f("signed-removed", "helper") == "0" and f("signed-removed", "nic") == "0",
+      "signed: removed again (helper %s, nic %s)" % (f("signed-removed", "helper"), f("signed-removed", "nic")))
 
 # ---- output ----------------------------------------------------------------------------------
 DEBUG = {  # scenario -> (snapshots, agent logs, kernel messages)
@@ -316,6 +393,7 @@ DEBUG = {  # scenario -> (snapshots, agent logs, kernel messages)
     "restart": (["whole-stopped", "restart"], ["whole", "restart", "unload"], ["restart"]),
     "compile-failure": (["broken1", "broken2"], ["broken1", "broken2"], ["broken"]),
     "sigterm-build": (["sigterm-before", "sigterm"], ["sigterm"], ["sigterm"]),
+    "signed": ([], ["signed"], ["signed"]),
 }
 failed_scenarios = []
 for ok, sc, _ in results:
@@ -324,8 +402,8 @@ for ok, sc, _ in results:
 for sc in failed_scenarios:
     sn, lg, dm = DEBUG[sc]
     print("\n=== %s: what the VM saw ===" % sc)
-    if sc == "agent-build":
-        for t in ("ab1", "ab2"):
+    if sc in ("agent-build", "signed"):
+        for t in (("ab1", "ab2") if sc == "agent-build" else ("signed",)):
             print("--- agent build --json (%s) ---" % t)
             print(json.dumps(jsons.get(t), indent=1))
     for t in sn:
@@ -354,6 +432,7 @@ print("  entrypoint, restart: start to ready %s ms (status), wall clock %s s" %
 print("  compile failure: refused after %s s; again (recorded): %s s; SIGTERM during the build: exit after %s s" %
       tuple("?" if x is None else "%.1f" % x for x in
             (reached.get("broken1", (0, None))[1], reached.get("broken2", (0, None))[1], took("sigterm"))))
+print("  agent build with the signing key (a fresh cache): %s s" % ("?" if took("signed") is None else "%.1f" % took("signed")))
 print("  the VM: /init started %s s after the kernel (the %s KiB root unpacked from the initramfs), %s s in all" %
       (f("boot", "uptime"), f("boot", "root_kib"), vm_seconds))
 print()

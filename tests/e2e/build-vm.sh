@@ -29,6 +29,12 @@
 #   sigterm-build      a fresh --build-cache, SIGTERM while phase is `building` and the compiler
 #                      runs: exit 0 within 10 s, phase `stopping`, nothing in the cache (no entry,
 #                      no .tmp-*), no make/cc1/dkms process left, no $TMPDIR/agent-build.* left
+#   signed             `agent build --signing-key --signing-cert` with a key and certificate this
+#                      script makes with openssl, in a fresh cache: built; each module carries a
+#                      PKCS#7 signature by that certificate (the files sent back over the serial
+#                      console, checked here by modsig-check.py with openssl, not by the agent);
+#                      inserted by hand (the kernel does not know the key: it loads, tainted - and
+#                      only if it accepts the signature's format), the NIC binds; removed
 # Timings (the in-VM build, start to ready) are printed as the benchmark.
 #
 # Usage: build-vm.sh [-a AGENT] [-c ABI] [-l LOG] [ABI]
@@ -38,7 +44,7 @@
 #   -l LOG    keep the whole serial console there
 # Output: what the VM saw for a failing scenario, the benchmark, "PASS|FAIL <what>" lines,
 # "N passed, M failed". Exit: 0 all passed, 1 some failed (or the VM gave no answer), 2 bad setup.
-# Env: AGENT_KERNEL_CACHE, AGENT_E2E_TIMEOUT (seconds, default 1200), QEMU, VM_MEM (MiB, 3072),
+# Env: AGENT_KERNEL_CACHE, AGENT_E2E_TIMEOUT (seconds, default 1500), QEMU, VM_MEM (MiB, 3072),
 # VM_SMP (2).
 set -euo pipefail
 
@@ -101,6 +107,12 @@ printf '\nstatic int agent_test_broken(void) { return 1 +; } /* deliberately bro
 bash "$KMOD_SRC/build-bundle.sh" "$old" "$img/opt/lib/modules/$old_kver" >/dev/null ||
   die "build-bundle.sh $old failed"
 cp -r "$KMOD_SRC/firmware/agent-test" "$img/opt/lib/firmware/"
+# signed: a key and certificate of the test's own (the kernel does not know them)
+mkdir -p "$img/keys"
+openssl req -new -x509 -newkey rsa:2048 -nodes -days 30 -subj "/O=agent tests/CN=agent build-vm signing" \
+  -addext "keyUsage=digitalSignature" -keyout "$img/keys/signing.key" -out "$work/signing.crt" 2>/dev/null ||
+  die "openssl could not make a signing key"
+cp "$work/signing.crt" "$img/keys/"
 
 cat >"$img/init" <<INIT
 #!/bin/sh
@@ -171,11 +183,14 @@ stop() { # stop TAG [SECONDS]: SIGTERM, waits for the exit
   wait "$AGENT_PID"; echo "EXIT $1 $? t0=$T1 t=$(now)"
 }
 cachestate() { # cachestate TAG DIR: every file with size and mtime, and a digest of the list
+  echo "CACHEDIR $1 exists=$([ -d "$2" ] && echo 1 || echo 0)"
   echo "CACHESUM $1 $(find "$2" -printf '%P %y %s %T@\n' 2>/dev/null | sort | md5sum | cut -c1-32)"
   find "$2" -mindepth 1 -printf '%P %y %s\n' 2>/dev/null | sort | sed "s/^/CACHE $1 /"
 }
-build_procs() { # build_procs TAG: what of a build still runs (PROC lines)
-  ps -eo pid=,comm=,args= | awk -v tag="$1" '$2 ~ /^(make|cc1|gcc|gcc-12|as|ld|dkms|modpost|objtool)$/ { print "PROC " tag " " $0 }'
+build_procs() { # build_procs TAG: what of a build still runs (PROC lines); PSRAN: how many processes ps saw
+  ps -eo pid=,comm=,args= >/tmp/ps.out
+  echo "PSRAN $1 procs=$(wc -l </tmp/ps.out)"
+  awk -v tag="$1" '$2 ~ /^(make|cc1|gcc|gcc-12|as|ld|dkms|modpost|objtool)$/ { print "PROC " tag " " $0 }' /tmp/ps.out
 }
 
 # ---- whole-flow: the entrypoint decides build, builds, loads, ready ------------------------------
@@ -208,6 +223,9 @@ alog unload
 
 # ---- agent-build: `agent build` on the same cache: cached with the entrypoint's key (or, with
 # no entrypoint build, built) ----------------------------------------------------------------------
+# What the cache holds before it, as the filesystem shows it: the expected result's source.
+for d in "$BUILDS/$(uname -r)"/*/; do [ -f "${d}result.json" ] && echo "ENTRY pre-ab ${d%/}"; done
+cachestate pre-ab "$BUILDS"
 T0=$(now)
 agent build --json >/tmp/ab1.json 2>/tmp/agent-ab1.log
 echo "EXIT ab1 $? t0=$T0 t=$(now)"
@@ -277,6 +295,28 @@ cachestate sigterm $SC
 echo "TMPLEFT sigterm $(ls -d /tmp/agent-build.* 2>/dev/null | tr '\n' ' ')"
 alog sigterm; dump sigterm
 
+# ---- signed: built and signed with the test's key; the files go back to the host to be checked --
+T0=$(now)
+agent build --json --cache /var/lib/igd-signed-cache --signing-key /keys/signing.key \
+  --signing-cert /keys/signing.crt >/tmp/signed.json 2>/tmp/agent-signed.log
+echo "EXIT signed $? t0=$T0 t=$(now)"
+echo "JSON signed $(tr '\n' ' ' </tmp/signed.json)"
+for m in agent_test_helper agent_test_nic; do
+  f=$(sed -n "s/.*\"path\" *: *\"\([^\"]*\/$m\.ko\)\".*/\1/p" /tmp/signed.json | head -n 1)
+  echo "KO signed $m $(file_id "$f") $f"
+  [ -f "$f" ] && base64 -w 76 "$f" | sed "s/^/MODB64 $m /"
+done
+for m in agent_test_helper agent_test_nic; do
+  f=$(sed -n "s/.*\"path\" *: *\"\([^\"]*\/$m\.ko\)\".*/\1/p" /tmp/signed.json | head -n 1)
+  insmod "$f"; echo "INSMOD signed-$m $?"
+done
+sleep 1
+facts signed
+echo "FACT signed-taint helper=$(cat /sys/module/agent_test_helper/taint 2>/dev/null || echo -) nic=$(cat /sys/module/agent_test_nic/taint 2>/dev/null || echo -)"
+rmmod agent_test_nic agent_test_helper
+facts signed-removed
+alog signed; dump signed
+
 echo "BVM END"
 echo o >/proc/sysrq-trigger
 sleep 30
@@ -285,7 +325,7 @@ chmod +x "$img/init"
 vm_pack "$img" "$work/image.cpio"
 cat "$rootfs" "$work/image.cpio" >"$work/initrd.cpio"
 
-timeout_s=${AGENT_E2E_TIMEOUT:-1200}
+timeout_s=${AGENT_E2E_TIMEOUT:-1500}
 serial=$work/serial.log
 echo "build-vm: booting $kver with a $(($(stat -c %s "$work/initrd.cpio") / 1048576)) MiB initramfs" \
   "(-m ${VM_MEM:-3072}, -smp ${VM_SMP:-2}, timeout ${timeout_s}s)" >&2
@@ -295,4 +335,4 @@ vm_boot build-vm "$kdir" "$work/initrd.cpio" "$serial" "$timeout_s" "" \
 echo "build-vm: the VM ran $((SECONDS - t)) s" >&2
 [[ -n $log ]] && cp "$serial.txt" "$log"
 
-python3 "$HERE/build-check.py" "$serial.txt" "$NIC_BDF" "$kver" "$((SECONDS - t))"
+python3 "$HERE/build-check.py" "$serial.txt" "$NIC_BDF" "$kver" "$((SECONDS - t))" "$work/signing.crt"

@@ -193,6 +193,10 @@ for d in "dtk-other/$old_kver:$old" "dtk-renamed/$kver:$old" "dtk-good/$kver:$ab
   cp "$CACHE/${d##*:}/Module.symvers" "$root/${d%%:*}/"
 done
 side_entry=$work/node/var/lib/intel-gpu-driver/builds/$kver/$side_key
+# The sidecar's modules carry a PKCS#7 signature by the test certificate: checked here without
+# the agent (modsig-check.py: the trailer, openssl cms -verify). The VM then proves that the
+# kernel took files so signed (their build ids), which a malformed signature forbids (EBADMSG).
+python3 "$HERE/modsig-check.py" "$root/keys/signing.crt" "$side_entry"/*.ko >"$work/sidecar-sig.txt" || true
 mkdir -p "$root/var/lib/intel-gpu-driver"
 cp -a "$work/node/var/lib/intel-gpu-driver/builds" "$root/var/lib/intel-gpu-driver/"
 # broken-cache: copies of the sidecar's good entry, each with one thing of the wrong shape (as a
@@ -453,6 +457,7 @@ mkdir -p /run/ro-state
 mount -t tmpfs -o ro tmpfs /run/ro-state
 start rostate --state-dir /run/ro-state
 wait_exit rostate 60
+echo "FACT rostate-dir dir=$([ -d /run/ro-state ] && echo 1 || echo 0)"
 echo "FACT rostate-files $(ls -A /run/ro-state | tr '\n' ' ')"
 facts rostate
 alog rostate; dump rostate
@@ -643,4 +648,5 @@ python3 "$HERE/lifecycle-check.py" "$serial.txt" "$NIC_BDF" "$fw_size" \
   "$(buildid "$root/opt/lib/modules/$prev_kver/agent_test_helper.ko")" \
   "$(buildid "$root/opt/lib/modules/$prev_kver/agent_test_nic.ko")" \
   "$(buildid "$root/foreign/agent_test_helper.ko")" "$kver" "$side_key" \
-  "$(buildid "$side_entry/agent_test_helper.ko")" "$(buildid "$side_entry/agent_test_nic.ko")"
+  "$(buildid "$side_entry/agent_test_helper.ko")" "$(buildid "$side_entry/agent_test_nic.ko")" \
+  "$work/sidecar-sig.txt"

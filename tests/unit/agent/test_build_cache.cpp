@@ -52,10 +52,12 @@ struct Sidecar {
     return {{"release", kRelease}, {"proc_version", kVersion}, {"sources_sha256", sources_sha},
             {"symvers_sha256", "00"}, {"compiler", "gcc-12 (Debian 12.2.0-14) 12.2.0"}, {"signing_key_id", ""}};
   }
-  void success(const std::string& key, const std::string& sources_sha) const {
+  void success(const std::string& key, const std::string& sources_sha, const std::string& compiler = "") const {
     write_file(kdir / key / "basic.ko", module);
     write_file(kdir / key / "build.log", "built\n");
-    nlohmann::json meta{{"schema", 1}, {"kernel", kRelease}, {"key", key}, {"inputs", inputs(sources_sha)},
+    nlohmann::json in = inputs(sources_sha);
+    if (!compiler.empty()) in["compiler"] = compiler;
+    nlohmann::json meta{{"schema", 1}, {"kernel", kRelease}, {"key", key}, {"inputs", in},
                         {"signer", {{"name", "agent tests"}, {"key_id", "0a"}}},
                         {"modules", {{{"name", "basic"}, {"file", "basic.ko"}, {"sha256", kabi::sha256_hex(module)}}}}};
     write_file(kdir / key / "result.json", meta.dump());
@@ -98,6 +100,15 @@ TEST_CASE("find_build: the entry whose recorded inputs are this node's and these
   REQUIRE(r.modules.size() == 1);
   CHECK(r.modules[0].path == r.entry + "/basic.ko");
   CHECK(r.modules[0].sha256 == kabi::sha256_hex(s.module));
+}
+
+TEST_CASE("find_build: an entry built by another compiler is this node's (the reader has none)") {
+  Sidecar s;
+  s.success("clang-built", s.digest(), "Debian clang version 14.0.6");
+  auto found = s.find();
+  REQUIRE(found);
+  REQUIRE(found->has_value());
+  CHECK((*found)->key == "clang-built");
 }
 
 TEST_CASE("find_build: a success before a recorded failure; a failure when that is all there is") {

@@ -322,3 +322,102 @@ TEST_CASE("unknown_export_facts: the bundle's own exports and missing symbols ar
   REQUIRE(unknown.size() == 1);
   CHECK_THAT(unknown[0], Contains("i915: dma_buf_get"));
 }
+
+TEST_CASE("decide: upgrade pending only when every blocker is ours, in any order") {
+  auto blocker = [](const char* name, bool ours) {
+    Conflict c;
+    c.name = name;
+    c.refcnt = 1;
+    c.ours_previous = ours;
+    c.detail = "in use (1 other reference(s))";
+    return c;
+  };
+  // Three blockers, each in turn the only foreign one: refuse, wherever it stands.
+  for (size_t foreign = 0; foreign < 3; ++foreign) {
+    Node n;
+    for (size_t i = 0; i < 3; ++i) n.conflicts.push_back(blocker(i == 0 ? "i915" : i == 1 ? "xe" : "mei_gsc", i != foreign));
+    INFO("the foreign blocker is number " << foreign);
+    auto r = n.decide();
+    CHECK(r.decision == Decision::Refuse);
+    const auto c = codes(r);
+    CHECK(std::count(c.begin(), c.end(), "upgrade_pending") == 2);
+    CHECK(std::count(c.begin(), c.end(), "conflict_in_use") == 1);
+  }
+  SECTION("all three ours: upgrade pending") {
+    Node n;
+    for (const char* name : {"i915", "xe", "mei_gsc"}) n.conflicts.push_back(blocker(name, true));
+    CHECK(n.decide().decision == Decision::UpgradePending);
+  }
+  SECTION("ours but built in is not ours: refuse") {
+    Node n;
+    n.conflicts.push_back(blocker("xe", true));
+    n.conflicts.push_back(blocker("i915", true));
+    n.conflicts.back().builtin = true;
+    auto r = n.decide();
+    CHECK(r.decision == Decision::Refuse);
+    CHECK(codes(r) == std::vector<std::string>{"upgrade_pending", "conflict_builtin"});
+  }
+}
+
+// settle_removability(): a module's references beyond the modules that hold it are users (an
+// open device, fbcon); one such reference is enough to keep it, and whatever it holds.
+TEST_CASE("settle_removability: a single reference beyond the holders is a user") {
+  auto conflict = [](const char* name, int refcnt, std::vector<std::string> holders) {
+    Conflict c;
+    c.name = name;
+    c.refcnt = refcnt;
+    c.holders = std::move(holders);
+    return c;
+  };
+  auto find = [](const std::vector<Conflict>& v, const std::string& name) -> const Conflict& {
+    auto it = std::find_if(v.begin(), v.end(), [&](const Conflict& c) { return c.name == name; });
+    REQUIRE(it != v.end());
+    return *it;
+  };
+  SECTION("unused: removable") {
+    std::vector<Conflict> v{conflict("i915", 0, {})};
+    settle_removability(v);
+    CHECK(v[0].removable);
+    CHECK(v[0].detail == "loaded, not in use: would be removed before loading");
+  }
+  SECTION("one reference, no holder: in use") {
+    std::vector<Conflict> v{conflict("i915", 1, {})};
+    settle_removability(v);
+    CHECK_FALSE(v[0].removable);
+    CHECK(v[0].detail == "in use (1 other reference(s))");
+  }
+  SECTION("held by a removable module only: removable with it") {
+    std::vector<Conflict> v{conflict("ttm", 1, {"i915"}), conflict("i915", 0, {})};
+    settle_removability(v);
+    CHECK(find(v, "ttm").removable);
+    CHECK(find(v, "i915").removable);
+  }
+  SECTION("its holder has one user: neither is removable") {
+    std::vector<Conflict> v{conflict("ttm", 1, {"i915"}), conflict("i915", 1, {})};
+    settle_removability(v);
+    CHECK_FALSE(find(v, "i915").removable);
+    CHECK_FALSE(find(v, "ttm").removable);
+    CHECK(find(v, "ttm").detail == "in use by i915");
+  }
+  SECTION("one reference beyond its one holder: in use") {
+    std::vector<Conflict> v{conflict("ttm", 2, {"i915"}), conflict("i915", 0, {})};
+    settle_removability(v);
+    CHECK_FALSE(find(v, "ttm").removable);
+    CHECK(find(v, "ttm").detail == "in use (1 other reference(s))");
+    CHECK(find(v, "i915").removable);
+  }
+  SECTION("held by a module that is not a conflict: in use by it") {
+    std::vector<Conflict> v{conflict("ttm", 1, {"amdgpu"})};
+    settle_removability(v);
+    CHECK_FALSE(v[0].removable);
+    CHECK(v[0].detail == "in use by amdgpu");
+  }
+  SECTION("no refcount, or built in: never removable") {
+    std::vector<Conflict> v{conflict("i915", 0, {}), conflict("xe", 0, {})};
+    v[0].refcnt.reset();
+    v[1].builtin = true;
+    settle_removability(v);
+    CHECK_FALSE(v[0].removable);
+    CHECK_FALSE(v[1].removable);
+  }
+}

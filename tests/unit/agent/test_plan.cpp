@@ -78,6 +78,13 @@ TEST_CASE("plan: holders are removed first, in-tree dependencies inserted before
   CHECK(p.firmware.dir.empty());
 }
 
+TEST_CASE("plan: an in-tree dependency is inserted before the in-tree module that needs it") {
+  Diagnosis d = node();
+  d.loaded.modules.erase("drm");  // neither drm nor drm_display_helper (which needs drm) is live
+  const Plan p = make_plan(d, {}, "/var/lib/intel-gpu-driver/firmware");
+  CHECK(names(p.insert) == std::vector<std::string>{"drm(in-tree)", "drm_display_helper(in-tree)", "i915", "mei_gsc"});
+}
+
 TEST_CASE("plan: the bundle already live with its own build is the fast path") {
   Diagnosis d = node();
   for (auto& c : d.conflicts) c.same_as_bundle = true, c.removable = false;

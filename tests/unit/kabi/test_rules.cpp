@@ -474,6 +474,18 @@ TEST_CASE("rules: a CRC mismatch -> EINVAL with both CRCs", "[rules]") {
   CHECK_THAT(r->message, Contains("i915: disagrees about version of symbol drm_dev_register"));
 }
 
+TEST_CASE("rules: a CRC is compared in all 32 bits", "[rules]") {
+  // The kernel compares the whole unsigned long; CRCs that differ in one bit of either half differ.
+  for (const uint32_t flip : {0x00010000u, 0x80000000u, 0x00000001u}) {
+    ModuleInfo m = module("i915", {"_printk", "drm_dev_register"});
+    version(m, "drm_dev_register")->crc = 0x1c3a7b21u ^ flip;
+    INFO("the module's CRC 0x" << std::hex << (0x1c3a7b21u ^ flip) << ", the kernel's 0x1c3a7b21");
+    auto v = one(m, kernel61());
+    REQUIRE_REFUSED(v, EINVAL);
+    CHECK(find_reason(v, reason::kCrcMismatch));
+  }
+}
+
 TEST_CASE("rules: a symbol without a __versions entry", "[rules]") {
   ModuleInfo m = module("i915", {"_printk", "jiffies"});
   m.versions.erase(m.versions.begin() + 2);  // jiffies

@@ -15,6 +15,7 @@
 #include "agent/lifecycle.h"
 #include "agent/log.h"
 #include "agent/ready.h"
+#include "agent/signing.h"
 #include "agent/kabi_cli.h"
 #include "kabi/text.h"
 
@@ -149,6 +150,7 @@ int run(int argc, char** argv) {
     const int rc = app.exit(e);
     return rc == 0 ? 0 : agent::kExitInputError;
   }
+  agent::mask_option_values(argc, argv, "--signing-key");  // parsed: out of /proc/<pid>/cmdline
   if (verbose) spdlog::set_level(spdlog::level::debug);
   if (!check_policy.empty())
     co.policy = check_policy == "upstream" ? agent::kabi::MissingVersionPolicy::Upstream

@@ -356,6 +356,18 @@ Result<SigningKey> load_signing_key(const std::filesystem::path& key, const std:
   return k;
 }
 
+void mask_option_values(int argc, char** argv, std::string_view option) noexcept {
+  for (int i = 1; i < argc; ++i) {
+    if (!argv[i]) continue;
+    const std::string_view a(argv[i]);
+    char* value = nullptr;
+    if (a == option && i + 1 < argc) value = argv[++i];
+    else if (a.size() > option.size() && a.substr(0, option.size()) == option && a[option.size()] == '=')
+      value = argv[i] + option.size() + 1;
+    for (; value && *value; ++value) *value = '*';
+  }
+}
+
 bool is_module_signature_hash(std::string_view hash) noexcept {
   static constexpr std::array<std::string_view, 7> kHashes = {"sha224", "sha256", "sha384", "sha512",
                                                               "sha3-256", "sha3-384", "sha3-512"};

@@ -147,6 +147,11 @@ struct SigningKey {
 // Errors name the file: as theirs, and EKEYREJECTED when the key is not the certificate's.
 [[nodiscard]] Result<SigningKey> load_signing_key(const std::filesystem::path& key, const std::filesystem::path& cert);
 
+// Overwrites with '*' the value of `option` (`option VALUE`, `option=VALUE`) in this process's
+// own arguments, which /proc/<pid>/cmdline shows to every process (a build's included): where
+// the key is is nobody's business. The values already parsed are the caller's copies.
+void mask_option_values(int argc, char** argv, std::string_view option) noexcept;
+
 // The digests the kernel's PKCS#7 verifier knows (crypto/asymmetric_keys/pkcs7_parser.c);
 // the sha3 ones since Linux 6.7.
 [[nodiscard]] bool is_module_signature_hash(std::string_view hash) noexcept;

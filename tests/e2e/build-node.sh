@@ -275,6 +275,9 @@ echo "agent-probe: agent pid \$p comm \$(cat /proc/\$p/comm 2>/dev/null)"
 try key-via-agent-root "/proc/\$p/root$sec/key"
 try key-via-agent-root-real "/proc/\$p/root$real_key"
 try host-root '$node/proc/version'
+if grep -qa -- '--signing-key' /proc/\$p/cmdline; then
+  if grep -qa 'secret/key' /proc/\$p/cmdline; then echo "agent-probe: the agent's cmdline names the key"; else echo "agent-probe: the agent's cmdline masks the key"; fi
+fi
 if env | grep -q 'secret/key'; then echo "agent-probe: the environment names the key"; else echo "agent-probe: environment clean"; fi
 if umount '$sec' 2>/dev/null; then echo "agent-probe: unmounted the hiding"; try key-after-umount '$sec/key'; else echo "agent-probe: cannot unmount"; fi
 EOF
@@ -297,6 +300,8 @@ for what in key-given key-real key-dir-listing key-via-agent-root key-via-agent-
 done
 check "hidden key: no probe read anything but its control" bash -c "! grep '^agent-probe: .* readable' '$log10' | grep -v control"
 check "hidden key: the environment names no key" grep -q '^agent-probe: environment clean' "$log10"
+check "hidden key: the agent's cmdline (read: it has --signing-key) does not name it" \
+  grep -q "^agent-probe: the agent's cmdline masks the key" "$log10"
 check "hidden key: what hides it cannot be unmounted" grep -q '^agent-probe: cannot unmount' "$log10"
 # A cache hit signs nothing, so it reads no key: garbage in the key's place is not noticed.
 printf 'not a key\n' >"$work/garbage.key"

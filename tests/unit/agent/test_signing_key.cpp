@@ -317,3 +317,21 @@ TEST_CASE("key_hiding_mounts: a Secret's directory, else the key file alone") {
     CHECK(m2[0].file);
   }
 }
+
+TEST_CASE("mask_option_values: --signing-key's value out of the process's arguments") {
+  std::string a0 = "agent", a1 = "--signing-key", a2 = "/etc/k/key", a3 = "--signing-cert", a4 = "/etc/k/crt",
+              a5 = "--signing-key=/x/key", a6 = "--signing-keys", a7 = "v";
+  char* argv[] = {a0.data(), a1.data(), a2.data(), a3.data(), a4.data(), a5.data(), a6.data(), a7.data(), nullptr};
+  mask_option_values(8, argv, "--signing-key");
+  CHECK(std::string(argv[1]) == "--signing-key");
+  CHECK(std::string(argv[2]) == "**********");
+  CHECK(std::string(argv[4]) == "/etc/k/crt");
+  CHECK(std::string(argv[5]) == "--signing-key=******");
+  CHECK(std::string(argv[6]) == "--signing-keys");
+  CHECK(std::string(argv[7]) == "v");
+  // The option last, with no value: nothing to mask, nothing read past the end.
+  std::string b1 = "--signing-key";
+  char* argv2[] = {a0.data(), b1.data(), nullptr};
+  mask_option_values(2, argv2, "--signing-key");
+  CHECK(std::string(argv2[1]) == "--signing-key");
+}

@@ -13,7 +13,7 @@
 #   5. SIGTERM during the build: no temporary directory, no process of the build, no cache entry
 #   6. --signing-key/--signing-cert: the modules signed (the kernel's trailer, the signer in the
 #      result and in `agent kabi check`), another cache key than unsigned; a key that is not the
-#      certificate's: exit 2 naming the file; sig_enforce on the node and no key:
+#      certificate's (sources not yet built): exit 2 naming the file; sig_enforce on the node and no key:
 #      build_unsigned_enforced before any build
 #   7. the key hidden from the build: a dkms.conf whose MAKE first runs a probe (as root, in the
 #      build's namespace) that tries the key by its path, by the path its links lead to, through
@@ -229,7 +229,11 @@ for m in "${smods[@]}"; do
 done
 check "signed: agent kabi check reads the signer" bash -c "'$AGENT' kabi check --json --symvers '$CACHE/$abi/Module.symvers' \
   --kernel-modules '$CACHE/$abi/modules' '${smods[0]}' | grep -q 'agent build-node signing'"
-run_build "$work/r8.json" "$src" --signing-key "$work/other.key" --signing-cert "$work/sign.crt"
+# Other sources than r7's: a cache hit would sign nothing and so read no key (7. below).
+ok_src=$work/src-other
+make_src "$ok_src"
+echo '# another source tree' >>"$ok_src/agent-test-driver-1.0/dkms.conf"
+run_build "$work/r8.json" "$ok_src" --signing-key "$work/other.key" --signing-cert "$work/sign.crt"
 check "a key that is not the certificate's: exit 2" test "$rc" -eq 2
 check "a key that is not the certificate's: the file named" grep -q "$work/other.key" "$work/r8.json.err"
 cp -al "$node" "$work/node-enf" 2>/dev/null || cp -a "$node" "$work/node-enf"
@@ -310,10 +314,7 @@ run_build "$work/r11.json" "$probe" --signing-key "$work/garbage.key" --signing-
 check "cache hit with garbage for a key: exit 0, cached (the key not read)" \
   test "$rc/$(jget "$work/r11.json" 'd["result"]')" = 0/cached
 # A build reads it (before dkms runs, and again to sign).
-gk=$work/src-gk
-make_src "$gk"
-echo '# another source tree' >>"$gk/agent-test-driver-1.0/dkms.conf"
-run_build "$work/r12.json" "$gk" --signing-key "$work/garbage.key" --signing-cert "$sec/crt"
+run_build "$work/r12.json" "$ok_src" --signing-key "$work/garbage.key" --signing-cert "$sec/crt"
 check "a build with a key that does not parse: exit 2" test "$rc" -eq 2
 check "a build with a key that does not parse: the file named" grep -q "$work/garbage.key" "$work/r12.json.err"
 

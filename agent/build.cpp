@@ -24,6 +24,7 @@
 
 #include "agent/build_inputs.h"
 #include "agent/build_mounts.h"
+#include "agent/decide.h"
 #include "agent/log.h"
 #include "agent/node_model.h"
 #include "agent/state_files.h"
@@ -57,6 +58,9 @@ constexpr size_t kMaxModuleSize = size_t{1} << 30;
 // not there): a failure of this node's set-up, never recorded against the inputs.
 constexpr const char* kBuildEnvironment = "build_environment";
 constexpr int kChildSetupFailed = 125;  // the child's exit before dkms runs
+// The key could not be read or used right before the signing (changed since the check): the
+// decision's code for files that cannot be used.
+constexpr const char* kSigningKeyUnusable = check_reason::kSigningKeyUnusable;
 
 volatile sig_atomic_t g_stop_signal = 0;
 extern "C" void on_stop_signal(int sig) { g_stop_signal = sig; }
@@ -258,7 +262,7 @@ struct Inputs {
   std::string proc_version;
   std::string headers;  // host path; with headers_in_image, a path of the agent's own filesystem
   bool headers_in_image = false;  // a Driver Toolkit image's, proven the running kernel's
-  SigningFacts signing;           // the key the modules are signed with, if any
+  SigningFacts signing;           // the certificate, and the key's file (read only to sign)
   bool enforced = false;          // the kernel refuses unsigned modules and unknown keys
   std::vector<std::pair<std::string, DkmsPackage>> packages;
   std::string cc;                // the compiler program
@@ -421,6 +425,26 @@ std::pair<std::string, std::string> Builder::build_all(const std::string& work, 
     mounts.push_back({framework, "/etc/dkms/framework.conf", true});
   if (fs::is_directory("/etc/dkms/framework.conf.d", ec))
     mounts.push_back({empty_dir, "/etc/dkms/framework.conf.d", false});
+  // Hidden from the build (dkms.conf is a shell script run as root): the signing key's Secret,
+  // and the host root, which holds the kubelet's copy of every Secret (the build needs nothing
+  // of it but what is mounted above at the canonical paths).
+  std::vector<std::string> hidden_key_paths;
+  if (in_.signing.key_file) {
+    std::error_code e;
+    hidden_key_paths = {in_.signing.key_file->string(), fs::absolute(*in_.signing.key_file, e).lexically_normal().string()};
+    for (auto& h : key_hiding_mounts(*in_.signing.key_file, in_.signing.cert_file.filename().string(), work)) {
+      say(spdlog::level::debug, "build: {} hidden", h.target);
+      hidden_key_paths.push_back(h.target);
+      mounts.push_back(std::move(h));
+    }
+  }
+  {
+    std::error_code e;
+    const std::string host = fs::weakly_canonical(root_.root(), e).string();
+    const std::string at = fs::weakly_canonical(work, e).string() + "/";
+    if (!e && host != "/" && !host.empty() && at.compare(0, host.size() + 1, host + "/") != 0)
+      mounts.push_back({"", host, false, true});
+  }
   const std::string scratch = work + "/scratch";
   ::mkdir(scratch.c_str(), 0700);
   ::mkdir((work + "/tmp").c_str(), 0700);
@@ -431,6 +455,9 @@ std::pair<std::string, std::string> Builder::build_all(const std::string& work, 
   // Orphans of the build (make's children whose parent died) come back to the agent, which
   // reaps them, rather than to PID 1 of a container that may be this agent anyway.
   ::prctl(PR_SET_CHILD_SUBREAPER, 1);
+  // While the build runs, its processes (root, without CAP_SYS_PTRACE) cannot open this one's
+  // /proc/<pid>/root, where the key's directory is not hidden.
+  const NotDumpable no_dump;
   jobs_ = jobs_for_this_process();
   const auto t0 = Clock::now();
   const auto deadline = t0 + in_.options.timeout;
@@ -476,11 +503,24 @@ std::pair<std::string, std::string> Builder::build_all(const std::string& work, 
         (void)!::write(2, m.data(), m.size());
         ::_exit(kChildSetupFailed);
       }
+      if (auto caps = drop_build_capabilities(); !caps) {
+        std::string m = "agent build: " + caps.error().what() + "\n";
+        (void)!::write(2, m.data(), m.size());
+        ::_exit(kChildSetupFailed);
+      }
       if (::chdir(work.c_str()) != 0) ::_exit(kChildSetupFailed);
       // The node's kernel is given explicitly; nothing of the builder's own may leak in.
       for (const char* v : {"KERNELRELEASE", "KERNEL_SRC", "KDIR", "KLIB", "KLIB_BUILD", "ARCH", "CROSS_COMPILE",
                             "MAKEFLAGS", "MFLAGS", "MAKELEVEL"})
         ::unsetenv(v);
+      // No variable names the key's place.
+      std::vector<std::string> naming;
+      for (char** e = environ; e && *e; ++e) {
+        const std::string_view var(*e);
+        for (const auto& h : hidden_key_paths)
+          if (var.find(h) != std::string_view::npos) naming.emplace_back(var.substr(0, var.find('=')));
+      }
+      for (const auto& v : naming) ::unsetenv(v.c_str());
       ::putenv(const_cast<char*>(makeflags.c_str()));
       ::putenv(const_cast<char*>(tmpdir.c_str()));
       ::execvp(args[0], args.data());
@@ -568,7 +608,9 @@ BuildResult Builder::record_failure(const WritableDir& kdir, const std::string& 
   r.reason = reason;
   r.detail = detail;
   r.log = log_path;
-  if (reason == "interrupted" || reason == kBuildEnvironment) {  // nothing recorded: the next run builds again
+  // Nothing recorded: the next run builds again (a key unusable now is the node's set-up, not
+  // these inputs' failure).
+  if (reason == "interrupted" || reason == kBuildEnvironment || reason == kSigningKeyUnusable) {
     r.log.clear();
     return finish(std::move(r));
   }
@@ -605,21 +647,21 @@ Result<BuildResult> Builder::run() {
                                       : root_.fs().read(in_.headers + "/Module.symvers", size_t{256} << 20);
   if (!symvers) return tl::unexpected(symvers.error());
   // An enforcing kernel takes only modules signed by a key it trusts: said before any build.
-  if (in_.enforced && (!in_.signing.key || in_.signing.trust.verdict != SigningTrust::Verdict::Trusted)) {
+  const bool signs = in_.signing.key_file.has_value();
+  if (in_.enforced && (!signs || in_.signing.trust.verdict != SigningTrust::Verdict::Trusted)) {
     BuildResult r;
     r.result = "failed";
-    r.reason = in_.signing.key ? "signing_key_untrusted" : "build_unsigned_enforced";
-    r.detail = in_.signing.key ? "the kernel enforces module signatures and does not trust the key: " +
-                                     signing_summary(in_.signing)
-                               : "the kernel enforces module signatures and no signing key is given "
-                                 "(--signing-key, --signing-cert)";
+    r.reason = signs ? "signing_key_untrusted" : "build_unsigned_enforced";
+    r.detail = signs ? "the kernel enforces module signatures and does not trust the key: " + signing_summary(in_.signing)
+                     : "the kernel enforces module signatures and no signing key is given "
+                       "(--signing-key, --signing-cert)";
     return finish(std::move(r));
   }
-  if (in_.signing.key && in_.signing.trust.verdict != SigningTrust::Verdict::Trusted)
+  if (signs && in_.signing.trust.verdict != SigningTrust::Verdict::Trusted)
     say(spdlog::level::warn, "signing with a key the kernel does not trust ({}): the modules load, tainting the kernel",
                  signing_summary(in_.signing));
   CacheKeyInputs& ki = key_inputs_;
-  ki.signing_key_id = in_.signing.key ? in_.signing.cert_sha256 : std::string();
+  ki.signing_key_id = signs ? in_.signing.cert_sha256 : std::string();
   ki.release = in_.release;
   ki.proc_version = in_.proc_version;
   ki.symvers_sha256 = kabi::sha256_hex(*symvers);
@@ -639,6 +681,13 @@ Result<BuildResult> Builder::run() {
     if (!r) say(spdlog::level::warn, "cache entry {} is not usable ({}); building again", entry->path(), r.error().what());
     else if (r->result == "failed" && in_.options.rebuild) say(spdlog::level::info, "--rebuild: building again over {}", r->log);
     else return finish(std::move(*r));
+  }
+
+  // Before an hour of dkms: the key checked (it parses, it is the certificate's) and released at
+  // once; it is read again right before the signing.
+  if (signs) {
+    auto check = load_signing_key(*in_.signing.key_file, in_.signing.cert_file);
+    if (!check) return tl::unexpected(check.error());
   }
 
   auto tmp = ScratchDir::make("agent-build");
@@ -681,16 +730,21 @@ Result<BuildResult> Builder::run() {
     return record_failure(*kdir, key, log, "modules_missing", "dkms succeeded without building " + join(missing));
   // Signed here, before the kABI check reads them (kbuild signs before it compresses; a module
   // dkms left compressed is refused by sign_module, naming it).
-  if (in_.signing.key) {
+  if (signs) {
+    // The key is read now, right before the signing, and released (freed, its bytes cleansed)
+    // when `signer` goes, on every path out of this block.
+    auto signer = load_signing_key(*in_.signing.key_file, in_.signing.cert_file);
+    if (!signer) return record_failure(*kdir, key, log, kSigningKeyUnusable, signer.error().what());
     for (const auto& [name, path] : files) {
       auto bytes = read_local(path);
-      auto signed_bytes = bytes ? sign_module(*bytes, *in_.signing.key, path.string())
+      auto signed_bytes = bytes ? sign_module(*bytes, *signer, path.string())
                                 : Result<std::string>(tl::unexpected(bytes.error()));
       if (!signed_bytes) return record_failure(*kdir, key, log, "signing_failed", signed_bytes.error().what());
       std::ofstream out(path, std::ios::binary | std::ios::trunc);
       out.write(signed_bytes->data(), static_cast<std::streamsize>(signed_bytes->size()));
       if (!out.flush()) return tl::unexpected(Error{EIO, "cannot write the signed module", path.string()});
     }
+    signer->key.release();
     say(spdlog::level::info, "signed {} module(s) with {}", files.size(), signing_summary(in_.signing));
   }
   for (const auto& [name, path] : files) {
@@ -710,7 +764,7 @@ Result<BuildResult> Builder::run() {
   BuildResult r;
   r.result = "built";
   r.key = key;
-  if (in_.signing.key) {
+  if (signs) {
     r.signer = in_.signing.identity.signer;
     r.signing_key_id = in_.signing.identity.key_ids.empty() ? std::string() : in_.signing.identity.key_ids.back();
   }
@@ -845,6 +899,7 @@ Result<BuildResult> build_for_node(const probes::HostRoot& root, const BuildOpti
   in->headers_in_image = env->in_image;
   in->signing = probe_signing(root, in->release, o.signing);
   if (!in->signing.problem.empty()) return fail(EINVAL, in->signing.problem);
+  for (const auto& w : signing_warnings(in->signing)) say(spdlog::level::warn, "signing: {}", w);
   in->enforced = probes::probe_policy(root).enforced();
   say(spdlog::level::info, "{}", env->detail);
   auto headers_file = [&](const std::string& name, size_t max) {

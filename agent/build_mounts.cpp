@@ -2,7 +2,9 @@
 
 #include <fcntl.h>
 #include <sched.h>
+#include <linux/capability.h>
 #include <linux/openat2.h>
+#include <sys/prctl.h>
 #include <sys/mount.h>
 #include <sys/syscall.h>
 #include <sys/stat.h>
@@ -109,6 +111,31 @@ Result<std::vector<BindMount>> plan_header_mounts(const probes::HostRoot& root, 
   return out;
 }
 
+std::vector<MountSpec> key_hiding_mounts(const fs::path& key, const std::string& also, const std::string& keep) {
+  std::vector<MountSpec> out;
+  std::error_code ec;
+  const fs::path given = fs::absolute(key, ec).lexically_normal();
+  if (ec) return out;
+  fs::path real = fs::canonical(given, ec);
+  if (ec) real = given;
+  auto hidden = [&](const std::string& p) {
+    return std::any_of(out.begin(), out.end(), [&](const MountSpec& m) { return under(p, m.target); });
+  };
+  for (const fs::path& file : {given, real}) {
+    if (hidden(file.string())) continue;
+    const std::string dir = file.parent_path().string();
+    bool own = dir != "/" && !dir.empty() && !under(keep, dir) && !under(dir, keep);
+    for (fs::directory_iterator it(dir, ec), end; own && !ec && it != end; it.increment(ec)) {
+      const std::string name = it->path().filename().string();
+      own = name == file.filename().string() || name == also || name.rfind("..", 0) == 0;
+    }
+    if (own && !ec) out.push_back({"", dir, false, true});
+    ec.clear();
+  }
+  if (!hidden(real.string())) out.push_back({"", real.string(), true, true});
+  return out;
+}
+
 Result<void> enter_build_namespace(const std::vector<MountSpec>& mounts, const std::string& scratch) {
   if (::unshare(CLONE_NEWNS) != 0) return fail(errno, "unshare(CLONE_NEWNS): " + err_text(errno));
   if (::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0)
@@ -131,8 +158,34 @@ Result<void> enter_build_namespace(const std::vector<MountSpec>& mounts, const s
     overlaid.insert(dir);
     return {};
   };
-  for (const auto& m : mounts) {
+  std::vector<const MountSpec*> ordered;
+  for (const auto& m : mounts)
+    if (!m.hide) ordered.push_back(&m);
+  for (const auto& m : mounts)
+    if (m.hide) ordered.push_back(&m);
+  for (const MountSpec* mp : ordered) {
+    const MountSpec& m = *mp;
     std::error_code ec;
+    if (m.hide) {
+      struct stat st {};
+      // What is not there needs no hiding; the target itself is canonical (key_hiding_mounts).
+      if (::lstat(m.target.c_str(), &st) != 0) continue;
+      if (m.file) {
+        const std::string empty = scratch + "/hidden-" + std::to_string(n++);
+        const int made = ::open(empty.c_str(), O_CREAT | O_WRONLY | O_CLOEXEC, 0400);
+        if (made < 0) return fail(errno, "cannot create " + empty + ": " + err_text(errno));
+        ::close(made);
+        if (::mount(empty.c_str(), m.target.c_str(), nullptr, MS_BIND, nullptr) != 0)
+          return fail(errno, "cannot hide " + m.target + ": " + err_text(errno));
+        if (::mount(nullptr, m.target.c_str(), nullptr, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC,
+                    nullptr) != 0)
+          return fail(errno, "read-only " + m.target + ": " + err_text(errno));
+      } else if (::mount("agent-hidden", m.target.c_str(), "tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC,
+                         "mode=0555,size=4k") != 0) {
+        return fail(errno, "cannot hide " + m.target + ": " + err_text(errno));
+      }
+      continue;
+    }
     // Through the agent's own links (/lib -> usr/lib): the real place the target is.
     const std::string target = fs::weakly_canonical(m.target, ec).string();
     if (ec) return fail(ec.value(), "cannot resolve " + m.target + ": " + ec.message());
@@ -165,6 +218,23 @@ Result<void> enter_build_namespace(const std::vector<MountSpec>& mounts, const s
     if (::mount(nullptr, target.c_str(), nullptr, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV, nullptr) != 0)
       return fail(errno, "read-only " + target + ": " + err_text(errno));
   }
+  return {};
+}
+
+Result<void> drop_build_capabilities() {
+  static constexpr unsigned kCaps[] = {CAP_SYS_ADMIN, CAP_SYS_PTRACE, CAP_SYS_MODULE, CAP_SYS_RAWIO, CAP_DAC_READ_SEARCH,
+                                       CAP_MKNOD,     CAP_SYS_BOOT,   CAP_BPF,        CAP_PERFMON};
+  for (const unsigned cap : kCaps)
+    if (::prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0 && errno != EINVAL)
+      return fail(errno, "cannot drop capability " + std::to_string(cap) + ": " + err_text(errno));
+  // Root's exec keeps its inheritable set: cleared of the same.
+  __user_cap_header_struct header{_LINUX_CAPABILITY_VERSION_3, 0};
+  __user_cap_data_struct data[2] {};
+  if (::syscall(SYS_capget, &header, data) != 0) return fail(errno, "capget: " + err_text(errno));
+  for (const unsigned cap : kCaps) data[cap / 32].inheritable &= ~(1u << (cap % 32));
+  if (::syscall(SYS_capset, &header, data) != 0) return fail(errno, "capset: " + err_text(errno));
+  if (::prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) != 0 && errno != EINVAL)
+    return fail(errno, "cannot clear the ambient capabilities: " + err_text(errno));
   return {};
 }
 

@@ -7,6 +7,7 @@
 // its own headers (a Driver Toolkit's): with those, only the node's module tree is mounted.
 #pragma once
 
+#include <filesystem>
 #include <string>
 #include <vector>
 
@@ -40,13 +41,33 @@ struct MountSpec {
   std::string source;
   std::string target;
   bool file = false;  // a file bind (dkms's framework.conf), not a directory
+  // No source: `target` hidden - an empty read-only tmpfs over a directory, an empty read-only
+  // file over a file. Made after every bind, so nothing mounted shows what it covers.
+  bool hide = false;
 };
 
+// The mounts that hide the signing key `key` (a path of the agent's own filesystem) from the
+// build. A Secret is a directory of its own - its files, kubelet's `..data` link and
+// `..<timestamp>` directory - so the directory of `key` is hidden when it holds nothing else
+// (`also` names a file that may be there too: the certificate), is not "/" and does not hold
+// `keep` (the build's own directory); else the key file alone. The same again for the
+// directory the key's links lead to, when that is elsewhere.
+[[nodiscard]] std::vector<MountSpec> key_hiding_mounts(const std::filesystem::path& key, const std::string& also,
+                                                       const std::string& keep);
+
 // In the child, before exec: a new mount namespace, propagation private, then every mount
-// read-only at its target. A target that does not exist is created in a writable overlay of
+// read-only at its target, the hidden ones last. A target that does not exist is created in a writable overlay of
 // its nearest existing ancestor, backed by a tmpfs on `scratch` (a directory of the build's
 // own), so nothing of the agent's filesystem is written. Returns the first failure as text.
 // Async-signal-safe it is not: the child of a single-threaded parent may allocate.
 [[nodiscard]] Result<void> enter_build_namespace(const std::vector<MountSpec>& mounts, const std::string& scratch);
+
+// In the child, before exec: the capabilities a build has no use for and that reach past its
+// namespace dropped from the bounding and inheritable sets, the ambient set cleared, so that
+// neither dkms nor anything it runs has them: CAP_SYS_ADMIN (unmount what hides the key, mount,
+// setns), CAP_SYS_PTRACE (another process's /proc/<pid>/root, mem, environ), CAP_SYS_MODULE,
+// CAP_SYS_RAWIO, CAP_DAC_READ_SEARCH (open_by_handle_at), CAP_MKNOD, CAP_SYS_BOOT, CAP_BPF,
+// CAP_PERFMON. A capability this kernel does not know is skipped.
+[[nodiscard]] Result<void> drop_build_capabilities();
 
 }  // namespace agent

@@ -52,8 +52,9 @@ struct DiagnoseOptions {
   // module tree). Decision prebuilt, reasons bundle_already_loaded. Otherwise the full
   // diagnosis, with the bundle read once.
   bool fast_path = false;
-  // The operator's module signing certificate (and key): judged against the kernel's keyrings;
-  // a bundle module it signed is verified with it when the kernel trusts it.
+  // The operator's module signing certificate: judged against the kernel's keyrings; a bundle
+  // module it signed is verified with it when the kernel trusts it. The key's file is only
+  // stat()ed (there, a regular file; its mode): the decision never reads a private key.
   SigningFiles signing;
 };
 

@@ -371,6 +371,18 @@ void Entrypoint::adopt(Diagnosis d, const std::string& decision) {
   status_.release = diag.kernel.release;
   status_.manifest = diag.manifest;
   status_.kernel_version = diag.kernel.proc_version;
+  if (diag.signing.configured) {
+    SigningState sg{diag.signing.identity.signer,
+                    diag.signing.identity.key_ids.empty() ? std::string() : diag.signing.identity.key_ids.back(),
+                    diag.signing.problem.empty() ? std::string(signing_verdict_name(diag.signing.trust.verdict)) : "",
+                    diag.signing.problem, signing_warnings(diag.signing)};
+    // Said once, not at every attempt.
+    if (!status_.signing || status_.signing->warnings != sg.warnings)
+      for (const auto& w : sg.warnings) log_line(spdlog::level::warn, "", "signing: " + w);
+    status_.signing = std::move(sg);
+  } else {
+    status_.signing.reset();
+  }
   status_.decision = decision;
   status_.reasons = diag.reasons;
   status_.conflicts = diag.conflicts;

@@ -17,6 +17,7 @@
 #include "agent/lifecycle.h"
 #include "agent/log.h"
 #include "agent/ready.h"
+#include "agent/signing.h"
 #include "kabi/text.h"
 
 namespace {
@@ -284,6 +285,7 @@ int run(int argc, char** argv) {
               << " --help' for usage.\n";
     return agent::kExitInputError;
   }
+  agent::mask_option_values(argc, argv, "--signing-key");  // parsed: out of /proc/<pid>/cmdline
   if (verbose) spdlog::set_level(spdlog::level::debug);
   if (!check_policy.empty())
     co.policy = check_policy == "upstream" ? agent::kabi::MissingVersionPolicy::Upstream

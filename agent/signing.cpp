@@ -1,10 +1,18 @@
 #include "agent/signing.h"
 
+#include <fcntl.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <array>
 #include <cerrno>
 #include <cstdint>
+#include <cstring>
+#include <mutex>
 #include <optional>
+#include <utility>
 
 #include <openssl/asn1.h>
 #include <openssl/bio.h>
@@ -14,6 +22,7 @@
 #include <openssl/pem.h>
 #include <openssl/x509v3.h>
 
+#include "kabi/fd.h"
 #include "kabi/file_io.h"
 #include "kabi/kernel_keys.h"
 #include "kabi/module.h"
@@ -48,7 +57,7 @@ Bio memory_bio(std::string_view bytes) {
   return Bio(BIO_new_mem_buf(bytes.data(), static_cast<int>(bytes.size())));
 }
 
-Result<CHandle<EVP_PKEY, EVP_PKEY_free>> parse_private_key(std::string_view bytes, const std::string& name) {
+Result<CHandle<EVP_PKEY, EVP_PKEY_free>> parse_key_bytes(std::string_view bytes, const std::string& name) {
   CHandle<EVP_PKEY, EVP_PKEY_free> key;
   if (looks_pem(bytes)) {
     Bio bio = memory_bio(bytes);
@@ -177,57 +186,186 @@ Result<SigningIdentity> certificate_identity(std::string_view der, const std::st
   return identity_of(cert.get(), der);
 }
 
-Result<std::pair<std::string, SigningIdentity>> load_certificate(const std::filesystem::path& cert) {
+Result<SigningCertificate> load_certificate(const std::filesystem::path& cert) {
   kabi::init_crypto();
   auto bytes = kabi::read_file(cert, kMaxSigningFileSize);
   if (!bytes) return tl::unexpected(bytes.error());
   auto x509 = parse_certificate(*bytes, cert.string());
   if (!x509) return tl::unexpected(x509.error());
-  std::string der = der_of(x509->get());
-  if (der.empty()) return fail(EIO, "cannot encode the certificate (" + openssl_error() + ")", cert.string());
-  SigningIdentity id = identity_of(x509->get(), der);
-  return std::make_pair(std::move(der), std::move(id));
+  X509* x = x509->get();
+  // The kernel does not look at keyUsage for module signatures, but a certificate that says
+  // it must not sign is a mistake of whoever issued it; OpenSSL's own verifiers refuse it too.
+  if ((X509_get_extension_flags(x) & EXFLAG_KUSAGE) != 0 && (X509_get_key_usage(x) & KU_DIGITAL_SIGNATURE) == 0)
+    return fail(EKEYREJECTED, "the certificate's keyUsage extension does not allow digitalSignature", cert.string());
+  SigningCertificate c;
+  c.path = cert;
+  if (X509_cmp_current_time(X509_get0_notAfter(x)) < 0)
+    c.validity_warning = "certificate expired on " + asn1_time_text(X509_get0_notAfter(x));
+  else if (X509_cmp_current_time(X509_get0_notBefore(x)) > 0)
+    c.validity_warning = "certificate not valid before " + asn1_time_text(X509_get0_notBefore(x));
+  c.der = der_of(x);
+  if (c.der.empty()) return fail(EIO, "cannot encode the certificate (" + openssl_error() + ")", cert.string());
+  c.sha256 = kabi::sha256_hex(c.der);
+  c.identity = identity_of(x, c.der);
+  return c;
+}
+
+SecretBytes::SecretBytes(size_t capacity) : data_(new char[capacity]), capacity_(capacity) {}
+
+SecretBytes::SecretBytes(SecretBytes&& o) noexcept
+    : data_(std::move(o.data_)), size_(std::exchange(o.size_, 0)), capacity_(std::exchange(o.capacity_, 0)) {}
+
+SecretBytes& SecretBytes::operator=(SecretBytes&& o) noexcept {
+  if (this != &o) {
+    cleanse();
+    data_ = std::move(o.data_);
+    size_ = std::exchange(o.size_, 0);
+    capacity_ = std::exchange(o.capacity_, 0);
+  }
+  return *this;
+}
+
+void SecretBytes::cleanse() noexcept {
+  if (data_) OPENSSL_cleanse(data_.get(), capacity_);
+  data_.reset();
+  size_ = capacity_ = 0;
+}
+
+Result<SecretBytes> read_secret_file(const std::filesystem::path& path, mode_t* mode) {
+  const Fd opath(::open(path.c_str(), O_PATH | O_CLOEXEC));
+  if (!opath) return fail(errno, std::string("cannot open: ") + std::strerror(errno), path.string());
+  auto fd = kabi::open_regular(opath, path.string());
+  if (!fd) return tl::unexpected(fd.error());
+  struct stat st {};
+  if (::fstat(fd->get(), &st) != 0) return fail(errno, std::string("cannot stat: ") + std::strerror(errno), path.string());
+  if (static_cast<uint64_t>(st.st_size) > kMaxSigningFileSize)
+    return fail(EFBIG, "is larger than the " + std::to_string(kMaxSigningFileSize >> 20) + " MiB allowed", path.string());
+  if (mode) *mode = st.st_mode;
+  // Read straight into the buffer: no stack copy, no reallocation. One byte more than the size
+  // tells a file that grew since the fstat.
+  SecretBytes out(static_cast<size_t>(st.st_size) + 1);
+  size_t got = 0;
+  while (got < out.capacity()) {
+    const ssize_t n = ::read(fd->get(), out.data() + got, out.capacity() - got);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return fail(errno, std::string("read error: ") + std::strerror(errno), path.string());
+    if (n == 0) break;
+    got += static_cast<size_t>(n);
+  }
+  if (got == out.capacity()) return fail(EAGAIN, "changed while it was being read", path.string());
+  out.set_size(got);
+  return out;
+}
+
+namespace {
+std::mutex g_mutex;
+int g_no_dump = 0;        // NotDumpable guards (a held key is one)
+int g_dumpable_before = 1;
+int g_held = 0;           // HeldKeys holding a key
+
+void no_dump_acquire() noexcept {
+  const std::lock_guard<std::mutex> lock(g_mutex);
+  if (g_no_dump++ == 0) {
+    const int d = ::prctl(PR_GET_DUMPABLE);
+    g_dumpable_before = d < 0 ? 1 : d;
+    ::prctl(PR_SET_DUMPABLE, 0);
+  }
+}
+
+void no_dump_release() noexcept {
+  const std::lock_guard<std::mutex> lock(g_mutex);
+  if (--g_no_dump == 0 && g_dumpable_before != 0) ::prctl(PR_SET_DUMPABLE, g_dumpable_before);
+}
+
+void hold_one() noexcept {
+  no_dump_acquire();
+  const std::lock_guard<std::mutex> lock(g_mutex);
+  ++g_held;
+}
+
+void release_one() noexcept {
+  {
+    const std::lock_guard<std::mutex> lock(g_mutex);
+    --g_held;
+  }
+  no_dump_release();
+}
+}  // namespace
+
+NotDumpable::NotDumpable() noexcept { no_dump_acquire(); }
+NotDumpable::~NotDumpable() { no_dump_release(); }
+
+int signing_keys_held() noexcept {
+  const std::lock_guard<std::mutex> lock(g_mutex);
+  return g_held;
+}
+
+HeldKey::HeldKey(CHandle<EVP_PKEY, EVP_PKEY_free> key) : key_(std::move(key)) {
+  if (key_) hold_one();
+}
+
+HeldKey::HeldKey(HeldKey&& o) noexcept : key_(std::move(o.key_)) {}
+
+HeldKey& HeldKey::operator=(HeldKey&& o) noexcept {
+  if (this != &o) {
+    release();
+    key_ = std::move(o.key_);
+  }
+  return *this;
+}
+
+void HeldKey::release() noexcept {
+  if (!key_) return;
+  key_.reset();
+  release_one();
+}
+
+Result<HeldKey> parse_private_key(SecretBytes& key_bytes, const std::string& name) {
+  kabi::init_crypto();
+  auto key = parse_key_bytes(key_bytes.view(), name);
+  // The key's bytes are secret: gone from this process's heap as soon as they are parsed.
+  key_bytes.cleanse();
+  if (!key) return tl::unexpected(key.error());
+  return HeldKey(std::move(*key));
 }
 
 Result<SigningKey> load_signing_key(const std::filesystem::path& key, const std::filesystem::path& cert) {
-  kabi::init_crypto();
+  // The certificate first: when it is not usable, the key is never read.
+  auto c = load_certificate(cert);
+  if (!c) return tl::unexpected(c.error());
   SigningKey k;
   k.key_path = key;
   k.cert_path = cert;
-  auto key_bytes = kabi::read_file(key, kMaxSigningFileSize);
-  if (!key_bytes) return tl::unexpected(key_bytes.error());
-  auto cert_bytes = kabi::read_file(cert, kMaxSigningFileSize);
-  if (!cert_bytes) return tl::unexpected(cert_bytes.error());
+  k.identity = std::move(c->identity);
+  k.cert_der = std::move(c->der);
+  k.cert_sha256 = std::move(c->sha256);
+  k.validity_warning = std::move(c->validity_warning);
+  const auto* p = reinterpret_cast<const unsigned char*>(k.cert_der.data());
+  k.cert.reset(d2i_X509(nullptr, &p, static_cast<long>(k.cert_der.size())));
+  if (!k.cert) return fail(EIO, "cannot decode the certificate again (" + openssl_error() + ")", cert.string());
 
-  auto pkey = parse_private_key(*key_bytes, key.string());
-  // The key's bytes are secret: gone from this process's heap as soon as they are parsed.
-  OPENSSL_cleanse(key_bytes->data(), key_bytes->size());
-  if (!pkey) return tl::unexpected(pkey.error());
-  k.key = std::move(*pkey);
-  auto x509 = parse_certificate(*cert_bytes, cert.string());
-  if (!x509) return tl::unexpected(x509.error());
-  k.cert = std::move(*x509);
-
+  auto bytes = read_secret_file(key);
+  if (!bytes) return tl::unexpected(bytes.error());
+  auto held = parse_private_key(*bytes, key.string());
+  if (!held) return tl::unexpected(held.error());
+  k.key = std::move(*held);
   if (X509_check_private_key(k.cert.get(), k.key.get()) != 1) {
     ERR_clear_error();
     return fail(EKEYREJECTED, "the private key is not the key of the certificate " + cert.string(), key.string());
   }
-  // The kernel does not look at keyUsage for module signatures, but a certificate that says
-  // it must not sign is a mistake of whoever issued it; OpenSSL's own verifiers refuse it too.
-  if ((X509_get_extension_flags(k.cert.get()) & EXFLAG_KUSAGE) != 0 &&
-      (X509_get_key_usage(k.cert.get()) & KU_DIGITAL_SIGNATURE) == 0)
-    return fail(EKEYREJECTED, "the certificate's keyUsage extension does not allow digitalSignature", cert.string());
-
-  if (X509_cmp_current_time(X509_get0_notAfter(k.cert.get())) < 0)
-    k.validity_warning = "certificate expired on " + asn1_time_text(X509_get0_notAfter(k.cert.get()));
-  else if (X509_cmp_current_time(X509_get0_notBefore(k.cert.get())) > 0)
-    k.validity_warning = "certificate not valid before " + asn1_time_text(X509_get0_notBefore(k.cert.get()));
-
-  k.cert_der = der_of(k.cert.get());
-  if (k.cert_der.empty()) return fail(EIO, "cannot encode the certificate (" + openssl_error() + ")", cert.string());
-  k.cert_sha256 = kabi::sha256_hex(k.cert_der);
-  k.identity = identity_of(k.cert.get(), k.cert_der);
   return k;
+}
+
+void mask_option_values(int argc, char** argv, std::string_view option) noexcept {
+  for (int i = 1; i < argc; ++i) {
+    if (!argv[i]) continue;
+    const std::string_view a(argv[i]);
+    char* value = nullptr;
+    if (a == option && i + 1 < argc) value = argv[++i];
+    else if (a.size() > option.size() && a.substr(0, option.size()) == option && a[option.size()] == '=')
+      value = argv[i] + option.size() + 1;
+    for (; value && *value; ++value) *value = '*';
+  }
 }
 
 bool is_module_signature_hash(std::string_view hash) noexcept {

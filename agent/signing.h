@@ -8,7 +8,10 @@
 // signature the way scripts/sign-file does. See docs/signing.md.
 #pragma once
 
+#include <sys/types.h>
+
 #include <filesystem>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -40,35 +43,114 @@ struct SigningIdentity {
 // The identity of a DER certificate; EINVAL (naming `name`) when it does not parse.
 [[nodiscard]] Result<SigningIdentity> certificate_identity(std::string_view der, const std::string& name);
 
-// A module signing key and its certificate, loaded and checked.
+// A certificate, loaded and checked: all the decision, `agent --check` and the cache key need.
+struct SigningCertificate {
+  std::filesystem::path path;
+  SigningIdentity identity;
+  std::string der;
+  std::string sha256;  // lowercase hex, of der
+  // Not an error: the kernel checks no validity dates on module signatures. Empty, or e.g.
+  // "certificate expired on Jan  1 00:00:00 2025 GMT".
+  std::string validity_warning;
+};
+
+// The largest key or certificate file read (a PEM certificate chain is a few KiB).
+inline constexpr size_t kMaxSigningFileSize = size_t{1} << 20;
+
+// An X.509 certificate (PEM or DER; the first one of a PEM file), a regular file followed
+// through symlinks (a mounted Secret's files are symlinks), at most kMaxSigningFileSize. Errors
+// name the file: unreadable, not a certificate; EKEYREJECTED when it has a keyUsage extension
+// without digitalSignature.
+[[nodiscard]] Result<SigningCertificate> load_certificate(const std::filesystem::path& cert);
+
+// A secret file's bytes, read into one buffer (never reallocated, never copied) and cleansed
+// (OPENSSL_cleanse) when the holder goes or cleanse() is called.
+class SecretBytes {
+ public:
+  SecretBytes() = default;
+  explicit SecretBytes(size_t capacity);
+  SecretBytes(SecretBytes&& o) noexcept;
+  SecretBytes& operator=(SecretBytes&& o) noexcept;
+  SecretBytes(const SecretBytes&) = delete;
+  SecretBytes& operator=(const SecretBytes&) = delete;
+  ~SecretBytes() { cleanse(); }
+  // Zeroes the bytes and frees the buffer; empty afterwards.
+  void cleanse() noexcept;
+  [[nodiscard]] std::string_view view() const noexcept { return {data_.get(), size_}; }
+  [[nodiscard]] bool empty() const noexcept { return size_ == 0; }
+  [[nodiscard]] char* data() noexcept { return data_.get(); }
+  [[nodiscard]] size_t capacity() const noexcept { return capacity_; }
+  void set_size(size_t n) noexcept { size_ = n < capacity_ ? n : capacity_; }
+
+ private:
+  std::unique_ptr<char[]> data_;
+  size_t size_ = 0, capacity_ = 0;
+};
+
+// A regular file (followed through symlinks) of at most kMaxSigningFileSize, read into a
+// SecretBytes; `mode`, when given, gets its st_mode. Errors name the file.
+[[nodiscard]] Result<SecretBytes> read_secret_file(const std::filesystem::path& path, mode_t* mode = nullptr);
+
+// While one lives the process is not dumpable (PR_SET_DUMPABLE 0: no core dump; no ptrace, nor
+// /proc/<pid>/mem, root, environ or fd, by another process without CAP_SYS_PTRACE). Nested and
+// counted: when the last one goes the flag is put back as it was.
+class NotDumpable {
+ public:
+  NotDumpable() noexcept;
+  ~NotDumpable();
+  NotDumpable(const NotDumpable&) = delete;
+  NotDumpable& operator=(const NotDumpable&) = delete;
+};
+
+// How many private keys this process holds now (HeldKey); while any is, it is not dumpable.
+[[nodiscard]] int signing_keys_held() noexcept;
+
+// A private key in this process, counted by signing_keys_held(); freed by release() or when the
+// holder goes (OpenSSL clears an RSA or EC key's private numbers when it frees them).
+class HeldKey {
+ public:
+  HeldKey() = default;
+  explicit HeldKey(CHandle<EVP_PKEY, EVP_PKEY_free> key);
+  HeldKey(HeldKey&& o) noexcept;
+  HeldKey& operator=(HeldKey&& o) noexcept;
+  HeldKey(const HeldKey&) = delete;
+  HeldKey& operator=(const HeldKey&) = delete;
+  ~HeldKey() { release(); }
+  void release() noexcept;
+  [[nodiscard]] EVP_PKEY* get() const noexcept { return key_.get(); }
+  explicit operator bool() const noexcept { return static_cast<bool>(key_); }
+
+ private:
+  CHandle<EVP_PKEY, EVP_PKEY_free> key_;
+};
+
+// Parses a private key (PEM or DER; PKCS#8 or traditional; RSA or EC; not encrypted: it comes
+// from a Secret, and nobody is there to type a passphrase). `key_bytes` are cleansed before it
+// returns, whatever it returns. Errors name `name`: not a key, encrypted, neither RSA nor EC.
+[[nodiscard]] Result<HeldKey> parse_private_key(SecretBytes& key_bytes, const std::string& name);
+
+// A module signing key and its certificate, for signing: loaded right before the signing and
+// released (key.release(), or the holder going) right after. The decision needs only the
+// certificate (load_certificate).
 struct SigningKey {
   std::filesystem::path key_path;
   std::filesystem::path cert_path;
   SigningIdentity identity;
   std::string cert_der;
-  std::string cert_sha256;  // lowercase hex, of cert_der
-  // Not an error: the kernel checks no validity dates on module signatures. Empty, or e.g.
-  // "certificate expired on Jan  1 00:00:00 2025 GMT".
-  std::string validity_warning;
-  CHandle<EVP_PKEY, EVP_PKEY_free> key;
+  std::string cert_sha256;       // lowercase hex, of cert_der
+  std::string validity_warning;  // as SigningCertificate's
+  HeldKey key;
   CHandle<X509, X509_free> cert;
 };
 
-// A certificate alone (PEM or DER, the first of a PEM file), for judging the trust where no
-// key is at hand (the entrypoint whose sidecar signs): its DER and identity. Errors name the file.
-[[nodiscard]] Result<std::pair<std::string, SigningIdentity>> load_certificate(const std::filesystem::path& cert);
-
-// The largest key or certificate file read (a PEM certificate chain is a few KiB).
-inline constexpr size_t kMaxSigningFileSize = size_t{1} << 20;
-
-// Reads a private key (PEM or DER; PKCS#8 or traditional; RSA or EC; not encrypted: it comes
-// from a Secret, and nobody is there to type a passphrase) and an X.509 certificate (PEM or
-// DER; the first one of a PEM file), regular files followed through symlinks (a mounted
-// Secret's files are symlinks), at most kMaxSigningFileSize each. Errors name the file:
-// unreadable; not a key (or encrypted, or neither RSA nor EC); not a certificate; EKEYREJECTED
-// when the key is not the certificate's, or the certificate has a keyUsage extension without
-// digitalSignature.
+// The certificate (load_certificate), then the key (read_secret_file, parse_private_key).
+// Errors name the file: as theirs, and EKEYREJECTED when the key is not the certificate's.
 [[nodiscard]] Result<SigningKey> load_signing_key(const std::filesystem::path& key, const std::filesystem::path& cert);
+
+// Overwrites with '*' the value of `option` (`option VALUE`, `option=VALUE`) in this process's
+// own arguments, which /proc/<pid>/cmdline shows to every process (a build's included): where
+// the key is is nobody's business. The values already parsed are the caller's copies.
+void mask_option_values(int argc, char** argv, std::string_view option) noexcept;
 
 // The digests the kernel's PKCS#7 verifier knows (crypto/asymmetric_keys/pkcs7_parser.c);
 // the sha3 ones since Linux 6.7.

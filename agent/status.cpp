@@ -68,6 +68,15 @@ json to_json(const BuildState& b) {
   return j;
 }
 
+json to_json(const SigningState& s) {
+  auto str_or_null = [](const std::string& v) { return v.empty() ? json(nullptr) : json(v); };
+  return {{"signer", str_or_null(s.signer)},
+          {"key_id", str_or_null(s.key_id)},
+          {"trust", str_or_null(s.trust)},
+          {"problem", str_or_null(s.problem)},
+          {"warnings", s.warnings}};
+}
+
 json to_json(const Status& s, const std::string& updated) {
   auto str_or_null = [](const std::string& v) { return v.empty() ? json(nullptr) : json(v); };
   json devices = json::array();
@@ -117,6 +126,7 @@ json to_json(const Status& s, const std::string& updated) {
         {"conflict", str_or_null(s.firmware.conflict)}}},
       {"failure", s.failure ? to_json(*s.failure) : json(nullptr)},
       {"build", s.build ? to_json(*s.build) : json(nullptr)},
+      {"signing", s.signing ? to_json(*s.signing) : json(nullptr)},
       {"event", str_or_null(s.event)},
       {"fast_path", s.fast_path},
       {"bundle_manifest", s.manifest ? manifest_identity_json(*s.manifest) : json(nullptr)},

@@ -57,6 +57,14 @@ struct BuildState {
   std::string progress;               // while building: "<elapsed> s: <the log's last line>"
 };
 
+// The operator's signing certificate (--signing-cert), as the diagnosis judged it.
+struct SigningState {
+  std::string signer, key_id, trust;  // trust: signing_verdict_name()
+  std::string problem;                // the files could not be used: why
+  // Not errors: the certificate's validity; a key file its group or others have access to.
+  std::vector<std::string> warnings;
+};
+
 struct Status {
   std::string agent_version, boot_id, release, kernel_version;
   Phase phase = Phase::Detecting;
@@ -71,6 +79,7 @@ struct Status {
   FirmwareState firmware;
   std::optional<LoadFailure> failure;
   std::optional<BuildState> build;      // when the decision was build
+  std::optional<SigningState> signing;  // when a signing certificate (or key) is given
   std::string event;                    // the last thing that happened behind the agent's back
   bool fast_path = false;               // ready without a reload: the bundle was live already
   std::optional<BundleManifest> manifest;  // the bundle's, when the image has one (JSON "bundle_manifest")
@@ -80,6 +89,7 @@ struct Status {
 [[nodiscard]] nlohmann::json to_json(const Status& s, const std::string& updated);
 [[nodiscard]] nlohmann::json to_json(const LoadFailure& f);
 [[nodiscard]] nlohmann::json to_json(const BuildState& b);
+[[nodiscard]] nlohmann::json to_json(const SigningState& s);
 
 // Now, as "2026-11-29T22:04:45.123Z".
 [[nodiscard]] std::string utc_now();

@@ -13,8 +13,13 @@
 #   5. SIGTERM during the build: no temporary directory, no process of the build, no cache entry
 #   6. --signing-key/--signing-cert: the modules signed (the kernel's trailer, the signer in the
 #      result and in `agent kabi check`), another cache key than unsigned; a key that is not the
-#      certificate's: exit 2 naming the file; sig_enforce on the node and no key:
+#      certificate's (sources not yet built): exit 2 naming the file; sig_enforce on the node and no key:
 #      build_unsigned_enforced before any build
+#   7. the key hidden from the build: a dkms.conf whose MAKE first runs a probe (as root, in the
+#      build's namespace) that tries the key by its path, by the path its links lead to, through
+#      the agent's /proc/<pid>/root, the host root, the environment, and unmounting what hides it;
+#      the probe's record (in the build's log) shows it ran and read its control file; a key
+#      readable by others is warned about; a key that does not parse: exit 2 naming it
 #
 #   build-node.sh AGENT
 # Exit 77 (SKIP, which the suite counts as a failure) when k61's kernel, its kbuild packages or
@@ -224,7 +229,11 @@ for m in "${smods[@]}"; do
 done
 check "signed: agent kabi check reads the signer" bash -c "'$AGENT' kabi check --json --symvers '$CACHE/$abi/Module.symvers' \
   --kernel-modules '$CACHE/$abi/modules' '${smods[0]}' | grep -q 'agent build-node signing'"
-run_build "$work/r8.json" "$src" --signing-key "$work/other.key" --signing-cert "$work/sign.crt"
+# Other sources than r7's: a cache hit would sign nothing and so read no key (7. below).
+ok_src=$work/src-other
+make_src "$ok_src"
+echo '# another source tree' >>"$ok_src/agent-test-driver-1.0/dkms.conf"
+run_build "$work/r8.json" "$ok_src" --signing-key "$work/other.key" --signing-cert "$work/sign.crt"
 check "a key that is not the certificate's: exit 2" test "$rc" -eq 2
 check "a key that is not the certificate's: the file named" grep -q "$work/other.key" "$work/r8.json.err"
 cp -al "$node" "$work/node-enf" 2>/dev/null || cp -a "$node" "$work/node-enf"
@@ -237,6 +246,77 @@ check "enforced, no key: exit 1" test "$rc" -eq 1
 check "enforced, no key: build_unsigned_enforced" test "$(jget "$work/r9.json" 'd["reason"]')" = build_unsigned_enforced
 check "enforced, no key: nothing built" test "$(jget "$work/r9.json" 'd["build_seconds"] == 0')" = True
 rm -rf "$work/node-enf"
+
+# 7. the key hidden from the build. The key and certificate as a Secret's volume lays them out
+# (links through ..data to a timestamped directory), mode 0644: a warning.
+sec=$work/secret
+mkdir -p "$sec/..2026_12_07_11_00_00.1"
+cp "$work/sign.key" "$sec/..2026_12_07_11_00_00.1/key"
+cp "$work/sign.crt" "$sec/..2026_12_07_11_00_00.1/crt"
+chmod 0644 "$sec/..2026_12_07_11_00_00.1/key"
+ln -s ..2026_12_07_11_00_00.1 "$sec/..data"
+ln -s ..data/key "$sec/key"
+ln -s ..data/crt "$sec/crt"
+real_key=$(readlink -f "$sec/key")
+check "hidden key: the data is there (the key readable outside the build by both paths)" \
+  bash -c "grep -q 'PRIVATE KEY' '$sec/key' && grep -q 'PRIVATE KEY' '$real_key'"
+probe=$work/src-probe
+make_src "$probe"
+cat >"$probe/agent-test-driver-1.0/probe.sh" <<EOF
+#!/bin/sh
+# Run by dkms's MAKE, as root, in the build's namespace: what of the signing key can it reach?
+try() { if head -c 1 "\$2" >/dev/null 2>&1 && [ -s "\$2" ]; then echo "agent-probe: \$1 readable"; else echo "agent-probe: \$1 hidden"; fi; }
+echo "agent-probe: ran as uid \$(id -u)"
+try control "\$0"
+try key-given '$sec/key'
+try key-real '$real_key'
+try key-dir-listing "\$(ls -A '$sec' 2>/dev/null | head -n 1 | sed 's|^|$sec/|')"
+p=\$\$
+while [ "\$p" -gt 1 ] && [ "\$(cat /proc/\$p/comm 2>/dev/null)" != agent ]; do
+  p=\$(sed -n 's/^PPid:[[:space:]]*//p' /proc/\$p/status)
+done
+echo "agent-probe: agent pid \$p comm \$(cat /proc/\$p/comm 2>/dev/null)"
+try key-via-agent-root "/proc/\$p/root$sec/key"
+try key-via-agent-root-real "/proc/\$p/root$real_key"
+try host-root '$node/proc/version'
+if grep -qa -- '--signing-key' /proc/\$p/cmdline; then
+  if grep -qa 'secret/key' /proc/\$p/cmdline; then echo "agent-probe: the agent's cmdline names the key"; else echo "agent-probe: the agent's cmdline masks the key"; fi
+fi
+if env | grep -q 'secret/key'; then echo "agent-probe: the environment names the key"; else echo "agent-probe: environment clean"; fi
+if umount '$sec' 2>/dev/null; then echo "agent-probe: unmounted the hiding"; try key-after-umount '$sec/key'; else echo "agent-probe: cannot unmount"; fi
+EOF
+sed -i 's/^MAKE\[0\]="/MAKE[0]="sh $BUILD_DIR\/probe.sh \&\& /' "$probe/agent-test-driver-1.0/dkms.conf"
+rc=0
+AGENT_TEST_KEY=$sec/key TMPDIR=$work/tmp "$AGENT" build --root "$node" --sources "$probe" --json \
+  --signing-key "$sec/key" --signing-cert "$sec/crt" >"$work/r10.json" 2>"$work/r10.err" || rc=$?
+cat "$work/r10.err" >&2
+check "hidden key: exit 0" test "$rc" -eq 0
+check "hidden key: built and signed" test "$(jget "$work/r10.json" 'd["result"] + "/" + d["signer"]["name"]')" = \
+  "built/agent tests: agent build-node signing"
+check "hidden key: a key others may read is warned about (0644)" grep -q 'signing key .* has mode 0644' "$work/r10.err"
+log10=$(jget "$work/r10.json" 'd.get("log") or ""')
+check "hidden key: the build's log is kept" test -s "$log10"
+check "hidden key: the probe ran, as root" grep -q '^agent-probe: ran as uid 0' "$log10"
+check "hidden key: the probe read its control file" grep -q '^agent-probe: control readable' "$log10"
+check "hidden key: the probe found the agent's pid" grep -qE '^agent-probe: agent pid [0-9]+ comm agent$' "$log10"
+for what in key-given key-real key-dir-listing key-via-agent-root key-via-agent-root-real host-root; do
+  check "hidden key: $what hidden" grep -q "^agent-probe: $what hidden" "$log10"
+done
+check "hidden key: no probe read anything but its control" bash -c "! grep '^agent-probe: .* readable' '$log10' | grep -v control"
+check "hidden key: the environment names no key" grep -q '^agent-probe: environment clean' "$log10"
+check "hidden key: the agent's cmdline (read: it has --signing-key) does not name it" \
+  grep -q "^agent-probe: the agent's cmdline masks the key" "$log10"
+check "hidden key: what hides it cannot be unmounted" grep -q '^agent-probe: cannot unmount' "$log10"
+# A cache hit signs nothing, so it reads no key: garbage in the key's place is not noticed.
+printf 'not a key\n' >"$work/garbage.key"
+chmod 0400 "$work/garbage.key"
+run_build "$work/r11.json" "$probe" --signing-key "$work/garbage.key" --signing-cert "$sec/crt"
+check "cache hit with garbage for a key: exit 0, cached (the key not read)" \
+  test "$rc/$(jget "$work/r11.json" 'd["result"]')" = 0/cached
+# A build reads it (before dkms runs, and again to sign).
+run_build "$work/r12.json" "$ok_src" --signing-key "$work/garbage.key" --signing-cert "$sec/crt"
+check "a build with a key that does not parse: exit 2" test "$rc" -eq 2
+check "a build with a key that does not parse: the file named" grep -q "$work/garbage.key" "$work/r12.json.err"
 
 check "the image's /usr/src, /usr/lib, /lib/modules and /var/lib/dkms are as they were" test "$(image_state)" = "$image_before"
 

@@ -14,7 +14,11 @@
 
 #include <nlohmann/json.hpp>
 
+#include <openssl/pem.h>
+
+#include "../test_certs.h"
 #include "agent/check.h"
+#include "agent/signing.h"
 #include "test_util.h"
 
 using namespace agent;
@@ -312,6 +316,63 @@ TEST_CASE("check JSON carries the contract fields") {
   CHECK(ins.back()["source"] == "bundle");
   CHECK(ins.back()["sha256"].get<std::string>().size() == 64);
   CHECK(err.str().empty());
+}
+
+TEST_CASE("check: the decision reads the signing certificate alone; the key file is never read") {
+  const fs::path host = fixture_host("debian12");
+  Bundle b(kernel_of("k61_old"), {kI915_61});  // a build: the signing decision counts
+  TempDir keys;
+  agent::test::Key key = agent::test::rsa_key();
+  {
+    CHandle<BIO, BIO_free> bio(BIO_new_file((keys / "crt.pem").c_str(), "w"));
+    REQUIRE(PEM_write_bio_X509(bio.get(), agent::test::make_cert(key.get()).get()) == 1);
+  }
+  {
+    CHandle<BIO, BIO_free> bio(BIO_new_file((keys / "key.pem").c_str(), "w"));
+    REQUIRE(PEM_write_bio_PrivateKey(bio.get(), key.get(), nullptr, nullptr, 0, nullptr, nullptr) == 1);
+  }
+  REQUIRE(::chmod((keys / "key.pem").c_str(), 0400) == 0);
+  write_file(keys / "garbage.key", "this is no key\n");
+  REQUIRE(::chmod((keys / "garbage.key").c_str(), 0644) == 0);
+
+  auto run = [&](const fs::path& key_file) {
+    CheckOptions o = options_for(host, b.dir);
+    o.json = true;
+    o.signing = {key_file, keys / "crt.pem"};
+    std::ostringstream out, err;
+    const int rc = run_check(o, out, err);
+    INFO(err.str());
+    REQUIRE(err.str().empty());
+    auto j = nlohmann::json::parse(out.str());
+    j["exit"] = rc;
+    return j;
+  };
+  auto codes = [](const nlohmann::json& j) {
+    std::vector<std::string> out;
+    for (const auto& r : j["reasons"]) out.push_back(r["code"]);
+    return out;
+  };
+  const auto real = run(keys / "key.pem");
+  const auto garbage = run(keys / "garbage.key");
+  CHECK(real["decision"] == "build");
+  const auto rc = codes(real);
+  CHECK(std::count(rc.begin(), rc.end(), std::string(check_reason::kBuildSigned)) == 1);
+  // The same decision and reasons with garbage where the key is: its bytes were never read.
+  CHECK(garbage["decision"] == real["decision"]);
+  CHECK(garbage["exit"] == real["exit"]);
+  CHECK(codes(garbage) == codes(real));
+  CHECK(signing_keys_held() == 0);
+  // Its mode is looked at: readable by others, said in the reason that names the signer.
+  std::string signed_message;
+  for (const auto& r : garbage["reasons"])
+    if (r["code"] == check_reason::kBuildSigned) signed_message = r["message"];
+  CHECK_THAT(signed_message, Catch::Contains("mode 0644"));
+  for (const auto& r : real["reasons"])
+    if (r["code"] == check_reason::kBuildSigned) CHECK_THAT(r["message"].get<std::string>(), !Catch::Contains("mode 0"));
+  // A key file that is not there is a fact the decision can know without reading a key.
+  const auto missing = run(keys / "nope.key");
+  const auto mc = codes(missing);
+  CHECK(std::count(mc.begin(), mc.end(), std::string(check_reason::kSigningKeyUnusable)) == 1);
 }
 
 TEST_CASE("check text names the decision, the devices and the symvers source") {

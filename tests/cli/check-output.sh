@@ -52,8 +52,9 @@ if command -v script >/dev/null; then
   lacks "terminal: the long reason is wrapped" "$message" "$work/tty.txt"
   if grep -q '^    [^ ]' "$work/tty.txt"; then pass "terminal: its continuation is indented"; else
     fail "terminal: no indented continuation in: $(cat "$work/tty.txt")"; fi
-  long=$(awk 'length > 60' "$work/tty.txt" | head -n 3)
-  same "terminal: every line fits 60 columns" "$long" ""
+  # (A line of one word - a module's path - cannot be wrapped; its length is the build directory's.)
+  long=$(awk 'length > 60 && /[^ ] +[^ ]/' "$work/tty.txt" | head -n 3)
+  same "terminal: every line of words fits 60 columns" "$long" ""
   same "terminal: the last line is the summary" "$(tail -n 1 "$work/tty.txt")" "$summary"
 else
   fail "terminal: script(1) (util-linux) is needed to give the agent a pty"

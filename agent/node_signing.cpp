@@ -70,7 +70,9 @@ SigningFacts probe_signing(const probes::HostRoot& root, const std::string& rele
       break;
     }
   }
-  s.trust = signing_trust(s.identity, keyrings, image_certs);
+  const auto proc_version = root.read_value("/proc/version");
+  s.trust = signing_trust(s.identity, keyrings, image_certs,
+                          proc_version && platform_keyring_for_modules(*proc_version));
   return s;
 }
 

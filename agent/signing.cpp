@@ -482,8 +482,12 @@ std::string_view signing_verdict_name(SigningTrust::Verdict v) noexcept {
   return "?";
 }
 
+bool platform_keyring_for_modules(std::string_view proc_version) {
+  return proc_version.find("Debian") != std::string_view::npos;
+}
+
 SigningTrust signing_trust(const SigningIdentity& id, const probes::KernelKeyrings& keyrings,
-                           const std::vector<std::string>& image_certs_der) {
+                           const std::vector<std::string>& image_certs_der, bool platform_for_modules) {
   using V = SigningTrust::Verdict;
   const probes::Keyring* builtin = keyrings.find(probes::kBuiltinKeyring);
   const probes::Keyring* secondary = keyrings.find(probes::kSecondaryKeyring);
@@ -496,7 +500,8 @@ SigningTrust signing_trust(const SigningIdentity& id, const probes::KernelKeyrin
   // that to .secondary_trusted_keys (or .builtin_trusted_keys without
   // CONFIG_SECONDARY_TRUSTED_KEYRING). system_trusted_keyring_init() links .builtin_trusted_keys
   // into the secondary, set_machine_trusted_keys() links .machine into it. .platform is reached
-  // only through VERIFY_USE_PLATFORM_KEYRING (kexec, IMA), never for a module.
+  // through VERIFY_USE_PLATFORM_KEYRING: upstream for kexec and IMA only; Debian's
+  // mod_verify_sig() tries it for a module too when the secondary keyring gave ENOKEY.
   if (holds(builtin, id))
     return {V::Trusted, std::string(probes::kBuiltinKeyring), who + " is in " + std::string(probes::kBuiltinKeyring)};
   if (holds(secondary, id))
@@ -506,12 +511,18 @@ SigningTrust signing_trust(const SigningIdentity& id, const probes::KernelKeyrin
             who + " is in " + std::string(probes::kMachineKeyring) + ", which the kernel links into " +
                 std::string(probes::kSecondaryKeyring)};
 
-  const bool builtin_read = is_read(builtin);
-  const bool complete = builtin_read && is_known(secondary, true) && is_known(machine, true);
   const bool in_platform = holds(platform, id);
+  if (platform_for_modules && in_platform)
+    return {V::Trusted, std::string(probes::kPlatformKeyring),
+            who + " is in " + std::string(probes::kPlatformKeyring) +
+                ", which this kernel (Debian's) verifies modules with when no other key matches"};
+
+  const bool builtin_read = is_read(builtin);
+  const bool complete = builtin_read && is_known(secondary, true) && is_known(machine, true) &&
+                        (!platform_for_modules || is_known(platform, true));
   const std::string platform_note =
       in_platform ? "; it is in " + std::string(probes::kPlatformKeyring) +
-                        ", which the kernel uses for kexec and IMA, not for modules"
+                        ", which this kernel uses for kexec and IMA, not for modules"
                   : std::string();
   if (complete)
     return {V::Untrusted, in_platform ? std::string(probes::kPlatformKeyring) : std::string(),

@@ -197,7 +197,17 @@ inline constexpr std::string_view kImageCertificates = "the kernel image's built
 //   Unknown   - not found, and some keyring that counts could not be read. The image holds only
 //               the built-in keyring: keys added at run time (.secondary_trusted_keys, .machine:
 //               MOK) can't be known from it.
+//
+// `platform_for_modules`: the kernel verifies a module with .platform (UEFI db, MOK without a
+// machine keyring) when no key of the secondary keyring matches. Debian's kernels do (their
+// kernel/module/signing.c retries verify_pkcs7_signature with VERIFY_USE_PLATFORM_KEYRING on
+// ENOKEY; read in linux-source 6.1.192, 6.12.118, 7.2.13); upstream's never do.
 [[nodiscard]] SigningTrust signing_trust(const SigningIdentity& identity, const probes::KernelKeyrings& keyrings,
-                                         const std::vector<std::string>& image_certs_der);
+                                         const std::vector<std::string>& image_certs_der,
+                                         bool platform_for_modules = false);
+
+// Whether the running kernel verifies modules with .platform too (see signing_trust), from its
+// /proc/version: Debian's kernels carry that change.
+[[nodiscard]] bool platform_keyring_for_modules(std::string_view proc_version);
 
 }  // namespace agent

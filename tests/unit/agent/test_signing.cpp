@@ -504,7 +504,7 @@ TEST_CASE("signing_trust: the keyrings the kernel verifies modules with") {
                            {});
     CHECK(t.verdict == V::Untrusted);
   }
-  SECTION("only in .platform: untrusted, and the detail says why") {
+  SECTION("only in .platform, on a kernel that does not verify modules with it (upstream): untrusted, and why") {
     auto t = signing_trust(kOurs, rings(readable(probes::kBuiltinKeyring, {kDebian}),
                                         readable(probes::kSecondaryKeyring, {linked}), missing(probes::kMachineKeyring),
                                         readable(probes::kPlatformKeyring, {kDebian, asym(kOurs.description)})),
@@ -512,6 +512,30 @@ TEST_CASE("signing_trust: the keyrings the kernel verifies modules with") {
     CHECK(t.verdict == V::Untrusted);
     CHECK(t.where == ".platform");
     CHECK_THAT(t.detail, Contains("kexec and IMA, not for modules"));
+  }
+  SECTION("only in .platform, on a kernel that verifies modules with it (Debian's): trusted") {
+    auto in_platform = rings(readable(probes::kBuiltinKeyring, {kDebian}), readable(probes::kSecondaryKeyring, {linked}),
+                             missing(probes::kMachineKeyring),
+                             readable(probes::kPlatformKeyring, {kDebian, asym(kOurs.description)}));
+    auto t = signing_trust(kOurs, in_platform, {}, true);
+    CHECK(t.verdict == V::Trusted);
+    CHECK(t.where == ".platform");
+    // Not there: untrusted all the same.
+    auto elsewhere = rings(readable(probes::kBuiltinKeyring, {kDebian}), readable(probes::kSecondaryKeyring, {linked}),
+                           missing(probes::kMachineKeyring), readable(probes::kPlatformKeyring, {kDebian}));
+    CHECK(signing_trust(kOurs, elsewhere, {}, true).verdict == V::Untrusted);
+    // .platform unreadable where it counts: not established, so unknown.
+    auto unread = rings(readable(probes::kBuiltinKeyring, {kDebian}), readable(probes::kSecondaryKeyring, {linked}),
+                        missing(probes::kMachineKeyring),
+                        missing(probes::kPlatformKeyring, probes::Keyring::State::Unreadable, EACCES));
+    CHECK(signing_trust(kOurs, unread, {}, true).verdict == V::Unknown);
+    CHECK(signing_trust(kOurs, unread, {}, false).verdict == V::Untrusted);
+  }
+  SECTION("which kernels verify modules with .platform: Debian's, by /proc/version") {
+    CHECK(platform_keyring_for_modules(
+        "Linux version 6.1.0-56-amd64 (debian-kernel@lists.debian.org) (gcc-12 (Debian 12.2.0-14+deb12u1) 12.2.0) "
+        "#1 SMP PREEMPT_DYNAMIC Debian 6.1.158-1 (2025-11-09)"));
+    CHECK_FALSE(platform_keyring_for_modules("Linux version 6.12.0 (builder@host) (gcc 14.2.1) #1 SMP"));
   }
   SECTION("nowhere, every keyring read or absent (no secondary keyring in this kernel)") {
     auto t = signing_trust(kOurs, rings(readable(probes::kBuiltinKeyring, {kDebian}), missing(probes::kSecondaryKeyring),

@@ -40,13 +40,19 @@ work=$(mktemp -d "${TMPDIR:-/tmp}/agent-demo.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 
 : >"$work/manifest"
+# The running kernel's image: its built-in certificates verify the modules' signatures.
+image=()
+for f in "$CACHE/$target"/root/boot/vmlinuz-*; do [[ -f $f ]] && image=(--kernel-image "$f"); done
 for from in "$same" "$old"; do
   ko="$CACHE/$from/modules/kernel/drivers/gpu/drm/i915/i915.ko"
   echo
   echo "=== agent kabi check: i915 built for $from, running kernel $target ==="
-  "$AGENT" kabi check --symvers "$CACHE/$target/Module.symvers" \
-    --kernel-modules "$CACHE/$target/modules" "$ko" | head -n 16 || true
-  "$AGENT" kabi check --json --symvers "$CACHE/$target/Module.symvers" \
+  "$AGENT" kabi check --symvers "$CACHE/$target/Module.symvers" "${image[@]}" \
+    --kernel-modules "$CACHE/$target/modules" "$ko" >"$work/$from.txt" || true
+  # The verdict table and the first reasons, then the summary line.
+  if (($(wc -l <"$work/$from.txt") > 14)); then head -n 12 "$work/$from.txt"; echo "  ..."; tail -n 1 "$work/$from.txt"
+  else cat "$work/$from.txt"; fi
+  "$AGENT" kabi check --json --symvers "$CACHE/$target/Module.symvers" "${image[@]}" \
     --kernel-modules "$CACHE/$target/modules" "$ko" >"$work/$from.json" || true
   echo "i915-from-$from $ko" >>"$work/manifest"
 done

@@ -6,7 +6,9 @@
 #include <utility>
 #include <vector>
 
+#include <openssl/bio.h>
 #include <openssl/evp.h>
+#include <openssl/pem.h>
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
 
@@ -66,6 +68,20 @@ inline std::string der_of(X509* cert) {
   std::string der(reinterpret_cast<char*>(buf), static_cast<size_t>(len));
   OPENSSL_free(buf);
   return der;
+}
+
+// What a memory BIO holds.
+inline std::string bio_text(BIO* bio) {
+  char* data = nullptr;
+  const long len = BIO_get_mem_data(bio, &data);
+  return std::string(data, static_cast<size_t>(len));
+}
+
+// A certificate in PEM.
+inline std::string pem_cert(X509* cert) {
+  CHandle<BIO, BIO_free> bio(BIO_new(BIO_s_mem()));
+  REQUIRE(PEM_write_bio_X509(bio.get(), cert) == 1);
+  return bio_text(bio.get());
 }
 
 }  // namespace agent::test

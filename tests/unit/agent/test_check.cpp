@@ -17,9 +17,12 @@
 #include <openssl/pem.h>
 
 #include "../test_certs.h"
+#include "../test_lines.h"
 #include "agent/check.h"
 #include "agent/signing.h"
 #include "test_util.h"
+
+using agent::test::lines_with;
 
 using namespace agent;
 using agent::test::TempDir;
@@ -389,17 +392,6 @@ TEST_CASE("check text names the decision, the devices and the symvers source") {
   CHECK(text.find("module_layout") != std::string::npos);
 }
 
-namespace {
-
-std::vector<std::string> lines_with(const std::string& text, const std::string& what) {
-  std::vector<std::string> out;
-  std::istringstream in(text);
-  for (std::string line; std::getline(in, line);)
-    if (line.find(what) != std::string::npos) out.push_back(line);
-  return out;
-}
-
-}  // namespace
 
 TEST_CASE("check text: headers without their Makefile - what is missing, what to do, one summary line") {
   const fs::path host = fixture_host("debian12");

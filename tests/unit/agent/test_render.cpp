@@ -7,22 +7,17 @@
 #include <sstream>
 
 #include "catch2_compat.h"
+#include "../test_lines.h"
 
 #include "agent/hints.h"
 #include "agent/plan.h"
+
+using agent::test::lines_with;
 
 using namespace agent;
 using Catch::Matchers::Contains;
 
 namespace {
-
-std::vector<std::string> lines_with(const std::string& text, const std::string& what) {
-  std::vector<std::string> out;
-  std::istringstream in(text);
-  for (std::string line; std::getline(in, line);)
-    if (line.find(what) != std::string::npos) out.push_back(line);
-  return out;
-}
 
 // A node seen through --root /host: one PCI function, i915 refused on module_layout (ENOEXEC),
 // headers with the kernel's Module.symvers but no Makefile: refuse.

@@ -29,22 +29,13 @@ namespace fs = std::filesystem;
 namespace {
 
 using test::Cert;
+using test::bio_text;
 using test::CertSpec;
 using test::Key;
 using test::make_cert;
+using test::pem_cert;
 using test::rsa_key;
 
-std::string bio_text(BIO* bio) {
-  char* data = nullptr;
-  const long len = BIO_get_mem_data(bio, &data);
-  return std::string(data, static_cast<size_t>(len));
-}
-
-std::string pem_cert(X509* cert) {
-  CHandle<BIO, BIO_free> bio(BIO_new(BIO_s_mem()));
-  REQUIRE(PEM_write_bio_X509(bio.get(), cert) == 1);
-  return bio_text(bio.get());
-}
 
 std::string pem_key(EVP_PKEY* key) {
   CHandle<BIO, BIO_free> bio(BIO_new(BIO_s_mem()));

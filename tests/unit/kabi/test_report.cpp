@@ -1,6 +1,7 @@
 // The `agent kabi check` output contract: JSON schema 1 as issue 2 specifies it, and a human
 // form with one reason a line (wrapped only at a terminal's width) and a summary line.
 #include "kabi/report.h"
+#include "../test_lines.h"
 
 #include <cerrno>
 #include <set>
@@ -10,6 +11,8 @@
 #include "catch2_compat.h"
 
 #include "test_util.h"
+
+using agent::test::lines_with;
 
 using namespace agent::kabi;
 using Catch::Matchers::Contains;
@@ -194,15 +197,6 @@ void check_fits_80(const std::string& text) {
     CHECK(line.size() <= 80);
     CHECK(line.find('\t') == std::string::npos);
   }
-}
-
-// The lines of `text` that contain `what`.
-std::vector<std::string> lines_with(const std::string& text, const std::string& what) {
-  std::vector<std::string> out;
-  std::istringstream in(text);
-  for (std::string line; std::getline(in, line);)
-    if (line.find(what) != std::string::npos) out.push_back(line);
-  return out;
 }
 
 }  // namespace

@@ -19,7 +19,7 @@ TEST_PACKAGES=(
   shellcheck yamllint
   systemd
   podman crun python3-yaml
-  procps strace
+  procps strace ccache
 )
 case ${1:-} in
   --build) PACKAGES=("${BUILD_PACKAGES[@]}") ;;

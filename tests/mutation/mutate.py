@@ -128,7 +128,9 @@ def sync(repo, dest):
         with open(d, "wb") as f:
             f.write(data)
         shutil.copymode(s, d)
-    for root, _, names in os.walk(dest):
+    for root, dirs, names in os.walk(dest):
+        if root == dest and "build" in dirs:
+            dirs.remove("build")  # the copy's own build directory (run.sh)
         for name in names:
             rel = os.path.relpath(os.path.join(root, name), dest)
             if rel not in wanted:

@@ -2,9 +2,15 @@
 # The mutation run: each mistake of tests/mutation/mutations.txt is put into a scratch copy of
 # the sources, which is built and given to the unit and real-data tests (ctest -L
 # 'unit|realdata', stopping at the first failure); a mistake no test fails on SURVIVES, and the
-# run fails. The scratch copy and its build live under BUILD_DIR/mutation (configured once,
-# built incrementally: each mistake recompiles its file, and again once it is undone). The
-# work tree is never touched.
+# run fails. The scratch copy lives in BUILD_DIR/mutation/src, its build in the copy's own
+# `build/` (configured once, built incrementally: each mistake recompiles its file, and again
+# once it is undone). The work tree is never touched.
+#
+# The copy is built as BUILD_DIR was (its build type and AGENT_WERROR, read from its
+# CMakeCache.txt) and, when ccache is there, through ccache with the repository as its base
+# directory: every file the copy shares with the work tree then compiles to a cache hit of the
+# main build's own compile (the same command line relative to the build directory, hence the
+# copy's build/ at the same place as the work tree's).
 #
 # Before the mutations, the same tests on the unmutated copy must pass with none skipped (a
 # test that cannot run catches nothing). Left out: build_node (a real DKMS build, minutes; the
@@ -39,7 +45,7 @@ mutate() { python3 "$HERE/mutate.py" "$@"; }
 
 scratch=$build_dir/mutation
 src=$scratch/src
-bld=$scratch/build
+bld=$src/build # where the work tree's build is: the same relative paths, the same ccache keys
 mkdir -p "$src"
 start=$SECONDS
 
@@ -55,14 +61,25 @@ mutate sync "$REPO" "$src" || die "cannot copy the sources to $src"
 # Undo whatever an interrupted run left applied: the copy is the work tree's again.
 trap 'mutate sync "$REPO" "$src" >/dev/null 2>&1 || true' EXIT
 
+cached() { # VAR: its value in BUILD_DIR's CMakeCache.txt
+  sed -n "s/^$1:[A-Z]*=//p" "$build_dir/CMakeCache.txt"
+}
+launcher=()
+if command -v ccache >/dev/null; then
+  launcher=(-DCMAKE_C_COMPILER_LAUNCHER=ccache -DCMAKE_CXX_COMPILER_LAUNCHER=ccache)
+  # Paths relative to the build directory, and not the directory itself in the hash (-g).
+  export CCACHE_BASEDIR=$REPO CCACHE_NOHASHDIR=true
+fi
 if [[ ! -f $bld/CMakeCache.txt ]]; then
-  # -O1 without debug info: quick to compile and link, fast enough for the tests' time limits;
-  # shared libraries (no static archives to link into each test); warnings are not errors (a
-  # mistake that only warns is still a mistake to catch).
+  [[ -f $build_dir/CMakeCache.txt ]] || die "$build_dir is not a configured build directory"
+  # The main build's flags (a cache hit needs the same command line); shared libraries (no
+  # static archives to link into each test). Under AGENT_WERROR=ON a mistake that only warns
+  # fails the copy's build: an error of the list (mend the mistake so that it compiles).
   linker=()
   command -v ld.lld >/dev/null && linker=(-DCMAKE_EXE_LINKER_FLAGS=-fuse-ld=lld)
-  cmake -S "$src" -B "$bld" -G Ninja -DCMAKE_BUILD_TYPE=None -DCMAKE_CXX_FLAGS=-O1 -DCMAKE_C_FLAGS=-O1 \
-    -DAGENT_WERROR=OFF -DAGENT_STATIC_LIBS=OFF "${linker[@]}" >"$scratch/configure.log" 2>&1 \
+  cmake -S "$src" -B "$bld" -G Ninja -DCMAKE_BUILD_TYPE="$(cached CMAKE_BUILD_TYPE)" \
+    -DAGENT_WERROR="$(cached AGENT_WERROR)" -DAGENT_STATIC_LIBS=OFF "${launcher[@]}" "${linker[@]}" \
+    >"$scratch/configure.log" 2>&1 \
     || { tail -20 "$scratch/configure.log" >&2; die "cmake failed (log: $scratch/configure.log)"; }
 fi
 

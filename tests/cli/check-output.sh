@@ -35,6 +35,8 @@ root=$work/root
 tree=$root/lib/modules/$kver
 mkdir -p "$tree/kernel"
 cp "$fixtures/basic.ko" "$tree/kernel/"
+: >"$tree/modules.builtin"  # a kernel's tree has them (none built in here)
+: >"$tree/modules.builtin.modinfo"
 args=(kabi check --symvers "$work/Module.symvers" --kernel-modules "$tree")
 message="kabi_basic: disagrees about version of symbol drm_dev_register (kernel 0x00c0ffee, module $crc)"
 summary="1/1 refused (EINVAL) on $kver"
@@ -72,6 +74,8 @@ same "--quiet: the same" "$("$agent" "${args[@]}" --quiet "$fixtures/basic.ko")"
 stree=$work/signed/lib/modules/$kver
 mkdir -p "$stree/kernel"
 cp "$fixtures/signed.ko" "$stree/kernel/basic.ko"
+: >"$stree/modules.builtin"
+: >"$stree/modules.builtin.modinfo"
 sargs=(kabi check --symvers "$work/same.symvers" --kernel-modules "$stree")
 "$agent" "${sargs[@]}" "$fixtures/basic.ko" >"$work/unsigned.txt"
 rc=$?

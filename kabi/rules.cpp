@@ -384,13 +384,15 @@ Evaluation evaluate(const std::vector<ModuleInfo>& set, const KernelModel& kerne
       duplicate = true;
     }
     if (duplicate) settle(ENOEXEC);
+    std::string unread;
     if (!m.exports.empty())
       for (const auto& l : kernel.live_exports_unknown)
-        if (!replaced.count(l))
-          v.reasons.push_back(make(reason::kLiveExportsUnread, 0,
-                                   "the exports of the loaded module " + l + " were not read: " + m.name +
-                                       " exporting one of them (ENOEXEC) is not ruled out",
-                                   {}, false));
+        if (!replaced.count(l)) unread += (unread.empty() ? "" : ", ") + l;
+    if (!unread.empty())
+      v.reasons.push_back(make(reason::kLiveExportsUnread, 0,
+                               "the exports of the loaded module(s) " + unread + " were not read: " + m.name +
+                                   " exporting one of them (ENOEXEC) is not ruled out",
+                               {}, false));
 
     // 9. mod_sysfs_setup() -> mod_sysfs_init(): /sys/module/<name> of a built-in (after
     // parse_args). A built-in without one is no name conflict: its exports are vmlinux's.

@@ -86,9 +86,7 @@ TEST_CASE("probe_loaded_modules: a built-in's /sys/module/<name> is recorded (mo
   agent::test::copy_tree(agent::test::base_host() / "proc", t / "proc");
   agent::test::copy_tree(agent::test::base_host() / "sys/module", t / "sys/module");
   REQUIRE_FALSE(fs::exists(t / "sys/module/intel_gtt"));
-  write_file(t / "lib/modules/6.1.0/modules.builtin", "kernel/drivers/char/agp/intel-gtt.ko
-kernel/drivers/input/serio/i8042.ko
-");
+  write_file(t / "lib/modules/6.1.0/modules.builtin", "kernel/drivers/char/agp/intel-gtt.ko\nkernel/drivers/input/serio/i8042.ko\n");
   write_file(t / "sys/module/i8042/parameters/nokbd", "N\n");
   auto root = HostRoot::open(t.path()).value();
   auto inv = probe_loaded_modules(root, "/lib/modules/6.1.0").value();

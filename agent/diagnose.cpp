@@ -141,6 +141,42 @@ Result<void> observe(const DiagnoseOptions& o, const probes::HostRoot& root, con
   return {};
 }
 
+// What the rules check a bundle's exports against besides vmlinux (duplicate exports,
+// ENOEXEC): a live module's exports are its Module.symvers lines; one the symvers does not
+// cover is read from its file in the tree; one not in the tree is named as not read.
+void read_live_exports(const probes::HostRoot& root, Diagnosis& r) {
+  kabi::KernelModel& k = r.model;
+  std::set<std::string> owners, shipped;
+  bool bundle_exports = false;
+  for (const auto& m : r.bundle) {
+    shipped.insert(m.name);
+    bundle_exports |= !m.exports.empty();
+  }
+  if (!bundle_exports) return;
+  for (const auto& e : k.symvers.entries)
+    if (e.owner != "vmlinux") owners.insert(kabi::owner_module_name(e.owner));
+  // A Module.symvers lists every export of the kernel's build: its modules (under kernel/)
+  // that have no line export nothing.
+  const bool whole_build = r.kernel.symvers_origin.kind != probes::SymversOrigin::Kind::InTreeUnion;
+  const std::string build_dir = r.kernel.module_dir + "/kernel/";
+  for (const auto& name : k.live) {
+    if (shipped.count(name) || owners.count(name)) continue;
+    auto it = k.in_tree.find(name);
+    if (it == k.in_tree.end()) {
+      k.live_exports_unknown.insert(name);
+      continue;
+    }
+    if (whole_build && it->second.path.native().rfind(build_dir, 0) == 0) continue;
+    auto m = kabi::read_module(root.fs(), it->second.path.native(), {.trusted_certs = nullptr, .sha256 = false});
+    if (!m) {
+      r.problems.push_back(m.error());
+      k.live_exports_unknown.insert(name);
+      continue;
+    }
+    for (const auto& e : m->exports) k.live_exports.emplace(e.name, name);
+  }
+}
+
 // The restart fast path (see DiagnoseOptions::fast_path): true, with `r` complete, when every
 // bundle module is live with the bundle's own build; false, `r` untouched, otherwise.
 Result<bool> diagnose_live_bundle(const DiagnoseOptions& o, const probes::HostRoot& root, const std::string& release,
@@ -262,9 +298,15 @@ Result<Diagnosis> diagnose(const DiagnoseOptions& o) {
   // removable conflicts gone, everything else live.
   r.model = kernel_model_of(r.kernel, r.policy, o.policy);
   kabi::KernelModel& k = r.model;
-  for (const auto& [name, l] : r.loaded.modules) k.live.insert(name);
+  for (const auto& [name, l] : r.loaded.modules) {
+    if (!l.builtin) k.live.insert(name);
+    else if (l.sysfs) k.builtin_sysfs.insert(name);  // mod_sysfs_init() refuses its name
+    else k.builtin.insert(name);
+  }
+  if (!r.loaded.sys_module_read) k.builtins_unread = "/sys/module not read";
   for (const auto& c : r.conflicts)
     if (c.removable || c.same_as_bundle) k.live.erase(c.name);
+  read_live_exports(*root, r);
   k.certificates_known = certs_known;
   k.kernel_image = kernel_image;
 

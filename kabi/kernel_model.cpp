@@ -114,6 +114,30 @@ bool vermagic_has_modversions(std::string_view vermagic) {
   return false;
 }
 
+void parse_builtins(std::string_view builtin, std::string_view modinfo, std::set<std::string>& sysfs,
+                    std::set<std::string>& plain) {
+  // modules.builtin.modinfo: NUL-separated "<name>.<key>=<value>" (kernel names, underscores).
+  for (size_t pos = 0; pos < modinfo.size();) {
+    const size_t end = std::min(modinfo.find('\0', pos), modinfo.size());
+    const std::string_view entry = modinfo.substr(pos, end - pos);
+    pos = end + 1;
+    const size_t dot = entry.find('.'), eq = entry.find('=');
+    if (dot == std::string_view::npos || eq == std::string_view::npos || dot > eq) continue;
+    const std::string_view key = entry.substr(dot + 1, eq - dot - 1);
+    if (key == "parm" || key == "parmtype" || key == "version") sysfs.insert(std::string(entry.substr(0, dot)));
+  }
+  // modules.builtin: "kernel/drivers/.../foo.ko" a line.
+  for (size_t pos = 0; pos < builtin.size();) {
+    const size_t end = std::min(builtin.find('\n', pos), builtin.size());
+    std::string_view line = builtin.substr(pos, end - pos);
+    pos = end + 1;
+    while (!line.empty() && (line.back() == ' ' || line.back() == '\r')) line.remove_suffix(1);
+    if (line.empty()) continue;
+    std::string name = module_name_from_path(line);
+    if (!sysfs.count(name)) plain.insert(std::move(name));
+  }
+}
+
 std::pair<int, int> parse_release_version(const std::string& release) {
   int major = 0, minor = 0;
   size_t i = 0;
@@ -263,8 +287,10 @@ Result<KernelModel> load_kernel_model(const RootFs& root, const std::string& sym
   SymbolSet wanted;
   if (for_set) {
     wanted.insert("module_layout");
-    for (const auto& m : *for_set)
+    for (const auto& m : *for_set) {
       for (const auto& u : m.undefined) wanted.insert(u.name);
+      for (const auto& e : m.exports) wanted.insert(e.name);  // duplicate exports
+    }
   }
   auto file = root.map(symvers_file, kMaxSymversSize);
   if (!file) return tl::unexpected(file.error());
@@ -287,6 +313,17 @@ Result<KernelModel> load_kernel_model(const RootFs& root, const std::string& sym
   }
   k.problems = std::move(tree->problems);
   k.in_tree = std::move(tree->modules);
+  // Built-ins: without modules.builtin.modinfo a built-in's /sys/module is not known.
+  auto builtin = root.read(module_dir + "/modules.builtin", kMaxIndexSize);
+  auto builtin_modinfo = root.read(module_dir + "/modules.builtin.modinfo", kMaxIndexSize);
+  for (const auto* r : {&builtin, &builtin_modinfo}) {
+    if (*r) continue;
+    k.problems.push_back(r->error());
+    if (k.builtins_unread.empty()) k.builtins_unread = r->error().what();
+  }
+  parse_builtins(builtin ? std::string_view(*builtin) : std::string_view(),
+                 builtin_modinfo ? std::string_view(*builtin_modinfo) : std::string_view(), k.builtin_sysfs,
+                 k.builtin);
   auto facts = read_tree_facts(root, k.in_tree);
   if (!facts) return tl::unexpected(Error{facts.error().code, facts.error().message, root.display(module_dir)});
   k.vermagic = facts->vermagic;

@@ -53,7 +53,19 @@ struct KernelModel {
   int version_major = 0, version_minor = 0;
 
   std::map<std::string, InTreeModule> in_tree;  // by name
-  std::set<std::string> live;                   // names of loaded (or built-in) modules
+  std::set<std::string> live;                   // names of loaded modules
+  // Built-ins (modules.builtin, modules.builtin.modinfo). A module named like one of
+  // builtin_sysfs is refused at mod_sysfs_init() (EINVAL): /sys/module/<name> exists, because
+  // the built-in has parameters or a version, or (live) it was seen there. The other built-ins
+  // are no name conflict for the kernel: their exports (vmlinux's) decide.
+  std::set<std::string> builtin_sysfs;
+  std::set<std::string> builtin;
+  std::string builtins_unread;  // why the built-ins are not known ("" = read)
+  // Exports of live modules that are no owner in the symvers, read from their files: symbol
+  // -> module; and live modules whose exports could not be read (a duplicate export with
+  // them is not ruled out).
+  std::map<std::string, std::string> live_exports;
+  std::set<std::string> live_exports_unknown;
   MissingVersionPolicy policy = MissingVersionPolicy::Strict;
   // Signature policy. module_sig: the kernel checks signatures at all (CONFIG_MODULE_SIG;
   // its own modules are signed). sig_enforce: module.sig_enforce=1 or CONFIG_MODULE_SIG_FORCE.
@@ -122,6 +134,12 @@ struct TreeFacts {
 // Whether a vermagic string has the "modversions" word (the kernel was built with
 // CONFIG_MODVERSIONS).
 [[nodiscard]] bool vermagic_has_modversions(std::string_view vermagic);
+
+// Built-ins of a module tree from modules.builtin and modules.builtin.modinfo texts: names
+// with parm=, parmtype= or version= (they have /sys/module/<name>) into `sysfs`, the rest of
+// modules.builtin into `plain`.
+void parse_builtins(std::string_view builtin, std::string_view modinfo, std::set<std::string>& sysfs,
+                    std::set<std::string>& plain);
 
 // Parses "6.12.94+deb13-amd64" into {6, 12}; {0, 0} if it does not start with digits.
 [[nodiscard]] std::pair<int, int> parse_release_version(const std::string& release);

@@ -336,7 +336,7 @@ Result<ModuleInfo> parse_module(std::string_view file, const std::string& path, 
     uint64_t value;
   };
   // Keys point into the string table, which outlives this function's use of them.
-  std::unordered_map<std::string_view, Def> kcrctab, kstrtabns;
+  std::unordered_map<std::string_view, Def> kcrctab, kstrtab, kstrtabns;
   std::vector<std::pair<std::string_view, Def>> ksym_order;
   for (size_t i = 1; i < nsyms; ++i) {
     GElf_Sym sym;
@@ -360,11 +360,23 @@ Result<ModuleInfo> parse_module(std::string_view file, const std::string& path, 
       kcrctab[*c] = {sym.st_shndx, sym.st_value};
     } else if (auto n = strip("__kstrtabns_")) {
       kstrtabns[*n] = {sym.st_shndx, sym.st_value};
+    } else if (auto t = strip("__kstrtab_")) {
+      kstrtab[*t] = {sym.st_shndx, sym.st_value};
     }
   }
   for (const auto& [name, def] : ksym_order) {
     ExportedSymbol e;
     e.name = name;
+    // The kernel reads the name from __ksymtab_strings (where __kstrtab_<sym> points), not from
+    // the symbol's name: the two differ only in an edited module, and then the string counts.
+    if (auto t = kstrtab.find(name); t != kstrtab.end() && t->second.shndx < sections.size()) {
+      std::string_view d = sections[t->second.shndx].data;
+      if (t->second.value < d.size()) {
+        std::string_view s = d.substr(t->second.value);
+        s = s.substr(0, s.find('\0'));
+        if (!s.empty()) e.name = std::string(s);
+      }
+    }
     if (def.shndx < sections.size()) e.gpl_only = sections[def.shndx].name.rfind("__ksymtab_gpl", 0) == 0;
     if (auto c = kcrctab.find(name); c != kcrctab.end()) {
       if (c->second.shndx == SHN_ABS) {  // before 5.19: the CRC is the symbol's value

@@ -104,6 +104,8 @@ Evaluation evaluate(const std::vector<ModuleInfo>& set, const KernelModel& kerne
   Evaluation ev;
   std::map<std::string, Verdict> verdict_of;  // bundle modules evaluated so far
   std::set<std::string> loaded_in_set;         // names of those predicted to load
+  std::map<std::string, std::string> exported_in_set;  // symbol -> set member loaded before
+  std::set<std::string> in_tree_loaded;        // in-tree modules inserted for those
   const bool modversions = kernel.modversions;
 
   auto kernel_provider = [&](const std::string& sym) -> std::optional<Provider> {
@@ -352,10 +354,72 @@ Evaluation evaluate(const std::vector<ModuleInfo>& set, const KernelModel& kerne
         for (const auto& t : it->second.depends)
           if (!replaced.count(t)) all_deps.insert(t);
     v.load_after.assign(all_deps.begin(), all_deps.end());
+
+    // 8. complete_formation() -> verify_exported_symbols(): each export against vmlinux and
+    // every formed module; the first duplicate (6.x: plain exports, then GPL-only) ends it.
+    // An in-tree module counts when it is loaded then: live, or inserted for this set (its
+    // in-tree dependencies); one the set replaces (same name) is not.
+    auto owner_of = [&](const std::string& sym) -> std::string {
+      if (const SymversEntry* e = kernel.symvers.find(sym)) {
+        if (e->owner == "vmlinux") return "kernel";  // module_name(NULL)
+        const std::string owner = owner_module_name(e->owner);
+        if (!replaced.count(owner) && (kernel.live.count(owner) || in_tree_loaded.count(owner) || all_deps.count(owner)))
+          return owner;
+      }
+      if (auto it = exported_in_set.find(sym); it != exported_in_set.end()) return it->second;
+      if (auto it = kernel.live_exports.find(sym); it != kernel.live_exports.end() && !replaced.count(it->second))
+        return it->second;
+      return {};
+    };
+    std::vector<const ExportedSymbol*> exports;
+    for (const auto& e : m.exports) exports.push_back(&e);
+    if (kernel.version_major < 7)
+      std::stable_partition(exports.begin(), exports.end(), [](const ExportedSymbol* e) { return !e->gpl_only; });
+    bool duplicate = false;
+    for (const ExportedSymbol* e : exports) {
+      const std::string owner = owner_of(e->name);
+      if (owner.empty()) continue;
+      v.reasons.push_back(make(reason::kDuplicateExport, ENOEXEC,
+                               m.name + ": exports duplicate symbol " + e->name + " (owned by " + owner + ")", e->name));
+      duplicate = true;
+    }
+    if (duplicate) settle(ENOEXEC);
+    std::string unread;
+    if (!m.exports.empty())
+      for (const auto& l : kernel.live_exports_unknown)
+        if (!replaced.count(l)) unread += (unread.empty() ? "" : ", ") + l;
+    if (!unread.empty())
+      v.reasons.push_back(make(reason::kLiveExportsUnread, 0,
+                               "the exports of the loaded module(s) " + unread + " were not read: " + m.name +
+                                   " exporting one of them (ENOEXEC) is not ruled out",
+                               {}, false));
+
+    // 9. mod_sysfs_setup() -> mod_sysfs_init(): /sys/module/<name> of a built-in (after
+    // parse_args). A built-in without one is no name conflict: its exports are vmlinux's.
+    if (kernel.builtin_sysfs.count(m.name)) {
+      v.reasons.push_back(make(reason::kBuiltinModule, EINVAL,
+                               m.name + ": module is already loaded (built into the kernel: /sys/module/" + m.name +
+                                   " exists)"));
+      settle(EINVAL);
+    } else if (kernel.builtin.count(m.name)) {
+      v.reasons.push_back(make(reason::kBuiltinSameName, 0,
+                               m.name + " is built into the kernel without parameters or a version: /sys/module/" +
+                                   m.name + " is not known to exist, so the name itself may not be refused (EINVAL if it does)",
+                               {}, false));
+    } else if (!kernel.builtins_unread.empty()) {
+      v.reasons.push_back(make(reason::kBuiltinsUnknown, 0,
+                               "the kernel's built-in modules are not known (" + kernel.builtins_unread + "): " + m.name +
+                                   " being one (EINVAL) is not ruled out",
+                               {}, false));
+    }
     v.err = stage_err;
     v.verdict = stage_err == 0 ? Verdict::Loadable : Verdict::Refused;
     // A name once loaded stays live: a later refused copy does not unload it.
-    if (v.verdict == Verdict::Loadable) loaded_in_set.insert(m.name);
+    if (v.verdict == Verdict::Loadable) {
+      loaded_in_set.insert(m.name);
+      for (const auto& e : m.exports) exported_in_set.emplace(e.name, m.name);
+      in_tree_loaded.insert(all_deps.begin(), all_deps.end());
+    }
     verdict_of[m.name] = loaded_in_set.count(m.name) ? Verdict::Loadable : v.verdict;
     ev.modules.push_back(std::move(v));
   }

@@ -38,6 +38,8 @@ inline constexpr const char* kNoSymbolVersion = "no_symbol_version";
 inline constexpr const char* kNamespaceNotImported = "namespace_not_imported";
 inline constexpr const char* kMissingDependency = "missing_dependency";
 inline constexpr const char* kDependencyRefused = "dependency_refused";
+inline constexpr const char* kDuplicateExport = "duplicate_export";
+inline constexpr const char* kBuiltinModule = "builtin_module";
 // Warnings: recorded, never fatal.
 inline constexpr const char* kNoVersionsTable = "no_versions_table";         // tainted "forced"
 inline constexpr const char* kNoVermagic = "no_vermagic";                   // tainted "forced"
@@ -49,6 +51,9 @@ inline constexpr const char* kUnsupportedSigAccepted = "unsupported_signature_ac
 inline constexpr const char* kModuleStructSizeUnchecked = "module_struct_size_unchecked";  // loads broken
 inline constexpr const char* kNoModversions = "kernel_without_modversions";
 inline constexpr const char* kSignatureNotVerified = "signature_not_verified";  // no certificates
+inline constexpr const char* kBuiltinSameName = "builtin_same_name";       // no /sys/module known
+inline constexpr const char* kBuiltinsUnknown = "builtins_unknown";         // modules.builtin unread
+inline constexpr const char* kLiveExportsUnread = "live_exports_unread";    // duplicates not ruled out
 }  // namespace reason
 
 struct Reason {

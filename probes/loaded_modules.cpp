@@ -97,6 +97,7 @@ Result<ModuleInventory> probe_loaded_modules(const HostRoot& root, const std::st
 
   if (!module_dir.empty()) {
     if (auto builtin = root.read_text(module_dir + "/modules.builtin")) {
+      inv.builtin_read = true;
       for (auto& name : parse_modules_builtin(*builtin)) {
         // A name in /proc/modules is loadable whatever the index says.
         if (inv.modules.count(name)) continue;
@@ -115,6 +116,7 @@ Result<ModuleInventory> probe_loaded_modules(const HostRoot& root, const std::st
     inv.problems.push_back(sys.error());
     return inv;
   }
+  inv.sys_module_read = true;
   for (const auto& name : *sys) {
     const std::string dir = "/sys/module/" + name;
     if (!root.is_directory(dir)) continue;  // /sys/module/compression is a file
@@ -132,6 +134,7 @@ Result<ModuleInventory> probe_loaded_modules(const HostRoot& root, const std::st
       it = inv.modules.emplace(name, std::move(m)).first;
     }
     LoadedModule& m = it->second;
+    m.sysfs = true;
     if (!has_initstate) continue;
     if (auto v = root.read_value(dir + "/initstate")) m.initstate = *v; else inv.problems.push_back(v.error());
     if (auto v = root.read_value(dir + "/refcnt")) {

@@ -16,6 +16,7 @@ namespace agent::probes {
 struct LoadedModule {
   std::string name;
   bool builtin = false;         // compiled into the kernel: can never be removed
+  bool sysfs = false;           // /sys/module/<name> exists (a built-in of that name: EINVAL)
   uint64_t size = 0;            // /proc/modules
   std::optional<int> refcnt;    // /proc/modules (or /sys/module/<m>/refcnt)
   std::vector<std::string> used_by;  // /proc/modules column 4
@@ -31,6 +32,8 @@ struct LoadedModule {
 struct ModuleInventory {
   std::map<std::string, LoadedModule> modules;  // loaded and built-in, by name
   std::vector<Error> problems;                  // parts that could not be read
+  bool sys_module_read = false;                 // /sys/module was listed
+  bool builtin_read = false;                    // modules.builtin was read
 };
 
 // Parses /proc/modules text ("name size refcnt deps state address [taint]"). A line that does

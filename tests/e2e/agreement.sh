@@ -249,6 +249,22 @@ add_without "$K612" "xe-own-without-drm_display_helper" drm_display_helper "$(mo
 rule_cases "$K61" "$K61" i915 i915- --only sig_oversized,no_vermagic,symtab_twice,machine,shentsize
 rule_cases "$K612" "$K612" xe xe- --only sig_oversized,no_vermagic,symtab_twice,machine,shentsize
 
+# Duplicate exports (complete_formation -> verify_exported_symbols, ENOEXEC): crc8 with one
+# exported name overwritten in __ksymtab_strings by kfree, which vmlinux exports ("owned by
+# kernel"); the in-tree drm_display_helper, then a copy of it renamed drm_dh_copy (the same
+# exports): the second is refused naming the first. A built-in's name (mod_sysfs_init,
+# EINVAL): crc-itu-t (no dependencies, exports nobody else loads) renamed i8042, built in with
+# parameters on every Debian kernel (/sys/module/i8042). Before this_module_size: 6.1 unloads
+# nothing after that one.
+for abi in "$K61" "$K612" "$K7"; do
+  make_cases "$abi" "$abi" crc8 crc8- --only export_vmlinux
+  add "$abi" "crc8-export_vmlinux" "$(one_case)"
+  make_cases "$abi" "$abi" drm_display_helper drm_display_helper- --only renamed --name drm_dh_copy
+  add "$abi" "drm_display_helper+drm_dh_copy" "$(mod "$abi" drm_display_helper)" "$(one_case)"
+  make_cases "$abi" "$abi" crc-itu-t crc-itu-t- --only renamed --name i8042
+  add "$abi" "crc-itu-t-renamed-i8042" "$(one_case)"
+done
+
 # sizeof(struct module): .gnu.linkonce.this_module 64 bytes short. Last of each boot: 6.1 does
 # not check it and loads a module whose struct module overlaps its next section (a WARNING,
 # and removing it hits a BUG), so nothing is unloaded after it.

@@ -56,6 +56,13 @@ python stdlib only), so that exactly one loadability rule is hit:
   versions_fake_release
                      both: the fake __versions and the release word changed (a kernel with
                      MODVERSIONS would skip the release word; one without compares it)
+  export_vmlinux     one exported name in __ksymtab_strings (where its __kstrtab_<sym> points:
+                     the kernel reads the name there) overwritten with a vmlinux export of the
+                     same or shorter length (kfree, NUL padded): "exports duplicate symbol kfree
+                     (owned by kernel)" (ENOEXEC). Only with --only.
+  renamed            the module renamed to --name NAME (not longer): .modinfo name= and the
+                     name in struct module (.gnu.linkonce.this_module), NUL padded. Only with
+                     --only.
 
 A case that does not apply to the module is skipped with a "not applicable" line on stderr
 and does not count as a failure: the cases that edit __versions (crc, signed_crc,
@@ -65,7 +72,7 @@ module without that entry, export_crc on a module without __kcrctab, versions_fa
 on a module that has __versions.
 
 Usage: mkcases.py [--prefix P] [--symvers Module.symvers] [--only CASE,...] [--keep-signature]
-                  [--user USER.ko[.xz]] INPUT.ko[.xz] OUTDIR
+                  [--user USER.ko[.xz]] [--name NAME] INPUT.ko[.xz] OUTDIR
 Writes OUTDIR/<P><case>.ko and prints a manifest, one line per case:
   <P><case> TAB <input> TAB <output>
 --symvers (the target kernel's) picks for import_ns a namespace the module really uses, and
@@ -559,6 +566,57 @@ def case_versions_fake_release(data, signed, symvers):
     return data, what + "; " + what2
 
 
+# vmlinux exports on every kernel the suite boots, shortest first
+VMLINUX_EXPORTS = ("kfree", "kmalloc_trace", "__kmalloc")
+
+
+def case_export_vmlinux(data, _signed, symvers):
+    elf = Elf(data)
+    syms, _ = elf.symbols()
+    strs = elf.section("__ksymtab_strings")
+    # offsets into __ksymtab_strings that some __kstrtab*_ symbol points at
+    points = {struct.unpack_from("<Q", data, off + 8)[0]: name for off, _, shndx, name in syms
+              if shndx == strs["index"]}
+    for value, name in sorted(points.items()):
+        if not name.startswith("__kstrtab_"):
+            continue
+        sym = name[len("__kstrtab_"):]
+        if elf.cstr(strs["offset"] + value) != sym:
+            continue
+        # the string is this symbol's alone: nothing else points inside it
+        if any(value < o <= value + len(sym) for o in points if o != value):
+            continue
+        new = next((v for v in VMLINUX_EXPORTS
+                    if len(v) <= len(sym) and (symvers is None or v in symvers)), None)
+        if new is None:
+            continue
+        off = strs["offset"] + value
+        data[off:off + len(sym)] = new.encode("latin-1").ljust(len(sym), b"\0")
+        return data, "exported name %s -> %s in __ksymtab_strings" % (sym, new)
+    raise CaseError("no exported name to overwrite with one of %s" % ", ".join(VMLINUX_EXPORTS))
+
+
+def case_renamed(data, _signed, _symvers, name=None):
+    if not name:
+        raise CaseError("renamed needs --name")
+    elf = Elf(data)
+    old = elf.modinfo_value("name")
+    if not old:
+        raise CaseError("no name= in .modinfo")
+    if len(name) > len(old):
+        raise CaseError("--name %s is longer than %s" % (name, old))
+    if overwrite_modinfo(elf, "name", lambda t: "name=" + name) != 1:
+        raise CaseError("not exactly one name= entry")
+    s = elf.section(".gnu.linkonce.this_module")
+    raw = bytes(data[s["offset"]:s["offset"] + s["size"]])
+    at = raw.find(old.encode("latin-1") + b"\0")
+    if at < 0:
+        raise CaseError("struct module does not hold the name %s" % old)
+    off = s["offset"] + at
+    data[off:off + len(old)] = name.encode("latin-1").ljust(len(old), b"\0")
+    return data, "module %s renamed %s (.modinfo name=, struct module at +%d)" % (old, name, at)
+
+
 CASES = [
     ("stripped", case_stripped),
     ("crc", case_crc),
@@ -583,10 +641,12 @@ CASES = [
     ("symtab_twice", case_symtab_twice),
     ("machine", case_machine),
     ("shentsize", case_shentsize),
+    ("export_vmlinux", case_export_vmlinux),
+    ("renamed", case_renamed),
 ]
 # made only when --only names them
 OPT_IN = {"export_crc", "this_module_size", "sig_malformed", "sig_unsupported", "sig_oversized",
-          "no_vermagic", "symtab_twice", "machine", "shentsize"}
+          "no_vermagic", "symtab_twice", "machine", "shentsize", "export_vmlinux", "renamed"}
 
 
 def modname(path):
@@ -610,6 +670,7 @@ def main(argv):
     ap.add_argument("--only", help="comma separated case names")
     ap.add_argument("--keep-signature", action="store_true")
     ap.add_argument("--user", help="export_crc: pick a symbol this module imports")
+    ap.add_argument("--name", help="renamed: the module's new name")
     ap.add_argument("input")
     ap.add_argument("outdir")
     args = ap.parse_args(argv)
@@ -636,6 +697,8 @@ def main(argv):
         try:
             if name == "export_crc":
                 data, what = fn(bytearray(stripped), signed, symvers, user=args.user)
+            elif name == "renamed":
+                data, what = fn(bytearray(stripped), signed, symvers, name=args.name)
             else:
                 data, what = fn(bytearray(stripped), signed, symvers)
         except NotApplicable as e:

@@ -55,6 +55,18 @@ TEST_CASE("kernel model: modversions in a vermagic is a whole word", "[kernel_mo
   CHECK_FALSE(vermagic_has_modversions(""));
 }
 
+TEST_CASE("kernel model: built-ins with /sys/module (parameters, version) and without", "[kernel_model]") {
+  // Lines as Debian 6.1.0-56's modules.builtin and modules.builtin.modinfo have them.
+  const std::string builtin = "kernel/drivers/input/serio/i8042.ko\nkernel/lib/crc32c_intel.ko\nkernel/drivers/char/hw_random/rng-core.ko\n";
+  using namespace std::string_literals;
+  const std::string modinfo = "i8042.parm=nokbd:Do not probe or use KBD port.\0i8042.parmtype=nokbd:bool\0"s +
+                              "crc32c_intel.license=GPL\0rng_core.version=x\0printk.parmtype=time:bool\0"s;
+  std::set<std::string> sysfs, plain;
+  parse_builtins(builtin, modinfo, sysfs, plain);
+  CHECK(sysfs == std::set<std::string>{"i8042", "printk", "rng_core"});
+  CHECK(plain == std::set<std::string>{"crc32c_intel"});
+}
+
 TEST_CASE("kernel model: scanning a module tree", "[kernel_model]") {
   TempDir tmp;
   make_tree(tmp);

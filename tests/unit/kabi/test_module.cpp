@@ -262,6 +262,24 @@ TEST_CASE("module: a two-module bundle's exports and imports", "[module]") {
   CHECK(c.exports.empty());
 }
 
+TEST_CASE("module: an export's name is the __ksymtab_strings string, as the kernel reads it", "[module]") {
+  // The symbol __ksymtab_prov_plain stays; only the string __kstrtab_prov_plain points at
+  // changes (what mkcases.py's export_vmlinux does to a real module).
+  std::string bytes = slurp(fixture("provider.ko"));
+  const std::string old = std::string("prov_gpl\0prov_plain\0", 20);
+  const size_t at = bytes.find(old);
+  REQUIRE(at != std::string::npos);
+  REQUIRE(bytes.find(old, at + 1) == std::string::npos);
+  bytes.replace(at + 9, 10, std::string("kfree\0\0\0\0\0", 10));
+  auto m = parse_module(bytes, "provider-edited.ko");
+  REQUIRE(m);
+  CHECK(exported(*m, "kfree"));
+  CHECK_FALSE(exported(*m, "prov_plain"));
+  REQUIRE(exported(*m, "kfree"));
+  CHECK(exported(*m, "kfree")->crc == 0xc0ffee02u);  // the record's CRC, found by its symbol
+  CHECK(exported(*m, "prov_gpl"));
+}
+
 TEST_CASE("module: signature states as read from the file", "[module]") {
   SECTION("signed") {
     const ModuleInfo m = load("signed.ko");

@@ -393,6 +393,122 @@ TEST_CASE("rules: the same name twice in one set -> EEXIST for the second", "[ru
 
 // ---- symbols -------------------------------------------------------------------------------
 
+// ---- duplicate exports (verify_exported_symbols) and built-ins (mod_sysfs_init) ---------------
+
+ModuleInfo exporting(const std::string& name, const std::vector<std::string>& exports) {
+  ModuleInfo m = module(name);
+  for (const auto& e : exports) m.exports.push_back({e, std::nullopt, false, ""});
+  return m;
+}
+
+TEST_CASE("rules: exporting a symbol vmlinux exports -> ENOEXEC, owned by kernel", "[rules]") {
+  KernelModel k = kernel61();
+  REQUIRE(k.symvers.find("jiffies"));
+  REQUIRE(k.symvers.find("jiffies")->owner == "vmlinux");
+  auto v = one(exporting("helper", {"helper_fn", "jiffies"}), k);
+  REQUIRE_REFUSED(v, ENOEXEC);
+  const Reason* r = find_reason(v, reason::kDuplicateExport);
+  REQUIRE(r);
+  CHECK(r->symbol == "jiffies");
+  CHECK(r->message == "helper: exports duplicate symbol jiffies (owned by kernel)");
+  REQUIRE_LOADABLE(one(exporting("helper", {"helper_fn"}), k));
+}
+
+TEST_CASE("rules: an in-tree module's export collides only while that module is loaded", "[rules]") {
+  KernelModel k = kernel61();
+  REQUIRE(k.symvers.find("drm_dev_register")->owner == "drivers/gpu/drm/drm");
+  const ModuleInfo copy = exporting("drm_copy", {"drm_dev_register"});
+  // Offline nothing is loaded that the set does not load.
+  REQUIRE_LOADABLE(one(copy, k));
+  SECTION("live: refused naming it") {
+    k.live = {"drm"};
+    auto v = one(copy, k);
+    REQUIRE_REFUSED(v, ENOEXEC);
+    CHECK_THAT(find_reason(v, reason::kDuplicateExport)->message, Contains("(owned by drm)"));
+  }
+  SECTION("pulled in as an in-tree dependency of the module itself") {
+    ModuleInfo m = copy;
+    m.undefined.push_back({"drm_kms_helper_poll_init", false});  // drm_kms_helper -> drm
+    m.versions.push_back({"drm_kms_helper_poll_init", k.symvers.find("drm_kms_helper_poll_init")->crc});
+    auto v = one(m, k);
+    REQUIRE_REFUSED(v, ENOEXEC);
+    CHECK_THAT(find_reason(v, reason::kDuplicateExport)->message, Contains("(owned by drm)"));
+  }
+  SECTION("pulled in by an earlier member of the set") {
+    // (not a user of drm_dev_register: the set's own export would serve it, loaded first)
+    ModuleInfo user = module("user", {"drm_kms_helper_poll_init"});
+    Evaluation ev = evaluate({user, copy}, k);
+    REQUIRE(by_name(ev, "user").load_after == std::vector<std::string>{"drm", "drm_kms_helper"});
+    REQUIRE_LOADABLE(by_name(ev, "user"));
+    REQUIRE_REFUSED(by_name(ev, "drm_copy"), ENOEXEC);
+  }
+  SECTION("a set that replaces the in-tree module (same name) exports its symbols legitimately") {
+    // (a live in-tree copy is unloaded first by the entrypoint, else already_loaded)
+    REQUIRE_LOADABLE(one(exporting("drm", {"drm_dev_register"}), k));
+    ModuleInfo user = module("user", {"drm_dev_register"});
+    Evaluation ev = evaluate({exporting("drm", {"drm_dev_register"}), user}, k);
+    CHECK(ev.all_loadable());
+  }
+}
+
+TEST_CASE("rules: a symbol an earlier module of the set exports -> ENOEXEC naming it", "[rules]") {
+  // drm_display_helper, then a renamed copy with the same exports.
+  const ModuleInfo a = exporting("dh", {"dh_fn"});
+  const ModuleInfo b = exporting("dh_copy", {"dh_fn"});
+  Evaluation ev = evaluate({a, b}, kernel61());
+  REQUIRE_LOADABLE(ev.modules[0]);
+  REQUIRE_REFUSED(ev.modules[1], ENOEXEC);
+  CHECK(find_reason(ev.modules[1], reason::kDuplicateExport)->message ==
+        "dh_copy: exports duplicate symbol dh_fn (owned by dh)");
+  SECTION("the first refused: nothing to collide with") {
+    ModuleInfo bad = a;
+    bad.vermagic = "6.1.0-56-amd64 SMP preempt_rt mod_unload modversions ";
+    Evaluation e = evaluate({bad, b}, kernel61());
+    REQUIRE_REFUSED(e.modules[0], ENOEXEC);
+    REQUIRE_LOADABLE(e.modules[1]);
+  }
+}
+
+TEST_CASE("rules: live modules outside the symvers: their read exports, or a warning", "[rules]") {
+  KernelModel k = kernel61();
+  k.live = {"oot"};
+  k.live_exports = {{"oot_fn", "oot"}};
+  auto v = one(exporting("helper", {"oot_fn"}), k);
+  REQUIRE_REFUSED(v, ENOEXEC);
+  CHECK_THAT(find_reason(v, reason::kDuplicateExport)->message, Contains("(owned by oot)"));
+  k.live_exports.clear();
+  k.live_exports_unknown = {"oot"};
+  v = one(exporting("helper", {"oot_fn"}), k);
+  REQUIRE_LOADABLE(v);
+  const Reason* w = find_reason(v, reason::kLiveExportsUnread);
+  REQUIRE(w);
+  CHECK_FALSE(w->fatal);
+  CHECK_THAT(w->message, Contains("oot"));
+  CHECK_FALSE(find_reason(one(module("noexports"), k), reason::kLiveExportsUnread));
+}
+
+TEST_CASE("rules: a built-in with /sys/module of that name -> EINVAL; without, a warning", "[rules]") {
+  KernelModel k = kernel61();
+  k.builtin_sysfs = {"i8042"};
+  k.builtin = {"crc32c_intel"};
+  auto v = one(module("i8042"), k);
+  REQUIRE_REFUSED(v, EINVAL);
+  CHECK_THAT(find_reason(v, reason::kBuiltinModule)->message, Contains("i8042: module is already loaded"));
+  CHECK_FALSE(find_reason(v, reason::kAlreadyLoaded));
+  v = one(module("crc32c_intel"), k);
+  REQUIRE_LOADABLE(v);
+  CHECK(find_reason(v, reason::kBuiltinSameName));
+  SECTION("exports come first: ENOEXEC before sysfs") {
+    REQUIRE_REFUSED(one(exporting("i8042", {"jiffies"}), k), ENOEXEC);
+  }
+  SECTION("built-ins not read: a warning, never a silent pass") {
+    k.builtins_unread = "modules.builtin: No such file";
+    v = one(module("other"), k);
+    REQUIRE_LOADABLE(v);
+    CHECK_THAT(find_reason(v, reason::kBuiltinsUnknown)->message, Contains("modules.builtin: No such file"));
+  }
+}
+
 TEST_CASE("rules: an unknown symbol -> ENOENT, named", "[rules]") {
   ModuleInfo m = module("i915", {"_printk", "drm_gem_renamed"});
   auto v = one(m, kernel61());

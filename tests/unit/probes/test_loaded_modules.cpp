@@ -77,6 +77,26 @@ TEST_CASE("probe_loaded_modules: modules.builtin marks built-in modules") {
   CHECK_FALSE(inv.modules.at("drm").builtin);  // in /proc/modules: loadable, whatever the index says
   REQUIRE(inv.problems.size() == 1);           // no /sys/module in this copy: reported
   CHECK(inv.problems[0].code == ENOENT);
+  CHECK_FALSE(inv.sys_module_read);  // a built-in's /sys/module is then not known
+  CHECK(inv.builtin_read);
+}
+
+TEST_CASE("probe_loaded_modules: a built-in's /sys/module/<name> is recorded (mod_sysfs_init refuses that name)") {
+  TempDir t;
+  agent::test::copy_tree(agent::test::base_host() / "proc", t / "proc");
+  agent::test::copy_tree(agent::test::base_host() / "sys/module", t / "sys/module");
+  REQUIRE_FALSE(fs::exists(t / "sys/module/intel_gtt"));
+  write_file(t / "lib/modules/6.1.0/modules.builtin", "kernel/drivers/char/agp/intel-gtt.ko\nkernel/drivers/input/serio/i8042.ko\n");
+  write_file(t / "sys/module/i8042/parameters/nokbd", "N\n");
+  auto root = HostRoot::open(t.path()).value();
+  auto inv = probe_loaded_modules(root, "/lib/modules/6.1.0").value();
+  CHECK(inv.sys_module_read);
+  CHECK(inv.modules.at("i8042").builtin);
+  CHECK(inv.modules.at("i8042").sysfs);
+  CHECK(inv.modules.at("intel_gtt").builtin);
+  CHECK_FALSE(inv.modules.at("intel_gtt").sysfs);
+  CHECK(inv.modules.at("firmware_class").sysfs);  // built in, not in modules.builtin: still a directory
+  CHECK(inv.modules.at("i915").sysfs);
 }
 
 TEST_CASE("probe_loaded_modules: srcversion and version come from /sys/module") {

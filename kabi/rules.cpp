@@ -166,9 +166,9 @@ Evaluation evaluate(const std::vector<ModuleInfo>& set, const KernelModel& kerne
         v.reasons.push_back(make(reason::kSignatureMalformed, EBADMSG, "module signature malformed: " + s.problem));
         settle(EBADMSG);
       } else if (!pkcs7_parser_knows_digest(s.hash_algo, kernel.version_major, kernel.version_minor)) {
-        // ENOPKG from the parser, before anything else is looked at: as unsigned.
-        unenforced(reason::kUnsupportedSigAccepted, reason::kUnsupportedSigEnforced,
-                   "module with unsupported crypto (PKCS7: Unsupported digest algo " + s.hash_algo + ")");
+        // ENOPKG from the parser ("PKCS7: Unsupported digest algo"), before anything else is
+        // looked at: as unsigned.
+        unenforced(reason::kUnsupportedSigAccepted, reason::kUnsupportedSigEnforced, "module with unsupported crypto");
       } else if (!s.content_type.empty()) {
         // pkcs7_verify(VERIFYING_MODULE_SIGNATURE), before any key is looked up.
         v.reasons.push_back(make(reason::kSignatureNotData, EKEYREJECTED,

@@ -916,11 +916,12 @@ TEST_CASE("rules: a digest the kernel's PKCS#7 parser does not know is 'unsuppor
   v = one(m, k);
   REQUIRE_LOADABLE(v);
   REQUIRE(find_reason(v, reason::kUnsupportedSigAccepted));
-  CHECK_THAT(find_reason(v, reason::kUnsupportedSigAccepted)->message, Contains("Unsupported digest algo MD5"));
   k.sig_enforce = true;
   v = one(m, k);
   REQUIRE_REFUSED(v, EKEYREJECTED);
   REQUIRE(find_reason(v, reason::kUnsupportedSigEnforced));
+  CHECK_THAT(find_reason(v, reason::kUnsupportedSigEnforced)->message,
+             Contains("Loading of module with unsupported crypto is rejected"));
   // Known to both: sha256 and, from 6.12, sha3-256.
   m.signature.hash_algo = "SHA3-256";
   REQUIRE(find_reason(one(m, k), reason::kUnknownKeyEnforced));

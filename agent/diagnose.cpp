@@ -10,6 +10,7 @@
 #include "agent/node_model.h"
 #include "kabi/file_io.h"
 #include "kabi/kernel_keys.h"
+#include "probes/keyrings.h"
 #include "kabi/text.h"
 
 namespace agent {
@@ -268,6 +269,7 @@ Result<Diagnosis> diagnose(const DiagnoseOptions& o) {
         continue;
       }
       m.signature.key_check = kabi::key_check_of(kabi::check_module_signature(*bytes, {r.signing.cert_der}));
+      m.signature.module_sha256 = kabi::sha256_hex(*bytes);
     }
   }
   const bool certs_known = !kernel_image.empty();
@@ -309,6 +311,16 @@ Result<Diagnosis> diagnose(const DiagnoseOptions& o) {
   read_live_exports(*root, r);
   k.certificates_known = certs_known;
   k.kernel_image = kernel_image;
+  // .blacklist: hashes a well-signed module must not have (Debian 6.x). Not visible (a user
+  // namespace) or not readable is a problem to report, never an empty list.
+  const probes::Keyring blacklist = probes::probe_keyring(probes::kBlacklistKeyring);
+  if (blacklist.state == probes::Keyring::State::Read) {
+    k.blacklisted_hashes = probes::blacklisted_binary_hashes(blacklist);
+    k.blacklist_known = true;
+  } else if (k.version_major == 6) {
+    r.problems.push_back({blacklist.error, std::string(probes::kBlacklistKeyring) + ": " + blacklist.problem +
+                                               " (module hashes on it are not predicted)", {}});
+  }
 
   r.evaluation = kabi::evaluate(r.bundle, k);
   auto d = decide(DecisionFacts{.bundle = r.bundle,

@@ -476,6 +476,9 @@ SignatureCheck check_module_signature(std::string_view file, const std::vector<s
     case Signature::State::Malformed: return SignatureCheck::Malformed;
     case Signature::State::Present: break;
   }
+  // pkcs7_verify() refuses these for a module before it looks for the key (EKEYREJECTED).
+  if (!trailer.signature.content_type.empty() || trailer.signature.signed_attributes)
+    return SignatureCheck::BadSignature;
   const std::string_view image = file.substr(0, trailer.image_size);
   const std::string_view blob =
       file.substr(trailer.image_size, file.size() - kSignatureMagic.size() - kModSigSize - trailer.image_size);
@@ -549,6 +552,7 @@ Result<std::vector<std::string>> check_signatures(std::vector<ModuleInfo>& set, 
     auto bytes = read_decompressed(m.path);  // the signature covers the decompressed module
     if (!bytes) return tl::unexpected(bytes.error());
     m.signature.key_check = key_check_of(check_module_signature(*bytes, *certs));
+    m.signature.module_sha256 = sha256_hex(*bytes);
   }
   return certs;
 }

@@ -76,6 +76,10 @@ struct KernelModel {
   // Whether the kernel's built-in certificates were read: without them a signature by a
   // trusted key cannot be verified.
   bool certificates_known = false;
+  // The live .blacklist keyring's "bin:" hashes (lowercase hex; Debian's 6.1 and 6.12 refuse a
+  // well-signed module whose whole-file SHA-256 is one): blacklist_known once it was read.
+  std::set<std::string> blacklisted_hashes;
+  bool blacklist_known = false;
   // The key id the kernel's own modules are signed with: a key it certainly trusts.
   std::string build_key_id;
   std::string kernel_image;  // where they were read from

@@ -51,6 +51,14 @@ struct Signature {
   std::string key_id;     // hex: serial number, or subject key identifier
   std::string hash_algo;  // e.g. "sha256"
   size_t signed_size = 0; // bytes covered by the signature (the module without the trailer)
+  // What pkcs7_verify() refuses for a module whatever the key (EKEYREJECTED): an
+  // eContentType other than id-data (its OID here, empty for id-data), and a SignerInfo with
+  // signed (authenticated) attributes, which `openssl cms -sign` adds unless -noattr.
+  std::string content_type;
+  bool signed_attributes = false;
+  // SHA-256 (hex) of the whole uncompressed file, trailer included: what Debian's 6.x
+  // mod_is_hash_blacklisted() looks up on .blacklist. Set where the signature is verified.
+  std::string module_sha256;
   // Set by whoever holds the target kernel's certificates (kernel_keys.h).
   enum class KeyCheck { NotChecked, Verified, BadSignature, UnknownKey };
   KeyCheck key_check = KeyCheck::NotChecked;

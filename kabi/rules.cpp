@@ -19,6 +19,19 @@ bool license_is_gpl_compatible(const std::string& l) {
 
 namespace {
 
+// pkcs7_sig_note_digest_algo(): the digest OIDs the kernel's PKCS#7 parser knows, by OpenSSL's
+// short name; any other is ENOPKG ("Unsupported digest algo"). 6.1.192 knows md4 and md5;
+// 6.12.118 and 7.2.13 dropped them and know sha3-*. Kernels between use 6.1's list. Whether a
+// known digest is built (CONFIG_CRYPTO_*) is the kernel config's, not modelled here.
+bool pkcs7_parser_knows_digest(const std::string& sn, int major, int minor) {
+  static const std::set<std::string> common = {"SHA1",   "SHA224", "SHA256",        "SHA384",
+                                               "SHA512", "SM3",    "md_gost12_256", "md_gost12_512"};
+  if (sn.empty() || common.count(sn)) return true;
+  const bool v612 = major > 6 || (major == 6 && minor >= 12);
+  if (v612) return sn == "SHA3-256" || sn == "SHA3-384" || sn == "SHA3-512";
+  return sn == "MD4" || sn == "MD5";
+}
+
 // same_magic(): with CRCs, the release word may differ (the CRCs carry the ABI).
 bool same_magic(const std::string& mod, const std::string& kernel, bool has_crcs) {
   if (!has_crcs) return mod == kernel;
@@ -154,9 +167,29 @@ Evaluation evaluate(const std::vector<ModuleInfo>& set, const KernelModel& kerne
       } else if (s.state == Signature::State::Malformed) {
         v.reasons.push_back(make(reason::kSignatureMalformed, EBADMSG, "module signature malformed: " + s.problem));
         settle(EBADMSG);
+      } else if (!pkcs7_parser_knows_digest(s.hash_algo, kernel.version_major, kernel.version_minor)) {
+        // ENOPKG from the parser ("PKCS7: Unsupported digest algo"), before anything else is
+        // looked at: as unsigned.
+        unenforced(reason::kUnsupportedSigAccepted, reason::kUnsupportedSigEnforced, "module with unsupported crypto");
+      } else if (!s.content_type.empty()) {
+        // pkcs7_verify(VERIFYING_MODULE_SIGNATURE), before any key is looked up.
+        v.reasons.push_back(make(reason::kSignatureNotData, EKEYREJECTED,
+                                 "PKCS7: Invalid module sig (not pkcs7-data): content type " + s.content_type));
+        settle(EKEYREJECTED);
+      } else if (s.signed_attributes) {
+        v.reasons.push_back(make(reason::kSignatureAuthattrs, EKEYREJECTED,
+                                 "PKCS7: Invalid module sig (has authattrs): signed attributes, as `openssl cms -sign` "
+                                 "makes without -noattr (sign-file makes none)"));
+        settle(EKEYREJECTED);
       } else if (s.key_check == KC::BadSignature) {
         v.reasons.push_back(make(reason::kSignatureRejected, EKEYREJECTED,
                                  "Key was rejected by service (signed by " + s.signer + ", content does not match)"));
+        settle(EKEYREJECTED);
+      } else if (s.key_check == KC::Verified && kernel.version_major == 6 && !s.module_sha256.empty() &&
+                 kernel.blacklisted_hashes.count(s.module_sha256)) {
+        // Debian's mod_verify_sig() (6.1, 6.12; gone in 7.x), after a good signature.
+        v.reasons.push_back(make(reason::kModuleHashBlacklisted, EKEYREJECTED,
+                                 "Module hash " + s.module_sha256 + " is blacklisted"));
         settle(EKEYREJECTED);
       } else if (s.key_check == KC::UnknownKey) {
         unenforced(reason::kUnknownKeyAccepted, reason::kUnknownKeyEnforced, "module with unavailable key");

@@ -19,6 +19,9 @@ namespace agent::kabi {
 namespace reason {
 inline constexpr const char* kSignatureRejected = "signature_rejected";
 inline constexpr const char* kSignatureMalformed = "signature_malformed";
+inline constexpr const char* kSignatureNotData = "signature_not_pkcs7_data";         // pkcs7_verify, any key
+inline constexpr const char* kSignatureAuthattrs = "signature_signed_attributes";   // pkcs7_verify, any key
+inline constexpr const char* kModuleHashBlacklisted = "module_hash_blacklisted";    // .blacklist, 6.x
 inline constexpr const char* kUnsignedEnforced = "unsigned_rejected";
 inline constexpr const char* kUnknownKeyEnforced = "unknown_key_rejected";
 inline constexpr const char* kUnsupportedSigEnforced = "unsupported_signature_rejected";

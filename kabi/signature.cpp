@@ -26,6 +26,21 @@ bool describe_cms(std::string_view der, Signature& sig) {
   STACK_OF(CMS_SignerInfo)* infos = CMS_get0_SignerInfos(cms.get());
   if (!infos || sk_CMS_SignerInfo_num(infos) < 1) return false;
   CMS_SignerInfo* si = sk_CMS_SignerInfo_value(infos, 0);
+  if (const ASN1_OBJECT* ct = CMS_get0_eContentType(cms.get()); ct && OBJ_obj2nid(ct) != NID_pkcs7_data) {
+    char oid[128] = "";
+    OBJ_obj2txt(oid, sizeof oid, ct, 1);
+    sig.content_type = oid[0] ? oid : "?";
+  }
+  // Signed attributes, as pkcs7_parse_message() sees them: any signer with some (a set, even
+  // empty) gives have_authattrs; one without contentType or messageDigest does not parse.
+  for (int i = 0; i < sk_CMS_SignerInfo_num(infos); ++i) {
+    CMS_SignerInfo* s = sk_CMS_SignerInfo_value(infos, i);
+    if (CMS_signed_get_attr_count(s) < 0) continue;
+    sig.signed_attributes = true;
+    if (CMS_signed_get_attr_by_NID(s, NID_pkcs9_contentType, -1) < 0 ||
+        CMS_signed_get_attr_by_NID(s, NID_pkcs9_messageDigest, -1) < 0)
+      sig.problem = "signed attributes without contentType or messageDigest (PKCS7: Missing required AuthAttr)";
+  }
   ASN1_OCTET_STRING* keyid = nullptr;
   X509_NAME* issuer = nullptr;
   ASN1_INTEGER* serial = nullptr;
@@ -93,6 +108,8 @@ SignatureTrailer parse_signature_trailer(std::string_view file) {
   if (!describe_cms(file.substr(t.image_size, sig_len), t.signature)) {
     t.signature.state = Signature::State::Malformed;
     t.signature.problem = "PKCS#7 signature does not parse";
+  } else if (!t.signature.problem.empty()) {
+    t.signature.state = Signature::State::Malformed;  // pkcs7_sig_note_set_of_authattrs: EBADMSG
   }
   return t;
 }

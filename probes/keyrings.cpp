@@ -117,6 +117,24 @@ std::string_view keyring_state_name(Keyring::State s) noexcept {
   return "?";
 }
 
+Keyring probe_keyring(std::string_view name) { return read_keyring(name); }
+
+std::set<std::string> blacklisted_binary_hashes(const Keyring& blacklist) {
+  std::set<std::string> out;
+  if (blacklist.state != Keyring::State::Read) return out;
+  for (const KeyDescription& k : blacklist.keys) {
+    if (k.type != "blacklist" || k.description.rfind("bin:", 0) != 0) continue;
+    std::string hex = k.description.substr(4);
+    bool ok = !hex.empty() && hex.size() % 2 == 0;
+    for (char& c : hex) {
+      if (c >= 'A' && c <= 'F') c = static_cast<char>(c - 'A' + 'a');
+      ok = ok && ((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'));
+    }
+    if (ok) out.insert(std::move(hex));
+  }
+  return out;
+}
+
 KernelKeyrings probe_keyrings() {
   KernelKeyrings r;
   for (std::string_view name : {kBuiltinKeyring, kSecondaryKeyring, kMachineKeyring, kPlatformKeyring})

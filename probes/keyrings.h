@@ -10,6 +10,7 @@
 #pragma once
 
 #include <cstdint>
+#include <set>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -24,6 +25,8 @@ inline constexpr std::string_view kBuiltinKeyring = ".builtin_trusted_keys";
 inline constexpr std::string_view kSecondaryKeyring = ".secondary_trusted_keys";
 inline constexpr std::string_view kMachineKeyring = ".machine";
 inline constexpr std::string_view kPlatformKeyring = ".platform";
+// certs/blacklist.c: hashes and certificates the kernel refuses ("bin:<hex>", "tbs:<hex>").
+inline constexpr std::string_view kBlacklistKeyring = ".blacklist";
 
 // One line of keyctl_describe: "type;uid;gid;perm;description", e.g.
 // "asymmetric;0;0;1f030000;Debian Secure Boot CA: 6ccece7e4c6c0d1f6149f3dd27dfcc5cbb419ea1".
@@ -64,5 +67,13 @@ struct KernelKeyrings {
 // Reads the four keyrings of the running kernel (the live kernel: keyrings have no host root).
 // Never fails as a whole; each keyring carries its own state.
 [[nodiscard]] KernelKeyrings probe_keyrings();
+
+// Reads one keyring by name, as probe_keyrings does each of its four.
+[[nodiscard]] Keyring probe_keyring(std::string_view name);
+
+// Pure: the hashes of binaries on a read .blacklist keyring - its "blacklist" keys described
+// "bin:<hex>" (certs/blacklist.c; root may view them: KEY_USR_VIEW) - as lowercase hex.
+// "tbs:" entries (certificates) and anything else are not module hashes and are left out.
+[[nodiscard]] std::set<std::string> blacklisted_binary_hashes(const Keyring& blacklist);
 
 }  // namespace agent::probes

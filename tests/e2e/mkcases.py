@@ -48,6 +48,26 @@ python stdlib only), so that exactly one loadability rule is hit:
                      header" (ENOEXEC). Only with --only.
   shentsize          e_shentsize 64 -> 8: "Invalid ELF section header size" (ENOEXEC). Only
                      with --only.
+  sig_params         signature KEPT, struct module_signature's algo byte made 1: mod_check_sig()
+                     says "PKCS#7 signature info has unexpected non-zero params" (EBADMSG). Only
+                     with --only.
+  sig_cms_noattr     the stripped module signed again with --sign-key/--sign-cert by `openssl cms
+                     -sign -noattr -nocerts -binary -outform DER -md sha256`, the trailer
+                     appended as sign-file does: what sign-file makes, by a key the kernel does
+                     not know (ENOKEY: a taint, EKEYREJECTED enforced). Only with --only.
+  sig_cms_authattrs  the same with signed attributes (contentType, signingTime, messageDigest; no
+                     -noattr): pkcs7_verify() refuses a module signature with authattrs whatever
+                     the key (EKEYREJECTED). signingTime is set to 2026-01-01 and the attributes
+                     signed again (openssl dgst), so the case is the same bytes every run. Only
+                     with --only.
+  module_layout_missing
+                     the __versions entry of module_layout renamed away (Debian's check_version:
+                     "no symbol version for module_layout", ENOEXEC). Only with --only.
+  undef_last_enoent  two undefined symbols exported by vmlinux fail: the earlier one in .symtab
+                     with its CRC changed (EINVAL), the later renamed (ENOENT): simplify_symbols()
+                     keeps the last failure's errno, ENOENT. Only with --only.
+  undef_last_einval  the same, the other way round: the earlier renamed, the later's CRC
+                     changed: EINVAL. Only with --only.
   versions_fake      for a module WITHOUT __versions (built for a kernel without MODVERSIONS,
                      e.g. Debian 7.x): its SHF_ALLOC .note.Linux (a multiple of 64 bytes)
                      renamed __versions (in .shstrtab, type PROGBITS) and filled with entries
@@ -72,7 +92,8 @@ module without that entry, export_crc on a module without __kcrctab, versions_fa
 on a module that has __versions.
 
 Usage: mkcases.py [--prefix P] [--symvers Module.symvers] [--only CASE,...] [--keep-signature]
-                  [--user USER.ko[.xz]] [--name NAME] INPUT.ko[.xz] OUTDIR
+                  [--user USER.ko[.xz]] [--name NAME] [--sign-key KEY.pem --sign-cert CERT.pem]
+                  INPUT.ko[.xz] OUTDIR
 Writes OUTDIR/<P><case>.ko and prints a manifest, one line per case:
   <P><case> TAB <input> TAB <output>
 --symvers (the target kernel's) picks for import_ns a namespace the module really uses, and
@@ -491,6 +512,147 @@ def case_sig_oversized(data, _signed, _symvers):
     return data, "trailer appended: id_type 1 (PGP), sig_len %d = file_len - 12" % sig_len
 
 
+def case_sig_params(_data, signed, _symvers):
+    data = bytearray(signed)
+    _, ms = signature_blob(data)
+    if data[ms + 2] != 2 or any(data[ms:ms + 2]) or any(data[ms + 3:ms + 8]):
+        raise CaseError("module_signature is not a PKCS#7 one with zero params")
+    data[ms] = 1
+    return data, "signature kept, module_signature algo 0 -> 1"
+
+
+# --- module signatures made here (openssl(1) only): sign-file's trailer around a CMS blob ---
+SIGN = {"key": None, "cert": None}
+OID_SIGNING_TIME = bytes.fromhex("06092a864886f70d010905")
+
+
+def der_item(buf, off):
+    """(tag, offset of the contents, length) of the DER item at off."""
+    tag, n = buf[off], buf[off + 1]
+    if n < 0x80:
+        return tag, off + 2, n
+    k = n & 0x7F
+    return tag, off + 2 + k, int.from_bytes(buf[off + 2:off + 2 + k], "big")
+
+
+def der_children(buf, off):
+    """[(tag, item offset, contents offset, length)] of the constructed item at off."""
+    _, pos, n = der_item(buf, off)
+    out, end = [], pos + n
+    while pos < end:
+        tag, c, length = der_item(buf, pos)
+        out.append((tag, pos, c, length))
+        pos = c + length
+    return out
+
+
+def openssl(args, stdin=None):
+    import subprocess
+    r = subprocess.run(["openssl"] + args, input=stdin, capture_output=True)
+    if r.returncode != 0:
+        raise CaseError("openssl %s: %s" % (args[0], r.stderr.decode(errors="replace").strip()))
+    return r.stdout
+
+
+def cms_sign(image, attrs):
+    if not SIGN["key"] or not SIGN["cert"]:
+        raise CaseError("--sign-key and --sign-cert are needed")
+    import tempfile
+    with tempfile.NamedTemporaryFile() as f:
+        f.write(image)
+        f.flush()
+        blob = bytearray(openssl(["cms", "-sign", "-binary", "-outform", "DER", "-nocerts", "-md", "sha256",
+                                  "-signer", SIGN["cert"], "-inkey", SIGN["key"], "-in", f.name]
+                                 + (["-nosmimecap"] if attrs else ["-noattr"])))
+    # ContentInfo -> [0] -> SignedData -> signerInfos (its last SET) -> the SignerInfo
+    signed_data = der_children(blob, der_children(blob, 0)[1][1])[0][1]
+    infos = der_children(blob, signed_data)[-1]
+    info = der_children(blob, infos[1])[0][1]
+    fields = der_children(blob, info)
+    sig = fields[-1]
+    aa = next((f for f in fields if f[0] == 0xA0), None)
+    if (aa is not None) != attrs or sig[0] != 0x04:
+        raise CaseError("unexpected CMS from openssl cms -sign")
+    if attrs:
+        # signingTime -> 2026-01-01, then the attributes signed again (their DER as a SET)
+        start, end = aa[1], aa[2] + aa[3]
+        at = blob.find(OID_SIGNING_TIME, start, end)
+        if at < 0 or blob[at + 11:at + 15] != b"\x31\x0f\x17\x0d":
+            raise CaseError("no UTCTime signingTime attribute")
+        blob[at + 15:at + 28] = b"260101000000Z"
+        new = openssl(["dgst", "-sha256", "-binary", "-sign", SIGN["key"]],
+                      stdin=b"\x31" + bytes(blob[start + 1:end]))
+        if len(new) != sig[3]:
+            raise CaseError("signature of %d bytes, not %d" % (len(new), sig[3]))
+        blob[sig[2]:sig[2] + sig[3]] = new
+    return bytes(image) + bytes(blob) + struct.pack(">BBBBB3xI", 0, 0, 2, 0, 0, len(blob)) + SIG_MAGIC
+
+
+def case_sig_cms_noattr(data, _signed, _symvers):
+    if signature_len(data):
+        raise CaseError("input still signed")
+    return bytearray(cms_sign(data, False)), "signed again by openssl cms -sign -noattr (%s)" % SIGN["cert"]
+
+
+def case_sig_cms_authattrs(data, _signed, _symvers):
+    if signature_len(data):
+        raise CaseError("input still signed")
+    return bytearray(cms_sign(data, True)), "signed again by openssl cms -sign with signed attributes (%s)" % SIGN["cert"]
+
+
+def case_module_layout_missing(data, _signed, _symvers):
+    elf = Elf(data)
+    elf.need_versions()
+    for off, _crc, name in elf.versions():
+        if name == "module_layout":
+            new = b"MODULE_LAYOUT"
+            data[off + 8:off + VERSION_ENTRY] = new + b"\0" * (VERSION_NAME_LEN - len(new))
+            return data, "__versions entry module_layout renamed MODULE_LAYOUT"
+    raise NotApplicable("no module_layout entry in __versions")
+
+
+VMLINUX_EXPORTS = set()  # symbols Module.symvers says vmlinux exports (--symvers)
+
+
+def two_failures(data, crc_first):
+    """An earlier and a later undefined symbol (in .symtab order, exported by vmlinux, with a
+    __versions entry and a .strtab string of its own): one CRC changed, the other renamed."""
+    elf = Elf(data)
+    elf.need_versions()
+    syms, strtab = elf.symbols()
+    version_off = {name: off for off, _crc, name in elf.versions()}
+    refs = {}
+    for _, st_name, _, _ in syms:
+        refs[st_name] = refs.get(st_name, 0) + 1
+    taken = {name for _, _, _, name in syms} | set(version_off)
+    cands = []
+    for _, st_name, shndx, name in syms:
+        end = st_name + len(name)
+        if (shndx == 0 and name in version_off and name in VMLINUX_EXPORTS and name != "module_layout"
+                and refs[st_name] == 1 and not any(st_name < o <= end for o in refs if o != st_name)
+                and name not in [c[1] for c in cands]):
+            cands.append((st_name, name))
+    if len(cands) < 2:
+        raise CaseError("fewer than two undefined vmlinux symbols with strings of their own")
+    (first_st, first), (last_st, last) = cands[0], cands[-1]
+    crc_st, crc_name, ren_st, ren_name = ((first_st, first, last_st, last) if crc_first
+                                          else (last_st, last, first_st, first))
+    change_crc(data, version_off[crc_name])
+    new = unused_name(ren_name, taken)
+    off = strtab["offset"] + ren_st
+    data[off:off + len(ren_name)] = new.encode("latin-1")
+    return data, "CRC of %s changed (EINVAL), %s renamed %s (ENOENT); %s is later in .symtab" % (
+        crc_name, ren_name, new, last)
+
+
+def case_undef_last_enoent(data, _signed, _symvers):
+    return two_failures(data, True)
+
+
+def case_undef_last_einval(data, _signed, _symvers):
+    return two_failures(data, False)
+
+
 def case_no_vermagic(data, _signed, _symvers):
     elf = Elf(data)
     old = elf.modinfo_value("vermagic")
@@ -643,10 +805,18 @@ CASES = [
     ("shentsize", case_shentsize),
     ("export_vmlinux", case_export_vmlinux),
     ("renamed", case_renamed),
+    ("sig_params", case_sig_params),
+    ("sig_cms_noattr", case_sig_cms_noattr),
+    ("sig_cms_authattrs", case_sig_cms_authattrs),
+    ("module_layout_missing", case_module_layout_missing),
+    ("undef_last_enoent", case_undef_last_enoent),
+    ("undef_last_einval", case_undef_last_einval),
 ]
 # made only when --only names them
 OPT_IN = {"export_crc", "this_module_size", "sig_malformed", "sig_unsupported", "sig_oversized",
-          "no_vermagic", "symtab_twice", "machine", "shentsize", "export_vmlinux", "renamed"}
+          "no_vermagic", "symtab_twice", "machine", "shentsize", "export_vmlinux", "renamed",
+          "sig_params", "sig_cms_noattr", "sig_cms_authattrs", "module_layout_missing",
+          "undef_last_enoent", "undef_last_einval"}
 
 
 def modname(path):
@@ -671,6 +841,8 @@ def main(argv):
     ap.add_argument("--keep-signature", action="store_true")
     ap.add_argument("--user", help="export_crc: pick a symbol this module imports")
     ap.add_argument("--name", help="renamed: the module's new name")
+    ap.add_argument("--sign-key", help="sig_cms_*: PEM private key")
+    ap.add_argument("--sign-cert", help="sig_cms_*: PEM certificate of that key")
     ap.add_argument("input")
     ap.add_argument("outdir")
     args = ap.parse_args(argv)
@@ -684,6 +856,11 @@ def main(argv):
                 raise CaseError("--keep-signature: input is not signed")
             stripped = signed
         symvers = load_symvers(args.symvers) if args.symvers else None
+        if args.symvers:
+            with open(args.symvers, encoding="latin-1") as f:
+                VMLINUX_EXPORTS.update(c[1] for c in (l.split("\t") for l in f)
+                                       if len(c) >= 4 and c[2] == "vmlinux")
+        SIGN["key"], SIGN["cert"] = args.sign_key, args.sign_cert
     except (OSError, CaseError, lzma.LZMAError) as e:
         print("mkcases: %s: %s" % (args.input, e), file=sys.stderr)
         return 2

@@ -18,6 +18,7 @@
 #include <openssl/bio.h>
 #include <openssl/cms.h>
 #include <openssl/evp.h>
+#include <openssl/objects.h>
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
 #include <zlib.h>
@@ -54,13 +55,17 @@ Cert make_cert(EVP_PKEY* key, const char* cn, long serial) {
 // What scripts/sign-file appends: the detached CMS (no certificates, no signed attributes),
 // struct module_signature {algo 0, hash 0, id_type PKEY_ID_PKCS7, signer_len 0, key_id_len 0,
 // pad[3], be32 sig_len}, then the magic.
-std::string sign_module(std::string_view image, X509* cert, EVP_PKEY* key, bool use_keyid = false) {
+// signed_attrs: what `openssl cms -sign` adds unless -noattr; econtent_nid: another content type.
+std::string sign_module(std::string_view image, X509* cert, EVP_PKEY* key, bool use_keyid = false,
+                        bool signed_attrs = false, int econtent_nid = 0) {
   CHandle<BIO, BIO_free> content(BIO_new_mem_buf(image.data(), static_cast<int>(image.size())));
   CHandle<CMS_ContentInfo, CMS_ContentInfo_free> cms(
       CMS_sign(nullptr, nullptr, nullptr, nullptr, CMS_NOCERTS | CMS_PARTIAL | CMS_BINARY | CMS_DETACHED));
   REQUIRE(cms);
   REQUIRE(CMS_add1_signer(cms.get(), cert, key, EVP_sha256(),
-                          CMS_NOCERTS | CMS_BINARY | CMS_NOSMIMECAP | CMS_NOATTR | (use_keyid ? CMS_USE_KEYID : 0)));
+                          CMS_NOCERTS | CMS_BINARY | CMS_NOSMIMECAP | (signed_attrs ? 0 : CMS_NOATTR) |
+                              (use_keyid ? CMS_USE_KEYID : 0)));
+  if (econtent_nid) REQUIRE(CMS_set1_eContentType(cms.get(), OBJ_nid2obj(econtent_nid)) == 1);
   REQUIRE(CMS_final(cms.get(), content.get(), nullptr, CMS_NOCERTS | CMS_BINARY) == 1);
   unsigned char* buf = nullptr;
   const int len = i2d_CMS_ContentInfo(cms.get(), &buf);
@@ -201,6 +206,36 @@ TEST_CASE("check_module_signature on a module signed like sign-file does", "[kab
 
     CHECK(check_module_signature(std::string(agent::kabi::kSignatureMagic), trusted) == SignatureCheck::Malformed);
   }
+}
+
+TEST_CASE("check_module_signature: signed attributes or another content type, whatever the key",
+          "[kabi][kernel_keys]") {
+  // pkcs7_verify(VERIFYING_MODULE_SIGNATURE) refuses both before it looks for the key.
+  const Key key = rsa_key();
+  REQUIRE(key);
+  const Cert cert = make_cert(key.get(), "build key", 1);
+  const std::vector<std::string> trusted{der_of(cert.get())};
+  const std::string image = fake_module();
+  const std::string plain = sign_module(image, cert.get(), key.get());
+  const std::string with_attrs = sign_module(image, cert.get(), key.get(), false, true);
+  // The data is there: OpenSSL itself verifies both, the second has signed attributes.
+  auto p = agent::kabi::parse_signature_trailer(plain);
+  auto a = agent::kabi::parse_signature_trailer(with_attrs);
+  REQUIRE(p.signature.state == agent::kabi::Signature::State::Present);
+  REQUIRE(a.signature.state == agent::kabi::Signature::State::Present);
+  CHECK_FALSE(p.signature.signed_attributes);
+  CHECK(a.signature.signed_attributes);
+  CHECK(p.signature.content_type.empty());
+  CHECK(a.signature.content_type.empty());
+  CHECK(check_module_signature(plain, trusted) == SignatureCheck::Verified);
+  CHECK(check_module_signature(with_attrs, trusted) == SignatureCheck::BadSignature);
+  CHECK(check_module_signature(with_attrs, {}) == SignatureCheck::BadSignature);
+
+  const std::string other_type = sign_module(image, cert.get(), key.get(), false, true, NID_id_smime_ct_TSTInfo);
+  auto o = agent::kabi::parse_signature_trailer(other_type);
+  REQUIRE(o.signature.state == agent::kabi::Signature::State::Present);
+  CHECK(o.signature.content_type == "1.2.840.113549.1.9.16.1.4");
+  CHECK(check_module_signature(other_type, {}) == SignatureCheck::BadSignature);
 }
 
 TEST_CASE("signature_check_name", "[kabi][kernel_keys]") {

@@ -986,6 +986,95 @@ TEST_CASE("rules: signatures verified against the fixture key, end to end", "[ru
   CHECK(find_reason(t, reason::kGplOnlySymbol));
 }
 
+TEST_CASE("rules: signed attributes or another content type -> EKEYREJECTED whatever the key", "[rules][signature]") {
+  KernelModel k = kernel61();
+  k.module_sig = true;
+  k.certificates_known = true;
+  ModuleInfo m = module("i915");
+  m.signature.state = Signature::State::Present;
+  for (auto kc : {Signature::KeyCheck::Verified, Signature::KeyCheck::UnknownKey, Signature::KeyCheck::NotChecked}) {
+    m.signature.key_check = kc;
+    m.signature.signed_attributes = false;
+    m.signature.content_type.clear();
+    k.certificates_known = kc != Signature::KeyCheck::NotChecked;
+    REQUIRE_LOADABLE(one(m, k));  // the same module without them loads
+    m.signature.signed_attributes = true;
+    for (bool enforce : {false, true}) {
+      k.sig_enforce = enforce;
+      auto v = one(m, k);
+      REQUIRE_REFUSED(v, EKEYREJECTED);
+      REQUIRE(find_reason(v, reason::kSignatureAuthattrs));
+      CHECK_THAT(find_reason(v, reason::kSignatureAuthattrs)->message, Contains("Invalid module sig (has authattrs)"));
+    }
+    k.sig_enforce = false;
+    // The content type is checked first, as pkcs7_verify() does.
+    m.signature.content_type = "1.2.840.113549.1.9.16.1.4";
+    auto v = one(m, k);
+    REQUIRE_REFUSED(v, EKEYREJECTED);
+    CHECK(find_reason(v, reason::kSignatureNotData));
+    CHECK_FALSE(find_reason(v, reason::kSignatureAuthattrs));
+  }
+}
+
+TEST_CASE("rules: a digest the kernel's PKCS#7 parser does not know is 'unsupported crypto'", "[rules][signature]") {
+  KernelModel k = kernel61();
+  k.module_sig = true;
+  k.certificates_known = true;
+  ModuleInfo m = module("i915");
+  m.signature.state = Signature::State::Present;
+  m.signature.key_check = Signature::KeyCheck::UnknownKey;
+  m.signature.hash_algo = "MD5";
+  auto v = one(m, k);  // 6.1 parses md5: the unknown key decides
+  REQUIRE_LOADABLE(v);
+  REQUIRE(find_reason(v, reason::kUnknownKeyAccepted));
+  CHECK_FALSE(find_reason(v, reason::kUnsupportedSigAccepted));
+  k.version_minor = 12;  // 6.12 does not
+  v = one(m, k);
+  REQUIRE_LOADABLE(v);
+  REQUIRE(find_reason(v, reason::kUnsupportedSigAccepted));
+  k.sig_enforce = true;
+  v = one(m, k);
+  REQUIRE_REFUSED(v, EKEYREJECTED);
+  REQUIRE(find_reason(v, reason::kUnsupportedSigEnforced));
+  CHECK_THAT(find_reason(v, reason::kUnsupportedSigEnforced)->message,
+             Contains("Loading of module with unsupported crypto is rejected"));
+  // Known to both: sha256 and, from 6.12, sha3-256.
+  m.signature.hash_algo = "SHA3-256";
+  REQUIRE(find_reason(one(m, k), reason::kUnknownKeyEnforced));
+  k.version_minor = 1;
+  REQUIRE(find_reason(one(m, k), reason::kUnsupportedSigEnforced));
+}
+
+TEST_CASE("rules: a well-signed module whose hash is on .blacklist -> EKEYREJECTED on 6.x", "[rules][signature]") {
+  KernelModel k = kernel61();
+  k.module_sig = true;
+  k.certificates_known = true;
+  ModuleInfo m = module("i915");
+  m.signature.state = Signature::State::Present;
+  m.signature.key_check = Signature::KeyCheck::Verified;
+  const std::string hash(64, 'a');
+  m.signature.module_sha256 = hash;
+  k.blacklist_known = true;
+  k.blacklisted_hashes = {std::string(64, 'b')};
+  REQUIRE_LOADABLE(one(m, k));  // another hash listed
+  k.blacklisted_hashes.insert(hash);
+  auto v = one(m, k);
+  REQUIRE_REFUSED(v, EKEYREJECTED);
+  REQUIRE(find_reason(v, reason::kModuleHashBlacklisted));
+  CHECK_THAT(find_reason(v, reason::kModuleHashBlacklisted)->message, Contains("Module hash " + hash + " is blacklisted"));
+  k.version_minor = 12;  // Debian's 6.12 has it too
+  REQUIRE_REFUSED(one(m, k), EKEYREJECTED);
+  k.version_major = 7;  // gone in 7.x
+  k.version_minor = 2;
+  REQUIRE_LOADABLE(one(m, k));
+  k.version_major = 6;
+  // Only after a good signature: an unknown key is ENOKEY first, the hash is never looked at.
+  m.signature.key_check = Signature::KeyCheck::UnknownKey;
+  v = one(m, k);
+  REQUIRE_LOADABLE(v);
+  CHECK_FALSE(find_reason(v, reason::kModuleHashBlacklisted));
+}
+
 TEST_CASE("rules: a signature that is not PKCS#7 is 'unsupported crypto', not fatal unenforced",
           "[rules][signature]") {
   // mod_check_sig() returns -ENOPKG for id_type != PKEY_ID_PKCS7, and module_sig_check() treats

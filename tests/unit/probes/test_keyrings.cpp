@@ -93,3 +93,22 @@ TEST_CASE("probe_keyrings: every keyring read, or not read with the reason") {
     CHECK(links_builtin);
   }
 }
+
+TEST_CASE("blacklisted_binary_hashes: the bin: entries of a read .blacklist keyring") {
+  Keyring k;
+  k.name = std::string(kBlacklistKeyring);
+  k.state = Keyring::State::Read;
+  for (const char* text : {"blacklist;0;0;3f010000;bin:0A1b2c3d", "blacklist;0;0;3f010000;tbs:ffee",
+                           "blacklist;0;0;3f010000;bin:xyz1", "asymmetric;0;0;1f030000;bin:abcd",
+                           "blacklist;0;0;3f010000;bin:", "blacklist;0;0;3f010000;bin:abc"}) {
+    auto d = parse_key_description(text, k.name);
+    REQUIRE(d);
+    k.keys.push_back(*d);
+  }
+  REQUIRE(k.keys.size() == 6);
+  const auto h = blacklisted_binary_hashes(k);
+  CHECK(h == std::set<std::string>{"0a1b2c3d"});
+  // A keyring that was not read gives nothing, never a guess.
+  k.state = Keyring::State::Unreadable;
+  CHECK(blacklisted_binary_hashes(k).empty());
+}

@@ -73,12 +73,15 @@ fi
 if [[ ! -f $bld/CMakeCache.txt ]]; then
   [[ -f $build_dir/CMakeCache.txt ]] || die "$build_dir is not a configured build directory"
   # The main build's flags (a cache hit needs the same command line); shared libraries (no
-  # static archives to link into each test). Under AGENT_WERROR=ON a mistake that only warns
-  # fails the copy's build: an error of the list (mend the mistake so that it compiles).
+  # static archives to link into each test); the tests' fixtures those of the work tree and
+  # BUILD_DIR (data, never mutated: the test objects compile to the same command lines). Under
+  # AGENT_WERROR=ON a mistake that only warns fails the copy's build: an error of the list
+  # (mend the mistake so that it compiles).
   linker=()
   command -v ld.lld >/dev/null && linker=(-DCMAKE_EXE_LINKER_FLAGS=-fuse-ld=lld)
   cmake -S "$src" -B "$bld" -G Ninja -DCMAKE_BUILD_TYPE="$(cached CMAKE_BUILD_TYPE)" \
     -DAGENT_WERROR="$(cached AGENT_WERROR)" -DAGENT_STATIC_LIBS=OFF "${launcher[@]}" "${linker[@]}" \
+    -DAGENT_TEST_SOURCE_DIR="$REPO" -DAGENT_TEST_BINARY_DIR="$build_dir" \
     >"$scratch/configure.log" 2>&1 \
     || { tail -20 "$scratch/configure.log" >&2; die "cmake failed (log: $scratch/configure.log)"; }
 fi

@@ -219,8 +219,10 @@ class Elf:
         return out
 
     def modinfo(self):
-        """[(offset, length, text)] of the NUL separated .modinfo strings."""
-        s = self.section(".modinfo")
+        """[(offset, length, text)] of the NUL separated .modinfo strings (of the first
+        SHF_ALLOC .modinfo, as 6.1's find_sec() takes it; else of the first)."""
+        s = next((s for s in self.sections if s["name"] == ".modinfo" and s["flags"] & SHF_ALLOC),
+                 None) or self.section(".modinfo")
         out, pos, end = [], s["offset"], s["offset"] + s["size"]
         while pos < end:
             nul = self.data.index(b"\0", pos)

@@ -230,7 +230,7 @@ Result<ModuleInfo> parse_module(std::string_view file, const std::string& path, 
   auto unreadable = [&](std::string problem) -> Result<ModuleInfo> {
     if (!refused_by_all || !options.keep_unreadable) return fail(ENOEXEC, std::move(problem), path);
     m.unreadable = true;
-    m.name = module_name_from_path(path);
+    if (m.name.empty()) m.name = module_name_from_path(path);
     return m;
   };
   if (image.empty()) return unreadable("empty file, not a kernel module");

@@ -82,7 +82,7 @@ Result<void> read_bundle(const DiagnoseOptions& o, const std::string& release, D
 
   for (const auto& f : files) {
     // The hash is what the entrypoint verifies again right before it hands the file to the kernel.
-    auto m = kabi::read_module(f, {.trusted_certs = nullptr, .sha256 = true});
+    auto m = kabi::read_module(f, {.trusted_certs = nullptr, .sha256 = true, .keep_unreadable = true});
     if (!m) return tl::unexpected(m.error());
     r.bundle.push_back(std::move(*m));
   }

@@ -27,7 +27,7 @@ std::map<std::string, std::string> kabi_check_hints(const KabiCheckOptions& o, c
 int run_kabi_check(const KabiCheckOptions& o, std::ostream& out, std::ostream& err) {
   std::vector<kabi::ModuleInfo> set;
   for (const auto& path : o.modules) {
-    auto m = kabi::read_module(path, {.trusted_certs = nullptr, .sha256 = false});
+    auto m = kabi::read_module(path, {.trusted_certs = nullptr, .sha256 = false, .keep_unreadable = true});
     if (!m) {
       err << "agent: " << printable(m.error().what()) << '\n';
       return kExitInputError;

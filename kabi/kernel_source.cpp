@@ -347,7 +347,7 @@ Result<std::vector<ModuleInfo>> read_bundle(const fs::path& dir) {
   if (files.empty()) return fail(ENOENT, "no kernel module (.ko, .ko.xz, .ko.zst, .ko.gz) in the bundle", dir.string());
   std::vector<ModuleInfo> out;
   for (const auto& f : files) {
-    auto m = read_module(f, {.trusted_certs = nullptr, .sha256 = false});
+    auto m = read_module(f, {.trusted_certs = nullptr, .sha256 = false, .keep_unreadable = true});
     if (!m) return tl::unexpected(m.error());
     out.push_back(std::move(*m));
   }

@@ -10,6 +10,7 @@
 #include <libelf.h>
 #include <openssl/evp.h>
 
+#include "kabi/elf_validity.h"
 #include "kabi/file_io.h"
 #include "kabi/handles.h"
 #include "kabi/kernel_keys.h"
@@ -97,10 +98,10 @@ void parse_modinfo(std::string_view d, ModuleInfo& m) {
 Result<std::vector<VersionEntry>> parse_versions(const Section& s, bool is64, const std::string& path) {
   const size_t crc_width = is64 ? 8 : 4;
   const size_t entry = 64;  // sizeof(struct modversion_info) on both 32- and 64-bit
-  if (s.data.size() % entry != 0)
-    return fail(ENOEXEC, "__versions size " + std::to_string(s.data.size()) + " is not a multiple of 64", path);
+  (void)path;
   std::vector<VersionEntry> out;
-  for (size_t off = 0; off < s.data.size(); off += entry) {
+  // check_version() reads sh_size / sizeof(struct modversion_info) entries: a tail is ignored.
+  for (size_t off = 0; off + entry <= s.data.size(); off += entry) {
     VersionEntry v;
     v.crc = static_cast<uint32_t>(read_le(s.data, off, crc_width));
     std::string_view name = s.data.substr(off + crc_width, entry - crc_width);
@@ -210,9 +211,6 @@ Result<ModuleInfo> parse_module(std::string_view file, const std::string& path, 
     decompressed = std::move(*raw);
     bytes = decompressed;
   }
-  if (bytes.empty()) return fail(ENOEXEC, "empty file, not a kernel module", path);
-  if (bytes.size() < 4 || bytes.substr(0, 4) != std::string_view("\x7f" "ELF", 4))
-    return fail(ENOEXEC, "not an ELF file", path);
 
   // The signature trailer is outside the ELF image the kernel parses.
   auto sig = parse_signature_trailer(bytes);
@@ -220,6 +218,23 @@ Result<ModuleInfo> parse_module(std::string_view file, const std::string& path, 
   if (trusted_certs && m.signature.state == Signature::State::Present)
     m.signature.key_check = key_check_of(check_module_signature(bytes, *trusted_certs));
   std::string_view image(bytes.data(), sig.image_size);
+
+  // What each kernel generation's ELF validity checks refuse. A file the reader cannot read
+  // further is a module every generation refuses (the rules report the refusal); one that some
+  // kernel might accept and the reader cannot read stays an error naming it.
+  bool refused_by_all = true;
+  for (size_t g = 0; g < kElfGenerations; ++g) {
+    m.elf_refusal[g] = check_elf_validity(image, static_cast<ElfGeneration>(g));
+    refused_by_all = refused_by_all && m.elf_refusal[g].has_value();
+  }
+  auto unreadable = [&](std::string problem) -> Result<ModuleInfo> {
+    if (!refused_by_all || !options.keep_unreadable) return fail(ENOEXEC, std::move(problem), path);
+    m.unreadable = true;
+    if (m.name.empty()) m.name = module_name_from_path(path);
+    return m;
+  };
+  if (image.empty()) return unreadable("empty file, not a kernel module");
+  if (image.size() < 4 || image.substr(0, 4) != std::string_view("\x7f" "ELF", 4)) return unreadable("not an ELF file");
 
   // libelf's version handshake writes a global: once, so that modules can be parsed in parallel.
   static const bool elf_ready = elf_version(EV_CURRENT) != EV_NONE;
@@ -229,51 +244,68 @@ Result<ModuleInfo> parse_module(std::string_view file, const std::string& path, 
     return std::string(what) + (e ? std::string(": ") + elf_errmsg(e) : std::string());
   };
   ElfHandle elf(elf_memory(const_cast<char*>(image.data()), image.size()));
-  if (!elf || elf_kind(elf.get()) != ELF_K_ELF) return fail(ENOEXEC, elf_problem("not an ELF file"), path);
+  if (!elf || elf_kind(elf.get()) != ELF_K_ELF) return unreadable(elf_problem("not an ELF file"));
   GElf_Ehdr ehdr;
-  if (!gelf_getehdr(elf.get(), &ehdr)) return fail(ENOEXEC, elf_problem("bad ELF header"), path);
+  if (!gelf_getehdr(elf.get(), &ehdr)) return unreadable(elf_problem("bad ELF header"));
   const bool is64 = gelf_getclass(elf.get()) == ELFCLASS64;
   // The kernel sizes the section header table by its own Elf_Shdr, whatever e_shentsize says
   // (a wrong e_shentsize is refused by the rules, elf_validity_check's order).
   const uint64_t shdr_size = is64 ? sizeof(Elf64_Shdr) : sizeof(Elf32_Shdr);
   if (ehdr.e_shoff > image.size() || uint64_t{ehdr.e_shnum} * shdr_size > image.size() - ehdr.e_shoff)
-    return fail(ENOEXEC, "section header table extends past the end of the file (truncated?)", path);
-  if (ehdr.e_type != ET_REL) return fail(ENOEXEC, "ELF type is not ET_REL (relocatable): not a kernel module", path);
+    return unreadable("section header table extends past the end of the file (truncated?)");
+  if (ehdr.e_type != ET_REL) return unreadable("ELF type is not ET_REL (relocatable): not a kernel module");
   m.elf_machine = static_cast<uint16_t>(ehdr.e_machine);
   m.elf_shentsize = static_cast<uint16_t>(ehdr.e_shentsize);
-  if (ehdr.e_ident[EI_DATA] != ELFDATA2LSB)
-    return fail(ENOEXEC, "big-endian modules are not supported", path);
+  m.shnum = static_cast<uint16_t>(ehdr.e_shnum);
+  if (ehdr.e_ident[EI_DATA] != ELFDATA2LSB) return unreadable("big-endian modules are not supported");
 
   size_t shstrndx = 0;
   if (elf_getshdrstrndx(elf.get(), &shstrndx) != 0)
-    return fail(ENOEXEC, std::string("no section name table: ") + elf_errmsg(-1), path);
+    return unreadable(std::string("no section name table: ") + elf_errmsg(-1));
 
   std::vector<Section> sections;
-  std::unordered_map<std::string, size_t> by_name;
+  std::unordered_map<std::string, std::vector<size_t>> by_name;  // indexes in file order
   for (Elf_Scn* scn = nullptr; (scn = elf_nextscn(elf.get(), scn)) != nullptr;) {
     Section s;
-    if (!gelf_getshdr(scn, &s.hdr)) return fail(ENOEXEC, std::string("bad section header: ") + elf_errmsg(-1), path);
+    if (!gelf_getshdr(scn, &s.hdr)) return unreadable(std::string("bad section header: ") + elf_errmsg(-1));
+    // A name outside the table: the validity checks judge it (6.1 only for SHF_ALLOC sections).
     const char* n = elf_strptr(elf.get(), shstrndx, s.hdr.sh_name);
-    if (!n) return fail(ENOEXEC, "section name outside the section name table", path);
-    s.name = n;
+    s.name = n ? n : "";
     if (s.hdr.sh_type != SHT_NOBITS && s.hdr.sh_size > 0) {
       if (s.hdr.sh_offset > image.size() || s.hdr.sh_size > image.size() - s.hdr.sh_offset)
-        return fail(ENOEXEC, "section " + s.name + " extends past the end of the file (truncated?)", path);
+        return unreadable("section " + s.name + " extends past the end of the file (truncated?)");
       s.data = image.substr(s.hdr.sh_offset, s.hdr.sh_size);
     }
     size_t idx = elf_ndxscn(scn);
     if (sections.size() <= idx) sections.resize(idx + 1);
-    by_name.emplace(s.name, idx);
+    by_name[s.name].push_back(idx);
     sections[idx] = std::move(s);
   }
+  // The first SHF_ALLOC section of that name (6.1's find_sec()), else the first of any flags
+  // (6.12+'s find_any_unique_sec(); the validity checks judge a second one).
   auto find = [&](const char* name) -> const Section* {
     auto it = by_name.find(name);
-    return it == by_name.end() ? nullptr : &sections[it->second];
+    if (it == by_name.end()) return nullptr;
+    for (size_t i : it->second)
+      if (sections[i].hdr.sh_flags & SHF_ALLOC) return &sections[i];
+    return &sections[it->second.front()];
   };
+  // module_enforce_rwx_sections() looks at every section header, section 0 included.
+  for (size_t i = 0; i < sections.size() && !m.write_exec_section; ++i) {
+    GElf_Shdr h{};
+    if (i == 0 && !gelf_getshdr(elf_getscn(elf.get(), 0), &h)) continue;
+    const uint64_t flags = i == 0 ? h.sh_flags : sections[i].hdr.sh_flags;
+    if ((flags & (SHF_WRITE | SHF_EXECINSTR)) == (SHF_WRITE | SHF_EXECINSTR))
+      m.write_exec_section = std::make_pair(sections[i].name, i);
+  }
 
-  // .modinfo is required by the kernel for name and vermagic checks.
-  if (const Section* mi = find(".modinfo")) parse_modinfo(mi->data, m);
-  else return fail(ENOEXEC, "no .modinfo section: not a kernel module", path);
+  // No .modinfo is no refusal of its own: no vermagic (a forced load), no licence.
+  if (const Section* mi = find(".modinfo")) {
+    parse_modinfo(mi->data, m);
+    m.modinfo_alloc = (mi->hdr.sh_flags & SHF_ALLOC) != 0;
+  } else {
+    m.has_modinfo = m.modinfo_alloc = false;
+  }
 
   if (const Section* tm = find(".gnu.linkonce.this_module")) {
     m.this_module_size = tm->hdr.sh_size;
@@ -282,8 +314,6 @@ Result<ModuleInfo> parse_module(std::string_view file, const std::string& path, 
       std::string_view n = tm->data.substr(name_off, std::min(kModuleNameLen, tm->data.size() - name_off));
       m.name = std::string(n.substr(0, n.find('\0')));
     }
-  } else {
-    return fail(ENOEXEC, "no .gnu.linkonce.this_module section: not a kernel module", path);
   }
   if (m.name.empty()) {
     for (const auto& [k, v] : m.modinfo)
@@ -303,10 +333,11 @@ Result<ModuleInfo> parse_module(std::string_view file, const std::string& path, 
   const Section* ext_crcs = find("__version_ext_crcs");
   const Section* ext_names = find("__version_ext_names");
   if (ext_crcs && ext_names && (ext_crcs->hdr.sh_flags & SHF_ALLOC)) {
-    m.has_ext_versions = true;
-    auto table = parse_ext_versions(*ext_crcs, *ext_names, path);
-    if (!table) return tl::unexpected(table.error());
-    m.ext_versions = std::move(*table);
+    // Fewer names than CRCs: 6.14+ refuse the file (elf_validity.h); older kernels ignore both.
+    if (auto table = parse_ext_versions(*ext_crcs, *ext_names, path)) {
+      m.has_ext_versions = true;
+      m.ext_versions = std::move(*table);
+    }
   }
 
   // Symbols: undefined ones in table order; exports via __ksymtab_<sym> / __crc_<sym>. The
@@ -324,12 +355,12 @@ Result<ModuleInfo> parse_module(std::string_view file, const std::string& path, 
       ++m.symtab_count;
     }
   if (!symtab) return m;
-  if (symtab->hdr.sh_link >= sections.size()) return fail(ENOEXEC, "symbol table links to a missing string table", path);
+  if (symtab->hdr.sh_link >= sections.size()) return unreadable("symbol table links to a missing string table");
   const std::string_view strtab = sections[symtab->hdr.sh_link].data;
   const size_t symsize = is64 ? sizeof(Elf64_Sym) : sizeof(Elf32_Sym);
   const size_t nsyms = symtab->data.size() / symsize;
   Elf_Data* symdata = elf_getdata(elf_getscn(elf.get(), symtab_idx), nullptr);
-  if (!symdata) return fail(ENOEXEC, std::string("unreadable symbol table: ") + elf_errmsg(-1), path);
+  if (!symdata) return unreadable(std::string("unreadable symbol table: ") + elf_errmsg(-1));
 
   struct Def {
     size_t shndx;
@@ -340,13 +371,22 @@ Result<ModuleInfo> parse_module(std::string_view file, const std::string& path, 
   std::vector<std::pair<std::string_view, Def>> ksym_order;
   for (size_t i = 1; i < nsyms; ++i) {
     GElf_Sym sym;
-    if (!gelf_getsym(symdata, static_cast<int>(i), &sym)) return fail(ENOEXEC, "bad symbol entry", path);
-    if (sym.st_name >= strtab.size()) return fail(ENOEXEC, "symbol name outside the string table", path);
-    std::string_view name = strtab.substr(sym.st_name);
+    if (!gelf_getsym(symdata, static_cast<int>(i), &sym)) return unreadable("bad symbol entry");
+    // A name outside the string table: 6.14+ refuse the file; older kernels read past the table,
+    // which the reader does not follow (the symbol is taken as unnamed).
+    std::string_view name = sym.st_name < strtab.size() ? strtab.substr(sym.st_name) : std::string_view();
     name = name.substr(0, name.find('\0'));
+    // simplify_symbols(): a common symbol, or a section index past the table, fails the load.
+    constexpr uint16_t kShnLivepatch = 0xff20;
+    if (sym.st_shndx == SHN_COMMON && name.substr(0, 9) != "__gnu_lto") {
+      m.bad_symbols.push_back({std::string(name), i, static_cast<uint16_t>(sym.st_shndx), true});
+    } else if (sym.st_shndx != SHN_UNDEF && sym.st_shndx != SHN_ABS && sym.st_shndx != SHN_COMMON &&
+               sym.st_shndx != kShnLivepatch && sym.st_shndx >= ehdr.e_shnum) {
+      m.bad_symbols.push_back({std::string(name), i, static_cast<uint16_t>(sym.st_shndx), false});
+    }
     if (name.empty()) continue;
     if (sym.st_shndx == SHN_UNDEF) {
-      m.undefined.push_back({std::string(name), GELF_ST_BIND(sym.st_info) == STB_WEAK});
+      m.undefined.push_back({std::string(name), GELF_ST_BIND(sym.st_info) == STB_WEAK, i});
       continue;
     }
     if (name.size() < 7 || name[0] != '_' || name[1] != '_') continue;  // not an export record

@@ -32,6 +32,25 @@ struct VersionEntry {
 struct UndefinedSymbol {
   std::string name;
   bool weak = false;  // a missing weak symbol resolves to 0, never an error
+  size_t index = 0;   // in the symbol table (simplify_symbols() order)
+};
+
+// A defined symbol simplify_symbols() refuses (ENOEXEC): SHN_COMMON, or st_shndx >= e_shnum.
+struct BadSymbol {
+  std::string name;
+  size_t index = 0;  // in the symbol table
+  uint16_t shndx = 0;
+  bool common = false;  // SHN_COMMON; else the section index is out of range
+};
+
+// Which generation of the kernel's ELF validity checks (elf_validity.h).
+enum class ElfGeneration { V6_1, V6_12, V7_2 };
+inline constexpr size_t kElfGenerations = 3;
+
+// A structural check the kernel fails the file on (ENOEXEC): a reason code and its message.
+struct ElfRefusal {
+  std::string code;
+  std::string message;
 };
 
 struct ExportedSymbol {
@@ -95,6 +114,17 @@ struct ModuleInfo {
   uint16_t elf_machine = kNativeElfMachine;  // e_machine
   uint16_t elf_shentsize = kNativeShdrSize;  // e_shentsize (the reader assumes the native size)
   size_t symtab_count = 1;                   // SHT_SYMTAB sections; symbols come from the first
+  // What each generation of the ELF validity checks refuses (indexed by ElfGeneration; empty:
+  // accepted). `unreadable`: the file could not be read beyond that (not ELF, truncated, ...),
+  // so nothing else in this ModuleInfo is known; every generation refuses such a file.
+  std::optional<ElfRefusal> elf_refusal[kElfGenerations];
+  bool unreadable = false;
+  // .modinfo as the generations find it: 6.1 ignores one without SHF_ALLOC.
+  bool has_modinfo = true, modinfo_alloc = true;
+  // The first section with SHF_WRITE and SHF_EXECINSTR (module_enforce_rwx_sections()).
+  std::optional<std::pair<std::string, size_t>> write_exec_section;
+  std::vector<BadSymbol> bad_symbols;  // symbol-table order
+  uint16_t shnum = 0;                  // e_shnum
   // .note.gnu.build-id, hex; the kernel shows the same note of a loaded module in
   // /sys/module/<name>/notes/.note.gnu.build-id, which identifies exactly this build.
   std::string build_id;
@@ -113,6 +143,10 @@ struct ReadOptions {
   // kernel would and Signature::key_check is set.
   const std::vector<std::string>* trusted_certs = nullptr;
   bool sha256 = true;  // hash the file (costs ~1 ms per MB)
+  // A file every kernel generation refuses as no module (not ELF, truncated, ...) is returned
+  // with ModuleInfo::unreadable and its refusals, for the rules to report, instead of an error
+  // (the bundle checks: kabi check, agent check, the entrypoint).
+  bool keep_unreadable = false;
 };
 
 // Parses a module file's bytes (compressed or not). `path` names it in errors.

@@ -1,5 +1,7 @@
 #include "kabi/rules.h"
 
+#include "kabi/elf_validity.h"
+
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
@@ -129,8 +131,23 @@ Evaluation evaluate(const std::vector<ModuleInfo>& set, const KernelModel& kerne
     return Provider{owner, false, modversions ? std::optional<uint32_t>(e->crc) : std::nullopt, is_gpl_only(e->type), e->ns};
   };
 
+  const ElfGeneration elf_gen = elf_generation(kernel.version_major, kernel.version_minor);
   for (size_t idx : order) {
-    const ModuleInfo& m = set[idx];
+    // 6.1's find_sec() does not see a .modinfo without SHF_ALLOC: no vermagic, no licence.
+    std::optional<ModuleInfo> as_seen;
+    if (elf_gen == ElfGeneration::V6_1 && set[idx].has_modinfo && !set[idx].modinfo_alloc) {
+      as_seen = set[idx];
+      as_seen->modinfo.clear();
+      as_seen->vermagic.clear();
+      as_seen->license.clear();
+      as_seen->srcversion.clear();
+      as_seen->has_vermagic = false;
+      as_seen->depends.clear();
+      as_seen->aliases.clear();
+      as_seen->import_ns.clear();
+      as_seen->firmware.clear();
+    }
+    const ModuleInfo& m = as_seen ? *as_seen : set[idx];
     ModuleVerdict v;
     v.path = m.path;
     v.name = m.name;
@@ -216,6 +233,28 @@ Evaluation evaluate(const std::vector<ModuleInfo>& set, const KernelModel& kerne
                                    ", kernel " + std::to_string(kNativeShdrSize) + ")"));
       settle(ENOEXEC);
     }
+    // The file's structure (elf_validity.h): what the checks above and below do not judge from
+    // ModuleInfo's fields. A file read no further is judged by this alone.
+    if (const auto& refusal = m.elf_refusal[static_cast<size_t>(elf_gen)]) {
+      const std::string& c = refusal->code;
+      const bool judged_elsewhere = c == reason::kElfMachine || c == reason::kElfShentsize ||
+                                    c == reason::kNoSymbolTable || c == reason::kMultipleSymbolTables;
+      if (m.unreadable || !judged_elsewhere) {
+        v.reasons.push_back(make(c.c_str(), ENOEXEC, refusal->message));
+        settle(ENOEXEC);
+      }
+    }
+    if (m.unreadable) {
+      v.err = stage_err;
+      v.verdict = stage_err == 0 ? Verdict::Loadable : Verdict::Refused;
+      verdict_of[m.name] = loaded_in_set.count(m.name) ? Verdict::Loadable : v.verdict;
+      ev.modules.push_back(std::move(v));
+      continue;
+    }
+    if (as_seen)
+      v.reasons.push_back(make(reason::kModinfoIgnored, 0,
+                               m.name + ": .modinfo is not SHF_ALLOC: this kernel does not read it (no vermagic, no licence)",
+                               {}, false));
     if (m.symtab_count == 0) {
       v.reasons.push_back(make(reason::kNoSymbolTable, ENOEXEC, m.name + ": module has no symbols (stripped?)"));
       settle(ENOEXEC);
@@ -305,6 +344,16 @@ Evaluation evaluate(const std::vector<ModuleInfo>& set, const KernelModel& kerne
       settle(ENOEXEC);
     }
 
+    // module_enforce_rwx_sections() (layout_and_allocate): 6.1 before the name check, 6.4+ after.
+    auto write_exec = [&] {
+      if (!m.write_exec_section) return;
+      v.reasons.push_back(make(reason::kWriteExecSection, ENOEXEC,
+                               m.name + ": section " + m.write_exec_section->first + " (index " +
+                                   std::to_string(m.write_exec_section->second) + ") has invalid WRITE|EXEC flags"));
+      settle(ENOEXEC);
+    };
+    if (elf_gen == ElfGeneration::V6_1) write_exec();
+
     // 6. A live module of the same name (add_unformed_module; 6.4+ early_mod_check): one the
     // kernel has, or one of this set inserted before it.
     if (kernel.live.count(m.name)) {
@@ -315,12 +364,26 @@ Evaluation evaluate(const std::vector<ModuleInfo>& set, const KernelModel& kerne
                                "module " + m.name + " is already loaded: another module of this set has its name"));
       settle(EEXIST);
     }
+    if (elf_gen != ElfGeneration::V6_1) write_exec();
 
     // 7. Symbols (simplify_symbols): every unresolved symbol is reported; the errno is the
     // last failure's, because the kernel overwrites it for each one.
     const bool gplok = license_is_gpl_compatible(m.license);
     std::set<std::string> deps;
     int symbol_err = 0;
+    size_t last_failed = 0;  // symbol-table index of the failure whose errno stands
+    auto fail_symbol = [&](int err, size_t index) {
+      if (symbol_err == 0 || index >= last_failed) {
+        symbol_err = err;
+        last_failed = index;
+      }
+    };
+    // A bundle module this one depends on that could not be read at all: its exports are unknown.
+    std::string unread_dependency;
+    for (const auto& d : m.depends)
+      if (auto it = std::find_if(set.begin(), set.end(), [&](const ModuleInfo& o) { return o.name == d && o.unreadable; });
+          it != set.end())
+        unread_dependency = d;
     for (const auto& u : m.undefined) {
       std::optional<Provider> p;
       if (auto it = exporter_of.find(u.name); it != exporter_of.end() && it->second != idx) {
@@ -335,7 +398,7 @@ Evaluation evaluate(const std::vector<ModuleInfo>& set, const KernelModel& kerne
             v.reasons.push_back(make(reason::kDependencyRefused, ENOENT,
                                      m.name + ": Unknown symbol " + u.name + " (err -2): its provider " + ex.name + " is refused",
                                      u.name));
-            symbol_err = ENOENT;
+            fail_symbol(ENOENT, u.index);
           }
           continue;
         }
@@ -344,11 +407,19 @@ Evaluation evaluate(const std::vector<ModuleInfo>& set, const KernelModel& kerne
       if (!p || (p->gpl_only && !gplok)) {
         if (u.weak) continue;
         const bool gpl = p && p->gpl_only && !gplok;
-        v.reasons.push_back(make(gpl ? reason::kGplOnlySymbol : reason::kUnknownSymbol, ENOENT,
-                                 m.name + ": Unknown symbol " + u.name + " (err -2)" +
-                                     (gpl ? " [GPL-only symbol, module license '" + m.license + "']" : ""),
-                                 u.name));
-        symbol_err = ENOENT;
+        if (!p && !unread_dependency.empty()) {
+          deps.insert(unread_dependency);
+          v.reasons.push_back(make(reason::kDependencyRefused, ENOENT,
+                                   m.name + ": Unknown symbol " + u.name + " (err -2): " + unread_dependency +
+                                       ", which it depends on, is refused (not a loadable module)",
+                                   u.name));
+        } else {
+          v.reasons.push_back(make(gpl ? reason::kGplOnlySymbol : reason::kUnknownSymbol, ENOENT,
+                                   m.name + ": Unknown symbol " + u.name + " (err -2)" +
+                                       (gpl ? " [GPL-only symbol, module license '" + m.license + "']" : ""),
+                                   u.name));
+        }
+        fail_symbol(ENOENT, u.index);
         continue;
       }
       if (p->owner != "vmlinux") {
@@ -358,13 +429,13 @@ Evaluation evaluate(const std::vector<ModuleInfo>& set, const KernelModel& kerne
                                    m.name + ": Unknown symbol " + u.name + " (err -2): its module " + p->owner +
                                        " is not in the kernel's module tree",
                                    u.name));
-          symbol_err = ENOENT;
+          fail_symbol(ENOENT, u.index);
           continue;
         }
         deps.insert(p->owner);
       }
       if (int e = check_version(u.name, p->crc, EINVAL)) {
-        symbol_err = e;
+        fail_symbol(e, u.index);
         continue;
       }
       if (!p->ns.empty() && std::find(m.import_ns.begin(), m.import_ns.end(), p->ns) == m.import_ns.end()) {
@@ -372,8 +443,16 @@ Evaluation evaluate(const std::vector<ModuleInfo>& set, const KernelModel& kerne
                                  m.name + ": module uses symbol (" + u.name + ") from namespace " + p->ns +
                                      ", but does not import it.",
                                  u.name));
-        symbol_err = EINVAL;
+        fail_symbol(EINVAL, u.index);
       }
+    }
+    for (const auto& b : m.bad_symbols) {
+      v.reasons.push_back(make(b.common ? reason::kCommonSymbol : reason::kSymbolSectionIndex, ENOEXEC,
+                               b.common ? m.name + ": please compile with -fno-common [" + b.name + "]"
+                                        : m.name + ": Symbol " + b.name + " has an invalid section index " +
+                                              std::to_string(b.shndx) + " (max " + std::to_string(static_cast<unsigned>(m.shnum - 1)) + ")",
+                               b.name));
+      fail_symbol(ENOEXEC, b.index);
     }
     settle(symbol_err);
     if (modversions == false && !kernel.symvers.modversions)

@@ -27,6 +27,18 @@ inline constexpr const char* kUnknownKeyEnforced = "unknown_key_rejected";
 inline constexpr const char* kUnsupportedSigEnforced = "unsupported_signature_rejected";
 inline constexpr const char* kElfMachine = "elf_machine_mismatch";
 inline constexpr const char* kElfShentsize = "elf_shentsize_invalid";
+// Files the kernel does not take for a module (ENOEXEC; elf_validity.h, by kernel generation).
+inline constexpr const char* kElfHeader = "elf_header_invalid";             // too short, no ELF magic
+inline constexpr const char* kElfType = "elf_type_not_rel";                 // e_type != ET_REL
+inline constexpr const char* kElfSectionTable = "elf_section_table_invalid";  // outside the file, section 0
+inline constexpr const char* kElfSectionNames = "elf_section_names_invalid";  // name table, name indexes
+inline constexpr const char* kModinfoDuplicate = "modinfo_duplicate";       // 6.4+
+inline constexpr const char* kThisModule = "this_module_invalid";           // missing, twice, NOBITS, not ALLOC
+inline constexpr const char* kSymbolStrtab = "symbol_strtab_invalid";       // link, type, 7.x contents
+inline constexpr const char* kExtVersions = "extended_versions_invalid";    // 6.14+
+inline constexpr const char* kWriteExecSection = "section_write_exec";      // module_enforce_rwx_sections
+inline constexpr const char* kCommonSymbol = "common_symbol";               // SHN_COMMON
+inline constexpr const char* kSymbolSectionIndex = "symbol_section_index_invalid";  // st_shndx >= e_shnum
 inline constexpr const char* kNoSymbolTable = "no_symbol_table";
 inline constexpr const char* kMultipleSymbolTables = "multiple_symbol_tables";
 inline constexpr const char* kModuleStructSize = "module_struct_size";
@@ -57,6 +69,7 @@ inline constexpr const char* kSignatureNotVerified = "signature_not_verified";  
 inline constexpr const char* kBuiltinSameName = "builtin_same_name";       // no /sys/module known
 inline constexpr const char* kBuiltinsUnknown = "builtins_unknown";         // modules.builtin unread
 inline constexpr const char* kLiveExportsUnread = "live_exports_unread";    // duplicates not ruled out
+inline constexpr const char* kModinfoIgnored = "modinfo_ignored";  // 6.1: .modinfo without SHF_ALLOC
 }  // namespace reason
 
 struct Reason {

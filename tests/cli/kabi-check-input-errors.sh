@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # `agent kabi check` on bad input: exit 2 and one clear message naming the file, never a crash
-# (a signal or a sanitizer report) and never a verdict. Uses the unit test fixtures.
+# (a signal or a sanitizer report) and never a verdict; a file the kernel refuses as no module
+# is a refused verdict instead. Uses the unit test fixtures.
 # Usage: kabi-check-input-errors.sh AGENT FIXTURE_BUILD_DIR FIXTURE_SOURCE_DIR
 set -uo pipefail
 agent=$1 fixtures=$2 sources=$3
@@ -52,10 +53,29 @@ expect() {
 }
 
 base=(--symvers "$symvers" --kernel-modules "$work/tree")
-expect "empty module" 2 "$work/empty.ko: empty" -- "${base[@]}" "$work/empty.ko"
-expect "truncated module" 2 "$work/truncated.ko: section header table extends past the end" -- "${base[@]}" "$work/truncated.ko"
-expect "garbage module" 2 "$work/garbage.ko: not an ELF" -- "${base[@]}" "$work/garbage.ko"
-expect "ELF magic only" 2 "$work/elfmagic.ko:" -- "${base[@]}" "$work/elfmagic.ko"
+# A file the kernel would not take for a module is no input error but a refused module: ENOEXEC
+# and the kernel's reason (exit 1), named by its path.
+# refused NAME FILE WANT_CODE
+refused() {
+  local name=$1 file=$2 code=$3 out rc
+  out=$("$agent" kabi check --json "${base[@]}" "$file" 2>"$work/refused.err")
+  rc=$?
+  if [[ $rc -eq 1 ]] && python3 -c '
+import json, sys
+m = json.loads(sys.stdin.read())["modules"]
+ok = len(m) == 1 and m[0]["path"] == sys.argv[1] and m[0]["errno"] == 8 and m[0]["verdict"] == "refused"
+sys.exit(0 if ok and any(r["code"] == sys.argv[2] for r in m[0]["reasons"]) else 1)' "$file" "$code" <<<"$out"; then
+    echo "PASS $name: exit $rc, ENOEXEC, $code"
+    passed=$((passed + 1))
+  else
+    echo "FAIL $name: exit $rc (want 1, ENOEXEC, $code): $out $(cat "$work/refused.err")"
+    failed=$((failed + 1))
+  fi
+}
+refused "empty module" "$work/empty.ko" elf_header_invalid
+refused "truncated module" "$work/truncated.ko" elf_section_table_invalid
+refused "garbage module" "$work/garbage.ko" elf_header_invalid
+refused "ELF magic only" "$work/elfmagic.ko" elf_type_not_rel
 expect "cut .ko.xz" 2 "$work/cut.ko.xz: truncated xz" -- "${base[@]}" "$work/cut.ko.xz"
 expect "missing module" 2 "$work/nope.ko: cannot open" -- "${base[@]}" "$work/nope.ko"
 expect "a directory as module" 2 "$work: is a directory" -- "${base[@]}" "$work"

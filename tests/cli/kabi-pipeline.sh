@@ -163,7 +163,6 @@ cp "$work/empty.ko" "$work/badbundle/x.ko"
 for c in \
   "diff garbage|$work/garbage.symvers: line 1|diff $symvers $work/garbage.symvers" \
   "diff missing|$work/missing: no such file|diff $symvers $work/missing" \
-  "matrix bad module|$work/badbundle/x.ko: empty|matrix --bundle $work/badbundle $symvers" \
   "matrix empty bundle|$work/nobundle: no kernel module|matrix --bundle $work/nobundle $symvers" \
   "matrix bad stablelist|$work/bad.stablelist: line 2|matrix --bundle $work/bundle --stablelist $work/bad.stablelist $symvers" \
   "matrix garbage kernel|$work/garbage.symvers: line 1|matrix --bundle $work/bundle $work/garbage.symvers" \
@@ -178,6 +177,12 @@ for c in \
   run "$name" 2 -- "${argv[@]}"
   contains "$name: message" "$text" "$work/err"
 done
+
+# A bundle file the kernel would not take for a module: no input error, a module refused with the
+# kernel's reason (ENOEXEC) on every kernel.
+run "matrix: a file that is no module" 1 -- matrix --bundle "$work/badbundle" "$symvers"
+contains "matrix: a file that is no module: refused" "x: rebuild, ENOEXEC (1 elf_header_invalid)" "$work/out"
+contains "matrix: a file that is no module: the kernel's message" "elf_header_invalid: Invalid ELF header len 0" "$work/out"
 
 echo "$passed passed, $failed failed"
 [[ $failed -eq 0 ]]

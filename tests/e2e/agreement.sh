@@ -300,6 +300,17 @@ for vabi in "$K612" "$K7"; do
     done
   done
 done
+# Files that are no loadable module, and what the ELF validity checks (6.1 elf_validity_check +
+# setup_load_info; 6.12/7.2 elf_validity_cache_copy), module_enforce_rwx_sections and
+# simplify_symbols refuse in them (ENOEXEC), on each generation. modinfo_twice loads on 6.1 (it
+# sees SHF_ALLOC sections only), modinfo_noalloc only from 6.4 (6.1 ignores that .modinfo: no
+# licence, GPL-only symbols unknown), strtab_lead only before 7.x. this_module_nobits is not
+# asked of 6.1, which has no such check (its struct module would be the zeroed NOBITS copy).
+elf_cases=elf_magic,elf_dyn,truncated,section0,shname_range,modinfo_twice,modinfo_noalloc,write_exec
+elf_cases+=,common_symbol,shndx_range,strtab_link,strtab_lead
+rule_cases "$K61" "$K61" i915 i915- --only "$elf_cases"
+rule_cases "$K612" "$K612" xe xe- --only "$elf_cases,this_module_nobits"
+rule_cases "$K7" "$K7" xe xe- --only "$elf_cases,this_module_nobits"
 
 # sizeof(struct module): .gnu.linkonce.this_module 64 bytes short. Last of each boot: 6.1 does
 # not check it and loads a module whose struct module overlaps its next section (a WARNING,

@@ -84,6 +84,31 @@ python stdlib only), so that exactly one loadability rule is hit:
                      name in struct module (.gnu.linkonce.this_module), NUL padded. Only with
                      --only.
 
+Files the kernel does not take for a module, and what it refuses in them (issue 16 item 4),
+each only with --only; the output may no longer parse as a module (written as it is):
+  elf_magic          e_ident[1] 'E' -> 'X': "Invalid ELF header magic"
+  elf_dyn            e_type ET_REL -> ET_DYN: "Invalid ELF header type: 3 != 1"
+  truncated          the first half of the file only: "Invalid ELF section header overflow"
+  section0           section 0's sh_type SHT_NULL -> SHT_PROGBITS: "ELF Spec violation:
+                     section 0 type(1)!=SH_NULL ..."
+  shname_range       sh_name of .text (SHF_ALLOC) past the end of .shstrtab: "Invalid ELF
+                     section name in module"
+  modinfo_twice      .comment (not SHF_ALLOC) renamed .modinfo: 6.4+ "Only one .modinfo
+                     section must exist."; 6.1 finds the SHF_ALLOC one only and loads it
+  modinfo_noalloc    SHF_ALLOC cleared on .modinfo: 6.1 does not see it (no vermagic: a
+                     forced load; no licence: GPL-only symbols unknown, ENOENT); 6.4+ read it
+  this_module_nobits .gnu.linkonce.this_module made SHT_NOBITS: 6.4+ "... section must have
+                     a size set" (6.1 has no such check; not asked there)
+  write_exec         SHF_EXECINSTR added to .data (SHF_WRITE): "section .data (index N) has
+                     invalid WRITE|EXEC flags"
+  common_symbol      the first defined, named symbol's st_shndx -> SHN_COMMON: "please
+                     compile with -fno-common"
+  shndx_range        the same symbol's st_shndx -> e_shnum + 3: "Symbol %s has an invalid
+                     section index"
+  strtab_link        .symtab's sh_link -> 0: "Invalid ELF sh_link!=SHN_UNDEF(0) ..."
+  strtab_lead        .strtab's leading NUL -> 'X': 7.x "symbol string table missing leading
+                     NUL"; older kernels do not look
+
 A case that does not apply to the module is skipped with a "not applicable" line on stderr
 and does not count as a failure: the cases that edit __versions (crc, signed_crc,
 versions_noalloc[_release], versions_missing, module_layout) on a module without __versions
@@ -222,8 +247,10 @@ class Elf:
         return out
 
     def modinfo(self):
-        """[(offset, length, text)] of the NUL separated .modinfo strings."""
-        s = self.section(".modinfo")
+        """[(offset, length, text)] of the NUL separated .modinfo strings (of the first
+        SHF_ALLOC .modinfo, as 6.1's find_sec() takes it; else of the first)."""
+        s = next((s for s in self.sections if s["name"] == ".modinfo" and s["flags"] & SHF_ALLOC),
+                 None) or self.section(".modinfo")
         out, pos, end = [], s["offset"], s["offset"] + s["size"]
         while pos < end:
             nul = self.data.index(b"\0", pos)
@@ -779,6 +806,112 @@ def case_renamed(data, _signed, _symvers, name=None):
     return data, "module %s renamed %s (.modinfo name=, struct module at +%d)" % (old, name, at)
 
 
+SHT_NOBITS = 8
+SHF_WRITE = 0x1
+SHF_EXECINSTR = 0x4
+SHN_COMMON = 0xFFF2
+
+
+def case_elf_magic(data, _signed, _symvers):
+    data[1] = ord("X")
+    return data, "e_ident \\177ELF -> \\177XLF"
+
+
+def case_elf_dyn(data, _signed, _symvers):
+    struct.pack_into("<H", data, 16, 3)
+    return data, "e_type ET_REL (1) -> ET_DYN (3)"
+
+
+def case_truncated(data, _signed, _symvers):
+    elf = Elf(data)
+    half = len(data) // 2
+    if elf.shoff < half:
+        raise CaseError("the section header table is in the first half")
+    return bytearray(data[:half]), "truncated to %d of %d bytes" % (half, len(data))
+
+
+def case_section0(data, _signed, _symvers):
+    elf = Elf(data)
+    struct.pack_into("<I", data, elf.sections[0]["hdr"] + 4, 1)
+    return data, "section 0 sh_type SHT_NULL -> SHT_PROGBITS"
+
+
+def case_shname_range(data, _signed, _symvers):
+    elf = Elf(data)
+    s = elf.section(".text")
+    if not s["flags"] & SHF_ALLOC:
+        raise CaseError(".text is not SHF_ALLOC")
+    past = elf.sections[elf.shstrndx]["size"] + 16
+    struct.pack_into("<I", data, s["hdr"], past)
+    return data, "section %d (.text) sh_name -> %d (past .shstrtab)" % (s["index"], past)
+
+
+def case_modinfo_twice(data, _signed, _symvers):
+    elf = Elf(data)
+    s = elf.section(".comment")
+    if s["flags"] & SHF_ALLOC:
+        raise CaseError(".comment is SHF_ALLOC")
+    struct.pack_into("<I", data, s["hdr"], elf.section(".modinfo")["name_off"])
+    return data, "section %d (.comment) renamed .modinfo" % s["index"]
+
+
+def case_modinfo_noalloc(data, _signed, _symvers):
+    s = Elf(data).section(".modinfo")
+    struct.pack_into("<Q", data, s["hdr"] + 8, s["flags"] & ~SHF_ALLOC)
+    return data, "SHF_ALLOC cleared on .modinfo"
+
+
+def case_this_module_nobits(data, _signed, _symvers):
+    s = Elf(data).section(".gnu.linkonce.this_module")
+    struct.pack_into("<I", data, s["hdr"] + 4, SHT_NOBITS)
+    return data, ".gnu.linkonce.this_module sh_type -> SHT_NOBITS"
+
+
+def case_write_exec(data, _signed, _symvers):
+    s = Elf(data).section(".data")
+    if not s["flags"] & SHF_WRITE:
+        raise CaseError(".data is not SHF_WRITE")
+    struct.pack_into("<Q", data, s["hdr"] + 8, s["flags"] | SHF_EXECINSTR)
+    return data, "SHF_EXECINSTR added to section %d (.data)" % s["index"]
+
+
+def first_defined_symbol(elf):
+    syms, _ = elf.symbols()
+    for off, _st_name, shndx, name in syms:
+        if 0 < shndx < elf.shnum and not name.startswith("__gnu_lto"):
+            return off, shndx, name
+    raise CaseError("no defined, named symbol")
+
+
+def case_common_symbol(data, _signed, _symvers):
+    off, shndx, name = first_defined_symbol(Elf(data))
+    struct.pack_into("<H", data, off + 6, SHN_COMMON)
+    return data, "symbol %s st_shndx %d -> SHN_COMMON" % (name, shndx)
+
+
+def case_shndx_range(data, _signed, _symvers):
+    elf = Elf(data)
+    off, shndx, name = first_defined_symbol(elf)
+    struct.pack_into("<H", data, off + 6, elf.shnum + 3)
+    return data, "symbol %s st_shndx %d -> %d (e_shnum %d)" % (name, shndx, elf.shnum + 3, elf.shnum)
+
+
+def case_strtab_link(data, _signed, _symvers):
+    elf = Elf(data)
+    s = next(s for s in elf.sections if s["type"] == SHT_SYMTAB)
+    struct.pack_into("<I", data, s["hdr"] + 40, 0)
+    return data, "section %d (.symtab) sh_link %d -> 0" % (s["index"], s["link"])
+
+
+def case_strtab_lead(data, _signed, _symvers):
+    elf = Elf(data)
+    strtab = elf.sections[next(s for s in elf.sections if s["type"] == SHT_SYMTAB)["link"]]
+    if data[strtab["offset"]] != 0:
+        raise CaseError("the symbol string table does not start with NUL")
+    data[strtab["offset"]] = ord("X")
+    return data, "symbol string table's first byte NUL -> 'X'"
+
+
 CASES = [
     ("stripped", case_stripped),
     ("crc", case_crc),
@@ -811,16 +944,38 @@ CASES = [
     ("module_layout_missing", case_module_layout_missing),
     ("undef_last_enoent", case_undef_last_enoent),
     ("undef_last_einval", case_undef_last_einval),
+    ("elf_magic", case_elf_magic),
+    ("elf_dyn", case_elf_dyn),
+    ("truncated", case_truncated),
+    ("section0", case_section0),
+    ("shname_range", case_shname_range),
+    ("modinfo_twice", case_modinfo_twice),
+    ("modinfo_noalloc", case_modinfo_noalloc),
+    ("this_module_nobits", case_this_module_nobits),
+    ("write_exec", case_write_exec),
+    ("common_symbol", case_common_symbol),
+    ("shndx_range", case_shndx_range),
+    ("strtab_link", case_strtab_link),
+    ("strtab_lead", case_strtab_lead),
 ]
 # made only when --only names them
 OPT_IN = {"export_crc", "this_module_size", "sig_malformed", "sig_unsupported", "sig_oversized",
           "no_vermagic", "symtab_twice", "machine", "shentsize", "export_vmlinux", "renamed",
           "sig_params", "sig_cms_noattr", "sig_cms_authattrs", "module_layout_missing",
-          "undef_last_enoent", "undef_last_einval"}
+          "undef_last_enoent", "undef_last_einval",
+          "elf_magic", "elf_dyn", "truncated", "section0", "shname_range", "modinfo_twice",
+          "modinfo_noalloc", "this_module_nobits", "write_exec", "common_symbol", "shndx_range",
+          "strtab_link", "strtab_lead"}
 
 
 def modname(path):
-    name = Elf(strip_signature(read_module(path))).modinfo_value("name")
+    try:
+        name = Elf(strip_signature(read_module(path))).modinfo_value("name")
+    except (CaseError, ValueError, struct.error, IndexError):
+        # not readable as a module (elf_magic, truncated, ...): the kernel refuses it before it
+        # has a name; the file's name stands in
+        base = os.path.basename(path)
+        return base[:base.index(".ko")] if ".ko" in base else base
     if not name:
         raise CaseError("%s: no name= in .modinfo" % path)
     return name

@@ -1,4 +1,5 @@
-// libFuzzer target: kernel module images (kabi/module.h): ELF through libelf, .modinfo,
+// libFuzzer target: kernel module images (kabi/module.h): the kernel's ELF validity checks
+// (kabi/elf_validity.h), ELF through libelf, .modinfo,
 // __versions, extended modversions, symbol table, exports, this_module, signature trailer,
 // and the compressed forms. Any input must give a value or an error naming the path.
 #include <cstddef>
@@ -11,12 +12,20 @@
 using namespace agent::kabi;
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
-  auto m = parse_module(std::string_view(reinterpret_cast<const char*>(data), size), "fuzz.ko");
+  // Kept as the bundle checks keep them: a file every kernel refuses is a value, not an error.
+  auto m = parse_module(std::string_view(reinterpret_cast<const char*>(data), size), "fuzz.ko",
+                        {.trusted_certs = nullptr, .sha256 = true, .keep_unreadable = true});
   if (!m) {
     if (m.error().path != "fuzz.ko" || m.error().message.empty()) std::abort();
     return 0;
   }
   if (m->sha256.size() != 64) std::abort();
+  for (const auto& r : m->elf_refusal) {
+    if (m->unreadable && !r) std::abort();  // only what every generation refuses is kept unread
+    if (r && (r->code.empty() || r->message.empty())) std::abort();
+  }
+  for (const auto& b : m->bad_symbols)
+    if (!b.common && b.shndx < m->shnum) std::abort();
   // Use what the rules use, so a bad value shows up here rather than in the rules.
   (void)m->modinfo_values("alias");
   if (const auto* table = m->effective_versions()) {

@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <fstream>
+#include <iterator>
 #include <map>
 #include <sstream>
 
@@ -20,6 +21,7 @@
 #include "../test_lines.h"
 #include "agent/check.h"
 #include "agent/signing.h"
+#include "kabi/rules.h"
 #include "test_util.h"
 
 using agent::test::lines_with;
@@ -243,6 +245,33 @@ TEST_CASE("check, node without any symvers: the in-tree union covers i915's need
   CHECK(has_reason(*r, check_reason::kSymversPartial));
   CHECK(r->kernel.symvers_origin.kind == probes::SymversOrigin::Kind::InTreeUnion);
   CHECK_FALSE(r->build.possible);
+}
+
+TEST_CASE("check: a bundle file that is no loadable module is refused by name, the rest still judged") {
+  const fs::path host = fixture_host("debian12");
+  Bundle b(kernel_of("k61_same"), {kI915_61});
+  std::ifstream in(b.dir / "updates/i915.ko", std::ios::binary);
+  const std::string whole((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  REQUIRE(whole.size() > 4096);
+  write_file(b.dir / "updates/i915_helper.ko", whole.substr(0, whole.size() / 2));  // truncated
+  auto r = diagnose(options_for(host, b.dir));
+  REQUIRE(r);
+  INFO(reasons_of(*r));
+  CHECK(r->decision != Decision::Prebuilt);
+  CHECK(has_reason(*r, check_reason::kModulesRefused));
+  REQUIRE(r->evaluation.modules.size() == 2);
+  for (const auto& m : r->evaluation.modules) {
+    if (m.name == "i915") {
+      CHECK(m.verdict == kabi::Verdict::Loadable);
+      continue;
+    }
+    CHECK(m.path == (b.dir / "updates/i915_helper.ko").string());
+    CHECK(m.verdict == kabi::Verdict::Refused);
+    CHECK(m.err == ENOEXEC);
+    REQUIRE_FALSE(m.reasons.empty());
+    CHECK(m.reasons.back().code == kabi::reason::kElfSectionTable);
+    CHECK(m.reasons.back().message == "Invalid ELF section header overflow");
+  }
 }
 
 TEST_CASE("check, node without any symvers or headers, a foreign kABI: refuse") {

@@ -1127,3 +1127,126 @@ TEST_CASE("rules: errno names", "[rules]") {
   CHECK(errno_name(EBADMSG) == "EBADMSG");
   CHECK(errno_name(ENOKEY) == "ENOKEY");
 }
+
+// ---- files that are not loadable modules; W+X sections; bad symbols (issue 16 item 4) -------
+
+namespace {
+
+ReadOptions keep() { return {.trusted_certs = nullptr, .sha256 = false, .keep_unreadable = true}; }
+
+KernelModel at_version(int major, int minor) {
+  KernelModel k = kernel61();
+  k.version_major = major;
+  k.version_minor = minor;
+  return k;
+}
+
+}  // namespace
+
+TEST_CASE("rules: a file that is no ELF module is refused with the kernel's message", "[rules][elf]") {
+  std::string b = kabi_test::slurp(fixture("basic.ko"));
+  REQUIRE(parse_module(b, "x.ko", keep())->elf_refusal[0] == std::nullopt);  // the data is a module
+  b[16] = 3;  // ET_DYN
+  auto m = parse_module(b, "/bundle/shared.ko", keep());
+  REQUIRE(m);
+  for (auto [major, minor] : std::vector<std::pair<int, int>>{{6, 1}, {6, 12}, {7, 2}}) {
+    auto v = one(*m, at_version(major, minor));
+    REQUIRE_REFUSED(v, ENOEXEC);
+    CHECK(v.path == "/bundle/shared.ko");
+    CHECK(v.name == "shared");
+    REQUIRE(v.reasons.size() == 1);  // the ELF check, nothing after it
+    CHECK(v.reasons[0].code == reason::kElfType);
+    CHECK(v.reasons[0].message == "Invalid ELF header type: 3 != 1");
+  }
+  // Enforced signatures come first (module_sig_check): EKEYREJECTED, the ELF problem still named.
+  KernelModel k = kernel61();
+  k.module_sig = true;
+  k.sig_enforce = true;
+  auto v = one(*m, k);
+  REQUIRE_REFUSED(v, EKEYREJECTED);
+  CHECK(find_reason(v, reason::kElfType));
+}
+
+TEST_CASE("rules: a module that depends on an unreadable file -> dependency_refused", "[rules][elf]") {
+  auto consumer = read_module(fixture("consumer.ko"));
+  REQUIRE(consumer);
+  REQUIRE(consumer->depends == std::vector<std::string>{"kabi_provider"});
+  std::string p = kabi_test::slurp(fixture("provider.ko"));
+  p.resize(p.size() / 3);  // truncated
+  auto provider = parse_module(p, "/bundle/kabi_provider.ko", keep());
+  REQUIRE(provider);
+  REQUIRE(provider->unreadable);
+  Evaluation ev = evaluate({*consumer, *provider}, kernel61());
+  REQUIRE(ev.modules.size() == 2);
+  const ModuleVerdict& bad = by_name(ev, "kabi_provider");
+  REQUIRE_REFUSED(bad, ENOEXEC);
+  CHECK(find_reason(bad, reason::kElfSectionTable));
+  const ModuleVerdict& user = by_name(ev, "kabi_consumer");
+  REQUIRE_REFUSED(user, ENOENT);
+  const Reason* r = find_reason(user, reason::kDependencyRefused);
+  REQUIRE(r);
+  CHECK_THAT(r->message, Contains("kabi_provider"));
+  CHECK_FALSE(find_reason(user, reason::kUnknownSymbol));
+}
+
+TEST_CASE("rules: structure refused by some generations only (C5, C7, C10)", "[rules][elf]") {
+  ModuleInfo m = module("i915");
+  m.elf_refusal[1] = m.elf_refusal[2] = ElfRefusal{reason::kModinfoDuplicate, "Only one .modinfo section must exist."};
+  REQUIRE_LOADABLE(one(m, at_version(6, 1)));
+  auto v = one(m, at_version(6, 12));
+  REQUIRE_REFUSED(v, ENOEXEC);
+  CHECK(find_reason(v, reason::kModinfoDuplicate)->message == "Only one .modinfo section must exist.");
+  REQUIRE_REFUSED(one(m, at_version(7, 2)), ENOEXEC);
+  // A refusal the existing checks make from the fields is not reported twice.
+  m.elf_refusal[1] = ElfRefusal{reason::kMultipleSymbolTables, "i915: module has no symbols (stripped?)"};
+  m.symtab_count = 2;
+  v = one(m, at_version(6, 12));
+  size_t n = 0;
+  for (const auto& r : v.reasons) n += r.code == reason::kMultipleSymbolTables;
+  CHECK(n == 1);
+}
+
+TEST_CASE("rules: a .modinfo without SHF_ALLOC is ignored by 6.1, read by 6.4+ (C6)", "[rules][elf]") {
+  ModuleInfo m = module("i915", {"_printk", "dma_buf_get"});  // dma_buf_get is GPL-only
+  REQUIRE_LOADABLE(one(m, at_version(6, 1)));
+  m.modinfo_alloc = false;
+  auto v = one(m, at_version(6, 1));
+  REQUIRE_REFUSED(v, ENOENT);  // no licence: GPL-only symbols are unknown
+  CHECK(find_reason(v, reason::kModinfoIgnored));
+  CHECK(find_reason(v, reason::kNoVermagic));  // a forced load, not a refusal
+  CHECK(find_reason(v, reason::kGplOnlySymbol));
+  REQUIRE_LOADABLE(one(m, at_version(6, 12)));
+}
+
+TEST_CASE("rules: a WRITE|EXEC section -> ENOEXEC; 6.1 checks it before the name (E1)", "[rules][elf]") {
+  ModuleInfo m = module("i915");
+  REQUIRE_LOADABLE(one(m, kernel61()));
+  m.write_exec_section = std::make_pair(std::string(".data"), size_t{7});
+  auto v = one(m, kernel61());
+  REQUIRE_REFUSED(v, ENOEXEC);
+  CHECK(find_reason(v, reason::kWriteExecSection)->message == "i915: section .data (index 7) has invalid WRITE|EXEC flags");
+  // With the name live too, the order decides the errno.
+  KernelModel k = kernel61();
+  k.live = {"i915"};
+  REQUIRE_REFUSED(one(m, k), ENOEXEC);
+  k.version_minor = 12;
+  REQUIRE_REFUSED(one(m, k), EEXIST);
+}
+
+TEST_CASE("rules: SHN_COMMON and out-of-range st_shndx -> ENOEXEC, last failing symbol's errno (H1, H2)",
+          "[rules][elf]") {
+  ModuleInfo m = module("i915", {"_printk", "no_such_symbol"});
+  m.undefined[0].index = 3;
+  m.undefined[1].index = 9;
+  REQUIRE_REFUSED(one(m, kernel61()), ENOENT);
+  m.shnum = 40;
+  m.bad_symbols.push_back({"tmp_buf", 12, 0xfff2, true});
+  auto v = one(m, kernel61());
+  REQUIRE_REFUSED(v, ENOEXEC);  // after no_such_symbol in the table
+  CHECK(find_reason(v, reason::kCommonSymbol)->message == "i915: please compile with -fno-common [tmp_buf]");
+  m.bad_symbols = {{"helper", 5, 44, false}};
+  v = one(m, kernel61());
+  REQUIRE_REFUSED(v, ENOENT);  // before it: the unknown symbol's errno stands
+  CHECK(find_reason(v, reason::kSymbolSectionIndex)->message ==
+        "i915: Symbol helper has an invalid section index 44 (max 39)");
+}

@@ -274,13 +274,6 @@ add_without "$K612" "xe-own-without-drm_display_helper" drm_display_helper "$(mo
 rule_cases "$K61" "$K61" i915 i915- --only sig_oversized,no_vermagic,symtab_twice,machine,shentsize
 rule_cases "$K612" "$K612" xe xe- --only sig_oversized,no_vermagic,symtab_twice,machine,shentsize
 
-# sizeof(struct module): .gnu.linkonce.this_module 64 bytes short. Last of each boot: 6.1 does
-# not check it and loads a module whose struct module overlaps its next section (a WARNING,
-# and removing it hits a BUG), so nothing is unloaded after it.
-rule_cases "$K61" "$K61" i915 i915- --only this_module_size
-rule_cases "$K612" "$K612" xe xe- --only this_module_size
-rule_cases "$K7" "$K7" xe xe- --only this_module_size
-
 # Taints (warnings, the module loads; the kernel's lines are compared with the agent's warnings
 # below): no intree=Y, staging=Y, test=Y; exports without __kcrctab on a MODVERSIONS kernel.
 rule_cases "$K61" "$K61" i915 i915- --only out_of_tree,staging,test_module
@@ -307,6 +300,14 @@ add "$K612@nomodeset" "i915-own" "$(mod "$K612" i915)"
 add "$K612@nomodeset" "xe-own" "$(mod "$K612" xe)"
 add "$K7@nomodeset" "i915-own" "$(mod "$K7" i915)"
 add "$K7@nomodeset" "xe-own" "$(mod "$K7" xe)"
+
+# sizeof(struct module): .gnu.linkonce.this_module 64 bytes short. Last of each boot: 6.1 does
+# not check it and loads a module whose struct module overlaps its next section (a WARNING,
+# and removing it hits a BUG), so nothing is unloaded after it.
+rule_cases "$K61" "$K61" i915 i915- --only this_module_size
+rule_cases "$K612" "$K612" xe xe- --only this_module_size
+rule_cases "$K7" "$K7" xe xe- --only this_module_size
+
 
 # The kernels' answers: cached per target + key, else one boot per target for the cases
 # without an answer (a group is asked again as a whole).

@@ -24,7 +24,8 @@
 #   AGENT          the agent binary (default $AGENT, else build/agent/agent of this repository)
 #   --kernel-only  only ask the kernels (no agent needed) and print their answers
 # Env: AGENT_KERNEL_CACHE   kernel cache (fetch-kernels.sh); VM results are cached under
-#                           its e2e-results/<target>/<key> (key: sha256 of the module, for a
+#                           its e2e-results/harness-<sha256 prefix of the harness>/<target>/<key>
+#                           (key: sha256 of the module, for a
 #                           group's N-th module sha256 of "<sha256 of each module> N"), each
 #                           recording the sha256 of the kernel image and of the harness
 #                           (tryload.c, run-vm.sh, vm-lib.sh) it was asked with: reused only
@@ -315,7 +316,9 @@ rule_cases "$K7" "$K7" xe xe- --only this_module_size
 
 # The kernels' answers: cached per target + key, else one boot per target for the cases
 # without an answer (a group is asked again as a whole).
-results="$CACHE/e2e-results"
+# one directory per harness: worktrees with different harnesses do not overwrite each other's
+# answers in a shared cache
+results="$CACHE/e2e-results/harness-${harness:0:16}"
 python3 - "$cases" "$work" "$without" "$params" <<'PY'
 import hashlib, os, sys
 cases, work, without_file, params_file = sys.argv[1:5]

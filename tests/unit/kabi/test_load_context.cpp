@@ -116,10 +116,13 @@ TEST_CASE("load context: kernel words as next_arg splits them", "[load_context]"
   CHECK(p[3].value == "1");
   CHECK(p[3].source == "f:1");
   auto k = kernel();
-  apply_kernel_cmdline(k, "root=/dev/sda i915.enable_guc=2 i915-modeset nomodeset xe.force_probe=* -- i915.reset=1", "/proc/cmdline");
+  apply_kernel_cmdline(k, "root=/dev/sda i915.enable_guc=2 i915.modeset nomodeset xe.force_probe=* agent-test.opt -- i915.reset=1",
+                       "/proc/cmdline");
   CHECK(k.nomodeset);
   REQUIRE(k.params["i915"].size() == 2);
   CHECK(k.params["i915"][1].name == "modeset");
+  CHECK_FALSE(k.params["i915"][1].value);
+  CHECK(k.params["agent_test"].size() == 1);
   REQUIRE(k.params["xe"].size() == 1);
   CHECK(k.params["xe"][0].value == "*");
 }

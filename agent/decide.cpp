@@ -167,6 +167,22 @@ DecisionResult decide(const DecisionFacts& f) {
   }
   add_refused();
 
+  // What a build cannot change: the node loads no module (modules_disabled, no CAP_SYS_MODULE),
+  // blacklists this one by name, or its parameters or nomodeset fail it whatever its build.
+  std::vector<std::string> node_blocks;
+  for (const auto& m : f.evaluation.modules)
+    for (const auto& reason : m.reasons) {
+      static const std::set<std::string> kNode = {kabi::reason::kModulesDisabled, kabi::reason::kNoCapSysModule,
+                                                  kabi::reason::kModuleBlacklisted, kabi::reason::kParameterInvalid,
+                                                  kabi::reason::kNomodesetInitFails};
+      if (reason.fatal && kNode.count(reason.code)) node_blocks.push_back(m.name + ": " + reason.message);
+    }
+  if (!node_blocks.empty()) {
+    r.decision = Decision::Refuse;
+    add(kNodeRefusesLoad, join(node_blocks, "; "));
+    return r;
+  }
+
   // A build on the node needs the running kernel's headers, with a Module.symvers that is the
   // kernel's own (a rejected one would build modules with wrong CRCs), and produces unsigned
   // modules, which an enforcing kernel refuses.

@@ -47,6 +47,7 @@ inline constexpr const char* kConflictBuiltin = "conflict_builtin";
 inline constexpr const char* kUpgradePending = "upgrade_pending";  // our older bundle, in use
 inline constexpr const char* kConflictRemovable = "conflict_removable";    // note
 inline constexpr const char* kBundleAlreadyLoaded = "bundle_already_loaded";  // note: same build id
+inline constexpr const char* kNodeRefusesLoad = "node_refuses_load";  // no build helps (modules_disabled, ...)
 inline constexpr const char* kBuildPossible = "build_possible";
 inline constexpr const char* kNoKernelHeaders = "no_kernel_headers";
 inline constexpr const char* kHeadersMismatch = "kernel_headers_mismatch";

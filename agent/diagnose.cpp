@@ -300,6 +300,11 @@ Result<Diagnosis> diagnose(const DiagnoseOptions& o) {
   // removable conflicts gone, everything else live.
   r.model = kernel_model_of(r.kernel, r.policy, o.policy);
   kabi::KernelModel& k = r.model;
+  {
+    const probes::ModuleOptions options = probes::probe_module_options(*root);
+    for (const auto& e : options.problems) r.problems.push_back(e);
+    apply_modprobe_config(k, options);
+  }
   for (const auto& [name, l] : r.loaded.modules) {
     if (!l.builtin) k.live.insert(name);
     else if (l.sysfs) k.builtin_sysfs.insert(name);  // mod_sysfs_init() refuses its name

@@ -6,6 +6,7 @@
 #include "agent/terminal.h"
 #include "kabi/kernel_keys.h"
 #include "kabi/kernel_source.h"
+#include "kabi/load_context.h"
 #include "kabi/matrix.h"
 #include "kabi/module.h"
 #include "kabi/report.h"
@@ -53,6 +54,7 @@ int run_kabi_check(const KabiCheckOptions& o, std::ostream& out, std::ostream& e
   kernel->policy = o.policy;
   kernel->sig_enforce = o.sig_enforce;
   kernel->lockdown = o.lockdown;
+  kabi::apply_kernel_cmdline(*kernel, o.kernel_cmdline, "--kernel-cmdline");
 
   // A signature by a key the kernel trusts must verify, or the kernel refuses the module before
   // any other check; the trusted certificates are in the kernel image. Decompressing an image

@@ -21,6 +21,7 @@ struct KabiCheckOptions {
   kabi::MissingVersionPolicy policy = kabi::MissingVersionPolicy::Strict;
   bool sig_enforce = false;
   bool lockdown = false;
+  std::string kernel_cmdline;  // as /proc/cmdline would read: module_blacklist=, nomodeset, <module>.<param>=
   bool json = false;
   bool verbose = false;
   bool quiet = false;  // text: the summary line only (errors still go to `err`)

@@ -234,6 +234,9 @@ int run(int argc, char** argv) {
       ->check(CLI::IsMember({"strict", "upstream"}));
   kcheck->add_flag("--sig-enforce", ko.sig_enforce, "Predict as if module.sig_enforce=1");
   kcheck->add_flag("--lockdown", ko.lockdown, "Predict as if the kernel were locked down (lockdown=integrity)");
+  kcheck->add_option("--kernel-cmdline", ko.kernel_cmdline,
+                     "Predict with this kernel command line: module_blacklist=, nomodeset, <module>.<param>= "
+                     "(the parameters the module gets)");
   kcheck->add_flag("--json", ko.json, "JSON output (schema 1)");
   kcheck->add_flag("-q,--quiet", ko.quiet, "Print only the summary line (and errors)");
   kcheck->add_option("--stablelist", ko.stablelist, "kABI stablelist: how much of the modules' imports it covers");

@@ -4,6 +4,7 @@
 #include <set>
 #include <tuple>
 
+#include "kabi/load_context.h"
 #include "probes/policy.h"
 
 namespace agent {
@@ -47,7 +48,31 @@ kabi::KernelModel kernel_model_of(const probes::RunningKernel& kernel, const pro
   k.module_sig = policy.module_sig || kernel.own_modules_signed;
   k.sig_enforce = policy.sig_enforce.value_or(false);
   k.lockdown = policy.locked_down() || (policy.lockdown.empty() && policy.secure_boot.value_or(false));
+  // Unknown (unreadable) counts as possible: the problem is reported, the insert shows.
+  k.modules_disabled = policy.modules_disabled.value_or(false);
+  k.cap_sys_module = policy.cap_sys_module.value_or(true);
+  if (policy.cmdline) kabi::apply_kernel_cmdline(k, *policy.cmdline, "/proc/cmdline");
   return k;
+}
+
+void apply_modprobe_config(kabi::KernelModel& k, const probes::ModuleOptions& options) {
+  std::map<std::string, std::vector<kabi::ModuleParam>> from_files;
+  for (const auto& l : options.lines) {
+    if (l.kind == "options") {
+      auto params = kabi::parse_module_params(l.rest, l.source);
+      auto& to = from_files[l.module];
+      to.insert(to.end(), params.begin(), params.end());
+    } else if (l.kind == "blacklist") {
+      k.modprobe_blacklist[l.module].push_back(l.source);
+    } else if (l.kind == "install") {
+      k.modprobe_install[l.module].push_back(l.rest + "' (" + l.source + ")");
+    }
+  }
+  // modprobe.d's options come first, the command line's after (probes::ModuleOptions::of).
+  for (auto& [name, params] : from_files) {
+    auto& to = k.params[name];
+    to.insert(to.begin(), params.begin(), params.end());
+  }
 }
 
 Result<NodeModel> node_model_for(const probes::HostRoot& root, const std::vector<kabi::ModuleInfo>& set) {
@@ -60,6 +85,9 @@ Result<NodeModel> node_model_for(const probes::HostRoot& root, const std::vector
   const probes::Policy policy = probes::probe_policy(root);
   for (const auto& e : policy.problems) r.problems.push_back(e);
   r.model = kernel_model_of(r.kernel, policy);
+  const probes::ModuleOptions options = probes::probe_module_options(root);
+  for (const auto& e : options.problems) r.problems.push_back(e);
+  apply_modprobe_config(r.model, options);
   return r;
 }
 

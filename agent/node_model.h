@@ -11,6 +11,7 @@
 #include "kabi/result.h"
 #include "probes/host_root.h"
 #include "probes/kernel.h"
+#include "probes/module_options.h"
 #include "probes/policy.h"
 
 namespace agent {
@@ -32,6 +33,10 @@ struct NodeModel {
 // kernels, upstream otherwise). Nothing is live yet, no certificates known.
 [[nodiscard]] kabi::KernelModel kernel_model_of(const probes::RunningKernel& kernel, const probes::Policy& policy,
                                                 std::optional<kabi::MissingVersionPolicy> missing_version = std::nullopt);
+
+// modprobe.d's part of a load: "options" lines as the parameters each module gets (before the
+// command line's), "blacklist" and "install" lines the insert by file bypasses.
+void apply_modprobe_config(kabi::KernelModel& k, const probes::ModuleOptions& options);
 
 // Probes the running kernel under `root` for what `set` needs and builds the model the rules
 // run against. Nothing counts as live: the caller decides what to do about loaded modules.

@@ -41,6 +41,14 @@ struct ModuleTree {
   std::vector<Error> problems;  // why modules.dep was not used, modules it names that are gone
 };
 
+// One module parameter the agent passes, and where it came from ("/etc/modprobe.d/x.conf:3",
+// "/proc/cmdline", "--kernel-cmdline").
+struct ModuleParam {
+  std::string name;
+  std::optional<std::string> value;  // none: the word had no '='
+  std::string source;
+};
+
 struct KernelModel {
   std::string release;    // "6.1.0-56-amd64"
   std::string vermagic;   // full vermagic of its own modules: "6.1.0-56-amd64 SMP preempt mod_unload modversions "
@@ -83,6 +91,17 @@ struct KernelModel {
   // The key id the kernel's own modules are signed with: a key it certainly trusts.
   std::string build_key_id;
   std::string kernel_image;  // where they were read from
+  // The node's part of a load (live: /proc/cmdline, modprobe.d, /proc/sys, the agent's own
+  // capabilities; offline: --kernel-cmdline): module_blacklist= names, nomodeset, the
+  // parameters each module gets (by module name), whether inserting is possible at all, and
+  // modprobe.d lines an insert by file bypasses, by module name: where a "blacklist" line is,
+  // and "install" commands with where each is.
+  std::set<std::string> module_blacklist;
+  bool nomodeset = false;
+  std::map<std::string, std::vector<ModuleParam>> params;
+  bool modules_disabled = false;  // kernel.modules_disabled = 1
+  bool cap_sys_module = true;     // CAP_SYS_MODULE in the inserting process's effective set
+  std::map<std::string, std::vector<std::string>> modprobe_blacklist, modprobe_install;
   // What could not be read of the tree without making the model wrong (modules.dep unusable).
   std::vector<Error> problems;
 };

@@ -404,6 +404,10 @@ Result<ModuleInfo> parse_module(std::string_view file, const std::string& path, 
       kstrtab[*t] = {sym.st_shndx, sym.st_value};
     }
   }
+  for (const auto& sec : sections) {
+    if (sec.name == "__kcrctab") m.has_kcrctab = true;
+    if (sec.name == "__kcrctab_gpl") m.has_kcrctab_gpl = true;
+  }
   for (const auto& [name, def] : ksym_order) {
     ExportedSymbol e;
     e.name = name;
@@ -421,7 +425,8 @@ Result<ModuleInfo> parse_module(std::string_view file, const std::string& path, 
     if (auto c = kcrctab.find(name); c != kcrctab.end()) {
       if (c->second.shndx == SHN_ABS) {  // before 5.19: the CRC is the symbol's value
         e.crc = static_cast<uint32_t>(c->second.value);
-      } else if (c->second.shndx < sections.size()) {
+      } else if (c->second.shndx < sections.size() && sections[c->second.shndx].name.rfind("__kcrctab", 0) == 0) {
+        // the kernel reads CRCs only from sections of these names: elsewhere, none
         std::string_view d = sections[c->second.shndx].data;
         if (c->second.value <= d.size() && d.size() - c->second.value >= 4) e.crc = static_cast<uint32_t>(read_le(d, c->second.value, 4));
       }

@@ -106,6 +106,8 @@ struct ModuleInfo {
   std::vector<ExportedSymbol> exports;
 
   uint64_t this_module_size = 0;  // sizeof(struct module) of the kernel it was built for
+  // The sections the kernel takes export CRCs from (mod->crcs, mod->gpl_crcs).
+  bool has_kcrctab = false, has_kcrctab_gpl = false;
 
   // ELF header fields and section counts that the kernel's elf_validity_check() judges; the
   // reader records them and the rules decide (a module that names another machine is still

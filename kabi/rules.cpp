@@ -1,9 +1,11 @@
 #include "kabi/rules.h"
 
 #include "kabi/elf_validity.h"
+#include "kabi/load_context.h"
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 #include <functional>
 #include <map>
@@ -159,6 +161,18 @@ Evaluation evaluate(const std::vector<ModuleInfo>& set, const KernelModel& kerne
       if (stage_err == 0 && err != 0) stage_err = err;
     };
 
+    // 0. may_init_module(): CAP_SYS_MODULE and kernel.modules_disabled, before anything else.
+    if (kernel.modules_disabled) {
+      v.reasons.push_back(make(reason::kModulesDisabled, EPERM,
+                               "kernel.modules_disabled = 1: the kernel loads no module until reboot"));
+      settle(EPERM);
+    }
+    if (!kernel.cap_sys_module) {
+      v.reasons.push_back(make(reason::kNoCapSysModule, EPERM,
+                               "the agent's process lacks CAP_SYS_MODULE in its effective capabilities"));
+      settle(EPERM);
+    }
+
     // 1. Signature (module_sig_check): a bad signature is fatal even when not enforced.
     if (kernel.module_sig) {
       using KC = Signature::KeyCheck;
@@ -287,6 +301,18 @@ Evaluation evaluate(const std::vector<ModuleInfo>& set, const KernelModel& kerne
       }
     }
 
+    // 3b. blacklisted(): module_blacklist= of the command line, by the modinfo name= (else
+    // struct module's), before module_layout.
+    {
+      const auto names = m.modinfo_values("name");
+      const std::string& name = names.empty() ? m.name : names.front();
+      if (kernel.module_blacklist.count(name)) {
+        v.reasons.push_back(make(reason::kModuleBlacklisted, EPERM,
+                                 "Module " + name + " is blacklisted (module_blacklist= on the kernel command line)"));
+        settle(EPERM);
+      }
+    }
+
     const std::vector<VersionEntry>* versions = modversions ? m.effective_versions() : nullptr;
     const bool has_crcs = m.effective_versions() != nullptr;
     // The first entry of a name wins, as the kernel's linear search does.
@@ -353,6 +379,34 @@ Evaluation evaluate(const std::vector<ModuleInfo>& set, const KernelModel& kerne
       settle(ENOEXEC);
     };
     if (elf_gen == ElfGeneration::V6_1) write_exec();
+    // 5b. Taints (6.1 check_modinfo, set_license; 6.4+ module_augment_kernel_taints): warnings.
+    // The kernel prints out-of-tree, test, livepatch, licence and forced once per boot.
+    auto taint = [&](const char* code, std::string message) {
+      v.reasons.push_back(make(code, 0, std::move(message), {}, false));
+    };
+    if (m.modinfo_values("intree").empty()) taint(reason::kOutOfTree, m.name + ": loading out-of-tree module taints kernel.");
+    if (kNativeElfMachine == 62 && m.modinfo_values("retpoline").empty())
+      taint(reason::kNoRetpoline, m.name + ": loading module not compiled with retpoline compiler. (printed when the CPU "
+                                           "has a spectre_v2 mitigation on)");
+    if (!m.modinfo_values("staging").empty())
+      taint(reason::kStaging, m.name + ": module is from the staging directory, the quality is unknown, you have been warned.");
+    if (!m.modinfo_values("livepatch").empty()) taint(reason::kLivepatch, m.name + ": tainting kernel with TAINT_LIVEPATCH");
+    {
+      const std::string lic = m.license.empty() ? "unspecified" : m.license;
+      if (!license_is_gpl_compatible(lic))
+        taint(reason::kLicenseTaints, m.name + ": module license '" + lic + "' taints kernel.");
+      else if (m.name == "ndiswrapper" || m.name == "driverloader" || m.name == "lve")
+        taint(reason::kLicenseTaints, m.name + ": module license taints kernel.");
+    }
+    if (!m.modinfo_values("test").empty()) taint(reason::kTestModule, m.name + ": loading test module taints kernel.");
+    // check_module_license_and_versions() / check_export_symbol_versions(): exports without
+    // __kcrctab on a MODVERSIONS kernel are a forced load.
+    if (modversions && kernel.symvers.modversions) {
+      const bool plain = std::any_of(m.exports.begin(), m.exports.end(), [](const auto& e) { return !e.gpl_only; });
+      const bool gpl = std::any_of(m.exports.begin(), m.exports.end(), [](const auto& e) { return e.gpl_only; });
+      if ((plain && !m.has_kcrctab) || (gpl && !m.has_kcrctab_gpl))
+        taint(reason::kExportsWithoutCrcs, m.name + ": no versions for exported symbols: kernel tainted.");
+    }
 
     // 6. A live module of the same name (add_unformed_module; 6.4+ early_mod_check): one the
     // kernel has, or one of this set inserted before it.
@@ -455,6 +509,84 @@ Evaluation evaluate(const std::vector<ModuleInfo>& set, const KernelModel& kerne
       fail_symbol(ENOEXEC, b.index);
     }
     settle(symbol_err);
+
+    // 8. parse_args(): the parameters the agent passes, against the module's parmtype=. An
+    // unknown one is ignored with a warning; a bad value is the setter's errno, the last one's.
+    const auto params = kernel.params.find(m.name);
+    int param_err = 0;
+    if (params != kernel.params.end()) {
+      for (const ModuleParam& p : params->second) {
+        const std::string from = " (from " + p.source + ")";
+        const auto type = param_type(m, p.name);
+        if (!type) {
+          v.reasons.push_back(make(reason::kUnknownParameter, 0, m.name + ": unknown parameter '" + p.name + "' ignored" + from,
+                                   p.name, false));
+          continue;
+        }
+        const auto e = param_value_errno(*type, p.value);
+        if (!e) {
+          v.reasons.push_back(make(reason::kParameterUnchecked, 0,
+                                   m.name + ": parameter '" + p.name + "' has type '" + *type +
+                                       "', whose setter is the module's own: its value is not checked" + from,
+                                   p.name, false));
+        } else if (*e) {
+          const std::string what = *e == ENOSPC ? "' too large for parameter `" : "' invalid for parameter `";
+          v.reasons.push_back(make(reason::kParameterInvalid, *e,
+                                   m.name + ": `" + p.value.value_or("") + what + p.name + "' (" + *type + ")" + from, p.name));
+          param_err = *e;
+        }
+      }
+    }
+    settle(param_err);
+
+    // 9. The module's init (do_init_module): i915 and xe check nomodeset themselves. xe's
+    // xe_check_nomodeset() returns -ENODEV; i915's i915_check_nomodeset() (also i915.modeset=0)
+    // returns 1 in 6.1's code (loads, registers no driver) and -ENODEV in 6.12's and 7.2's. The
+    // module's own code decides: its vermagic release tells which code it is.
+    if (m.name == "xe" && kernel.nomodeset) {
+      v.reasons.push_back(make(reason::kNomodesetInitFails, ENODEV,
+                               "xe: nomodeset on the kernel command line: its init (xe_check_nomodeset) returns -ENODEV"));
+      settle(ENODEV);
+    } else if (m.name == "i915") {
+      int modeset = -1;
+      if (params != kernel.params.end())
+        for (const ModuleParam& p : params->second)
+          if ((p.name == "modeset") && p.value && param_value_errno("int", p.value) == 0)
+            modeset = static_cast<int>(std::strtol(p.value->c_str(), nullptr, 0));
+      if (modeset == 0 || (kernel.nomodeset && modeset == -1)) {
+        const std::string why = modeset == 0 ? "i915.modeset=0" : "nomodeset on the kernel command line";
+        const auto [major, minor] = parse_release_version(m.vermagic.substr(0, m.vermagic.find(' ')));
+        if (major > 6 || (major == 6 && minor >= 12)) {
+          v.reasons.push_back(make(reason::kNomodesetInitFails, ENODEV,
+                                   "i915: " + why + ": its init (i915_check_nomodeset, " + std::to_string(major) + "." +
+                                       std::to_string(minor) + " code) returns -ENODEV"));
+          settle(ENODEV);
+        } else {
+          v.reasons.push_back(make(reason::kNomodesetNoDriver, 0,
+                                   "i915: " + why + ": " +
+                                       (major == 6 && minor <= 1
+                                            ? std::string("its init (6.1 code) returns 1: it loads but drives no GPU")
+                                            : std::string("its init returns 1 (6.1 code: loads, drives no GPU) or -ENODEV "
+                                                          "(6.12 code); this build's (" + m.vermagic.substr(0, m.vermagic.find(' ')) +
+                                                          ") is not known")),
+                                   {}, false));
+        }
+      }
+    }
+
+    // modprobe.d lines the insert by file bypasses: the operator's intent, not the kernel's.
+    if (auto it = kernel.modprobe_blacklist.find(m.name); it != kernel.modprobe_blacklist.end())
+      for (const auto& where : it->second)
+        v.reasons.push_back(make(reason::kModprobeBlacklistBypassed, 0,
+                                 "modprobe.d blacklists " + m.name + " (" + where +
+                                     "): the agent inserts it by file, which a blacklist does not stop",
+                                 {}, false));
+    if (auto it = kernel.modprobe_install.find(m.name); it != kernel.modprobe_install.end())
+      for (const auto& cmd : it->second)
+        v.reasons.push_back(make(reason::kModprobeInstallBypassed, 0,
+                                 "modprobe.d has 'install " + m.name + " " + cmd +
+                                     ": the agent inserts the module itself and never runs it",
+                                 {}, false));
     if (modversions == false && !kernel.symvers.modversions)
       v.reasons.push_back(make(reason::kNoModversions, 0,
                                "kernel built without MODVERSIONS: CRCs are not checked, vermagic must match in full", {}, false));

@@ -70,6 +70,26 @@ inline constexpr const char* kBuiltinSameName = "builtin_same_name";       // no
 inline constexpr const char* kBuiltinsUnknown = "builtins_unknown";         // modules.builtin unread
 inline constexpr const char* kLiveExportsUnread = "live_exports_unread";    // duplicates not ruled out
 inline constexpr const char* kModinfoIgnored = "modinfo_ignored";  // 6.1: .modinfo without SHF_ALLOC
+// The node's part of a load and the taints (kabi/load_context.h; docs/kernel-load-checks.md A1,
+// D1, F, L, M, N1). Refusals:
+inline constexpr const char* kModulesDisabled = "modules_disabled";        // EPERM
+inline constexpr const char* kNoCapSysModule = "no_cap_sys_module";        // EPERM
+inline constexpr const char* kModuleBlacklisted = "module_blacklisted";    // EPERM
+inline constexpr const char* kParameterInvalid = "parameter_invalid";      // the setter's errno
+inline constexpr const char* kNomodesetInitFails = "nomodeset_init_fails"; // ENODEV from the init
+// Warnings:
+inline constexpr const char* kOutOfTree = "out_of_tree";
+inline constexpr const char* kNoRetpoline = "no_retpoline";
+inline constexpr const char* kStaging = "staging";
+inline constexpr const char* kTestModule = "test_module";
+inline constexpr const char* kLivepatch = "livepatch";
+inline constexpr const char* kLicenseTaints = "license_taints";
+inline constexpr const char* kExportsWithoutCrcs = "exports_without_crcs";  // tainted "forced"
+inline constexpr const char* kUnknownParameter = "unknown_parameter";
+inline constexpr const char* kParameterUnchecked = "parameter_unchecked";
+inline constexpr const char* kNomodesetNoDriver = "nomodeset_no_driver";
+inline constexpr const char* kModprobeBlacklistBypassed = "modprobe_blacklist_bypassed";
+inline constexpr const char* kModprobeInstallBypassed = "modprobe_install_bypassed";
 }  // namespace reason
 
 struct Reason {

@@ -68,6 +68,41 @@ std::vector<std::pair<std::string, std::string>> parse_modprobe_options(std::str
   return out;
 }
 
+std::vector<ModprobeLine> parse_modprobe_conf(std::string_view text, const std::string& path) {
+  std::vector<ModprobeLine> out;
+  std::string logical;
+  size_t lineno = 0, start = 0;
+  auto finish = [&] {
+    const auto w = words(logical);
+    logical.clear();
+    if (w.size() < 2 || (w[0] != "options" && w[0] != "blacklist" && w[0] != "install")) return;
+    if (w[0] == "options" && w.size() < 3) return;
+    std::string rest;
+    for (size_t i = 2; i < w.size(); ++i) rest += (rest.empty() ? "" : " ") + w[i];
+    out.push_back({w[0], module_name(w[1]), std::move(rest), path + ":" + std::to_string(start)});
+  };
+  while (!text.empty()) {
+    const size_t nl = text.find('\n');
+    std::string_view line = text.substr(0, nl);
+    text.remove_prefix(nl == std::string_view::npos ? text.size() : nl + 1);
+    ++lineno;
+    if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+    if (logical.empty()) {
+      const auto first = line.find_first_not_of(" \t");
+      if (first == std::string_view::npos || line[first] == '#') continue;
+      start = lineno;
+    }
+    if (!line.empty() && line.back() == '\\') {
+      logical += std::string(line.substr(0, line.size() - 1)) + " ";
+      continue;
+    }
+    logical += line;
+    finish();
+  }
+  if (!logical.empty()) finish();
+  return out;
+}
+
 std::vector<std::pair<std::string, std::string>> parse_cmdline_options(std::string_view cmdline) {
   std::vector<std::pair<std::string, std::string>> out;
   for (const auto& w : words(cmdline)) {
@@ -108,6 +143,7 @@ ModuleOptions probe_module_options(const HostRoot& root) {
     }
     o.sources.push_back(path);
     add(parse_modprobe_options(*text));
+    for (auto& l : parse_modprobe_conf(*text, path)) o.lines.push_back(std::move(l));
   }
   if (auto cmdline = root.read_text("/proc/cmdline")) {
     o.sources.push_back("/proc/cmdline");

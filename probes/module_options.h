@@ -15,8 +15,17 @@
 
 namespace agent::probes {
 
+// An "options", "blacklist" or "install" line of a modprobe.d file.
+struct ModprobeLine {
+  std::string kind;    // "options", "blacklist", "install"
+  std::string module;  // underscores
+  std::string rest;    // the parameters, the command; "" for blacklist
+  std::string source;  // "path:line"
+};
+
 struct ModuleOptions {
   std::map<std::string, std::string> by_module;  // module name (underscores) -> "p1=v1 p2=v2"
+  std::vector<ModprobeLine> lines;               // of the files read, in order
   std::vector<std::string> sources;              // files read, in order, and "/proc/cmdline"
   std::vector<Error> problems;                   // files that could not be read
   [[nodiscard]] std::string of(std::string_view module) const;  // "" when none
@@ -24,6 +33,9 @@ struct ModuleOptions {
 
 // "options NAME PARAMS..." lines (comments, '\' continuations); names normalized.
 [[nodiscard]] std::vector<std::pair<std::string, std::string>> parse_modprobe_options(std::string_view text);
+// The options, blacklist and install lines of one file, numbered from 1 (a continued line
+// counts where it starts).
+[[nodiscard]] std::vector<ModprobeLine> parse_modprobe_conf(std::string_view text, const std::string& path);
 // NAME.PARAM[=VALUE] words of a kernel command line (quotes honoured, nothing after "--").
 [[nodiscard]] std::vector<std::pair<std::string, std::string>> parse_cmdline_options(std::string_view cmdline);
 

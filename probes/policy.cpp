@@ -1,6 +1,10 @@
 #include "probes/policy.h"
 
+#include <cctype>
 #include <cerrno>
+#include <cstdlib>
+#include <fstream>
+#include <sstream>
 
 namespace agent::probes {
 
@@ -23,7 +27,28 @@ std::optional<bool> parse_efi_bool(std::string_view bytes) {
   return bytes[4] != 0;
 }
 
-Policy probe_policy(const HostRoot& root) {
+std::filesystem::path self_status_path() {
+  if (const char* env = std::getenv("AGENT_SELF_STATUS"); env && *env) return env;
+  return "/proc/self/status";
+}
+
+std::optional<uint64_t> parse_cap_eff(std::string_view status) {
+  const size_t at = status.find("CapEff:");
+  if (at == std::string_view::npos || (at != 0 && status[at - 1] != '\n')) return std::nullopt;
+  std::string_view v = status.substr(at + 7);
+  v = v.substr(0, v.find('\n'));
+  while (!v.empty() && (v.front() == ' ' || v.front() == '\t')) v.remove_prefix(1);
+  if (v.empty() || v.size() > 16) return std::nullopt;
+  uint64_t mask = 0;
+  for (char c : v) {
+    const int d = std::isxdigit(static_cast<unsigned char>(c)) ? (std::isdigit(static_cast<unsigned char>(c)) ? c - '0' : (c | 0x20) - 'a' + 10) : -1;
+    if (d < 0) return std::nullopt;
+    mask = mask << 4 | static_cast<uint64_t>(d);
+  }
+  return mask;
+}
+
+Policy probe_policy(const HostRoot& root, const std::filesystem::path& self_status) {
   Policy p;
   auto real = [&](std::string_view host) { return root.display(host); };
   // A missing file is a fact about the kernel's configuration; an unreadable one is a problem.
@@ -75,6 +100,30 @@ Policy probe_policy(const HostRoot& root) {
 
   if (auto v = root.read_value("/sys/module/firmware_class/parameters/path")) p.firmware_path = *v;
   else p.problems.push_back(v.error());
+
+  if (auto v = root.read_value("/proc/sys/kernel/modules_disabled")) {
+    if (*v == "0" || *v == "1") p.modules_disabled = *v == "1";
+    else p.problems.push_back(Error{EINVAL, "unexpected value '" + *v + "'", real("/proc/sys/kernel/modules_disabled")});
+  } else if (v.error().code != ENOENT) {  // absent: a kernel without modules (no such check)
+    p.problems.push_back(v.error());
+  } else {
+    p.modules_disabled = false;
+  }
+  // No /proc/cmdline: a root without /proc, which /proc/modules' probe reports.
+  if (auto v = root.read_text("/proc/cmdline")) p.cmdline = *v;
+  else note(v.error());
+  {
+    std::ifstream in(self_status);
+    std::stringstream text;
+    text << in.rdbuf();
+    if (!in) {
+      p.problems.push_back(Error{EIO, "cannot read the agent's own capabilities", self_status.string()});
+    } else if (auto mask = parse_cap_eff(text.str())) {
+      p.cap_sys_module = (*mask >> kCapSysModule & 1) != 0;
+    } else {
+      p.problems.push_back(Error{EINVAL, "no CapEff line", self_status.string()});
+    }
+  }
   return p;
 }
 

@@ -2,6 +2,8 @@
 // compression the kernel takes, and where it looks for firmware.
 #pragma once
 
+#include <cstdint>
+#include <filesystem>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -29,6 +31,12 @@ struct Policy {
   std::string kernel_decompression;
   // /sys/module/firmware_class/parameters/path; nullopt when unreadable.
   std::optional<std::string> firmware_path;
+  // may_init_module(): /proc/sys/kernel/modules_disabled of the host, and CAP_SYS_MODULE in
+  // the CapEff of the agent's own process (/proc/self/status, not the host root's); nullopt
+  // when unreadable (a problem).
+  std::optional<bool> modules_disabled;
+  std::optional<bool> cap_sys_module;
+  std::optional<std::string> cmdline;  // /proc/cmdline of the host
   std::vector<Error> problems;  // files that exist on such kernels but could not be read
 
   // Unsigned or unknown-key modules are fatal: sig_enforce=Y, or lockdown integrity or
@@ -43,6 +51,15 @@ struct Policy {
 // An efivarfs file: 4 bytes of attributes, then the value; nullopt when too short.
 [[nodiscard]] std::optional<bool> parse_efi_bool(std::string_view bytes);
 
-[[nodiscard]] Policy probe_policy(const HostRoot& root);
+// The CapEff mask of a /proc/<pid>/status text; nullopt when it has none.
+[[nodiscard]] std::optional<uint64_t> parse_cap_eff(std::string_view status);
+inline constexpr int kCapSysModule = 16;
+
+// The agent's own status file: $AGENT_SELF_STATUS when set (tests: a fixture, as the test
+// runner's capabilities are not the node's), else /proc/self/status.
+[[nodiscard]] std::filesystem::path self_status_path();
+
+// `self_status`: the agent's own status (read as is, not through the root).
+[[nodiscard]] Policy probe_policy(const HostRoot& root, const std::filesystem::path& self_status = self_status_path());
 
 }  // namespace agent::probes

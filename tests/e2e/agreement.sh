@@ -11,7 +11,10 @@
 # the group in one call and lists each module in modules[]). A target is a kernel ABI, or
 # ABI@VARIANT for another boot with another command line (VARIANT sig_enforce:
 # module.sig_enforce=1, the agent gets --sig-enforce; lockdown: lockdown=integrity, the agent
-# gets --lockdown; the boot's answers are stored only if its log shows the kernel took it).
+# gets --lockdown; blacklist: module_blacklist=i915,xe, nomodeset: nomodeset, the agent gets the
+# same words as --kernel-cmdline; the boot's answers are stored only if its log shows the kernel
+# took it). A case may pass parameters to its module (init_module's third argument, as modprobe
+# passes a module's options): the agent gets them as <module>.<param>= words of --kernel-cmdline.
 # Kernel-only cases (facts the offline check cannot know, e.g. a module already live) compare
 # the kernel with a recorded errno. A case may run without some in-tree modules: the VM does
 # not load them, the agent gets a copy of the target's tree without their files (depmod run
@@ -21,7 +24,8 @@
 #   AGENT          the agent binary (default $AGENT, else build/agent/agent of this repository)
 #   --kernel-only  only ask the kernels (no agent needed) and print their answers
 # Env: AGENT_KERNEL_CACHE   kernel cache (fetch-kernels.sh); VM results are cached under
-#                           its e2e-results/<target>/<key> (key: sha256 of the module, for a
+#                           its e2e-results/harness-<sha256 prefix of the harness>/<target>/<key>
+#                           (key: sha256 of the module, for a
 #                           group's N-th module sha256 of "<sha256 of each module> N"), each
 #                           recording the sha256 of the kernel image and of the harness
 #                           (tryload.c, run-vm.sh, vm-lib.sh) it was asked with: reused only
@@ -82,6 +86,8 @@ variant_append() {
   case $1 in
     *@sig_enforce) echo "module.sig_enforce=1" ;;
     *@lockdown) echo "lockdown=integrity" ;;
+    *@blacklist) echo "module_blacklist=i915,xe" ;;
+    *@nomodeset) echo "nomodeset" ;;
     *@*) die "unknown variant in target $1" ;;
   esac
 }
@@ -91,10 +97,18 @@ variant_agent_args() {
     *@lockdown) echo "--lockdown" ;;
   esac
 }
+variant_cmdline() { # TARGET: the kernel command line words the agent is told of
+  case $1 in
+    *@blacklist | *@nomodeset) variant_append "$1" ;;
+  esac
+}
 variant_booted() { # TARGET VM_LOG: did the boot really get the variant? (else no answers)
   case $1 in
     *@lockdown) grep -q 'E2E LOCKDOWN .*\[integrity\]' "$2" ;;
     *@sig_enforce) grep -qE 'E2E SIG_ENFORCE Y$' "$2" ;;
+    # /proc/cmdline as the booted kernel shows it
+    *@blacklist) grep -qE 'E2E BEGIN .* module_blacklist=i915,xe( |$)' "$2" ;;
+    *@nomodeset) grep -qE 'E2E BEGIN .* nomodeset( |$)' "$2" ;;
   esac
 }
 
@@ -110,7 +124,9 @@ trap 'rm -rf "$work"' EXIT
 cases="$work/cases"   # lines: TARGET CASE PATH [PATH...] (more than one path: a group)
 expect="$work/expect" # kernel-only cases, lines: TARGET CASE ERRNO[,ERRNO...] (one per module)
 without="$work/without" # cases without some in-tree modules, lines: TARGET CASE NAME[,NAME...]
+params="$work/params" # cases with module parameters, lines: TARGET CASE MODULE WORD...
 : >"$cases"
+: >"$params"
 : >"$expect"
 : >"$without"
 add() { echo "$*" >>"$cases"; }
@@ -120,6 +136,16 @@ add_without() { # TARGET CASE NAME[,NAME...] PATH...
 }
 without_of() { # TARGET CASE -> its NAME[,NAME...], or nothing
   awk -v t="$1" -v c="$2" '$1 == t && $2 == c { print $3 }' "$without"
+}
+add_params() { # TARGET CASE MODULE "WORD..." PATH: PATH inserted with those parameters
+  echo "$1 $2 $3 $4" >>"$params"
+  add "$1" "$2" "$5"
+}
+params_of() { # TARGET CASE -> its parameter words, or nothing
+  awk -v t="$1" -v c="$2" '$1 == t && $2 == c { $1 = $2 = $3 = ""; sub(/^ +/, ""); print }' "$params"
+}
+params_cmdline() { # TARGET CASE -> its parameters as MODULE.WORD words, or nothing
+  awk -v t="$1" -v c="$2" '$1 == t && $2 == c { for (i = 4; i <= NF; i++) printf "%s%s.%s", (i > 4 ? " " : ""), $3, $i }' "$params"
 }
 add_kernel_only() { # TARGET CASE ERRNOS PATH...
   echo "$1 $2 $3" >>"$expect"
@@ -311,6 +337,36 @@ elf_cases+=,common_symbol,shndx_range,strtab_link,strtab_lead
 rule_cases "$K61" "$K61" i915 i915- --only "$elf_cases"
 rule_cases "$K612" "$K612" xe xe- --only "$elf_cases,this_module_nobits"
 rule_cases "$K7" "$K7" xe xe- --only "$elf_cases,this_module_nobits"
+# Taints (warnings, the module loads; the kernel's lines are compared with the agent's warnings
+# below): no intree=Y, staging=Y, test=Y; exports without __kcrctab on a MODVERSIONS kernel.
+rule_cases "$K61" "$K61" i915 i915- --only out_of_tree,staging,test_module
+rule_cases "$K612" "$K612" xe xe- --only out_of_tree,staging,test_module
+rule_cases "$K7" "$K7" xe xe- --only out_of_tree,staging,test_module
+# The exporter without CRCs shipped with the kernel's own i915: the kernel then has no CRC to
+# compare i915's __versions with, and accepts (check_version).
+for k in "$K61" "$K612"; do
+  make_cases "$k" "$k" drm_display_helper drm_display_helper- --only exports_nocrc
+  add "$k" "drm_display_helper-exports_nocrc+i915-own" "$(one_case)" "$(mod "$k" i915)"
+done
+
+# Module parameters checked against the module's parm=/parmtype=: an unknown one is ignored
+# with a warning, a value its type cannot take is EINVAL (parse_args, after the symbols).
+for k in "$K61" "$K612" "$K7"; do
+  add_params "$k" i915-own-param_unknown i915 "agent_no_such_param=1" "$(mod "$k" i915)"
+  add_params "$k" i915-own-param_bad_int i915 "enable_guc=notanumber" "$(mod "$k" i915)"
+done
+
+# module_blacklist=i915,xe: "Module %s is blacklisted", EPERM, before module_layout.
+add "$K61@blacklist" "i915-own" "$(mod "$K61" i915)"
+add "$K612@blacklist" "xe-own" "$(mod "$K612" xe)"
+add "$K7@blacklist" "i915-own" "$(mod "$K7" i915)"
+# nomodeset: what Debian's own i915 and xe init return (their code decides, see the agent's
+# nomodeset_* reasons).
+add "$K61@nomodeset" "i915-own" "$(mod "$K61" i915)"
+add "$K612@nomodeset" "i915-own" "$(mod "$K612" i915)"
+add "$K612@nomodeset" "xe-own" "$(mod "$K612" xe)"
+add "$K7@nomodeset" "i915-own" "$(mod "$K7" i915)"
+add "$K7@nomodeset" "xe-own" "$(mod "$K7" xe)"
 
 # sizeof(struct module): .gnu.linkonce.this_module 64 bytes short. Last of each boot: 6.1 does
 # not check it and loads a module whose struct module overlaps its next section (a WARNING,
@@ -319,13 +375,17 @@ rule_cases "$K61" "$K61" i915 i915- --only this_module_size
 rule_cases "$K612" "$K612" xe xe- --only this_module_size
 rule_cases "$K7" "$K7" xe xe- --only this_module_size
 
+
 # The kernels' answers: cached per target + key, else one boot per target for the cases
 # without an answer (a group is asked again as a whole).
-results="$CACHE/e2e-results"
-python3 - "$cases" "$work" "$without" <<'PY'
+# one directory per harness: worktrees with different harnesses do not overwrite each other's
+# answers in a shared cache
+results="$CACHE/e2e-results/harness-${harness:0:16}"
+python3 - "$cases" "$work" "$without" "$params" <<'PY'
 import hashlib, os, sys
-cases, work, without_file = sys.argv[1:4]
+cases, work, without_file, params_file = sys.argv[1:5]
 without = {tuple(l.split()[:2]): l.split()[2] for l in open(without_file)}
+params = {tuple(l.split()[:2]): " ".join(l.split()[3:]) for l in open(params_file)}
 
 def sha(path, memo={}):
     if path not in memo:
@@ -341,6 +401,8 @@ for line in open(cases):
     target, case, *paths = line.split()
     shas = [sha(p) for p in paths]
     suffix = " without=" + without[target, case] if (target, case) in without else ""
+    if (target, case) in params:
+        suffix += " params=" + params[target, case]
     with open(os.path.join(work, "keys." + target), "a") as out:
         for n, (p, s) in enumerate(zip(paths, shas), 1):
             if len(paths) == 1 and not suffix:
@@ -368,7 +430,10 @@ for target in "${targets[@]}"; do
     if [[ $want -eq 1 ]]; then
       read -ra paths <<<"$rest"
       names=$(without_of "$target" "$case")
-      for p in "${paths[@]}"; do echo "$case ${names:+without=$names }$p" >>"$manifest"; done
+      read -ra pwords <<<"$(params_of "$target" "$case")"
+      pfields=""
+      for w in "${pwords[@]}"; do pfields+="param=$w "; done
+      for p in "${paths[@]}"; do echo "$case ${names:+without=$names }$pfields$p" >>"$manifest"; done
     fi
   done <"$cases"
   [[ -s $manifest ]] || continue
@@ -379,7 +444,7 @@ for target in "${targets[@]}"; do
   cp "$work/vm.$target.log" "$results/$target/last-boot.log"
   if ! variant_booted "$target" "$work/vm.$target.log"; then
     echo "agreement: $target: the kernel did not take '$(variant_append "$target")':" \
-      "$(grep -oE 'E2E (LOCKDOWN|SIG_ENFORCE) .*' "$work/vm.$target.log" | tr '\n' ' ')" \
+      "$(grep -oE 'E2E (BEGIN|LOCKDOWN|SIG_ENFORCE) .*' "$work/vm.$target.log" | tr '\n' ' ')" \
       "- its answers are not stored" >&2
     continue
   fi
@@ -436,7 +501,7 @@ if [[ $kernel_only -eq 0 ]]; then # made before the agent runs in parallel
   while read -r target case names; do tree_without "${target%%@*}" "$names" >/dev/null; done <"$without"
 fi
 predict() { # TARGET CASE PATHS: the agent's answer into agent.TARGET.CASE.{json,err,rc}
-  local target=$1 case=$2 rest=$3 out="$work/agent.$1.$2" abi extra rc=0 paths args tree names
+  local target=$1 case=$2 rest=$3 out="$work/agent.$1.$2" abi extra rc=0 paths args tree names cmdline pwords
   if [[ $kernel_only -eq 1 ]] || awk -v t="$target" -v c="$case" '$1 == t && $2 == c { f = 1 }
       END { exit !f }' "$expect"; then
     echo "-" >"$out.rc"
@@ -451,6 +516,10 @@ predict() { # TARGET CASE PATHS: the agent's answer into agent.TARGET.CASE.{json
   [[ -n $image_opt ]] && args+=("$image_opt" "$CACHE/$abi/vmlinuz")
   extra=$(variant_agent_args "$target")
   [[ -n $extra ]] && args+=("$extra")
+  cmdline=$(variant_cmdline "$target")
+  pwords=$(params_cmdline "$target" "$case")
+  [[ -n $pwords ]] && cmdline+="${cmdline:+ }$pwords"
+  [[ -n $cmdline ]] && args+=(--kernel-cmdline "$cmdline")
   read -ra paths <<<"$rest"
   "$AGENT" "${args[@]}" "${paths[@]}" >"$out.json" 2>"$out.err" || rc=$?
   echo "$rc" >"$out.rc"
@@ -486,6 +555,36 @@ def relevant(msgs):
     def rank(m):
         return next((i for i, keys in enumerate(tiers) if any(k in m for k in keys)), len(tiers))
     return sorted(msgs, key=rank)
+
+
+# The kernel's warning lines (taints, ignored parameters) and the agent's warning codes that
+# predict them. A line the kernel printed needs its warning; a warning needs the kernel's line
+# when the module loaded, unless the kernel prints it once per boot (an earlier case of the
+# boot may have printed it) or only on some CPUs (retpoline: with a spectre_v2 mitigation).
+TAINTS = [  # (kind, substring of the kernel's line, agent codes, every time)
+    ("out_of_tree", "loading out-of-tree module taints kernel", {"out_of_tree"}, False),
+    ("staging", "module is from the staging directory", {"staging"}, True),
+    ("test", "loading test module taints kernel", {"test_module"}, False),
+    ("livepatch", "tainting kernel with TAINT_LIVEPATCH", {"livepatch"}, False),
+    ("license", "module license", {"license_taints"}, False),
+    ("forced", "kernel tainted.", {"no_versions_table", "no_vermagic", "exports_without_crcs"}, False),
+    ("unsigned", "module verification failed", {"unsigned_accepted", "unknown_key_accepted",
+                                                "unsupported_signature_accepted"}, False),
+    ("retpoline", "not compiled with retpoline", {"no_retpoline"}, False),
+    ("unknown_param", "unknown parameter '", {"unknown_parameter"}, True),
+]
+
+
+def taint_problems(kerrno, kmsgs, reasons):
+    codes = {r.get("code") for r in reasons if not r.get("fatal", True)}
+    out = []
+    for kind, line, want, every in TAINTS:
+        printed = any(line in m for m in kmsgs)
+        if printed and not codes & want:
+            out.append("kernel printed a %s warning, the agent has none" % kind)
+        elif not printed and codes & want and every and kerrno == 0:
+            out.append("agent warns %s, the kernel printed nothing" % kind)
+    return out
 
 
 def ename(n):
@@ -561,6 +660,10 @@ for line in open(cases):
                       and rc == ("0" if all_ok else "1"))
                 if aerrno == kerrno and not ok:
                     agent += ",exit=" + rc
+                taints = taint_problems(kerrno, ans[1], reasons)
+                if ok and taints:
+                    ok = False
+                    agent += ",warnings=" + "; ".join(taints)
             except (KeyError, TypeError, ValueError) as e:
                 agent = "error(exit=%s,%s)" % (rc, type(e).__name__)
         print("%s %s kernel=%s agent=%s" % ("PASS" if ok else "FAIL", label, kernel, agent))

@@ -108,6 +108,16 @@ each only with --only; the output may no longer parse as a module (written as it
   strtab_link        .symtab's sh_link -> 0: "Invalid ELF sh_link!=SHN_UNDEF(0) ..."
   strtab_lead        .strtab's leading NUL -> 'X': 7.x "symbol string table missing leading
                      NUL"; older kernels do not look
+  out_of_tree        the intree=Y entry of .modinfo overwritten with NULs: "loading out-of-tree
+                     module taints kernel." (once per boot), loads. Only with --only.
+  staging            one alias= entry of .modinfo replaced by staging=Y: "module is from the
+                     staging directory ..." (every time), loads. Only with --only.
+  test_module        one alias= entry replaced by test=Y: "loading test module taints kernel."
+                     (once per boot), loads. Only with --only.
+  exports_nocrc      sh_name of __kcrctab and __kcrctab_gpl pointed 2 bytes further ("kcrctab",
+                     "kcrctab_gpl"): a module that exports, without CRCs for them on a
+                     MODVERSIONS kernel: "no versions for exported symbols: kernel tainted."
+                     (forced load, once per boot). Only with --only.
 
 A case that does not apply to the module is skipped with a "not applicable" line on stderr
 and does not count as a failure: the cases that edit __versions (crc, signed_crc,
@@ -912,6 +922,48 @@ def case_strtab_lead(data, _signed, _symvers):
     return data, "symbol string table's first byte NUL -> 'X'"
 
 
+# --- taints (warnings; the module loads) ---
+
+def case_out_of_tree(data, _signed, _symvers):
+    elf = Elf(data)
+    if overwrite_modinfo(elf, "intree", lambda t: "") != 1:
+        raise CaseError("not exactly one intree= entry")
+    return data, "intree=Y removed"
+
+
+def replace_alias(data, entry):
+    elf = Elf(data)
+    done = []
+
+    def once(t):
+        if done or len(t) < len(entry):
+            return None
+        done.append(t)
+        return entry
+    if overwrite_modinfo(elf, "alias", once) != 1:
+        raise CaseError("no alias= entry to replace")
+    return data, "%s in place of %s" % (entry, done[0])
+
+
+def case_staging(data, _signed, _symvers):
+    return replace_alias(data, "staging=Y")
+
+
+def case_test_module(data, _signed, _symvers):
+    return replace_alias(data, "test=Y")
+
+
+def case_exports_nocrc(data, _signed, _symvers):
+    elf = Elf(data)
+    crcs = [s for s in elf.sections if s["name"] in ("__kcrctab", "__kcrctab_gpl")]
+    if not crcs:
+        raise NotApplicable("no __kcrctab section (built for a kernel without MODVERSIONS)")
+    for s in crcs:
+        struct.pack_into("<I", data, s["hdr"], s["name_off"] + 2)
+    return data, "sections %s renamed %s" % (
+        ", ".join(s["name"] for s in crcs), ", ".join(s["name"][2:] for s in crcs))
+
+
 CASES = [
     ("stripped", case_stripped),
     ("crc", case_crc),
@@ -957,15 +1009,19 @@ CASES = [
     ("shndx_range", case_shndx_range),
     ("strtab_link", case_strtab_link),
     ("strtab_lead", case_strtab_lead),
+    ("out_of_tree", case_out_of_tree),
+    ("staging", case_staging),
+    ("test_module", case_test_module),
+    ("exports_nocrc", case_exports_nocrc),
 ]
 # made only when --only names them
 OPT_IN = {"export_crc", "this_module_size", "sig_malformed", "sig_unsupported", "sig_oversized",
           "no_vermagic", "symtab_twice", "machine", "shentsize", "export_vmlinux", "renamed",
           "sig_params", "sig_cms_noattr", "sig_cms_authattrs", "module_layout_missing",
-          "undef_last_enoent", "undef_last_einval",
-          "elf_magic", "elf_dyn", "truncated", "section0", "shname_range", "modinfo_twice",
-          "modinfo_noalloc", "this_module_nobits", "write_exec", "common_symbol", "shndx_range",
-          "strtab_link", "strtab_lead"}
+          "undef_last_enoent", "undef_last_einval", "elf_magic", "elf_dyn", "truncated", "section0",
+          "shname_range", "modinfo_twice", "modinfo_noalloc", "this_module_nobits", "write_exec",
+          "common_symbol", "shndx_range", "strtab_link", "strtab_lead", "out_of_tree", "staging",
+          "test_module", "exports_nocrc"}
 
 
 def modname(path):

@@ -11,7 +11,9 @@
 #               that order with none removed in between (a dependency then its user, or one
 #               module twice). A middle field "without=NAME[,NAME...]" on a case's first line
 #               keeps those in-tree modules out of the case's dependencies, as on a node whose
-#               module tree lacks them
+#               module tree lacks them. Middle fields "param=WORD" of a single-module case
+#               are its parameters, joined by spaces: init_module's third argument (as modprobe
+#               passes a module's options)
 #   RESULTS     written here (default: stdout): "CASE ERRNO" a line, "CASE/N ERRNO" for the
 #               N-th module (1-based) of a group; RESULTS.dmesg gets the kernel's messages per
 #               case ("CASE<TAB>line", CASE/N for groups), LOG (default RESULTS.log) the whole
@@ -73,13 +75,15 @@ vm_base_root "$root"
 # or runs without; PRE: module names to unload before it (on a case's first module: a group's
 # own names and the case's without= names), POST:
 # those to unload after it (the case's names in reverse, on its last module); "-" for none.
-# Output lines: UNIT NAME SOURCE FILE DEP,DEP,... PRE POST
+# Output lines: UNIT NAME SOURCE FILE DEP,DEP,... PRE POST PARAMS (its param= words joined by
+# 0x1f, "-" for none)
 nmods=0
-while read -r unit mod src file deps pre post; do
+while read -r unit mod src file deps pre post params; do
   case $src in
     *.xz) xz -dc "$src" >"$root/cases/$file" ;;
     *) cp "$src" "$root/cases/$file" ;;
   esac
+  [[ $params == - ]] || printf '%s' "${params//$'\x1f'/ }" >"$root/cases/$file.params"
   echo "$unit $mod $file $deps $pre $post" >>"$root/cases.list"
   nmods=$((nmods + 1))
 done < <(python3 - "$manifest" "$kdir/modules" "$HERE/mkcases.py" <<'PY'
@@ -108,7 +112,7 @@ def ordered(mod, out, seen):
             out.append(d)
     return out
 
-cases = []  # [(case, [(name, path)], without)]: a group is consecutive lines of one case
+cases = []  # [(case, [(name, path)], without, params)]: a group is consecutive lines of one case
 with open(manifest) as f:
     for line in f:
         fields = line.split()
@@ -117,6 +121,7 @@ with open(manifest) as f:
         case, path = fields[0], fields[-1]
         without = {n.replace("-", "_") for f in fields[1:-1] if f.startswith("without=")
                    for n in f[len("without="):].split(",") if n}
+        params = [f[len("param="):] for f in fields[1:-1] if f.startswith("param=")]
         if not re.fullmatch(r"[A-Za-z0-9_.+-]+", case):
             sys.exit("run-vm: bad case name %r" % case)
         if not os.path.isfile(path):
@@ -126,14 +131,16 @@ with open(manifest) as f:
         except Exception as e:
             sys.exit("run-vm: %s: %s" % (case, e))
         if cases and cases[-1][0] == case:
+            if params or cases[-1][3]:
+                sys.exit("run-vm: %s: param= only for a case of one module" % case)
             cases[-1][1].append((name, path))
             cases[-1][2].update(without)
         elif any(c == case for c, *_ in cases):
             sys.exit("run-vm: duplicate case %r (the lines of a group must be consecutive)" % case)
         else:
-            cases.append((case, [(name, path)], without))
+            cases.append((case, [(name, path)], without, params))
 
-for case, mods, without in cases:
+for case, mods, without, params in cases:
     own = list(dict.fromkeys(n for n, _ in mods))
     for i, (name, path) in enumerate(mods):
         unit = case if len(mods) == 1 else "%s/%d" % (case, i + 1)
@@ -145,7 +152,8 @@ for case, mods, without in cases:
         first = (own if len(mods) > 1 else []) + sorted(without)
         pre = ",".join(first) if i == 0 and first else "-"
         post = ",".join(reversed(own)) if i == len(mods) - 1 else "-"
-        print(unit, name, path, unit.replace("/", ".") + ".ko", ",".join(chain) or "-", pre, post)
+        print(unit, name, path, unit.replace("/", ".") + ".ko", ",".join(chain) or "-", pre, post,
+              "\x1f".join(params) or "-")
 PY
 )
 [[ $nmods -gt 0 ]] || die "no cases in $manifest"
@@ -201,7 +209,13 @@ while read -r unit mod file deps pre post; do
     [ "$r" = errno=0 ] || [ "$r" = errno=17 ] || show_dmesg "$unit"
   done
   dmesg -c >/dev/null
-  r=$(tryload insert "/cases/$file")
+  if [ -f "/cases/$file.params" ]; then
+    p=$(cat "/cases/$file.params")
+    echo "PARAMS $unit $p"
+    r=$(tryload insert "/cases/$file" "$p")
+  else
+    r=$(tryload insert "/cases/$file")
+  fi
   echo "RESULT $unit $r"
   d=$(dmesg -c)
   [ -n "$d" ] && echo "$d" | while IFS= read -r l; do echo "DMESG $unit $l"; done

@@ -1,6 +1,7 @@
 /* tryload: ask the running kernel to load or unload one module, report its errno.
  *
- *   tryload insert FILE   init_module(contents of FILE, len, "")  -> prints "errno=N"
+ *   tryload insert FILE [PARAMS]
+ *                         init_module(contents of FILE, len, PARAMS or "") -> prints "errno=N"
  *   tryload remove NAME   delete_module(NAME, O_NONBLOCK)          -> prints "errno=N"
  *
  * N is 0 on success. Raw syscalls, no libkmod, no decompression (the e2e harness unpacks
@@ -19,7 +20,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
-static int insert(const char *path)
+static int insert(const char *path, const char *params)
 {
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0) {
@@ -52,7 +53,7 @@ static int insert(const char *path)
 		got += (size_t)n;
 	}
 	close(fd);
-	long rc = syscall(SYS_init_module, buf, len, "");
+	long rc = syscall(SYS_init_module, buf, len, params);
 	int err = rc == 0 ? 0 : errno;
 	free(buf);
 	printf("errno=%d\n", err);
@@ -69,10 +70,10 @@ static int remove_module(const char *name)
 
 int main(int argc, char **argv)
 {
-	if (argc == 3 && strcmp(argv[1], "insert") == 0)
-		return insert(argv[2]);
+	if ((argc == 3 || argc == 4) && strcmp(argv[1], "insert") == 0)
+		return insert(argv[2], argc == 4 ? argv[3] : "");
 	if (argc == 3 && strcmp(argv[1], "remove") == 0)
 		return remove_module(argv[2]);
-	fprintf(stderr, "usage: tryload insert FILE | tryload remove NAME\n");
+	fprintf(stderr, "usage: tryload insert FILE [PARAMS] | tryload remove NAME\n");
 	return 2;
 }

@@ -2,7 +2,7 @@
 // taken from role kernels' own in-tree modules, run through the matrix over the other kernels
 // (each a directory holding Module.symvers and modules/, as the cache keeps them), and the
 // verdicts held against what the kernel-agreement suite established under qemu: the kernel's
-// own errno for the very same module file, read from <cache>/e2e-results/<abi>/<sha256> (the
+// own errno for the very same module file, read from <cache>/e2e-results/harness-<h>/<abi>/<sha256> (the
 // cases the suite always asks must have an answer for this kernel image: run it first; ctest
 // orders it before this test), and the cross-kernel facts of tests/e2e/README.md always.
 #define CATCH_CONFIG_RUNNER
@@ -83,7 +83,17 @@ const std::string& image_sha256(const std::string& role) {
 // recorded it (tests/e2e/agreement.sh: "errno N", "kernel-image SHA256", "harness SHA256", then
 // the kernel's messages): nullopt when it recorded none, or one from another kernel image.
 std::optional<int> kernel_answer(const ModuleInfo& m, const std::string& role, std::string* why) {
-  const fs::path file = agent::test::kernel_cache() / "e2e-results" / abi_of(role) / m.sha256;
+  // e2e-results/harness-<h>/ (one directory per harness), the newest first; else the older
+  // flat layout.
+  const fs::path results = agent::test::kernel_cache() / "e2e-results";
+  fs::path file = results / abi_of(role) / m.sha256;
+  std::error_code ec;
+  fs::file_time_type newest{};
+  for (fs::directory_iterator it(results, ec), end; !ec && it != end; it.increment(ec)) {
+    const fs::path f = it->path() / abi_of(role) / m.sha256;
+    if (it->path().filename().string().rfind("harness-", 0) != 0 || !fs::is_regular_file(f, ec)) continue;
+    if (const auto t = fs::last_write_time(f, ec); !ec && t > newest) newest = t, file = f;
+  }
   std::ifstream in(file);
   std::string word, image_word, image, harness_word;
   int err = 0;

@@ -421,3 +421,26 @@ TEST_CASE("settle_removability: a single reference beyond the holders is a user"
     CHECK_FALSE(v[1].removable);
   }
 }
+
+TEST_CASE("decide: a refusal no build can change (modules_disabled, blacklist, ...) -> refuse, not build") {
+  for (const char* code : {"modules_disabled", "no_cap_sys_module", "module_blacklisted", "parameter_invalid",
+                           "nomodeset_init_fails"}) {
+    INFO(code);
+    Node n;
+    auto& v = n.evaluation.modules[0];
+    v.verdict = kabi::Verdict::Refused;
+    v.err = 1;
+    kabi::Reason r;
+    r.code = code;
+    r.message = "why";
+    v.reasons.push_back(r);
+    const auto d = n.decide();
+    CHECK(d.decision == Decision::Refuse);
+    REQUIRE(std::any_of(d.reasons.begin(), d.reasons.end(),
+                        [](const auto& x) { return x.code == check_reason::kNodeRefusesLoad && x.message == "i915: why"; }));
+  }
+  // the same module refused for a CRC: a build (the baseline of this test)
+  Node n;
+  n.refuse_module();
+  CHECK(n.decide().decision == Decision::Build);
+}

@@ -53,6 +53,8 @@ void check_basic(const ModuleInfo& m) {
   std::vector<std::pair<std::string, std::string>> expected = {
       {"vermagic", "6.1.0-56-amd64 SMP preempt mod_unload modversions "},
       {"license", "GPL"},
+      {"intree", "Y"},
+      {"retpoline", "Y"},
       {"alias", "pci:v00008086d00005690sv*sd*bc03sc*i*"},
       {"alias", "pci:v00008086d0000100Esv*sd*bc*sc*i*"},
       {"import_ns", "DMA_BUF"},

@@ -55,6 +55,7 @@ ModuleInfo module(const std::string& name, std::vector<std::string> imports = {"
   m.compression = "none";
   m.vermagic = kVermagic61;
   m.license = "GPL";
+  m.modinfo = {{"intree", "Y"}, {"retpoline", "Y"}};  // built in the kernel's tree: no taint
   m.has_versions = true;
   m.versions_alloc = true;
   m.this_module_size = 1280;

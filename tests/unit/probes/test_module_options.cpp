@@ -49,3 +49,25 @@ TEST_CASE("probe_module_options: /etc hides a file of the same name in /lib; cmd
   CHECK(o.problems.empty());
   CHECK(o.sources.size() == 3);
 }
+
+TEST_CASE("modprobe.d: options, blacklist and install lines with where each starts") {
+  const auto l = parse_modprobe_conf(
+      "# x\n"
+      "blacklist i915\n"
+      "options i915 enable_guc=3 \\\n"
+      "  modeset=0\n"
+      "install xe /bin/false\n"
+      "alias foo bar\n"
+      "blacklist\n",
+      "/etc/modprobe.d/a.conf");
+  REQUIRE(l.size() == 3);
+  CHECK(l[0].kind == "blacklist");
+  CHECK(l[0].module == "i915");
+  CHECK(l[0].source == "/etc/modprobe.d/a.conf:2");
+  CHECK(l[1].kind == "options");
+  CHECK(l[1].rest == "enable_guc=3 modeset=0");
+  CHECK(l[1].source == "/etc/modprobe.d/a.conf:3");
+  CHECK(l[2].kind == "install");
+  CHECK(l[2].rest == "/bin/false");
+  CHECK(l[2].source == "/etc/modprobe.d/a.conf:5");
+}

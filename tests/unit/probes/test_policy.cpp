@@ -125,3 +125,31 @@ TEST_CASE("policy: securityfs without a lockdown file means no lockdown LSM") {
   CHECK(p.lockdown == "none");
   CHECK(p.problems.empty());
 }
+
+TEST_CASE("policy: modules_disabled, the command line, and CAP_SYS_MODULE of the agent's own status") {
+  Node n;
+  write_file(n / "proc/sys/kernel/modules_disabled", "1\n");
+  write_file(n / "proc/cmdline", "ro nomodeset module_blacklist=xe\n");
+  write_file(n / "self-status", "Name:\tagent\nCapInh:\t0000000000000000\nCapEff:\t000001ffffffffff\n");
+  auto p = probe_policy(HostRoot::open(n.t.path()).value(), n / "self-status");
+  CHECK(p.modules_disabled == true);
+  CHECK(p.cmdline == "ro nomodeset module_blacklist=xe\n");
+  CHECK(p.cap_sys_module == true);
+  write_file(n / "proc/sys/kernel/modules_disabled", "0\n");
+  write_file(n / "self-status", "Name:\tagent\nCapEff:\t00000000a80425fb\n");  // docker's default set
+  p = probe_policy(HostRoot::open(n.t.path()).value(), n / "self-status");
+  CHECK(p.modules_disabled == false);
+  CHECK(p.cap_sys_module == false);
+  // unreadable: a problem, not a guess
+  p = probe_policy(HostRoot::open(n.t.path()).value(), n / "no-such-status");
+  CHECK_FALSE(p.cap_sys_module);
+  REQUIRE_FALSE(p.problems.empty());
+  CHECK(p.problems.back().path.find("no-such-status") != std::string::npos);
+}
+
+TEST_CASE("policy: CapEff parsing") {
+  CHECK(parse_cap_eff("CapPrm:\t0\nCapEff:\t0000000000010000\n") == uint64_t{1} << kCapSysModule);
+  CHECK_FALSE(parse_cap_eff("Name:\tx\n"));
+  CHECK_FALSE(parse_cap_eff("CapEff:\tzz\n"));
+  CHECK_FALSE(parse_cap_eff("XCapEff:\t1\n"));
+}

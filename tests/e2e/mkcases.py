@@ -766,7 +766,7 @@ def case_versions_fake_release(data, signed, symvers):
 
 
 # vmlinux exports on every kernel the suite boots, shortest first
-VMLINUX_EXPORTS = ("kfree", "kmalloc_trace", "__kmalloc")
+DUPLICATE_EXPORTS = ("kfree", "kmalloc_trace", "__kmalloc")
 
 
 def case_export_vmlinux(data, _signed, symvers):
@@ -785,14 +785,14 @@ def case_export_vmlinux(data, _signed, symvers):
         # the string is this symbol's alone: nothing else points inside it
         if any(value < o <= value + len(sym) for o in points if o != value):
             continue
-        new = next((v for v in VMLINUX_EXPORTS
+        new = next((v for v in DUPLICATE_EXPORTS
                     if len(v) <= len(sym) and (symvers is None or v in symvers)), None)
         if new is None:
             continue
         off = strs["offset"] + value
         data[off:off + len(sym)] = new.encode("latin-1").ljust(len(sym), b"\0")
         return data, "exported name %s -> %s in __ksymtab_strings" % (sym, new)
-    raise CaseError("no exported name to overwrite with one of %s" % ", ".join(VMLINUX_EXPORTS))
+    raise CaseError("no exported name to overwrite with one of %s" % ", ".join(DUPLICATE_EXPORTS))
 
 
 def case_renamed(data, _signed, _symvers, name=None):

@@ -300,6 +300,13 @@ Result<Diagnosis> diagnose(const DiagnoseOptions& o) {
   // removable conflicts gone, everything else live.
   r.model = kernel_model_of(r.kernel, r.policy, o.policy);
   kabi::KernelModel& k = r.model;
+  if (!o.inserting && !k.cap_sys_module) {
+    k.cap_sys_module = true;
+    r.problems.push_back(Error{EPERM,
+                               "this process lacks CAP_SYS_MODULE: `agent run` started like this would get EPERM "
+                               "on every insert (the diagnosis assumes the entrypoint's privileges)",
+                               probes::self_status_path().string()});
+  }
   {
     const probes::ModuleOptions options = probes::probe_module_options(*root);
     for (const auto& e : options.problems) r.problems.push_back(e);

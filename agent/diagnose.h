@@ -52,6 +52,10 @@ struct DiagnoseOptions {
   // module tree). Decision prebuilt, reasons bundle_already_loaded. Otherwise the full
   // diagnosis, with the bundle read once.
   bool fast_path = false;
+  // The process that will insert: the entrypoint (`agent run`) itself. `agent check` may run
+  // without CAP_SYS_MODULE (an operator's shell): there a missing capability is a problem to
+  // report, not the node refusing every module.
+  bool inserting = false;
   // The operator's module signing certificate: judged against the kernel's keyrings; a bundle
   // module it signed is verified with it when the kernel trusts it. The key's file is only
   // stat()ed (there, a regular file; its mode): the decision never reads a private key.

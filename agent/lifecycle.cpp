@@ -279,6 +279,7 @@ Entrypoint::Outcome Entrypoint::attempt() {
   DiagnoseOptions opts = o_.check;
   for (const auto& i : journal_.inserted) opts.previous_build_ids[i.name] = i.build_id;
   opts.fast_path = true;  // the bundle live with its own build needs no kABI check
+  opts.inserting = true;
   auto fw = scan_bundle_firmware(o_.check.bundle_firmware);
   if (!fw) {
     note(run_reason::kInputError, fw.error().what());

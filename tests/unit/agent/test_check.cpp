@@ -117,6 +117,38 @@ TEST_CASE("check, Debian node, a bundle built for k61_same on k61: same kABI, pr
   CHECK(r->problems.empty());
 }
 
+TEST_CASE("check without CAP_SYS_MODULE: a problem of this process; the entrypoint's diagnosis refuses (EPERM)") {
+  const fs::path host = fixture_host("debian12");
+  Bundle b(kernel_of("k61_same"), {kI915_61});
+  // This process's status as a shell without privileges has it: CapEff without bit 16.
+  const fs::path status = b.t / "status-unprivileged";
+  {
+    std::ofstream out(status);
+    out << "Name:\tagent\nCapInh:\t0000000000000000\nCapPrm:\t0000000000000000\n"
+           "CapEff:\t000001fffffeffff\n";
+  }
+  REQUIRE(probes::parse_cap_eff("CapEff:\t000001fffffeffff\n") == std::optional<uint64_t>{0x1fffffeffffULL});
+  const char* before = std::getenv("AGENT_SELF_STATUS");
+  const std::string saved = before ? before : "";
+  REQUIRE(::setenv("AGENT_SELF_STATUS", status.c_str(), 1) == 0);
+  auto check = diagnose(options_for(host, b.dir));
+  DiagnoseOptions run_opts = options_for(host, b.dir);
+  run_opts.inserting = true;
+  auto run = diagnose(run_opts);
+  if (before) ::setenv("AGENT_SELF_STATUS", saved.c_str(), 1);
+  else ::unsetenv("AGENT_SELF_STATUS");
+  REQUIRE(check);
+  REQUIRE(run);
+  INFO(reasons_of(*check));
+  CHECK(check->decision == Decision::Prebuilt);
+  REQUIRE(check->problems.size() == 1);
+  CHECK(check->problems[0].code == EPERM);
+  CHECK(check->problems[0].message.find("CAP_SYS_MODULE") != std::string::npos);
+  REQUIRE(run->evaluation.modules.size() == 1);
+  CHECK(run->evaluation.modules[0].err == EPERM);
+  CHECK(run->decision == Decision::Refuse);
+}
+
 TEST_CASE("check: --symvers given is read or is an error, never passed over for the node's own") {
   const fs::path host = fixture_host("debian12");
   Bundle b(kernel_of("k61_same"), {kI915_61});

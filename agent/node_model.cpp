@@ -85,9 +85,15 @@ Result<NodeModel> node_model_for(const probes::HostRoot& root, const std::vector
   const probes::Policy policy = probes::probe_policy(root);
   for (const auto& e : policy.problems) r.problems.push_back(e);
   r.model = kernel_model_of(r.kernel, policy);
-  const probes::ModuleOptions options = probes::probe_module_options(root);
-  for (const auto& e : options.problems) r.problems.push_back(e);
-  apply_modprobe_config(r.model, options);
+  // The build's check is the kABI's. The node's part of a load (this process's capability,
+  // modules_disabled, the command line, modprobe.d) is the entrypoint's to judge - decide()
+  // refuses before any build - and a builder (an image build, a sidecar) has neither the
+  // entrypoint's privileges nor, in an image build, its node.
+  r.model.cap_sys_module = true;
+  r.model.modules_disabled = false;
+  r.model.module_blacklist.clear();
+  r.model.nomodeset = false;
+  r.model.params.clear();
   return r;
 }
 

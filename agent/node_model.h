@@ -38,8 +38,10 @@ struct NodeModel {
 // command line's), "blacklist" and "install" lines the insert by file bypasses.
 void apply_modprobe_config(kabi::KernelModel& k, const probes::ModuleOptions& options);
 
-// Probes the running kernel under `root` for what `set` needs and builds the model the rules
-// run against. Nothing counts as live: the caller decides what to do about loaded modules.
+// Probes the running kernel under `root` for what `set` needs and builds the model the build's
+// kABI check runs against. Nothing counts as live: the caller decides what to do about loaded
+// modules; the node's part of a load (capability, modules_disabled, command line, modprobe.d)
+// is left out: the entrypoint judges it.
 [[nodiscard]] Result<NodeModel> node_model_for(const probes::HostRoot& root, const std::vector<kabi::ModuleInfo>& set);
 
 }  // namespace agent

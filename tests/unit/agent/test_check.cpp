@@ -20,6 +20,7 @@
 #include "../test_certs.h"
 #include "../test_lines.h"
 #include "agent/check.h"
+#include "agent/node_model.h"
 #include "agent/signing.h"
 #include "kabi/rules.h"
 #include "test_util.h"
@@ -135,6 +136,11 @@ TEST_CASE("check without CAP_SYS_MODULE: a problem of this process; the entrypoi
   DiagnoseOptions run_opts = options_for(host, b.dir);
   run_opts.inserting = true;
   auto run = diagnose(run_opts);
+  // The build's kABI check (an image build or a sidecar has no CAP_SYS_MODULE) ignores it.
+  auto host_root = probes::HostRoot::open(host.string());
+  REQUIRE(host_root);
+  REQUIRE(check);
+  auto build_model = node_model_for(*host_root, check->bundle);
   if (before) ::setenv("AGENT_SELF_STATUS", saved.c_str(), 1);
   else ::unsetenv("AGENT_SELF_STATUS");
   REQUIRE(check);
@@ -147,6 +153,9 @@ TEST_CASE("check without CAP_SYS_MODULE: a problem of this process; the entrypoi
   REQUIRE(run->evaluation.modules.size() == 1);
   CHECK(run->evaluation.modules[0].err == EPERM);
   CHECK(run->decision == Decision::Refuse);
+  REQUIRE(build_model);
+  CHECK(build_model->model.cap_sys_module);
+  CHECK(kabi::evaluate(check->bundle, build_model->model).all_loadable());
 }
 
 TEST_CASE("check: --symvers given is read or is an error, never passed over for the node's own") {

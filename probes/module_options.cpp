@@ -39,32 +39,8 @@ std::string ModuleOptions::of(std::string_view module) const {
 
 std::vector<std::pair<std::string, std::string>> parse_modprobe_options(std::string_view text) {
   std::vector<std::pair<std::string, std::string>> out;
-  std::string logical;
-  auto finish = [&] {
-    const auto w = words(logical);
-    logical.clear();
-    if (w.size() < 3 || w[0] != "options") return;
-    std::string params;
-    for (size_t i = 2; i < w.size(); ++i) params += (params.empty() ? "" : " ") + w[i];
-    out.emplace_back(module_name(w[1]), std::move(params));
-  };
-  while (!text.empty()) {
-    const size_t nl = text.find('\n');
-    std::string_view line = text.substr(0, nl);
-    text.remove_prefix(nl == std::string_view::npos ? text.size() : nl + 1);
-    if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
-    if (logical.empty()) {
-      const auto first = line.find_first_not_of(" \t");
-      if (first == std::string_view::npos || line[first] == '#') continue;
-    }
-    if (!line.empty() && line.back() == '\\') {
-      logical += std::string(line.substr(0, line.size() - 1)) + " ";
-      continue;
-    }
-    logical += line;
-    finish();
-  }
-  if (!logical.empty()) finish();
+  for (auto& l : parse_modprobe_conf(text, ""))
+    if (l.kind == "options") out.emplace_back(std::move(l.module), std::move(l.rest));
   return out;
 }
 

@@ -61,6 +61,9 @@ Reason make(const char* code, int err, std::string message, std::string symbol =
   return r;
 }
 
+// A warning: recorded with the kernel's message, never fatal, no errno of its own.
+Reason warning(const char* code, std::string message) { return make(code, 0, std::move(message), {}, false); }
+
 // Orders the set so that every module comes after the set members it needs (by depends= and
 // by the symbols it imports from them); ties keep the caller's order.
 std::vector<size_t> load_order(const std::vector<ModuleInfo>& set,
@@ -186,9 +189,7 @@ Evaluation evaluate(const std::vector<ModuleInfo>& set, const KernelModel& kerne
           v.reasons.push_back(make(fatal_code, EPERM, "Lockdown: insmod: unsigned module loading is restricted; see man kernel_lockdown.7"));
           settle(EPERM);
         } else {
-          v.reasons.push_back(make(warn_code, 0,
-                                   m.name + ": module verification failed: signature and/or required key missing - tainting kernel",
-                                   {}, false));
+          v.reasons.push_back(warning(warn_code, m.name + ": module verification failed: signature and/or required key missing - tainting kernel"));
         }
       };
       if (s.state == Signature::State::None) {
@@ -225,10 +226,8 @@ Evaluation evaluate(const std::vector<ModuleInfo>& set, const KernelModel& kerne
       } else if (s.key_check == KC::UnknownKey) {
         unenforced(reason::kUnknownKeyAccepted, reason::kUnknownKeyEnforced, "module with unavailable key");
       } else if (s.key_check == KC::NotChecked && !kernel.certificates_known) {
-        v.reasons.push_back(make(reason::kSignatureNotVerified, 0,
-                                 "the kernel's certificates were not available: signature by " + s.signer +
-                                     " not verified",
-                                 {}, false));
+        v.reasons.push_back(warning(reason::kSignatureNotVerified, "the kernel's certificates were not available: signature by " + s.signer +
+                                     " not verified"));
       }
     }
 
@@ -266,9 +265,7 @@ Evaluation evaluate(const std::vector<ModuleInfo>& set, const KernelModel& kerne
       continue;
     }
     if (as_seen)
-      v.reasons.push_back(make(reason::kModinfoIgnored, 0,
-                               m.name + ": .modinfo is not SHF_ALLOC: this kernel does not read it (no vermagic, no licence)",
-                               {}, false));
+      v.reasons.push_back(warning(reason::kModinfoIgnored, m.name + ": .modinfo is not SHF_ALLOC: this kernel does not read it (no vermagic, no licence)"));
     if (m.symtab_count == 0) {
       v.reasons.push_back(make(reason::kNoSymbolTable, ENOEXEC, m.name + ": module has no symbols (stripped?)"));
       settle(ENOEXEC);
@@ -279,10 +276,8 @@ Evaluation evaluate(const std::vector<ModuleInfo>& set, const KernelModel& kerne
         v.reasons.push_back(make(reason::kMultipleSymbolTables, ENOEXEC, what));
         settle(ENOEXEC);
       } else {
-        v.reasons.push_back(make(reason::kMultipleSymbolTablesUnchecked, 0,
-                                 m.name + ": " + std::to_string(m.symtab_count) +
-                                     " SHT_SYMTAB sections: this kernel uses the first",
-                                 {}, false));
+        v.reasons.push_back(warning(reason::kMultipleSymbolTablesUnchecked, m.name + ": " + std::to_string(m.symtab_count) +
+                                     " SHT_SYMTAB sections: this kernel uses the first"));
       }
     }
 
@@ -296,8 +291,7 @@ Evaluation evaluate(const std::vector<ModuleInfo>& set, const KernelModel& kerne
         v.reasons.push_back(make(reason::kModuleStructSize, ENOEXEC, size_msg));
         settle(ENOEXEC);
       } else {
-        v.reasons.push_back(make(reason::kModuleStructSizeUnchecked, 0,
-                                 size_msg + "; this kernel does not check it and would load a broken module", {}, false));
+        v.reasons.push_back(warning(reason::kModuleStructSizeUnchecked, size_msg + "; this kernel does not check it and would load a broken module"));
       }
     }
 
@@ -328,9 +322,7 @@ Evaluation evaluate(const std::vector<ModuleInfo>& set, const KernelModel& kerne
       if (!modversions || !crc) return 0;  // exporter has no CRCs: nothing to compare
       if (!has_crcs) {
         if (!no_table_warned) {
-          v.reasons.push_back(make(reason::kNoVersionsTable, 0,
-                                   m.name + ": no symbol version table (__versions missing or not SHF_ALLOC): kernel tainted (forced load).",
-                                   {}, false));
+          v.reasons.push_back(warning(reason::kNoVersionsTable, m.name + ": no symbol version table (__versions missing or not SHF_ALLOC): kernel tainted (forced load)."));
           no_table_warned = true;
         }
         return 0;
@@ -363,7 +355,7 @@ Evaluation evaluate(const std::vector<ModuleInfo>& set, const KernelModel& kerne
     // 5. vermagic (check_modinfo). No vermagic at all is what modprobe --force leaves:
     // try_to_force_load() accepts it with a taint (MODULE_FORCE_LOAD=y, as on Debian).
     if (!m.has_vermagic && m.vermagic.empty()) {
-      v.reasons.push_back(make(reason::kNoVermagic, 0, m.name + ": bad vermagic: kernel tainted.", {}, false));
+      v.reasons.push_back(warning(reason::kNoVermagic, m.name + ": bad vermagic: kernel tainted."));
     } else if (!same_magic(m.vermagic, kernel.vermagic, modversions && has_crcs)) {
       v.reasons.push_back(make(reason::kVermagic, ENOEXEC,
                                m.name + ": version magic '" + m.vermagic + "' should be '" + kernel.vermagic + "'"));
@@ -382,7 +374,7 @@ Evaluation evaluate(const std::vector<ModuleInfo>& set, const KernelModel& kerne
     // 5b. Taints (6.1 check_modinfo, set_license; 6.4+ module_augment_kernel_taints): warnings.
     // The kernel prints out-of-tree, test, livepatch, licence and forced once per boot.
     auto taint = [&](const char* code, std::string message) {
-      v.reasons.push_back(make(code, 0, std::move(message), {}, false));
+      v.reasons.push_back(warning(code, std::move(message)));
     };
     if (m.modinfo_values("intree").empty()) taint(reason::kOutOfTree, m.name + ": loading out-of-tree module taints kernel.");
     if (kNativeElfMachine == 62 && m.modinfo_values("retpoline").empty())
@@ -562,14 +554,12 @@ Evaluation evaluate(const std::vector<ModuleInfo>& set, const KernelModel& kerne
                                        std::to_string(minor) + " code) returns -ENODEV"));
           settle(ENODEV);
         } else {
-          v.reasons.push_back(make(reason::kNomodesetNoDriver, 0,
-                                   "i915: " + why + ": " +
+          v.reasons.push_back(warning(reason::kNomodesetNoDriver, "i915: " + why + ": " +
                                        (major == 6 && minor <= 1
                                             ? std::string("its init (6.1 code) returns 1: it loads but drives no GPU")
                                             : std::string("its init returns 1 (6.1 code: loads, drives no GPU) or -ENODEV "
                                                           "(6.12 code); this build's (" + m.vermagic.substr(0, m.vermagic.find(' ')) +
-                                                          ") is not known")),
-                                   {}, false));
+                                                          ") is not known"))));
         }
       }
     }
@@ -577,19 +567,14 @@ Evaluation evaluate(const std::vector<ModuleInfo>& set, const KernelModel& kerne
     // modprobe.d lines the insert by file bypasses: the operator's intent, not the kernel's.
     if (auto it = kernel.modprobe_blacklist.find(m.name); it != kernel.modprobe_blacklist.end())
       for (const auto& where : it->second)
-        v.reasons.push_back(make(reason::kModprobeBlacklistBypassed, 0,
-                                 "modprobe.d blacklists " + m.name + " (" + where +
-                                     "): the agent inserts it by file, which a blacklist does not stop",
-                                 {}, false));
+        v.reasons.push_back(warning(reason::kModprobeBlacklistBypassed, "modprobe.d blacklists " + m.name + " (" + where +
+                                     "): the agent inserts it by file, which a blacklist does not stop"));
     if (auto it = kernel.modprobe_install.find(m.name); it != kernel.modprobe_install.end())
       for (const auto& cmd : it->second)
-        v.reasons.push_back(make(reason::kModprobeInstallBypassed, 0,
-                                 "modprobe.d has 'install " + m.name + " " + cmd +
-                                     ": the agent inserts the module itself and never runs it",
-                                 {}, false));
+        v.reasons.push_back(warning(reason::kModprobeInstallBypassed, "modprobe.d has 'install " + m.name + " " + cmd +
+                                     ": the agent inserts the module itself and never runs it"));
     if (modversions == false && !kernel.symvers.modversions)
-      v.reasons.push_back(make(reason::kNoModversions, 0,
-                               "kernel built without MODVERSIONS: CRCs are not checked, vermagic must match in full", {}, false));
+      v.reasons.push_back(warning(reason::kNoModversions, "kernel built without MODVERSIONS: CRCs are not checked, vermagic must match in full"));
 
     // In-tree dependencies also pull in theirs (modules.dep is transitive).
     std::set<std::string> all_deps = deps;
@@ -633,10 +618,8 @@ Evaluation evaluate(const std::vector<ModuleInfo>& set, const KernelModel& kerne
       for (const auto& l : kernel.live_exports_unknown)
         if (!replaced.count(l)) unread += (unread.empty() ? "" : ", ") + l;
     if (!unread.empty())
-      v.reasons.push_back(make(reason::kLiveExportsUnread, 0,
-                               "the exports of the loaded module(s) " + unread + " were not read: " + m.name +
-                                   " exporting one of them (ENOEXEC) is not ruled out",
-                               {}, false));
+      v.reasons.push_back(warning(reason::kLiveExportsUnread, "the exports of the loaded module(s) " + unread + " were not read: " + m.name +
+                                   " exporting one of them (ENOEXEC) is not ruled out"));
 
     // 9. mod_sysfs_setup() -> mod_sysfs_init(): /sys/module/<name> of a built-in (after
     // parse_args). A built-in without one is no name conflict: its exports are vmlinux's.
@@ -646,15 +629,11 @@ Evaluation evaluate(const std::vector<ModuleInfo>& set, const KernelModel& kerne
                                    " exists)"));
       settle(EINVAL);
     } else if (kernel.builtin.count(m.name)) {
-      v.reasons.push_back(make(reason::kBuiltinSameName, 0,
-                               m.name + " is built into the kernel without parameters or a version: /sys/module/" +
-                                   m.name + " is not known to exist, so the name itself may not be refused (EINVAL if it does)",
-                               {}, false));
+      v.reasons.push_back(warning(reason::kBuiltinSameName, m.name + " is built into the kernel without parameters or a version: /sys/module/" +
+                                   m.name + " is not known to exist, so the name itself may not be refused (EINVAL if it does)"));
     } else if (!kernel.builtins_unread.empty()) {
-      v.reasons.push_back(make(reason::kBuiltinsUnknown, 0,
-                               "the kernel's built-in modules are not known (" + kernel.builtins_unread + "): " + m.name +
-                                   " being one (EINVAL) is not ruled out",
-                               {}, false));
+      v.reasons.push_back(warning(reason::kBuiltinsUnknown, "the kernel's built-in modules are not known (" + kernel.builtins_unread + "): " + m.name +
+                                   " being one (EINVAL) is not ruled out"));
     }
     v.err = stage_err;
     v.verdict = stage_err == 0 ? Verdict::Loadable : Verdict::Refused;

@@ -15,20 +15,10 @@
 using namespace agent::kabi;
 using kabi_test::fixture;
 using kabi_test::slurp;
+using kabi_test::get;
+using kabi_test::put;
 
 namespace {
-
-template <class T>
-T get(const std::string& b, size_t off) {
-  T v;
-  std::memcpy(&v, b.data() + off, sizeof v);
-  return v;
-}
-
-template <class T>
-void put(std::string& b, size_t off, T v) {
-  std::memcpy(b.data() + off, &v, sizeof v);
-}
 
 struct Sh {
   size_t at;  // the header's offset in the file

@@ -14,6 +14,8 @@ using namespace agent::kabi;
 using Catch::Matchers::Contains;
 using kabi_test::fixture;
 using kabi_test::slurp;
+using kabi_test::get;
+using kabi_test::put;
 using kabi_test::TempDir;
 
 namespace {
@@ -119,18 +121,6 @@ struct Shdr {
   uint64_t offset, size;
   uint32_t link;
 };
-
-template <class T>
-T get(const std::string& b, size_t off) {
-  T v;
-  std::memcpy(&v, b.data() + off, sizeof v);
-  return v;
-}
-
-template <class T>
-void put(std::string& b, size_t off, T v) {
-  std::memcpy(b.data() + off, &v, sizeof v);
-}
 
 std::vector<Shdr> section_headers(const std::string& b) {
   const auto shoff = get<uint64_t>(b, 0x28);

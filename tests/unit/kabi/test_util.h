@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
@@ -36,6 +37,20 @@ inline void spit(const fs::path& p, const std::string& bytes) {
 inline std::string sha256_of_fixture(const std::string& name) {
   std::string s = slurp(fixture(name + ".sha256"));
   return s.substr(0, s.find(' '));
+}
+
+// A value of type T at `off` in a file's bytes (host byte order: x86 modules on x86), and back:
+// for tests that edit an ELF image in place.
+template <class T>
+T get(const std::string& b, size_t off) {
+  T v;
+  std::memcpy(&v, b.data() + off, sizeof v);
+  return v;
+}
+
+template <class T>
+void put(std::string& b, size_t off, T v) {
+  std::memcpy(b.data() + off, &v, sizeof v);
 }
 
 using TempDir = agent::test::TempDir;

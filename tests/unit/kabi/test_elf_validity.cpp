@@ -136,6 +136,19 @@ TEST_CASE("elf validity: section names (C4)", "[elf]") {
                           std::to_string(shnum) + ")";
   CHECK(verdicts(b) == V{idx, idx, idx});
 
+  // No sections: the index check refuses, whether section 0 is read from the file or (the table's
+  // start in the last bytes, found by fuzz_module) from past its end.
+  const uint16_t strndx = get<uint16_t>(basic(), 0x3e);
+  REQUIRE(strndx > 0);
+  const std::string none = std::string(reason::kElfSectionNames) + ": Invalid ELF section name index: " +
+                           std::to_string(strndx) + " || e_shstrndx (" + std::to_string(strndx) + ") >= e_shnum (0)";
+  for (uint64_t shoff : {get<uint64_t>(basic(), 0x28), uint64_t{basic().size() - 8}}) {
+    b = basic();
+    put<uint16_t>(b, 0x3c, 0);
+    put<uint64_t>(b, 0x28, shoff);
+    CHECK(verdicts(b) == V{none, none, none});
+  }
+
   // The name table not SHT_STRTAB: 6.4+ only.
   b = basic();
   const Sh shstrtab = sections(b).at(get<uint16_t>(b, 0x3e));

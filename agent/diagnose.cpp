@@ -314,6 +314,7 @@ Result<Diagnosis> diagnose(const DiagnoseOptions& o) {
   }
   for (const auto& [name, l] : r.loaded.modules) {
     if (!l.builtin) k.live.insert(name);
+    if (!l.builtin && l.taint.find('P') != std::string::npos) k.live_proprietary.insert(name);
     else if (l.sysfs) k.builtin_sysfs.insert(name);  // mod_sysfs_init() refuses its name
     else k.builtin.insert(name);
   }

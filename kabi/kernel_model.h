@@ -62,6 +62,7 @@ struct KernelModel {
 
   std::map<std::string, InTreeModule> in_tree;  // by name
   std::set<std::string> live;                   // names of loaded modules
+  std::set<std::string> live_proprietary;       // loaded modules tainted P (/proc/modules flags)
   // Built-ins (modules.builtin, modules.builtin.modinfo). A module named like one of
   // builtin_sysfs is refused at mod_sysfs_init() (EINVAL): /sys/module/<name> exists, because
   // the built-in has parameters or a version, or (live) it was seen there. The other built-ins

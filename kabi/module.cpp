@@ -404,6 +404,19 @@ Result<ModuleInfo> parse_module(std::string_view file, const std::string& path, 
       kstrtab[*t] = {sym.st_shndx, sym.st_value};
     }
   }
+  if (is64 && ehdr.e_machine == EM_X86_64) {
+    std::vector<RelocSection> rs(sections.size());
+    for (size_t i = 0; i < sections.size(); ++i) {
+      const auto& h = sections[i].hdr;
+      rs[i] = {h.sh_type, h.sh_flags, h.sh_info, h.sh_size, sections[i].data};
+    }
+    std::vector<RelocSymbol> syms(nsyms);
+    for (size_t i = 0; i < nsyms; ++i) {
+      GElf_Sym sym;
+      if (gelf_getsym(symdata, static_cast<int>(i), &sym)) syms[i] = {sym.st_shndx, sym.st_value};
+    }
+    m.relocations = check_relocations_x86_64(rs, syms);
+  }
   for (const auto& sec : sections) {
     if (sec.name == "__kcrctab") m.has_kcrctab = true;
     if (sec.name == "__kcrctab_gpl") m.has_kcrctab_gpl = true;

@@ -9,6 +9,7 @@
 #include <utility>
 #include <vector>
 
+#include "kabi/relocations.h"
 #include "kabi/result.h"
 
 namespace agent::kabi {
@@ -126,6 +127,9 @@ struct ModuleInfo {
   // The first section with SHF_WRITE and SHF_EXECINSTR (module_enforce_rwx_sections()).
   std::optional<std::pair<std::string, size_t>> write_exec_section;
   std::vector<BadSymbol> bad_symbols;  // symbol-table order
+  // apply_relocations(): the first relocation x86-64's kernel refuses, and the entries whose
+  // outcome depends on run-time addresses (kabi/relocations.h; other machines: not read).
+  Relocations relocations;
   uint16_t shnum = 0;                  // e_shnum
   // .note.gnu.build-id, hex; the kernel shows the same note of a loaded module in
   // /sys/module/<name>/notes/.note.gnu.build-id, which identifies exactly this build.

@@ -49,6 +49,7 @@ struct Provider {
   std::optional<uint32_t> crc;
   bool gpl_only = false;
   std::string ns;
+  bool proprietary = false;  // the owner carries TAINT_PROPRIETARY_MODULE
 };
 
 Reason make(const char* code, int err, std::string message, std::string symbol = {}, bool fatal = true) {
@@ -133,10 +134,17 @@ Evaluation evaluate(const std::vector<ModuleInfo>& set, const KernelModel& kerne
     if (!e) return std::nullopt;
     std::string owner = e->owner == "vmlinux" ? "vmlinux" : owner_module_name(e->owner);
     if (replaced.count(owner)) return std::nullopt;  // the set ships its own copy
-    return Provider{owner, false, modversions ? std::optional<uint32_t>(e->crc) : std::nullopt, is_gpl_only(e->type), e->ns};
+    // Owners in the symvers are the kernel build's own modules, GPL-compatible by modpost's
+    // rule; a live one may still carry P (inherited from a proprietary module it uses).
+    return Provider{owner, false, modversions ? std::optional<uint32_t>(e->crc) : std::nullopt, is_gpl_only(e->type), e->ns,
+                    kernel.live_proprietary.count(owner) > 0};
   };
 
   const ElfGeneration elf_gen = elf_generation(kernel.version_major, kernel.version_minor);
+  // The licence set_license() reads: 6.1's find_sec() does not see a .modinfo without SHF_ALLOC.
+  auto license_seen = [&](const ModuleInfo& m) -> std::string {
+    return elf_gen == ElfGeneration::V6_1 && m.has_modinfo && !m.modinfo_alloc ? std::string() : m.license;
+  };
   for (size_t idx : order) {
     // 6.1's find_sec() does not see a .modinfo without SHF_ALLOC: no vermagic, no licence.
     std::optional<ModuleInfo> as_seen;
@@ -414,7 +422,11 @@ Evaluation evaluate(const std::vector<ModuleInfo>& set, const KernelModel& kerne
 
     // 7. Symbols (simplify_symbols): every unresolved symbol is reported; the errno is the
     // last failure's, because the kernel overwrites it for each one.
-    const bool gplok = license_is_gpl_compatible(m.license);
+    // find_symbol() offers GPL-only exports only while the module is not P-tainted: set_license()
+    // taints it for its licence, inherit_taint() for a proprietary provider on the way.
+    bool proprietary = !license_is_gpl_compatible(m.license);
+    std::string inherited_from;  // the provider the taint came from, if not the licence
+    bool using_gplonly = false;
     std::set<std::string> deps;
     int symbol_err = 0;
     size_t last_failed = 0;  // symbol-table index of the failure whose errno stands
@@ -436,7 +448,7 @@ Evaluation evaluate(const std::vector<ModuleInfo>& set, const KernelModel& kerne
         const ModuleInfo& ex = set[it->second];
         if (position[it->second] < my_pos) {
           const ExportedSymbol& e = *export_of.at(u.name);
-          p = Provider{ex.name, true, e.crc, e.gpl_only, e.ns};
+          p = Provider{ex.name, true, e.crc, e.gpl_only, e.ns, !license_is_gpl_compatible(license_seen(ex))};
         }
         if (p && verdict_of[ex.name] == Verdict::Refused) {
           deps.insert(ex.name);
@@ -450,9 +462,9 @@ Evaluation evaluate(const std::vector<ModuleInfo>& set, const KernelModel& kerne
         }
       }
       if (!p) p = kernel_provider(u.name);
-      if (!p || (p->gpl_only && !gplok)) {
+      if (!p || (p->gpl_only && proprietary)) {
         if (u.weak) continue;
-        const bool gpl = p && p->gpl_only && !gplok;
+        const bool gpl = p && p->gpl_only && proprietary;
         if (!p && !unread_dependency.empty()) {
           deps.insert(unread_dependency);
           v.reasons.push_back(make(reason::kDependencyRefused, ENOENT,
@@ -460,10 +472,11 @@ Evaluation evaluate(const std::vector<ModuleInfo>& set, const KernelModel& kerne
                                        ", which it depends on, is refused (not a loadable module)",
                                    u.name));
         } else {
+          const std::string why = inherited_from.empty()
+                                      ? " [GPL-only symbol, module license '" + m.license + "']"
+                                      : " [GPL-only symbol, the module inherited the proprietary taint of " + inherited_from + "]";
           v.reasons.push_back(make(gpl ? reason::kGplOnlySymbol : reason::kUnknownSymbol, ENOENT,
-                                   m.name + ": Unknown symbol " + u.name + " (err -2)" +
-                                       (gpl ? " [GPL-only symbol, module license '" + m.license + "']" : ""),
-                                   u.name));
+                                   m.name + ": Unknown symbol " + u.name + " (err -2)" + (gpl ? why : ""), u.name));
         }
         fail_symbol(ENOENT, u.index);
         continue;
@@ -479,6 +492,24 @@ Evaluation evaluate(const std::vector<ModuleInfo>& set, const KernelModel& kerne
           continue;
         }
         deps.insert(p->owner);
+      }
+      if (p->gpl_only) using_gplonly = true;
+      if (p->proprietary) {
+        if (using_gplonly) {
+          v.reasons.push_back(make(reason::kProprietaryProvider, ENOENT,
+                                   m.name + ": module using GPL-only symbols uses symbols " + u.name +
+                                       " from proprietary module " + p->owner + ".",
+                                   u.name));
+          fail_symbol(ENOENT, u.index);
+          continue;
+        }
+        if (!proprietary) {
+          v.reasons.push_back(warning(reason::kInheritsProprietaryTaint,
+                                      m.name + ": module uses symbols " + u.name + " from proprietary module " + p->owner +
+                                          ", inheriting taint."));
+          proprietary = true;
+          inherited_from = p->owner;
+        }
       }
       if (int e = check_version(u.name, p->crc, EINVAL)) {
         fail_symbol(e, u.index);
@@ -502,79 +533,35 @@ Evaluation evaluate(const std::vector<ModuleInfo>& set, const KernelModel& kerne
     }
     settle(symbol_err);
 
-    // 8. parse_args(): the parameters the agent passes, against the module's parmtype=. An
-    // unknown one is ignored with a warning; a bad value is the setter's errno, the last one's.
-    const auto params = kernel.params.find(m.name);
-    int param_err = 0;
-    if (params != kernel.params.end()) {
-      for (const ModuleParam& p : params->second) {
-        const std::string from = " (from " + p.source + ")";
-        const auto type = param_type(m, p.name);
-        if (!type) {
-          v.reasons.push_back(make(reason::kUnknownParameter, 0, m.name + ": unknown parameter '" + p.name + "' ignored" + from,
-                                   p.name, false));
-          continue;
-        }
-        const auto e = param_value_errno(*type, p.value);
-        if (!e) {
-          v.reasons.push_back(make(reason::kParameterUnchecked, 0,
-                                   m.name + ": parameter '" + p.name + "' has type '" + *type +
-                                       "', whose setter is the module's own: its value is not checked" + from,
-                                   p.name, false));
-        } else if (*e) {
-          const std::string what = *e == ENOSPC ? "' too large for parameter `" : "' invalid for parameter `";
-          v.reasons.push_back(make(reason::kParameterInvalid, *e,
-                                   m.name + ": `" + p.value.value_or("") + what + p.name + "' (" + *type + ")" + from, p.name));
-          param_err = *e;
-        }
+    // 7b. apply_relocations() (x86-64's apply_relocate_add()), in the wording of each
+    // generation's source: 6.1 checks a relocation's target before its overflow, 6.4+ after.
+    if (const auto& f = m.relocations.fault) {
+      using K = RelocationFault::Kind;
+      const std::string at = "section " + std::to_string(f->section) + " entry " + std::to_string(f->index);
+      const std::string type = std::to_string(f->type);
+      const bool overflow_first = elf_gen != ElfGeneration::V6_1;
+      std::string msg;
+      if (f->kind == K::RelSection) {
+        msg = "module " + m.name + ": REL relocation unsupported [" + "section " + std::to_string(f->section) + "]";
+      } else if (f->kind == K::UnknownType) {
+        msg = m.name + ": Unknown rela relocation: " + type + " [" + at + "]";
+      } else if (f->overflow && (!f->nonzero || overflow_first)) {
+        msg = "overflow in relocation type " + type + " [" + at + "]; `" + m.name + "' likely not compiled with -mcmodel=kernel";
+      } else {
+        msg = std::string(elf_gen == ElfGeneration::V6_1 ? "x86/modules: Skipping invalid relocation target"
+                                                          : "x86/modules: Invalid relocation target") +
+              ", existing value is nonzero for type " + type + " [" + at + "]";
       }
+      v.reasons.push_back(make(reason::kRelocationInvalid, ENOEXEC, msg));
+      settle(ENOEXEC);
     }
-    settle(param_err);
-
-    // 9. The module's init (do_init_module): i915 and xe check nomodeset themselves. xe's
-    // xe_check_nomodeset() returns -ENODEV; i915's i915_check_nomodeset() (also i915.modeset=0)
-    // returns 1 in 6.1's code (loads, registers no driver) and -ENODEV in 6.12's and 7.2's. The
-    // module's own code decides: its vermagic release tells which code it is.
-    if (m.name == "xe" && kernel.nomodeset) {
-      v.reasons.push_back(make(reason::kNomodesetInitFails, ENODEV,
-                               "xe: nomodeset on the kernel command line: its init (xe_check_nomodeset) returns -ENODEV"));
-      settle(ENODEV);
-    } else if (m.name == "i915") {
-      int modeset = -1;
-      if (params != kernel.params.end())
-        for (const ModuleParam& p : params->second)
-          if ((p.name == "modeset") && p.value && param_value_errno("int", p.value) == 0)
-            modeset = static_cast<int>(std::strtol(p.value->c_str(), nullptr, 0));
-      if (modeset == 0 || (kernel.nomodeset && modeset == -1)) {
-        const std::string why = modeset == 0 ? "i915.modeset=0" : "nomodeset on the kernel command line";
-        const auto [major, minor] = parse_release_version(m.vermagic.substr(0, m.vermagic.find(' ')));
-        if (major > 6 || (major == 6 && minor >= 12)) {
-          v.reasons.push_back(make(reason::kNomodesetInitFails, ENODEV,
-                                   "i915: " + why + ": its init (i915_check_nomodeset, " + std::to_string(major) + "." +
-                                       std::to_string(minor) + " code) returns -ENODEV"));
-          settle(ENODEV);
-        } else {
-          v.reasons.push_back(warning(reason::kNomodesetNoDriver, "i915: " + why + ": " +
-                                       (major == 6 && minor <= 1
-                                            ? std::string("its init (6.1 code) returns 1: it loads but drives no GPU")
-                                            : std::string("its init returns 1 (6.1 code: loads, drives no GPU) or -ENODEV "
-                                                          "(6.12 code); this build's (" + m.vermagic.substr(0, m.vermagic.find(' ')) +
-                                                          ") is not known"))));
-        }
-      }
+    if (m.relocations.unchecked_count > 0) {
+      std::string list;
+      for (const auto& u : m.relocations.unchecked) list += (list.empty() ? "" : "; ") + u;
+      v.reasons.push_back(warning(reason::kRelocationsUnchecked,
+                                  m.name + ": " + std::to_string(m.relocations.unchecked_count) +
+                                      " relocation(s) depend on run-time addresses (an overflow is ENOEXEC): " + list));
     }
-
-    // modprobe.d lines the insert by file bypasses: the operator's intent, not the kernel's.
-    if (auto it = kernel.modprobe_blacklist.find(m.name); it != kernel.modprobe_blacklist.end())
-      for (const auto& where : it->second)
-        v.reasons.push_back(warning(reason::kModprobeBlacklistBypassed, "modprobe.d blacklists " + m.name + " (" + where +
-                                     "): the agent inserts it by file, which a blacklist does not stop"));
-    if (auto it = kernel.modprobe_install.find(m.name); it != kernel.modprobe_install.end())
-      for (const auto& cmd : it->second)
-        v.reasons.push_back(warning(reason::kModprobeInstallBypassed, "modprobe.d has 'install " + m.name + " " + cmd +
-                                     ": the agent inserts the module itself and never runs it"));
-    if (modversions == false && !kernel.symvers.modversions)
-      v.reasons.push_back(warning(reason::kNoModversions, "kernel built without MODVERSIONS: CRCs are not checked, vermagic must match in full"));
 
     // In-tree dependencies also pull in theirs (modules.dep is transitive).
     std::set<std::string> all_deps = deps;
@@ -621,7 +608,36 @@ Evaluation evaluate(const std::vector<ModuleInfo>& set, const KernelModel& kerne
       v.reasons.push_back(warning(reason::kLiveExportsUnread, "the exports of the loaded module(s) " + unread + " were not read: " + m.name +
                                    " exporting one of them (ENOEXEC) is not ruled out"));
 
-    // 9. mod_sysfs_setup() -> mod_sysfs_init(): /sys/module/<name> of a built-in (after
+    // 9. parse_args(): the parameters the agent passes, against the module's parmtype=. An
+    // unknown one is ignored with a warning; a bad value is the setter's errno, the last one's.
+    const auto params = kernel.params.find(m.name);
+    int param_err = 0;
+    if (params != kernel.params.end()) {
+      for (const ModuleParam& p : params->second) {
+        const std::string from = " (from " + p.source + ")";
+        const auto type = param_type(m, p.name);
+        if (!type) {
+          v.reasons.push_back(make(reason::kUnknownParameter, 0, m.name + ": unknown parameter '" + p.name + "' ignored" + from,
+                                   p.name, false));
+          continue;
+        }
+        const auto e = param_value_errno(*type, p.value);
+        if (!e) {
+          v.reasons.push_back(make(reason::kParameterUnchecked, 0,
+                                   m.name + ": parameter '" + p.name + "' has type '" + *type +
+                                       "', whose setter is the module's own: its value is not checked" + from,
+                                   p.name, false));
+        } else if (*e) {
+          const std::string what = *e == ENOSPC ? "' too large for parameter `" : "' invalid for parameter `";
+          v.reasons.push_back(make(reason::kParameterInvalid, *e,
+                                   m.name + ": `" + p.value.value_or("") + what + p.name + "' (" + *type + ")" + from, p.name));
+          param_err = *e;
+        }
+      }
+    }
+    settle(param_err);
+
+    // 10. mod_sysfs_setup() -> mod_sysfs_init(): /sys/module/<name> of a built-in (after
     // parse_args). A built-in without one is no name conflict: its exports are vmlinux's.
     if (kernel.builtin_sysfs.count(m.name)) {
       v.reasons.push_back(make(reason::kBuiltinModule, EINVAL,
@@ -635,6 +651,51 @@ Evaluation evaluate(const std::vector<ModuleInfo>& set, const KernelModel& kerne
       v.reasons.push_back(warning(reason::kBuiltinsUnknown, "the kernel's built-in modules are not known (" + kernel.builtins_unread + "): " + m.name +
                                    " being one (EINVAL) is not ruled out"));
     }
+    // 11. The module's init (do_init_module): i915 and xe check nomodeset themselves. xe's
+    // xe_check_nomodeset() returns -ENODEV; i915's i915_check_nomodeset() (also i915.modeset=0)
+    // returns 1 in 6.1's code (loads, registers no driver) and -ENODEV in 6.12's and 7.2's. The
+    // module's own code decides: its vermagic release tells which code it is.
+    if (m.name == "xe" && kernel.nomodeset) {
+      v.reasons.push_back(make(reason::kNomodesetInitFails, ENODEV,
+                               "xe: nomodeset on the kernel command line: its init (xe_check_nomodeset) returns -ENODEV"));
+      settle(ENODEV);
+    } else if (m.name == "i915") {
+      int modeset = -1;
+      if (params != kernel.params.end())
+        for (const ModuleParam& p : params->second)
+          if ((p.name == "modeset") && p.value && param_value_errno("int", p.value) == 0)
+            modeset = static_cast<int>(std::strtol(p.value->c_str(), nullptr, 0));
+      if (modeset == 0 || (kernel.nomodeset && modeset == -1)) {
+        const std::string why = modeset == 0 ? "i915.modeset=0" : "nomodeset on the kernel command line";
+        const auto [major, minor] = parse_release_version(m.vermagic.substr(0, m.vermagic.find(' ')));
+        if (major > 6 || (major == 6 && minor >= 12)) {
+          v.reasons.push_back(make(reason::kNomodesetInitFails, ENODEV,
+                                   "i915: " + why + ": its init (i915_check_nomodeset, " + std::to_string(major) + "." +
+                                       std::to_string(minor) + " code) returns -ENODEV"));
+          settle(ENODEV);
+        } else {
+          v.reasons.push_back(warning(reason::kNomodesetNoDriver, "i915: " + why + ": " +
+                                       (major == 6 && minor <= 1
+                                            ? std::string("its init (6.1 code) returns 1: it loads but drives no GPU")
+                                            : std::string("its init returns 1 (6.1 code: loads, drives no GPU) or -ENODEV "
+                                                          "(6.12 code); this build's (" + m.vermagic.substr(0, m.vermagic.find(' ')) +
+                                                          ") is not known"))));
+        }
+      }
+    }
+
+    // modprobe.d lines the insert by file bypasses: the operator's intent, not the kernel's.
+    if (auto it = kernel.modprobe_blacklist.find(m.name); it != kernel.modprobe_blacklist.end())
+      for (const auto& where : it->second)
+        v.reasons.push_back(warning(reason::kModprobeBlacklistBypassed, "modprobe.d blacklists " + m.name + " (" + where +
+                                     "): the agent inserts it by file, which a blacklist does not stop"));
+    if (auto it = kernel.modprobe_install.find(m.name); it != kernel.modprobe_install.end())
+      for (const auto& cmd : it->second)
+        v.reasons.push_back(warning(reason::kModprobeInstallBypassed, "modprobe.d has 'install " + m.name + " " + cmd +
+                                     ": the agent inserts the module itself and never runs it"));
+    if (modversions == false && !kernel.symvers.modversions)
+      v.reasons.push_back(warning(reason::kNoModversions, "kernel built without MODVERSIONS: CRCs are not checked, vermagic must match in full"));
+
     v.err = stage_err;
     v.verdict = stage_err == 0 ? Verdict::Loadable : Verdict::Refused;
     // A name once loaded stays live: a later refused copy does not unload it.

@@ -37,6 +37,8 @@ inline constexpr const char* kThisModule = "this_module_invalid";           // m
 inline constexpr const char* kSymbolStrtab = "symbol_strtab_invalid";       // link, type, 7.x contents
 inline constexpr const char* kExtVersions = "extended_versions_invalid";    // 6.14+
 inline constexpr const char* kWriteExecSection = "section_write_exec";      // module_enforce_rwx_sections
+inline constexpr const char* kRelocationInvalid = "relocation_invalid";      // apply_relocations(), ENOEXEC
+inline constexpr const char* kRelocationsUnchecked = "relocations_unchecked";  // warning: run-time addresses decide
 inline constexpr const char* kCommonSymbol = "common_symbol";               // SHN_COMMON
 inline constexpr const char* kSymbolSectionIndex = "symbol_section_index_invalid";  // st_shndx >= e_shnum
 inline constexpr const char* kNoSymbolTable = "no_symbol_table";
@@ -48,6 +50,10 @@ inline constexpr const char* kAlreadyLoaded = "already_loaded";
 inline constexpr const char* kDuplicateInSet = "duplicate_in_set";
 inline constexpr const char* kUnknownSymbol = "unknown_symbol";
 inline constexpr const char* kGplOnlySymbol = "gpl_only_symbol";
+// inherit_taint(): a symbol from a proprietary (P-tainted) module, after a GPL-only one: ENOENT;
+// before any: the module inherits the taint (a warning), and GPL-only symbols after it fail.
+inline constexpr const char* kProprietaryProvider = "proprietary_provider";
+inline constexpr const char* kInheritsProprietaryTaint = "inherits_proprietary_taint";  // warning
 inline constexpr const char* kCrcMismatch = "crc_mismatch";
 inline constexpr const char* kNoSymbolVersion = "no_symbol_version";
 inline constexpr const char* kNamespaceNotImported = "namespace_not_imported";

@@ -291,6 +291,15 @@ for abi in "$K61" "$K612" "$K7"; do
   add "$abi" "crc-itu-t-renamed-i8042" "$(one_case)"
 done
 
+# A proprietary provider (inherit_taint): crc-itu-t with its licence 'Proprietary' (it imports
+# nothing, so it loads, tainted), then the kernel's own omfs, which imports crc_itu_t and the
+# GPL-only init_user_ns: after a GPL-only symbol the proprietary one is ENOENT; before any, omfs
+# inherits the taint and its GPL-only symbols are unknown (ENOENT) - the symbol order decides.
+for abi in "$K61" "$K612" "$K7"; do
+  make_cases "$abi" "$abi" crc-itu-t crc-itu-t- --only license
+  add "$abi" "crc-itu-t-license+omfs-own" "$(one_case)" "$(mod "$abi" omfs)"
+done
+
 # Signatures on every generation (6.1's answers alone proved these before): a module signed
 # again by `openssl cms -sign` with a test key the kernels do not know, without signed
 # attributes (as sign-file: an unknown key, a taint) and with them (pkcs7_verify: EKEYREJECTED
@@ -337,6 +346,13 @@ elf_cases+=,common_symbol,shndx_range,strtab_link,strtab_lead
 rule_cases "$K61" "$K61" i915 i915- --only "$elf_cases"
 rule_cases "$K612" "$K612" xe xe- --only "$elf_cases,this_module_nobits"
 rule_cases "$K7" "$K7" xe xe- --only "$elf_cases,this_module_nobits"
+# Relocations (apply_relocations, after the symbols): a type x86-64 does not apply, a target
+# that is not zero, a REL section, an R_X86_64_32 of the module's own address (overflow
+# wherever it is placed): ENOEXEC on each generation.
+reloc_cases=reloc_type,reloc_nonzero,reloc_rel,reloc_overflow
+rule_cases "$K61" "$K61" i915 i915- --only "$reloc_cases"
+rule_cases "$K612" "$K612" xe xe- --only "$reloc_cases"
+rule_cases "$K7" "$K7" xe xe- --only "$reloc_cases"
 # Taints (warnings, the module loads; the kernel's lines are compared with the agent's warnings
 # below): no intree=Y, staging=Y, test=Y; exports without __kcrctab on a MODVERSIONS kernel.
 rule_cases "$K61" "$K61" i915 i915- --only out_of_tree,staging,test_module
@@ -567,6 +583,7 @@ TAINTS = [  # (kind, substring of the kernel's line, agent codes, every time)
     ("test", "loading test module taints kernel", {"test_module"}, False),
     ("livepatch", "tainting kernel with TAINT_LIVEPATCH", {"livepatch"}, False),
     ("license", "module license", {"license_taints"}, False),
+    ("inherit", "inheriting taint", {"inherits_proprietary_taint"}, True),
     ("forced", "kernel tainted.", {"no_versions_table", "no_vermagic", "exports_without_crcs"}, False),
     ("unsigned", "module verification failed", {"unsigned_accepted", "unknown_key_accepted",
                                                 "unsupported_signature_accepted"}, False),

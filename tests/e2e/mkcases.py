@@ -922,6 +922,66 @@ def case_strtab_lead(data, _signed, _symvers):
     return data, "symbol string table's first byte NUL -> 'X'"
 
 
+# --- relocations (apply_relocations -> x86-64 apply_relocate_add: ENOEXEC) ---
+
+SHT_RELA = 4
+SHT_REL = 9
+R_X86_64_32 = 10
+R_X86_64_32S = 11
+R_X86_64_GOTPCREL = 9
+
+
+def relas(elf):
+    """[(section, entry offset, r_offset, type, sym)] of RELA sections for loaded PROGBITS."""
+    out = []
+    for s in elf.sections:
+        if s["type"] != SHT_RELA or s["info"] >= elf.shnum:
+            continue
+        target = elf.sections[s["info"]]
+        if not target["flags"] & SHF_ALLOC or target["type"] == SHT_NOBITS:
+            continue
+        for off in range(s["offset"], s["offset"] + s["size"], 24):
+            r_offset, info = struct.unpack_from("<QQ", elf.data, off)
+            out.append((s, off, r_offset, info & 0xFFFFFFFF, info >> 32))
+    if not out:
+        raise CaseError("no RELA entries for a loaded section")
+    return out
+
+
+def case_reloc_type(data, _signed, _symvers):
+    s, off, _r_offset, typ, sym = relas(Elf(data))[0]
+    struct.pack_into("<Q", data, off + 8, (sym << 32) | R_X86_64_GOTPCREL)
+    return data, "section %d entry 0: type %d -> %d (R_X86_64_GOTPCREL)" % (s["index"], typ, R_X86_64_GOTPCREL)
+
+
+def case_reloc_nonzero(data, _signed, _symvers):
+    elf = Elf(data)
+    s, _off, r_offset, typ, _sym = relas(elf)[0]
+    at = elf.sections[s["info"]]["offset"] + r_offset
+    if data[at] != 0:
+        raise CaseError("the first relocation's target is not zero already")
+    data[at] = 0x5A
+    return data, "section %d entry 0 (type %d): target byte -> 0x5a" % (s["index"], typ)
+
+
+def case_reloc_rel(data, _signed, _symvers):
+    s = relas(Elf(data))[0][0]
+    struct.pack_into("<I", data, s["hdr"] + 4, SHT_REL)
+    return data, "section %d (%s) SHT_RELA -> SHT_REL" % (s["index"], s["name"])
+
+
+def case_reloc_overflow(data, _signed, _symvers):
+    elf = Elf(data)
+    symtab = next(t for t in elf.sections if t["type"] == SHT_SYMTAB)
+    for s, off, _r_offset, typ, sym in relas(elf):
+        shndx = struct.unpack_from("<H", data, symtab["offset"] + sym * 24 + 6)[0]
+        if typ == R_X86_64_32S and 0 < shndx < elf.shnum:
+            struct.pack_into("<Q", data, off + 8, (sym << 32) | R_X86_64_32)
+            return data, "section %d entry at %#x: R_X86_64_32S of a symbol in section %d -> R_X86_64_32" % (
+                s["index"], off, shndx)
+    raise CaseError("no R_X86_64_32S of a defined symbol")
+
+
 # --- taints (warnings; the module loads) ---
 
 def case_out_of_tree(data, _signed, _symvers):
@@ -1013,6 +1073,10 @@ CASES = [
     ("staging", case_staging),
     ("test_module", case_test_module),
     ("exports_nocrc", case_exports_nocrc),
+    ("reloc_type", case_reloc_type),
+    ("reloc_nonzero", case_reloc_nonzero),
+    ("reloc_rel", case_reloc_rel),
+    ("reloc_overflow", case_reloc_overflow),
 ]
 # made only when --only names them
 OPT_IN = {"export_crc", "this_module_size", "sig_malformed", "sig_unsupported", "sig_oversized",
@@ -1021,7 +1085,7 @@ OPT_IN = {"export_crc", "this_module_size", "sig_malformed", "sig_unsupported", 
           "undef_last_enoent", "undef_last_einval", "elf_magic", "elf_dyn", "truncated", "section0",
           "shname_range", "modinfo_twice", "modinfo_noalloc", "this_module_nobits", "write_exec",
           "common_symbol", "shndx_range", "strtab_link", "strtab_lead", "out_of_tree", "staging",
-          "test_module", "exports_nocrc"}
+          "test_module", "exports_nocrc", "reloc_type", "reloc_nonzero", "reloc_rel", "reloc_overflow"}
 
 
 def modname(path):

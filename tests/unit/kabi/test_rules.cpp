@@ -533,6 +533,88 @@ TEST_CASE("rules: a weak undefined symbol nobody exports is fine", "[rules]") {
   REQUIRE_LOADABLE(one(p, kernel61()));
 }
 
+TEST_CASE("rules: symbols from a proprietary module (inherit_taint)", "[rules]") {
+  // Messages: kernel/module/main.c inherit_taint() (6.1.192, 6.12.118, 7.2.13 alike).
+  KernelModel k = kernel61();
+  k.live = {"drm"};
+  REQUIRE(k.symvers.find("drm_dev_register"));
+  REQUIRE(owner_module_name(k.symvers.find("drm_dev_register")->owner) == "drm");
+  REQUIRE(is_gpl_only(k.symvers.find("gpl_only_fn")->type));
+  REQUIRE_LOADABLE(one(module("i915", {"gpl_only_fn", "drm_dev_register"}), k));  // drm not P: fine
+  k.live_proprietary = {"drm"};
+
+  SECTION("after a GPL-only symbol: ENOENT") {
+    auto v = one(module("i915", {"gpl_only_fn", "drm_dev_register"}), k);
+    REQUIRE_REFUSED(v, ENOENT);
+    const Reason* r = find_reason(v, reason::kProprietaryProvider);
+    REQUIRE(r);
+    CHECK(r->symbol == "drm_dev_register");
+    CHECK(r->message ==
+          "i915: module using GPL-only symbols uses symbols drm_dev_register from proprietary module drm.");
+  }
+  SECTION("before any: the taint is inherited, and GPL-only symbols after it are not found") {
+    auto v = one(module("i915", {"drm_dev_register", "gpl_only_fn"}), k);
+    REQUIRE_REFUSED(v, ENOENT);
+    const Reason* w = find_reason(v, reason::kInheritsProprietaryTaint);
+    REQUIRE(w);
+    CHECK_FALSE(w->fatal);
+    CHECK(w->message == "i915: module uses symbols drm_dev_register from proprietary module drm, inheriting taint.");
+    const Reason* g = find_reason(v, reason::kGplOnlySymbol);
+    REQUIRE(g);
+    CHECK(g->symbol == "gpl_only_fn");
+    CHECK_FALSE(find_reason(v, reason::kProprietaryProvider));
+  }
+  SECTION("no GPL-only symbol at all: loads, tainted") {
+    auto v = one(module("i915", {"_printk", "drm_dev_register"}), k);
+    REQUIRE_LOADABLE(v);
+    CHECK(find_reason(v, reason::kInheritsProprietaryTaint));
+  }
+  SECTION("a module proprietary by its licence inherits nothing") {
+    ModuleInfo m = module("blob", {"drm_dev_register"});
+    m.license = "Proprietary";
+    auto v = one(m, k);
+    REQUIRE_LOADABLE(v);
+    CHECK_FALSE(find_reason(v, reason::kInheritsProprietaryTaint));
+  }
+  SECTION("a set member with a non-GPL licence is a proprietary provider") {
+    ModuleInfo provider = module("blob_helper", {"_printk"});
+    provider.license = "Proprietary";
+    provider.exports.push_back({"blob_fn", 0x11112222u, false, ""});
+    ModuleInfo user = module("i915", {"gpl_only_fn"});
+    user.undefined.push_back({"blob_fn", false});
+    user.versions.push_back({"blob_fn", 0x11112222u});
+    Evaluation e = evaluate({provider, user}, kernel61());
+    REQUIRE(e.modules.size() == 2);
+    REQUIRE_LOADABLE(e.modules[0]);
+    REQUIRE_REFUSED(e.modules[1], ENOENT);
+    CHECK(find_reason(e.modules[1], reason::kProprietaryProvider)->symbol == "blob_fn");
+    provider.license = "GPL";
+    REQUIRE(evaluate({provider, user}, kernel61()).all_loadable());
+  }
+}
+
+TEST_CASE("rules: stages after the symbols settle in the kernel's order", "[rules]") {
+  // load_module(): complete_formation (duplicate exports, ENOEXEC) -> parse_args (EINVAL) ->
+  // mod_sysfs_setup (a built-in's name, EINVAL) -> do_init_module (nomodeset, ENODEV).
+  KernelModel k = kernel61();
+  ModuleInfo m = exporting("i915", {"jiffies"});
+  m.modinfo.push_back({"parmtype", "enable_guc:int"});
+  k.params["i915"] = {ModuleParam{"enable_guc", std::string("notanumber"), "/etc/modprobe.d/i915.conf:1"}};
+  auto v = one(m, k);
+  REQUIRE(find_reason(v, reason::kParameterInvalid));
+  REQUIRE(find_reason(v, reason::kDuplicateExport));
+  CHECK(v.err == ENOEXEC);
+  // Without the duplicate: the parameter's EINVAL; with a built-in's name and nomodeset
+  // (6.12 code) the sysfs EINVAL comes before the init's ENODEV.
+  ModuleInfo x = module("xe");
+  k.nomodeset = true;
+  REQUIRE(one(x, k).err == ENODEV);
+  k.builtin_sysfs.insert("xe");
+  auto b = one(x, k);
+  REQUIRE(find_reason(b, reason::kNomodesetInitFails));
+  CHECK(b.err == EINVAL);
+}
+
 TEST_CASE("rules: a weak symbol that resolves must still match its CRC", "[rules]") {
   // resolve_symbol() returns ERR_PTR(-EINVAL), not NULL, so the weak binding does not help.
   ModuleInfo m = module("i915", {"drm_dev_register"});

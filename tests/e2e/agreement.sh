@@ -291,7 +291,7 @@ for abi in "$K61" "$K612" "$K7"; do
   add "$abi" "crc-itu-t-renamed-i8042" "$(one_case)"
 done
 
-# A proprietary provider (inherit_taint): crc-itu-t with its licence 'Proprietary' (it imports
+# A proprietary provider (inherit_taint): crc-itu-t with its licence 'MIT' (it imports
 # nothing, so it loads, tainted), then the kernel's own omfs, which imports crc_itu_t and the
 # GPL-only init_user_ns: after a GPL-only symbol the proprietary one is ENOENT; before any, omfs
 # inherits the taint and its GPL-only symbols are unknown (ENOENT) - the symbol order decides.

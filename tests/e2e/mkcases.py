@@ -108,6 +108,22 @@ each only with --only; the output may no longer parse as a module (written as it
   strtab_link        .symtab's sh_link -> 0: "Invalid ELF sh_link!=SHN_UNDEF(0) ..."
   strtab_lead        .strtab's leading NUL -> 'X': 7.x "symbol string table missing leading
                      NUL"; older kernels do not look
+  shstrtab_range, shstrndx_range, shstrtab_type, shstrtab_empty, shstrtab_unterminated
+                     .shstrtab's sh_offset at the end of the file, e_shstrndx = e_shnum,
+                     .shstrtab SHT_PROGBITS (6.4+ refuse; 6.1 loads), its sh_size 0, one byte
+                     short (no NUL at its end)
+  shname_noalloc     .comment's (not SHF_ALLOC) sh_name past .shstrtab (6.4+ refuse; 6.1 loads)
+  this_module_noalloc, this_module_missing, this_module_twice
+                     .gnu.linkonce.this_module not SHF_ALLOC, renamed gnu.linkonce.this_module,
+                     or .comment renamed .gnu.linkonce.this_module (6.4+ refuse; 6.1 loads)
+  symtab_none        .symtab made SHT_PROGBITS: "module has no symbols (stripped?)"
+  strtab_type, strtab_empty, strtab_unterminated, symbol_name_range
+                     the symbol string table SHT_PROGBITS (6.4+), its sh_size 0, one byte short,
+                     a symbol's st_name = its size (the last three: 7.x)
+  ext_crcs_only, ext_names_short
+                     an SHF_ALLOC section renamed __version_ext_crcs alone; two renamed
+                     __version_ext_crcs and __version_ext_names with fewer names than CRCs
+                     (6.14+: elf_validity_cache_index_versions)
   out_of_tree        the intree=Y entry of .modinfo overwritten with NULs: "loading out-of-tree
                      module taints kernel." (once per boot), loads. Only with --only.
   staging            one alias= entry of .modinfo replaced by staging=Y: "module is from the

@@ -22,6 +22,10 @@ struct KabiCheckOptions {
   bool sig_enforce = false;
   bool lockdown = false;
   std::string kernel_cmdline;  // as /proc/cmdline would read: module_blacklist=, nomodeset, <module>.<param>=
+  // What `agent check` reads live, told: module names /proc/modules lists (loaded when the set
+  // is inserted), kernel.modules_disabled = 1.
+  std::vector<std::string> loaded;
+  bool modules_disabled = false;
   bool json = false;
   bool verbose = false;
   bool quiet = false;  // text: the summary line only (errors still go to `err`)

@@ -263,14 +263,22 @@ Result<ModuleInfo> parse_module(std::string_view file, const std::string& path, 
   if (elf_getshdrstrndx(elf.get(), &shstrndx) != 0)
     return unreadable(std::string("no section name table: ") + elf_errmsg(-1));
 
+  // Section names as the kernel reads them: from the name table's bytes, whatever its type (6.1
+  // does not check it; libelf's elf_strptr() wants SHT_STRTAB).
+  std::string_view secstrings;
+  if (GElf_Shdr str; shstrndx != 0 && gelf_getshdr(elf_getscn(elf.get(), shstrndx), &str) && str.sh_type != SHT_NOBITS &&
+                     str.sh_offset <= image.size() && str.sh_size <= image.size() - str.sh_offset)
+    secstrings = image.substr(str.sh_offset, str.sh_size);
   std::vector<Section> sections;
   std::unordered_map<std::string, std::vector<size_t>> by_name;  // indexes in file order
   for (Elf_Scn* scn = nullptr; (scn = elf_nextscn(elf.get(), scn)) != nullptr;) {
     Section s;
     if (!gelf_getshdr(scn, &s.hdr)) return unreadable(std::string("bad section header: ") + elf_errmsg(-1));
     // A name outside the table: the validity checks judge it (6.1 only for SHF_ALLOC sections).
-    const char* n = elf_strptr(elf.get(), shstrndx, s.hdr.sh_name);
-    s.name = n ? n : "";
+    if (s.hdr.sh_name < secstrings.size()) {
+      const std::string_view n = secstrings.substr(s.hdr.sh_name);
+      s.name = std::string(n.substr(0, n.find('\0')));
+    }
     if (s.hdr.sh_type != SHT_NOBITS && s.hdr.sh_size > 0) {
       if (s.hdr.sh_offset > image.size() || s.hdr.sh_size > image.size() - s.hdr.sh_offset)
         return unreadable("section " + s.name + " extends past the end of the file (truncated?)");

@@ -85,6 +85,19 @@ has_line "unsigned: the taint warning shown without -v" \
   "$work/unsigned.txt"
 same "unsigned: the summary counts it" "$(tail -n 1 "$work/unsigned.txt")" "1/1 loadable on $kver, 1 warning"
 
+# 4b. What `agent check` reads live, told: a module of that name in /proc/modules (--loaded; the
+# kernel's name check: EEXIST), kernel.modules_disabled=1 (may_init_module: EPERM). Another
+# name loaded changes nothing (the module above loads).
+"$agent" "${sargs[@]}" -q --loaded crc8,kabi-other "$fixtures/basic.ko" >"$work/other-loaded.txt"
+same "--loaded another name: exit 0" "$?" 0
+"$agent" "${sargs[@]}" --loaded crc8,kabi-basic "$fixtures/basic.ko" >"$work/loaded.txt"
+same "--loaded kabi-basic: exit 1" "$?" 1
+has_line "--loaded: the name check's refusal" "  already_loaded: module kabi_basic is already loaded" "$work/loaded.txt"
+same "--loaded: EEXIST" "$(tail -n 1 "$work/loaded.txt")" "1/1 refused (EEXIST) on $kver, 1 warning"
+"$agent" "${sargs[@]}" -q --modules-disabled "$fixtures/basic.ko" >"$work/disabled.txt"
+same "--modules-disabled: exit 1" "$?" 1
+same "--modules-disabled: EPERM" "$(cat "$work/disabled.txt")" "1/1 refused (EPERM) on $kver, 1 warning"
+
 # 5. Signed by a key that is not the kernel's own: not verified without the kernel's image. The
 # hint names --kernel-image only when the image is there beside the tree.
 openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -quiet -out "$work/other.key"

@@ -18,7 +18,10 @@
 # Kernel-only cases (facts the offline check cannot know, e.g. a module already live) compare
 # the kernel with a recorded errno. A case may run without some in-tree modules: the VM does
 # not load them, the agent gets a copy of the target's tree without their files (depmod run
-# again), as on a node where the package that ships them is not installed.
+# again), as on a node where the package that ships them is not installed. A case may run with
+# the target's in-tree modules of some names loaded first by the VM (preload=): the agent gets
+# them as --loaded, as `agent check` reads them from /proc/modules; or as the last of its boot
+# with kernel.modules_disabled=1 (the agent gets --modules-disabled).
 #
 # Usage: agreement.sh [--kernel-only] [AGENT]
 #   AGENT          the agent binary (default $AGENT, else build/agent/agent of this repository)
@@ -125,6 +128,8 @@ cases="$work/cases"   # lines: TARGET CASE PATH [PATH...] (more than one path: a
 expect="$work/expect" # kernel-only cases, lines: TARGET CASE ERRNO[,ERRNO...] (one per module)
 without="$work/without" # cases without some in-tree modules, lines: TARGET CASE NAME[,NAME...]
 params="$work/params" # cases with module parameters, lines: TARGET CASE MODULE WORD...
+fields="$work/fields" # cases with harness fields, lines: TARGET CASE FIELD (see add_field)
+: >"$fields"
 : >"$cases"
 : >"$params"
 : >"$expect"
@@ -146,6 +151,18 @@ params_of() { # TARGET CASE -> its parameter words, or nothing
 }
 params_cmdline() { # TARGET CASE -> its parameters as MODULE.WORD words, or nothing
   awk -v t="$1" -v c="$2" '$1 == t && $2 == c { for (i = 4; i <= NF; i++) printf "%s%s.%s", (i > 4 ? " " : ""), $3, $i }' "$params"
+}
+# TARGET CASE FIELD PATH...: FIELD on the case's manifest lines, and in its key. preload=NAME[,NAME...]:
+# the VM loads the target's in-tree NAME first, the agent gets --loaded NAME; modules_disabled:
+# the VM sets kernel.modules_disabled=1 before it (last of its boot), the agent gets
+# --modules-disabled
+add_field() {
+  [[ $3 == preload=?* || $3 == modules_disabled ]] || die "unknown field $3 of $1/$2"
+  echo "$1 $2 $3" >>"$fields"
+  add "$1" "$2" "${@:4}"
+}
+fields_of() { # TARGET CASE -> its fields, space separated
+  awk -v t="$1" -v c="$2" '$1 == t && $2 == c { printf "%s ", $3 }' "$fields"
 }
 add_kernel_only() { # TARGET CASE ERRNOS PATH...
   echo "$1 $2 $3" >>"$expect"
@@ -353,6 +370,31 @@ reloc_cases=reloc_type,reloc_nonzero,reloc_rel,reloc_overflow
 rule_cases "$K61" "$K61" i915 i915- --only "$reloc_cases"
 rule_cases "$K612" "$K612" xe xe- --only "$reloc_cases"
 rule_cases "$K7" "$K7" xe xe- --only "$reloc_cases"
+# The rest of rows C4, C7, C9-C11, one field of the file each: the section name table out of
+# the file, its index, type (6.4+), empty, unterminated, a non-SHF_ALLOC section's name index
+# (6.4+; 6.1 checks SHF_ALLOC ones only); .gnu.linkonce.this_module not SHF_ALLOC, missing, or a
+# second one without SHF_ALLOC (6.4+; 6.1 finds the SHF_ALLOC one and loads); no SHT_SYMTAB; the
+# symbol string table not SHT_STRTAB (6.4+); an SHF_ALLOC section named __version_ext_crcs
+# without __version_ext_names (refused from 6.14 whatever MODVERSIONS says: the check has no
+# #ifdef; older kernels ignore both). 7.2 only (older kernels read past the table, not asked):
+# the symbol string table empty or unterminated, a symbol name out of it, fewer extended version
+# names than CRCs.
+elf_variants=shstrtab_range,shstrndx_range,shstrtab_type,shstrtab_empty,shstrtab_unterminated
+elf_variants+=,shname_noalloc,this_module_noalloc,this_module_missing,this_module_twice,symtab_none
+elf_variants+=,strtab_type,ext_crcs_only
+rule_cases "$K61" "$K61" i915 i915- --only "$elf_variants"
+rule_cases "$K612" "$K612" xe xe- --only "$elf_variants"
+rule_cases "$K7" "$K7" xe xe- \
+  --only "$elf_variants,strtab_empty,strtab_unterminated,symbol_name_range,ext_names_short"
+# A module of the same name already live (D5): the VM loads the target's in-tree crc8 first
+# (preload=), then the same file again: EEXIST (add_unformed_module; 6.4+ already in
+# early_mod_check); the agent is told crc8 is loaded (--loaded, what `agent check` reads from
+# /proc/modules). kernel.modules_disabled=1 (A1): the same file, last of the boot, EPERM from
+# may_init_module before anything else.
+for abi in "$K61" "$K612" "$K7"; do
+  add_field "$abi" "crc8-own-preloaded" preload=crc8 "$(mod "$abi" crc8)"
+  add_field "$abi" "crc8-own-modules_disabled" modules_disabled "$(mod "$abi" crc8)"
+done
 # Taints (warnings, the module loads; the kernel's lines are compared with the agent's warnings
 # below): no intree=Y, staging=Y, test=Y; exports without __kcrctab on a MODVERSIONS kernel.
 rule_cases "$K61" "$K61" i915 i915- --only out_of_tree,staging,test_module
@@ -397,11 +439,14 @@ rule_cases "$K7" "$K7" xe xe- --only this_module_size
 # one directory per harness: worktrees with different harnesses do not overwrite each other's
 # answers in a shared cache
 results="$CACHE/e2e-results/harness-${harness:0:16}"
-python3 - "$cases" "$work" "$without" "$params" <<'PY'
+python3 - "$cases" "$work" "$without" "$params" "$fields" <<'PY'
 import hashlib, os, sys
-cases, work, without_file, params_file = sys.argv[1:5]
+cases, work, without_file, params_file, fields_file = sys.argv[1:6]
 without = {tuple(l.split()[:2]): l.split()[2] for l in open(without_file)}
 params = {tuple(l.split()[:2]): " ".join(l.split()[3:]) for l in open(params_file)}
+fields = {}
+for l in open(fields_file):
+    fields.setdefault(tuple(l.split()[:2]), []).append(l.split()[2])
 
 def sha(path, memo={}):
     if path not in memo:
@@ -419,6 +464,8 @@ for line in open(cases):
     suffix = " without=" + without[target, case] if (target, case) in without else ""
     if (target, case) in params:
         suffix += " params=" + params[target, case]
+    for field in sorted(fields.get((target, case), [])):
+        suffix += " " + field
     with open(os.path.join(work, "keys." + target), "a") as out:
         for n, (p, s) in enumerate(zip(paths, shas), 1):
             if len(paths) == 1 and not suffix:
@@ -449,7 +496,8 @@ for target in "${targets[@]}"; do
       read -ra pwords <<<"$(params_of "$target" "$case")"
       pfields=""
       for w in "${pwords[@]}"; do pfields+="param=$w "; done
-      for p in "${paths[@]}"; do echo "$case ${names:+without=$names }$pfields$p" >>"$manifest"; done
+      ffields=$(fields_of "$target" "$case")
+      for p in "${paths[@]}"; do echo "$case ${names:+without=$names }$pfields$ffields$p" >>"$manifest"; done
     fi
   done <"$cases"
   [[ -s $manifest ]] || continue
@@ -536,6 +584,12 @@ predict() { # TARGET CASE PATHS: the agent's answer into agent.TARGET.CASE.{json
   pwords=$(params_cmdline "$target" "$case")
   [[ -n $pwords ]] && cmdline+="${cmdline:+ }$pwords"
   [[ -n $cmdline ]] && args+=(--kernel-cmdline "$cmdline")
+  for field in $(fields_of "$target" "$case"); do
+    case $field in
+      preload=*) args+=(--loaded "${field#preload=}") ;;
+      modules_disabled) args+=(--modules-disabled) ;;
+    esac
+  done
   read -ra paths <<<"$rest"
   "$AGENT" "${args[@]}" "${paths[@]}" >"$out.json" 2>"$out.err" || rc=$?
   echo "$rc" >"$out.rc"

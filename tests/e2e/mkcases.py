@@ -108,6 +108,22 @@ each only with --only; the output may no longer parse as a module (written as it
   strtab_link        .symtab's sh_link -> 0: "Invalid ELF sh_link!=SHN_UNDEF(0) ..."
   strtab_lead        .strtab's leading NUL -> 'X': 7.x "symbol string table missing leading
                      NUL"; older kernels do not look
+  shstrtab_range, shstrndx_range, shstrtab_type, shstrtab_empty, shstrtab_unterminated
+                     .shstrtab's sh_offset at the end of the file, e_shstrndx = e_shnum,
+                     .shstrtab SHT_PROGBITS (6.4+ refuse; 6.1 loads), its sh_size 0, one byte
+                     short (no NUL at its end)
+  shname_noalloc     .comment's (not SHF_ALLOC) sh_name past .shstrtab (6.4+ refuse; 6.1 loads)
+  this_module_noalloc, this_module_missing, this_module_twice
+                     .gnu.linkonce.this_module not SHF_ALLOC, renamed gnu.linkonce.this_module,
+                     or .comment renamed .gnu.linkonce.this_module (6.4+ refuse; 6.1 loads)
+  symtab_none        .symtab made SHT_PROGBITS: "module has no symbols (stripped?)"
+  strtab_type, strtab_empty, strtab_unterminated, symbol_name_range
+                     the symbol string table SHT_PROGBITS (6.4+), its sh_size 0, one byte short,
+                     a symbol's st_name = its size (the last three: 7.x)
+  ext_crcs_only, ext_names_short
+                     an SHF_ALLOC section renamed __version_ext_crcs alone; two renamed
+                     __version_ext_crcs and __version_ext_names with fewer names than CRCs
+                     (6.14+: elf_validity_cache_index_versions)
   out_of_tree        the intree=Y entry of .modinfo overwritten with NULs: "loading out-of-tree
                      module taints kernel." (once per boot), loads. Only with --only.
   staging            one alias= entry of .modinfo replaced by staging=Y: "module is from the
@@ -984,6 +1000,200 @@ def case_reloc_overflow(data, _signed, _symvers):
     raise CaseError("no R_X86_64_32S of a defined symbol")
 
 
+# --- the ELF variants of issue 16's rows C4, C7, C9-C11 (one field of the file each) ---
+
+SHT_PROGBITS = 1
+SHT_STRTAB = 3
+SHDR_TYPE, SHDR_FLAGS, SHDR_OFFSET, SHDR_SIZE = 4, 8, 24, 32  # Elf64_Shdr field offsets
+
+
+def set_shdr(data, s, field, value):
+    struct.pack_into("<I" if field == SHDR_TYPE else "<Q", data, s["hdr"] + field, value)
+
+
+def case_shstrtab_range(data, _signed, _symvers):
+    elf = Elf(data)
+    s = elf.sections[elf.shstrndx]
+    set_shdr(data, s, SHDR_OFFSET, len(data))
+    return data, "section %d (.shstrtab) sh_offset -> %d (the end of the file)" % (s["index"], len(data))
+
+
+def case_shstrndx_range(data, _signed, _symvers):
+    elf = Elf(data)
+    struct.pack_into("<H", data, 0x3E, elf.shnum)
+    return data, "e_shstrndx %d -> %d (e_shnum)" % (elf.shstrndx, elf.shnum)
+
+
+def case_shstrtab_type(data, _signed, _symvers):
+    elf = Elf(data)
+    s = elf.sections[elf.shstrndx]
+    set_shdr(data, s, SHDR_TYPE, SHT_PROGBITS)
+    return data, "section %d (.shstrtab) sh_type SHT_STRTAB -> SHT_PROGBITS" % s["index"]
+
+
+def case_shstrtab_empty(data, _signed, _symvers):
+    elf = Elf(data)
+    s = elf.sections[elf.shstrndx]
+    set_shdr(data, s, SHDR_SIZE, 0)
+    return data, "section %d (.shstrtab) sh_size %d -> 0" % (s["index"], s["size"])
+
+
+def shortened_by_one(data, s, what):
+    """sh_size - 1 of a string table that ends "x\0": its last byte is then not NUL."""
+    end = s["offset"] + s["size"]
+    if s["size"] < 2 or data[end - 1] != 0 or data[end - 2] == 0:
+        raise CaseError("%s does not end with one NUL after a name" % what)
+    set_shdr(data, s, SHDR_SIZE, s["size"] - 1)
+    return data, "section %d (%s) sh_size %d -> %d (no NUL at its end)" % (
+        s["index"], what, s["size"], s["size"] - 1)
+
+
+def case_shstrtab_unterminated(data, _signed, _symvers):
+    elf = Elf(data)
+    return shortened_by_one(data, elf.sections[elf.shstrndx], ".shstrtab")
+
+
+def case_shname_noalloc(data, _signed, _symvers):
+    elf = Elf(data)
+    s = elf.section(".comment")
+    if s["flags"] & SHF_ALLOC:
+        raise CaseError(".comment is SHF_ALLOC")
+    past = elf.sections[elf.shstrndx]["size"] + 16
+    struct.pack_into("<I", data, s["hdr"], past)
+    return data, "section %d (.comment, not SHF_ALLOC) sh_name -> %d (past .shstrtab)" % (s["index"], past)
+
+
+def case_this_module_noalloc(data, _signed, _symvers):
+    s = Elf(data).section(".gnu.linkonce.this_module")
+    set_shdr(data, s, SHDR_FLAGS, s["flags"] & ~SHF_ALLOC)
+    return data, "SHF_ALLOC cleared on .gnu.linkonce.this_module"
+
+
+def case_this_module_missing(data, _signed, _symvers):
+    s = Elf(data).section(".gnu.linkonce.this_module")
+    struct.pack_into("<I", data, s["hdr"], s["name_off"] + 1)
+    return data, "section %d renamed gnu.linkonce.this_module: no .gnu.linkonce.this_module" % s["index"]
+
+
+def case_this_module_twice(data, _signed, _symvers):
+    elf = Elf(data)
+    s = elf.section(".comment")
+    if s["flags"] & SHF_ALLOC:
+        raise CaseError(".comment is SHF_ALLOC")
+    struct.pack_into("<I", data, s["hdr"], elf.section(".gnu.linkonce.this_module")["name_off"])
+    return data, "section %d (.comment, not SHF_ALLOC) renamed .gnu.linkonce.this_module" % s["index"]
+
+
+def case_symtab_none(data, _signed, _symvers):
+    elf = Elf(data)
+    symtabs = [s for s in elf.sections if s["type"] == SHT_SYMTAB]
+    if len(symtabs) != 1:
+        raise CaseError("%d symbol tables" % len(symtabs))
+    set_shdr(data, symtabs[0], SHDR_TYPE, SHT_PROGBITS)
+    return data, "section %d (.symtab) sh_type SHT_SYMTAB -> SHT_PROGBITS: no symbol table" % symtabs[0]["index"]
+
+
+def symbol_strtab(elf):
+    return elf.sections[next(s for s in elf.sections if s["type"] == SHT_SYMTAB)["link"]]
+
+
+def case_strtab_type(data, _signed, _symvers):
+    s = symbol_strtab(Elf(data))
+    set_shdr(data, s, SHDR_TYPE, SHT_PROGBITS)
+    return data, "section %d (the symbol string table) sh_type SHT_STRTAB -> SHT_PROGBITS" % s["index"]
+
+
+def case_strtab_empty(data, _signed, _symvers):
+    s = symbol_strtab(Elf(data))
+    set_shdr(data, s, SHDR_SIZE, 0)
+    return data, "section %d (the symbol string table) sh_size %d -> 0" % (s["index"], s["size"])
+
+
+def case_strtab_unterminated(data, _signed, _symvers):
+    return shortened_by_one(data, symbol_strtab(Elf(data)), "the symbol string table")
+
+
+def case_symbol_name_range(data, _signed, _symvers):
+    elf = Elf(data)
+    syms, strtab = elf.symbols()
+    off, _st_name, _shndx, name = syms[0]
+    struct.pack_into("<I", data, off, strtab["size"])
+    return data, "symbol %s st_name -> %d (the string table's size)" % (name, strtab["size"])
+
+
+def rename_alloc_section(data, elf, s, new):
+    """s (SHF_ALLOC) renamed NEW by writing NEW over its name string in .shstrtab (NUL padded):
+    the string must be long enough and no other section's name may start inside it (a name
+    that ends in it, as .rela<name> does, gets NEW as its tail: no SHF_ALLOC section has one)."""
+    if not s["flags"] & SHF_ALLOC:
+        raise CaseError("%s is not SHF_ALLOC" % s["name"])
+    if len(s["name"]) < len(new):
+        raise CaseError("%s is shorter than %s" % (s["name"], new))
+    start, end = s["name_off"], s["name_off"] + len(s["name"])
+    for o in elf.sections:
+        if o is not s and o["type"] and start <= o["name_off"] < end:
+            raise CaseError("%s shares its name string with section %d" % (s["name"], o["index"]))
+        if o is not s and o["flags"] & SHF_ALLOC and o["name_off"] < start <= o["name_off"] + len(o["name"]):
+            raise CaseError("%s ends in the name of SHF_ALLOC section %d" % (s["name"], o["index"]))
+    off = elf.sections[elf.shstrndx]["offset"] + start
+    data[off:off + len(s["name"])] = new.encode("latin-1").ljust(len(s["name"]), b"\0")
+    return s["name"]
+
+
+KEEP_NAMES = {".modinfo", ".gnu.linkonce.this_module", "__versions", ".symtab", ".strtab", ".shstrtab"}
+
+
+def renamable(elf, new):
+    """SHF_ALLOC sections whose name string can become NEW (rename_alloc_section's conditions)."""
+    out = []
+    for s in elf.sections:
+        if s["name"] in KEEP_NAMES or not s["flags"] & SHF_ALLOC or len(s["name"]) < len(new):
+            continue
+        try:
+            rename_alloc_section(bytearray(elf.data), elf, s, new)
+        except CaseError:
+            continue
+        out.append(s)
+    return out
+
+
+def ext_name_count(data, s, most):
+    """elf_validity_cache_index_versions(): how many names (strnlen + 1 steps) section s holds,
+    counted up to MOST."""
+    pos, end, n = s["offset"], s["offset"] + s["size"], 0
+    while n < most:
+        nul = data.find(b"\0", pos, end)
+        if nul < 0:
+            break
+        pos, n = nul + 1, n + 1
+    return n
+
+
+def case_ext_crcs_only(data, _signed, _symvers):
+    elf = Elf(data)
+    cands = renamable(elf, "__version_ext_crcs")
+    if not cands:
+        raise CaseError("no SHF_ALLOC section to rename __version_ext_crcs")
+    s = min(cands, key=lambda c: (c["size"], c["index"]))
+    old = rename_alloc_section(data, elf, s, "__version_ext_crcs")
+    return data, "section %d (%s, SHF_ALLOC) renamed __version_ext_crcs; no __version_ext_names" % (s["index"], old)
+
+
+def case_ext_names_short(data, _signed, _symvers):
+    elf = Elf(data)
+    for names in renamable(elf, "__version_ext_names"):
+        for crcs in sorted(renamable(elf, "__version_ext_crcs"), key=lambda c: -c["size"]):
+            count = crcs["size"] // 4
+            if crcs is names or ext_name_count(data, names, count) >= count:
+                continue
+            old_crcs = rename_alloc_section(data, elf, crcs, "__version_ext_crcs")
+            old_names = rename_alloc_section(data, elf, names, "__version_ext_names")
+            return data, ("section %d (%s) renamed __version_ext_crcs (%d CRCs), section %d (%s) "
+                          "__version_ext_names (%d names)" % (crcs["index"], old_crcs, count, names["index"],
+                                                             old_names, ext_name_count(data, names, count)))
+    raise CaseError("no two SHF_ALLOC sections to rename with fewer names than CRCs")
+
+
 # --- taints (warnings; the module loads) ---
 
 def case_out_of_tree(data, _signed, _symvers):
@@ -1088,6 +1298,13 @@ OPT_IN = {"export_crc", "this_module_size", "sig_malformed", "sig_unsupported", 
           "shname_range", "modinfo_twice", "modinfo_noalloc", "this_module_nobits", "write_exec",
           "common_symbol", "shndx_range", "strtab_link", "strtab_lead", "out_of_tree", "staging",
           "test_module", "exports_nocrc", "reloc_type", "reloc_nonzero", "reloc_rel", "reloc_overflow"}
+# the ELF variants of rows C4, C7, C9-C11
+ELF_VARIANTS = ["shstrtab_range", "shstrndx_range", "shstrtab_type", "shstrtab_empty",
+                "shstrtab_unterminated", "shname_noalloc", "this_module_noalloc", "this_module_missing",
+                "this_module_twice", "symtab_none", "strtab_type", "strtab_empty", "strtab_unterminated",
+                "symbol_name_range", "ext_crcs_only", "ext_names_short"]
+CASES += [(n, globals()["case_" + n]) for n in ELF_VARIANTS]
+OPT_IN |= set(ELF_VARIANTS)
 
 
 def modname(path):

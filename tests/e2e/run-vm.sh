@@ -13,7 +13,13 @@
 #               keeps those in-tree modules out of the case's dependencies, as on a node whose
 #               module tree lacks them. Middle fields "param=WORD" of a single-module case
 #               are its parameters, joined by spaces: init_module's third argument (as modprobe
-#               passes a module's options)
+#               passes a module's options). A middle field "preload=NAME[,NAME...]": the
+#               target's in-tree modules NAME (with their in-tree dependencies) are loaded
+#               before the case's first module and unloaded after the case, as on a node where
+#               they are live. A middle field "modules_disabled": the case runs after every
+#               other case of the boot, with kernel.modules_disabled set to 1 right before its
+#               first module (irreversible: nothing is loaded or unloaded after it); its result
+#               counts only if the VM read the 1 back ("E2E MODULES_DISABLED CASE 1")
 #   RESULTS     written here (default: stdout): "CASE ERRNO" a line, "CASE/N ERRNO" for the
 #               N-th module (1-based) of a group; RESULTS.dmesg gets the kernel's messages per
 #               case ("CASE<TAB>line", CASE/N for groups), LOG (default RESULTS.log) the whole
@@ -76,15 +82,16 @@ vm_base_root "$root"
 # own names and the case's without= names), POST:
 # those to unload after it (the case's names in reverse, on its last module); "-" for none.
 # Output lines: UNIT NAME SOURCE FILE DEP,DEP,... PRE POST PARAMS (its param= words joined by
-# 0x1f, "-" for none)
+# 0x1f, "-" for none) DISABLE (1: set kernel.modules_disabled before it, else "-"); a case's
+# preload= modules come first in its first module's DEP list
 nmods=0
-while read -r unit mod src file deps pre post params; do
+while read -r unit mod src file deps pre post params disable; do
   case $src in
     *.xz) xz -dc "$src" >"$root/cases/$file" ;;
     *) cp "$src" "$root/cases/$file" ;;
   esac
   [[ $params == - ]] || printf '%s' "${params//$'\x1f'/ }" >"$root/cases/$file.params"
-  echo "$unit $mod $file $deps $pre $post" >>"$root/cases.list"
+  echo "$unit $mod $file $deps $pre $post $disable" >>"$root/cases.list"
   nmods=$((nmods + 1))
 done < <(python3 - "$manifest" "$kdir/modules" "$HERE/mkcases.py" <<'PY'
 import importlib.util, os, re, sys
@@ -112,7 +119,8 @@ def ordered(mod, out, seen):
             out.append(d)
     return out
 
-cases = []  # [(case, [(name, path)], without, params)]: a group is consecutive lines of one case
+cases = []  # [(case, [(name, path)], without, params, preload, disable)]: a group is
+# consecutive lines of one case
 with open(manifest) as f:
     for line in f:
         fields = line.split()
@@ -122,6 +130,12 @@ with open(manifest) as f:
         without = {n.replace("-", "_") for f in fields[1:-1] if f.startswith("without=")
                    for n in f[len("without="):].split(",") if n}
         params = [f[len("param="):] for f in fields[1:-1] if f.startswith("param=")]
+        preload = [n.replace("-", "_") for f in fields[1:-1] if f.startswith("preload=")
+                   for n in f[len("preload="):].split(",") if n]
+        disable = "modules_disabled" in fields[1:-1]
+        for n in preload:
+            if n not in by_name:
+                sys.exit("run-vm: %s: preload=%s: no such in-tree module" % (case, n))
         if not re.fullmatch(r"[A-Za-z0-9_.+-]+", case):
             sys.exit("run-vm: bad case name %r" % case)
         if not os.path.isfile(path):
@@ -135,13 +149,22 @@ with open(manifest) as f:
                 sys.exit("run-vm: %s: param= only for a case of one module" % case)
             cases[-1][1].append((name, path))
             cases[-1][2].update(without)
+            cases[-1][4].extend(n for n in preload if n not in cases[-1][4])
+            cases[-1][5][0] = cases[-1][5][0] or disable
         elif any(c == case for c, *_ in cases):
             sys.exit("run-vm: duplicate case %r (the lines of a group must be consecutive)" % case)
         else:
-            cases.append((case, [(name, path)], without, params))
+            cases.append((case, [(name, path)], without, params, preload, [disable]))
 
-for case, mods, without, params in cases:
+# modules_disabled cannot be undone: such a case runs last
+cases.sort(key=lambda c: c[5][0])
+for case, mods, without, params, preload, (disable,) in cases:
     own = list(dict.fromkeys(n for n, _ in mods))
+    loaded_first = []
+    for n in preload:
+        for d in ordered(by_name[n], [], set()) + [by_name[n]]:
+            if d not in loaded_first:
+                loaded_first.append(d)
     for i, (name, path) in enumerate(mods):
         unit = case if len(mods) == 1 else "%s/%d" % (case, i + 1)
         intree = by_name.get(name)
@@ -151,9 +174,12 @@ for case, mods, without, params in cases:
         # without, live from an earlier case (a user of them was that case's, so is gone)
         first = (own if len(mods) > 1 else []) + sorted(without)
         pre = ",".join(first) if i == 0 and first else "-"
-        post = ",".join(reversed(own)) if i == len(mods) - 1 else "-"
+        post = ",".join(list(reversed(own)) + [n for n in preload if n not in own]) \
+            if i == len(mods) - 1 else "-"
+        if i == 0:
+            chain = loaded_first + [d for d in chain if d not in loaded_first]
         print(unit, name, path, unit.replace("/", ".") + ".ko", ",".join(chain) or "-", pre, post,
-              "\x1f".join(params) or "-")
+              "\x1f".join(params) or "-", "1" if disable and i == 0 else "-")
 PY
 )
 [[ $nmods -gt 0 ]] || die "no cases in $manifest"
@@ -183,6 +209,7 @@ echo "E2E SIG_ENFORCE $(cat /sys/module/module/parameters/sig_enforce 2>/dev/nul
 dmesg -c >/dev/null
 show_dmesg() { dmesg -c | while IFS= read -r l; do echo "DMESG $1 $l"; done; }
 unload() { # unload UNIT NAME,NAME,...: each one that is live, retried while it is busy
+  [ "$(cat /proc/sys/kernel/modules_disabled)" = 0 ] || return 0
   for n in $(echo "$2" | tr ',' ' '); do
     [ "$n" = - ] && continue
     grep -q "^$n " /proc/modules || continue
@@ -197,7 +224,7 @@ unload() { # unload UNIT NAME,NAME,...: each one that is live, retried while it 
   dmesg -c >/dev/null
 }
 warned=0
-while read -r unit mod file deps pre post; do
+while read -r unit mod file deps pre post disable; do
   [ $warned = 1 ] || unload "$unit" "$pre"
   for dep in $(echo "$deps" | tr ',' ' '); do
     [ "$dep" = - ] && continue
@@ -209,6 +236,10 @@ while read -r unit mod file deps pre post; do
     [ "$r" = errno=0 ] || [ "$r" = errno=17 ] || show_dmesg "$unit"
   done
   dmesg -c >/dev/null
+  if [ "$disable" = 1 ]; then
+    echo 1 >/proc/sys/kernel/modules_disabled
+    echo "E2E MODULES_DISABLED $unit $(cat /proc/sys/kernel/modules_disabled)"
+  fi
   if [ -f "/cases/$file.params" ]; then
     p=$(cat "/cases/$file.params")
     echo "PARAMS $unit $p"
@@ -245,8 +276,13 @@ python3 - "$serial.txt" "$root/cases.list" "${results:-/dev/stdout}" <<'PY'
 import re, sys
 serial, cases_list, results = sys.argv[1:4]
 units = [l.split()[0] for l in open(cases_list) if l.strip()]
-errno, dmesg, stuck, kept = {}, {}, {}, []
+disabled = {l.split()[0] for l in open(cases_list) if l.split()[6:7] == ["1"]}
+errno, dmesg, stuck, kept, took = {}, {}, {}, [], set()
 for line in open(serial, errors="replace"):
+    m = re.search(r"E2E MODULES_DISABLED (\S+) 1\s*$", line)
+    if m:
+        took.add(m.group(1))
+        continue
     m = re.search(r"RESULT (\S+) errno=(\d+)", line)
     if m:
         errno[m.group(1)] = int(m.group(2))
@@ -262,6 +298,9 @@ for line in open(serial, errors="replace"):
     m = re.search(r"REMOVE (\S+) (\S+) errno=(\d+)", line)
     if m and int(m.group(3)):
         stuck[m.group(1), m.group(2)] = int(m.group(3))
+for u in sorted(disabled - took):  # the kernel did not take modules_disabled: no answer
+    errno.pop(u, None)
+    print("run-vm: %s: kernel.modules_disabled did not read 1" % u, file=sys.stderr)
 missing = [u for u in units if u not in errno]
 with open(results, "w") as out:
     for u in units:

@@ -31,14 +31,16 @@ vm_pack() {
 
 # vm_boot TAG KDIR CPIO SERIAL TIMEOUT APPEND [QEMU ARG...]: boots KDIR/vmlinuz once, serial
 # console to SERIAL and, carriage returns stripped, SERIAL.txt; returns qemu's exit status
-# (124 on timeout). The memory fits the initramfs: it is unpacked into RAM while the archive is
-# still there (1 GiB, or twice the archive and 512 MiB). no_timer_check: under TCG on a busy
+# (124 on timeout). The memory fits the initramfs: it is unpacked into the rootfs tmpfs while
+# the archive is still there, and that tmpfs may hold half the RAM the archive leaves (1 GiB, or
+# three times the archive and 512 MiB; twice failed with "Initramfs unpacking failed: write
+# error" at a 650 MiB archive). no_timer_check: under TCG on a busy
 # host the timer check can miss its interrupts and panic ("IO-APIC + timer doesn't work").
 vm_boot() {
   local tag=$1 kdir=$2 cpio=$3 serial=$4 timeout_s=$5 append=$6
   shift 6
   local start=$SECONDS rc=0 mem
-  mem=$(( $(stat -c %s "$cpio") / 1048576 * 2 + 512 ))
+  mem=$(( $(stat -c %s "$cpio") / 1048576 * 3 + 512 ))
   ((mem >= 1024)) || mem=1024
   timeout --kill-after=10 "$timeout_s" "$QEMU" -accel tcg -cpu max -m "$mem" -nographic -no-reboot \
     "$@" -kernel "$kdir/vmlinuz" -initrd "$cpio" \

@@ -281,6 +281,25 @@ TEST_CASE("elf validity: the module reader keeps what the kernel refuses as no m
   CHECK(nobits->vermagic == "6.1.0-56-amd64 SMP preempt mod_unload modversions ");
 }
 
+TEST_CASE("elf validity: the reader takes section names from the name table's bytes, whatever its type", "[elf][module]") {
+  // 6.1 does not check the name table's type and loads such a module: its .modinfo must be read.
+  std::string b = basic();
+  const Sh shstrtab = sections(b).at(get<uint16_t>(b, 0x3e));
+  REQUIRE(shstrtab.type == 3);
+  auto before = parse_module(b, "kabi_basic.ko");
+  REQUIRE(before);
+  REQUIRE(before->vermagic == "6.1.0-56-amd64 SMP preempt mod_unload modversions ");
+  put<uint32_t>(b, shstrtab.at + 4, 1);  // SHT_PROGBITS
+  auto m = parse_module(b, "progbits.ko");
+  REQUIRE(m);
+  CHECK_FALSE(m->elf_refusal[0]);
+  CHECK(m->elf_refusal[1]);
+  CHECK(m->name == before->name);
+  CHECK(m->vermagic == before->vermagic);
+  CHECK(m->license == before->license);
+  CHECK(m->undefined.size() == before->undefined.size());
+}
+
 TEST_CASE("elf validity: write+exec sections and bad symbols are read (E1, H1, H2)", "[elf][module]") {
   auto good = parse_module(basic(), "basic.ko");
   REQUIRE(good);

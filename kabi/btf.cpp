@@ -1,6 +1,7 @@
 #include "kabi/btf.h"
 
 #include <algorithm>
+#include <cctype>
 #include <cerrno>
 #include <cstring>
 #include <optional>
@@ -53,6 +54,33 @@ uint64_t extra_size(uint32_t kind, uint32_t vlen) {
 
 bool is_modifier(uint32_t kind) {
   return kind == kTypedef || kind == kVolatile || kind == kConst || kind == kRestrict || kind == kTypeTag;
+}
+
+constexpr size_t kKsymNameLen = 512;  // KSYM_NAME_LEN: the longest name btf.c accepts, minus 1
+
+// btf_str_by_offset(): a valid offset's string (the base's below its length).
+std::string_view str_at(const BaseBtf* base, std::string_view own, uint32_t off) {
+  const uint32_t start = base ? base->str_len : 0;
+  const std::string_view all = off < start ? std::string_view(base->strings) : own;
+  const size_t at = off < start ? off : off - start;
+  const size_t end = all.find('\0', at);
+  return all.substr(at, end == std::string_view::npos ? std::string_view::npos : end - at);
+}
+
+// btf_name_valid_identifier(): [A-Za-z_.][A-Za-z0-9_.]*, shorter than KSYM_NAME_LEN.
+bool valid_identifier(std::string_view n) {
+  auto ok = [](char c, bool first) {
+    const auto u = static_cast<unsigned char>(c);
+    return (first ? std::isalpha(u) : std::isalnum(u)) || c == '_' || c == '.';
+  };
+  if (n.empty() || n.size() >= kKsymNameLen || !ok(n[0], true)) return false;
+  return std::all_of(n.begin() + 1, n.end(), [&](char c) { return ok(c, false); });
+}
+
+// btf_name_valid_section(): printable, not empty, shorter than KSYM_NAME_LEN.
+bool valid_section(std::string_view n) {
+  return !n.empty() && n.size() < kKsymNameLen &&
+         std::all_of(n.begin(), n.end(), [](char c) { return std::isprint(static_cast<unsigned char>(c)); });
 }
 
 struct Failure {
@@ -135,12 +163,49 @@ std::optional<Failure> parse(std::string_view data, const BaseBtf* base, const F
     const uint64_t extra = extra_size(kind, f.vlen(info));
     if (left - kTypeSize < extra)
       return Failure{EINVAL, at_id + "meta_left:" + std::to_string(left - kTypeSize) + " meta_needed:" + std::to_string(extra)};
+    // The names each kind's check_meta requires (the same in 6.1, 6.12 and 7.2).
+    const uint32_t vlen = f.vlen(info);
+    auto name = [&](uint32_t off) { return str_at(base, strings, off); };
+    auto offset_ok = [&](uint32_t off) { return off <= kMaxNameOffset && (off < start_str || off - start_str < str_len); };
+    bool named_ok = true;
+    switch (kind) {
+      case kPtr: case kVolatile: case kConst: case kRestrict: case kArray: case kFuncProto:
+        named_ok = name_off == 0;
+        break;
+      case kTypedef: case kFwd: case kFunc: case kVar:
+        named_ok = name_off != 0 && valid_identifier(name(name_off));
+        break;
+      case kTypeTag: case kDeclTag:
+        named_ok = !name(name_off).empty();
+        break;
+      case kDatasec:
+        named_ok = name_off != 0 && valid_section(name(name_off));
+        break;
+      case kStruct: case kUnion: case kEnum: case kEnum64:
+        named_ok = name_off == 0 || valid_identifier(name(name_off));
+        break;
+      default:
+        break;
+    }
+    if (!named_ok) return Failure{EINVAL, at_id + "Invalid name"};
+    if (kind == kStruct || kind == kUnion || kind == kEnum || kind == kEnum64) {
+      const size_t stride = kind == kEnum ? 8 : 12;
+      for (uint32_t i = 0; i < vlen; ++i) {
+        const uint32_t off = le32(types, at + kTypeSize + i * stride);
+        const bool member = kind == kStruct || kind == kUnion;
+        if (!offset_ok(off))
+          return Failure{EINVAL, at_id + (member ? "Invalid member name_offset:" : "Invalid name_offset:") + std::to_string(off)};
+        if (member ? off != 0 && !valid_identifier(name(off)) : off == 0 || !valid_identifier(name(off)))
+          return Failure{EINVAL, at_id + "Invalid name"};
+      }
+    }
     out.info.push_back(info);
     out.size_type.push_back(le32(types, at + 8));
     at += kTypeSize + extra;
   }
   out.nr_types = static_cast<uint32_t>(out.info.size());
   out.str_len = str_len;
+  out.strings = std::string(strings);
 
   // 6.x btf_check_type_tags(), 7.x btf_check_modifier_chain_length(): every modifier chain of
   // these types ends in a type that exists within 32 steps (6.x: type tags first).

@@ -22,6 +22,7 @@ struct BaseBtf {
   uint32_t str_len = 0;   // the string section's length: the first string offset of a module
   // Per type id (0: void): the btf_type info word and its size/type word.
   std::vector<uint32_t> info, size_type;
+  std::string strings;  // its string section (names of a module's types may point into it)
   std::string source;  // where it was read from
 };
 
@@ -44,10 +45,12 @@ struct ModuleBtfCheck {
 
 // Checks a module's `.BTF` (and `.BTF.base`, used on 6.11+) against `base`, for a kernel of
 // that major.minor: the header, the section layout, the string section, every type's record
-// length, kind and name offset (against the base's string length), and the modifier chains
-// (type ids against the base's and the module's counts). Not modelled: the kinds' own field
-// checks (int encodings, member offsets, identifier spelling) and, with .BTF.base, the
-// relocation onto vmlinux's types (ModuleBtfCheck::relocation says it was not checked).
+// length, kind and name offsets (against the base's string length), the names each kind must
+// have (C identifiers, section names; in the base's strings or the module's), and the modifier
+// chains (type ids against the base's and the module's counts). Not modelled: the kinds' other
+// field checks (vlen and kind_flag where unused, int encodings, member offsets, sizes) and,
+// with .BTF.base, the relocation onto vmlinux's types (ModuleBtfCheck::relocation says it was
+// not checked).
 [[nodiscard]] ModuleBtfCheck check_module_btf(std::string_view btf, std::string_view btf_base, const BaseBtf& base,
                                               int version_major, int version_minor);
 

@@ -58,13 +58,13 @@ TEST_CASE("btf: a well-formed split BTF passes on every generation") {
 
 TEST_CASE("btf: a name offset past the base's and the module's strings is EINVAL") {
   // The last valid offset: base 5 + own 5 - 1.
-  BtfBuilder ok;
+  BtfBuilder ok;  // an int: the one kind whose name btf.c does not judge
   ok.name("foo");
-  ok.type(9, kabi_test::kBtfTypedef, 0, 1);
+  ok.type(9, kabi_test::kBtfInt, 0, 4, {32});
   CHECK(check(ok.bytes()).err == 0);
   BtfBuilder bad;
   bad.name("foo");
-  bad.type(10, kabi_test::kBtfTypedef, 0, 1);
+  bad.type(10, kabi_test::kBtfInt, 0, 4, {32});
   const ModuleBtfCheck c = check(bad.bytes());
   CHECK(c.err == EINVAL);
   CHECK_THAT(c.problem, Contains("[3] Invalid name_offset:10"));
@@ -150,18 +150,18 @@ TEST_CASE("btf: a type record longer than what is left, or of no known kind, is 
 }
 
 TEST_CASE("btf: .BTF.base is the module's base from 6.11 on; 6.1 parses the module on vmlinux") {
-  // A distilled base with a long name: the module's name offset 12 is inside it.
+  // A distilled base with a long name: the module's name offset 7 is inside it ("led_n").
   BtfBuilder distilled;
   const uint32_t n = distilled.name("distilled_n");  // strings: 13 bytes
   distilled.type(n, kabi_test::kBtfInt, 0, 4, {32});
   BtfBuilder mod;
   mod.name("x");
-  mod.type(12, kabi_test::kBtfTypedef, 0, 1);  // [2] typedef <distilled's last NUL> -> [1]
+  mod.type(7, kabi_test::kBtfTypedef, 0, 1);  // [2] typedef led_n -> [1]
   const std::string base_bytes = distilled.bytes();
   const ModuleBtfCheck on612 = check(mod.bytes(), 6, 12, base_bytes);
   CHECK(on612.err == 0);
   CHECK(on612.relocation);
-  // 6.1 has no btf_relocate: offset 12 is past vmlinux's 5 + the module's 3 bytes.
+  // 6.1 has no btf_relocate: offset 7 is the module's own 2 (after vmlinux's 5): "", no name.
   const ModuleBtfCheck on61 = check(mod.bytes(), 6, 1, base_bytes);
   CHECK(on61.err == EINVAL);
   CHECK_FALSE(on61.relocation);
@@ -169,6 +169,34 @@ TEST_CASE("btf: .BTF.base is the module's base from 6.11 on; 6.1 parses the modu
   const ModuleBtfCheck broken = check(mod.bytes(), 7, 2, base_bytes.substr(0, 20));
   CHECK(broken.err == EINVAL);
   CHECK_THAT(broken.problem, Contains(".BTF.base: "));
+}
+
+TEST_CASE("btf: names each kind must have, in the base's strings or the module's") {
+  // The base's "x32_SIZE" at 1: offset 2 is "32_SIZE", no C identifier (what a module built on
+  // another build's vmlinux meets: its offsets land inside other strings).
+  BtfBuilder b;
+  const uint32_t x = b.name("x32_SIZE");
+  b.type(0, kabi_test::kBtfInt, 0, 4, {32});
+  auto on = parse_base_btf(b.bytes(), "names-base");
+  REQUIRE(on);
+  auto with_member = [&](uint32_t member_name) {
+    BtfBuilder m;
+    m.type(0, kabi_test::kBtfStruct, 1, 4, {member_name, 1, 0});
+    return check_module_btf(m.bytes(), {}, *on, 6, 12);
+  };
+  CHECK(with_member(x).err == 0);      // x32_SIZE
+  CHECK(with_member(0).err == 0);      // anonymous member
+  const ModuleBtfCheck digit = with_member(x + 1);
+  CHECK(digit.err == EINVAL);
+  CHECK(digit.problem == "[2] Invalid name");
+  CHECK(with_member(100).problem == "[2] Invalid member name_offset:100");
+  // A typedef needs a name; a const must have none.
+  BtfBuilder t;
+  t.type(0, kabi_test::kBtfTypedef, 0, 1);
+  CHECK(check_module_btf(t.bytes(), {}, *on, 7, 2).problem == "[2] Invalid name");
+  BtfBuilder c;
+  c.type(x, kabi_test::kBtfConst, 0, 1);
+  CHECK(check_module_btf(c.bytes(), {}, *on, 7, 2).problem == "[2] Invalid name");
 }
 
 TEST_CASE("btf: the base from a vmlinux ELF's .BTF, and what is no base") {

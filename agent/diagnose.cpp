@@ -8,6 +8,7 @@
 
 #include "agent/hints.h"
 #include "agent/node_model.h"
+#include "kabi/btf.h"
 #include "kabi/file_io.h"
 #include "kabi/kernel_keys.h"
 #include "probes/keyrings.h"
@@ -324,6 +325,9 @@ Result<Diagnosis> diagnose(const DiagnoseOptions& o) {
   read_live_exports(*root, r);
   k.certificates_known = certs_known;
   k.kernel_image = kernel_image;
+  // The running kernel's BTF, the base of the bundle's split .BTF (btf_module_notify).
+  if (auto btf = kabi::read_kernel_btf(root->fs(), "/sys/kernel/btf/vmlinux")) k.btf = std::move(*btf);
+  else k.btf_unread = btf.error().what();
   // .blacklist: hashes a well-signed module must not have (Debian 6.x). Not visible (a user
   // namespace) or not readable is a problem to report, never an empty list.
   const probes::Keyring blacklist = probes::probe_keyring(probes::kBlacklistKeyring);

@@ -4,6 +4,7 @@
 #include <ostream>
 
 #include "agent/terminal.h"
+#include "kabi/btf.h"
 #include "kabi/kernel_keys.h"
 #include "kabi/kernel_source.h"
 #include "kabi/load_context.h"
@@ -80,6 +81,34 @@ int run_kabi_check(const KabiCheckOptions& o, std::ostream& out, std::ostream& e
       }
       kernel->certificates_known = true;
       kernel->kernel_image = image->string();
+    }
+  }
+  // The base of the modules' split .BTF: --kernel-btf, else the vmlinux Debian's linux-headers
+  // ship (6.12+), reached by the tree's build link. Read only when a module has .BTF.
+  if (std::any_of(set.begin(), set.end(), [](const kabi::ModuleInfo& m) { return !m.btf.empty(); })) {
+    auto live = kabi::RootFs::open("/");
+    if (!live) {
+      err << "agent: " << printable(live.error().what()) << '\n';
+      return kExitInputError;
+    }
+    // A relative build link stays in the tree's root; an absolute one names the target's path.
+    const std::filesystem::path build = o.kernel_modules / "build", headers = build / "vmlinux";
+    auto link = live->read_link(build.string());
+    const bool inside = link && !link->empty() && link->front() != '/';
+    if (!o.kernel_btf.empty()) {
+      auto btf = kabi::read_kernel_btf(*live, o.kernel_btf.string());
+      if (!btf) {
+        err << "agent: " << printable(btf.error().what()) << '\n';
+        return kExitInputError;
+      }
+      kernel->btf = std::move(*btf);
+    } else if (inside && live->is_regular_file(headers.string())) {
+      auto btf = kabi::read_kernel_btf(*live, headers.string());
+      if (btf) kernel->btf = std::move(*btf);
+      else kernel->btf_unread = btf.error().what();
+    } else {
+      kernel->btf_unread = "no --kernel-btf, and no " + headers.string() + " (linux-headers' vmlinux" +
+                           (link && !inside ? ", the build link is absolute: " + *link : std::string()) + ")";
     }
   }
   const kabi::Evaluation ev = kabi::evaluate(set, *kernel);

@@ -16,6 +16,7 @@ struct KabiCheckOptions {
   std::filesystem::path symvers;
   std::filesystem::path kernel_modules;  // /lib/modules/<kver> of the target kernel
   std::filesystem::path kernel_image;    // vmlinuz, for its trusted certificates; optional
+  std::filesystem::path kernel_btf;      // the kernel's BTF (vmlinux .BTF); optional, else <kernel_modules>/build/vmlinux
   std::vector<std::filesystem::path> modules;
   std::filesystem::path stablelist;      // kABI stablelist: coverage of the modules' imports; optional
   kabi::MissingVersionPolicy policy = kabi::MissingVersionPolicy::Strict;

@@ -230,6 +230,10 @@ int run(int argc, char** argv) {
       ->required();
   kcheck->add_option("--kernel-image", ko.kernel_image, "The target kernel image (vmlinuz), for its trusted certificates")
       ->check(CLI::ExistingFile);
+  kcheck->add_option("--kernel-btf", ko.kernel_btf,
+                     "The target kernel's BTF (a vmlinux with .BTF, or /sys/kernel/btf/vmlinux's bytes); default: "
+                     "the linux-headers vmlinux at <kernel-modules>/build/vmlinux")
+      ->check(CLI::ExistingFile);
   kcheck->add_option("--policy", policy, "Missing __versions entry: strict (refuse, Debian) or upstream (warn)")
       ->check(CLI::IsMember({"strict", "upstream"}));
   kcheck->add_flag("--sig-enforce", ko.sig_enforce, "Predict as if module.sig_enforce=1");

@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "kabi/btf.h"
 #include "kabi/module.h"
 #include "kabi/result.h"
 #include "kabi/root_fs.h"
@@ -92,6 +93,11 @@ struct KernelModel {
   // The key id the kernel's own modules are signed with: a key it certainly trusts.
   std::string build_key_id;
   std::string kernel_image;  // where they were read from
+  // The running kernel's BTF, the base of every module's split .BTF (live:
+  // /sys/kernel/btf/vmlinux; offline: the vmlinux Debian's linux-headers ship, --kernel-btf);
+  // none: not known, and btf_unread says why.
+  std::optional<BaseBtf> btf;
+  std::string btf_unread;
   // The node's part of a load (live: /proc/cmdline, modprobe.d, /proc/sys, the agent's own
   // capabilities; offline: --kernel-cmdline): module_blacklist= names, nomodeset, the
   // parameters each module gets (by module name), whether inserting is possible at all, and

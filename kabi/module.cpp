@@ -315,6 +315,10 @@ Result<ModuleInfo> parse_module(std::string_view file, const std::string& path, 
     m.has_modinfo = m.modinfo_alloc = false;
   }
 
+  // btf_module_notify() parses these when the module comes (kabi/btf.h).
+  if (auto it = by_name.find(".BTF"); it != by_name.end()) m.btf = sections[it->second.front()].data;
+  if (auto it = by_name.find(".BTF.base"); it != by_name.end()) m.btf_base = sections[it->second.front()].data;
+
   if (const Section* tm = find(".gnu.linkonce.this_module")) {
     m.this_module_size = tm->hdr.sh_size;
     const size_t name_off = is64 ? 24 : 12;  // offsetof(struct module, name)

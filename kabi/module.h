@@ -134,6 +134,9 @@ struct ModuleInfo {
   // .note.gnu.build-id, hex; the kernel shows the same note of a loaded module in
   // /sys/module/<name>/notes/.note.gnu.build-id, which identifies exactly this build.
   std::string build_id;
+  // .BTF and .BTF.base (the distilled base of an out-of-tree build, pahole >= 1.28): the first
+  // section of each name, as any_section_objs() takes them; empty if absent.
+  std::string btf, btf_base;
   Signature signature;
   std::string sha256;  // of the file as stored (compressed or not)
 

@@ -1,5 +1,6 @@
 #include "kabi/rules.h"
 
+#include "kabi/btf.h"
 #include "kabi/elf_validity.h"
 #include "kabi/load_context.h"
 
@@ -600,6 +601,39 @@ Evaluation evaluate(const std::vector<ModuleInfo>& set, const KernelModel& kerne
       duplicate = true;
     }
     if (duplicate) settle(ENOEXEC);
+
+    // prepare_coming_module() -> btf_module_notify() (after complete_formation, before
+    // parse_args): the module's .BTF parsed as split BTF on the running kernel's. Debian 7.2
+    // (MODULE_ALLOW_BTF_MISMATCH off) refuses with the parse's errno; 6.1 and 6.12 warn.
+    if (!m.btf.empty()) {
+      const bool refuses = kernel.version_major >= 7;
+      if (!kernel.btf) {
+        v.reasons.push_back(warning(reason::kModuleBtfUnchecked,
+                                    m.name + ": the running kernel's BTF is not known (" + kernel.btf_unread + "): " +
+                                        (refuses ? "this kernel refuses a module whose .BTF does not parse on it (\"failed to "
+                                                   "validate module [" + m.name + "] BTF\"); not checked"
+                                                 : "whether this kernel warns that its .BTF does not parse on it is not "
+                                                   "known (it loads either way)")));
+      } else {
+        const ModuleBtfCheck c = check_module_btf(m.btf, m.btf_base, *kernel.btf, kernel.version_major, kernel.version_minor);
+        const std::string why = " (" + c.problem + ", on " + kernel.btf->source + ")";
+        const std::string failed = "failed to validate module [" + m.name + "] BTF: -" + std::to_string(c.err);
+        if (c.err && refuses) {
+          v.reasons.push_back(make(reason::kModuleBtfInvalid, c.err, failed + why));
+          settle(c.err);
+        } else if (c.err) {
+          const bool once = kernel.version_major > 6 || kernel.version_minor >= 12;  // 6.12's pr_warn_once
+          v.reasons.push_back(warning(reason::kModuleBtfMismatch,
+                                      (once ? std::string("Kernel module BTF mismatch detected, BTF debug info may be unavailable "
+                                                          "for some modules")
+                                            : failed) + why));
+        } else if (c.relocation && refuses) {
+          v.reasons.push_back(warning(reason::kModuleBtfUnchecked,
+                                      m.name + ": .BTF.base (a distilled base) is relocated onto the running kernel's types "
+                                               "(btf_relocate), which the agent does not model: a refusal there is not ruled out"));
+        }
+      }
+    }
     std::string unread;
     if (!m.exports.empty())
       for (const auto& l : kernel.live_exports_unknown)

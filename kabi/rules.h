@@ -61,6 +61,9 @@ inline constexpr const char* kMissingDependency = "missing_dependency";
 inline constexpr const char* kDependencyRefused = "dependency_refused";
 inline constexpr const char* kDuplicateExport = "duplicate_export";
 inline constexpr const char* kBuiltinModule = "builtin_module";
+// btf_module_notify() (kabi/btf.h; docs/kernel-load-checks.md K2): .BTF that does not parse on
+// the running kernel's BTF. 7.x refuses with the parse's errno; 6.x warns (a warning).
+inline constexpr const char* kModuleBtfInvalid = "module_btf_invalid";
 // Warnings: recorded, never fatal.
 inline constexpr const char* kNoVersionsTable = "no_versions_table";         // tainted "forced"
 inline constexpr const char* kNoVermagic = "no_vermagic";                   // tainted "forced"
@@ -76,6 +79,8 @@ inline constexpr const char* kBuiltinSameName = "builtin_same_name";       // no
 inline constexpr const char* kBuiltinsUnknown = "builtins_unknown";         // modules.builtin unread
 inline constexpr const char* kLiveExportsUnread = "live_exports_unread";    // duplicates not ruled out
 inline constexpr const char* kModinfoIgnored = "modinfo_ignored";  // 6.1: .modinfo without SHF_ALLOC
+inline constexpr const char* kModuleBtfMismatch = "module_btf_mismatch";    // 6.x: K2's warning
+inline constexpr const char* kModuleBtfUnchecked = "module_btf_unchecked";  // base BTF unknown
 // The node's part of a load and the taints (kabi/load_context.h; docs/kernel-load-checks.md A1,
 // D1, F, L, M, N1). Refusals:
 inline constexpr const char* kModulesDisabled = "modules_disabled";        // EPERM

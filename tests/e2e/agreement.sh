@@ -400,6 +400,11 @@ done
 rule_cases "$K61" "$K61" i915 i915- --only out_of_tree,staging,test_module
 rule_cases "$K612" "$K612" xe xe- --only out_of_tree,staging,test_module
 rule_cases "$K7" "$K7" xe xe- --only out_of_tree,staging,test_module
+# K2: .BTF that does not parse on the running kernel's BTF (btf_module_notify): 7.2 refuses
+# (EINVAL), 6.1 and 6.12 load with a warning (its line compared with the agent's below).
+rule_cases "$K61" "$K61" i915 i915- --only btf_name_range,btf_type_range
+rule_cases "$K612" "$K612" xe xe- --only btf_name_range,btf_type_range
+rule_cases "$K7" "$K7" xe xe- --only btf_name_range,btf_type_range
 # The exporter without CRCs shipped with the kernel's own i915: the kernel then has no CRC to
 # compare i915's __versions with, and accepts (check_version).
 for k in "$K61" "$K612"; do
@@ -643,11 +648,17 @@ TAINTS = [  # (kind, substring of the kernel's line, agent codes, every time)
                                                 "unsupported_signature_accepted"}, False),
     ("retpoline", "not compiled with retpoline", {"no_retpoline"}, False),
     ("unknown_param", "unknown parameter '", {"unknown_parameter"}, True),
+    # K2: 6.12 (once per boot), 6.1 (every time; 7.2 prints it with its refusal)
+    ("btf", "Kernel module BTF mismatch detected", {"module_btf_mismatch", "module_btf_unchecked"}, False),
+    ("btf", "failed to validate module [", {"module_btf_mismatch", "module_btf_unchecked", "module_btf_invalid"},
+     False),
 ]
 
 
 def taint_problems(kerrno, kmsgs, reasons):
     codes = {r.get("code") for r in reasons if not r.get("fatal", True)}
+    # the kernel's BTF line comes with 7.2's refusal too
+    codes |= {r.get("code") for r in reasons if r.get("code") == "module_btf_invalid"}
     out = []
     for kind, line, want, every in TAINTS:
         printed = any(line in m for m in kmsgs)

@@ -134,6 +134,11 @@ each only with --only; the output may no longer parse as a module (written as it
                      "kcrctab_gpl"): a module that exports, without CRCs for them on a
                      MODVERSIONS kernel: "no versions for exported symbols: kernel tainted."
                      (forced load, once per boot). Only with --only.
+  btf_name_range     the first type of .BTF named at string offset 0xffffff, past the kernel's
+                     and the module's strings: btf_module_notify() cannot parse it (EINVAL):
+                     7.2 refuses, 6.x load with a warning. Only with --only.
+  btf_type_range     the first modifier type (typedef, const, ...) of .BTF refers to type id
+                     0xfffff, past the last: the same. Only with --only.
 
 A case that does not apply to the module is skipped with a "not applicable" line on stderr
 and does not count as a failure: the cases that edit __versions (crc, signed_crc,
@@ -1236,6 +1241,53 @@ def case_exports_nocrc(data, _signed, _symvers):
         ", ".join(s["name"] for s in crcs), ", ".join(s["name"][2:] for s in crcs))
 
 
+# --- module BTF (btf_module_notify: 7.2 refuses, 6.x warn; docs/kernel-load-checks.md K2) ---
+
+BTF_MODIFIERS = (8, 9, 10, 11, 18)  # typedef, volatile, const, restrict, type_tag
+
+
+def btf_types(data):
+    """(file offset, kind) of each type record of the module's .BTF (24-byte header)."""
+    elf = Elf(data)
+    if not elf.has_section(".BTF"):
+        raise NotApplicable("no .BTF section (a kernel without CONFIG_DEBUG_INFO_BTF_MODULES)")
+    base = elf.section(".BTF")["offset"]
+    magic, _version, _flags, hdr_len, type_off, type_len = struct.unpack_from("<HBBIII", data, base)
+    if magic != 0xEB9F:
+        raise CaseError(".BTF does not start with the BTF magic")
+    at = base + hdr_len + type_off
+    end = at + type_len
+    out = []
+    while at < end:
+        info = struct.unpack_from("<I", data, at + 4)[0]
+        kind, vlen = (info >> 24) & 0x1F, info & 0xFFFF
+        extra = {1: 4, 3: 12, 14: 4, 17: 4}.get(kind, 0)
+        if kind in (4, 5, 15, 19):
+            extra = 12 * vlen
+        elif kind in (6, 13):
+            extra = 8 * vlen
+        out.append((at, kind))
+        at += 12 + extra
+    if not out:
+        raise CaseError(".BTF has no types")
+    return out
+
+
+def case_btf_name_range(data, _signed, _symvers):
+    at, _kind = btf_types(data)[0]
+    struct.pack_into("<I", data, at, 0xFFFFFF)
+    return data, ".BTF: the first type's name_off -> 0xffffff, past the kernel's and the module's strings"
+
+
+def case_btf_type_range(data, _signed, _symvers):
+    found = [(at, kind) for at, kind in btf_types(data) if kind in BTF_MODIFIERS]
+    if not found:
+        raise CaseError(".BTF has no modifier type")
+    at, kind = found[0]
+    struct.pack_into("<I", data, at + 8, 0xFFFFF)
+    return data, ".BTF: the first modifier's (kind %d) type id -> 0xfffff, past the last type" % kind
+
+
 CASES = [
     ("stripped", case_stripped),
     ("crc", case_crc),
@@ -1289,6 +1341,8 @@ CASES = [
     ("reloc_nonzero", case_reloc_nonzero),
     ("reloc_rel", case_reloc_rel),
     ("reloc_overflow", case_reloc_overflow),
+    ("btf_name_range", case_btf_name_range),
+    ("btf_type_range", case_btf_type_range),
 ]
 # made only when --only names them
 OPT_IN = {"export_crc", "this_module_size", "sig_malformed", "sig_unsupported", "sig_oversized",
@@ -1297,7 +1351,8 @@ OPT_IN = {"export_crc", "this_module_size", "sig_malformed", "sig_unsupported", 
           "undef_last_enoent", "undef_last_einval", "elf_magic", "elf_dyn", "truncated", "section0",
           "shname_range", "modinfo_twice", "modinfo_noalloc", "this_module_nobits", "write_exec",
           "common_symbol", "shndx_range", "strtab_link", "strtab_lead", "out_of_tree", "staging",
-          "test_module", "exports_nocrc", "reloc_type", "reloc_nonzero", "reloc_rel", "reloc_overflow"}
+          "test_module", "exports_nocrc", "reloc_type", "reloc_nonzero", "reloc_rel", "reloc_overflow",
+          "btf_name_range", "btf_type_range"}
 # the ELF variants of rows C4, C7, C9-C11
 ELF_VARIANTS = ["shstrtab_range", "shstrndx_range", "shstrtab_type", "shstrtab_empty",
                 "shstrtab_unterminated", "shname_noalloc", "this_module_noalloc", "this_module_missing",

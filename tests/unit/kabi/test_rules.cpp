@@ -6,6 +6,8 @@
 
 #include "catch2_compat.h"
 
+#include "btf_builder.h"
+#include "kabi/btf.h"
 #include "kabi/signature.h"
 #include "test_util.h"
 
@@ -1332,4 +1334,70 @@ TEST_CASE("rules: SHN_COMMON and out-of-range st_shndx -> ENOEXEC, last failing 
   REQUIRE_REFUSED(v, ENOENT);  // before it: the unknown symbol's errno stands
   CHECK(find_reason(v, reason::kSymbolSectionIndex)->message ==
         "i915: Symbol helper has an invalid section index 44 (max 39)");
+}
+
+TEST_CASE("rules: .BTF that does not parse on the kernel's BTF: 7.2 refuses, 6.x warn (K2)", "[rules][btf]") {
+  // Base: [1] int, strings "\0int\0"; the module's [2] typedef names offset 5 + own 2 = 7.
+  kabi_test::BtfBuilder base;
+  base.type(base.name("int"), kabi_test::kBtfInt, 0, 4, {32});
+  kabi_test::BtfBuilder good;
+  good.name("t");
+  good.type(6, kabi_test::kBtfTypedef, 0, 1);
+  kabi_test::BtfBuilder bad;
+  bad.name("t");
+  bad.type(8, kabi_test::kBtfTypedef, 0, 1);  // past the base's 5 and its own 3 bytes
+  auto parsed = parse_base_btf(base.bytes(), "test:vmlinux");
+  REQUIRE(parsed);
+  auto kernel_at = [&](int major, int minor) {
+    KernelModel k = kernel61();
+    k.version_major = major;
+    k.version_minor = minor;
+    k.btf = *parsed;
+    return k;
+  };
+  ModuleInfo m = module("btfmod");
+  m.btf = good.bytes();
+  for (auto [major, minor] : {std::pair{6, 1}, std::pair{6, 12}, std::pair{7, 2}}) {
+    const ModuleVerdict v = one(m, kernel_at(major, minor));
+    INFO(major << "." << minor << ": " << codes(v));
+    REQUIRE_LOADABLE(v);
+    CHECK_FALSE(find_reason(v, reason::kModuleBtfInvalid));
+    CHECK_FALSE(find_reason(v, reason::kModuleBtfMismatch));
+  }
+  m.btf = bad.bytes();
+  const ModuleVerdict v72 = one(m, kernel_at(7, 2));
+  CHECK(v72.verdict == Verdict::Refused);
+  CHECK(v72.err == EINVAL);
+  REQUIRE(find_reason(v72, reason::kModuleBtfInvalid));
+  CHECK_THAT(find_reason(v72, reason::kModuleBtfInvalid)->message,
+             Contains("failed to validate module [btfmod] BTF: -22 ([2] Invalid name_offset:8"));
+  const ModuleVerdict v612 = one(m, kernel_at(6, 12));
+  REQUIRE_LOADABLE(v612);
+  REQUIRE(find_reason(v612, reason::kModuleBtfMismatch));
+  CHECK_FALSE(find_reason(v612, reason::kModuleBtfMismatch)->fatal);
+  CHECK_THAT(find_reason(v612, reason::kModuleBtfMismatch)->message, Contains("Kernel module BTF mismatch detected"));
+  const ModuleVerdict v61 = one(m, kernel_at(6, 1));
+  REQUIRE_LOADABLE(v61);
+  REQUIRE(find_reason(v61, reason::kModuleBtfMismatch));
+  CHECK_THAT(find_reason(v61, reason::kModuleBtfMismatch)->message, Contains("failed to validate module [btfmod] BTF: -22"));
+
+  // The kernel's BTF unknown: 7.2 could refuse, 6.x could warn: a warning says it was not checked.
+  KernelModel unknown = kernel_at(7, 2);
+  unknown.btf.reset();
+  unknown.btf_unread = "no --kernel-btf";
+  const ModuleVerdict u72 = one(m, unknown);
+  REQUIRE_LOADABLE(u72);
+  REQUIRE(find_reason(u72, reason::kModuleBtfUnchecked));
+  CHECK_THAT(find_reason(u72, reason::kModuleBtfUnchecked)->message, Contains("no --kernel-btf"));
+  unknown.version_major = 6;
+  unknown.version_minor = 12;
+  const ModuleVerdict u612 = one(m, unknown);
+  REQUIRE_LOADABLE(u612);
+  REQUIRE(find_reason(u612, reason::kModuleBtfUnchecked));
+  CHECK_THAT(find_reason(u612, reason::kModuleBtfUnchecked)->message, Contains("loads either way"));
+  // No .BTF: nothing to parse (btf_data_size == 0).
+  m.btf.clear();
+  const ModuleVerdict none = one(m, kernel_at(7, 2));
+  for (const char* code : {reason::kModuleBtfInvalid, reason::kModuleBtfMismatch, reason::kModuleBtfUnchecked})
+    CHECK_FALSE(find_reason(none, code));
 }

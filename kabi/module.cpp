@@ -440,7 +440,7 @@ Result<ModuleInfo> parse_module(std::string_view file, const std::string& path, 
       if (kflagstab && ksymtab_entry && in.name == "__ksymtab" && def.value / ksymtab_entry < kflagstab->data.size())
         e.flags = static_cast<uint8_t>(kflagstab->data[def.value / ksymtab_entry]);
     }
-    e.gpl_only = m.has_kflagstab ? (e.flags.value_or(0) & kKsymFlagGplOnly) != 0 : e.in_ksymtab_gpl;
+    e.gpl_only = m.has_kflagstab ? e.flags >= 0 && (e.flags & kKsymFlagGplOnly) != 0 : e.in_ksymtab_gpl;
     if (auto c = kcrctab.find(name); c != kcrctab.end()) {
       if (c->second.shndx == SHN_ABS) {  // before 5.19: the CRC is the symbol's value
         e.crc = static_cast<uint32_t>(c->second.value);

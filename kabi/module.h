@@ -61,7 +61,7 @@ struct ExportedSymbol {
   bool gpl_only = false;
   std::string ns;
   bool in_ksymtab_gpl = false;   // __ksymtab_gpl: 6.x exports it GPL-only, 7.x ignores it
-  std::optional<uint8_t> flags;  // its __kflagstab byte (by __ksymtab index); bit 0 GPL-only
+  int16_t flags = -1;  // its __kflagstab byte (by __ksymtab index), -1 none; bit 0 GPL-only
 };
 inline constexpr uint8_t kKsymFlagGplOnly = 0x01;  // KSYM_FLAG_GPL_ONLY (7.x)
 

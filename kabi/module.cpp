@@ -432,6 +432,19 @@ Result<ModuleInfo> parse_module(std::string_view file, const std::string& path, 
   for (const auto& sec : sections) {
     if (sec.name == "__kcrctab") m.has_kcrctab = true;
     if (sec.name == "__kcrctab_gpl") m.has_kcrctab_gpl = true;
+    if (sec.hdr.sh_flags & SHF_ALLOC) {
+      if (sec.name == "__kflagstab") m.has_kflagstab = true;
+      if (sec.name == "__ksymtab_gpl") m.has_ksymtab_gpl = true;
+    }
+  }
+  // 7.x find_exported_symbol_in_section(): an export's flags byte is __kflagstab[i], i its
+  // entry's index in __ksymtab (entries of equal size: the section's size over its count).
+  const Section* kflagstab = m.has_kflagstab ? find("__kflagstab") : nullptr;
+  size_t ksymtab_entry = 0;
+  if (const Section* ks = find("__ksymtab")) {
+    size_t entries = 0;
+    for (const auto& [n, d] : ksym_order) entries += d.shndx < sections.size() && &sections[d.shndx] == ks;
+    if (entries && ks->hdr.sh_size % entries == 0) ksymtab_entry = ks->hdr.sh_size / entries;
   }
   for (const auto& [name, def] : ksym_order) {
     ExportedSymbol e;
@@ -446,7 +459,13 @@ Result<ModuleInfo> parse_module(std::string_view file, const std::string& path, 
         if (!s.empty()) e.name = std::string(s);
       }
     }
-    if (def.shndx < sections.size()) e.gpl_only = sections[def.shndx].name.rfind("__ksymtab_gpl", 0) == 0;
+    if (def.shndx < sections.size()) {
+      const Section& in = sections[def.shndx];
+      e.in_ksymtab_gpl = in.name.rfind("__ksymtab_gpl", 0) == 0;
+      if (kflagstab && ksymtab_entry && in.name == "__ksymtab" && def.value / ksymtab_entry < kflagstab->data.size())
+        e.flags = static_cast<uint8_t>(kflagstab->data[def.value / ksymtab_entry]);
+    }
+    e.gpl_only = m.has_kflagstab ? e.flags >= 0 && (e.flags & kKsymFlagGplOnly) != 0 : e.in_ksymtab_gpl;
     if (auto c = kcrctab.find(name); c != kcrctab.end()) {
       if (c->second.shndx == SHN_ABS) {  // before 5.19: the CRC is the symbol's value
         e.crc = static_cast<uint32_t>(c->second.value);

@@ -57,9 +57,14 @@ struct ElfRefusal {
 struct ExportedSymbol {
   std::string name;
   std::optional<uint32_t> crc;  // absent when the module was built without MODVERSIONS
+  // GPL-only as the kernel generation the module was built for reads it: its __kflagstab
+  // byte when the module has one (7.x), else whether it sits in __ksymtab_gpl (6.x).
   bool gpl_only = false;
   std::string ns;
+  bool in_ksymtab_gpl = false;   // __ksymtab_gpl: 6.x exports it GPL-only, 7.x ignores it
+  int16_t flags = -1;  // its __kflagstab byte (by __ksymtab index), -1 none; bit 0 GPL-only
 };
+inline constexpr uint8_t kKsymFlagGplOnly = 0x01;  // KSYM_FLAG_GPL_ONLY (7.x)
 
 struct Signature {
   // Unsupported: a trailer whose signature type is not PKCS#7 (the kernel's ENOPKG, which it
@@ -109,6 +114,9 @@ struct ModuleInfo {
   uint64_t this_module_size = 0;  // sizeof(struct module) of the kernel it was built for
   // The sections the kernel takes export CRCs from (mod->crcs, mod->gpl_crcs).
   bool has_kcrctab = false, has_kcrctab_gpl = false;
+  // 7.x's find_module_sections(): __kflagstab (GPL-only flags, required when exporting) and the
+  // obsolete __ksymtab_gpl it warns about; SHF_ALLOC sections, as section_addr() finds them.
+  bool has_kflagstab = false, has_ksymtab_gpl = false;
 
   // ELF header fields and section counts that the kernel's elf_validity_check() judges; the
   // reader records them and the rules decide (a module that names another machine is still

@@ -44,6 +44,35 @@ bool same_magic(const std::string& mod, const std::string& kernel, bool has_crcs
   return rest(mod) == rest(kernel);
 }
 
+// EXPORT_SYMBOL_FOR_MODULES' `module:<patterns>` namespaces: 6.16 (verify_module_namespace()
+// and setup_modinfo()'s refusal came with it; 6.12.118 has neither, 7.2.13 both).
+bool has_module_namespaces(int major, int minor) { return major > 6 || (major == 6 && minor >= 16); }
+
+// __kflagstab in place of __ksymtab_gpl (check_export_symbol_sections()): absent in 6.12.118,
+// present in 7.2.13; the release between is not established, so from 7.2.
+bool has_kflagstab(int major, int minor) { return major > 7 || (major == 7 && minor >= 2); }
+
+// verify_module_namespace(): `module:` then comma-separated names, each matching the module's
+// whole name or, ending in '*', its start; '-' and '_' compare equal (mod_strncmp()).
+bool module_namespace_allows(std::string_view ns, std::string_view modname) {
+  constexpr std::string_view prefix = "module:";
+  if (ns.substr(0, prefix.size()) != prefix) return false;
+  ns.remove_prefix(prefix.size());
+  auto fold = [](char c) { return c == '-' ? '_' : c; };
+  while (!ns.empty()) {
+    const size_t comma = ns.find(',');
+    std::string_view pattern = ns.substr(0, comma);
+    ns.remove_prefix(comma == std::string_view::npos ? ns.size() : comma + 1);
+    const bool glob = !pattern.empty() && pattern.back() == '*';
+    if (glob) pattern.remove_suffix(1);
+    if (pattern.size() > modname.size() || (!glob && pattern.size() != modname.size())) continue;
+    if (std::equal(pattern.begin(), pattern.end(), modname.begin(),
+                   [&](char a, char b) { return fold(a) == fold(b); }))
+      return true;
+  }
+  return false;
+}
+
 struct Provider {
   std::string owner;  // module name, "vmlinux", or a bundle module name
   bool bundle = false;
@@ -108,13 +137,26 @@ std::string errno_name(int err) {
 }
 
 Evaluation evaluate(const std::vector<ModuleInfo>& set, const KernelModel& kernel) {
+  // The exports each module has on this kernel: with __kflagstab only __ksymtab's, GPL-only by
+  // their flags, __ksymtab_gpl ignored; before, both sections, GPL-only by section. A module
+  // read from a file is judged as its own generation reads it (gpl_only); one built for the
+  // other generation is read this kernel's way.
+  const bool kflagstab = has_kflagstab(kernel.version_major, kernel.version_minor);
+  std::vector<std::vector<ExportedSymbol>> exports_seen(set.size());
+  for (size_t i = 0; i < set.size(); ++i)
+    for (const ExportedSymbol& e : set[i].exports) {
+      if (kflagstab && e.in_ksymtab_gpl) continue;
+      ExportedSymbol seen = e;
+      if (!kflagstab && set[i].has_kflagstab) seen.gpl_only = e.in_ksymtab_gpl;
+      exports_seen[i].push_back(std::move(seen));
+    }
   // Exports of the set, and which in-tree modules the set replaces.
   std::unordered_map<std::string, size_t> exporter_of;
   std::unordered_map<std::string_view, const ExportedSymbol*> export_of;
   std::set<std::string> replaced;
   for (size_t i = 0; i < set.size(); ++i) {
     replaced.insert(set[i].name);
-    for (const auto& e : set[i].exports) {
+    for (const auto& e : exports_seen[i]) {
       exporter_of.emplace(e.name, i);
       export_of.emplace(e.name, &e);
     }
@@ -162,6 +204,7 @@ Evaluation evaluate(const std::vector<ModuleInfo>& set, const KernelModel& kerne
       as_seen->firmware.clear();
     }
     const ModuleInfo& m = as_seen ? *as_seen : set[idx];
+    const std::vector<ExportedSymbol>& my_exports = exports_seen[idx];
     ModuleVerdict v;
     v.path = m.path;
     v.name = m.name;
@@ -316,8 +359,13 @@ Evaluation evaluate(const std::vector<ModuleInfo>& set, const KernelModel& kerne
       }
     }
 
-    const std::vector<VersionEntry>* versions = modversions ? m.effective_versions() : nullptr;
-    const bool has_crcs = m.effective_versions() != nullptr;
+    // check_version(): 6.14+ consult the extended tables when the module has them, and then
+    // nothing else; earlier kernels know only an SHF_ALLOC __versions.
+    const bool use_ext = elf_gen == ElfGeneration::V7_2 && m.has_ext_versions;
+    const bool basic_versions = m.has_versions && m.versions_alloc;  // same_magic()'s info->index.vers
+    const std::vector<VersionEntry>* table = use_ext ? &m.ext_versions : basic_versions ? &m.versions : nullptr;
+    const std::vector<VersionEntry>* versions = modversions ? table : nullptr;
+    const bool has_crcs = table != nullptr;
     // The first entry of a name wins, as the kernel's linear search does.
     std::unordered_map<std::string_view, const VersionEntry*> version_of;
     if (versions) {
@@ -325,6 +373,7 @@ Evaluation evaluate(const std::vector<ModuleInfo>& set, const KernelModel& kerne
       for (const auto& e : *versions) version_of.emplace(e.name, &e);
     }
     auto no_table_warned = false;
+    auto ext_missing_warned = false;
     // check_version(): returns the errno a CRC problem gives (0 = accepted).
     auto check_version = [&](const std::string& sym, const std::optional<uint32_t>& crc, int mismatch_err,
                              const char* mismatch_code = reason::kCrcMismatch) -> int {
@@ -344,6 +393,14 @@ Evaluation evaluate(const std::vector<ModuleInfo>& set, const KernelModel& kerne
         r.found_crc = e.crc;
         v.reasons.push_back(std::move(r));
         return mismatch_err;
+      }
+      if (use_ext) {
+        // An extended table without the symbol: pr_warn_once, accepted (Debian's patch does not
+        // touch this path). The kernel prints it for the first such symbol of the boot.
+        if (!ext_missing_warned)
+          v.reasons.push_back(make(reason::kNoExtSymbolVersionWarn, 0, m.name + ": no extended symbol version for " + sym, sym, false));
+        ext_missing_warned = true;
+        return 0;
       }
       if (kernel.policy == MissingVersionPolicy::Strict) {
         // module_layout's failure is check_modstruct_version()'s: ENOEXEC, like a mismatch.
@@ -365,7 +422,7 @@ Evaluation evaluate(const std::vector<ModuleInfo>& set, const KernelModel& kerne
     // try_to_force_load() accepts it with a taint (MODULE_FORCE_LOAD=y, as on Debian).
     if (!m.has_vermagic && m.vermagic.empty()) {
       v.reasons.push_back(warning(reason::kNoVermagic, m.name + ": bad vermagic: kernel tainted."));
-    } else if (!same_magic(m.vermagic, kernel.vermagic, modversions && has_crcs)) {
+    } else if (!same_magic(m.vermagic, kernel.vermagic, modversions && basic_versions)) {
       v.reasons.push_back(make(reason::kVermagic, ENOEXEC,
                                m.name + ": version magic '" + m.vermagic + "' should be '" + kernel.vermagic + "'"));
       settle(ENOEXEC);
@@ -401,10 +458,10 @@ Evaluation evaluate(const std::vector<ModuleInfo>& set, const KernelModel& kerne
     }
     if (!m.modinfo_values("test").empty()) taint(reason::kTestModule, m.name + ": loading test module taints kernel.");
     // check_module_license_and_versions() / check_export_symbol_versions(): exports without
-    // __kcrctab on a MODVERSIONS kernel are a forced load.
+    // __kcrctab on a MODVERSIONS kernel are a forced load (7.2: __ksymtab and __kcrctab only).
     if (modversions && kernel.symvers.modversions) {
-      const bool plain = std::any_of(m.exports.begin(), m.exports.end(), [](const auto& e) { return !e.gpl_only; });
-      const bool gpl = std::any_of(m.exports.begin(), m.exports.end(), [](const auto& e) { return e.gpl_only; });
+      const bool plain = std::any_of(my_exports.begin(), my_exports.end(), [&](const auto& e) { return kflagstab || !e.gpl_only; });
+      const bool gpl = !kflagstab && std::any_of(my_exports.begin(), my_exports.end(), [](const auto& e) { return e.gpl_only; });
       if ((plain && !m.has_kcrctab) || (gpl && !m.has_kcrctab_gpl))
         taint(reason::kExportsWithoutCrcs, m.name + ": no versions for exported symbols: kernel tainted.");
     }
@@ -421,6 +478,26 @@ Evaluation evaluate(const std::vector<ModuleInfo>& set, const KernelModel& kerne
     }
     if (elf_gen != ElfGeneration::V6_1) write_exec();
 
+    // 6b. 7.2 find_module_sections(): warnings for the 6.x GPL-only sections, then
+    // check_export_symbol_sections(): exports (__ksymtab) need their flags (__kflagstab).
+    if (kflagstab) {
+      if (m.has_ksymtab_gpl) v.reasons.push_back(warning(reason::kObsoleteExportSection, m.name + ": ignoring obsolete section __ksymtab_gpl"));
+      if (m.has_kcrctab_gpl) v.reasons.push_back(warning(reason::kObsoleteExportSection, m.name + ": ignoring obsolete section __kcrctab_gpl"));
+      if (!my_exports.empty() && !m.has_kflagstab) {
+        v.reasons.push_back(make(reason::kNoExportFlags, ENOEXEC, m.name + ": no flags for exported symbols"));
+        settle(ENOEXEC);
+      }
+    }
+    // 6c. setup_modinfo() (6.16+): a `module:` namespace is implicit; importing one is refused.
+    if (has_module_namespaces(kernel.version_major, kernel.version_minor))
+      for (const auto& ns : m.import_ns)
+        if (ns.rfind("module:", 0) == 0) {
+          v.reasons.push_back(make(reason::kImportModuleNamespace, EPERM,
+                                   m.name + ": module tries to import module namespace: " + ns));
+          settle(EPERM);
+          break;
+        }
+
     // 7. Symbols (simplify_symbols): every unresolved symbol is reported; the errno is the
     // last failure's, because the kernel overwrites it for each one.
     // find_symbol() offers GPL-only exports only while the module is not P-tainted: set_license()
@@ -428,6 +505,7 @@ Evaluation evaluate(const std::vector<ModuleInfo>& set, const KernelModel& kerne
     bool proprietary = !license_is_gpl_compatible(m.license);
     std::string inherited_from;  // the provider the taint came from, if not the licence
     bool using_gplonly = false;
+    const bool module_namespaces = has_module_namespaces(kernel.version_major, kernel.version_minor);
     std::set<std::string> deps;
     int symbol_err = 0;
     size_t last_failed = 0;  // symbol-table index of the failure whose errno stands
@@ -516,7 +594,8 @@ Evaluation evaluate(const std::vector<ModuleInfo>& set, const KernelModel& kerne
         fail_symbol(e, u.index);
         continue;
       }
-      if (!p->ns.empty() && std::find(m.import_ns.begin(), m.import_ns.end(), p->ns) == m.import_ns.end()) {
+      if (!p->ns.empty() && !(module_namespaces && module_namespace_allows(p->ns, m.name)) &&
+          std::find(m.import_ns.begin(), m.import_ns.end(), p->ns) == m.import_ns.end()) {
         v.reasons.push_back(make(reason::kNamespaceNotImported, EINVAL,
                                  m.name + ": module uses symbol (" + u.name + ") from namespace " + p->ns +
                                      ", but does not import it.",
@@ -589,7 +668,7 @@ Evaluation evaluate(const std::vector<ModuleInfo>& set, const KernelModel& kerne
       return {};
     };
     std::vector<const ExportedSymbol*> exports;
-    for (const auto& e : m.exports) exports.push_back(&e);
+    for (const auto& e : my_exports) exports.push_back(&e);
     if (kernel.version_major < 7)
       std::stable_partition(exports.begin(), exports.end(), [](const ExportedSymbol* e) { return !e->gpl_only; });
     bool duplicate = false;
@@ -635,7 +714,7 @@ Evaluation evaluate(const std::vector<ModuleInfo>& set, const KernelModel& kerne
       }
     }
     std::string unread;
-    if (!m.exports.empty())
+    if (!my_exports.empty())
       for (const auto& l : kernel.live_exports_unknown)
         if (!replaced.count(l)) unread += (unread.empty() ? "" : ", ") + l;
     if (!unread.empty())
@@ -735,7 +814,7 @@ Evaluation evaluate(const std::vector<ModuleInfo>& set, const KernelModel& kerne
     // A name once loaded stays live: a later refused copy does not unload it.
     if (v.verdict == Verdict::Loadable) {
       loaded_in_set.insert(m.name);
-      for (const auto& e : m.exports) exported_in_set.emplace(e.name, m.name);
+      for (const auto& e : my_exports) exported_in_set.emplace(e.name, m.name);
       in_tree_loaded.insert(all_deps.begin(), all_deps.end());
     }
     verdict_of[m.name] = loaded_in_set.count(m.name) ? Verdict::Loadable : v.verdict;

@@ -317,6 +317,21 @@ for abi in "$K61" "$K612" "$K7"; do
   add "$abi" "crc-itu-t-license+omfs-own" "$(one_case)" "$(mod "$abi" omfs)"
 done
 
+# 7.x module-load semantics (docs/kernel-load-checks.md G1, G2, H9). G1: crc8 (exports) with its
+# __kflagstab renamed away: 7.2 "no flags for exported symbols" (ENOEXEC). H9: autofs4 uses
+# __kernel_write, exported to namespace module:autofs4 (EXPORT_SYMBOL_FOR_MODULES): the kernel's
+# own autofs4 needs no import_ns (0), the same renamed autofs5 is refused like any unimported
+# namespace (EINVAL). G2: xe with two of its import_ns=PWM entries made one
+# import_ns=module:xe (PWM still imported): 7.2 refuses the import (EPERM), 6.12 takes it as an
+# ordinary namespace (0).
+make_cases "$K7" "$K7" crc8 crc8- --only no_kflagstab
+add "$K7" "crc8-no_kflagstab" "$(one_case)"
+add "$K7" "autofs4-own" "$(mod "$K7" autofs4)"
+make_cases "$K7" "$K7" autofs4 autofs4- --only renamed --name autofs5
+add "$K7" "autofs4-renamed-autofs5" "$(one_case)"
+rule_cases "$K612" "$K612" xe xe- --only import_ns_module
+rule_cases "$K7" "$K7" xe xe- --only import_ns_module
+
 # Signatures on every generation (6.1's answers alone proved these before): a module signed
 # again by `openssl cms -sign` with a test key the kernels do not know, without signed
 # attributes (as sign-file: an unknown key, a taint) and with them (pkcs7_verify: EKEYREJECTED

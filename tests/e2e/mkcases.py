@@ -139,6 +139,12 @@ each only with --only; the output may no longer parse as a module (written as it
                      7.2 refuses, 6.x load with a warning. Only with --only.
   btf_type_range     the first modifier type (typedef, const, ...) of .BTF refers to type id
                      0xfffff, past the last: the same. Only with --only.
+  no_kflagstab       sh_name of __kflagstab pointed 2 bytes further ("kflagstab"): 7.2 "no flags
+                     for exported symbols" (ENOEXEC) for a module that exports. Only with --only.
+  import_ns_module   two adjacent import_ns= entries of a namespace imported at least three times
+                     (PWM) overwritten by one "import_ns=module:<name>": every namespace stays
+                     imported; 6.16+ setup_modinfo() refuses the import (EPERM), older kernels
+                     take it as an ordinary namespace. Only with --only.
 
 A case that does not apply to the module is skipped with a "not applicable" line on stderr
 and does not count as a failure: the cases that edit __versions (crc, signed_crc,
@@ -1288,6 +1294,35 @@ def case_btf_type_range(data, _signed, _symvers):
     return data, ".BTF: the first modifier's (kind %d) type id -> 0xfffff, past the last type" % kind
 
 
+def case_no_kflagstab(data, _signed, _symvers):
+    elf = Elf(data)
+    flags = [s for s in elf.sections if s["name"] == "__kflagstab"]
+    if not flags:
+        raise NotApplicable("no __kflagstab section (built for a kernel before 7.x)")
+    if not any(s["name"] == "__ksymtab" and s["size"] for s in elf.sections):
+        raise CaseError("the module exports nothing (__ksymtab)")
+    struct.pack_into("<I", data, flags[0]["hdr"], flags[0]["name_off"] + 2)
+    return data, "section __kflagstab renamed kflagstab"
+
+
+def case_import_ns_module(data, _signed, _symvers):
+    elf = Elf(data)
+    entries = [(off, length, text) for off, length, text in elf.modinfo() if text.startswith("import_ns=")]
+    count = {}
+    for _, _, text in entries:
+        count[text] = count.get(text, 0) + 1
+    new = "import_ns=module:" + (elf.modinfo_value("name") or "x")
+    for (off, length, text), (off2, length2, text2) in zip(entries, entries[1:]):
+        gap = bytes(data[off + length:off2])
+        if text == text2 and count[text] >= 3 and gap.strip(b"\0") == b"" and \
+                len(new.encode("latin-1")) < off2 + length2 - off:
+            span = off2 + length2 - off
+            raw = new.encode("latin-1")
+            data[off:off + span] = raw + b"\0" * (span - len(raw))
+            return data, "two %s entries (of %d) -> %s" % (text, count[text], new)
+    raise CaseError("no two adjacent import_ns= entries of a namespace imported three times")
+
+
 CASES = [
     ("stripped", case_stripped),
     ("crc", case_crc),
@@ -1343,6 +1378,8 @@ CASES = [
     ("reloc_overflow", case_reloc_overflow),
     ("btf_name_range", case_btf_name_range),
     ("btf_type_range", case_btf_type_range),
+    ("no_kflagstab", case_no_kflagstab),
+    ("import_ns_module", case_import_ns_module),
 ]
 # made only when --only names them
 OPT_IN = {"export_crc", "this_module_size", "sig_malformed", "sig_unsupported", "sig_oversized",
@@ -1352,7 +1389,7 @@ OPT_IN = {"export_crc", "this_module_size", "sig_malformed", "sig_unsupported", 
           "shname_range", "modinfo_twice", "modinfo_noalloc", "this_module_nobits", "write_exec",
           "common_symbol", "shndx_range", "strtab_link", "strtab_lead", "out_of_tree", "staging",
           "test_module", "exports_nocrc", "reloc_type", "reloc_nonzero", "reloc_rel", "reloc_overflow",
-          "btf_name_range", "btf_type_range"}
+          "btf_name_range", "btf_type_range", "no_kflagstab", "import_ns_module"}
 # the ELF variants of rows C4, C7, C9-C11
 ELF_VARIANTS = ["shstrtab_range", "shstrndx_range", "shstrtab_type", "shstrtab_empty",
                 "shstrtab_unterminated", "shname_noalloc", "this_module_noalloc", "this_module_missing",

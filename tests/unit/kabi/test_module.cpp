@@ -192,6 +192,35 @@ TEST_CASE("module: __versions is honoured only when SHF_ALLOC", "[module]") {
   CHECK(m.vermagic == "6.1.0-56-amd64 SMP preempt mod_unload modversions ");
 }
 
+TEST_CASE("module: GPL-only as each generation reads it: __kflagstab (7.x), __ksymtab_gpl (6.x)", "[module]") {
+  const ModuleInfo f = load("flags.ko");
+  CHECK(f.has_kflagstab);
+  CHECK_FALSE(f.has_ksymtab_gpl);
+  REQUIRE(f.exports.size() == 2);  // flags.c: flg_plain (flags 0), flg_gpl (flags 1), both in __ksymtab
+  CHECK(f.exports[0].name == "flg_plain");
+  CHECK(f.exports[0].flags == 0);
+  CHECK_FALSE(f.exports[0].gpl_only);
+  CHECK(f.exports[1].name == "flg_gpl");
+  CHECK(f.exports[1].flags == 1);
+  CHECK(f.exports[1].gpl_only);
+  CHECK_FALSE(f.exports[1].in_ksymtab_gpl);
+
+  const ModuleInfo n = load("noflags.ko");  // the same with __kflagstab renamed away
+  CHECK_FALSE(n.has_kflagstab);
+  REQUIRE(n.exports.size() == 2);
+  CHECK(n.exports[1].flags == -1);
+  CHECK_FALSE(n.exports[1].gpl_only);
+
+  const ModuleInfo p = load("provider.ko");  // 6.x: prov_gpl in __ksymtab_gpl
+  CHECK_FALSE(p.has_kflagstab);
+  CHECK(p.has_ksymtab_gpl);
+  for (const auto& e : p.exports) {
+    CHECK(e.in_ksymtab_gpl == (e.name == "prov_gpl"));
+    CHECK(e.gpl_only == (e.name == "prov_gpl"));
+    CHECK(e.flags == -1);
+  }
+}
+
 TEST_CASE("module: extended modversions replace __versions", "[module]") {
   const ModuleInfo m = load("ext.ko");
   CHECK(m.name == "kabi_ext");

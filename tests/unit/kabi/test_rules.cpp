@@ -854,6 +854,227 @@ TEST_CASE("rules: extended modversions are checked and __versions ignored", "[ru
   CHECK(find_reason(bad, reason::kCrcMismatch)->found_crc == 0x22222222u);
 }
 
+TEST_CASE("rules: a missing extended version is a warning on 6.14+, whatever the policy (H7)", "[rules][fixtures]") {
+  KernelModel k = kernel61();
+  k.release = "6.14.0-1-amd64";
+  k.vermagic = "6.14.0-1-amd64 SMP preempt mod_unload modversions ";
+  k.version_minor = 14;
+  k.this_module_size = 1344;
+  k.symvers = read_symvers(kabi_test::source_fixture("Module.symvers")).value();
+  REQUIRE(k.policy == MissingVersionPolicy::Strict);
+  auto m = read_module(fixture("ext.ko"));
+  REQUIRE(m);
+  const std::string long_name = "kabi_a_symbol_name_much_longer_than_the_fifty_six_bytes_of_modversion_info";
+  REQUIRE(m->ext_versions.size() == 3);
+  REQUIRE(m->ext_versions[2].name == long_name);
+  REQUIRE(k.symvers.find(long_name));
+  m->ext_versions.pop_back();
+  // version.c check_version(): pr_warn_once("%s: no extended symbol version for %s"), return 1.
+  auto v = one(*m, k);
+  REQUIRE_LOADABLE(v);
+  const Reason* r = find_reason(v, reason::kNoExtSymbolVersionWarn);
+  REQUIRE(r);
+  CHECK_FALSE(r->fatal);
+  CHECK(r->message == "kabi_ext: no extended symbol version for " + long_name);
+  CHECK_FALSE(find_reason(v, reason::kNoSymbolVersion));
+}
+
+TEST_CASE("rules: kernels before 6.14 read only __versions, not the extended tables", "[rules][fixtures]") {
+  KernelModel k = kernel61();
+  k.release = "6.12.0-1-amd64";
+  k.vermagic = "6.12.0-1-amd64 SMP preempt mod_unload modversions ";
+  k.version_minor = 12;
+  k.this_module_size = 1344;
+  k.symvers = read_symvers(kabi_test::source_fixture("Module.symvers")).value();
+  auto m = read_module(fixture("ext.ko"));
+  REQUIRE(m);
+  REQUIRE(m->has_ext_versions);
+  REQUIRE(m->versions.size() == 1);  // the stale _printk 0x11111111, no module_layout
+  auto v = one(*m, k);
+  // check_modstruct_version(): module_layout not in __versions (Debian: refused, ENOEXEC), and
+  // the stale _printk CRC disagrees.
+  REQUIRE_REFUSED(v, ENOEXEC);
+  REQUIRE(find_reason(v, reason::kModuleLayout) == nullptr);
+  const Reason* layout = find_reason(v, reason::kNoSymbolVersion);
+  REQUIRE(layout);
+  CHECK(layout->symbol == "module_layout");
+  const Reason* crc = find_reason(v, reason::kCrcMismatch);
+  REQUIRE(crc);
+  CHECK(crc->symbol == "_printk");
+  CHECK(crc->found_crc == 0x11111111u);
+}
+
+TEST_CASE("rules: only a basic __versions skips the vermagic release word, extended tables do not (D3)",
+          "[rules][fixtures]") {
+  KernelModel k = kernel61();
+  k.release = "6.14.0-2-amd64";
+  k.vermagic = "6.14.0-2-amd64 SMP preempt mod_unload modversions ";  // another release
+  k.version_minor = 14;
+  k.this_module_size = 1344;
+  k.symvers = read_symvers(kabi_test::source_fixture("Module.symvers")).value();
+  auto m = read_module(fixture("ext.ko"));
+  REQUIRE(m);
+  REQUIRE(m->has_versions);
+  REQUIRE(m->versions_alloc);
+  REQUIRE_LOADABLE(one(*m, k));  // with __versions: release skipped, CRCs from the extended tables
+  m->has_versions = false;       // extended tables only: check_modinfo's same_magic(.., info->index.vers)
+  m->versions_alloc = false;
+  m->versions.clear();
+  auto v = one(*m, k);
+  REQUIRE_REFUSED(v, ENOEXEC);
+  REQUIRE(find_reason(v, reason::kVermagic));
+  CHECK_FALSE(find_reason(v, reason::kNoVersionsTable));  // the CRCs are still checked
+}
+
+// ---- 7.x: __kflagstab, module namespaces (G1, G2, H9) -----------------------------------------
+
+namespace {
+
+// Debian 7.2.13's kernel (no MODVERSIONS), with two `module:` namespaced exports as its
+// Module.symvers has them (kvm's users; kvm_fn and kvm_vendor_fn stand for real names).
+KernelModel kernel72() {
+  KernelModel k;
+  k.release = "7.2.13+deb14-amd64";
+  k.vermagic = "7.2.13+deb14-amd64 SMP preempt mod_unload ";
+  k.symvers_source = "test:Module.symvers";
+  k.symvers = parse_symvers("0x00000000\t_printk\tvmlinux\tEXPORT_SYMBOL\t\n"
+                            "0x00000000\tkvm_fn\tvmlinux\tEXPORT_SYMBOL_GPL\tmodule:kvm,kvm-amd,kvm-intel\n"
+                            "0x00000000\tkvm_vendor_fn\tvmlinux\tEXPORT_SYMBOL_GPL\tmodule:kvm_*\n",
+                            k.symvers_source)
+                  .value();
+  k.modversions = false;
+  k.version_major = 7;
+  k.version_minor = 2;
+  k.this_module_size = 1344;
+  return k;
+}
+
+ModuleInfo module72(const std::string& name, std::vector<std::string> imports) {
+  ModuleInfo m;
+  m.path = "/opt/lib/modules/7.2.13+deb14-amd64/" + name + ".ko";
+  m.name = name;
+  m.compression = "none";
+  m.vermagic = "7.2.13+deb14-amd64 SMP preempt mod_unload ";
+  m.has_vermagic = true;
+  m.license = "GPL";
+  m.modinfo = {{"intree", "Y"}, {"retpoline", "Y"}};
+  m.this_module_size = 1344;
+  for (const auto& s : imports) m.undefined.push_back({s, false});
+  return m;
+}
+
+}  // namespace
+
+TEST_CASE("rules: a `module:` namespace needs no import by the modules it names, 6.16+ (H9)", "[rules]") {
+  KernelModel k = kernel72();
+  REQUIRE(k.symvers.find("kvm_fn")->ns == "module:kvm,kvm-amd,kvm-intel");
+  REQUIRE(k.symvers.find("kvm_vendor_fn")->ns == "module:kvm_*");
+  // verify_module_namespace(): each comma-separated name, '-' == '_', a trailing '*' a prefix.
+  for (const char* name : {"kvm", "kvm_amd", "kvm_intel"}) {
+    INFO(name);
+    REQUIRE_LOADABLE(one(module72(name, {"_printk", "kvm_fn"}), k));
+  }
+  REQUIRE_LOADABLE(one(module72("kvm_intel", {"kvm_vendor_fn"}), k));
+  REQUIRE_LOADABLE(one(module72("kvm_", {"kvm_vendor_fn"}), k));
+  for (const char* name : {"kvmx", "kv", "kvm_intel2", "xkvm"}) {
+    INFO(name);
+    auto v = one(module72(name, {"_printk", "kvm_fn"}), k);
+    REQUIRE_REFUSED(v, EINVAL);
+    const Reason* r = find_reason(v, reason::kNamespaceNotImported);
+    REQUIRE(r);
+    CHECK(r->message == std::string(name) + ": module uses symbol (kvm_fn) from namespace module:kvm,kvm-amd,kvm-intel, but does not import it.");
+  }
+  REQUIRE_REFUSED(one(module72("kvm", {"kvm_vendor_fn"}), k), EINVAL);  // "kvm_*" needs the '_'
+  // Before 6.16 the namespace is an ordinary one: even kvm must import it.
+  k.version_major = 6;
+  k.version_minor = 15;
+  REQUIRE_REFUSED(one(module72("kvm", {"kvm_fn"}), k), EINVAL);
+  k.version_minor = 16;
+  REQUIRE_LOADABLE(one(module72("kvm", {"kvm_fn"}), k));
+}
+
+TEST_CASE("rules: importing a `module:` namespace -> EPERM on 6.16+ (G2)", "[rules]") {
+  KernelModel k = kernel72();
+  ModuleInfo m = module72("kvm", {"_printk", "kvm_fn"});
+  const std::string ns = "module:kvm,kvm-amd,kvm-intel";
+  REQUIRE(k.symvers.find("kvm_fn")->ns == ns);
+  m.import_ns = {"DMA_BUF", ns};
+  m.modinfo.push_back({"import_ns", "DMA_BUF"});
+  m.modinfo.push_back({"import_ns", ns});
+  // setup_modinfo(): pr_err("%s: module tries to import module namespace: %s"), -EPERM.
+  auto v = one(m, k);
+  REQUIRE_REFUSED(v, EPERM);
+  const Reason* r = find_reason(v, reason::kImportModuleNamespace);
+  REQUIRE(r);
+  CHECK(r->message == "kvm: module tries to import module namespace: " + ns);
+  k.version_minor = 1;  // 7.1: still 6.16+
+  REQUIRE_REFUSED(one(m, k), EPERM);
+  k.version_major = 6;
+  k.version_minor = 12;  // an ordinary namespace name there, and the import of kvm_fn's is right
+  v = one(m, k);
+  REQUIRE_LOADABLE(v);
+  CHECK_FALSE(find_reason(v, reason::kImportModuleNamespace));
+}
+
+TEST_CASE("rules: 7.2 exports need __kflagstab, which says GPL-only (G1)", "[rules][fixtures]") {
+  KernelModel k = kernel72();
+  auto flags = read_module(fixture("flags.ko"));
+  auto noflags = read_module(fixture("noflags.ko"));
+  REQUIRE(flags);
+  REQUIRE(noflags);
+  REQUIRE(flags->exports.size() == 2);
+  REQUIRE(noflags->exports.size() == 2);
+  REQUIRE(flags->has_kflagstab);
+  REQUIRE_FALSE(noflags->has_kflagstab);
+  REQUIRE_LOADABLE(one(*flags, k));
+  // check_export_symbol_sections(): pr_err("%s: no flags for exported symbols"), -ENOEXEC.
+  auto v = one(*noflags, k);
+  REQUIRE_REFUSED(v, ENOEXEC);
+  const Reason* r = find_reason(v, reason::kNoExportFlags);
+  REQUIRE(r);
+  CHECK(r->message == "kabi_flags: no flags for exported symbols");
+  k.version_minor = 1;  // not established before 7.2: not refused
+  REQUIRE_LOADABLE(one(*noflags, k));
+  k.version_minor = 2;
+
+  SECTION("flg_gpl's flag makes it GPL-only to a non-GPL user") {
+    ModuleInfo user = module72("blob", {"flg_gpl"});
+    user.license = "Proprietary";
+    auto e = evaluate({*flags, user}, k);
+    const ModuleVerdict& u = by_name(e, "blob");
+    REQUIRE_REFUSED(u, ENOENT);
+    REQUIRE(find_reason(u, reason::kGplOnlySymbol));
+    ModuleInfo plain_user = module72("blob", {"flg_plain"});
+    plain_user.license = "Proprietary";
+    REQUIRE_LOADABLE(by_name(evaluate({*flags, plain_user}, k), "blob"));
+  }
+  SECTION("a 6.x module: __ksymtab_gpl is ignored (a warning), its __ksymtab exports refused") {
+    auto provider = read_module(fixture("provider.ko"));
+    REQUIRE(provider);
+    REQUIRE(provider->has_ksymtab_gpl);
+    REQUIRE(provider->has_kcrctab_gpl);
+    auto p = one(*provider, k);
+    REQUIRE_REFUSED(p, ENOEXEC);
+    REQUIRE(find_reason(p, reason::kNoExportFlags));
+    size_t obsolete = 0;
+    for (const auto& w : p.reasons)
+      if (w.code == reason::kObsoleteExportSection) {
+        CHECK_FALSE(w.fatal);
+        ++obsolete;
+      }
+    CHECK(obsolete == 2);  // "ignoring obsolete section __ksymtab_gpl", "... __kcrctab_gpl"
+    // The GPL-only export is not exported at all on 7.2: a user finds nothing.
+    ModuleInfo user = module72("user", {"prov_gpl"});
+    ModuleInfo fixed = *provider;
+    fixed.has_kflagstab = true;  // as if it had flags: still only prov_plain is exported
+    fixed.vermagic = k.vermagic;
+    fixed.this_module_size = k.this_module_size;
+    auto e = evaluate({fixed, user}, k);
+    REQUIRE_LOADABLE(by_name(e, "kabi_provider"));
+    REQUIRE_REFUSED(by_name(e, "user"), ENOENT);
+  }
+}
+
 // ---- bundles -------------------------------------------------------------------------------
 
 TEST_CASE("rules: bundle modules resolve against each other in dependency order", "[rules][fixtures]") {

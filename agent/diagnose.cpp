@@ -314,10 +314,14 @@ Result<Diagnosis> diagnose(const DiagnoseOptions& o) {
     apply_modprobe_config(k, options);
   }
   for (const auto& [name, l] : r.loaded.modules) {
-    if (!l.builtin) k.live.insert(name);
-    if (!l.builtin && l.taint.find('P') != std::string::npos) k.live_proprietary.insert(name);
-    else if (l.sysfs) k.builtin_sysfs.insert(name);  // mod_sysfs_init() refuses its name
-    else k.builtin.insert(name);
+    if (!l.builtin) {
+      k.live.insert(name);
+      if (l.taint.find('P') != std::string::npos) k.live_proprietary.insert(name);  // inherit_taint()
+    } else if (l.sysfs) {
+      k.builtin_sysfs.insert(name);  // mod_sysfs_init() refuses its name
+    } else {
+      k.builtin.insert(name);
+    }
   }
   if (!r.loaded.sys_module_read) k.builtins_unread = "/sys/module not read";
   for (const auto& c : r.conflicts)

@@ -232,6 +232,36 @@ TEST_CASE("check: an in-tree i915 in use blocks the load whatever the kABI says"
   CHECK(r->conflicts[0].detail.find("1 other reference") != std::string::npos);
 }
 
+TEST_CASE("check: a live provider tainted P (/proc/modules flags) refuses the bundle's GPL-only user") {
+  const fs::path host = fixture_host("debian12");
+  Node n(host);
+  std::ifstream in(n.root / "proc/modules");
+  std::stringstream text;
+  text << in.rdbuf();
+  std::string modules = text.str();
+  const std::string drm = "i915,ttm, Live 0x0000000000000000";
+  REQUIRE(modules.find(drm) != std::string::npos);
+  Bundle b(kernel_of("k61_same"), {kI915_61});
+  {
+    auto r = diagnose(options_for(n.root, b.dir));
+    REQUIRE(r);
+    REQUIRE(r->decision == Decision::Prebuilt);  // drm not tainted: the bundle loads
+  }
+  modules.replace(modules.find(drm), drm.size(), drm + " (P)");
+  n.put("proc/modules", modules);
+  auto r = diagnose(options_for(n.root, b.dir));
+  REQUIRE(r);
+  INFO(reasons_of(*r));
+  CHECK(r->decision != Decision::Prebuilt);
+  const auto& reasons = r->evaluation.modules.at(0).reasons;
+  // i915 uses GPL-only symbols before drm's (inherit_taint: ENOENT) or after (the taint is
+  // inherited and they are not found): either way the kernel's ENOENT.
+  CHECK(r->evaluation.modules.at(0).err == ENOENT);
+  CHECK(std::any_of(reasons.begin(), reasons.end(), [](auto& x) {
+    return x.code == "proprietary_provider" || x.code == "inherits_proprietary_taint";
+  }));
+}
+
 TEST_CASE("check: a bundle ttm used only by the bundle's i915 is removable with it; used by another driver it is not") {
   const fs::path host = fixture_host("debian12");
   Bundle b(kernel_of("k61_same"), {kI915_61, "kernel/drivers/gpu/drm/ttm/ttm.ko"});

@@ -126,6 +126,38 @@ Result<std::vector<VersionEntry>> parse_ext_versions(const Section& crcs, const 
   return out;
 }
 
+// struct kernel_param (include/linux/moduleparam.h) on x86-64: three pointers (name, mod, ops),
+// u16 perm, s8 level, u8 flags, a pointer: 40 bytes, flags at 27. The name is a pointer, known
+// only through the RELA entry that fills it in.
+void read_param_flags(const std::vector<Section>& sections, const std::vector<RelocSymbol>& syms, ModuleInfo& m) {
+  constexpr size_t kParamSize = 40, kFlagsAt = 27;
+  constexpr uint8_t kUnsafe = 1, kHwParam = 2;  // KERNEL_PARAM_FL_UNSAFE, KERNEL_PARAM_FL_HWPARAM
+  size_t pi = 0;
+  for (size_t i = 1; i < sections.size() && !pi; ++i)
+    if (sections[i].name == "__param" && sections[i].hdr.sh_type == SHT_PROGBITS) pi = i;
+  if (!pi) return;
+  const std::string_view params = sections[pi].data;
+  for (const auto& rs : sections) {
+    if (rs.hdr.sh_type != SHT_RELA || rs.hdr.sh_info != pi) continue;
+    for (size_t k = 0; k + sizeof(Elf64_Rela) <= rs.data.size(); k += sizeof(Elf64_Rela)) {
+      Elf64_Rela r;
+      std::memcpy(&r, rs.data.data() + k, sizeof r);
+      if (r.r_offset % kParamSize != 0 || r.r_offset + kParamSize > params.size()) continue;  // not a name field
+      const uint8_t flags = static_cast<uint8_t>(params[r.r_offset + kFlagsAt]);
+      if (!(flags & (kUnsafe | kHwParam))) continue;
+      const size_t si = ELF64_R_SYM(r.r_info);
+      if (si >= syms.size() || syms[si].shndx == SHN_UNDEF || syms[si].shndx >= sections.size()) continue;
+      const std::string_view in = sections[syms[si].shndx].data;
+      const uint64_t at = syms[si].value + static_cast<uint64_t>(r.r_addend);
+      if (at >= in.size()) continue;
+      std::string_view name = in.substr(at);
+      name = name.substr(0, name.find('\0'));
+      if (flags & kUnsafe) m.unsafe_params.emplace_back(name);
+      if (flags & kHwParam) m.hw_params.emplace_back(name);
+    }
+  }
+}
+
 }  // namespace
 
 std::string sha256_hex(std::string_view bytes) {
@@ -428,6 +460,7 @@ Result<ModuleInfo> parse_module(std::string_view file, const std::string& path, 
       if (gelf_getsym(symdata, static_cast<int>(i), &sym)) syms[i] = {sym.st_shndx, sym.st_value};
     }
     m.relocations = check_relocations_x86_64(rs, syms);
+    read_param_flags(sections, syms, m);
   }
   for (const auto& sec : sections) {
     if (sec.name == "__kcrctab") m.has_kcrctab = true;

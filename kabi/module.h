@@ -138,6 +138,9 @@ struct ModuleInfo {
   // apply_relocations(): the first relocation x86-64's kernel refuses, and the entries whose
   // outcome depends on run-time addresses (kabi/relocations.h; other machines: not read).
   Relocations relocations;
+  // Parameters whose struct kernel_param (__param) carries KERNEL_PARAM_FL_UNSAFE (setting one
+  // taints the kernel) or KERNEL_PARAM_FL_HWPARAM (refused under lockdown), by name.
+  std::vector<std::string> unsafe_params, hw_params;
   uint16_t shnum = 0;                  // e_shnum
   // .note.gnu.build-id, hex; the kernel shows the same note of a loaded module in
   // /sys/module/<name>/notes/.note.gnu.build-id, which identifies exactly this build.

@@ -734,6 +734,22 @@ Evaluation evaluate(const std::vector<ModuleInfo>& set, const KernelModel& kerne
                                    p.name, false));
           continue;
         }
+        // parse_one(): a word without a value reaches the setter (and the unsafe check) only
+        // for a type that takes none.
+        const bool reaches_setter = p.value || *type == "bool" || *type == "invbool";
+        const auto has = [&](const std::vector<std::string>& names) {
+          return std::find(names.begin(), names.end(), p.name) != names.end();
+        };
+        if (reaches_setter && kernel.lockdown && has(m.hw_params)) {
+          v.reasons.push_back(make(reason::kParameterLockedDown, EPERM,
+                                   m.name + ": hardware parameter '" + p.name + "' under lockdown (param_check_unsafe)" + from,
+                                   p.name));
+          param_err = EPERM;
+          continue;
+        }
+        if (reaches_setter && has(m.unsafe_params))
+          v.reasons.push_back(make(reason::kParameterUnsafe, 0, "Setting dangerous option " + p.name + " - tainting kernel" + from,
+                                   p.name, false));
         const auto e = param_value_errno(*type, p.value);
         if (!e) {
           v.reasons.push_back(make(reason::kParameterUnchecked, 0,

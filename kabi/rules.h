@@ -104,6 +104,10 @@ inline constexpr const char* kLicenseTaints = "license_taints";
 inline constexpr const char* kExportsWithoutCrcs = "exports_without_crcs";  // tainted "forced"
 inline constexpr const char* kUnknownParameter = "unknown_parameter";
 inline constexpr const char* kParameterUnchecked = "parameter_unchecked";
+// parse_one() -> param_check_unsafe(): a parameter declared unsafe taints when set (warning); a
+// hardware parameter (ioport, irq, ...) is refused under lockdown (EPERM).
+inline constexpr const char* kParameterUnsafe = "parameter_unsafe";
+inline constexpr const char* kParameterLockedDown = "parameter_locked_down";
 inline constexpr const char* kNomodesetNoDriver = "nomodeset_no_driver";
 inline constexpr const char* kModprobeBlacklistBypassed = "modprobe_blacklist_bypassed";
 inline constexpr const char* kModprobeInstallBypassed = "modprobe_install_bypassed";

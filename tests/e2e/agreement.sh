@@ -663,6 +663,7 @@ TAINTS = [  # (kind, substring of the kernel's line, agent codes, every time)
                                                 "unsupported_signature_accepted"}, False),
     ("retpoline", "not compiled with retpoline", {"no_retpoline"}, False),
     ("unknown_param", "unknown parameter '", {"unknown_parameter"}, True),
+    ("unsafe_param", "Setting dangerous option", {"parameter_unsafe"}, True),
     # K2: 6.12 (once per boot), 6.1 (every time; 7.2 prints it with its refusal)
     ("btf", "Kernel module BTF mismatch detected", {"module_btf_mismatch", "module_btf_unchecked"}, False),
     ("btf", "failed to validate module [", {"module_btf_mismatch", "module_btf_unchecked", "module_btf_invalid"},

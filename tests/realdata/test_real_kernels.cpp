@@ -167,3 +167,18 @@ int main(int argc, char** argv) {
   if (!agent::test::require_roles({"k61", "k61_same", "k61_old", "k612", "k612_old"})) return 77;
   return Catch::Session().run(argc, argv);
 }
+
+TEST_CASE("i915's unsafe parameters are read from its __param entries") {
+  // The kernel's own answer: with i915.enable_guc= it printed "Setting dangerous option
+  // enable_guc - tainting kernel" on each of these kernels (kernel_agreement's
+  // i915-own-param_bad_int); i915.modeset is an ordinary parameter (module_param_named).
+  for (const char* role : {"k61", "k612"}) {
+    INFO(role << " = " << abi_of(role));
+    const ModuleInfo i915 = module_of(role, "i915");
+    REQUIRE(std::any_of(i915.modinfo.begin(), i915.modinfo.end(),
+                        [](const auto& kv) { return kv.first == "parmtype" && kv.second.rfind("enable_guc:", 0) == 0; }));
+    CHECK(std::count(i915.unsafe_params.begin(), i915.unsafe_params.end(), "enable_guc") == 1);
+    CHECK(std::count(i915.unsafe_params.begin(), i915.unsafe_params.end(), "modeset") == 0);
+    CHECK(i915.hw_params.empty());
+  }
+}

@@ -617,6 +617,35 @@ TEST_CASE("rules: stages after the symbols settle in the kernel's order", "[rule
   CHECK(b.err == EINVAL);
 }
 
+TEST_CASE("rules: an unsafe parameter taints, a hardware one is refused under lockdown", "[rules]") {
+  // kernel/params.c param_check_unsafe(), reached from parse_one() once the word has a value
+  // (or the type takes none).
+  KernelModel k = kernel61();
+  ModuleInfo m = module("i915");
+  m.modinfo.push_back({"parmtype", "enable_guc:int"});
+  m.modinfo.push_back({"parmtype", "io:ulong"});
+  m.unsafe_params = {"enable_guc"};
+  m.hw_params = {"io"};
+  k.params["i915"] = {ModuleParam{"enable_guc", std::string("3"), "/etc/modprobe.d/i915.conf:1"},
+                      ModuleParam{"io", std::string("0x300"), "/proc/cmdline"}};
+  auto v = one(m, k);
+  REQUIRE_LOADABLE(v);
+  const Reason* u = find_reason(v, reason::kParameterUnsafe);
+  REQUIRE(u);
+  CHECK_FALSE(u->fatal);
+  CHECK(u->message == "Setting dangerous option enable_guc - tainting kernel (from /etc/modprobe.d/i915.conf:1)");
+  CHECK_FALSE(find_reason(v, reason::kParameterLockedDown));
+  k.lockdown = true;
+  auto locked = one(m, k);
+  REQUIRE_REFUSED(locked, EPERM);
+  CHECK(find_reason(locked, reason::kParameterLockedDown)->symbol == "io");
+  // No value for an int: EINVAL before the unsafe check, no taint.
+  k.lockdown = false;
+  k.params["i915"] = {ModuleParam{"enable_guc", std::nullopt, "/proc/cmdline"}};
+  auto novalue = one(m, k);
+  CHECK_FALSE(find_reason(novalue, reason::kParameterUnsafe));
+}
+
 TEST_CASE("rules: a weak symbol that resolves must still match its CRC", "[rules]") {
   // resolve_symbol() returns ERR_PTR(-EINVAL), not NULL, so the weak binding does not help.
   ModuleInfo m = module("i915", {"drm_dev_register"});

@@ -112,11 +112,17 @@ std::optional<Failure> parse(std::string_view data, const BaseBtf* base, const F
   std::vector<Sec> secs{{type_off, type_len}, {str_off, str_len}};
   const bool has_layout = f.v7 && hdr_len >= f.header_size && layout_len != 0;
   if (has_layout) secs.push_back({layout_off, layout_len});
-  std::sort(secs.begin(), secs.end(), [](Sec a, Sec b) {
-    // the kernel's comparator: (int)(x->off - y->off) ?: (int)(x->len - y->len)
+  // The kernel's comparator, (int)(x->off - y->off) ?: (int)(x->len - y->len), is no strict weak
+  // order for offsets 2 GiB apart (std::sort would be undefined on such a file): an exchange
+  // sort of the two or three entries is bounded whatever it says, and such an offset is past
+  // the data, EINVAL in any order.
+  auto before = [](Sec a, Sec b) {
     const int d = static_cast<int>(a.off - b.off);
     return (d ? d : static_cast<int>(a.len - b.len)) < 0;
-  });
+  };
+  for (size_t i = 0; i < secs.size(); ++i)
+    for (size_t j = i + 1; j < secs.size(); ++j)
+      if (before(secs[j], secs[i])) std::swap(secs[i], secs[j]);
   const uint32_t expected_total = static_cast<uint32_t>(data.size()) - hdr_len;
   uint32_t total = 0;
   for (const Sec& s : secs) {

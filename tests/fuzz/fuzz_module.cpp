@@ -7,6 +7,7 @@
 #include <cstdlib>
 #include <string>
 
+#include "kabi/btf.h"
 #include "kabi/module.h"
 
 using namespace agent::kabi;
@@ -33,6 +34,21 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       if (m->find_version(v.name) == nullptr) std::abort();
   }
   for (const auto& u : m->undefined) (void)m->find_version(u.name);
+  // Module BTF (btf_module_notify()): as the kernel's own BTF, and split on a base with a few
+  // types, in each generation's format; a check that fails names its problem.
+  if (!m->btf.empty()) {
+    (void)parse_base_btf(m->btf, "fuzz.ko .BTF");
+    BaseBtf base;
+    base.nr_types = 3;
+    base.info = {0, 1u << 24, 2u << 24};  // void, an int, a pointer
+    base.size_type = {0, 4, 1};
+    base.strings = std::string("\0int\0", 5);
+    base.str_len = 5;
+    for (int major : {6, 7}) {
+      const ModuleBtfCheck c = check_module_btf(m->btf, m->btf_base, base, major, major == 6 ? 12 : 2);
+      if (c.err != 0 && c.problem.empty()) std::abort();
+    }
+  }
   size_t total = 0;
   for (const auto& e : m->exports) total += e.name.size() + e.ns.size() + (e.crc ? 4 : 0);
   for (const auto& [k, v] : m->modinfo) total += k.size() + v.size();

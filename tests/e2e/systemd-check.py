@@ -14,14 +14,17 @@ import sys
 serial, nic, helper_id, nic_id, fw_size, vm_s = sys.argv[1:7]
 # systemd resets the terminal before a service's first line on it (ESC c, ESC [...): not data.
 ANSI = re.compile(r"\x1b(\[[0-9;?]*[A-Za-z]|[c78])")
-# The kernel's console messages share the serial line with the script's records and can land in
-# front of one on the same line: a record is read from where its keyword starts.
+# Other output shares the serial line with the script's records and can land in front of one on
+# the same line: SeaBIOS's "Booting from ROM.." (no newline) before the first, SDVM BEGIN, or a
+# kernel console message ("[   30.1] ..."). A record is read from where its keyword starts.
 RECORD = re.compile(r"(SDVM|AT|RC|SHOW|FACT|FWPATH|JOURNAL|LOG) ")
 
 
 def record(line):
     if RECORD.match(line):
         return line
+    if "SDVM " in line:
+        return line[line.index("SDVM "):]
     m = RECORD.search(line)
     return line[m.start():] if m and line[:m.start()].lstrip().startswith("[") else line
 

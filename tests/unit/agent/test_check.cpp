@@ -67,6 +67,14 @@ bool has_reason(const Diagnosis& r, const std::string& code) {
   return std::any_of(r.reasons.begin(), r.reasons.end(), [&](const auto& x) { return x.code == code; });
 }
 
+// The node's /proc/modules, to edit a line of it.
+std::string proc_modules(const fs::path& root) {
+  std::ifstream in(root / "proc/modules");
+  std::stringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
+
 std::string reasons_of(const Diagnosis& r) {
   std::string s;
   for (const auto& x : r.reasons) s += x.code + ": " + x.message + "\n";
@@ -213,10 +221,7 @@ TEST_CASE("check: under sig_enforce a node build would be unsigned, so refuse") 
 TEST_CASE("check: an in-tree i915 in use blocks the load whatever the kABI says") {
   const fs::path host = fixture_host("debian12");
   Node n(host);
-  std::ifstream in(n.root / "proc/modules");
-  std::stringstream text;
-  text << in.rdbuf();
-  std::string modules = text.str();
+  std::string modules = proc_modules(n.root);
   modules.replace(modules.find("i915 3706880 0 -"), 16, "i915 3706880 1 -");
   n.put("proc/modules", modules);
   n.put("sys/module/i915/refcnt", "1\n");
@@ -235,10 +240,7 @@ TEST_CASE("check: an in-tree i915 in use blocks the load whatever the kABI says"
 TEST_CASE("check: a live provider tainted P (/proc/modules flags) refuses the bundle's GPL-only user") {
   const fs::path host = fixture_host("debian12");
   Node n(host);
-  std::ifstream in(n.root / "proc/modules");
-  std::stringstream text;
-  text << in.rdbuf();
-  std::string modules = text.str();
+  std::string modules = proc_modules(n.root);
   const std::string drm = "i915,ttm, Live 0x0000000000000000";
   REQUIRE(modules.find(drm) != std::string::npos);
   Bundle b(kernel_of("k61_same"), {kI915_61});

@@ -864,13 +864,21 @@ TEST_CASE("rules: a kernel without MODVERSIONS checks no CRCs but the whole verm
 
 // ---- extended modversions (6.14+) ----------------------------------------------------------
 
-TEST_CASE("rules: extended modversions are checked and __versions ignored", "[rules][fixtures]") {
+namespace {
+// A 6.<minor> kernel whose exports are the kabi fixtures' Module.symvers (ext.ko's imports).
+KernelModel kernel6x_fixtures(int minor) {
   KernelModel k = kernel61();
-  k.release = "6.14.0-1-amd64";
-  k.vermagic = "6.14.0-1-amd64 SMP preempt mod_unload modversions ";
-  k.version_minor = 14;
+  k.release = "6." + std::to_string(minor) + ".0-1-amd64";
+  k.vermagic = k.release + " SMP preempt mod_unload modversions ";
+  k.version_minor = minor;
   k.this_module_size = 1344;
   k.symvers = read_symvers(kabi_test::source_fixture("Module.symvers")).value();
+  return k;
+}
+}  // namespace
+
+TEST_CASE("rules: extended modversions are checked and __versions ignored", "[rules][fixtures]") {
+  KernelModel k = kernel6x_fixtures(14);
   auto m = read_module(fixture("ext.ko"));
   REQUIRE(m);
   auto v = one(*m, k);
@@ -884,12 +892,7 @@ TEST_CASE("rules: extended modversions are checked and __versions ignored", "[ru
 }
 
 TEST_CASE("rules: a missing extended version is a warning on 6.14+, whatever the policy (H7)", "[rules][fixtures]") {
-  KernelModel k = kernel61();
-  k.release = "6.14.0-1-amd64";
-  k.vermagic = "6.14.0-1-amd64 SMP preempt mod_unload modversions ";
-  k.version_minor = 14;
-  k.this_module_size = 1344;
-  k.symvers = read_symvers(kabi_test::source_fixture("Module.symvers")).value();
+  KernelModel k = kernel6x_fixtures(14);
   REQUIRE(k.policy == MissingVersionPolicy::Strict);
   auto m = read_module(fixture("ext.ko"));
   REQUIRE(m);
@@ -909,12 +912,7 @@ TEST_CASE("rules: a missing extended version is a warning on 6.14+, whatever the
 }
 
 TEST_CASE("rules: kernels before 6.14 read only __versions, not the extended tables", "[rules][fixtures]") {
-  KernelModel k = kernel61();
-  k.release = "6.12.0-1-amd64";
-  k.vermagic = "6.12.0-1-amd64 SMP preempt mod_unload modversions ";
-  k.version_minor = 12;
-  k.this_module_size = 1344;
-  k.symvers = read_symvers(kabi_test::source_fixture("Module.symvers")).value();
+  KernelModel k = kernel6x_fixtures(12);
   auto m = read_module(fixture("ext.ko"));
   REQUIRE(m);
   REQUIRE(m->has_ext_versions);

@@ -273,6 +273,22 @@ Result<Diagnosis> diagnose(const DiagnoseOptions& o) {
       m.signature.module_sha256 = kabi::sha256_hex(*bytes);
     }
   }
+  // A signer none of those certificates is may still be on a keyring filled at run time (MOK,
+  // an enrolled key): the kernel then verifies with it, which keyctl cannot show.
+  if (std::any_of(r.bundle.begin(), r.bundle.end(),
+                  [](const auto& m) { return m.signature.key_check == kabi::Signature::KeyCheck::UnknownKey; })) {
+    const probes::KernelKeyrings keyrings = probes::probe_keyrings();
+    const auto proc_version = root->read_value("/proc/version");
+    const bool platform = proc_version && platform_keyring_for_modules(*proc_version);
+    for (auto& m : r.bundle) {
+      if (m.signature.key_check != kabi::Signature::KeyCheck::UnknownKey) continue;
+      const auto& s = m.signature;
+      if (auto key = probes::keyring_key_for_signer(keyrings, s.key_id, s.by_key_identifier, s.issuer_key_name, platform)) {
+        m.signature.key_check = kabi::Signature::KeyCheck::KeyringKey;
+        m.signature.keyring_key = std::move(*key);
+      }
+    }
+  }
   const bool certs_known = !kernel_image.empty();
   if (!certs_known && r.certificates.empty()) {
     r.certificates = "no kernel image for " + *release + " under the root: module signatures are not verified";

@@ -58,6 +58,7 @@ int run_kabi_check(const KabiCheckOptions& o, std::ostream& out, std::ostream& e
   kabi::apply_kernel_cmdline(*kernel, o.kernel_cmdline, "--kernel-cmdline");
   for (const auto& name : o.loaded) kernel->live.insert(kabi::owner_module_name(name));
   kernel->modules_disabled = o.modules_disabled;
+  kernel->cap_sys_module = !o.no_cap_sys_module;
 
   // A signature by a key the kernel trusts must verify, or the kernel refuses the module before
   // any other check; the trusted certificates are in the kernel image. Decompressing an image

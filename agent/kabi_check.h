@@ -24,9 +24,10 @@ struct KabiCheckOptions {
   bool lockdown = false;
   std::string kernel_cmdline;  // as /proc/cmdline would read: module_blacklist=, nomodeset, <module>.<param>=
   // What `agent check` reads live, told: module names /proc/modules lists (loaded when the set
-  // is inserted), kernel.modules_disabled = 1.
+  // is inserted), kernel.modules_disabled = 1, the inserting process without CAP_SYS_MODULE.
   std::vector<std::string> loaded;
   bool modules_disabled = false;
+  bool no_cap_sys_module = false;
   bool json = false;
   bool verbose = false;
   bool quiet = false;  // text: the summary line only (errors still go to `err`)

@@ -244,6 +244,8 @@ int run(int argc, char** argv) {
   kcheck->add_option("--loaded", ko.loaded, "Predict as if these modules were loaded (as /proc/modules lists them)")
       ->delimiter(',');
   kcheck->add_flag("--modules-disabled", ko.modules_disabled, "Predict as if kernel.modules_disabled were 1");
+  kcheck->add_flag("--no-cap-sys-module", ko.no_cap_sys_module,
+                   "Predict for a loading process without CAP_SYS_MODULE (a pod without it)");
   kcheck->add_flag("--json", ko.json, "JSON output (schema 1)");
   kcheck->add_flag("-q,--quiet", ko.quiet, "Print only the summary line (and errors)");
   kcheck->add_option("--stablelist", ko.stablelist, "kABI stablelist: how much of the modules' imports it covers");

@@ -116,34 +116,6 @@ std::string asn1_time_text(const ASN1_TIME* t) {
   return data && len > 0 ? std::string(data, static_cast<size_t>(len)) : "?";
 }
 
-// The raw bytes of the last entry of `nid` in a name (the kernel's x509_extract_name_segment
-// keeps the last one it meets), as they are in the DER: no conversion of BMP or UTF8 strings.
-std::optional<std::string> name_segment(const X509_NAME* name, int nid) {
-  std::optional<std::string> found;
-  for (int i = -1; (i = X509_NAME_get_index_by_NID(name, nid, i)) >= 0;) {
-    const ASN1_STRING* s = X509_NAME_ENTRY_get_data(X509_NAME_get_entry(name, i));
-    if (s && ASN1_STRING_length(s) > 0)
-      found = std::string(reinterpret_cast<const char*>(ASN1_STRING_get0_data(s)), static_cast<size_t>(ASN1_STRING_length(s)));
-  }
-  return found;
-}
-
-// x509_fabricate_name, on OpenSSL's parse of the name.
-std::string kernel_subject_name(const X509_NAME* name) {
-  const auto cn = name_segment(name, NID_commonName);
-  const auto o = name_segment(name, NID_organizationName);
-  if (cn && o) {
-    // The CN alone when the O is its prefix, or both share a significant (7-byte) start.
-    if (cn->size() >= o->size() && cn->compare(0, o->size(), *o) == 0) return *cn;
-    if (cn->size() >= 7 && o->size() >= 7 && cn->compare(0, 7, *o, 0, 7) == 0) return *cn;
-    return *o + ": " + *cn;
-  }
-  if (cn) return *cn;
-  if (o) return *o;
-  if (auto email = name_segment(name, NID_pkcs9_emailAddress)) return *email;
-  return {};
-}
-
 // The serial number's DER content octets (x509_note_serial keeps them raw: a positive serial
 // whose top bit is set keeps its leading 00).
 std::string raw_serial_hex(const X509* cert) {
@@ -165,7 +137,7 @@ std::string raw_serial_hex(const X509* cert) {
 
 SigningIdentity identity_of(X509* cert, std::string_view der) {
   SigningIdentity id;
-  id.signer = kernel_subject_name(X509_get_subject_name(cert));
+  id.signer = kabi::kernel_key_name(X509_get_subject_name(cert));
   id.key_ids = kabi::certificate_key_ids(der);
   std::string hex;
   if (const ASN1_OCTET_STRING* skid = X509_get0_subject_key_id(cert))

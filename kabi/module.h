@@ -74,6 +74,10 @@ struct Signature {
   std::string problem;    // why it is malformed
   std::string signer;     // issuer name of the signing certificate, if readable
   std::string key_id;     // hex: serial number, or subject key identifier
+  bool by_key_identifier = false;  // the signer named by subject key identifier, not issuer + serial
+  // The issuer as the kernel names a key (kernel_key_name): a self-signed signer's key is
+  // described "<this>: <hex>" on a keyring.
+  std::string issuer_key_name;
   std::string hash_algo;  // e.g. "sha256"
   size_t signed_size = 0; // bytes covered by the signature (the module without the trailer)
   // What pkcs7_verify() refuses for a module whatever the key (EKEYREJECTED): an
@@ -84,9 +88,13 @@ struct Signature {
   // SHA-256 (hex) of the whole uncompressed file, trailer included: what Debian's 6.x
   // mod_is_hash_blacklisted() looks up on .blacklist. Set where the signature is verified.
   std::string module_sha256;
-  // Set by whoever holds the target kernel's certificates (kernel_keys.h).
-  enum class KeyCheck { NotChecked, Verified, BadSignature, UnknownKey };
+  // Set by whoever holds the target kernel's certificates (kernel_keys.h). KeyringKey: none of
+  // them signed it, but a live keyring holds a key the signer may be (keyring_key says which, or
+  // which keyring could not be read): keys there have no readable public key, so the signature
+  // is not verified - the kernel may load the module or refuse it.
+  enum class KeyCheck { NotChecked, Verified, BadSignature, UnknownKey, KeyringKey };
   KeyCheck key_check = KeyCheck::NotChecked;
+  std::string keyring_key;
 };
 
 struct ModuleInfo {

@@ -277,6 +277,12 @@ Evaluation evaluate(const std::vector<ModuleInfo>& set, const KernelModel& kerne
         settle(EKEYREJECTED);
       } else if (s.key_check == KC::UnknownKey) {
         unenforced(reason::kUnknownKeyAccepted, reason::kUnknownKeyEnforced, "module with unavailable key");
+      } else if (s.key_check == KC::KeyringKey) {
+        // Found by the kernel, it verifies (loads) or rejects the signature (EKEYREJECTED);
+        // not found, it is an unknown key as above. Neither is known here: no verdict of its own.
+        v.reasons.push_back(warning(reason::kSignatureNotVerified, "signed by " + s.signer + " (" + s.key_id +
+                                                                       "), which no certificate the agent holds is: " + s.keyring_key +
+                                                                       " - its public key cannot be read, so the signature is not verified"));
       } else if (s.key_check == KC::NotChecked && !kernel.certificates_known) {
         v.reasons.push_back(warning(reason::kSignatureNotVerified, "the kernel's certificates were not available: signature by " + s.signer +
                                      " not verified"));
@@ -741,8 +747,11 @@ Evaluation evaluate(const std::vector<ModuleInfo>& set, const KernelModel& kerne
           return std::find(names.begin(), names.end(), p.name) != names.end();
         };
         if (reaches_setter && kernel.lockdown && has(m.hw_params)) {
+          // The kernel's two lines: "Lockdown: <comm>: unsafe module parameters is restricted;
+          // see man kernel_lockdown.7", then parse_args()'s.
           v.reasons.push_back(make(reason::kParameterLockedDown, EPERM,
-                                   m.name + ": hardware parameter '" + p.name + "' under lockdown (param_check_unsafe)" + from,
+                                   m.name + ": `" + p.value.value_or("") + "' invalid for parameter `" + p.name +
+                                       "' (a hardware parameter: unsafe module parameters are restricted under lockdown)" + from,
                                    p.name));
           param_err = EPERM;
           continue;

@@ -1,6 +1,8 @@
 #include "kabi/signature.h"
 
 #include <memory>
+#include <optional>
+#include <string>
 
 #include <openssl/bio.h>
 #include <openssl/cms.h>
@@ -46,6 +48,7 @@ bool describe_cms(std::string_view der, Signature& sig) {
   ASN1_INTEGER* serial = nullptr;
   if (CMS_SignerInfo_get0_signer_id(si, &keyid, &issuer, &serial) != 1) return false;
   if (keyid) sig.key_id = hex_bytes(ASN1_STRING_get0_data(keyid), static_cast<size_t>(ASN1_STRING_length(keyid)));
+  sig.by_key_identifier = keyid != nullptr;
   if (serial) sig.key_id = hex_bytes(ASN1_STRING_get0_data(serial), static_cast<size_t>(ASN1_STRING_length(serial)));
   if (issuer) {
     CHandle<BIO, BIO_free> bio(BIO_new(BIO_s_mem()));
@@ -53,6 +56,7 @@ bool describe_cms(std::string_view der, Signature& sig) {
     char* data = nullptr;
     long len = BIO_get_mem_data(bio.get(), &data);
     if (data && len > 0) sig.signer.assign(data, static_cast<size_t>(len));
+    sig.issuer_key_name = kernel_key_name(issuer);
   }
   X509_ALGOR* dig = nullptr;
   CMS_SignerInfo_get0_algs(si, nullptr, nullptr, &dig, nullptr);
@@ -64,7 +68,34 @@ bool describe_cms(std::string_view der, Signature& sig) {
   return true;
 }
 
+// The raw bytes of the last entry of `nid` in a name (the kernel's x509_extract_name_segment
+// keeps the last one it meets), as they are in the DER: no conversion of BMP or UTF8 strings.
+std::optional<std::string> name_segment(const X509_NAME* name, int nid) {
+  std::optional<std::string> found;
+  for (int i = -1; (i = X509_NAME_get_index_by_NID(name, nid, i)) >= 0;) {
+    const ASN1_STRING* s = X509_NAME_ENTRY_get_data(X509_NAME_get_entry(name, i));
+    if (s && ASN1_STRING_length(s) > 0)
+      found = std::string(reinterpret_cast<const char*>(ASN1_STRING_get0_data(s)), static_cast<size_t>(ASN1_STRING_length(s)));
+  }
+  return found;
+}
+
 }  // namespace
+
+std::string kernel_key_name(const X509_name_st* name) {
+  const auto cn = name_segment(name, NID_commonName);
+  const auto o = name_segment(name, NID_organizationName);
+  if (cn && o) {
+    // The CN alone when the O is its prefix, or both share a significant (7-byte) start.
+    if (cn->size() >= o->size() && cn->compare(0, o->size(), *o) == 0) return *cn;
+    if (cn->size() >= 7 && o->size() >= 7 && cn->compare(0, 7, *o, 0, 7) == 0) return *cn;
+    return *o + ": " + *cn;
+  }
+  if (cn) return *cn;
+  if (o) return *o;
+  if (auto email = name_segment(name, NID_pkcs9_emailAddress)) return *email;
+  return {};
+}
 
 void init_crypto() {
   static const bool done = OPENSSL_init_crypto(OPENSSL_INIT_NO_LOAD_CONFIG, nullptr) == 1;

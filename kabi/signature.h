@@ -2,9 +2,12 @@
 //   [module image][PKCS#7 / CMS signature][struct module_signature]["~Module signature appended~\n"]
 #pragma once
 
+#include <string>
 #include <string_view>
 
 #include "kabi/module.h"
+
+struct X509_name_st;  // OpenSSL's X509_NAME
 
 namespace agent::kabi {
 
@@ -24,5 +27,12 @@ struct SignatureTrailer {
 // (engines, providers) has no say in what the kernel will accept. Loading that config was also
 // ~4% of a `kabi check`. Called by everything here that uses OpenSSL.
 void init_crypto();
+
+// The name the kernel gives a certificate's subject (x509_fabricate_name), and so the start of
+// its key's description in a keyring ("<name>: <hex>"): the CN alone when the O is empty, is a
+// prefix of the CN, or shares its first 7 bytes; "O: CN" when both are there otherwise; the O,
+// or else the emailAddress, without a CN. Segments as in the DER (the last of a kind wins, as
+// x509_note_*), no string conversion.
+[[nodiscard]] std::string kernel_key_name(const X509_name_st* name);
 
 }  // namespace agent::kabi

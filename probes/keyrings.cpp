@@ -1,5 +1,6 @@
 #include "probes/keyrings.h"
 
+#include <cctype>
 #include <cerrno>
 #include <charconv>
 #include <cstdlib>
@@ -133,6 +134,39 @@ std::set<std::string> blacklisted_binary_hashes(const Keyring& blacklist) {
     if (ok) out.insert(std::move(hex));
   }
   return out;
+}
+
+std::optional<std::string> keyring_key_for_signer(const KernelKeyrings& keyrings, std::string_view key_id,
+                                                  bool by_key_identifier, std::string_view issuer_name,
+                                                  bool platform_for_modules) {
+  auto same_hex = [](std::string_view a, std::string_view b) {
+    if (a.empty() || a.size() != b.size()) return false;
+    for (size_t i = 0; i < a.size(); ++i)
+      if (std::tolower(static_cast<unsigned char>(a[i])) != std::tolower(static_cast<unsigned char>(b[i]))) return false;
+    return true;
+  };
+  std::optional<std::string> unread;
+  if (const Keyring* b = keyrings.find(kBuiltinKeyring); b && b->state == Keyring::State::NotFound)
+    unread = "the system keyrings are not visible (no " + std::string(kBuiltinKeyring) + ": " + b->problem + ")";
+  for (std::string_view name : {kSecondaryKeyring, kMachineKeyring, kPlatformKeyring}) {
+    if (name == kPlatformKeyring && !platform_for_modules) continue;
+    const Keyring* k = keyrings.find(name);
+    if (!k || k->state == Keyring::State::NotFound) continue;
+    if (k->state == Keyring::State::Unreadable) {
+      if (!unread) unread = std::string(name) + " could not be read (" + k->problem + ")";
+      continue;
+    }
+    for (const KeyDescription& key : k->keys) {
+      if (key.type != "asymmetric") continue;
+      const size_t colon = key.description.rfind(": ");
+      if (colon == std::string::npos) continue;
+      const std::string_view subject = std::string_view(key.description).substr(0, colon);
+      const std::string_view id = std::string_view(key.description).substr(colon + 2);
+      if (same_hex(id, key_id) || (!by_key_identifier && !issuer_name.empty() && subject == issuer_name))
+        return std::string(name) + ": " + key.description;
+    }
+  }
+  return unread;
 }
 
 KernelKeyrings probe_keyrings() {

@@ -10,6 +10,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <set>
 #include <string>
 #include <string_view>
@@ -75,5 +76,19 @@ struct KernelKeyrings {
 // "bin:<hex>" (certs/blacklist.c; root may view them: KEY_USR_VIEW) - as lowercase hex.
 // "tbs:" entries (certificates) and anything else are not module hashes and are left out.
 [[nodiscard]] std::set<std::string> blacklisted_binary_hashes(const Keyring& blacklist);
+
+// Pure: where the kernel's key lookup may find a module signer that no certificate the agent
+// holds is, as far as keyctl shows - keys on the keyrings verified after the built-in one
+// (.secondary_trusted_keys, .machine, and .platform when `platform_for_modules`) are described
+// "<subject name>: <subject key id, or serial>", their public keys are not readable. A key
+// whose description ends with the signer's `key_id`, or - for a signer named by issuer and
+// serial - whose subject name is `issuer_name` (a self-signed certificate's subject is its
+// issuer), "<keyring>: <description>"; else a keyring that could not be read, "<keyring> could
+// not be read (<problem>)", or none visible (no .builtin_trusted_keys); else nothing: the signer
+// is on none of them. `key_id` is lowercase
+// or uppercase hex, as kabi::Signature::key_id.
+[[nodiscard]] std::optional<std::string> keyring_key_for_signer(const KernelKeyrings& keyrings, std::string_view key_id,
+                                                                bool by_key_identifier, std::string_view issuer_name,
+                                                                bool platform_for_modules);
 
 }  // namespace agent::probes

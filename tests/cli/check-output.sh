@@ -97,6 +97,10 @@ same "--loaded: EEXIST" "$(tail -n 1 "$work/loaded.txt")" "1/1 refused (EEXIST) 
 "$agent" "${sargs[@]}" -q --modules-disabled "$fixtures/basic.ko" >"$work/disabled.txt"
 same "--modules-disabled: exit 1" "$?" 1
 same "--modules-disabled: EPERM" "$(cat "$work/disabled.txt")" "1/1 refused (EPERM) on $kver, 1 warning"
+"$agent" "${sargs[@]}" --no-cap-sys-module "$fixtures/basic.ko" >"$work/nocap.txt"
+same "--no-cap-sys-module: exit 1" "$?" 1
+has_line "--no-cap-sys-module: the capability check's refusal" \
+  "  no_cap_sys_module: the agent's process lacks CAP_SYS_MODULE in its effective capabilities" "$work/nocap.txt"
 
 # 5. Signed by a key that is not the kernel's own: not verified without the kernel's image. The
 # hint names --kernel-image only when the image is there beside the tree.

@@ -155,9 +155,10 @@ params_cmdline() { # TARGET CASE -> its parameters as MODULE.WORD words, or noth
 # TARGET CASE FIELD PATH...: FIELD on the case's manifest lines, and in its key. preload=NAME[,NAME...]:
 # the VM loads the target's in-tree NAME first, the agent gets --loaded NAME; modules_disabled:
 # the VM sets kernel.modules_disabled=1 before it (last of its boot), the agent gets
-# --modules-disabled
+# --modules-disabled; nocap: the VM inserts it without CAP_SYS_MODULE, the agent gets
+# --no-cap-sys-module
 add_field() {
-  [[ $3 == preload=?* || $3 == modules_disabled ]] || die "unknown field $3 of $1/$2"
+  [[ $3 == preload=?* || $3 == modules_disabled || $3 == nocap ]] || die "unknown field $3 of $1/$2"
   echo "$1 $2 $3" >>"$fields"
   add "$1" "$2" "${@:4}"
 }
@@ -405,16 +406,19 @@ rule_cases "$K7" "$K7" xe xe- \
 # (preload=), then the same file again: EEXIST (add_unformed_module; 6.4+ already in
 # early_mod_check); the agent is told crc8 is loaded (--loaded, what `agent check` reads from
 # /proc/modules). kernel.modules_disabled=1 (A1): the same file, last of the boot, EPERM from
-# may_init_module before anything else.
+# may_init_module before anything else. No CAP_SYS_MODULE (A1): the kernel's own crc8,
+# unsigned, from a process that dropped the capability: EPERM from the same check, before the
+# signature is looked at.
 for abi in "$K61" "$K612" "$K7"; do
   add_field "$abi" "crc8-own-preloaded" preload=crc8 "$(mod "$abi" crc8)"
   add_field "$abi" "crc8-own-modules_disabled" modules_disabled "$(mod "$abi" crc8)"
+  add_field "$abi" "crc8-own-nocap" nocap "$(mod "$abi" crc8)"
 done
 # Taints (warnings, the module loads; the kernel's lines are compared with the agent's warnings
 # below): no intree=Y, staging=Y, test=Y; exports without __kcrctab on a MODVERSIONS kernel.
-rule_cases "$K61" "$K61" i915 i915- --only out_of_tree,staging,test_module
-rule_cases "$K612" "$K612" xe xe- --only out_of_tree,staging,test_module
-rule_cases "$K7" "$K7" xe xe- --only out_of_tree,staging,test_module
+rule_cases "$K61" "$K61" i915 i915- --only out_of_tree,staging,test_module,livepatch,no_retpoline
+rule_cases "$K612" "$K612" xe xe- --only out_of_tree,staging,test_module,livepatch,no_retpoline
+rule_cases "$K7" "$K7" xe xe- --only out_of_tree,staging,test_module,livepatch,no_retpoline
 # K2: .BTF that does not parse on the running kernel's BTF (btf_module_notify): 7.2 refuses
 # (EINVAL), 6.1 and 6.12 load with a warning (its line compared with the agent's below).
 rule_cases "$K61" "$K61" i915 i915- --only btf_name_range,btf_type_range
@@ -432,6 +436,10 @@ done
 for k in "$K61" "$K612" "$K7"; do
   add_params "$k" i915-own-param_unknown i915 "agent_no_such_param=1" "$(mod "$k" i915)"
   add_params "$k" i915-own-param_bad_int i915 "enable_guc=notanumber" "$(mod "$k" i915)"
+  # A hardware parameter (module_param_hw: parport_pc's io=) under lockdown=integrity: EPERM
+  # from parse_one (LOCKDOWN_MODULE_PARAMETERS); Debian's own modules are signed, so the
+  # signature check before it passes.
+  add_params "$k@lockdown" parport_pc-own-param_hw parport_pc "io=0x378" "$(mod "$k" parport_pc)"
 done
 
 # module_blacklist=i915,xe: "Module %s is blacklisted", EPERM, before module_layout.
@@ -608,6 +616,7 @@ predict() { # TARGET CASE PATHS: the agent's answer into agent.TARGET.CASE.{json
     case $field in
       preload=*) args+=(--loaded "${field#preload=}") ;;
       modules_disabled) args+=(--modules-disabled) ;;
+      nocap) args+=(--no-cap-sys-module) ;;
     esac
   done
   read -ra paths <<<"$rest"

@@ -130,6 +130,11 @@ each only with --only; the output may no longer parse as a module (written as it
                      staging directory ..." (every time), loads. Only with --only.
   test_module        one alias= entry replaced by test=Y: "loading test module taints kernel."
                      (once per boot), loads. Only with --only.
+  livepatch          one alias= entry replaced by livepatch=Y: "tainting kernel with
+                     TAINT_LIVEPATCH" (once per boot), loads. Only with --only.
+  no_retpoline       the retpoline=Y entry of .modinfo overwritten with NULs: "loading module
+                     not compiled with retpoline compiler." (once per boot, and only while a
+                     spectre_v2 mitigation is on), loads. Only with --only.
   exports_nocrc      sh_name of __kcrctab and __kcrctab_gpl pointed 2 bytes further ("kcrctab",
                      "kcrctab_gpl"): a module that exports, without CRCs for them on a
                      MODVERSIONS kernel: "no versions for exported symbols: kernel tainted."
@@ -1236,6 +1241,17 @@ def case_test_module(data, _signed, _symvers):
     return replace_alias(data, "test=Y")
 
 
+def case_livepatch(data, _signed, _symvers):
+    return replace_alias(data, "livepatch=Y")
+
+
+def case_no_retpoline(data, _signed, _symvers):
+    elf = Elf(data)
+    if overwrite_modinfo(elf, "retpoline", lambda t: "") != 1:
+        raise CaseError("not exactly one retpoline= entry")
+    return data, "retpoline=Y removed"
+
+
 def case_exports_nocrc(data, _signed, _symvers):
     elf = Elf(data)
     crcs = [s for s in elf.sections if s["name"] in ("__kcrctab", "__kcrctab_gpl")]
@@ -1371,6 +1387,8 @@ CASES = [
     ("out_of_tree", case_out_of_tree),
     ("staging", case_staging),
     ("test_module", case_test_module),
+    ("livepatch", case_livepatch),
+    ("no_retpoline", case_no_retpoline),
     ("exports_nocrc", case_exports_nocrc),
     ("reloc_type", case_reloc_type),
     ("reloc_nonzero", case_reloc_nonzero),
@@ -1388,7 +1406,7 @@ OPT_IN = {"export_crc", "this_module_size", "sig_malformed", "sig_unsupported", 
           "undef_last_enoent", "undef_last_einval", "elf_magic", "elf_dyn", "truncated", "section0",
           "shname_range", "modinfo_twice", "modinfo_noalloc", "this_module_nobits", "write_exec",
           "common_symbol", "shndx_range", "strtab_link", "strtab_lead", "out_of_tree", "staging",
-          "test_module", "exports_nocrc", "reloc_type", "reloc_nonzero", "reloc_rel", "reloc_overflow",
+          "test_module", "livepatch", "no_retpoline", "exports_nocrc", "reloc_type", "reloc_nonzero", "reloc_rel", "reloc_overflow",
           "btf_name_range", "btf_type_range", "no_kflagstab", "import_ns_module"}
 # the ELF variants of rows C4, C7, C9-C11
 ELF_VARIANTS = ["shstrtab_range", "shstrndx_range", "shstrtab_type", "shstrtab_empty",

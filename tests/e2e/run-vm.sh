@@ -19,7 +19,10 @@
 #               they are live. A middle field "modules_disabled": the case runs after every
 #               other case of the boot, with kernel.modules_disabled set to 1 right before its
 #               first module (irreversible: nothing is loaded or unloaded after it); its result
-#               counts only if the VM read the 1 back ("E2E MODULES_DISABLED CASE 1")
+#               counts only if the VM read the 1 back ("E2E MODULES_DISABLED CASE 1").
+#               A middle field "nocap": the case's modules are inserted by a process without
+#               CAP_SYS_MODULE in its effective set (tryload insert-nocap), its dependencies
+#               with it
 #   RESULTS     written here (default: stdout): "CASE ERRNO" a line, "CASE/N ERRNO" for the
 #               N-th module (1-based) of a group; RESULTS.dmesg gets the kernel's messages per
 #               case ("CASE<TAB>line", CASE/N for groups), LOG (default RESULTS.log) the whole
@@ -82,16 +85,17 @@ vm_base_root "$root"
 # own names and the case's without= names), POST:
 # those to unload after it (the case's names in reverse, on its last module); "-" for none.
 # Output lines: UNIT NAME SOURCE FILE DEP,DEP,... PRE POST PARAMS (its param= words joined by
-# 0x1f, "-" for none) DISABLE (1: set kernel.modules_disabled before it, else "-"); a case's
-# preload= modules come first in its first module's DEP list
+# 0x1f, "-" for none) DISABLE (1: set kernel.modules_disabled before it, else "-") INSERT
+# (tryload's verb: insert, or insert-nocap); a case's preload= modules come first in its first
+# module's DEP list
 nmods=0
-while read -r unit mod src file deps pre post params disable; do
+while read -r unit mod src file deps pre post params disable insert; do
   case $src in
     *.xz) xz -dc "$src" >"$root/cases/$file" ;;
     *) cp "$src" "$root/cases/$file" ;;
   esac
   [[ $params == - ]] || printf '%s' "${params//$'\x1f'/ }" >"$root/cases/$file.params"
-  echo "$unit $mod $file $deps $pre $post $disable" >>"$root/cases.list"
+  echo "$unit $mod $file $deps $pre $post $disable $insert" >>"$root/cases.list"
   nmods=$((nmods + 1))
 done < <(python3 - "$manifest" "$kdir/modules" "$HERE/mkcases.py" <<'PY'
 import importlib.util, os, re, sys
@@ -119,7 +123,7 @@ def ordered(mod, out, seen):
             out.append(d)
     return out
 
-cases = []  # [(case, [(name, path)], without, params, preload, disable)]: a group is
+cases = []  # [(case, [(name, path)], without, params, preload, [disable], nocap)]: a group is
 # consecutive lines of one case
 with open(manifest) as f:
     for line in f:
@@ -133,6 +137,7 @@ with open(manifest) as f:
         preload = [n.replace("-", "_") for f in fields[1:-1] if f.startswith("preload=")
                    for n in f[len("preload="):].split(",") if n]
         disable = "modules_disabled" in fields[1:-1]
+        nocap = "nocap" in fields[1:-1]
         for n in preload:
             if n not in by_name:
                 sys.exit("run-vm: %s: preload=%s: no such in-tree module" % (case, n))
@@ -147,6 +152,8 @@ with open(manifest) as f:
         if cases and cases[-1][0] == case:
             if params or cases[-1][3]:
                 sys.exit("run-vm: %s: param= only for a case of one module" % case)
+            if nocap != cases[-1][6]:
+                sys.exit("run-vm: %s: nocap on some of a group's lines only" % case)
             cases[-1][1].append((name, path))
             cases[-1][2].update(without)
             cases[-1][4].extend(n for n in preload if n not in cases[-1][4])
@@ -154,11 +161,11 @@ with open(manifest) as f:
         elif any(c == case for c, *_ in cases):
             sys.exit("run-vm: duplicate case %r (the lines of a group must be consecutive)" % case)
         else:
-            cases.append((case, [(name, path)], without, params, preload, [disable]))
+            cases.append((case, [(name, path)], without, params, preload, [disable], nocap))
 
 # modules_disabled cannot be undone: such a case runs last
 cases.sort(key=lambda c: c[5][0])
-for case, mods, without, params, preload, (disable,) in cases:
+for case, mods, without, params, preload, (disable,), nocap in cases:
     own = list(dict.fromkeys(n for n, _ in mods))
     loaded_first = []
     for n in preload:
@@ -179,7 +186,8 @@ for case, mods, without, params, preload, (disable,) in cases:
         if i == 0:
             chain = loaded_first + [d for d in chain if d not in loaded_first]
         print(unit, name, path, unit.replace("/", ".") + ".ko", ",".join(chain) or "-", pre, post,
-              "\x1f".join(params) or "-", "1" if disable and i == 0 else "-")
+              "\x1f".join(params) or "-", "1" if disable and i == 0 else "-",
+              "insert-nocap" if nocap else "insert")
 PY
 )
 [[ $nmods -gt 0 ]] || die "no cases in $manifest"
@@ -224,7 +232,7 @@ unload() { # unload UNIT NAME,NAME,...: each one that is live, retried while it 
   dmesg -c >/dev/null
 }
 warned=0
-while read -r unit mod file deps pre post disable; do
+while read -r unit mod file deps pre post disable insert; do
   [ $warned = 1 ] || unload "$unit" "$pre"
   for dep in $(echo "$deps" | tr ',' ' '); do
     [ "$dep" = - ] && continue
@@ -243,9 +251,9 @@ while read -r unit mod file deps pre post disable; do
   if [ -f "/cases/$file.params" ]; then
     p=$(cat "/cases/$file.params")
     echo "PARAMS $unit $p"
-    r=$(tryload insert "/cases/$file" "$p")
+    r=$(tryload "$insert" "/cases/$file" "$p")
   else
-    r=$(tryload insert "/cases/$file")
+    r=$(tryload "$insert" "/cases/$file")
   fi
   echo "RESULT $unit $r"
   d=$(dmesg -c)

@@ -2,6 +2,9 @@
  *
  *   tryload insert FILE [PARAMS]
  *                         init_module(contents of FILE, len, PARAMS or "") -> prints "errno=N"
+ *   tryload insert-nocap FILE [PARAMS]
+ *                         the same, with CAP_SYS_MODULE first dropped from the effective set
+ *                         (as in a container without it): may_init_module's EPERM
  *   tryload remove NAME   delete_module(NAME, O_NONBLOCK)          -> prints "errno=N"
  *
  * N is 0 on success. Raw syscalls, no libkmod, no decompression (the e2e harness unpacks
@@ -17,8 +20,20 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <linux/capability.h>
 #include <sys/syscall.h>
 #include <unistd.h>
+
+/* Clears CAP_SYS_MODULE from this process's effective set (the permitted set keeps it). */
+static int drop_cap_sys_module(void)
+{
+	struct __user_cap_header_struct hdr = { _LINUX_CAPABILITY_VERSION_3, 0 };
+	struct __user_cap_data_struct data[_LINUX_CAPABILITY_U32S_3];
+	if (syscall(SYS_capget, &hdr, data) != 0)
+		return -1;
+	data[CAP_TO_INDEX(CAP_SYS_MODULE)].effective &= ~CAP_TO_MASK(CAP_SYS_MODULE);
+	return (int)syscall(SYS_capset, &hdr, data);
+}
 
 static int insert(const char *path, const char *params)
 {
@@ -72,8 +87,15 @@ int main(int argc, char **argv)
 {
 	if ((argc == 3 || argc == 4) && strcmp(argv[1], "insert") == 0)
 		return insert(argv[2], argc == 4 ? argv[3] : "");
+	if ((argc == 3 || argc == 4) && strcmp(argv[1], "insert-nocap") == 0) {
+		if (drop_cap_sys_module() != 0) {
+			fprintf(stderr, "tryload: dropping CAP_SYS_MODULE: %s\n", strerror(errno));
+			return 2;
+		}
+		return insert(argv[2], argc == 4 ? argv[3] : "");
+	}
 	if (argc == 3 && strcmp(argv[1], "remove") == 0)
 		return remove_module(argv[2]);
-	fprintf(stderr, "usage: tryload insert FILE [PARAMS] | tryload remove NAME\n");
+	fprintf(stderr, "usage: tryload insert[-nocap] FILE [PARAMS] | tryload remove NAME\n");
 	return 2;
 }

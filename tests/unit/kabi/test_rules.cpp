@@ -639,6 +639,9 @@ TEST_CASE("rules: an unsafe parameter taints, a hardware one is refused under lo
   auto locked = one(m, k);
   REQUIRE_REFUSED(locked, EPERM);
   CHECK(find_reason(locked, reason::kParameterLockedDown)->symbol == "io");
+  // parse_args()'s line as the kernel printed it for parport_pc's io=0x378 under lockdown
+  // (tests/e2e/README.md): "parport_pc: `0x378' invalid for parameter `io'".
+  CHECK_THAT(find_reason(locked, reason::kParameterLockedDown)->message, Contains("i915: `0x300' invalid for parameter `io'"));
   // No value for an int: EINVAL before the unsafe check, no taint.
   k.lockdown = false;
   k.params["i915"] = {ModuleParam{"enable_guc", std::nullopt, "/proc/cmdline"}};
@@ -1273,6 +1276,27 @@ TEST_CASE("rules: signature states and the kernel's signing policy", "[rules][si
     m.signature.key_check = KC::UnknownKey;
     k.lockdown = true;
     REQUIRE_REFUSED(one(m, k), EPERM);
+  }
+  SECTION("a signer that may be a run-time keyring's key: not verified, whatever the node enforces") {
+    m.signature.state = S::Present;
+    m.signature.signer = "CN = Cluster GPU signer";
+    m.signature.key_id = "0e01";
+    m.signature.key_check = KC::KeyringKey;
+    m.signature.keyring_key = ".machine: Cluster GPU signer: a1b2";
+    for (auto [enforce, lockdown] : {std::pair{false, false}, {true, false}, {false, true}}) {
+      k.sig_enforce = enforce;
+      k.lockdown = lockdown;
+      auto v = one(m, k);
+      REQUIRE_LOADABLE(v);
+      REQUIRE(v.reasons.size() == 1);
+      CHECK(v.reasons[0].code == reason::kSignatureNotVerified);
+      CHECK_FALSE(v.reasons[0].fatal);
+      CHECK_THAT(v.reasons[0].message, Contains(".machine: Cluster GPU signer: a1b2"));
+      // the same signer found on no keyring is refused there
+      m.signature.key_check = KC::UnknownKey;
+      if (enforce || lockdown) CHECK(one(m, k).verdict == Verdict::Refused);
+      m.signature.key_check = KC::KeyringKey;
+    }
   }
   SECTION("signed, certificates unknown: a warning that nothing was verified") {
     auto s = read_module(fixture("signed.ko"));

@@ -53,7 +53,10 @@ TEST_CASE("signature: a real CMS signature by sign-file's rules", "[signature]")
   CHECK(t.signature.problem.empty());
   // issuer + serial, as sign-file signs without -k: the serial is the key id.
   CHECK(t.signature.key_id == "5eed1234");
+  CHECK_FALSE(t.signature.by_key_identifier);
   CHECK_THAT(t.signature.signer, Contains("CN = kabi unit test signing key"));
+  // The issuer as a keyring describes a key (fixtures.cmake: -subj "/CN=...", self-signed).
+  CHECK(t.signature.issuer_key_name == "kabi unit test signing key");
   CHECK_THAT(t.signature.hash_algo, Catch::Matchers::Equals("sha256", Catch::CaseSensitive::No));
   CHECK(t.signature.key_check == Signature::KeyCheck::NotChecked);
 }

@@ -112,3 +112,67 @@ TEST_CASE("blacklisted_binary_hashes: the bin: entries of a read .blacklist keyr
   k.state = Keyring::State::Unreadable;
   CHECK(blacklisted_binary_hashes(k).empty());
 }
+
+namespace {
+Keyring read_ring(std::string_view name, std::initializer_list<const char*> described) {
+  Keyring k;
+  k.name = std::string(name);
+  k.state = Keyring::State::Read;
+  for (const char* text : described) {
+    auto d = parse_key_description(text, k.name);
+    REQUIRE(d);
+    k.keys.push_back(*d);
+  }
+  return k;
+}
+}  // namespace
+
+// Descriptions as x509_key_preparse writes them ("<subject>: <skid or serial>"); the signer as
+// a PKCS#7 SignerInfo names it (sign-file: issuer + serial; sign-file -k: the key identifier).
+TEST_CASE("keyring_key_for_signer: a run-time key the signer may be, by id or by a self-signed issuer's name") {
+  KernelKeyrings r;
+  r.keyrings.push_back(read_ring(kBuiltinKeyring, {"asymmetric;0;0;1f030000;Debian Secure Boot CA: 6ccece7e4c6c0d1f6149f3dd27dfcc5cbb419ea1"}));
+  r.keyrings.push_back(read_ring(kSecondaryKeyring, {"keyring;0;0;1f0b0000;.builtin_trusted_keys", "keyring;0;0;1f0b0000;.machine"}));
+  r.keyrings.push_back(read_ring(kMachineKeyring, {"asymmetric;0;0;1f010000;Cluster GPU signer: a1b2c3d4e5f60718293a4b5c6d7e8f9012345678"}));
+  r.keyrings.push_back(read_ring(kPlatformKeyring, {"asymmetric;0;0;1f010000;Vendor db key: 00c0ffee"}));
+  REQUIRE(r.find(kMachineKeyring)->keys.size() == 1);
+
+  // Named by key identifier: the description's hex, either case.
+  auto k = keyring_key_for_signer(r, "A1B2C3D4E5F60718293A4B5C6D7E8F9012345678", true, "Someone Else", false);
+  REQUIRE(k);
+  CHECK(*k == ".machine: Cluster GPU signer: a1b2c3d4e5f60718293a4b5c6d7e8f9012345678");
+  // Named by issuer + serial: a self-signed certificate's subject is its issuer.
+  k = keyring_key_for_signer(r, "1f", false, "Cluster GPU signer", false);
+  REQUIRE(k);
+  CHECK(*k == ".machine: Cluster GPU signer: a1b2c3d4e5f60718293a4b5c6d7e8f9012345678");
+  // ... but the name says nothing for a signer named by key identifier.
+  CHECK_FALSE(keyring_key_for_signer(r, "1f", true, "Cluster GPU signer", false));
+  // The built-in keyring is the image's certificates, judged before: not a run-time key.
+  CHECK_FALSE(keyring_key_for_signer(r, "6ccece7e4c6c0d1f6149f3dd27dfcc5cbb419ea1", true, "", false));
+  // .platform counts only where the kernel verifies modules with it (Debian's).
+  CHECK_FALSE(keyring_key_for_signer(r, "00c0ffee", false, "", false));
+  k = keyring_key_for_signer(r, "00c0ffee", false, "", true);
+  REQUIRE(k);
+  CHECK(*k == ".platform: Vendor db key: 00c0ffee");
+  // A part of an id is no id.
+  CHECK_FALSE(keyring_key_for_signer(r, "a1b2c3d4", true, "", true));
+
+  // A keyring not read may hold it; none visible at all neither rules it out.
+  r.keyrings[2].state = Keyring::State::Unreadable;
+  r.keyrings[2].problem = "keyctl_read: Permission denied";
+  r.keyrings[2].keys.clear();
+  k = keyring_key_for_signer(r, "0e01", false, "Other", false);
+  REQUIRE(k);
+  CHECK(*k == ".machine could not be read (keyctl_read: Permission denied)");
+  for (Keyring& ring : r.keyrings) {
+    ring.state = Keyring::State::NotFound;
+    ring.problem = "not found";
+    ring.keys.clear();
+  }
+  k = keyring_key_for_signer(r, "0e01", false, "Other", true);
+  REQUIRE(k);
+  CHECK_THAT(*k, Contains("not visible"));
+  // A kernel without the run-time keyrings, the built-in one read: nowhere else to look.
+  r.keyrings[0].state = Keyring::State::Read;
+  CHECK_FALSE(keyring_key_for_signer(r, "0e01", false, "Other", true));
+}

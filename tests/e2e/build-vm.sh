@@ -53,8 +53,6 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 . "$HERE/vm-script.sh"
 # shellcheck source=tests/e2e/node-lib.sh
 . "$HERE/node-lib.sh"
-FIXTURES=$REPO/tests/fixtures
-KMOD_SRC=$FIXTURES/kmod-src
 
 vm_args acl "$@"
 vm_need agent qemu
@@ -97,13 +95,7 @@ vm_init "$img" build
 vm_pack "$img" "$work/image.cpio"
 cat "$rootfs" "$work/image.cpio" >"$work/initrd.cpio"
 
-timeout_s=${AGENT_E2E_TIMEOUT:-1500}
-serial=$work/serial.log
-vm_booting "$kver" "$work/initrd.cpio" "-m ${VM_MEM:-3072}, -smp ${VM_SMP:-2}, timeout ${timeout_s}s"
-t=$SECONDS
-vm_boot build-vm "$kdir" "$work/initrd.cpio" "$serial" "$timeout_s" "" \
-  -m "${VM_MEM:-3072}" -smp "${VM_SMP:-2}" -nic user,model=e1000 || true
-echo "build-vm: the VM ran $((SECONDS - t)) s" >&2
-[[ -n $log ]] && cp "$serial.txt" "$log"
+vm_run "$work/initrd.cpio" 1500 "" "-m ${VM_MEM:-3072}, -smp ${VM_SMP:-2}" -m "${VM_MEM:-3072}" -smp "${VM_SMP:-2}"
+echo "build-vm: the VM ran $VM_SECONDS s" >&2
 
-python3 "$HERE/build-check.py" "$serial.txt" "$NIC_BDF" "$kver" "$((SECONDS - t))" "$work/signing.crt"
+python3 "$HERE/build-check.py" "$SERIAL" "$NIC_BDF" "$kver" "$VM_SECONDS" "$work/signing.crt"

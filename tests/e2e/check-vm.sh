@@ -91,11 +91,7 @@ put_module "$(mod "$prev" i915)" "$root/bundles/i915-$prev/i915.ko"
 vm_init "$root" check PREV="$prev" OLD="$old" PREV_KVER="$prev_kver"
 vm_pack "$root" "$work/initrd.cpio"
 
-timeout_s=${AGENT_E2E_TIMEOUT:-900}
-serial="$work/serial.log"
-vm_booting "$kver" "$work/initrd.cpio" "timeout ${timeout_s}s"
-vm_boot check-vm "$kdir" "$work/initrd.cpio" "$serial" "$timeout_s" "" -nic user,model=e1000 || true
-[[ -n $log ]] && cp "$serial.txt" "$log"
+vm_run "$work/initrd.cpio" 900 "" ""
 
-python3 "$HERE/check-check.py" "$serial.txt" "$prev" "$old" "$prev_kver" "$NIC_BDF" "$expect_changed" \
+python3 "$HERE/check-check.py" "$SERIAL" "$prev" "$old" "$prev_kver" "$NIC_BDF" "$expect_changed" \
   "$(vm_file_id "$root/opt/lib/modules/$prev_kver/e1000.ko")" "$short"

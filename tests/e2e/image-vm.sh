@@ -91,13 +91,7 @@ victim=$(find "$bundle" -name 'agent_test_nic.ko' | head -n 1)
 vm_init "$root" image VICTIM="${victim#"$root"}"
 vm_pack "$root" "$work/initrd.cpio"
 
-timeout_s=${AGENT_E2E_TIMEOUT:-900}
-serial=$work/serial.log
-vm_booting "$kver" "$work/initrd.cpio" "the image's root $rootfs_mib MiB; timeout ${timeout_s}s"
-t=$SECONDS
-vm_boot image-vm "$kdir" "$work/initrd.cpio" "$serial" "$timeout_s" "" -m 2048 -nic user,model=e1000 || true
-vm_s=$((SECONDS - t))
-[[ -n $log ]] && cp "$serial.txt" "$log"
+vm_run "$work/initrd.cpio" 900 "" "the image's root $rootfs_mib MiB" -m 2048
 
-python3 "$HERE/image-check.py" "$serial.txt" "$NIC_BDF" "$kver" "$bundle/bundle-manifest.json" "$work/expected" \
-  "$work/pod-summary.json" "$vm_s" "$((SECONDS - start_all))"
+python3 "$HERE/image-check.py" "$SERIAL" "$NIC_BDF" "$kver" "$bundle/bundle-manifest.json" "$work/expected" \
+  "$work/pod-summary.json" "$VM_SECONDS" "$((SECONDS - start_all))"

@@ -23,7 +23,6 @@ set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # shellcheck source=tests/e2e/vm-script.sh
 . "$HERE/vm-script.sh"
-KMOD_SRC=$REPO/tests/fixtures/kmod-src
 
 vm_args pcl "$@"
 vm_kernels abi prev old
@@ -47,20 +46,18 @@ fw_line=$(head -n 1 "$KMOD_SRC/firmware/agent-test/agent_test_nic.bin")
 
 vm_init "$root" kmod FW_SIZE="$fw_size" FW_LINE="$fw_line"
 vm_pack "$root" "$work/initrd.cpio"
-echo "kmod-vm: booting $kver; bundle built for $prev, changed kABI $old" >&2
-vm_boot kmod-vm "$kdir" "$work/initrd.cpio" "$work/serial" "${AGENT_E2E_TIMEOUT:-600}" "" -nic user,model=e1000 || true
-[[ -n $log ]] && cp "$work/serial.txt" "$log"
+vm_run "$work/initrd.cpio" 600 "" "bundle built for $prev, changed kABI $old"
 
-grep -E '^(DMESG|INSMOD|TAINT|BUILDID|firmware_class|PASS|FAIL)' "$work/serial.txt" || true
+grep -E '^(DMESG|INSMOD|TAINT|BUILDID|firmware_class|PASS|FAIL)' "$SERIAL" || true
 foreign_id=$(vm_file_id "$root/m/foreign/agent_test_helper.ko")
-live_id=$(sed -n 's/^BUILDID live-agent_test_helper //p' "$work/serial.txt")
-passed=$(grep -c '^PASS' "$work/serial.txt" || true) failed=$(grep -c '^FAIL' "$work/serial.txt" || true)
+live_id=$(sed -n 's/^BUILDID live-agent_test_helper //p' "$SERIAL")
+passed=$(grep -c '^PASS' "$SERIAL" || true) failed=$(grep -c '^FAIL' "$SERIAL" || true)
 if [[ $live_id == "$foreign_id" ]]; then
   echo "PASS the live agent_test_helper is the foreign build ($live_id)"; passed=$((passed + 1))
 else
   echo "FAIL the live agent_test_helper's build id $live_id, the foreign build's $foreign_id"; failed=$((failed + 1))
 fi
-if ! grep -q '^KMODVM END' "$work/serial.txt"; then
+if ! grep -q '^KMODVM END' "$SERIAL"; then
   echo "FAIL the VM ran to the end"; failed=$((failed + 1))
 fi
 echo "$passed passed, $failed failed"

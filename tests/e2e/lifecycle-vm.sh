@@ -87,8 +87,6 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 . "$HERE/vm-script.sh"
 # shellcheck source=tests/e2e/node-lib.sh
 . "$HERE/node-lib.sh"
-FIXTURES=$REPO/tests/fixtures
-KMOD_SRC=$FIXTURES/kmod-src
 
 vm_args apcl "$@"
 vm_kernels abi prev old
@@ -201,13 +199,9 @@ done
 vm_init "$root" lifecycle
 vm_pack "$root" "$work/initrd.cpio"
 
-timeout_s=${AGENT_E2E_TIMEOUT:-1200}
-serial="$work/serial.log"
-vm_booting "$kver" "$work/initrd.cpio" "timeout ${timeout_s}s"
-vm_boot lifecycle-vm "$kdir" "$work/initrd.cpio" "$serial" "$timeout_s" "" -nic user,model=e1000 || true
-[[ -n $log ]] && cp "$serial.txt" "$log"
+vm_run "$work/initrd.cpio" 1200 "" ""
 
-python3 "$HERE/lifecycle-check.py" "$serial.txt" "$NIC_BDF" "$fw_size" \
+python3 "$HERE/lifecycle-check.py" "$SERIAL" "$NIC_BDF" "$fw_size" \
   "$(vm_file_id "$root/opt/lib/modules/$prev_kver/agent_test_helper.ko")" \
   "$(vm_file_id "$root/opt/lib/modules/$prev_kver/agent_test_nic.ko")" \
   "$(vm_file_id "$root/foreign/agent_test_helper.ko")" "$kver" "$side_key" \

@@ -51,7 +51,6 @@ set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # shellcheck source=tests/e2e/vm-script.sh
 . "$HERE/vm-script.sh"
-KMOD_SRC=$REPO/tests/fixtures/kmod-src
 UNIT=$REPO/systemd/intel-gpu-driver.service
 
 vm_args apcl "$@"
@@ -126,13 +125,7 @@ install -m 755 "$HERE/vm/systemd-scenarios.sh" "$HERE/vm/systemd-start-done.sh" 
 vm_pack "$img" "$work/image.cpio"
 cat "$rootfs" "$work/image.cpio" >"$work/initrd.cpio"
 
-timeout_s=${AGENT_E2E_TIMEOUT:-600}
-serial=$work/serial.log
-vm_booting "$kver" "$work/initrd.cpio" "-m ${VM_MEM:-1024}, -smp ${VM_SMP:-1}, timeout ${timeout_s}s"
-t=$SECONDS
-vm_boot systemd-vm "$kdir" "$work/initrd.cpio" "$serial" "$timeout_s" "rdinit=/lib/systemd/systemd" \
-  -m "${VM_MEM:-1024}" -smp "${VM_SMP:-1}" -nic user,model=e1000 || true
-vm_s=$((SECONDS - t))
-[[ -n $log ]] && cp "$serial.txt" "$log"
+vm_run "$work/initrd.cpio" 600 "rdinit=/lib/systemd/systemd" "-m ${VM_MEM:-1024}, -smp ${VM_SMP:-1}" \
+  -m "${VM_MEM:-1024}" -smp "${VM_SMP:-1}"
 
-python3 "$HERE/systemd-check.py" "$serial.txt" "$NIC_BDF" "$helper_id" "$nic_id" "$fw_size" "$vm_s"
+python3 "$HERE/systemd-check.py" "$SERIAL" "$NIC_BDF" "$helper_id" "$nic_id" "$fw_size" "$VM_SECONDS"

@@ -3,7 +3,7 @@
 # The frame of the VM scripts (build-vm.sh, check-vm.sh, image-vm.sh, kmod-vm.sh, lifecycle-vm.sh,
 # systemd-vm.sh), sourced: their options, the pre-flight checks, the kernels, and the /init of
 # tests/e2e/vm/ with the in-VM helper library put into an initramfs root.
-# Sets REPO, CACHE (exported as AGENT_KERNEL_CACHE), NIC_BDF; sources vm-lib.sh.
+# Sets REPO, CACHE (exported as AGENT_KERNEL_CACHE), FIXTURES, KMOD_SRC, NIC_BDF; sources vm-lib.sh.
 
 VM_SCRIPT=${0##*/}
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -11,6 +11,8 @@ CACHE=${AGENT_KERNEL_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/intel-gpu-agent/kern
 export AGENT_KERNEL_CACHE=$CACHE
 # shellcheck source=tests/e2e/vm-lib.sh
 . "$REPO/tests/e2e/vm-lib.sh"
+FIXTURES=$REPO/tests/fixtures
+KMOD_SRC=$FIXTURES/kmod-src # the test driver set
 # qemu's e1000 NIC (8086:100e): the device every VM test drives
 NIC_BDF=0000:00:03.0
 
@@ -103,7 +105,7 @@ vm_other_kabi() {
 }
 
 # vm_bundle ABI DIR [--foreign]: the test driver set built for ABI into DIR (build-bundle.sh)
-vm_bundle() { bash "$REPO/tests/fixtures/kmod-src/build-bundle.sh" "$@" >/dev/null || vm_die "build-bundle.sh $* failed"; }
+vm_bundle() { bash "$KMOD_SRC/build-bundle.sh" "$@" >/dev/null || vm_die "build-bundle.sh $* failed"; }
 
 # vm_file_id FILE: a module file's build id
 vm_file_id() { readelf -n "$1" | awk '/Build ID:/ { print $3 }'; }
@@ -130,7 +132,18 @@ vm_init() {
   chmod +x "$root/init"
 }
 
-# vm_booting KVER CPIO [WHAT]: says what is booted
-vm_booting() {
-  echo "${VM_SCRIPT%.sh}: booting $1 with a $(($(stat -c %s "$2") / 1048576)) MiB initramfs${3:+ ($3)}" >&2
+# vm_run CPIO TIMEOUT APPEND NOTE [QEMU ARG...]: boots the kernel of $kdir ($kver) once on CPIO
+# with qemu's e1000 NIC, for AGENT_E2E_TIMEOUT seconds, else TIMEOUT; APPEND: more of the kernel's
+# command line; NOTE: said with what is booted. Sets SERIAL (the console, carriage returns
+# stripped; copied to -l's LOG) and VM_SECONDS (the boot's wall time).
+vm_run() {
+  local cpio=$1 timeout_s=${AGENT_E2E_TIMEOUT:-$2} append=$3 note=$4 t=$SECONDS
+  shift 4
+  echo "${VM_SCRIPT%.sh}: booting ${kver:?} with a $(($(stat -c %s "$cpio") / 1048576)) MiB initramfs" \
+    "(${note:+$note; }timeout ${timeout_s}s)" >&2
+  vm_boot "${VM_SCRIPT%.sh}" "${kdir:?}" "$cpio" "${work:?}/serial.log" "$timeout_s" "$append" "$@" \
+    -nic user,model=e1000 || true
+  VM_SECONDS=$((SECONDS - t))
+  SERIAL=$work/serial.log.txt
+  [[ -z $log ]] || cp "$SERIAL" "$log"
 }

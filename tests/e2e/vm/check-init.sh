@@ -5,10 +5,7 @@
 . /e2e/env.sh
 # shellcheck source=tests/e2e/vm/lib.sh
 . /e2e/lib.sh
-export PATH=/bin:/usr/local/bin
-/bin/busybox --install -s /bin
-mount_basics
-mount -t securityfs securityfs /sys/kernel/security 2>/dev/null
+init_busybox
 echo "CHECKVM BEGIN $(uname -r)"
 check() { # check NAME AGENT-ARGS...: the text run, then the JSON run
   name=$1

@@ -6,9 +6,7 @@
 . /e2e/env.sh
 # shellcheck source=tests/e2e/vm/lib.sh
 . /e2e/lib.sh
-export PATH=/bin:/usr/bin:/usr/local/bin
-/bin/busybox --install -s /bin
-mount_basics
+init_busybox
 mount -t cgroup2 cgroup2 /sys/fs/cgroup # crun reads the cgroup mode even with no cgroup manager
 # shellcheck source=/dev/null
 . /pod/pod.env

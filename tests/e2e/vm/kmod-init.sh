@@ -6,9 +6,7 @@
 . /e2e/env.sh
 # shellcheck source=tests/e2e/vm/lib.sh
 . /e2e/lib.sh
-export PATH=/bin
-/bin/busybox --install -s /bin
-mount_basics
+init_busybox
 echo "KMODVM BEGIN $(uname -r)"
 ok() { if [ "$1" = 0 ]; then echo "PASS $2"; else echo "FAIL $2"; fi; }
 wait_bound() { i=0; while [ "$(driver)" != "$1" ] && [ $i -lt 10 ]; do sleep 1; i=$((i + 1)); done; }

@@ -19,6 +19,15 @@ mount_basics() {
   dmesg -c >/dev/null
 }
 
+# init_busybox: a busybox initramfs's start: the applets in /bin, the pseudo file systems
+# (securityfs where the kernel has it)
+init_busybox() {
+  export PATH=/bin:/usr/bin:/usr/local/bin
+  /bin/busybox --install -s /bin
+  mount_basics
+  mount -t securityfs securityfs /sys/kernel/security 2>/dev/null
+}
+
 now() { read -r u _ </proc/uptime; echo "$u"; } # seconds since boot, two decimals
 # driver: the driver bound to $NIC, - when none
 driver() { d=$(readlink "/sys/bus/pci/devices/$NIC/driver" 2>/dev/null) && echo "${d##*/}" || echo -; }

@@ -94,10 +94,7 @@ store=$CACHE/build-vm-rootfs
 out=$store/rootfs-$abi-$digest.cpio
 rootfs_cached build-rootfs "$out"
 
-work=$(mktemp -d "${TMPDIR:-/tmp}/agent-build-rootfs.XXXXXX")
-trap 'rm -rf "$work"' EXIT
-root=$work/root
-start=$SECONDS
+rootfs_work build-rootfs
 echo "build-rootfs: mmdebstrap bookworm ($packages) + $kver's headers .debs" >&2
 mkdir -p "$work/debs"
 cp "${debs[@]}" "$work/debs/"

@@ -27,6 +27,15 @@ rootfs_cached() {
   fi
 }
 
+# rootfs_work NAME: a work directory removed at exit (work), the root to make in it (root), the
+# start (start)
+rootfs_work() {
+  work=$(mktemp -d "${TMPDIR:-/tmp}/agent-$1.XXXXXX")
+  # shellcheck disable=SC2064 # the directory is known now
+  trap "rm -rf '$work'" EXIT
+  root=$work/root start=$SECONDS
+}
+
 # rootfs_installed ROOT PACKAGE...: each PACKAGE is installed in ROOT, else die
 rootfs_installed() {
   local root=$1 p

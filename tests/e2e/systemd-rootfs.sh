@@ -64,10 +64,7 @@ store=$CACHE/systemd-vm-rootfs
 out=$store/rootfs-$digest.cpio
 rootfs_cached systemd-rootfs "$out"
 
-work=$(mktemp -d "${TMPDIR:-/tmp}/agent-systemd-rootfs.XXXXXX")
-trap 'rm -rf "$work"' EXIT
-root=$work/root
-start=$SECONDS
+rootfs_work systemd-rootfs
 echo "systemd-rootfs: mmdebstrap bookworm ($packages)" >&2
 mmdebstrap "${recipe[@]}" "$root" "$MIRROR" >&2 || die "mmdebstrap failed"
 debstrap_s=$((SECONDS - start))

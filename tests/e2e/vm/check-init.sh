@@ -6,6 +6,7 @@
 # shellcheck source=tests/e2e/vm/lib.sh
 . /e2e/lib.sh
 init_busybox
+mount -t securityfs securityfs /sys/kernel/security 2>/dev/null # lockdown
 echo "CHECKVM BEGIN $(uname -r)"
 check() { # check NAME AGENT-ARGS...: the text run, then the JSON run
   name=$1

@@ -65,7 +65,6 @@ stop_pod() {
   $CRUN delete -f pod >/dev/null 2>&1
 }
 plog() { sed "s/^/LOG $1 /" "/tmp/pod-$1.log"; }
-nfd() { if [ -f "$NFD/intel-gpu-driver" ]; then sed "s/^/NFD $1 /" "$NFD/intel-gpu-driver"; else echo "NFD $1 -"; fi; }
 
 # before: no pod, no state
 facts before

@@ -20,12 +20,10 @@ mount_basics() {
 }
 
 # init_busybox: a busybox initramfs's start: the applets in /bin, the pseudo file systems
-# (securityfs where the kernel has it)
 init_busybox() {
   export PATH=/bin:/usr/bin:/usr/local/bin
   /bin/busybox --install -s /bin
   mount_basics
-  mount -t securityfs securityfs /sys/kernel/security 2>/dev/null
 }
 
 now() { read -r u _ </proc/uptime; echo "$u"; } # seconds since boot, two decimals

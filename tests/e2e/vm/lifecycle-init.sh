@@ -6,6 +6,7 @@
 # shellcheck source=tests/e2e/vm/lib.sh
 . /e2e/lib.sh
 init_busybox
+mount -t securityfs securityfs /sys/kernel/security 2>/dev/null # lockdown
 mkdir -p "$NFD"
 echo "LCVM BEGIN $(uname -r)"
 echo "FACT boot boot_id=$(cat /proc/sys/kernel/random/boot_id)"

@@ -16,115 +16,47 @@ import subprocess
 import sys
 import tempfile
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import serial_log  # noqa: E402
+
 serial, nic, kver, vm_seconds, signing_cert = sys.argv[1:6]
 
-snaps, facts, exits, jsons, starts, phases, reached = {}, {}, {}, {}, {}, {}, {}
-logs, dmesg, cache, cachesum, procs, kos, entries, blog, bloglines, nfd = ({} for _ in range(10))
-inserts, tmpleft, psran, cachedir, modb64 = {}, {}, {}, {}, {}
-begin, end = None, False
-
-
-def text_json(text):
-    if text.strip() in ("-", ""):
-        return None
-    try:
-        return json.loads(text)
-    except ValueError as e:
-        return {"_error": "bad JSON: %s" % e, "_text": text[:2000]}
-
-
-for line in open(serial, errors="replace"):
-    line = line.rstrip("\n")
-    m = re.search(r"BVM BEGIN (\S+)", line)  # after the firmware's screen escapes
-    if m:
-        begin = m.group(1)
-        continue
-    if line == "BVM END":
-        end = True
-        continue
-    m = re.match(r"(LOG|DMESG|NFD|BLOGLINE) (\S+) ?(.*)$", line)
-    if m:
-        kind, tag, text = m.groups()
-        {"LOG": logs, "DMESG": dmesg, "NFD": nfd, "BLOGLINE": bloglines}[kind].setdefault(tag, []).append(text)
-        continue
-    m = re.match(r"(SNAP|JSON) (\S+) (.*)$", line)
-    if m:
-        (snaps if m.group(1) == "SNAP" else jsons)[m.group(2)] = text_json(m.group(3))
-        continue
-    m = re.match(r"(FACT|BLOG) (\S+) ?(.*)$", line)
-    if m:
-        d = (facts if m.group(1) == "FACT" else blog).setdefault(m.group(2), {})
-        for kv in m.group(3).split():
-            k, _, v = kv.partition("=")
-            d[k] = v
-        continue
-    m = re.match(r"EXIT (\S+) (\S+)(?: t0=([\d.]+) t=([\d.]+))?$", line)
-    if m:
-        rc = int(m.group(2)) if m.group(2).isdigit() else m.group(2)
-        secs = float(m.group(4)) - float(m.group(3)) if m.group(3) else None
-        exits[m.group(1)] = (rc, secs)
-        continue
-    m = re.match(r"START (\S+) pid=(\d+) t=([\d.]+)", line)
-    if m:
-        starts[m.group(1)] = int(m.group(2))
-        continue
-    m = re.match(r"PHASE (\S+) (\S+) t=", line)
-    if m:
-        phases.setdefault(m.group(1), []).append(m.group(2))
-        continue
-    m = re.match(r"REACHED (\S+) (\S+) t0=([\d.]+) t=([\d.]+)$", line)
-    if m:
-        reached[m.group(1)] = (m.group(2), float(m.group(4)) - float(m.group(3)))
-        continue
-    m = re.match(r"CACHESUM (\S+) (\S+)$", line)
-    if m:
-        cachesum[m.group(1)] = m.group(2)
-        continue
-    m = re.match(r"CACHE (\S+) (.*)$", line)
-    if m:
-        cache.setdefault(m.group(1), []).append(m.group(2))
-        continue
-    m = re.match(r"PROC (\S+) (.*)$", line)
-    if m:
-        procs.setdefault(m.group(1), []).append(m.group(2).strip())
-        continue
-    m = re.match(r"KO (\S+) (\S+) (\S*) ?(.*)$", line)
-    if m:
-        tag, name, bid, rest = m.groups()
+log = serial_log.SerialLog(serial, "BVM", ("LOG", "DMESG", "NFD", "BLOGLINE", "SNAP", "JSON", "FACT", "BLOG", "EXIT",
+                                          "START", "PHASE", "REACHED", "CACHESUM", "CACHE", "PROC", "KO", "ENTRY",
+                                          "INSMOD", "PSRAN", "CACHEDIR", "MODB64", "TMPLEFT"))
+logs, dmesg, nfd, bloglines = (log.by_tag(k) for k in ("LOG", "DMESG", "NFD", "BLOGLINE"))
+snaps = {t: log.json("SNAP", t) for t in log.by_tag("SNAP")}
+jsons = {t: log.json("JSON", t) for t in log.by_tag("JSON")}
+facts = {t: log.kv("FACT", t) for t in log.by_tag("FACT")}
+blog = {t: log.kv("BLOG", t) for t in log.by_tag("BLOG")}
+exits = {t: log.exit(t) for t in log.by_tag("EXIT")}
+starts = {t: int(log.kv("START", t)["pid"]) for t in log.by_tag("START")}
+phases = {t: [p.split()[0] for p in v] for t, v in log.by_tag("PHASE").items()}
+reached = {t: (v[-1].split()[0], serial_log.span(v[-1])) for t, v in log.by_tag("REACHED").items()}
+cachesum = {t: v[-1].strip() for t, v in log.by_tag("CACHESUM").items()}
+cache = log.by_tag("CACHE")
+procs = {t: [p.strip() for p in v] for t, v in log.by_tag("PROC").items()}
+kos = {}
+for tag, v in log.by_tag("KO").items():
+    for rest in v:  # "NAME BUILD_ID [SHA256] PATH"
+        name, _, rest = rest.partition(" ")
+        bid, _, rest = rest.partition(" ")
         parts = rest.split()
-        sha = parts[0] if len(parts) == 2 else None
-        kos.setdefault(tag, {})[name] = {"build_id": bid, "sha256": sha, "path": parts[-1] if parts else ""}
-        continue
-    m = re.match(r"ENTRY (\S+) (\S+)$", line)
-    if m:
-        entries.setdefault(m.group(1), []).append(m.group(2))
-        continue
-    m = re.match(r"INSMOD (\S+) (\d+)$", line)
-    if m:
-        inserts[m.group(1)] = int(m.group(2))
-        continue
-    m = re.match(r"PSRAN (\S+) procs=(\d+)$", line)
-    if m:
-        psran[m.group(1)] = int(m.group(2))
-        continue
-    m = re.match(r"CACHEDIR (\S+) exists=([01])$", line)
-    if m:
-        cachedir[m.group(1)] = m.group(2) == "1"
-        continue
-    m = re.match(r"MODB64 (\S+) (\S+)$", line)
-    if m:
-        modb64.setdefault(m.group(1), []).append(m.group(2))
-        continue
-    m = re.match(r"TMPLEFT (\S+) ?(.*)$", line)
-    if m:
-        tmpleft[m.group(1)] = m.group(2).strip()
-        continue
+        kos.setdefault(tag, {})[name] = {"build_id": bid, "sha256": parts[0] if len(parts) == 2 else None,
+                                         "path": parts[-1] if parts else ""}
+entries = {t: [e.strip() for e in v] for t, v in log.by_tag("ENTRY").items()}
+inserts = {t: int(v[-1]) for t, v in log.by_tag("INSMOD").items() if v[-1].strip().isdigit()}
+psran = {t: int(log.kv("PSRAN", t)["procs"]) for t in log.by_tag("PSRAN")}
+cachedir = {t: log.kv("CACHEDIR", t).get("exists") == "1" for t in log.by_tag("CACHEDIR")}
+modb64 = {t: [x.strip() for x in v] for t, v in log.by_tag("MODB64").items()}
+tmpleft = {t: v[-1].strip() for t, v in log.by_tag("TMPLEFT").items()}
+begin = log.begin[0] if log.begin else None
 
-results = []  # (ok, scenario, what)
+checks = serial_log.Checks()
 
 
 def check(scenario, ok, what):
-    results.append((bool(ok), scenario, what))
+    checks.add(ok, what, scenario)
 
 
 RUN_OF = {"whole": "whole", "whole-stopped": "whole", "restart": "restart", "broken1": "broken1",
@@ -201,7 +133,8 @@ def no_procs(tag):
 
 BUNDLE = ("agent_test_helper", "agent_test_nic")
 BUILDS = "/var/lib/intel-gpu-driver/builds"
-check("vm", begin == kver and end, "the VM booted %s and ran to the end (BVM BEGIN %s, END %s)" % (kver, begin, end))
+check("vm", begin == kver and log.ended, "the VM booted %s and ran to the end (BVM BEGIN %s): %s" %
+      (kver, begin, log.problem() or "BVM END"))
 
 # ---- whole-flow ------------------------------------------------------------------------------
 s, b = st("whole"), build("whole")
@@ -395,29 +328,12 @@ DEBUG = {  # scenario -> (snapshots, agent logs, kernel messages)
     "sigterm-build": (["sigterm-before", "sigterm"], ["sigterm"], ["sigterm"]),
     "signed": ([], ["signed"], ["signed"]),
 }
-failed_scenarios = []
-for ok, sc, _ in results:
-    if not ok and sc not in failed_scenarios:
-        failed_scenarios.append(sc)
-for sc in failed_scenarios:
-    sn, lg, dm = DEBUG[sc]
-    print("\n=== %s: what the VM saw ===" % sc)
+for sc in checks.failed_scenarios():
     if sc in ("agent-build", "signed"):
         for t in (("ab1", "ab2") if sc == "agent-build" else ("signed",)):
             print("--- agent build --json (%s) ---" % t)
             print(json.dumps(jsons.get(t), indent=1))
-    for t in sn:
-        print("--- status.json at %s ---" % t)
-        s = snaps.get(t)
-        print(json.dumps(s, indent=1) if s is not None else "  (none)")
-    for t in lg:
-        print("--- agent log (%s) ---" % t)
-        for l in logs.get(t, ["(empty)"])[-60:]:
-            print("  " + l)
-    for t in dm:
-        print("--- kernel messages (%s) ---" % t)
-        for l in dmesg.get(t, ["(none)"])[-30:]:
-            print("  " + l)
+    serial_log.show_scenario(sc, *DEBUG[sc], snaps, logs, dmesg)
 
 print("\nbenchmark (Debian %s under qemu TCG, the VM's root a real Debian 12 with gcc-12 and dkms):" % kver)
 print("  agent build (%s): dkms %s s, %s s in all (jobs %s); cached: %s s" %
@@ -436,8 +352,4 @@ print("  agent build with the signing key (a fresh cache): %s s" % ("?" if took(
 print("  the VM: /init started %s s after the kernel (the %s KiB root unpacked from the initramfs), %s s in all" %
       (f("boot", "uptime"), f("boot", "root_kib"), vm_seconds))
 print()
-for ok, sc, what in results:
-    print("%s %s" % ("PASS" if ok else "FAIL", what))
-passed = sum(1 for ok, _, _ in results if ok)
-print("%d passed, %d failed" % (passed, len(results) - passed))
-sys.exit(0 if passed == len(results) else 1)
+sys.exit(checks.summary())

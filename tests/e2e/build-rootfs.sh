@@ -34,6 +34,8 @@ export AGENT_KERNEL_CACHE=$CACHE
 MIRROR=${MIRROR:-http://deb.debian.org/debian}
 # shellcheck source=tests/e2e/vm-lib.sh
 . "$HERE/vm-lib.sh"
+# shellcheck source=tests/e2e/rootfs-lib.sh
+. "$HERE/rootfs-lib.sh"
 
 die() { echo "build-rootfs: $*" >&2; exit 1; }
 [[ $# -ge 2 ]] || { echo "usage: build-rootfs.sh ROLE|ABI AGENT [MODULE...]" >&2; exit 2; }
@@ -57,14 +59,7 @@ for d in "${debs[@]}"; do [[ -f $d ]] || die "no $d (fetch-kernels.sh --kbuild $
 
 # The agent's runtime libraries -> their packages (libc6, libpci3, libudev1, ...), so the
 # rootfs follows the binary's link line without holding the binary.
-libpkgs=$(
-  ldd "$agent" | awk '$2 == "=>" && $3 ~ /^\// { print $3 } $1 ~ /^\// { print $1 }' | sort -u |
-    while read -r lib; do
-      owner=$(dpkg -S "$lib" 2>/dev/null || dpkg -S "$(realpath "$lib")" 2>/dev/null) ||
-        { echo "build-rootfs: no package owns $lib (ldd $agent)" >&2; exit 1; }
-      echo "${owner%%:*}"
-    done | sort -u | tr '\n' ' '
-) || die "cannot map the agent's libraries to packages"
+libpkgs=$(rootfs_lib_packages "$agent") || die "cannot map the agent's libraries to packages"
 # What the headers .debs depend on besides each other (linux-compiler-gcc-12-x86, libelf1, ...),
 # from the archive, so that dpkg -i finds it installed.
 debdeps=$(
@@ -97,19 +92,9 @@ digest=$(
 )
 store=$CACHE/build-vm-rootfs
 out=$store/rootfs-$abi-$digest.cpio
-mkdir -p "$store"
-exec 7>"$store/.lock"
-flock 7
-if [[ -f $out ]]; then
-  echo "build-rootfs: cached $out ($(($(stat -c %s "$out") / 1048576)) MiB)" >&2
-  echo "$out"
-  exit 0
-fi
+rootfs_cached build-rootfs "$out"
 
-work=$(mktemp -d "${TMPDIR:-/tmp}/agent-build-rootfs.XXXXXX")
-trap 'rm -rf "$work"' EXIT
-root=$work/root
-start=$SECONDS
+rootfs_work build-rootfs
 echo "build-rootfs: mmdebstrap bookworm ($packages) + $kver's headers .debs" >&2
 mkdir -p "$work/debs"
 cp "${debs[@]}" "$work/debs/"
@@ -117,11 +102,7 @@ mmdebstrap "${recipe[@]:0:${#recipe[@]}-3}" \
   --customize-hook="mkdir -p \"\$1/tmp/kernel-debs\" && cp $work/debs/*.deb \"\$1/tmp/kernel-debs/\"" \
   "${recipe[@]: -3}" "$root" "$MIRROR" >&2 || die "mmdebstrap failed"
 debstrap_s=$((SECONDS - start))
-for p in "linux-headers-$abi-amd64" "linux-headers-$abi-common" "linux-kbuild-$series" dkms gcc-12; do
-  # shellcheck disable=SC2016 # dpkg-query's format
-  [[ $(chroot "$root" dpkg-query -W -f='${Status}' "$p" 2>/dev/null) == "install ok installed" ]] ||
-    die "$p is not installed in the root"
-done
+rootfs_installed "$root" "linux-headers-$abi-amd64" "linux-headers-$abi-common" "linux-kbuild-$series" dkms gcc-12
 [[ -L $root/lib/modules/$kver/build && -f $root$(readlink "$root/lib/modules/$kver/build")/Makefile ]] ||
   die "no /lib/modules/$kver/build -> headers in the root"
 
@@ -133,12 +114,4 @@ cp -L "$kdir/vmlinuz" "$root/boot/vmlinuz-$kver"
 cp -L "$kdir/root/boot/config-$kver" "$root/boot/"
 cp -L "$kdir/root/boot/System.map-$kver" "$root/boot/" 2>/dev/null || true
 
-size_kib=$(du -sk "$root" | cut -f1)
-vm_pack "$root" "$work/rootfs.cpio"
-rm -f "$store/rootfs-$abi-"*.cpio "$store/rootfs-$abi-"*.cpio.info # earlier recipes
-mv "$work/rootfs.cpio" "$out"
-echo "$((SECONDS - start)) s in all, mmdebstrap $debstrap_s s; $((size_kib / 1024)) MiB unpacked;" \
-  "packages: $packages; kernel $kver" >"$out.info"
-echo "build-rootfs: made $out in $((SECONDS - start)) s (mmdebstrap ${debstrap_s} s): $((size_kib / 1024)) MiB" \
-  "unpacked, cpio $(($(stat -c %s "$out") / 1048576)) MiB" >&2
-echo "$out"
+rootfs_store build-rootfs "$root" "$out" "$store/rootfs-$abi-" "$start" "$debstrap_s" "packages: $packages; kernel $kver"

@@ -39,41 +39,14 @@
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-REPO=$(cd "$HERE/../.." && pwd)
-CACHE=${AGENT_KERNEL_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/intel-gpu-agent/kernels}
-export AGENT_KERNEL_CACHE=$CACHE
-# shellcheck source=tests/e2e/vm-lib.sh
-. "$HERE/vm-lib.sh"
-NIC_BDF=0000:00:03.0
+# shellcheck source=tests/e2e/vm-script.sh
+. "$HERE/vm-script.sh"
 
-die() { echo "check-vm: $*" >&2; exit 2; }
-
-usage="usage: check-vm.sh [-s] [-a AGENT] [-p ABI] [-c ABI] [-l LOG] [ABI]"
-agent=${AGENT:-$REPO/build/agent/agent} prev=k61_same old=k61_old log="" short=0
-while getopts "sa:p:c:l:" opt; do
-  case $opt in
-    s) short=1 ;;
-    a) agent=$OPTARG ;;
-    p) prev=$OPTARG ;;
-    c) old=$OPTARG ;;
-    l) log=$OPTARG ;;
-    *) die "$usage" ;;
-  esac
-done
-shift $((OPTIND - 1))
-[[ $# -le 1 ]] || die "$usage"
-abi=${1:-k61}
-bash "$HERE/fetch-kernels.sh" "$abi" "$prev" "$old" >&2 || die "fetch-kernels.sh $abi $prev $old failed"
-abi=$(vm_abi "$abi") || die "no kernel for $abi"
-prev=$(vm_abi "$prev") || die "no kernel for $prev"
-old=$(vm_abi "$old") || die "no kernel for $old"
+vm_args sapcl "$@"
+vm_kernels abi prev old
 echo "check-vm: target $abi, prebuilt bundle from $prev, changed-kABI bundle from $old" >&2
-[[ $old != "$abi" && $old != "$prev" ]] || die "-c $old must be another kABI than the target and -p"
-[[ -x $agent ]] || die "no agent binary at $agent (build it, or pass -a AGENT)"
-[[ -x $BUSYBOX ]] || die "no busybox at $BUSYBOX (apt-get install busybox-static)"
-! ldd "$BUSYBOX" >/dev/null 2>&1 || die "$BUSYBOX is not static (apt-get install busybox-static)"
-command -v "$QEMU" >/dev/null || die "no $QEMU"
-command -v gcc >/dev/null || die "no gcc (to build tryload)"
+vm_other_kabi "$prev"
+vm_need agent busybox qemu gcc pci.ids
 
 kdir="$CACHE/$abi"
 kver=$(<"$kdir/.done")
@@ -82,7 +55,7 @@ prev_kver=$(<"$CACHE/$prev/.done")
 mod() { # mod ABI NAME -> path of the in-tree module NAME (.ko or .ko.xz) of that kernel
   local rel
   rel=$(grep -m1 -oE "^([^:]*/)?$2\.ko(\.(xz|zst|gz))?:" "$CACHE/$1/modules/modules.dep") \
-    || die "no $2 module in $CACHE/$1"
+    || vm_die "no $2 module in $CACHE/$1"
   echo "$CACHE/$1/modules/${rel%:}"
 }
 put_module() { # put_module SRC DEST: uncompressed (tryload hands the kernel the file's bytes)
@@ -103,7 +76,6 @@ root="$work/root"
 # the module tree with all its indexes but only some modules (those the agent reads for
 # vermagic, a sample and the bundle's in-tree counterparts and dependencies), the build/source
 # links, the headers they point to, the kernel image (its built-in certificates) and config.
-[[ -f /usr/share/misc/pci.ids ]] || die "no /usr/share/misc/pci.ids (apt-get install pci.ids)"
 vm_host_root "$root" "$kdir" "$agent" e1000 i915 crc32_generic dummy loop fat
 headers=$VM_HEADERS
 # Is a build on the node possible? The agent wants a Makefile and Module.symvers there.
@@ -116,196 +88,10 @@ put_module "$(mod "$prev" e1000)" "$root/opt/lib/modules/$prev_kver/e1000.ko"
 put_module "$(mod "$old" e1000)" "$root/bundles/e1000-$old/e1000.ko"
 put_module "$(mod "$prev" i915)" "$root/bundles/i915-$prev/i915.ko"
 
-cat >"$root/init" <<INIT
-#!/bin/sh
-PREV=$prev OLD=$old PREV_KVER=$prev_kver NIC=$NIC_BDF
-INIT
-cat >>"$root/init" <<'INIT'
-export PATH=/bin:/usr/local/bin
-/bin/busybox --install -s /bin
-mount -t proc proc /proc
-mount -t sysfs sysfs /sys
-mount -t devtmpfs devtmpfs /dev
-mount -t tmpfs tmpfs /run
-mount -t securityfs securityfs /sys/kernel/security 2>/dev/null
-dmesg -n 1 # keep the kernel's console messages out of the output: they are shown per step
-dmesg -c >/dev/null
-echo "CHECKVM BEGIN $(uname -r)"
-check() { # check NAME AGENT-ARGS...: the text run, then the JSON run
-  name=$1; shift
-  t0=$(date +%s)
-  agent --check "$@" >/tmp/out 2>/tmp/err; rc=$?
-  t1=$(date +%s)
-  sed "s/^/OUT $name /" /tmp/out; sed "s/^/ERR $name /" /tmp/err
-  echo "CHECK $name exit=$rc seconds=$((t1 - t0))"
-  agent --check --json "$@" >/tmp/out 2>/tmp/err; rc=$?
-  sed "s/^/JSON $name /" /tmp/out; sed "s/^/ERR $name /" /tmp/err
-  echo "CHECKJSON $name exit=$rc"
-}
-driver() { d=$(readlink "/sys/bus/pci/devices/$NIC/driver" 2>/dev/null) && echo "${d##*/}" || echo -; }
-insert() { # insert NAME FILE
-  r=$(tryload insert "$2")
-  echo "INSERT $1 $r"
-  dmesg -c | sed "s/^/DMESG $1 /"
-}
-echo "DRIVER before $NIC $(driver)"
-check prebuilt
-check changed --bundle "/bundles/e1000-$OLD"
-check no-device --bundle "/bundles/i915-$PREV"
-insert "e1000-$OLD" "/bundles/e1000-$OLD/e1000.ko"
-insert "e1000-$PREV" "/opt/lib/modules/$PREV_KVER/e1000.ko"
-i=0
-while [ "$(driver)" = - ] && [ $i -lt 10 ]; do sleep 1; i=$((i + 1)); done
-if [ "$(driver)" = - ]; then echo "UNBOUND $NIC"; else echo "BOUND $NIC $(driver)"; fi
-dmesg -c | sed "s/^/DMESG bind /"
-# Which module is that: the kernel's own record of it (no srcversion unless the module has a
-# MODULE_VERSION; the build-id note is always there).
-m=/sys/module/e1000
-[ -d $m ] && echo "LIVE e1000 initstate=$(cat $m/initstate) refcnt=$(cat $m/refcnt) taint=$(cat $m/taint)" \
-  "srcversion=$(cat $m/srcversion 2>/dev/null || echo -)" \
-  "build_id=$(od -An -tx1 -v $m/notes/.note.gnu.build-id 2>/dev/null | tr -d ' \n' | tail -c 40)"
-check after-insert
-echo "CHECKVM END"
-poweroff -f
-INIT
-chmod +x "$root/init"
+vm_init "$root" check PREV="$prev" OLD="$old" PREV_KVER="$prev_kver"
 vm_pack "$root" "$work/initrd.cpio"
 
-timeout_s=${AGENT_E2E_TIMEOUT:-900}
-serial="$work/serial.log"
-echo "check-vm: booting $kver with a $(($(stat -c %s "$work/initrd.cpio") / 1048576)) MiB initramfs" \
-  "(timeout ${timeout_s}s)" >&2
-vm_boot check-vm "$kdir" "$work/initrd.cpio" "$serial" "$timeout_s" "" -nic user,model=e1000 || true
-[[ -n $log ]] && cp "$serial.txt" "$log"
+vm_run "$work/initrd.cpio" 900 "" ""
 
-build_id=$(readelf -n "$root/opt/lib/modules/$prev_kver/e1000.ko" | awk '/Build ID:/ { print $3 }')
-python3 - "$serial.txt" "$prev" "$old" "$prev_kver" "$NIC_BDF" "$expect_changed" "$build_id" "$short" <<'PY'
-import json, re, sys
-serial, prev, old, prev_kver, nic, expect_changed, build_id, short = sys.argv[1:9]
-out, err, js, code, code_json, seconds, inserts, dmesg = {}, {}, {}, {}, {}, {}, {}, {}
-bound, before, begin, end, live = None, None, None, False, {}
-for line in open(serial, errors="replace"):
-    line = line.rstrip("\n")
-    m = re.match(r"(OUT|ERR|JSON|DMESG) (\S+) ?(.*)$", line)
-    if m:
-        kind, name, text = m.groups()
-        {"OUT": out, "ERR": err, "JSON": js, "DMESG": dmesg}[kind].setdefault(name, []).append(text)
-        continue
-    m = re.match(r"CHECK (\S+) exit=(\d+) seconds=(\d+)$", line)
-    if m:
-        code[m.group(1)], seconds[m.group(1)] = int(m.group(2)), int(m.group(3))
-        continue
-    m = re.match(r"CHECKJSON (\S+) exit=(\d+)$", line)
-    if m:
-        code_json[m.group(1)] = int(m.group(2))
-        continue
-    m = re.match(r"INSERT (\S+) errno=(\d+)$", line)
-    if m:
-        inserts[m.group(1)] = int(m.group(2))
-        continue
-    m = re.match(r"(BOUND|UNBOUND) (\S+) ?(\S*)$", line)
-    if m and m.group(2) == nic:
-        bound = m.group(3) if m.group(1) == "BOUND" else ""
-        continue
-    m = re.match(r"DRIVER before (\S+) (\S+)$", line)
-    if m:
-        before = m.group(2)
-        continue
-    m = re.match(r"LIVE e1000 (.*)$", line)
-    if m:
-        live = dict(kv.split("=", 1) for kv in m.group(1).split())
-        continue
-    m = re.search(r"CHECKVM BEGIN (\S+)", line)  # after the firmware's screen escapes
-    if m:
-        begin = m.group(1)
-    if line == "CHECKVM END":
-        end = True
-
-reports = {}
-for name, lines in js.items():
-    try:
-        reports[name] = json.loads("\n".join(lines))
-    except ValueError as e:
-        reports[name] = {"_error": "bad JSON: %s" % e}
-
-labels = {
-    "prebuilt": "default bundle /opt/lib/modules/%s (e1000 of %s)" % (prev_kver, prev),
-    "changed": "--bundle with the e1000 of %s" % old,
-    "no-device": "--bundle with the i915 of %s only" % prev,
-    "after-insert": "default bundle again, after the insert",
-}
-for name in ("prebuilt", "changed", "no-device", "after-insert"):
-    if name not in code and name not in out:
-        continue
-    decision = reports.get(name, {}).get("decision")
-    print("\n=== agent --check in the VM (%s): exit %s, JSON decision %s, %ss ===" %
-          (labels[name], code.get(name, "none"), decision, seconds.get(name, "?")))
-    for l in out.get(name, []):
-        if short == "1" and name != "prebuilt" and not l:
-            break  # the decision and its reasons only
-        print("  " + l)
-    for l in err.get(name, []):
-        print("  stderr: " + l)
-for name in ("e1000-" + old, "e1000-" + prev, "bind"):
-    # short: without the BTF noise of a module from another build (harmless on Debian)
-    lines = [l for l in dmesg.get(name, []) if short != "1" or not re.search(r"\] (BPF:|failed to validate module .* BTF)", l)]
-    if lines:
-        print("\n=== kernel messages at insert of %s ===" % name if name != "bind" else "\n=== kernel messages ===")
-        for l in lines:
-            print("  " + l)
-
-passed = failed = 0
-def check(ok, what):
-    global passed, failed
-    print("%s %s" % ("PASS" if ok else "FAIL", what))
-    passed, failed = passed + bool(ok), failed + (not ok)
-
-def device(name):
-    for d in reports.get(name, {}).get("devices", []):
-        if d.get("bdf") == nic:
-            return d
-    return None
-
-def predicted_errno(name, module):
-    for m in reports.get(name, {}).get("modules", []):
-        if m.get("name") == module:
-            return m.get("errno")
-    return None
-
-print()
-if begin is None or not end:
-    check(False, "the VM ran to the end (CHECKVM BEGIN %s, END %s)" % (begin, end))
-expect = {"prebuilt": (0, "prebuilt"), "changed": (int(expect_changed), "build" if expect_changed == "10" else "refuse"),
-          "no-device": (30, "no-device"), "after-insert": (0, "prebuilt")}
-for name, (rc, decision) in expect.items():
-    r = reports.get(name, {})
-    check(code.get(name) == rc and code_json.get(name) == rc and r.get("decision") == decision,
-          "%s: exit %s (JSON run %s), decision %s; expected exit %d, %s" %
-          (name, code.get(name), code_json.get(name), r.get("decision", r.get("_error")), rc, decision))
-
-d = device("prebuilt")
-check(d is not None and (d["vendor"], d["device"]) == ("0x8086", "0x100e") and d.get("bundle_modules") == ["e1000"]
-      and d.get("driver") is None,
-      "prebuilt: %s %s driven by bundle module %s, driver %s; expected 8086:100e, e1000, no driver (%s before)" %
-      (nic, d and "%s:%s" % (d["vendor"][2:], d["device"][2:]), d and d.get("bundle_modules"), d and d.get("driver"),
-       before))
-for name, report in (("e1000-" + old, "changed"), ("e1000-" + prev, "prebuilt")):
-    want = predicted_errno(report, "e1000")
-    got = inserts.get(name)
-    check(got is not None and got == want,
-          "insert %s: the kernel answered errno=%s, agent --check predicted errno=%s" % (name, got, want))
-check(bound == "e1000" and live.get("build_id") == build_id,
-      "%s bound after the insert: driver %s, the live e1000's build-id %s (the bundle's: %s)" %
-      (nic, bound if bound else "none", live.get("build_id", "-"), build_id))
-# The live e1000 is the bundle's, and the agent must see it as its own by build id (Debian's
-# modules have no srcversion: no MODULE_VERSION, no MODULE_SRCVERSION_ALL).
-d = device("after-insert")
-conf = [c for c in reports.get("after-insert", {}).get("conflicts", []) if c.get("name") == "e1000"]
-check(d is not None and d.get("driver") == "e1000" and d.get("bundle_modules") == ["e1000"] and
-      len(conf) == 1 and conf[0].get("same_as_bundle") and conf[0].get("build_id") == build_id,
-      "after-insert: %s driver %s, bundle modules %s; live e1000: same_as_bundle %s, removable %s (%s)" %
-      (nic, d and d.get("driver"), d and d.get("bundle_modules"), conf and conf[0].get("same_as_bundle"),
-       conf and conf[0].get("removable"), " ".join("%s=%s" % kv for kv in live.items())))
-print("%d passed, %d failed" % (passed, failed))
-sys.exit(1 if failed else 0)
-PY
+python3 "$HERE/check-check.py" "$SERIAL" "$prev" "$old" "$prev_kver" "$NIC_BDF" "$expect_changed" \
+  "$(vm_file_id "$root/opt/lib/modules/$prev_kver/e1000.ko")" "$short"

@@ -13,8 +13,7 @@
 # that does not exist the split of sid's 7.x kernels: linux-binary-unsigned-<abi>-amd64 (the
 # image, usr/lib/modules/<kver>/vmlinuz.unsigned) + linux-modules-<abi>-amd64 +
 # linux-base-<abi>-amd64 (config, modules.builtin, modules.order); always
-# linux-headers-<abi>-amd64 (Module.symvers). Download per ABI: 6.1 ~72 MB, 6.12 ~111 MB,
-# 7.2.13+deb14 ~127 MB (binary 14 + modules 110 + headers 2 + base 0.5).
+# linux-headers-<abi>-amd64 (Module.symvers). (The download sizes: tests/e2e/README.md.)
 # Kernels are chosen by ROLE, resolved from the archive's package lists (Debian's archive
 # drops old ABIs): each role's pinned ABI while the archive serves it (results stay
 # comparable), else the one the rule picks. Same/different CRCs are decided on the real
@@ -184,7 +183,7 @@ kbuild_one() {
   [[ -n $series ]] || { echo "fetch-kernels: linux-headers-$abi-amd64 names no linux-kbuild-<series>" >&2; return 1; }
   # The three headers packages are kept as .debs in debs/ (build-vm.sh installs them with dpkg
   # in a root filesystem; the archive drops an ABI's packages with the ABI).
-  if [[ -f $dir/.done ]]; then # unpacked by an earlier version that did not keep them
+  if [[ -f $dir/.done ]]; then # unpacked, but without the .debs: fetched now
     rm -rf "$dir/debs"{,.tmp} && mkdir -p "$dir/debs.tmp"
     if ! (cd "$dir/debs.tmp" && apt-get "${APT_OPTS[@]}" download "linux-headers-$abi-amd64" \
       "linux-headers-$abi-common" "linux-kbuild-$(<"$dir/.done")" >&2); then

@@ -9,11 +9,16 @@ status is checked against those and against sysfs as the VM printed it, never ta
 Prints PASS/FAIL lines, "N passed, M failed"; exit 1 on any failure.
 """
 import json
+import os
 import re
 import sys
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import serial_log  # noqa: E402
+
 serial, nic, kver, manifest_path, expected_path, summary_path, vm_s, total_s = sys.argv[1:9]
-lines = open(serial, errors="replace").read().splitlines()
+log = serial_log.SerialLog(serial, "IVM", ("FACT", "SNAP", "PROBE", "EXIT", "NFD", "MOUNT", "MOUNTINFO", "DMESG", "START",
+                                          "FWDIR", "FWPATH", "RMMOD", "LOG", "PRESTOP", "DIED", "HOSTPATH"))
 manifest = json.load(open(manifest_path))
 files = {}
 for l in open(expected_path):
@@ -21,64 +26,37 @@ for l in open(expected_path):
     files[name] = {"sha256": sha, "build_id": bid, "path": path}
 summary = json.load(open(summary_path))
 
-passed = failed = 0
+checks = serial_log.Checks(echo=True)
 shown = set()
 
 
 def check(what, ok, tag=None, detail=""):
-    global passed, failed
-    if ok:
-        passed += 1
-        print(f"PASS {what}")
+    if checks.add(ok, what, tag, detail) or not tag or tag in shown:
         return
-    failed += 1
-    print(f"FAIL {what}{': ' + detail if detail else ''}")
-    if tag and tag not in shown:  # what the VM saw in that scenario
-        shown.add(tag)
-        for l in lines:
-            parts = l.split(" ", 2)
-            if len(parts) > 1 and parts[1] == tag:
-                print("    | " + l[:400])
+    shown.add(tag)  # what the VM saw in that scenario
+    for kind, text in log.records:
+        if text.split(" ", 1)[0] == tag:
+            print("    | " + ("%s %s" % (kind, text))[:400])
 
 
 def kv(rest):
     return dict(re.findall(r"(\w+)=(\S*)", rest))
 
 
-facts, snaps, probes, exits, nfd, mounts, dmesg, starts = {}, {}, {}, {}, {}, {}, {}, {}
-fwdir = []
-rmmod = None
-for l in lines:
-    m = re.match(r"^(FACT|SNAP|PROBE|EXIT|NFD|MOUNT|DMESG|START|FWDIR) (\S+) ?(.*)$", l)
-    if l.startswith("RMMOD "):
-        rmmod = kv(l)
-    if not m:
-        continue
-    kind, tag, rest = m.groups()
-    if kind == "FACT":
-        facts[tag] = kv(rest)
-    elif kind == "SNAP":
-        try:
-            snaps[tag] = json.loads(rest) if rest != "-" else None
-        except json.JSONDecodeError:
-            snaps[tag] = None
-    elif kind == "PROBE":
-        probes.setdefault(tag, []).append(kv(rest.split(" out=")[0]) | {"out": rest.partition(" out=")[2]})
-    elif kind == "EXIT":
-        p = rest.split()
-        exits[tag] = {"rc": p[0]} | kv(" ".join(p[1:]))
-    elif kind == "NFD":
-        nfd.setdefault(tag, []).append(rest)
-    elif kind == "MOUNT":
-        mounts[tag] = rest
-    elif kind == "DMESG":
-        dmesg.setdefault(tag, []).append(rest)
-    elif kind == "START":
-        starts[tag] = float(kv(rest)["t"])
-    elif kind == "FWDIR":
-        fwdir.append(rest)
+facts = {t: log.kv("FACT", t) for t in log.by_tag("FACT")}
+snaps = {t: v if isinstance(v, dict) and "_error" not in v else None
+         for t, v in ((t, log.json("SNAP", t)) for t in log.by_tag("SNAP"))}
+probes = {t: [kv(r.split(" out=")[0]) | {"out": r.partition(" out=")[2]} for r in v]
+          for t, v in log.by_tag("PROBE").items()}
+exits = {t: {"rc": v[-1].split()[0]} | kv(v[-1]) for t, v in log.by_tag("EXIT").items() if v[-1].split()}
+nfd, dmesg = log.by_tag("NFD"), log.by_tag("DMESG")
+mounts = {t: v[-1] for t, v in log.by_tag("MOUNT").items()}
+fwpath = {t: v[-1] for t, v in log.by_tag("FWPATH").items()}
+starts = {t: float(kv(v[-1])["t"]) for t, v in log.by_tag("START").items()}
+fwdir = log.tagged("FWDIR", "first")
+rmmod = kv(log.texts("RMMOD")[-1]) if log.texts("RMMOD") else None
 
-check("the VM ran the whole plan (IVM BEGIN ... IVM END)", "IVM END" in lines and any("IVM BEGIN" in l for l in lines))
+checks.whole(log)
 
 # ---- the image's manifest, against the image's files ---------------------------------------------
 mods = {m["name"]: m for m in manifest.get("modules", [])}
@@ -131,7 +109,8 @@ check("first: the NFD labels carry the sources version and digest",
       labels.get("intel-gpu-driver.sources-version") == src.get("version") and
       labels.get("intel-gpu-driver.sources-digest") == src.get("digest", "")[:16], "first", str(labels))
 check("first: firmware copied through the nested /host/var/lib/intel-gpu-driver mount, firmware_class.path set",
-      f.get("fwpath", "").startswith("/var/lib/intel-gpu-driver/firmware/") and len(fwdir) > 0, "first", f.get("fwpath", ""))
+      fwpath.get("first", "").startswith("/var/lib/intel-gpu-driver/firmware/") and len(fwdir) > 0, "first",
+      fwpath.get("first", ""))
 check("first: the driver's probe ran (its kernel log line: the positive control for restart)",
       any("agent_test_nic" in l for l in dmesg.get("first", [])), "first")
 check("first: /host is read-only in the container", mounts.get("/host") == "read-only", "first", str(mounts))
@@ -140,9 +119,9 @@ check("first: firmware_class.path is writable through /host", mounts.get("fwpath
 check("first: /run/intel-gpu-driver is writable", mounts.get("/run/intel-gpu-driver") == "writable")
 # What the README says of the read-only bind of /: read-only only for /'s own filesystem; the
 # host's submounts (/sys here) stay as they are in the rbind.
-for l in lines:
-    if l.startswith("MOUNTINFO") and " /host/sys " in l:
-        print("NOTE /host/sys in the container: " + " ".join(l.split()[5:7]) + " (the read-only bind of / is not recursive)")
+for l in log.texts("MOUNTINFO"):
+    if " /host/sys " in l:
+        print("NOTE /host/sys in the container: " + " ".join(l.split()[4:6]) + " (the read-only bind of / is not recursive)")
 if first_ok is not None and "first" in starts:
     print(f"BENCH pod start to readinessProbe pass: {float(pf[first_ok]['t']) - starts['first']:.2f} s")
 
@@ -193,5 +172,4 @@ check("tampered: the readinessProbe fails", ptk.get("rc") not in (None, "0"), "t
 check("tampered: stopped with exit 0", exits.get("tampered", {}).get("rc") == "0", "tampered")
 
 print(f"BENCH image-vm: VM {vm_s} s, total {total_s} s")
-print(f"{passed} passed, {failed} failed")
-sys.exit(1 if failed else 0)
+sys.exit(checks.summary())

@@ -9,99 +9,43 @@ key moments, the agent's log, the kernel's messages), then "PASS|FAIL <what>" li
 "N passed, M failed". Exit 0 all passed, 1 some failed.
 """
 import json
+import os
 import re
 import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import serial_log  # noqa: E402
 
 serial, nic, fw_size, helper_id, nic_id, foreign_id, kver, side_key, side_helper_id, side_nic_id, side_sigs = \
     sys.argv[1:12]
 
-snaps, facts, fwpath, exits, starts, ready = {}, {}, {}, {}, {}, {}
-logs, dmesg, nfd, fwdir, inserts, gone = {}, {}, {}, {}, {}, {}
-begin, end, rmmod_rc = None, False, None
-journals, watch_bad, watch = {}, [], None
-for line in open(serial, errors="replace"):
-    line = line.rstrip("\n")
-    m = re.search(r"LCVM BEGIN (\S+)", line)  # after the firmware's screen escapes
-    if m:
-        begin = m.group(1)
-        continue
-    if line == "LCVM END":
-        end = True
-        continue
-    m = re.match(r"(LOG|DMESG|NFD|FWDIR) (\S+) ?(.*)$", line)
-    if m:
-        kind, tag, text = m.groups()
-        {"LOG": logs, "DMESG": dmesg, "NFD": nfd, "FWDIR": fwdir}[kind].setdefault(tag, []).append(text)
-        continue
-    m = re.match(r"SNAP (\S+) (.*)$", line)
-    if m:
-        tag, text = m.groups()
-        if text.strip() in ("-", ""):
-            snaps[tag] = None
-        else:
-            try:
-                snaps[tag] = json.loads(text)
-            except ValueError as e:
-                snaps[tag] = {"_error": "bad JSON: %s" % e, "_text": text[:2000]}
-        continue
-    m = re.match(r"FACT (\S+) ?(.*)$", line)
-    if m:
-        tag, text = m.groups()
-        d = facts.setdefault(tag, {})
-        for kv in text.split():
-            k, _, v = kv.partition("=")
-            d[k] = v
-        if tag == "rostate-files":
-            d["files"] = text.strip()
-        continue
-    m = re.match(r"FWPATH (\S+) ?(.*)$", line)
-    if m:
-        fwpath[m.group(1)] = m.group(2)
-        continue
-    m = re.match(r"EXIT (\S+) (\S+)$", line)
-    if m:
-        exits[m.group(1)] = int(m.group(2)) if m.group(2).isdigit() else m.group(2)
-        continue
-    m = re.match(r"START (\S+) pid=(\d+) t=([\d.]+)", line)
-    if m:
-        starts[m.group(1)] = (int(m.group(2)), float(m.group(3)))
-        continue
-    m = re.match(r"(READY|NOTREADY) (\S+) t0=([\d.]+) t=([\d.]+)$", line)
-    if m:
-        ready[m.group(2)] = (m.group(1) == "READY", float(m.group(4)) - float(m.group(3)))
-        continue
-    m = re.match(r"GONE (\S+) (\d) t0=([\d.]+) t=([\d.]+)$", line)
-    if m:
-        gone[m.group(1)] = (m.group(2) == "1", float(m.group(4)) - float(m.group(3)))
-        continue
-    m = re.match(r"JOURNAL (\S+) (.*)$", line)
-    if m:
-        try:
-            journals[m.group(1)] = json.loads(m.group(2))
-        except ValueError:
-            journals[m.group(1)] = None
-        continue
-    m = re.match(r"WATCH checks=(\d+) bad=(\d+)$", line)
-    if m:
-        watch = (int(m.group(1)), int(m.group(2)))
-        continue
-    if line.startswith("WATCHBAD "):
-        watch_bad.append(line)
-        continue
-    m = re.match(r"RMMOD rc=(\d+)$", line)
-    if m:
-        rmmod_rc = int(m.group(1))
-        continue
-    m = re.match(r"INSMOD (\S+) (\d+)$", line)
-    if m:
-        inserts[m.group(1)] = int(m.group(2))
-        continue
+log = serial_log.SerialLog(serial, "LCVM", ("LOG", "DMESG", "NFD", "FWDIR", "SNAP", "FACT", "FWPATH", "EXIT", "START",
+                                            "READY", "NOTREADY", "GONE", "JOURNAL", "WATCH", "WATCHBAD", "RMMOD",
+                                            "INSMOD"))
+logs, dmesg, nfd, fwdir = (log.by_tag(k) for k in ("LOG", "DMESG", "NFD", "FWDIR"))
+snaps = {t: serial_log.parse_json(v[-1]) for t, v in log.by_tag("SNAP").items()}
+facts = {t: log.kv("FACT", t) for t in log.by_tag("FACT")}
+if "rostate-files" in facts:
+    facts["rostate-files"]["files"] = log.last("FACT", "rostate-files").strip()
+fwpath = {t: v[-1] for t, v in log.by_tag("FWPATH").items()}
+exits = {t: log.exit(t)[0] for t in log.by_tag("EXIT")}
+starts = {t: (int(log.kv("START", t)["pid"]), float(log.kv("START", t)["t"])) for t in log.by_tag("START")}
+ready = {t: (k == "READY", serial_log.span(v[-1])) for k in ("NOTREADY", "READY") for t, v in log.by_tag(k).items()}
+gone = {t: (v[-1].split()[0] == "1", serial_log.span(v[-1])) for t, v in log.by_tag("GONE").items()}
+journals = {t: j if isinstance(j, dict) and "_error" not in j else None
+            for t, j in ((t, log.json("JOURNAL", t)) for t in log.by_tag("JOURNAL"))}
+watch_bad = ["WATCHBAD " + t for t in log.texts("WATCHBAD")]
+w = dict(kv.split("=", 1) for kv in (log.texts("WATCH") or [""])[-1].split() if "=" in kv)
+watch = (int(w["checks"]), int(w["bad"])) if "checks" in w and "bad" in w else None
+rm = [t for t in log.texts("RMMOD") if t.startswith("rc=")]
+rmmod_rc = int(rm[-1][3:]) if rm and rm[-1][3:].isdigit() else None
+inserts = {t: int(v[-1]) for t, v in log.by_tag("INSMOD").items() if v[-1].isdigit()}
 
-results = []  # (ok, scenario, what)
+checks = serial_log.Checks()
 
 
 def check(scenario, ok, what):
-    results.append((bool(ok), scenario, what))
+    checks.add(ok, what, scenario)
 
 
 # The agent run each snapshot was taken from: a status.json with another pid is an earlier
@@ -184,8 +128,8 @@ def build(tag):
 
 
 BUNDLE = ("agent_test_helper", "agent_test_nic")
-if begin is None or not end:
-    check("vm", False, "the VM ran to the end (LCVM BEGIN %s, END %s)" % (begin, end))
+if log.problem():
+    checks.whole(log)
 
 # ---- first-load ----------------------------------------------------------------------------
 s = st("first")
@@ -609,26 +553,8 @@ DEBUG = {  # scenario -> (snapshots, agent logs, kernel messages)
                 "deep-unload", "deep-check", "forged", "fsfull", "bc-modules-string", "bc-file-escape",
                 "bc-kernel-number", "bc-failed-type", "bc-deep"], ["kill9"]),
 }
-failed_scenarios = []
-for ok, sc, _ in results:
-    if not ok and sc not in failed_scenarios:
-        failed_scenarios.append(sc)
-for sc in failed_scenarios:
-    sn, lg, dm = DEBUG[sc]
-    print("\n=== %s: what the VM saw ===" % sc)
-    for t in sn:
-        s = snaps.get(t)
-        print("--- status.json at %s ---" % t)
-        print(json.dumps(s, indent=1) if s is not None else "  (none)")
-    for t in lg:
-        print("--- agent log (%s) ---" % t)
-        for l in logs.get(t, ["(empty)"]):
-            print("  " + l)
-    for t in dm:
-        if dmesg.get(t):
-            print("--- kernel messages (%s) ---" % t)
-            for l in dmesg[t]:
-                print("  " + l)
+for sc in checks.failed_scenarios():
+    serial_log.show_scenario(sc, *DEBUG[sc], snaps, logs, dmesg)
 
 print("\n=== benchmark: start to ready on %s under qemu TCG (wall clock in the VM; status.timings) ===" % kver)
 for tag, label in (("first", "first load"), ("restart", "fast path (restart)"),
@@ -638,9 +564,4 @@ for tag, label in (("first", "first load"), ("restart", "fast path (restart)"),
                                       json.dumps(st(tag).get("timings", st(tag).get("timings_ms")))))
 
 print()
-passed = sum(1 for ok, _, _ in results if ok)
-failed = len(results) - passed
-for ok, _, what in results:
-    print("%s %s" % ("PASS" if ok else "FAIL", what))
-print("%d passed, %d failed" % (passed, failed))
-sys.exit(1 if failed else 0)
+sys.exit(checks.summary())

@@ -8,47 +8,26 @@ changed-kABI build (module_layout, kmod-vm.sh).
 
 usage: systemd-check.py SERIAL NIC_BDF HELPER_ID NIC_ID FW_SIZE VM_SECONDS
 """
+import os
 import re
 import sys
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import serial_log  # noqa: E402
+
 serial, nic, helper_id, nic_id, fw_size, vm_s = sys.argv[1:7]
-# systemd resets the terminal before a service's first line on it (ESC c, ESC [...): not data.
-ANSI = re.compile(r"\x1b(\[[0-9;?]*[A-Za-z]|[c78])")
-# Other output shares the serial line with the script's records and can land in front of one on
-# the same line: SeaBIOS's "Booting from ROM.." (no newline) before the first, SDVM BEGIN, or a
-# kernel console message ("[   30.1] ..."). A record is read from where its keyword starts.
-RECORD = re.compile(r"(SDVM|AT|RC|SHOW|FACT|FWPATH|JOURNAL|LOG) ")
+log = serial_log.SerialLog(serial, "SDVM", ("AT", "RC", "SHOW", "FACT", "FWPATH", "JOURNAL", "LOG", "ISACTIVE", "STATUS",
+                                           "ORDER", "DMESG", "PROC", "MOUNT"))
+lines = ["%s %s" % r for r in log.records]
 
-
-def record(line):
-    if RECORD.match(line):
-        return line
-    if "SDVM " in line:
-        return line[line.index("SDVM "):]
-    m = RECORD.search(line)
-    return line[m.start():] if m and line[:m.start()].lstrip().startswith("[") else line
-
-
-lines = [record(ANSI.sub("", l)) for l in open(serial, errors="replace").read().splitlines()]
-
-passed = failed = 0
-context = set()  # scenarios whose journal is shown after a failure
+checks = serial_log.Checks(echo=True)
 
 
 def check(ok, what, scenario, detail=""):
-    global passed, failed
-    if ok:
-        passed += 1
-        print("PASS", what)
-    else:
-        failed += 1
-        context.add(scenario)
-        print("FAIL", what + (": " + detail if detail else ""))
+    checks.add(ok, what, scenario, detail)
 
 
-def tagged(kind, tag):
-    pre = "%s %s " % (kind, tag)
-    return [l[len(pre):] for l in lines if l.startswith(pre)]
+tagged = log.tagged
 
 
 def show(tag):
@@ -84,13 +63,10 @@ def startdone(n):
     return d
 
 
-begin = [l for l in lines if l.startswith("SDVM BEGIN")]
-end = [l for l in lines if l.startswith("SDVM END")]
-check(bool(begin), "the VM booted systemd and ran the scenarios (SDVM BEGIN)", "boot")
-if not begin:
-    print("\n".join("SERIAL " + l for l in lines[-60:]))
-    print("%d passed, %d failed" % (passed, failed + 1))
-    sys.exit(1)
+check(log.begin is not None, "the VM booted systemd and ran the scenarios (SDVM BEGIN)", "boot", log.problem() or "")
+if log.begin is None:
+    print("\n".join("SERIAL " + l for l in log.lines[-60:]))
+    sys.exit(checks.summary())
 
 # ---- boot ------------------------------------------------------------------------------------
 s = show("boot")
@@ -115,7 +91,7 @@ check(f.get("driver") == "agent_test_nic", "boot: %s bound to agent_test_nic in 
 check(f.get("helper_id") == helper_id and f.get("nic_id") == nic_id,
       "boot: the live modules' build ids (/sys/module/*/notes) are the bundle files'", "boot",
       "live %s %s, files %s %s" % (f.get("helper_id"), f.get("nic_id"), helper_id, nic_id))
-fwpath = (tagged("FWPATH", "boot") or [""])[0]
+fwpath = (tagged("FWPATH", "boot") or [""])[-1]
 check(fwpath.startswith("/var/lib/intel-gpu-driver/firmware/"),
       "boot: firmware_class.path written through the sandbox, under the StateDirectory", "boot", fwpath)
 want = "agent_test_nic %s: firmware agent-test/agent_test_nic.bin: %s bytes:" % (nic, fw_size)
@@ -216,17 +192,16 @@ check(later.get("ActiveState") == "active" and later.get("NRestarts") == "0" and
 s = show("stop2")
 check(rc("stop2") == 0 and s.get("ActiveState") == "inactive" and s.get("ExecMainStatus") == "0" and s.get("Result") == "success",
       "stop2: the refused agent stops cleanly (inactive, exit 0)", "stop2", "rc %s %s" % (rc("stop2"), s))
-check(bool(end), "the VM ran every scenario (SDVM END)", "stop2")
+check(log.ended, "the VM ran every scenario (SDVM END)", "stop2", log.problem() or "")
 
-for sc in sorted(context):
+for sc in sorted(set(checks.failed())):
     for l in tagged("JOURNAL", sc) + tagged("LOG", sc):
         print("  [%s] %s" % (sc, l))
-if failed:
-    print("\n".join("SERIAL " + l for l in lines if not l.startswith(("JOURNAL", "SHOW")))[-20000:])
+if checks.failed():
+    print("\n".join("SERIAL " + l for l in log.lines if not l.startswith(("JOURNAL", "SHOW")))[-20000:])
 
-m0 = re.search(r"uptime=([\d.]+)", begin[0])
-m1 = re.search(r"uptime=([\d.]+)", end[0]) if end else None
+m0 = re.search(r"uptime=([\d.]+)", " ".join(log.begin))
+m1 = re.search(r"uptime=([\d.]+)", " ".join(log.end or []))
 print("systemd-vm: the VM ran %s s; the scenarios began at %s s of uptime%s" %
       (vm_s, m0.group(1) if m0 else "?", ", ended at %s s" % m1.group(1) if m1 else ""))
-print("%d passed, %d failed" % (passed, failed))
-sys.exit(1 if failed else 0)
+sys.exit(checks.summary())

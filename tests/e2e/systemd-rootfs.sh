@@ -23,6 +23,8 @@ CACHE=${AGENT_KERNEL_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/intel-gpu-agent/kern
 MIRROR=${MIRROR:-http://deb.debian.org/debian}
 # shellcheck source=tests/e2e/vm-lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/vm-lib.sh"
+# shellcheck source=tests/e2e/rootfs-lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/rootfs-lib.sh"
 
 die() { echo "systemd-rootfs: $*" >&2; exit 1; }
 [[ $# -eq 1 ]] || { echo "usage: systemd-rootfs.sh AGENT" >&2; exit 2; }
@@ -31,14 +33,7 @@ agent=$1
 command -v mmdebstrap >/dev/null || die "no mmdebstrap (tests/setup.sh installs it)"
 [[ -x $agent ]] || die "no agent binary at $agent"
 
-libpkgs=$(
-  ldd "$agent" | awk '$2 == "=>" && $3 ~ /^\// { print $3 } $1 ~ /^\// { print $1 }' | sort -u |
-    while read -r lib; do
-      owner=$(dpkg -S "$lib" 2>/dev/null || dpkg -S "$(realpath "$lib")" 2>/dev/null) ||
-        { echo "systemd-rootfs: no package owns $lib (ldd $agent)" >&2; exit 1; }
-      echo "${owner%%:*}"
-    done | sort -u | tr '\n' ' '
-) || die "cannot map the agent's libraries to packages"
+libpkgs=$(rootfs_lib_packages "$agent") || die "cannot map the agent's libraries to packages"
 packages=$(tr ' ' '\n' <<<"systemd udev kmod pci.ids $libpkgs" | sed '/^$/d' | sort -u | tr '\n' ',')
 packages=${packages%,}
 
@@ -67,36 +62,14 @@ digest=$(
 )
 store=$CACHE/systemd-vm-rootfs
 out=$store/rootfs-$digest.cpio
-mkdir -p "$store"
-exec 7>"$store/.lock"
-flock 7
-if [[ -f $out ]]; then
-  echo "systemd-rootfs: cached $out ($(($(stat -c %s "$out") / 1048576)) MiB)" >&2
-  echo "$out"
-  exit 0
-fi
+rootfs_cached systemd-rootfs "$out"
 
-work=$(mktemp -d "${TMPDIR:-/tmp}/agent-systemd-rootfs.XXXXXX")
-trap 'rm -rf "$work"' EXIT
-root=$work/root
-start=$SECONDS
+rootfs_work systemd-rootfs
 echo "systemd-rootfs: mmdebstrap bookworm ($packages)" >&2
 mmdebstrap "${recipe[@]}" "$root" "$MIRROR" >&2 || die "mmdebstrap failed"
 debstrap_s=$((SECONDS - start))
-for p in systemd udev kmod pci.ids; do
-  # shellcheck disable=SC2016 # dpkg-query's format
-  [[ $(chroot "$root" dpkg-query -W -f='${Status}' "$p" 2>/dev/null) == "install ok installed" ]] ||
-    die "$p is not installed in the root"
-done
+rootfs_installed "$root" systemd udev kmod pci.ids
 [[ -x $root/lib/systemd/systemd ]] || die "no /lib/systemd/systemd in the root"
 ! compgen -G "$root/usr/src/linux-headers-*" >/dev/null || die "kernel headers got into the root"
 
-size_kib=$(du -sk "$root" | cut -f1)
-vm_pack "$root" "$work/rootfs.cpio"
-rm -f "$store/rootfs-"*.cpio "$store/rootfs-"*.cpio.info # earlier recipes
-mv "$work/rootfs.cpio" "$out"
-echo "$((SECONDS - start)) s in all, mmdebstrap $debstrap_s s; $((size_kib / 1024)) MiB unpacked;" \
-  "packages: $packages" >"$out.info"
-echo "systemd-rootfs: made $out in $((SECONDS - start)) s (mmdebstrap ${debstrap_s} s): $((size_kib / 1024)) MiB" \
-  "unpacked, cpio $(($(stat -c %s "$out") / 1048576)) MiB" >&2
-echo "$out"
+rootfs_store systemd-rootfs "$root" "$out" "$store/rootfs-" "$start" "$debstrap_s" "packages: $packages"

@@ -32,7 +32,9 @@ bash tests/e2e/systemd-rootfs.sh build/agent/agent >/dev/null
 junit=$PWD/build/run-all-junit.xml
 rm -f "$junit"
 rc=0
-ctest --test-dir build --output-on-failure --timeout 1800 --output-junit "$junit" || rc=$?
+# -j: two one-CPU tests (the single-vCPU VMs, the unit tests) side by side; a test that uses every
+# CPU says so (PROCESSORS) and runs alone.
+ctest --test-dir build -j"$(nproc)" --output-on-failure --timeout 1800 --output-junit "$junit" || rc=$?
 if [[ ! -s $junit ]]; then
   echo "run-all: ctest wrote no report ($junit)" >&2
   echo "0 passed, 1 failed"

@@ -1,17 +1,17 @@
 // libFuzzer target: the JSON files the agent reads back from disk - its journal (undo.json,
-// agent/journal.h), a build cache entry's result.json and failed.json (agent/build.h), the
-// image's bundle-manifest.json (agent/bundle_manifest.h) and the status the readiness probe
-// reads (agent/json_input.h). Whatever a disk, a hand edit or another
+// agent/load/journal.h), a build cache entry's result.json and failed.json (agent/build/build.h), the
+// image's bundle-manifest.json (agent/facts/bundle_manifest.h) and the status the readiness probe
+// reads (agent/base/json_input.h). Whatever a disk, a hand edit or another
 // tool left there is an error naming the file, never a crash, a leak or undefined behaviour.
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
 #include <string_view>
 
-#include "agent/build.h"
-#include "agent/bundle_manifest.h"
-#include "agent/journal.h"
-#include "agent/json_input.h"
+#include "agent/base/json_input.h"
+#include "agent/build/build.h"
+#include "agent/facts/bundle_manifest.h"
+#include "agent/load/journal.h"
 
 using namespace agent;
 

@@ -8,7 +8,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "agent/build.h"
+#include "agent/build/build.h"
 #include "catch2_compat.h"
 #include "kabi/module.h"
 #include "test_util.h"

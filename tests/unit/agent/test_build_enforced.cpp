@@ -12,7 +12,7 @@
 
 #include "../temp_dir.h"
 #include "../test_certs.h"
-#include "agent/build.h"
+#include "agent/build/build.h"
 #include "catch2_compat.h"
 #include "test_util.h"
 

@@ -1,5 +1,5 @@
 // The pure parts of `agent build`: dkms.conf's module list, -j, the cache key, the result JSON.
-#include "agent/build_inputs.h"
+#include "agent/facts/build_inputs.h"
 
 #include <fstream>
 #include <sstream>

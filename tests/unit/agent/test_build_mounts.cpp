@@ -1,11 +1,11 @@
 // plan_header_mounts(): what Debian's and RHEL's headers need at their canonical paths, from
 // trees laid out as those distributions install them.
-#include "agent/build_mounts.h"
+#include "agent/build/build_mounts.h"
 
 #include <fstream>
 
-#include "catch2_compat.h"
 #include "../temp_dir.h"
+#include "catch2_compat.h"
 
 using namespace agent;
 namespace fs = std::filesystem;

@@ -1,7 +1,7 @@
-// The bundle manifest (agent/bundle_manifest.h): parsed with typed access and a depth limit,
+// The bundle manifest (agent/facts/bundle_manifest.h): parsed with typed access and a depth limit,
 // compared with a bundle read by the same reader as the entrypoint's (a real C-built module of
 // the kabi fixtures), never throwing on a wrong shape.
-#include "agent/bundle_manifest.h"
+#include "agent/facts/bundle_manifest.h"
 
 #include "catch2_compat.h"
 

@@ -1,4 +1,4 @@
-// `agent --check` (agent/check.cpp) on fixture nodes built from real Debian kernels
+// `agent --check` (agent/cli/check.cpp) on fixture nodes built from real Debian kernels
 // (tests/fixtures/hosts/make-host.sh, the kernel roles of tests/e2e/fetch-kernels.sh): the
 // ctest agent_check_realdata, which exits 77 (SKIPPED) when the nodes or kernels are missing.
 #define CATCH_CONFIG_RUNNER
@@ -19,9 +19,9 @@
 
 #include "../test_certs.h"
 #include "../test_lines.h"
-#include "agent/check.h"
-#include "agent/node_model.h"
-#include "agent/signing.h"
+#include "agent/cli/check.h"
+#include "agent/facts/node_model.h"
+#include "agent/facts/signing.h"
 #include "kabi/rules.h"
 #include "test_util.h"
 

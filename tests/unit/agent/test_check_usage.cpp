@@ -1,4 +1,4 @@
-// `agent --check` (agent/check.cpp) on bad input, with the committed base node only (no kernel
+// `agent --check` (agent/cli/check.cpp) on bad input, with the committed base node only (no kernel
 // cache): the ctest agent_check. On real kernels: test_check.cpp.
 #include "catch2_compat.h"
 
@@ -6,7 +6,7 @@
 
 #include <sstream>
 
-#include "agent/check.h"
+#include "agent/cli/check.h"
 #include "test_util.h"
 
 using namespace agent;

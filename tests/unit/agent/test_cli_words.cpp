@@ -1,10 +1,10 @@
-// The command line's words before CLI11 parses them (agent/cli_words.cpp): `--check` as the
+// The command line's words before CLI11 parses them (agent/base/cli_words.cpp): `--check` as the
 // check command, unknown commands and options named with the nearest known one.
 #include "catch2_compat.h"
 
 #include <CLI/CLI.hpp>
 
-#include "agent/cli_words.h"
+#include "agent/base/cli_words.h"
 
 using agent::check_flag_as_command;
 using agent::command_words;

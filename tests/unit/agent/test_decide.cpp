@@ -1,5 +1,5 @@
 // decide(): every branch, from facts built in the test (no node, no files).
-#include "agent/decide.h"
+#include "agent/decision/decide.h"
 
 #include "catch2_compat.h"
 

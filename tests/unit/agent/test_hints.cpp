@@ -1,10 +1,10 @@
 // reason_hint(): advice per reason code, with the node's kernel and headers package filled in.
-#include "agent/hints.h"
+#include "agent/decision/hints.h"
 
 #include "catch2_compat.h"
 
-#include "agent/bundle_manifest.h"
-#include "agent/decide.h"
+#include "agent/decision/decide.h"
+#include "agent/facts/bundle_manifest.h"
 
 using namespace agent;
 using Catch::Matchers::Contains;
@@ -43,7 +43,7 @@ TEST_CASE("hints: every reason that stops the agent has one; a note has none") {
   for (const char* code : {kNoDevice, kModulesRefused, kSymversIncomplete, kSymversFactsUnknown, kSymversUnverified,
                            kConflictInUse, kConflictBuiltin, kUpgradePending, kNoKernelHeaders, kHeadersMismatch,
                            kBuildUnsignedEnforced, kSigningKeyUnusable, kSigningKeyUntrusted, kBundleManifestMismatch,
-                           // the entrypoint's (agent/lifecycle.cpp)
+                           // the entrypoint's (agent/load/lifecycle.cpp)
                            "remove_failed", "firmware_failed", "insert_failed", "module_mismatch", "device_not_bound",
                            "rollback_incomplete", "journal_unreadable", "journal_unwritable", "status_unwritable",
                            "build_failed", "build_disabled", "build_wait_timeout"}) {

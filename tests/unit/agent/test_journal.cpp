@@ -4,8 +4,8 @@
 
 #include <nlohmann/json.hpp>
 
-#include "agent/journal.h"
-#include "agent/json_input.h"
+#include "agent/base/json_input.h"
+#include "agent/load/journal.h"
 #include "catch2_compat.h"
 
 using namespace agent;

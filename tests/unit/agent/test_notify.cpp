@@ -1,6 +1,6 @@
-// sd_notify from the entrypoint (agent/notify.cpp): a real AF_UNIX datagram socket stands in
+// sd_notify from the entrypoint (agent/report/notify.cpp): a real AF_UNIX datagram socket stands in
 // for systemd's notification socket; what arrives on it is what systemd would read.
-#include "agent/notify.h"
+#include "agent/report/notify.h"
 
 #include "catch2_compat.h"
 

@@ -1,5 +1,5 @@
 // make_plan(): what the decision implies, from a diagnosis built in the test.
-#include "agent/plan.h"
+#include "agent/decision/plan.h"
 
 #include "catch2_compat.h"
 

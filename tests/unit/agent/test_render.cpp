@@ -1,16 +1,16 @@
-// The text of `agent --check` (agent/render.cpp) on a diagnosis built in the test: one reason a
+// The text of `agent --check` (agent/report/render.cpp) on a diagnosis built in the test: one reason a
 // line with its hint, counts in words, nothing said twice, paths as inside the root, a plan that
 // says why nothing happens, and the summary line.
-#include "agent/render.h"
+#include "agent/report/render.h"
 
 #include <cerrno>
 #include <sstream>
 
-#include "catch2_compat.h"
 #include "../test_lines.h"
+#include "catch2_compat.h"
 
-#include "agent/hints.h"
-#include "agent/plan.h"
+#include "agent/decision/hints.h"
+#include "agent/decision/plan.h"
 
 using agent::test::lines_with;
 

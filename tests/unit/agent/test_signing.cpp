@@ -1,6 +1,6 @@
 // agent/signing: loading a key and certificate, signing a module the way the kernel reads it
 // (checked with kabi's own reader and verifier), and the keyring trust decision.
-#include "agent/signing.h"
+#include "agent/facts/signing.h"
 
 #include <cerrno>
 #include <cstdlib>

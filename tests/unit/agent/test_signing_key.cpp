@@ -2,7 +2,7 @@
 // the key file; the key is held (counted, the process not dumpable) only between
 // load_signing_key and its release, and its bytes are cleansed on every path; the build's
 // namespace hides the key's directory; the warnings reach the status.
-#include "agent/signing.h"
+#include "agent/facts/signing.h"
 
 #include <sys/prctl.h>
 #include <sys/stat.h>
@@ -17,9 +17,9 @@
 
 #include "../temp_dir.h"
 #include "../test_certs.h"
-#include "agent/build_mounts.h"
-#include "agent/node_signing.h"
-#include "agent/status.h"
+#include "agent/build/build_mounts.h"
+#include "agent/facts/node_signing.h"
+#include "agent/report/status.h"
 #include "catch2_compat.h"
 
 using namespace agent;

@@ -1,12 +1,13 @@
 // The entrypoint's files: atomic writes through a root, the single-instance lock, the journal,
 // the firmware copy and the status document. Temporary directories only; no kernel.
-#include "agent/firmware.h"
-#include "agent/journal.h"
-#include "agent/lifecycle.h"
-#include "agent/ready.h"
-#include "agent/undo.h"
-#include "agent/state_files.h"
-#include "agent/status.h"
+#include "agent/base/clock.h"
+#include "agent/base/state_files.h"
+#include "agent/cli/ready.h"
+#include "agent/load/firmware.h"
+#include "agent/load/journal.h"
+#include "agent/load/lifecycle.h"
+#include "agent/load/undo.h"
+#include "agent/report/status.h"
 
 #include "catch2_compat.h"
 

@@ -24,12 +24,12 @@
 #include <zlib.h>
 #include <zstd.h>
 
+#include "../test_certs.h"
 #include "kabi/file_io.h"
 #include "kabi/handles.h"
 #include "kabi/kernel_keys.h"
 #include "kabi/signature.h"
 #include "test_util.h"
-#include "../test_certs.h"
 
 namespace fs = std::filesystem;
 using agent::CHandle;

@@ -1,7 +1,7 @@
 // The `agent kabi check` output contract: JSON schema 1 as issue 2 specifies it, and a human
 // form with one reason a line (wrapped only at a terminal's width) and a summary line.
-#include "kabi/report.h"
 #include "../test_lines.h"
+#include "kabi/report.h"
 
 #include <cerrno>
 #include <set>

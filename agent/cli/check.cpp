@@ -1,0 +1,49 @@
+#include "agent/cli/check.h"
+
+#include <ostream>
+
+#include "agent/base/terminal.h"
+#include "agent/decision/plan.h"
+#include "agent/load/journal.h"
+#include "agent/report/render.h"
+#include "kabi/text.h"
+
+namespace agent {
+
+int run_check(const CheckOptions& check_options, std::ostream& out, std::ostream& err) {
+  CheckOptions options = check_options;
+  if (options.previous_build_ids.empty()) {
+    if (auto root = probes::HostRoot::from_cli_or_env(options.root))
+      if (auto boot_id = root->read_value("/proc/sys/kernel/random/boot_id")) {
+        auto ids = inserted_build_ids(options.state_dir, *boot_id);
+        if (!ids) {
+          err << "agent check: the entrypoint's journal: " << printable(ids.error().what()) << '\n';
+          return kCheckInputError;
+        }
+        options.previous_build_ids = std::move(*ids);
+      }
+  }
+  auto report = diagnose(options);
+  if (!report) {
+    err << "agent check: " << printable(report.error().what()) << '\n';
+    return kCheckInputError;
+  }
+  auto firmware = scan_bundle_firmware(options.bundle_firmware);
+  if (!firmware) {
+    err << "agent check: " << printable(firmware.error().what()) << '\n';
+    return kCheckInputError;
+  }
+  const Plan plan = make_plan(*report, *firmware, options.firmware_base);
+  if (options.json) {
+    nlohmann::json j = diagnosis_json(*report);
+    j["plan"] = to_json(plan);
+    out << safe_dump(j) << '\n';
+  } else {
+    if (!options.quiet)
+      out << printable(diagnosis_text(*report, options.verbose, terminal_width(out)) + to_text(plan)) << '\n';
+    out << printable(check_summary(*report)) << '\n';
+  }
+  return exit_code(report->decision);
+}
+
+}  // namespace agent

@@ -31,18 +31,18 @@ secs() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", b - a }'; }
 timings() { tr -d '\n ' <"$SD/status.json" 2>/dev/null | grep -o '"timings":{[^}]*}' | sed 's/^"timings"://'; }
 # agent_start SET KIND RUN ARGS...: agent run ARGS until ready; BENCH and TIMINGS records
 agent_start() {
-  set_=$1 kind=$2 run=$3
+  a_tag="$1 $2 $3" a_log="/tmp/agent-$1-$2-$3.log"
   shift 3
   T0=$(now)
-  "$@" >"/tmp/agent-$set_-$kind-$run.log" 2>&1 &
+  "$@" >"$a_log" 2>&1 &
   AGENT_PID=$!
   if poll_ready 300; then
-    echo "BENCH $set_ $kind $run $(secs "$T0" "$(now)")"
-    echo "TIMINGS $set_ $kind $run $(timings)"
+    echo "BENCH $a_tag $(secs "$T0" "$(now)")"
+    echo "TIMINGS $a_tag $(timings)"
   else
-    echo "BAD $set_ $kind $run not ready: phase $(phase)"
-    snap "$set_-$kind-$run"
-    sed "s/^/LOG $set_-$kind-$run /" "/tmp/agent-$set_-$kind-$run.log"
+    echo "BAD $a_tag not ready: phase $(phase)"
+    snap "$(echo "$a_tag" | tr ' ' -)"
+    sed "s/^/LOG $a_tag /" "$a_log"
   fi
 }
 # clean SET KIND RUN MODULES: nothing of the bundle live, the NIC unbound, else a BAD record
@@ -88,6 +88,9 @@ for s in $SETS; do
     echo "FAST $name fast $i $(tr -d '\n ' <"$SD/status.json" | grep -o '"fast_path":[a-z]*')"
     stop "$name-fast-$i" TERM
     unload "$name-unload-$i" >/dev/null
+    # the agent's own log of the first run (its lines' times)
+    [ "$i" != 1 ] || sed "s/^/ALOG $name first 1 /" "/tmp/agent-$name-first-1.log"
+    [ "$i" != 1 ] || sed "s/^/ALOG $name fast 1 /" "/tmp/agent-$name-fast-1.log"
     clean "$name" unload "$i" "$mods"
     dump "$name-$i" | grep -iE 'error|fail|taint|warn' | head -n 5
     i=$((i + 1))

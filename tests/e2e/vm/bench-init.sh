@@ -3,8 +3,9 @@
 # (insmod of the bundle's files in dependency order until the NIC is bound), the agent's first
 # load (`agent run` as lifecycle-init.sh starts it, until its ready file exists) and its fast
 # path (restarted with the modules live), on the live /sys, /proc and /dev. Then, once per
-# bundle and start, the same under strace (file opens and module calls, timestamped).
-# Env (/e2e/env.sh): NIC, RUNS, SETS ("name:bundle-dir:firmware-dir:module,module..." each,
+# bundle and start, the same under strace (file opens and module calls, timestamped) or perf
+# (cpu-clock samples by library and function).
+# Env (/e2e/env.sh): NIC, RUNS, PROFILE (strace, perf or none), SETS ("name:bundle-dir:firmware-dir:module,module..." each,
 # space separated; the modules in dependency order).
 # Records: "BENCH set kind run seconds", "TIMINGS set kind run {...}", "BAD set kind run why".
 # shellcheck source=/dev/null
@@ -53,6 +54,14 @@ clean() {
   ! bound || echo "BAD $1 $2 $3 the NIC still bound to $(driver)"
   [ ! -e "$SD/ready" ] || echo "BAD $1 $2 $3 a ready file left"
 }
+
+# process start: `agent --version` ten times (the dynamic loader, the libraries, static constructors)
+T0=$(now)
+for _ in 1 2 3 4 5 6 7 8 9 10; do agent --version >/dev/null; done
+echo "STARTUP agent $(secs "$T0" "$(now)")"
+T0=$(now)
+for _ in 1 2 3 4 5 6 7 8 9 10; do busybox true; done
+echo "STARTUP busybox $(secs "$T0" "$(now)")"
 
 for s in $SETS; do
   name=${s%%:*} rest=${s#*:}
@@ -104,8 +113,26 @@ for s in $SETS; do
   echo "BENCH $name check 1 $(secs "$T0" "$T1")"
   echo "CHECK $name rc=$rc $(tr -d '\n ' </tmp/check.json | grep -o '"decision":"[a-z-]*"')"
 
+  # once under perf (cpu-clock samples, user and kernel): where the CPU goes
+  if [ "$PROFILE" = perf ] && [ -x /usr/bin/perf ]; then
+    for kind in first fast; do
+      # shellcheck disable=SC2086
+      agent_start "$name" "perf-$kind" 1 perf record -q -e cpu-clock -F 499 -o "/tmp/perf-$name-$kind.data" \
+        agent run --nfd-dir "$NFD" $args
+      apid=$(tr -d '\n ' <"$SD/status.json" | grep -o '"pid":[0-9]*' | cut -d: -f2)
+      kill -TERM "$apid"
+      reap "$name-perf-$kind" 60 "$(now)"
+      perf report -i "/tmp/perf-$name-$kind.data" --stdio --no-children --sort dso,sym 2>/dev/null |
+        grep -E '^ +[0-9]' | head -n 40 | sed "s/^/PERF $name $kind /"
+      perf report -i "/tmp/perf-$name-$kind.data" --stdio --no-children --sort dso 2>/dev/null |
+        grep -E '^ +[0-9]' | head -n 15 | sed "s/^/PERFDSO $name $kind /"
+    done
+    unload "$name-perf-unload" >/dev/null
+    clean "$name" perf 1 "$mods"
+  fi
+
   # once under strace: each file opened and each module call, timestamped
-  if [ -x /usr/bin/strace ]; then
+  if [ "$PROFILE" = strace ] && [ -x /usr/bin/strace ]; then
     for kind in first fast; do
       # shellcheck disable=SC2086
       agent_start "$name" "strace-$kind" 1 strace -f -ttt --seccomp-bpf -e trace=openat,execve,finit_module,init_module,delete_module,clone,clone3 \

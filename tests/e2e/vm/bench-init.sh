@@ -135,7 +135,7 @@ for s in $SETS; do
   if [ "$PROFILE" = strace ] && [ -x /usr/bin/strace ]; then
     for kind in first fast; do
       # shellcheck disable=SC2086
-      agent_start "$name" "strace-$kind" 1 strace -f -ttt --seccomp-bpf -e trace=openat,execve,finit_module,init_module,delete_module,clone,clone3 \
+      agent_start "$name" "strace-$kind" 1 strace -f -ttt --seccomp-bpf -e trace=openat,openat2,execve,finit_module,init_module,delete_module,clone,clone3,clock_nanosleep,nanosleep,ppoll,poll,epoll_wait,epoll_pwait \
         -o "/tmp/strace-$name-$kind.txt" agent run --nfd-dir "$NFD" $args
       # strace passes no SIGTERM on: the agent's own pid (its status) is signalled
       apid=$(tr -d '\n ' <"$SD/status.json" | grep -o '"pid":[0-9]*' | cut -d: -f2)

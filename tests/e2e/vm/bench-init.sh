@@ -68,6 +68,7 @@ for s in $SETS; do
   bundle=${rest%%:*} rest=${rest#*:}
   fw=${rest%%:*} mods=${rest#*:}
   args="--bundle $bundle --bundle-firmware $fw"
+  drv=${mods##*,} # the driver: the last module
   echo "SET $name bundle=$bundle firmware=$fw modules=$mods"
   clean "$name" pre 0 "$mods"
   i=1
@@ -80,6 +81,7 @@ for s in $SETS; do
     while ! bound && [ $n -lt 3000 ]; do sleep 0.01; n=$((n + 1)); done
     if bound; then echo "BENCH $name floor $i $(secs "$T0" "$(now)")"; else echo "BAD $name floor $i not bound"; fi
     echo "BOUND $name floor $i $(driver)"
+    [ "$(driver)" = "$drv" ] || echo "BAD $name floor $i the NIC bound to $(driver), not $drv"
     rev=""
     for m in $(echo "$mods" | tr ',' ' '); do rev="$m $rev"; done
     for m in $rev; do rmmod "$m"; done
@@ -90,11 +92,14 @@ for s in $SETS; do
     # shellcheck disable=SC2086 # args: words
     agent_start "$name" first "$i" agent run --nfd-dir "$NFD" $args
     echo "BOUND $name first $i $(driver)"
+    [ "$(driver)" = "$drv" ] || echo "BAD $name first $i the NIC bound to $(driver), not $drv"
     stop "$name-first-$i" TERM
     # the fast path: restarted with the modules live
     # shellcheck disable=SC2086
     agent_start "$name" fast "$i" agent run --nfd-dir "$NFD" $args
-    echo "FAST $name fast $i $(tr -d '\n ' <"$SD/status.json" | grep -o '"fast_path":[a-z]*')"
+    fp=$(tr -d '\n ' <"$SD/status.json" | grep -o '"fast_path":[a-z]*')
+    echo "FAST $name fast $i $fp"
+    [ "$fp" = '"fast_path":true' ] || echo "BAD $name fast $i not the fast path: $fp"
     stop "$name-fast-$i" TERM
     unload "$name-unload-$i" >/dev/null
     # the agent's own log of the first run (its lines' times)

@@ -240,20 +240,17 @@ Result<Diagnosis> diagnose(const DiagnoseOptions& o) {
   // The kernel image carries the certificates a signature must chain to; it is read only as
   // far as the bundle's signers need (not at all for an unsigned bundle).
   std::string kernel_image;  // host path of the image the certificates came from
-  for (const std::string& p : {"/boot/vmlinuz-" + *release, "/lib/modules/" + *release + "/vmlinuz",
-                              "/usr/lib/modules/" + *release + "/vmlinuz"}) {
-    if (!root->is_regular_file(p)) continue;
-    auto image = root->fs().open_file(p);
-    auto c = image ? kabi::verify_module_signatures(r.bundle, std::move(*image), root->display(p))
+  if (auto p = probes::find_kernel_image(*root, *release)) {
+    auto image = root->fs().open_file(*p);
+    auto c = image ? kabi::verify_module_signatures(r.bundle, std::move(*image), root->display(*p))
                    : Result<std::vector<std::string>>(tl::unexpected(image.error()));
     if (!c) {
       r.problems.push_back(c.error());
       r.certificates = c.error().what();
-      break;
+    } else {
+      kernel_image = *p;
+      r.certificates = *p + ": " + std::to_string(c->size()) + " certificate(s) for the bundle's signers";
     }
-    kernel_image = p;
-    r.certificates = p + ": " + std::to_string(c->size()) + " certificate(s) for the bundle's signers";
-    break;
   }
   // The operator's certificate: trusted by the kernel's keyrings, it verifies what it signed (the
   // image's certificates hold only the built-in keyring, not .secondary/.machine).

@@ -69,6 +69,12 @@ Result<std::string> probe_release(const HostRoot& root) {
   return r;
 }
 
+std::optional<std::string> find_kernel_image(const HostRoot& root, const std::string& release) {
+  for (auto& p : kabi::kernel_image_paths(release))
+    if (root.is_regular_file(p)) return std::move(p);
+  return std::nullopt;
+}
+
 std::vector<std::string> module_dir_candidates(const std::string& release) {
   return {"/lib/modules/" + release, "/usr/lib/modules/" + release};
 }

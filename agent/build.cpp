@@ -831,18 +831,22 @@ Result<Inputs> common_inputs(const probes::HostRoot& root, const BuildOptions& o
 }
 
 // The names in a directory of the cache that are entries (not a .tmp-* being written).
-std::vector<std::string> entry_names(const WritableDir& dir) {
+Result<std::vector<std::string>> entry_names(const WritableDir& dir) {
   std::vector<std::string> out;
   const int fd = ::openat(dir.fd(), ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd < 0) return out;
+  if (fd < 0) return fail(errno, "cannot list the build cache", dir.path());
   DIR* d = ::fdopendir(fd);
   if (!d) {
+    const int e = errno;
     ::close(fd);
-    return out;
+    return fail(e, "cannot list the build cache", dir.path());
   }
+  errno = 0;
   while (const dirent* e = ::readdir(d))
     if (e->d_name[0] != '.') out.emplace_back(e->d_name);
+  const int e = errno;
   ::closedir(d);
+  if (e != 0) return fail(e, "cannot list the build cache", dir.path());
   std::sort(out.begin(), out.end());
   return out;
 }
@@ -946,9 +950,14 @@ Result<std::optional<BuildResult>> find_build(const probes::HostRoot& root, cons
     std::string key;
   };
   std::vector<Candidate> found;
-  for (const auto& key : entry_names(*kdir)) {
+  auto names = entry_names(*kdir);
+  if (!names) return tl::unexpected(names.error());
+  for (const auto& key : *names) {
     auto entry = kdir->subdir(key);
-    if (!entry) continue;
+    if (!entry) {
+      if (skipped) skipped->push_back(entry.error());
+      continue;
+    }
     const bool failed = entry->exists(kFailedFile);
     const std::string file = entry->path() + "/" + (failed ? kFailedFile : kResultFile);
     auto text = entry->read(failed ? kFailedFile : kResultFile);

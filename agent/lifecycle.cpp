@@ -27,6 +27,7 @@
 #include "kabi/file_io.h"
 #include "kabi/module.h"
 #include "kabi/text.h"
+#include "probes/kernel.h"
 #include "probes/loaded_modules.h"
 #include "probes/module_options.h"
 #include "probes/pci.h"
@@ -663,10 +664,11 @@ bool Entrypoint::act(const Plan& plan) {
     log_line(spdlog::level::info, "loading",
              "inserted " + i.name + (i.from_bundle ? "" : " (in-tree dependency)") + (opts.empty() ? "" : " with " + opts));
     if (i.from_bundle && !i.build_id.empty()) {
-      const std::string live = live_build_id(root_, i.name);
-      if (live != i.build_id)
+      auto live = probes::probe_build_id(root_, i.name);
+      if (!live) return failed(run_reason::kNotTheCheckedModule, i.name, live.error());
+      if (*live != i.build_id)
         return failed(run_reason::kNotTheCheckedModule, i.name,
-                      Error{EIO, "the live module's build id is '" + live + "', the checked one's " + i.build_id, ""});
+                      Error{EIO, "the live module's build id is '" + *live + "', the checked one's " + i.build_id, ""});
     }
   }
   status_.timings_ms["insert_ms"] = insert_ms;
@@ -1019,7 +1021,7 @@ int run_entrypoint(const RunOptions& o) {
   }
   // First, before anything else can fail: whatever `ready` is (a file, a link, a directory), it goes.
   if (auto r = state->remove_any(kReadyFile); !r) return refuse_start("the ready file cannot be removed: " + r.error().what());
-  auto boot_id = root->read_value("/proc/sys/kernel/random/boot_id");
+  auto boot_id = probes::probe_boot_id(*root);
   if (!boot_id) return refuse_start("boot id: " + boot_id.error().what());
   // Nothing is decided until the status can be written: an unwritable directory is an error
   // now, never a ready file later.

@@ -24,7 +24,7 @@ int run_check(const CheckOptions& check_options, std::ostream& out, std::ostream
         auto ids = inserted_build_ids(options.state_dir, *boot_id);
         if (!ids) {
           err << "agent check: the entrypoint's journal: " << printable(ids.error().what()) << '\n';
-          return kCheckInputError;
+          return kExitInputError;
         }
         options.previous_build_ids = std::move(*ids);
       }
@@ -33,12 +33,12 @@ int run_check(const CheckOptions& check_options, std::ostream& out, std::ostream
   auto report = diagnose(options);
   if (!report) {
     err << "agent check: " << printable(report.error().what()) << '\n';
-    return kCheckInputError;
+    return kExitInputError;
   }
   auto firmware = scan_bundle_firmware(options.bundle_firmware);
   if (!firmware) {
     err << "agent check: " << printable(firmware.error().what()) << '\n';
-    return kCheckInputError;
+    return kExitInputError;
   }
   const Plan plan = make_plan(*report, *firmware, options.firmware_base);
   if (options.json) {

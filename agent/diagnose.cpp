@@ -203,7 +203,7 @@ Result<bool> diagnose_live_bundle(const DiagnoseOptions& o, const probes::HostRo
     r.evaluation.modules.push_back(std::move(v));
   }
   for (const auto& c : r.conflicts)
-    r.reasons.push_back({check_reason::kBundleAlreadyLoaded,
+    r.reasons.push_back({reason::kBundleAlreadyLoaded,
                          c.name + ": " + c.detail + ": the kernel accepted this very build; not checked again"});
   return true;
 }
@@ -356,7 +356,7 @@ Result<Diagnosis> diagnose(const DiagnoseOptions& o) {
   // Files that are not what the image's builder made are never handed to the kernel.
   if (!r.manifest_mismatches.empty()) {
     r.decision = Decision::Refuse;
-    r.reasons.insert(r.reasons.begin(), {check_reason::kBundleManifestMismatch,
+    r.reasons.insert(r.reasons.begin(), {reason::kBundleManifestMismatch,
                                          "the bundle is not what " + r.manifest->path + " lists: " +
                                              join(r.manifest_mismatches)});
   }

@@ -10,12 +10,10 @@
 #include <string>
 
 #include "agent/check.h"
+#include "agent/vocabulary.h"
 #include "kabi/result.h"
 
 namespace agent {
-
-inline constexpr int kReadyYes = 0;
-inline constexpr int kReadyNo = 1;
 
 struct ReadyOptions {
   std::optional<std::filesystem::path> root;  // for the boot id

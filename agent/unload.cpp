@@ -26,7 +26,7 @@ namespace agent {
 int run_unload(const UnloadOptions& o, std::ostream& out, std::ostream& err) {
   auto input_error = [&](const std::string& what) {
     err << "agent: unload: " << printable(what) << '\n';
-    return kCheckInputError;
+    return kExitInputError;
   };
   auto root = probes::HostRoot::from_cli_or_env(o.root);
   if (!root) return input_error(root.error().what());

@@ -202,10 +202,15 @@ Result<KernelSource> locate_kernel(const fs::path& arg) {
   return k;
 }
 
-Result<KernelRelease> kernel_release(const KernelSource& k) {
+ReleaseFacts source_release_facts(const KernelSource& k) {
   ReleaseFacts f;
   f.headers_release = k.headers_release;
   if (!k.symvers.empty()) f.headers_dir = fs::path(k.display(k.symvers)).parent_path().string();
+  return f;
+}
+
+Result<KernelRelease> kernel_release(const KernelSource& k) {
+  ReleaseFacts f = source_release_facts(k);
   if (!k.module_dir.empty()) {
     auto tree = scan_module_tree(*k.fs, k.module_dir);
     if (!tree) return tl::unexpected(tree.error());
@@ -285,8 +290,7 @@ Result<LoadedKernel> load_kernel(const KernelSource& k, const std::vector<Module
   if (!k.fs) return fail(EINVAL, "kernel not located", k.arg);
   const RootFs& root = *k.fs;
   LoadedKernel out;
-  ReleaseFacts facts_of_release;
-  facts_of_release.headers_release = k.headers_release;
+  ReleaseFacts facts_of_release = source_release_facts(k);
   KernelModel& model = out.model;
   if (!k.symvers.empty() && !k.module_dir.empty()) {
     auto loaded = load_kernel_model(root, k.symvers, k.module_dir, &set);

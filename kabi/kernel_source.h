@@ -70,6 +70,10 @@ struct KernelRelease {
 // .../linux-headers-<kver>, RHEL's .../kernels/<kver>; "" for any other name.
 [[nodiscard]] std::string release_of_headers_dir(const std::filesystem::path& dir);
 
+// What a located kernel shows of its release without reading its modules: its headers'
+// UTS_RELEASE and the directory its Module.symvers is in.
+[[nodiscard]] ReleaseFacts source_release_facts(const KernelSource& k);
+
 // The release of a located kernel: its tree's vermagic read from a few of its modules.
 [[nodiscard]] Result<KernelRelease> kernel_release(const KernelSource& k);
 

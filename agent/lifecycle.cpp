@@ -726,15 +726,15 @@ void Entrypoint::refresh_devices() {
     if (pci)
       for (const auto& d : pci->devices)
         if (d.bdf == dr.device.bdf) s.report.device = d;
-    if (!s.report.device.driver.empty()) {
-      if (auto m = root_.link_basename(s.report.device.sysfs_path + "/driver/module")) s.driver_module = *m;
+    // Unreadable: neither bound nor with DRM nodes, and said.
+    if (auto b = probes::probe_device_binding(root_, s.report.device.sysfs_path)) {
+      if (!s.report.device.driver.empty()) s.driver_module = std::move(b->driver_module);
+      if (s.report.device.is_display()) s.drm = std::move(b->drm);
+    } else {
+      log_line(spdlog::level::warn, "", s.report.device.bdf + ": " + b.error().what());
     }
     const auto& mods = s.report.bundle_modules;
     s.bound = !s.driver_module.empty() && std::find(mods.begin(), mods.end(), s.driver_module) != mods.end();
-    if (s.report.device.is_display())
-      if (auto entries = root_.list_dir(s.report.device.sysfs_path + "/drm"))
-        for (const auto& e : *entries)
-          if (e.starts_with("card") || e.starts_with("renderD")) s.drm.push_back(e);
     status_.devices.push_back(std::move(s));
   }
 }

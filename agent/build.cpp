@@ -800,19 +800,17 @@ Result<BuildResult> Builder::run() {
 // they are proven the running kernel's (as diagnose() decides it).
 Result<probes::BuildEnv> headers_for_build(const probes::HostRoot& root, const std::string& release,
                                            const std::filesystem::path& image_base) {
-  probes::BuildEnv env = probes::probe_build_env(root, release);
-  if (env.possible || image_base.empty()) return env;
-  const probes::ImageHeaders image = probes::find_image_headers(image_base, release);
+  probes::HeadersChoice headers = probes::choose_build_headers(root, release, image_base);
   std::optional<probes::SymversCandidate> verdict;
-  if (!image.dir.empty()) {
+  if (headers.to_verify) {
     probes::KernelProbeOptions ko;
-    ko.also_verify = std::filesystem::path(image.dir) / "Module.symvers";
+    ko.also_verify = headers.to_verify;
     auto k = probes::probe_kernel(root, ko);
     if (!k) return tl::unexpected(k.error());
     verdict = k->also_verified;
   }
-  probes::consider_image_headers(env, image, release, verdict);
-  return env;
+  probes::consider_image_headers(headers.env, headers.image, release, verdict);
+  return headers.env;
 }
 
 // What every reader of the cache needs: the node's kernel, and the sources in the image.

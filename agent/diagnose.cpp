@@ -279,16 +279,13 @@ Result<Diagnosis> diagnose(const DiagnoseOptions& o) {
   ko.symvers_override = o.symvers;
   // The headers a build would use: the node's; else the image's, judged by the same sample of
   // the node's own modules the CRC table is.
-  r.build = probes::probe_build_env(*root, *release);
-  probes::ImageHeaders image;
-  if (!r.build.possible && !o.image_headers.empty()) {
-    image = probes::find_image_headers(o.image_headers, *release);
-    if (!image.dir.empty()) ko.also_verify = fs::path(image.dir) / "Module.symvers";
-  }
+  probes::HeadersChoice headers = probes::choose_build_headers(*root, *release, o.image_headers);
+  ko.also_verify = headers.to_verify;
   auto kernel = probes::probe_kernel(*root, ko);
   if (!kernel) return tl::unexpected(kernel.error());
   r.kernel = std::move(*kernel);
-  probes::consider_image_headers(r.build, image, r.kernel.release, r.kernel.also_verified);
+  probes::consider_image_headers(headers.env, headers.image, r.kernel.release, r.kernel.also_verified);
+  r.build = std::move(headers.env);
   for (const auto& e : r.kernel.tree_problems) r.problems.push_back(e);
   for (const auto& e : r.kernel.symvers_origin.problems) r.problems.push_back(e);
 

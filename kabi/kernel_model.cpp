@@ -260,6 +260,10 @@ Result<TreeFacts> read_tree_facts(const RootFs& root, const std::map<std::string
   return fail(EINVAL, "cannot read the kernel's vermagic from its own modules: " + last_error);
 }
 
+std::vector<std::string> kernel_image_paths(const std::string& release) {
+  return {"/boot/vmlinuz-" + release, "/lib/modules/" + release + "/vmlinuz", "/usr/lib/modules/" + release + "/vmlinuz"};
+}
+
 std::optional<fs::path> find_kernel_image(const fs::path& module_dir, const std::string& release) {
   std::error_code ec;
   fs::path dir = fs::weakly_canonical(module_dir, ec);
@@ -267,8 +271,8 @@ std::optional<fs::path> find_kernel_image(const fs::path& module_dir, const std:
   std::vector<fs::path> candidates = {dir / "vmlinuz"};
   // <root>/lib/modules/<kver> or <root>/usr/lib/modules/<kver>
   fs::path root = dir.parent_path().parent_path().parent_path();
-  candidates.push_back(root / "boot" / ("vmlinuz-" + release));
-  if (root.filename() == "usr") candidates.push_back(root.parent_path() / "boot" / ("vmlinuz-" + release));
+  if (root.filename() == "usr") root = root.parent_path();
+  for (const auto& p : kernel_image_paths(release)) candidates.push_back(root / fs::path(p).relative_path());
   for (const auto& c : candidates)
     if (fs::is_regular_file(c, ec)) return c;
   return std::nullopt;

@@ -128,8 +128,13 @@ struct KernelModel {
                                                     const std::filesystem::path& module_dir,
                                                     const std::vector<ModuleInfo>* for_set = nullptr);
 
-// The kernel image of a module tree, if it sits where packages put it: <tree>/vmlinuz
-// (usr-merged kernels) or <root>/boot/vmlinuz-<kver> for <root>/[usr/]lib/modules/<kver>.
+// Where packages put a kernel's image, relative to the system root, in the order tried:
+// /boot/vmlinuz-<kver> (most distributions), /lib/modules/<kver>/vmlinuz (Fedora) and
+// /usr/lib/modules/<kver>/vmlinuz (Debian's 7.x kernels, usr-merged without a /lib link).
+[[nodiscard]] std::vector<std::string> kernel_image_paths(const std::string& release);
+
+// The kernel image of a module tree: <tree>/vmlinuz, or kernel_image_paths() below <root> for
+// <root>/[usr/]lib/modules/<kver>.
 [[nodiscard]] std::optional<std::filesystem::path> find_kernel_image(const std::filesystem::path& module_dir,
                                                                      const std::string& release);
 

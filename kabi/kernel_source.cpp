@@ -100,6 +100,18 @@ std::string parse_utsrelease(std::string_view text) {
   return std::string(v);
 }
 
+std::string release_of_headers_dir(const fs::path& dir) {
+  const std::string name = dir.filename().string();
+  std::string release;
+  if (name.rfind("linux-headers-", 0) == 0) release = name.substr(std::string_view("linux-headers-").size());
+  else if (dir.parent_path().filename() == "kernels") release = name;
+  // As parse_utsrelease: a plausible release or none.
+  if (release.empty() || release.size() > 64) return {};
+  for (unsigned char c : release)
+    if (c <= ' ' || c >= 0x7f) return {};
+  return release;
+}
+
 KernelRelease settle_release(const ReleaseFacts& f) {
   KernelRelease r;
   if (!f.vermagic_release.empty()) {
@@ -111,6 +123,9 @@ KernelRelease settle_release(const ReleaseFacts& f) {
   } else if (!f.headers_release.empty()) {
     r.release = f.headers_release;
     r.from = "utsrelease.h";
+  } else if (const std::string named = release_of_headers_dir(f.headers_dir); !named.empty()) {
+    r.release = named;
+    r.from = "headers directory";
   } else {
     r.notes.push_back(
         "kernel release not established: no module tree and no include/generated/utsrelease.h beside the "
@@ -187,9 +202,15 @@ Result<KernelSource> locate_kernel(const fs::path& arg) {
   return k;
 }
 
-Result<KernelRelease> kernel_release(const KernelSource& k) {
+ReleaseFacts source_release_facts(const KernelSource& k) {
   ReleaseFacts f;
   f.headers_release = k.headers_release;
+  if (!k.symvers.empty()) f.headers_dir = fs::path(k.display(k.symvers)).parent_path().string();
+  return f;
+}
+
+Result<KernelRelease> kernel_release(const KernelSource& k) {
+  ReleaseFacts f = source_release_facts(k);
   if (!k.module_dir.empty()) {
     auto tree = scan_module_tree(*k.fs, k.module_dir);
     if (!tree) return tl::unexpected(tree.error());
@@ -269,8 +290,7 @@ Result<LoadedKernel> load_kernel(const KernelSource& k, const std::vector<Module
   if (!k.fs) return fail(EINVAL, "kernel not located", k.arg);
   const RootFs& root = *k.fs;
   LoadedKernel out;
-  ReleaseFacts facts_of_release;
-  facts_of_release.headers_release = k.headers_release;
+  ReleaseFacts facts_of_release = source_release_facts(k);
   KernelModel& model = out.model;
   if (!k.symvers.empty() && !k.module_dir.empty()) {
     auto loaded = load_kernel_model(root, k.symvers, k.module_dir, &set);

@@ -53,16 +53,26 @@ struct ReleaseFacts {
   std::string vermagic_release;  // first word of its modules' vermagic ("" without a tree)
   std::string headers_release;   // its headers' UTS_RELEASE ("" without them)
   std::string tree_dir;          // the module tree's directory on this machine ("" without a tree)
+  std::string headers_dir;       // the directory holding its Module.symvers ("" without one)
 };
 struct KernelRelease {
   std::string release;             // "" when not established
-  std::string from;                // "vermagic", "utsrelease.h"; "" when not established
+  std::string from;                // "vermagic", "utsrelease.h", "headers directory"; "" when not established
   std::vector<std::string> notes;  // disagreements, or why it is not established
 };
-// The release: its modules' vermagic (what the kernel checks), else its headers' UTS_RELEASE;
-// any other source that disagrees is a note, and neither is a note saying so, never a guess.
+// The release: its modules' vermagic (what the kernel checks), else its headers' UTS_RELEASE,
+// else the name of its headers' directory (release_of_headers_dir); any other source that
+// disagrees is a note, and none is a note saying so, never a guess.
 // A tree directory is compared only when it sits in a "modules" directory (lib/modules/<kver>).
 [[nodiscard]] KernelRelease settle_release(const ReleaseFacts& f);
+
+// The release a headers directory is named after, as packages name it: Debian's
+// .../linux-headers-<kver>, RHEL's .../kernels/<kver>; "" for any other name.
+[[nodiscard]] std::string release_of_headers_dir(const std::filesystem::path& dir);
+
+// What a located kernel shows of its release without reading its modules: its headers'
+// UTS_RELEASE and the directory its Module.symvers is in.
+[[nodiscard]] ReleaseFacts source_release_facts(const KernelSource& k);
 
 // The release of a located kernel: its tree's vermagic read from a few of its modules.
 [[nodiscard]] Result<KernelRelease> kernel_release(const KernelSource& k);

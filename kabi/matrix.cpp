@@ -155,6 +155,7 @@ nlohmann::json matrix_json(const MatrixReport& r) {
                       {"reasons", reasons}});
     }
     kernels.push_back({{"kernel", k.kernel},
+                       {"name", kernel_display_name(k)},
                        {"release", k.release.empty() ? nlohmann::json(nullptr) : nlohmann::json(k.release)},
                        {"release_from", k.release_from.empty() ? nlohmann::json(nullptr) : nlohmann::json(k.release_from)},
                        {"symvers", k.symvers},
@@ -179,7 +180,17 @@ nlohmann::json matrix_json(const MatrixReport& r) {
   return j;
 }
 
-std::string kernel_display_name(const KernelPlan& k) { return k.release.empty() ? k.kernel : k.release; }
+KernelArg parse_kernel_arg(const std::string& arg) {
+  const size_t eq = arg.find('=');
+  if (eq == 0 || eq == std::string::npos || eq + 1 == arg.size() || arg.substr(0, eq).find('/') != std::string::npos)
+    return {"", arg};
+  return {arg.substr(0, eq), arg.substr(eq + 1)};
+}
+
+std::string kernel_display_name(const KernelPlan& k) {
+  if (!k.name.empty()) return k.name;
+  return k.release.empty() ? k.kernel : k.release;
+}
 
 std::string kernel_origin(const std::string& given, const std::string& release, const std::string& symvers,
                           bool given_is_symvers) {
@@ -230,9 +241,14 @@ std::string matrix_text(const MatrixReport& r) {
         << ": " << list << '\n';
   }
   out << '\n';
-  for (const auto& k : r.kernels)
-    out << pad(kernel_display_name(k), width) << "  " << kernel_origin(k.kernel, k.release, k.symvers, k.kernel_is_symvers)
-        << '\n';
+  for (const auto& k : r.kernels) {
+    // A kernel named on the command line: its release said unless it is that name.
+    const std::string origin =
+        k.name.empty() ? kernel_origin(k.kernel, k.release, k.symvers, k.kernel_is_symvers)
+                       : (k.release.empty() ? "release unknown, " : k.release == k.name ? "" : "release " + k.release + ", ") +
+                             "given as " + k.kernel + "; CRCs from " + k.symvers;
+    out << pad(kernel_display_name(k), width) << "  " << origin << '\n';
+  }
   for (const auto& k : r.kernels) {
     bool header = false;
     for (const auto& m : k.modules) {

@@ -36,7 +36,8 @@ struct ModulePlan {
 };
 
 struct KernelPlan {
-  std::string kernel;        // as named on the command line
+  std::string kernel;        // the path as given on the command line
+  std::string name;          // NAME of a NAME=PATH argument; "" otherwise
   std::string release;       // as its own files say it (settle_release); "" when not established
   std::string release_from;  // "vermagic", "utsrelease.h", ""
   std::string symvers;       // where its CRCs came from
@@ -76,11 +77,19 @@ void group_kernels(MatrixReport& report);
 
 inline constexpr int kMatrixSchema = 1;
 // {"schema": 1, "bundle": ..., "kernels": [{"kernel", "release", "release_from", "verdict",
-//  "modules": [...]}], "groups": [...], "stablelist": ...}
+//  "name", "modules": [...]}], "groups": [...], "stablelist": ...}; "name" is the text's
+// (kernel_display_name), "kernel" the path given.
 [[nodiscard]] nlohmann::json matrix_json(const MatrixReport& r);
 // Kernels named by release (their path where it is not established), never shortened.
 [[nodiscard]] std::string matrix_text(const MatrixReport& r);
-// How the text names a kernel: its release, or the path given.
+// A kernel argument: NAME=PATH names the kernel (NAME non-empty, without '/'); anything else is
+// a path, unnamed.
+struct KernelArg {
+  std::string name;
+  std::string path;
+};
+[[nodiscard]] KernelArg parse_kernel_arg(const std::string& arg);
+// How the text names a kernel: the name given, else its release, else the path given.
 [[nodiscard]] std::string kernel_display_name(const KernelPlan& k);
 // What follows that name: "given as ARG; CRCs from PATH", without what would repeat the name
 // ("release unknown" when the name is the path).

@@ -75,6 +75,16 @@ ImageHeaders find_image_headers(const fs::path& base, const std::string& release
   return h;
 }
 
+HeadersChoice choose_build_headers(const HostRoot& root, const std::string& release,
+                                   const std::filesystem::path& image_base) {
+  HeadersChoice c;
+  c.env = probe_build_env(root, release);
+  if (c.env.possible || image_base.empty()) return c;
+  c.image = find_image_headers(image_base, release);
+  if (!c.image.dir.empty()) c.to_verify = std::filesystem::path(c.image.dir) / "Module.symvers";
+  return c;
+}
+
 void consider_image_headers(BuildEnv& env, const ImageHeaders& image, const std::string& release,
                             const std::optional<SymversCandidate>& verdict) {
   if (env.possible) return;  // the node's own headers come first

@@ -56,6 +56,18 @@ struct ImageHeaders {
 void consider_image_headers(BuildEnv& env, const ImageHeaders& image, const std::string& release,
                             const std::optional<SymversCandidate>& verdict);
 
+// The headers a build would use, chosen in two steps: the node's (probe_build_env); when they
+// are not usable and `image_base` is given, the image's (find_image_headers). `to_verify` is the
+// image's Module.symvers to judge with the node's own modules (KernelProbeOptions::also_verify);
+// consider_image_headers(env, image, release, that verdict) then settles `env`.
+struct HeadersChoice {
+  BuildEnv env;
+  ImageHeaders image;
+  std::optional<std::filesystem::path> to_verify;
+};
+[[nodiscard]] HeadersChoice choose_build_headers(const HostRoot& root, const std::string& release,
+                                                 const std::filesystem::path& image_base);
+
 // Host paths of kernel header directories for a release, in the order they are tried.
 [[nodiscard]] std::vector<std::string> headers_candidates(const std::string& release);
 

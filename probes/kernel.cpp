@@ -69,6 +69,19 @@ Result<std::string> probe_release(const HostRoot& root) {
   return r;
 }
 
+Result<std::string> probe_boot_id(const HostRoot& root) {
+  auto r = root.read_value("/proc/sys/kernel/random/boot_id");
+  if (!r) return r;
+  if (r->empty()) return fail(EINVAL, "empty boot id", root.display("/proc/sys/kernel/random/boot_id"));
+  return r;
+}
+
+std::optional<std::string> find_kernel_image(const HostRoot& root, const std::string& release) {
+  for (auto& p : kabi::kernel_image_paths(release))
+    if (root.is_regular_file(p)) return std::move(p);
+  return std::nullopt;
+}
+
 std::vector<std::string> module_dir_candidates(const std::string& release) {
   return {"/lib/modules/" + release, "/usr/lib/modules/" + release};
 }

@@ -88,6 +88,14 @@ struct KernelProbeOptions {
 // /proc/sys/kernel/osrelease (trimmed).
 [[nodiscard]] Result<std::string> probe_release(const HostRoot& root);
 
+// /proc/sys/kernel/random/boot_id (trimmed): which boot the journal and the status belong to.
+// Unreadable or empty is an error.
+[[nodiscard]] Result<std::string> probe_boot_id(const HostRoot& root);
+
+// The host path of the running kernel's image (the first of kabi::kernel_image_paths that is a
+// regular file), or nothing.
+[[nodiscard]] std::optional<std::string> find_kernel_image(const HostRoot& root, const std::string& release);
+
 // Host paths of the module tree, in the order they are tried.
 [[nodiscard]] std::vector<std::string> module_dir_candidates(const std::string& release);
 // Host paths of symvers files for a release, in DESIGN.md's order (the override comes first and

@@ -87,6 +87,15 @@ std::vector<std::string> parse_modules_builtin(std::string_view text) {
   return out;
 }
 
+Result<std::string> probe_build_id(const HostRoot& root, const std::string& name) {
+  auto notes = root.read_text("/sys/module/" + name + "/notes/.note.gnu.build-id");
+  if (!notes) {
+    if (notes.error().code == ENOENT) return std::string();
+    return tl::unexpected(notes.error());
+  }
+  return kabi::parse_build_id_note(*notes);
+}
+
 Result<ModuleInventory> probe_loaded_modules(const HostRoot& root, const std::string& module_dir) {
   ModuleInventory inv;
   auto proc = root.read_text("/proc/modules");
@@ -143,7 +152,7 @@ Result<ModuleInventory> probe_loaded_modules(const HostRoot& root, const std::st
       inv.problems.push_back(v.error());
     }
     if (auto v = root.read_value(dir + "/srcversion")) m.srcversion = *v;
-    if (auto v = root.read_text(dir + "/notes/.note.gnu.build-id")) m.build_id = kabi::parse_build_id_note(*v);
+    if (auto v = probe_build_id(root, name)) m.build_id = *v; else inv.problems.push_back(v.error());
     if (auto v = root.read_value(dir + "/version")) m.version = *v;
     if (auto holders = root.list_dir(dir + "/holders")) m.holders = *holders;
     else if (holders.error().code != ENOENT) inv.problems.push_back(holders.error());

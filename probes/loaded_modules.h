@@ -43,6 +43,10 @@ struct ModuleInventory {
 // Module names from modules.builtin text ("kernel/drivers/.../foo.ko" per line).
 [[nodiscard]] std::vector<std::string> parse_modules_builtin(std::string_view text);
 
+// A live module's build id (hex) from /sys/module/<name>/notes/.note.gnu.build-id: empty for a
+// module built without one (no such note), an error when the note cannot be read.
+[[nodiscard]] Result<std::string> probe_build_id(const HostRoot& root, const std::string& name);
+
 // /proc/modules is required (an error if unreadable); /sys/module details and modules.builtin
 // (under `module_dir`, a host path; may be empty) are added when readable, else recorded in
 // problems.

@@ -214,6 +214,19 @@ std::vector<std::string> matching_modules(const PciDevice& d, const std::vector<
   return out;
 }
 
+Result<DeviceBinding> probe_device_binding(const HostRoot& root, const std::string& sysfs_path) {
+  DeviceBinding b;
+  if (auto m = root.link_basename(sysfs_path + "/driver/module")) b.driver_module = *m;
+  else if (m.error().code != ENOENT) return tl::unexpected(m.error());
+  if (auto entries = root.list_dir(sysfs_path + "/drm")) {
+    for (const auto& e : *entries)
+      if (e.starts_with("card") || e.starts_with("renderD")) b.drm.push_back(e);
+  } else if (entries.error().code != ENOENT) {
+    return tl::unexpected(entries.error());
+  }
+  return b;
+}
+
 Result<PciInventory> discover_pci(const HostRoot& root, const PciOptions& options) {
   PciInventory inv;
   PciBackend backend = options.backend;

@@ -57,6 +57,15 @@ struct PciInventory {
 // attributes cannot be read is still listed, with the failures in PciDevice::problems.
 [[nodiscard]] Result<PciInventory> discover_pci(const HostRoot& root, const PciOptions& options = {});
 
+// A device's binding as it is now: the module of its bound driver (<dev>/driver/module; "" when
+// unbound or the driver is built in) and its DRM nodes (card*, renderD* in <dev>/drm; none
+// before the driver registers them). Anything else unreadable is an error.
+struct DeviceBinding {
+  std::string driver_module;
+  std::vector<std::string> drm;
+};
+[[nodiscard]] Result<DeviceBinding> probe_device_binding(const HostRoot& root, const std::string& sysfs_path);
+
 // The kernel's modalias of a PCI function, from its ids (drivers/pci/pci-driver.c format).
 [[nodiscard]] std::string pci_modalias(const PciDevice& d);
 

@@ -54,13 +54,7 @@ constexpr const char* kResultFile = "result.json";
 constexpr const char* kFailedFile = "failed.json";
 constexpr const char* kLogFile = "build.log";
 constexpr size_t kMaxModuleSize = size_t{1} << 30;
-// The build could not start here (no mount namespace: not root; no dkms; headers naming what is
-// not there): a failure of this node's set-up, never recorded against the inputs.
-constexpr const char* kBuildEnvironment = "build_environment";
 constexpr int kChildSetupFailed = 125;  // the child's exit before dkms runs
-// The key could not be read or used right before the signing (changed since the check): the
-// decision's code for files that cannot be used.
-constexpr const char* kSigningKeyUnusable = check_reason::kSigningKeyUnusable;
 
 volatile sig_atomic_t g_stop_signal = 0;
 extern "C" void on_stop_signal(int sig) { g_stop_signal = sig; }
@@ -309,7 +303,7 @@ Result<CacheRecord> parse_cache_record(std::string_view text, const std::string&
   if (!kernel) return tl::unexpected(kernel.error());
   r.kernel = *kernel;
   if (failed) {
-    auto reason = top.string_or("reason", "build_failed");
+    auto reason = top.string_or("reason", reason::kBuildFailed);
     auto detail = top.string_or("detail", "");
     if (!reason) return tl::unexpected(reason.error());
     if (!detail) return tl::unexpected(detail.error());
@@ -367,6 +361,12 @@ Result<std::vector<kabi::ModuleInfo>> read_entry_modules(const WritableDir& entr
 Result<BuildResult> entry_result(const probes::HostRoot& root, const WritableDir& entry, const std::string& key,
                                  bool check_kabi);
 
+// Why a build failed: a build reason (agent/base/vocabulary.h) and one line for people.
+struct BuildFailure {
+  std::string reason;
+  std::string detail;
+};
+
 class Builder {
  public:
   Builder(const probes::HostRoot& root, Inputs in) : root_(root), in_(std::move(in)), start_(Clock::now()) {}
@@ -387,8 +387,8 @@ class Builder {
   }
   // Why the build must stop now ("" to go on): the caller's wish.
   std::string stop_requested() const { return in_.options.stop ? in_.options.stop() : std::string(); }
-  // Runs dkms for every package; the log in `log`. Empty on success, else the failure reason.
-  std::pair<std::string, std::string> build_all(const std::string& work, const std::string& log);
+  // Runs dkms for every package; the log in `log`. Nothing on success, else why it failed.
+  std::optional<BuildFailure> build_all(const std::string& work, const std::string& log);
   BuildResult record_failure(const WritableDir& kdir, const std::string& key, const std::string& log_path,
                              const std::string& reason, const std::string& detail);
 
@@ -400,14 +400,14 @@ class Builder {
   double build_seconds_ = 0;
 };
 
-std::pair<std::string, std::string> Builder::build_all(const std::string& work, const std::string& log) {
+std::optional<BuildFailure> Builder::build_all(const std::string& work, const std::string& log) {
   // Headers that name what is not there are the node's problem, not these inputs' failure: not
   // recorded (installing the missing package must be enough for the next run).
   auto plan = plan_header_mounts(root_, in_.headers_in_image ? std::string() : in_.headers, in_.release);
-  if (!plan) return {kBuildEnvironment, plan.error().what()};
+  if (!plan) return BuildFailure{reason::kBuildEnvironment, plan.error().what()};
   std::vector<MountSpec> mounts;
   for (const auto& m : *plan) {
-    if (!root_.is_directory(m.host_path)) return {kBuildEnvironment, root_.display(m.host_path) + ": not a directory"};
+    if (!root_.is_directory(m.host_path)) return BuildFailure{reason::kBuildEnvironment, root_.display(m.host_path) + ": not a directory"};
     say(spdlog::level::debug, "build: {} at {} ({})", root_.display(m.host_path), m.target, m.why);
     mounts.push_back({kabi::normalize_path(root_.root().string() + "/" + m.host_path), m.target, false});
   }
@@ -451,7 +451,7 @@ std::pair<std::string, std::string> Builder::build_all(const std::string& work, 
   ::mkdir((work + "/dkms").c_str(), 0755);
 
   const Fd logfd(::open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644));
-  if (!logfd) return {"build_failed", "cannot create the log " + log + ": " + std::strerror(errno)};
+  if (!logfd) return BuildFailure{reason::kBuildFailed, "cannot create the log " + log + ": " + std::strerror(errno)};
   // Orphans of the build (make's children whose parent died) come back to the agent, which
   // reaps them, rather than to PID 1 of a container that may be this agent anyway.
   ::prctl(PR_SET_CHILD_SUBREAPER, 1);
@@ -464,7 +464,7 @@ std::pair<std::string, std::string> Builder::build_all(const std::string& work, 
 
   // --kernelsourcedir: the headers' canonical path, where the namespace shows them.
   auto headers = in_.headers_in_image ? Result<std::string>(in_.headers) : root_.canonical(in_.headers);
-  if (!headers) return {"build_failed", headers.error().what()};
+  if (!headers) return BuildFailure{reason::kBuildFailed, headers.error().what()};
   for (const auto& package : in_.packages) {
     // Named, not structured bindings: lambdas below capture them (clang 14 refuses bindings).
     const std::string& dir = package.first;
@@ -484,9 +484,9 @@ std::pair<std::string, std::string> Builder::build_all(const std::string& work, 
     const std::string makeflags = "MAKEFLAGS=-j" + std::to_string(jobs_);
     const std::string tmpdir = "TMPDIR=" + work + "/tmp";
 
-    if (const std::string why = stop_requested(); !why.empty()) return {"interrupted", why + " before the build"};
+    if (const std::string why = stop_requested(); !why.empty()) return BuildFailure{reason::kInterrupted, why + " before the build"};
     const pid_t pid = ::fork();
-    if (pid < 0) return {"build_failed", std::string("fork: ") + std::strerror(errno)};
+    if (pid < 0) return BuildFailure{reason::kBuildFailed, std::string("fork: ") + std::strerror(errno)};
     if (pid == 0) {
       ::setpgid(0, 0);
       // The entrypoint blocks its signals (it reads them from a signalfd): the build's processes
@@ -587,14 +587,14 @@ std::pair<std::string, std::string> Builder::build_all(const std::string& work, 
     append_make_log();
     if (!stop.empty()) {
       say(spdlog::level::warn, "build of {} {}; the build's processes are killed", dir, stop);
-      return {requested ? "interrupted" : "build_timeout", "the build of " + dir + " " + stop};
+      return BuildFailure{requested ? reason::kInterrupted : reason::kBuildTimeout, "the build of " + dir + " " + stop};
     }
     if (WIFEXITED(status) && WEXITSTATUS(status) == kChildSetupFailed)
-      return {kBuildEnvironment, last_log_line(log)};
+      return BuildFailure{reason::kBuildEnvironment, last_log_line(log)};
     if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
       const std::string how = WIFEXITED(status) ? "exit " + std::to_string(WEXITSTATUS(status))
                                                 : std::string("killed by ") + ::strsignal(WTERMSIG(status));
-      return {"build_failed", "dkms build of " + dir + " failed (" + how + "): " + first_error_line(log)};
+      return BuildFailure{reason::kBuildFailed, "dkms build of " + dir + " failed (" + how + "): " + first_error_line(log)};
     }
   }
   return {};
@@ -603,14 +603,14 @@ std::pair<std::string, std::string> Builder::build_all(const std::string& work, 
 BuildResult Builder::record_failure(const WritableDir& kdir, const std::string& key, const std::string& log_path,
                                     const std::string& reason, const std::string& detail) {
   BuildResult r;
-  r.result = "failed";
+  r.result = BuildOutcome::Failed;
   r.key = key;
   r.reason = reason;
   r.detail = detail;
   r.log = log_path;
   // Nothing recorded: the next run builds again (a key unusable now is the node's set-up, not
   // these inputs' failure).
-  if (reason == "interrupted" || reason == kBuildEnvironment || reason == kSigningKeyUnusable) {
+  if (reason == reason::kInterrupted || reason == reason::kBuildEnvironment || reason == reason::kSigningKeyUnusable) {
     r.log.clear();
     return finish(std::move(r));
   }
@@ -650,8 +650,8 @@ Result<BuildResult> Builder::run() {
   const bool signs = in_.signing.key_file.has_value();
   if (in_.enforced && (!signs || in_.signing.trust.verdict != SigningTrust::Verdict::Trusted)) {
     BuildResult r;
-    r.result = "failed";
-    r.reason = signs ? "signing_key_untrusted" : "build_unsigned_enforced";
+    r.result = BuildOutcome::Failed;
+    r.reason = signs ? reason::kSigningKeyUntrusted : reason::kBuildUnsignedEnforced;
     r.detail = signs ? "the kernel enforces module signatures and does not trust the key: " + signing_summary(in_.signing)
                      : "the kernel enforces module signatures and no signing key is given "
                        "(--signing-key, --signing-cert)";
@@ -679,7 +679,7 @@ Result<BuildResult> Builder::run() {
     if (!entry) return tl::unexpected(entry.error());
     auto r = entry_result(root_, *entry, key, in_.options.check_cached);
     if (!r) say(spdlog::level::warn, "cache entry {} is not usable ({}); building again", entry->path(), r.error().what());
-    else if (r->result == "failed" && in_.options.rebuild) say(spdlog::level::info, "--rebuild: building again over {}", r->log);
+    else if (r->result == BuildOutcome::Failed && in_.options.rebuild) say(spdlog::level::info, "--rebuild: building again over {}", r->log);
     else return finish(std::move(*r));
   }
 
@@ -704,8 +704,7 @@ Result<BuildResult> Builder::run() {
     key = k;
   }
   const std::string log = work + "/" + kLogFile;
-  auto [reason, detail] = build_all(work, log);
-  if (!reason.empty()) return record_failure(*kdir, key, log, reason, detail);
+  if (auto failure = build_all(work, log)) return record_failure(*kdir, key, log, failure->reason, failure->detail);
 
   // Every BUILT_MODULE_NAME, under its DEST_MODULE_NAME, in dkms's tree for this kernel.
   std::vector<kabi::ModuleInfo> set;
@@ -727,19 +726,19 @@ Result<BuildResult> Builder::run() {
     }
   }
   if (!missing.empty())
-    return record_failure(*kdir, key, log, "modules_missing", "dkms succeeded without building " + join(missing));
+    return record_failure(*kdir, key, log, reason::kModulesMissing, "dkms succeeded without building " + join(missing));
   // Signed here, before the kABI check reads them (kbuild signs before it compresses; a module
   // dkms left compressed is refused by sign_module, naming it).
   if (signs) {
     // The key is read now, right before the signing, and released (freed, its bytes cleansed)
     // when `signer` goes, on every path out of this block.
     auto signer = load_signing_key(*in_.signing.key_file, in_.signing.cert_file);
-    if (!signer) return record_failure(*kdir, key, log, kSigningKeyUnusable, signer.error().what());
+    if (!signer) return record_failure(*kdir, key, log, reason::kSigningKeyUnusable, signer.error().what());
     for (const auto& [name, path] : files) {
       auto bytes = read_local(path);
       auto signed_bytes = bytes ? sign_module(*bytes, *signer, path.string())
                                 : Result<std::string>(tl::unexpected(bytes.error()));
-      if (!signed_bytes) return record_failure(*kdir, key, log, "signing_failed", signed_bytes.error().what());
+      if (!signed_bytes) return record_failure(*kdir, key, log, reason::kSigningFailed, signed_bytes.error().what());
       std::ofstream out(path, std::ios::binary | std::ios::trunc);
       out.write(signed_bytes->data(), static_cast<std::streamsize>(signed_bytes->size()));
       if (!out.flush()) return tl::unexpected(Error{EIO, "cannot write the signed module", path.string()});
@@ -749,12 +748,12 @@ Result<BuildResult> Builder::run() {
   }
   for (const auto& [name, path] : files) {
     auto info = kabi::read_module(path, {.trusted_certs = nullptr, .sha256 = true});
-    if (!info) return record_failure(*kdir, key, log, "modules_missing", info.error().what());
+    if (!info) return record_failure(*kdir, key, log, reason::kModulesMissing, info.error().what());
     set.push_back(std::move(*info));
   }
   auto refusal = kabi_refusal(root_, set);
   if (!refusal) return tl::unexpected(refusal.error());
-  if (!refusal->empty()) return record_failure(*kdir, key, log, "kabi_refused", "the build is " + *refusal);
+  if (!refusal->empty()) return record_failure(*kdir, key, log, reason::kKabiRefused, "the build is " + *refusal);
 
   // Installed by rename: a reader sees no entry or a whole one.
   const std::string tmpname = ".tmp-" + key.substr(0, 16) + "-" + std::to_string(::getpid());
@@ -762,7 +761,7 @@ Result<BuildResult> Builder::run() {
   auto entry = kdir->subdir(tmpname);
   if (!entry) return tl::unexpected(entry.error());
   BuildResult r;
-  r.result = "built";
+  r.result = BuildOutcome::Built;
   r.key = key;
   if (signs) {
     r.signer = in_.signing.identity.signer;
@@ -801,19 +800,17 @@ Result<BuildResult> Builder::run() {
 // they are proven the running kernel's (as diagnose() decides it).
 Result<probes::BuildEnv> headers_for_build(const probes::HostRoot& root, const std::string& release,
                                            const std::filesystem::path& image_base) {
-  probes::BuildEnv env = probes::probe_build_env(root, release);
-  if (env.possible || image_base.empty()) return env;
-  const probes::ImageHeaders image = probes::find_image_headers(image_base, release);
+  probes::HeadersChoice headers = probes::choose_build_headers(root, release, image_base);
   std::optional<probes::SymversCandidate> verdict;
-  if (!image.dir.empty()) {
+  if (headers.to_verify) {
     probes::KernelProbeOptions ko;
-    ko.also_verify = std::filesystem::path(image.dir) / "Module.symvers";
+    ko.also_verify = headers.to_verify;
     auto k = probes::probe_kernel(root, ko);
     if (!k) return tl::unexpected(k.error());
     verdict = k->also_verified;
   }
-  probes::consider_image_headers(env, image, release, verdict);
-  return env;
+  probes::consider_image_headers(headers.env, headers.image, release, verdict);
+  return headers.env;
 }
 
 // What every reader of the cache needs: the node's kernel, and the sources in the image.
@@ -831,18 +828,22 @@ Result<Inputs> common_inputs(const probes::HostRoot& root, const BuildOptions& o
 }
 
 // The names in a directory of the cache that are entries (not a .tmp-* being written).
-std::vector<std::string> entry_names(const WritableDir& dir) {
+Result<std::vector<std::string>> entry_names(const WritableDir& dir) {
   std::vector<std::string> out;
   const int fd = ::openat(dir.fd(), ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd < 0) return out;
+  if (fd < 0) return fail(errno, "cannot list the build cache", dir.path());
   DIR* d = ::fdopendir(fd);
   if (!d) {
+    const int e = errno;
     ::close(fd);
-    return out;
+    return fail(e, "cannot list the build cache", dir.path());
   }
+  errno = 0;
   while (const dirent* e = ::readdir(d))
     if (e->d_name[0] != '.') out.emplace_back(e->d_name);
+  const int e = errno;
   ::closedir(d);
+  if (e != 0) return fail(e, "cannot list the build cache", dir.path());
   std::sort(out.begin(), out.end());
   return out;
 }
@@ -861,7 +862,7 @@ Result<BuildResult> entry_result(const probes::HostRoot& root, const WritableDir
   if (!record) return tl::unexpected(record.error());
   r.kernel = record->kernel;
   if (failed) {
-    r.result = "failed";
+    r.result = BuildOutcome::Failed;
     r.reason = record->reason;
     r.detail = record->detail + " (recorded; not retried until an input changes, or --rebuild)";
     return r;
@@ -871,17 +872,17 @@ Result<BuildResult> entry_result(const probes::HostRoot& root, const WritableDir
   auto set = read_entry_modules(entry, *record, r.modules);
   if (!set) return tl::unexpected(set.error());
   if (!check_kabi) {
-    r.result = "cached";
+    r.result = BuildOutcome::Cached;
     return r;
   }
   auto refusal = kabi_refusal(root, *set);
   if (!refusal) return tl::unexpected(refusal.error());
   if (refusal->empty()) {
-    r.result = "cached";
+    r.result = BuildOutcome::Cached;
     return r;
   }
-  r.result = "failed";
-  r.reason = "kabi_refused";
+  r.result = BuildOutcome::Failed;
+  r.reason = reason::kKabiRefused;
   r.detail = "the cached build is " + *refusal;
   r.modules.clear();
   return r;
@@ -946,9 +947,14 @@ Result<std::optional<BuildResult>> find_build(const probes::HostRoot& root, cons
     std::string key;
   };
   std::vector<Candidate> found;
-  for (const auto& key : entry_names(*kdir)) {
+  auto names = entry_names(*kdir);
+  if (!names) return tl::unexpected(names.error());
+  for (const auto& key : *names) {
     auto entry = kdir->subdir(key);
-    if (!entry) continue;
+    if (!entry) {
+      if (skipped) skipped->push_back(entry.error());
+      continue;
+    }
     const bool failed = entry->exists(kFailedFile);
     const std::string file = entry->path() + "/" + (failed ? kFailedFile : kResultFile);
     auto text = entry->read(failed ? kFailedFile : kResultFile);
@@ -994,11 +1000,11 @@ int run_build(const BuildOptions& options, std::ostream& out, std::ostream& err)
   auto r = root ? build_for_node(*root, o) : Result<BuildResult>(tl::unexpected(root.error()));
   if (!r) {
     err << "agent: " << printable(r.error().what()) << '\n';
-    return kBuildInputError;
+    return kExitInputError;
   }
   if (o.json) out << safe_dump(build_result_json(*r)) << '\n';
   else out << printable(build_result_text(*r));
-  return r->result == "failed" ? kBuildFailed : kBuildOk;
+  return r->result == BuildOutcome::Failed ? kBuildFailed : kBuildOk;
 }
 
 }  // namespace agent

@@ -77,7 +77,7 @@ struct CacheRecord {
                                                             std::vector<Error>* skipped = nullptr);
 
 // `agent build`: build_for_node, printed (text or --json); exit kBuildOk, kBuildFailed or
-// kBuildInputError.
+// kExitInputError.
 int run_build(const BuildOptions& options, std::ostream& out, std::ostream& err);
 
 }  // namespace agent

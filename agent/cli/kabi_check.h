@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "agent/base/vocabulary.h"
 #include "kabi/kernel_model.h"
 
 namespace agent {
@@ -32,11 +33,6 @@ struct KabiCheckOptions {
   bool verbose = false;
   bool quiet = false;  // text: the summary line only (errors still go to `err`)
 };
-
-// Exit codes of the contract.
-inline constexpr int kExitLoadable = 0;
-inline constexpr int kExitRefused = 1;
-inline constexpr int kExitInputError = 2;
 
 // The advice for warnings a flag of the check settles: signature_not_verified -> the
 // --kernel-image to give, when `image` (one found beside the module tree) is set. Pure.

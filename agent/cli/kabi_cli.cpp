@@ -25,7 +25,7 @@ KabiPipelineCli::KabiPipelineCli(CLI::App& kabi) {
   matrix_->add_flag("--json", matrix_options_.json, "JSON output (schema 1), for a CI build matrix");
   matrix_->add_option("kernels", matrix_options_.kernels,
                       "Kernels: Module.symvers, module tree, or a directory holding both (unpacked image + headers); "
-                      "links resolved inside each, named by release")
+                      "links resolved inside each, named by release; NAME=PATH names one")
       ->required();
 
   explain_ = kabi.add_subcommand("explain", "Why a symbol's CRC changed: its DWARF type expansion in two builds");

@@ -87,7 +87,7 @@ int run_kabi_diff(const KabiDiffOptions& o, std::ostream& out, std::ostream& err
     if (release) {
       releases[i] = std::move(*release);
     } else {
-      releases[i] = kabi::settle_release({.vermagic_release = "", .headers_release = src->headers_release, .tree_dir = ""});
+      releases[i] = kabi::settle_release(kabi::source_release_facts(*src));
       releases[i].notes = {"its modules' vermagic not read (" + release.error().what() + ")"};
       if (releases[i].release.empty()) releases[i].notes.front().insert(0, "kernel release not established: ");
     }

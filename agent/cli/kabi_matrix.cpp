@@ -1,4 +1,5 @@
 // `agent kabi matrix --bundle DIR [--stablelist FILE] [--json] KERNEL...`
+#include <filesystem>
 #include <ostream>
 
 #include "agent/cli/kabi_check.h"
@@ -9,6 +10,8 @@
 #include "kabi/text.h"
 
 namespace agent {
+
+namespace fs = std::filesystem;
 
 int run_kabi_matrix(const KabiMatrixOptions& o, std::ostream& out, std::ostream& err) {
   auto error = [&](const Error& e) {
@@ -29,8 +32,11 @@ int run_kabi_matrix(const KabiMatrixOptions& o, std::ostream& out, std::ostream&
     report.stablelist = kabi::stablelist_coverage(*s, imports);
   }
   // Each kernel's symvers is read once and only the bundle's imports are kept (load_kernel).
-  for (const auto& arg : o.kernels) {
-    auto src = kabi::locate_kernel(arg);
+  for (const auto& given : o.kernels) {
+    // A path that exists is a path, even with a '=' in it; else NAME=PATH names the kernel.
+    std::error_code ec;
+    const kabi::KernelArg arg = fs::exists(given, ec) ? kabi::KernelArg{"", given.string()} : kabi::parse_kernel_arg(given);
+    auto src = kabi::locate_kernel(arg.path);
     if (!src) return error(src.error());
     auto loaded = kabi::load_kernel(*src, *bundle);
     if (!loaded) return error(loaded.error());
@@ -38,7 +44,8 @@ int run_kabi_matrix(const KabiMatrixOptions& o, std::ostream& out, std::ostream&
     k.policy = o.policy;
     const kabi::Evaluation ev = kabi::evaluate(*bundle, k);
     kabi::KernelPlan plan = kabi::plan_kernel(ev);
-    plan.kernel = arg.string();
+    plan.kernel = arg.path;
+    plan.name = arg.name;
     plan.release = loaded->release.release;
     plan.release_from = loaded->release.from;
     plan.symvers = k.symvers_source;

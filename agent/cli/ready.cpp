@@ -14,6 +14,7 @@
 #include "kabi/file_io.h"
 #include "kabi/text.h"
 #include "probes/host_root.h"
+#include "probes/kernel.h"
 
 namespace agent {
 
@@ -46,7 +47,7 @@ std::string why_not_ready(const ReadyOptions& o) {
   if (*phase != "ready") return "the status says " + printable(*phase);
   auto root = probes::HostRoot::from_cli_or_env(o.root);
   if (!root) return root.error().what();
-  auto boot_id = root->read_value("/proc/sys/kernel/random/boot_id");
+  auto boot_id = probes::probe_boot_id(*root);
   if (!boot_id) return "boot id: " + boot_id.error().what();
   auto status_boot = f.string("boot_id");
   if (!status_boot) return status_boot.error().what();

@@ -9,13 +9,11 @@
 #include <ostream>
 #include <string>
 
+#include "agent/base/vocabulary.h"
 #include "agent/cli/check.h"
 #include "kabi/result.h"
 
 namespace agent {
-
-inline constexpr int kReadyYes = 0;
-inline constexpr int kReadyNo = 1;
 
 struct ReadyOptions {
   std::optional<std::filesystem::path> root;  // for the boot id

@@ -81,7 +81,7 @@ std::vector<std::string> unknown_export_facts(const std::vector<kabi::ModuleInfo
 }
 
 DecisionResult decide(const DecisionFacts& f) {
-  using namespace check_reason;
+  using namespace reason;
   DecisionResult r;
   auto add = [&](const char* code, std::string message) { r.reasons.push_back({code, std::move(message)}); };
   const auto& origin = f.symvers;

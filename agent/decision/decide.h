@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "agent/base/vocabulary.h"
 #include "agent/facts/node_signing.h"
 #include "kabi/kernel_model.h"
 #include "kabi/module.h"
@@ -18,14 +19,6 @@
 
 namespace agent {
 
-// Exit codes of `agent --check` (the README lists them).
-inline constexpr int kCheckPrebuilt = 0;   // the prebuilt modules would load
-inline constexpr int kCheckBuild = 10;     // a build is needed and possible
-inline constexpr int kCheckRefuse = 20;    // the agent would refuse
-inline constexpr int kCheckUpgradePending = 21;  // it would wait: its older bundle is in use
-inline constexpr int kCheckNoDevice = 30;  // no device this bundle drives
-inline constexpr int kCheckInputError = 2; // usage or input error
-
 inline constexpr int kCheckSchema = 1;
 
 // UpgradePending: an older bundle this agent loaded is in use; the new one waits until it is not.
@@ -34,31 +27,6 @@ enum class Decision { Prebuilt, Build, Refuse, NoDevice, UpgradePending };
 [[nodiscard]] std::string decision_name(Decision d);  // "prebuilt", "build", "refuse", "no-device", "upgrade-pending"
 [[nodiscard]] int exit_code(Decision d);
 
-// Stable codes of the decision's reasons (the README lists them).
-namespace check_reason {
-inline constexpr const char* kNoDevice = "no_device";
-inline constexpr const char* kModulesLoadable = "modules_loadable";
-inline constexpr const char* kModulesRefused = "modules_refused";
-inline constexpr const char* kSymversPartial = "symvers_partial";          // union covers all: note
-inline constexpr const char* kSymversIncomplete = "symvers_incomplete";    // union misses symbols
-inline constexpr const char* kSymversUnverified = "symvers_unverified";    // note
-inline constexpr const char* kConflictInUse = "conflict_in_use";
-inline constexpr const char* kConflictBuiltin = "conflict_builtin";
-inline constexpr const char* kUpgradePending = "upgrade_pending";  // our older bundle, in use
-inline constexpr const char* kConflictRemovable = "conflict_removable";    // note
-inline constexpr const char* kBundleAlreadyLoaded = "bundle_already_loaded";  // note: same build id
-inline constexpr const char* kNodeRefusesLoad = "node_refuses_load";  // no build helps (modules_disabled, ...)
-inline constexpr const char* kBuildPossible = "build_possible";
-inline constexpr const char* kNoKernelHeaders = "no_kernel_headers";
-inline constexpr const char* kHeadersMismatch = "kernel_headers_mismatch";
-inline constexpr const char* kBuildUnsignedEnforced = "build_unsigned_enforced";
-inline constexpr const char* kSigningKeyUnusable = "signing_key_unusable";    // the files given cannot be used
-inline constexpr const char* kSigningKeyUntrusted = "signing_key_untrusted";  // enforcing, not trusted (or unknown)
-inline constexpr const char* kBuildSigned = "build_signed";                   // note: who signs, how trusted
-// No symvers file: the kernel's own modules show a symbol's CRC, not whether it is GPL-only or
-// in which namespace, and a bundle module needs to know.
-inline constexpr const char* kSymversFactsUnknown = "symvers_facts_unknown";
-}  // namespace check_reason
 
 struct DecisionReason {
   std::string code;

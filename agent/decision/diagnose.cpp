@@ -203,7 +203,7 @@ Result<bool> diagnose_live_bundle(const DiagnoseOptions& o, const probes::HostRo
     r.evaluation.modules.push_back(std::move(v));
   }
   for (const auto& c : r.conflicts)
-    r.reasons.push_back({check_reason::kBundleAlreadyLoaded,
+    r.reasons.push_back({reason::kBundleAlreadyLoaded,
                          c.name + ": " + c.detail + ": the kernel accepted this very build; not checked again"});
   return true;
 }
@@ -240,20 +240,17 @@ Result<Diagnosis> diagnose(const DiagnoseOptions& o) {
   // The kernel image carries the certificates a signature must chain to; it is read only as
   // far as the bundle's signers need (not at all for an unsigned bundle).
   std::string kernel_image;  // host path of the image the certificates came from
-  for (const std::string& p : {"/boot/vmlinuz-" + *release, "/lib/modules/" + *release + "/vmlinuz",
-                              "/usr/lib/modules/" + *release + "/vmlinuz"}) {
-    if (!root->is_regular_file(p)) continue;
-    auto image = root->fs().open_file(p);
-    auto c = image ? kabi::verify_module_signatures(r.bundle, std::move(*image), root->display(p))
+  if (auto p = probes::find_kernel_image(*root, *release)) {
+    auto image = root->fs().open_file(*p);
+    auto c = image ? kabi::verify_module_signatures(r.bundle, std::move(*image), root->display(*p))
                    : Result<std::vector<std::string>>(tl::unexpected(image.error()));
     if (!c) {
       r.problems.push_back(c.error());
       r.certificates = c.error().what();
-      break;
+    } else {
+      kernel_image = *p;
+      r.certificates = *p + ": " + std::to_string(c->size()) + " certificate(s) for the bundle's signers";
     }
-    kernel_image = p;
-    r.certificates = p + ": " + std::to_string(c->size()) + " certificate(s) for the bundle's signers";
-    break;
   }
   // The operator's certificate: trusted by the kernel's keyrings, it verifies what it signed (the
   // image's certificates hold only the built-in keyring, not .secondary/.machine).
@@ -298,16 +295,13 @@ Result<Diagnosis> diagnose(const DiagnoseOptions& o) {
   ko.symvers_override = o.symvers;
   // The headers a build would use: the node's; else the image's, judged by the same sample of
   // the node's own modules the CRC table is.
-  r.build = probes::probe_build_env(*root, *release);
-  probes::ImageHeaders image;
-  if (!r.build.possible && !o.image_headers.empty()) {
-    image = probes::find_image_headers(o.image_headers, *release);
-    if (!image.dir.empty()) ko.also_verify = fs::path(image.dir) / "Module.symvers";
-  }
+  probes::HeadersChoice headers = probes::choose_build_headers(*root, *release, o.image_headers);
+  ko.also_verify = headers.to_verify;
   auto kernel = probes::probe_kernel(*root, ko);
   if (!kernel) return tl::unexpected(kernel.error());
   r.kernel = std::move(*kernel);
-  probes::consider_image_headers(r.build, image, r.kernel.release, r.kernel.also_verified);
+  probes::consider_image_headers(headers.env, headers.image, r.kernel.release, r.kernel.also_verified);
+  r.build = std::move(headers.env);
   for (const auto& e : r.kernel.tree_problems) r.problems.push_back(e);
   for (const auto& e : r.kernel.symvers_origin.problems) r.problems.push_back(e);
 
@@ -375,7 +369,7 @@ Result<Diagnosis> diagnose(const DiagnoseOptions& o) {
   // Files that are not what the image's builder made are never handed to the kernel.
   if (!r.manifest_mismatches.empty()) {
     r.decision = Decision::Refuse;
-    r.reasons.insert(r.reasons.begin(), {check_reason::kBundleManifestMismatch,
+    r.reasons.insert(r.reasons.begin(), {reason::kBundleManifestMismatch,
                                          "the bundle is not what " + r.manifest->path + " lists: " +
                                              join(r.manifest_mismatches)});
   }

@@ -205,10 +205,19 @@ std::string cache_key(const CacheKeyInputs& in) {
   return kabi::sha256_hex(buf);
 }
 
+const char* build_outcome_name(BuildOutcome o) noexcept {
+  switch (o) {
+    case BuildOutcome::Built: return "built";
+    case BuildOutcome::Cached: return "cached";
+    case BuildOutcome::Failed: break;
+  }
+  return "failed";
+}
+
 nlohmann::json build_result_json(const BuildResult& r) {
   nlohmann::json j;
   j["schema"] = 1;
-  j["result"] = r.result;
+  j["result"] = build_outcome_name(r.result);
   j["kernel"] = r.kernel;
   j["key"] = r.key;
   j["log"] = r.log;
@@ -230,7 +239,7 @@ nlohmann::json build_result_json(const BuildResult& r) {
 }
 
 std::string build_result_text(const BuildResult& r) {
-  std::string s = r.result + ": " + join(r.packages) + " for " + r.kernel;
+  std::string s = build_outcome_name(r.result) + std::string(": ") + join(r.packages) + " for " + r.kernel;
   if (!r.key.empty()) s += " (key " + r.key.substr(0, 16) + ")";
   s += "\n";
   if (!r.detail.empty()) s += "  " + r.detail + "\n";

@@ -12,6 +12,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "agent/base/vocabulary.h"
 #include "kabi/result.h"
 
 namespace agent {
@@ -70,13 +71,16 @@ struct BuiltModule {
   std::string sha256;
 };
 
+// What `agent build` did: its JSON's `result`.
+enum class BuildOutcome { Built, Cached, Failed };
+[[nodiscard]] const char* build_outcome_name(BuildOutcome o) noexcept;  // "built", "cached", "failed"
+
 struct BuildResult {
-  std::string result;  // "built", "cached", "failed"
+  BuildOutcome result = BuildOutcome::Failed;
   std::string kernel;
   std::string key;
   std::string log;     // the build's full log, where it is kept
-  std::string reason;  // failed: build_failed, build_timeout, modules_missing, kabi_refused, interrupted,
-                       // build_environment
+  std::string reason;  // failed: a build reason of agent/base/vocabulary.h
   std::string detail;  // one line for people
   std::vector<BuiltModule> modules;
   std::string entry;            // the cache entry's directory (host path), when there is one
@@ -91,10 +95,6 @@ struct BuildResult {
   double total_seconds = 0;  // the whole command
 };
 
-// Exit codes of `agent build`.
-inline constexpr int kBuildOk = 0;
-inline constexpr int kBuildFailed = 1;
-inline constexpr int kBuildInputError = 2;
 
 [[nodiscard]] nlohmann::json build_result_json(const BuildResult& r);
 [[nodiscard]] std::string build_result_text(const BuildResult& r);

@@ -159,7 +159,7 @@ bool ManifestCli::parsed() const { return cmd_->parsed(); }
 int ManifestCli::run(std::ostream& out, std::ostream& err) const {
   auto bad = [&](const Error& e) {
     err << "agent manifest: " << e.what() << '\n';
-    return kBuildInputError;
+    return kExitInputError;
   };
   // The build's own record: the kernel, the compiler and the digest of the sources it built.
   const fs::path result_path = entry_ / "result.json";

@@ -15,6 +15,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "agent/base/vocabulary.h"
 #include "kabi/module.h"
 #include "kabi/result.h"
 
@@ -29,10 +30,6 @@ inline constexpr int kBundleManifestSchema = 1;
 // Deeper JSON than this is refused while parsing (the manifest is two levels deep).
 inline constexpr int kBundleManifestMaxDepth = 32;
 inline constexpr size_t kBundleManifestMaxSize = size_t{1} << 20;
-
-namespace check_reason {
-inline constexpr const char* kBundleManifestMismatch = "bundle_manifest_mismatch";
-}
 
 struct ManifestModule {
   std::string name;

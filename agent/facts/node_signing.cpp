@@ -9,6 +9,7 @@
 #include "kabi/kernel_keys.h"
 #include "kabi/module.h"
 #include "kabi/text.h"
+#include "probes/kernel.h"
 #include "probes/keyrings.h"
 
 namespace agent {
@@ -61,14 +62,11 @@ SigningFacts probe_signing(const probes::HostRoot& root, const std::string& rele
   std::vector<std::string> image_certs;
   if (!any_read) {
     // The image holds the built-in keyring only; read through the host root, as far as needed.
-    for (const std::string& p : {"/boot/vmlinuz-" + release, "/lib/modules/" + release + "/vmlinuz"}) {
-      if (!root.is_regular_file(p)) continue;
-      auto fd = root.fs().open_file(p);
-      if (!fd) continue;
-      auto certs = kabi::extract_kernel_certificates("/proc/self/fd/" + std::to_string(fd->get()), s.identity.key_ids);
-      if (certs) image_certs = std::move(*certs);
-      break;
-    }
+    if (auto p = probes::find_kernel_image(root, release))
+      if (auto fd = root.fs().open_file(*p)) {
+        auto certs = kabi::extract_kernel_certificates("/proc/self/fd/" + std::to_string(fd->get()), s.identity.key_ids);
+        if (certs) image_certs = std::move(*certs);
+      }
   }
   const auto proc_version = root.read_value("/proc/version");
   s.trust = signing_trust(s.identity, keyrings, image_certs,

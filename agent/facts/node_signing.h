@@ -45,7 +45,7 @@ struct SigningFacts {
 
 // Loads the certificate (a key without one is a problem) and judges it: the keyrings the
 // kernel verifies modules with, and only when none is readable the kernel image's built-in
-// certificates (/boot/vmlinuz-<release>, /lib/modules/<release>/vmlinuz under `root`). The key
+// certificates (probes::find_kernel_image under `root`). The key
 // file is stat()ed (followed through links, as a Secret's are), never opened: a missing file or
 // not a regular file is a problem, a mode that lets others read it a warning.
 [[nodiscard]] SigningFacts probe_signing(const probes::HostRoot& root, const std::string& release,

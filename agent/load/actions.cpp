@@ -32,9 +32,4 @@ Result<void> restore_module(const probes::HostRoot& root, const KernelModules& k
   return kernel.insert(*file, name, options);
 }
 
-std::string live_build_id(const probes::HostRoot& root, const std::string& name) {
-  auto notes = root.read_text("/sys/module/" + name + "/notes/.note.gnu.build-id");
-  return notes ? kabi::parse_build_id_note(*notes) : std::string();
-}
-
 }  // namespace agent

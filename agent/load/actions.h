@@ -22,8 +22,4 @@ namespace agent {
                                           const std::string& name, const std::string& restore_path,
                                           const std::string& options);
 
-// /sys/module/<name>/notes/.note.gnu.build-id as hex; "" when the module is not loaded (or has
-// no build id).
-[[nodiscard]] std::string live_build_id(const probes::HostRoot& root, const std::string& name);
-
 }  // namespace agent

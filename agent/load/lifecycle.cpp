@@ -29,6 +29,7 @@
 #include "kabi/file_io.h"
 #include "kabi/module.h"
 #include "kabi/text.h"
+#include "probes/kernel.h"
 #include "probes/loaded_modules.h"
 #include "probes/module_options.h"
 #include "probes/pci.h"
@@ -45,28 +46,6 @@ double ms_since(Clock::time_point t) {
 }
 
 // Reason codes the entrypoint adds to the decision's (the README lists them).
-namespace run_reason {
-constexpr const char* kInputError = "input_error";              // the diagnosis could not be made
-constexpr const char* kRemoveFailed = "remove_failed";          // a conflicting module would not go
-constexpr const char* kFirmwareFailed = "firmware_failed";      // the firmware could not be installed
-constexpr const char* kFirmwarePathForeign = "firmware_path_foreign";  // note: someone else's path kept
-constexpr const char* kInsertFailed = "insert_failed";          // the kernel refused a module, or its init failed
-constexpr const char* kNotTheCheckedModule = "module_mismatch"; // bytes or live build id differ from the checked ones
-constexpr const char* kDeviceNotBound = "device_not_bound";     // loaded, but a device did not bind in time
-constexpr const char* kDriverLost = "driver_lost";              // while ready: a module went or a device unbound
-constexpr const char* kRollbackIncomplete = "rollback_incomplete";
-// Faults: nothing is acted on that could not be recorded first.
-constexpr const char* kJournalUnreadable = "journal_unreadable";    // undo.json cannot be read: nothing is done
-constexpr const char* kJournalUnwritable = "journal_unwritable";    // a step could not be recorded before it acts
-constexpr const char* kStatusUnwritable = "status_unwritable";      // the status could not be written: nothing is done
-constexpr const char* kUnjournaledModule = "unjournaled_module";    // note: live with the bundle's build, not in the journal
-// The build branch (the decision was build).
-constexpr const char* kBuildFailed = "build_failed";            // failed, or recorded as failed: reason and log named
-constexpr const char* kBuildUnavailable = "build_unavailable";  // cannot start: sources, headers, compiler, cache
-constexpr const char* kBuildDisabled = "build_disabled";        // --build-mode off
-constexpr const char* kBuildWaitTimeout = "build_wait_timeout"; // sidecar: no result in the cache in time
-}  // namespace run_reason
-
 // The built modules, read from the cache through the host root and verified against the sha256
 // their kABI check was made on, copied into a directory of the agent's own: from there they are
 // diagnosed and inserted exactly as the image's bundle is (and verified again before the insert).
@@ -248,7 +227,7 @@ void Entrypoint::take_journal(Result<Journal> j) {
 bool Entrypoint::journal_ready() {
   if (journal_error_) take_journal(load_journal(state_, journal_.boot_id));  // fixed meanwhile (SIGHUP)?
   if (!journal_error_) return true;
-  note(run_reason::kJournalUnreadable, journal_error_->what() + "; nothing is changed until it can be read (SIGHUP to retry)");
+  note(reason::kJournalUnreadable, journal_error_->what() + "; nothing is changed until it can be read (SIGHUP to retry)");
   set_phase(Phase::Refused, "the journal cannot be read: " + journal_error_->what(), spdlog::level::err);
   return false;
 }
@@ -263,13 +242,13 @@ Entrypoint::Outcome Entrypoint::attempt() {
   // Deciding again (SIGHUP, a retry) is not ready until it says so: the ready file (and the NFD
   // labels) go before the status says anything else.
   if (!withdraw_ready()) {
-    note(run_reason::kInputError, "the ready file cannot be removed (" + state_.path() + "/" + kReadyFile +
+    note(reason::kInputError, "the ready file cannot be removed (" + state_.path() + "/" + kReadyFile +
                                       "): nothing is decided while it claims ready");
     set_phase(Phase::Refused, "the ready file cannot be removed", spdlog::level::err);
     return Outcome::Refused;
   }
   if (!set_phase(Phase::Detecting, "probing the node: devices, running kernel, loaded modules, policy")) {
-    note(run_reason::kStatusUnwritable, "the status cannot be written (" + state_.path() + "/" + kStatusFile +
+    note(reason::kStatusUnwritable, "the status cannot be written (" + state_.path() + "/" + kStatusFile +
                                             "): nothing is done; SIGHUP to retry");
     status_.phase = Phase::Refused;
     log_line(spdlog::level::err, phase_name(Phase::Refused),
@@ -284,7 +263,7 @@ Entrypoint::Outcome Entrypoint::attempt() {
   opts.inserting = true;
   auto fw = scan_bundle_firmware(o_.check.bundle_firmware);
   if (!fw) {
-    note(run_reason::kInputError, fw.error().what());
+    note(reason::kInputError, fw.error().what());
     set_phase(Phase::Refused, "cannot read the bundle's firmware: " + fw.error().what(), spdlog::level::err);
     return Outcome::Refused;
   }
@@ -297,7 +276,7 @@ Entrypoint::Outcome Entrypoint::attempt() {
   } else {
     auto d = diagnose(opts);
     if (!d) {
-      note(run_reason::kInputError, d.error().what());
+      note(reason::kInputError, d.error().what());
       set_phase(Phase::Refused, "cannot diagnose: " + d.error().what(), spdlog::level::err);
       return Outcome::Refused;
     }
@@ -322,7 +301,7 @@ Entrypoint::Outcome Entrypoint::attempt() {
   for (const auto& m : status_.modules)
     if (m.live && std::none_of(journal_.inserted.begin(), journal_.inserted.end(),
                                [&](const auto& i) { return i.name == m.verdict.name; }))
-      note(run_reason::kUnjournaledModule, m.verdict.name + " is live with the bundle's build id " + m.build_id +
+      note(reason::kUnjournaledModule, m.verdict.name + " is live with the bundle's build id " + m.build_id +
                                                " but this agent's journal does not name it (loaded by hand, or the "
                                                "journal was lost): kept, and `agent unload` will not remove it");
 
@@ -349,7 +328,7 @@ Entrypoint::Outcome Entrypoint::attempt() {
   if (!set_phase(Phase::Loading, plan.fast_path ? "every " + source_ + " module is already live with its build: nothing to load"
                                                 : std::to_string(plan.remove.size()) + " module(s) to remove, " +
                                                       std::to_string(plan.insert.size()) + " " + source_ + " to insert")) {
-    note(run_reason::kStatusUnwritable, "the status cannot be written (" + state_.path() + "/" + kStatusFile +
+    note(reason::kStatusUnwritable, "the status cannot be written (" + state_.path() + "/" + kStatusFile +
                                             "): nothing is loaded; SIGHUP to retry");
     set_phase(Phase::Refused, "the status cannot be written: nothing is loaded", spdlog::level::err);
     return Outcome::Refused;
@@ -406,7 +385,7 @@ bool Entrypoint::adopt_live_build(DiagnoseOptions opts) {
   bo.root = o_.check.root;
   bo.check_cached = false;  // a fast path is the kernel's own word on these very modules
   auto found = find_build(root_, bo);
-  if (!found || !*found || (*found)->result == "failed") return false;
+  if (!found || !*found || (*found)->result == BuildOutcome::Failed) return false;
   auto staged = stage_built(root_, **found);
   if (!staged) return false;
   opts.bundle = staged->path();
@@ -427,7 +406,7 @@ std::optional<Entrypoint::Outcome> Entrypoint::obtain_build(DiagnoseOptions opts
     return Outcome::Refused;
   };
   if (o_.build_mode == BuildMode::Off)
-    return refuse(run_reason::kBuildDisabled, "the prebuilt modules would be refused, and building is off (--build-mode off)");
+    return refuse(reason::kBuildDisabled, "the prebuilt modules would be refused, and building is off (--build-mode off)");
 
   status_.build = BuildState{build_mode_name(o_.build_mode), std::nullopt, {}};
   BuildOptions bo = o_.build;
@@ -483,16 +462,16 @@ std::optional<Entrypoint::Outcome> Entrypoint::obtain_build(DiagnoseOptions opts
   }
   status_.timings_ms["build_ms"] = ms_since(t);
   if (interrupted_ && interrupted_->kind == WatchEvent::Kind::Terminate) return Outcome::Stop;
-  if (!got) return refuse(run_reason::kBuildUnavailable, "the build cannot run: " + got.error().what());
+  if (!got) return refuse(reason::kBuildUnavailable, "the build cannot run: " + got.error().what());
   if (!*got) {
     if (!broken.empty()) {
       std::vector<std::string> named;
       for (const auto& e : broken) named.push_back(e.what());
-      return refuse(run_reason::kBuildFailed, "the build cache has no usable build of " + bo.sources.string() + " for " +
+      return refuse(reason::kBuildFailed, "the build cache has no usable build of " + bo.sources.string() + " for " +
                                                   release + " after " + std::to_string(bo.timeout.count()) +
                                                   " s; unusable entries: " + join(named));
     }
-    return refuse(run_reason::kBuildWaitTimeout, "no build of " + bo.sources.string() + " for " + release + " in " +
+    return refuse(reason::kBuildWaitTimeout, "no build of " + bo.sources.string() + " for " + release + " in " +
                                                      bo.cache + "/" + release + " after " +
                                                      std::to_string(bo.timeout.count()) +
                                                      " s (is the Driver Toolkit sidecar running `agent build`?)");
@@ -500,20 +479,20 @@ std::optional<Entrypoint::Outcome> Entrypoint::obtain_build(DiagnoseOptions opts
   const BuildResult& r = **got;
   status_.build->result = r;
   status_.build->progress.clear();
-  if (r.result == "failed")
-    return refuse(run_reason::kBuildFailed,
+  if (r.result == BuildOutcome::Failed)
+    return refuse(reason::kBuildFailed,
                   r.reason + ": " + r.detail + (r.log.empty() ? std::string() : "; log: " + r.log));
   log_line(spdlog::level::info, "building",
-           r.result + " (" + std::to_string(r.modules.size()) + " module(s), entry " + r.entry + ", " +
+           std::string(build_outcome_name(r.result)) + " (" + std::to_string(r.modules.size()) + " module(s), entry " + r.entry + ", " +
                std::to_string(static_cast<long>(r.build_seconds)) + " s of build)" +
                (r.signer.empty() ? "" : ", signed by " + r.signer));
 
   auto staged = stage_built(root_, r);
-  if (!staged) return refuse(run_reason::kBuildFailed, "the built modules cannot be staged: " + staged.error().what());
+  if (!staged) return refuse(reason::kBuildFailed, "the built modules cannot be staged: " + staged.error().what());
   staged_ = std::move(*staged);
   opts.bundle = staged_->path();
   auto d = diagnose(opts);
-  if (!d) return refuse(run_reason::kInputError, "cannot diagnose the built modules: " + d.error().what());
+  if (!d) return refuse(reason::kInputError, "cannot diagnose the built modules: " + d.error().what());
   adopt(std::move(*d), decision_name(Decision::Build));
   status_.reasons.insert(status_.reasons.begin(), image_reasons.begin(), image_reasons.end());
   return std::nullopt;
@@ -537,7 +516,7 @@ bool Entrypoint::act(const Plan& plan) {
   };
   // Write-ahead: the step is recorded before it acts; one that cannot be is not taken.
   auto unrecorded = [&](const std::string& what, const Error& e) {
-    return failed(run_reason::kJournalUnwritable, what,
+    return failed(reason::kJournalUnwritable, what,
                   Error{e.code, "not done, since it could not be recorded first: " + e.what(), ""});
   };
 
@@ -546,7 +525,7 @@ bool Entrypoint::act(const Plan& plan) {
     if (r.ours_previous) {
       // An older bundle's module is not the kernel's own: it is not restored (its file went with
       // the older image), and no longer ours to unload once it is gone.
-      if (auto done = kernel_.remove(r.name); !done) return failed(run_reason::kRemoveFailed, r.name, done.error());
+      if (auto done = kernel_.remove(r.name); !done) return failed(reason::kRemoveFailed, r.name, done.error());
       std::erase_if(journal_.inserted, [&](const auto& x) { return x.name == r.name; });
       if (auto w = record(); !w) return unrecorded(r.name, w.error());
     } else {
@@ -558,7 +537,7 @@ bool Entrypoint::act(const Plan& plan) {
       if (auto done = kernel_.remove(r.name); !done) {
         journal_.removed.pop_back();
         save_journal_or_log();
-        return failed(run_reason::kRemoveFailed, r.name, done.error());
+        return failed(reason::kRemoveFailed, r.name, done.error());
       }
       journal_.removed.back().done = true;
       steps_.push_back({Step::Kind::Removal, r.name, {}, {}, {}, false});
@@ -571,7 +550,7 @@ bool Entrypoint::act(const Plan& plan) {
   // 2. Firmware: our copy, and firmware_class.path pointing at it when that is ours to set.
   if (!plan.firmware.firmware.files.empty()) {
     auto dir = install_firmware(root_.fs(), plan.firmware.firmware, o_.check.firmware_base);
-    if (!dir) return failed(run_reason::kFirmwareFailed, "firmware", dir.error());
+    if (!dir) return failed(reason::kFirmwareFailed, "firmware", dir.error());
     switch (plan.firmware.action) {
       case FirmwarePathAction::Set:
       case FirmwarePathAction::Ours: {
@@ -594,7 +573,7 @@ bool Entrypoint::act(const Plan& plan) {
           if (auto set = set_firmware_path(root_.fs(), *dir); !set) {
             forget();
             save_journal_or_log();
-            return failed(run_reason::kFirmwareFailed, "firmware", set.error());
+            return failed(reason::kFirmwareFailed, "firmware", set.error());
           }
           journal_.firmware_done = true;
           steps_.push_back(std::move(step));
@@ -608,12 +587,12 @@ bool Entrypoint::act(const Plan& plan) {
       case FirmwarePathAction::Foreign:
         status_.firmware.conflict = "firmware_class.path is '" + *plan.firmware.current +
                                     "', set by someone else: kept; the bundle's firmware is in " + *dir;
-        note(run_reason::kFirmwarePathForeign, status_.firmware.conflict);
+        note(reason::kFirmwarePathForeign, status_.firmware.conflict);
         log_line(spdlog::level::warn, "loading", status_.firmware.conflict);
         break;
       case FirmwarePathAction::Unknown:
         status_.firmware.conflict = std::string(kFirmwarePathParam) + " is not readable: left alone";
-        note(run_reason::kFirmwarePathForeign, status_.firmware.conflict);
+        note(reason::kFirmwarePathForeign, status_.firmware.conflict);
         log_line(spdlog::level::warn, "loading", status_.firmware.conflict);
         break;
     }
@@ -627,12 +606,12 @@ bool Entrypoint::act(const Plan& plan) {
     if (auto sig = watch_.pending_signal()) {
       interrupted_ = sig;
       if (sig->kind == WatchEvent::Kind::Terminate) {
-        return failed(run_reason::kInsertFailed, i.name, Error{EINTR, "interrupted by " + sig->signal, ""});
+        return failed(reason::kInsertFailed, i.name, Error{EINTR, "interrupted by " + sig->signal, ""});
       }
     }
     auto file = open_for_insert(i, root_);
     if (!file)
-      return failed(file.error().code == EIO ? run_reason::kNotTheCheckedModule : run_reason::kInsertFailed, i.name,
+      return failed(file.error().code == EIO ? reason::kNotTheCheckedModule : reason::kInsertFailed, i.name,
                     file.error());
     if (i.from_bundle) {
       std::erase_if(journal_.inserted, [&](const auto& x) { return x.name == i.name; });  // not live: stale
@@ -652,7 +631,7 @@ bool Entrypoint::act(const Plan& plan) {
         journal_.inserted.pop_back();
         save_journal_or_log();
       }
-      return failed(run_reason::kInsertFailed, i.name, done.error(), klog ? lines_about(klog->read_new(), i.name) : std::vector<std::string>{});
+      return failed(reason::kInsertFailed, i.name, done.error(), klog ? lines_about(klog->read_new(), i.name) : std::vector<std::string>{});
     }
     steps_.push_back({i.from_bundle ? Step::Kind::Insert : Step::Kind::Dependency, i.name, {}, {}, {}, false});
     if (i.from_bundle) {
@@ -665,10 +644,11 @@ bool Entrypoint::act(const Plan& plan) {
     log_line(spdlog::level::info, "loading",
              "inserted " + i.name + (i.from_bundle ? "" : " (in-tree dependency)") + (opts.empty() ? "" : " with " + opts));
     if (i.from_bundle && !i.build_id.empty()) {
-      const std::string live = live_build_id(root_, i.name);
-      if (live != i.build_id)
-        return failed(run_reason::kNotTheCheckedModule, i.name,
-                      Error{EIO, "the live module's build id is '" + live + "', the checked one's " + i.build_id, ""});
+      auto live = probes::probe_build_id(root_, i.name);
+      if (!live) return failed(reason::kNotTheCheckedModule, i.name, live.error());
+      if (*live != i.build_id)
+        return failed(reason::kNotTheCheckedModule, i.name,
+                      Error{EIO, "the live module's build id is '" + *live + "', the checked one's " + i.build_id, ""});
     }
   }
   status_.timings_ms["insert_ms"] = insert_ms;
@@ -733,7 +713,7 @@ void Entrypoint::rollback() {
     }
   }
   for (auto& m : status_.modules) m.inserted = m.live = false;
-  if (!left.empty()) note(run_reason::kRollbackIncomplete, join(left, "; "));
+  if (!left.empty()) note(reason::kRollbackIncomplete, join(left, "; "));
 }
 
 void Entrypoint::refresh_devices() {
@@ -748,15 +728,15 @@ void Entrypoint::refresh_devices() {
     if (pci)
       for (const auto& d : pci->devices)
         if (d.bdf == dr.device.bdf) s.report.device = d;
-    if (!s.report.device.driver.empty()) {
-      if (auto m = root_.link_basename(s.report.device.sysfs_path + "/driver/module")) s.driver_module = *m;
+    // Unreadable: neither bound nor with DRM nodes, and said.
+    if (auto b = probes::probe_device_binding(root_, s.report.device.sysfs_path)) {
+      if (!s.report.device.driver.empty()) s.driver_module = std::move(b->driver_module);
+      if (s.report.device.is_display()) s.drm = std::move(b->drm);
+    } else {
+      log_line(spdlog::level::warn, "", s.report.device.bdf + ": " + b.error().what());
     }
     const auto& mods = s.report.bundle_modules;
     s.bound = !s.driver_module.empty() && std::find(mods.begin(), mods.end(), s.driver_module) != mods.end();
-    if (s.report.device.is_display())
-      if (auto entries = root_.list_dir(s.report.device.sysfs_path + "/drm"))
-        for (const auto& e : *entries)
-          if (e.starts_with("card") || e.starts_with("renderD")) s.drm.push_back(e);
     status_.devices.push_back(std::move(s));
   }
 }
@@ -778,7 +758,7 @@ Entrypoint::Outcome Entrypoint::wait_bound(const Diagnosis&) {
       for (const auto& d : status_.devices)
         if (!d.report.bundle_modules.empty() && !(d.bound && (!d.report.device.is_display() || !d.drm.empty())))
           unbound.push_back(d.report.device.bdf + (d.bound ? " (no DRM node)" : " (driver: " + (d.report.device.driver.empty() ? std::string("none") : d.report.device.driver) + ")"));
-      note(run_reason::kDeviceNotBound, "not bound to the bundle's driver after " +
+      note(reason::kDeviceNotBound, "not bound to the bundle's driver after " +
                                             std::to_string(o_.bind_timeout.count()) + " s: " + join(unbound));
       set_phase(Phase::Refused, "loaded, but not every device bound: " + join(unbound), spdlog::level::err);
       return Outcome::Refused;
@@ -822,7 +802,7 @@ bool Entrypoint::become_ready() {
   status_.phase = Phase::Ready;
   status_.since = utc_now();
   if (!write_status()) {
-    note(run_reason::kInputError, "the status could not be written: not ready");
+    note(reason::kInputError, "the status could not be written: not ready");
     return false;
   }
   if (o_.nfd_dir) {
@@ -855,7 +835,7 @@ bool Entrypoint::become_ready() {
     }
   }
   if (auto r = state_.write(kReadyFile, ""); !r) {
-    note(run_reason::kInputError, "the ready file could not be written: " + r.error().what());
+    note(reason::kInputError, "the ready file could not be written: " + r.error().what());
     set_phase(Phase::Refused, "cannot write the ready file: " + r.error().what(), spdlog::level::err);
     return false;
   }
@@ -887,7 +867,7 @@ void Entrypoint::lose_ready(const std::string& what) {
   status_.event = utc_now() + ": " + what;
   status_.reasons.clear();
   refresh_devices();
-  note(run_reason::kDriverLost, what + " behind the agent's back; send SIGHUP (or restart the pod) to load again");
+  note(reason::kDriverLost, what + " behind the agent's back; send SIGHUP (or restart the pod) to load again");
   set_phase(Phase::Refused, "no longer ready: " + what, spdlog::level::err);
 }
 
@@ -993,7 +973,7 @@ const char* build_mode_name(BuildMode m) {
 int run_entrypoint(const RunOptions& o) {
   auto fail_start = [](const std::string& what) {
     log_line(spdlog::level::critical, "", what);
-    return kRunInputError;
+    return kExitInputError;
   };
   auto root = probes::HostRoot::from_cli_or_env(o.check.root);
   if (!root) return fail_start("host root: " + root.error().what());
@@ -1021,7 +1001,7 @@ int run_entrypoint(const RunOptions& o) {
   }
   // First, before anything else can fail: whatever `ready` is (a file, a link, a directory), it goes.
   if (auto r = state->remove_any(kReadyFile); !r) return refuse_start("the ready file cannot be removed: " + r.error().what());
-  auto boot_id = root->read_value("/proc/sys/kernel/random/boot_id");
+  auto boot_id = probes::probe_boot_id(*root);
   if (!boot_id) return refuse_start("boot id: " + boot_id.error().what());
   // Nothing is decided until the status can be written: an unwritable directory is an error
   // now, never a ready file later.

@@ -14,19 +14,11 @@
 #include <optional>
 #include <string>
 
+#include "agent/base/vocabulary.h"
 #include "agent/build/build.h"
 #include "agent/decision/plan.h"
 
 namespace agent {
-
-// Exit codes of `agent run` (the README lists them).
-inline constexpr int kRunStopped = 0;      // stopped by SIGTERM/SIGINT
-inline constexpr int kRunInputError = 2;   // cannot start: state directory, lock, host root
-inline constexpr int kRunRefused = 20;     // refused, with --exit-on-refuse
-
-// Exit codes of `agent unload`.
-inline constexpr int kUnloadDone = 0;
-inline constexpr int kUnloadIncomplete = 1;  // something could not be undone (listed)
 
 inline constexpr const char* kNfdFile = "intel-gpu-driver";
 // The directory NFD reads local features from (a hostPath in the DaemonSet).

@@ -16,6 +16,7 @@
 #include "agent/load/lifecycle.h"
 #include "agent/load/undo.h"
 #include "kabi/text.h"
+#include "probes/kernel.h"
 #include "probes/loaded_modules.h"
 #include "probes/module_options.h"
 #include "probes/policy.h"
@@ -25,7 +26,7 @@ namespace agent {
 int run_unload(const UnloadOptions& o, std::ostream& out, std::ostream& err) {
   auto input_error = [&](const std::string& what) {
     err << "agent: unload: " << printable(what) << '\n';
-    return kCheckInputError;
+    return kExitInputError;
   };
   auto root = probes::HostRoot::from_cli_or_env(o.root);
   if (!root) return input_error(root.error().what());
@@ -36,7 +37,7 @@ int run_unload(const UnloadOptions& o, std::ostream& out, std::ostream& err) {
   // The entrypoint may be running (a preStop hook runs before its SIGTERM): it holds the lock,
   // and will see the modules go. Without it, the lock keeps a starting agent out meanwhile.
   auto lock = InstanceLock::acquire(*state);
-  auto boot_id = root->read_value("/proc/sys/kernel/random/boot_id");
+  auto boot_id = probes::probe_boot_id(*root);
   if (!boot_id) return input_error(boot_id.error().what());
   auto journal = load_journal(*state, *boot_id);
   if (!journal) return input_error(journal.error().what());

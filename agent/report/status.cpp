@@ -43,7 +43,7 @@ json to_json(const BuildState& b) {
   }
   const BuildResult& r = *b.result;
   auto str_or_null = [](const std::string& v) { return v.empty() ? json(nullptr) : json(v); };
-  j["result"] = r.result;
+  j["result"] = build_outcome_name(r.result);
   j["key"] = str_or_null(r.key);
   j["entry"] = str_or_null(r.entry);
   j["log"] = str_or_null(r.log);

@@ -112,6 +112,25 @@ json "trees: their own modules" "all(k['symvers'].startswith(k['kernel'] + ' (it
 json "trees: the build link not followed, said" "any('build -> $decoy: not inside $t56' in n for n in j['kernels'][1]['notes'])"
 lacks "trees: nothing of the decoy" "9.9.9-decoy" "$work/out"
 
+# Named on the command line (NAME=PATH): that name in the text and the JSON, the path and the
+# release (utsrelease.h's, read above) beside it.
+run "matrix: NAME=PATH" "$want_exit" -- matrix --json --bundle "$bundle" "bookworm-55=$work/root55" "$work/root56"
+json "named: the name, the path given, the release" "[k['name'] for k in j['kernels']] == ['bookworm-55', '$want56'] and j['kernels'][0]['kernel'] == '$work/root55' and j['kernels'][0]['release'] == '$want55'"
+run "matrix text: NAME=PATH" "$want_exit" -- matrix --bundle "$bundle" "bookworm-55=$work/root55" "$work/root56"
+contains "named text: the release beside the name" "release $want55, given as $work/root55; CRCs from" "$work/out"
+contains "named text: the name in the group" "these 2 kernels: bookworm-55, $want56" "$work/out"
+# A Module.symvers alone in its headers package's directory, without utsrelease.h: named after
+# that directory (linux-headers-<kver>), not by its path.
+lone=$work/lone/linux-headers-$k56
+mkdir -p "$lone"
+ln "${dir[k61]}/Module.symvers" "$lone/Module.symvers" || cp "${dir[k61]}/Module.symvers" "$lone/Module.symvers"
+run "matrix: a lone Module.symvers" "$want_exit" -- matrix --json --bundle "$bundle" "$t55" "$lone/Module.symvers"
+json "lone: named by its headers' directory" "j['kernels'][1]['release'] == '$want56' and j['kernels'][1]['release_from'] == 'headers directory' and j['kernels'][1]['kernel'] == '$lone/Module.symvers'"
+run "matrix text: a lone Module.symvers" "$want_exit" -- matrix --bundle "$bundle" "$t55" "$lone/Module.symvers"
+if grep -qE "^${want56//./\\.} +CRCs from $lone/Module.symvers\$" "$work/out"; then pass "lone text: by release"
+else fail "lone text: by release: no '$want56  CRCs from $lone/Module.symvers' in $(head -c 900 "$work/out")"; fi
+lacks "lone text: not by path" "this kernel: $lone" "$work/out"
+
 # diff: by release each side, labelled counts equal to the kernel files' own differences.
 run "diff: the twin roots" 0 -- diff "$work/root55" "$work/root56"
 contains "diff twins: by release" "$want55 -> $want56: 0 symbols changed" "$work/out"

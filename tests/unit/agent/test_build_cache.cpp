@@ -92,7 +92,7 @@ TEST_CASE("find_build: the entry whose recorded inputs are this node's and these
   REQUIRE(found);
   REQUIRE(found->has_value());
   const BuildResult& r = **found;
-  CHECK(r.result == "cached");
+  CHECK(r.result == BuildOutcome::Cached);
   CHECK(r.key == "ours");
   CHECK(r.entry == (s.kdir / "ours").string());  // as this process sees it: under the root
   CHECK(r.log == r.entry + "/build.log");
@@ -117,7 +117,7 @@ TEST_CASE("find_build: a success before a recorded failure; a failure when that 
   auto failed = s.find();
   REQUIRE(failed);
   REQUIRE(failed->has_value());
-  CHECK((*failed)->result == "failed");
+  CHECK((*failed)->result == BuildOutcome::Failed);
   CHECK((*failed)->reason == "build_failed");
   CHECK_THAT((*failed)->detail, Contains("error: broken"));
   CHECK((*failed)->log == (s.kdir / "failed/build.log").string());

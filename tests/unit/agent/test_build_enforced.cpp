@@ -87,7 +87,7 @@ TEST_CASE("build_for_node, sig_enforce: refused before any build without a key t
     auto r = n.build(o);
     INFO((r ? r->detail : r.error().what()));
     REQUIRE(r);
-    CHECK(r->result == "failed");
+    CHECK(r->result == BuildOutcome::Failed);
     CHECK(r->reason == "signing_key_untrusted");
     CHECK_THAT(r->detail, Catch::Matchers::Contains("does not trust the key"));
     CHECK_THAT(r->detail, Catch::Matchers::Contains("agent test signing key"));
@@ -99,7 +99,7 @@ TEST_CASE("build_for_node, sig_enforce: refused before any build without a key t
     auto r = n.build(o);
     INFO((r ? r->detail : r.error().what()));
     REQUIRE(r);
-    CHECK(r->result == "failed");
+    CHECK(r->result == BuildOutcome::Failed);
     CHECK(r->reason == "build_unsigned_enforced");
     CHECK(r->build_seconds == 0);
     CHECK_FALSE(n.cache_written());

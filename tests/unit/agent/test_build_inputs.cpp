@@ -131,7 +131,7 @@ TEST_CASE("the sources digest: order-free, and what the cache key says of the so
 
 TEST_CASE("the result JSON carries the contract's fields") {
   BuildResult r;
-  r.result = "built";
+  r.result = BuildOutcome::Built;
   r.kernel = "6.1.0-56-amd64";
   r.key = "abc";
   r.log = "/var/lib/intel-gpu-driver/builds/6.1.0-56-amd64/abc/build.log";
@@ -160,7 +160,7 @@ TEST_CASE("the result JSON carries the contract's fields") {
   CHECK(signed_json["signer"]["key_id"] == "0a1b");
   CHECK(build_result_text(r).find("signed by: Example Corp module signing (key 0a1b)") != std::string::npos);
   r.signer.clear();
-  r.result = "failed";
+  r.result = BuildOutcome::Failed;
   r.reason = "build_failed";
   r.modules.clear();
   r.compiler = "gcc (Debian 12.2.0-14) 12.2.0";

@@ -107,12 +107,12 @@ TEST_CASE("check, Debian node, a bundle built for k61_same on k61: same kABI, pr
   INFO(reasons_of(*r));
   CHECK(r->decision == Decision::Prebuilt);
   CHECK(exit_code(r->decision) == kCheckPrebuilt);
-  CHECK(has_reason(*r, check_reason::kModulesLoadable));
+  CHECK(has_reason(*r, reason::kModulesLoadable));
   // i915 is loaded in-tree but unused: it would be removed first.
   REQUIRE(r->conflicts.size() == 1);
   CHECK(r->conflicts[0].name == "i915");
   CHECK(r->conflicts[0].removable);
-  CHECK(has_reason(*r, check_reason::kConflictRemovable));
+  CHECK(has_reason(*r, reason::kConflictRemovable));
   // The devices: 6.1's i915 drives the Flex 170, the A770 and the Alder Lake iGPU, not the Max 1550.
   CHECK(device(*r, "0000:03:00.0")->bundle_modules == std::vector<std::string>{"i915"});
   CHECK(device(*r, "0000:04:00.0")->bundle_modules == std::vector<std::string>{"i915"});
@@ -192,8 +192,8 @@ TEST_CASE("check, Debian node, a bundle built for k61_old: kABI differs, headers
   INFO(reasons_of(*r));
   CHECK(r->decision == Decision::Build);
   CHECK(exit_code(r->decision) == kCheckBuild);
-  CHECK(has_reason(*r, check_reason::kModulesRefused));
-  CHECK(has_reason(*r, check_reason::kBuildPossible));
+  CHECK(has_reason(*r, reason::kModulesRefused));
+  CHECK(has_reason(*r, reason::kBuildPossible));
   REQUIRE(r->evaluation.modules.size() == 1);
   const auto& v = r->evaluation.modules[0];
   CHECK(v.err == ENOEXEC);
@@ -212,7 +212,7 @@ TEST_CASE("check: under sig_enforce a node build would be unsigned, so refuse") 
   REQUIRE(r);
   INFO(reasons_of(*r));
   CHECK(r->decision == Decision::Refuse);
-  CHECK(has_reason(*r, check_reason::kBuildUnsignedEnforced));
+  CHECK(has_reason(*r, reason::kBuildUnsignedEnforced));
   // k61_old's modules are signed by its build key, which k61 does not trust.
   const auto& reasons = r->evaluation.modules.at(0).reasons;
   CHECK(std::any_of(reasons.begin(), reasons.end(), [](auto& x) { return x.code == "unknown_key_rejected"; }));
@@ -231,7 +231,7 @@ TEST_CASE("check: an in-tree i915 in use blocks the load whatever the kABI says"
   INFO(reasons_of(*r));
   CHECK(r->decision == Decision::Refuse);
   CHECK(exit_code(r->decision) == kCheckRefuse);
-  CHECK(has_reason(*r, check_reason::kConflictInUse));
+  CHECK(has_reason(*r, reason::kConflictInUse));
   REQUIRE(r->conflicts.size() == 1);
   CHECK_FALSE(r->conflicts[0].removable);
   CHECK(r->conflicts[0].detail.find("1 other reference") != std::string::npos);
@@ -315,7 +315,7 @@ TEST_CASE("check, node without any symvers: the in-tree union covers i915's need
   REQUIRE(r);
   INFO(reasons_of(*r));
   CHECK(r->decision == Decision::Prebuilt);
-  CHECK(has_reason(*r, check_reason::kSymversPartial));
+  CHECK(has_reason(*r, reason::kSymversPartial));
   CHECK(r->kernel.symvers_origin.kind == probes::SymversOrigin::Kind::InTreeUnion);
   CHECK_FALSE(r->build.possible);
 }
@@ -331,7 +331,7 @@ TEST_CASE("check: a bundle file that is no loadable module is refused by name, t
   REQUIRE(r);
   INFO(reasons_of(*r));
   CHECK(r->decision != Decision::Prebuilt);
-  CHECK(has_reason(*r, check_reason::kModulesRefused));
+  CHECK(has_reason(*r, reason::kModulesRefused));
   REQUIRE(r->evaluation.modules.size() == 2);
   for (const auto& m : r->evaluation.modules) {
     if (m.name == "i915") {
@@ -354,8 +354,8 @@ TEST_CASE("check, node without any symvers or headers, a foreign kABI: refuse") 
   REQUIRE(r);
   INFO(reasons_of(*r));
   CHECK(r->decision == Decision::Refuse);
-  CHECK(has_reason(*r, check_reason::kNoKernelHeaders));
-  CHECK(has_reason(*r, check_reason::kModulesRefused));
+  CHECK(has_reason(*r, reason::kNoKernelHeaders));
+  CHECK(has_reason(*r, reason::kModulesRefused));
 }
 
 TEST_CASE("check: a bundle whose aliases match no device here: no-device") {
@@ -365,7 +365,7 @@ TEST_CASE("check: a bundle whose aliases match no device here: no-device") {
   REQUIRE(r);
   CHECK(r->decision == Decision::NoDevice);
   CHECK(exit_code(r->decision) == kCheckNoDevice);
-  CHECK(has_reason(*r, check_reason::kNoDevice));
+  CHECK(has_reason(*r, reason::kNoDevice));
   // Display devices are still listed, as not handled.
   CHECK(device(*r, "0000:03:00.0")->bundle_modules.empty());
 }
@@ -461,7 +461,7 @@ TEST_CASE("check: the decision reads the signing certificate alone; the key file
   const auto garbage = run(keys / "garbage.key");
   CHECK(real["decision"] == "build");
   const auto rc = codes(real);
-  CHECK(std::count(rc.begin(), rc.end(), std::string(check_reason::kBuildSigned)) == 1);
+  CHECK(std::count(rc.begin(), rc.end(), std::string(reason::kBuildSigned)) == 1);
   // The same decision and reasons with garbage where the key is: its bytes were never read.
   CHECK(garbage["decision"] == real["decision"]);
   CHECK(garbage["exit"] == real["exit"]);
@@ -470,14 +470,14 @@ TEST_CASE("check: the decision reads the signing certificate alone; the key file
   // Its mode is looked at: readable by others, said in the reason that names the signer.
   std::string signed_message;
   for (const auto& r : garbage["reasons"])
-    if (r["code"] == check_reason::kBuildSigned) signed_message = r["message"];
+    if (r["code"] == reason::kBuildSigned) signed_message = r["message"];
   CHECK_THAT(signed_message, Catch::Contains("mode 0644"));
   for (const auto& r : real["reasons"])
-    if (r["code"] == check_reason::kBuildSigned) CHECK_THAT(r["message"].get<std::string>(), !Catch::Contains("mode 0"));
+    if (r["code"] == reason::kBuildSigned) CHECK_THAT(r["message"].get<std::string>(), !Catch::Contains("mode 0"));
   // A key file that is not there is a fact the decision can know without reading a key.
   const auto missing = run(keys / "nope.key");
   const auto mc = codes(missing);
-  CHECK(std::count(mc.begin(), mc.end(), std::string(check_reason::kSigningKeyUnusable)) == 1);
+  CHECK(std::count(mc.begin(), mc.end(), std::string(reason::kSigningKeyUnusable)) == 1);
 }
 
 TEST_CASE("check text names the decision, the devices and the symvers source") {

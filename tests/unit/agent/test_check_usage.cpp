@@ -20,13 +20,13 @@ TEST_CASE("check: usage and input errors exit 2 and say what is wrong") {
   CheckOptions o;
   o.root = t / "absent";
   o.bundle = t.path();
-  CHECK(run_check(o, out, err) == kCheckInputError);
+  CHECK(run_check(o, out, err) == kExitInputError);
   CHECK(err.str().find("absent") != std::string::npos);
 
   // A root that is not a node: no osrelease.
   err.str("");
   o.root = t.path();
-  CHECK(run_check(o, out, err) == kCheckInputError);
+  CHECK(run_check(o, out, err) == kExitInputError);
   CHECK(err.str().find("osrelease") != std::string::npos);
 
   // A node, but the bundle is empty or corrupt.
@@ -35,14 +35,14 @@ TEST_CASE("check: usage and input errors exit 2 and say what is wrong") {
   fs::create_directories(t / "bundle");
   o.bundle = t / "bundle";
   err.str("");
-  CHECK(run_check(o, out, err) == kCheckInputError);
+  CHECK(run_check(o, out, err) == kExitInputError);
   CHECK(err.str().find("no kernel modules") != std::string::npos);
   // A file that is no module is no input error: the kernel would refuse it (ENOEXEC), and the
   // check goes on to the node (test_check.cpp: the named refusal), whose missing tree is the
   // error here.
   write_file(t / "bundle/i915.ko", "not an ELF file");
   err.str("");
-  CHECK(run_check(o, out, err) == kCheckInputError);
+  CHECK(run_check(o, out, err) == kExitInputError);
   CHECK(err.str().find("i915.ko") == std::string::npos);
   CHECK(err.str().find("no module tree") != std::string::npos);
   CHECK(out.str().empty());
@@ -65,7 +65,7 @@ TEST_CASE("check: a bundle file named like a module that is not a regular file i
   REQUIRE(::mkfifo((t / "bundle/agent_test_nic.ko").c_str(), 0644) == 0);
   out.str("");
   err.str("");
-  CHECK(run_check(o, out, err) == kCheckInputError);
+  CHECK(run_check(o, out, err) == kExitInputError);
   CHECK(err.str().find("agent_test_nic.ko") != std::string::npos);
   CHECK(err.str().find("not a regular file") != std::string::npos);
 }

@@ -437,7 +437,7 @@ TEST_CASE("decide: a refusal no build can change (modules_disabled, blacklist, .
     const auto d = n.decide();
     CHECK(d.decision == Decision::Refuse);
     REQUIRE(std::any_of(d.reasons.begin(), d.reasons.end(),
-                        [](const auto& x) { return x.code == check_reason::kNodeRefusesLoad && x.message == "i915: why"; }));
+                        [](const auto& x) { return x.code == reason::kNodeRefusesLoad && x.message == "i915: why"; }));
   }
   // the same module refused for a CRC: a build (the baseline of this test)
   Node n;

@@ -28,18 +28,18 @@ TEST_CASE("hints: the headers package by distribution") {
 }
 
 TEST_CASE("hints: what a refusal needs, with the kernel named") {
-  const std::string headers = reason_hint(check_reason::kNoKernelHeaders, kDebian);
+  const std::string headers = reason_hint(reason::kNoKernelHeaders, kDebian);
   CHECK_THAT(headers, Contains("install linux-headers-6.1.0-56-amd64"));
   CHECK_THAT(headers, Contains("--build-mode sidecar"));
   CHECK_THAT(headers, Contains("ship an image built for 6.1.0-56-amd64"));
-  CHECK_THAT(reason_hint(check_reason::kNoKernelHeaders, kRhel), Contains("install kernel-devel-5.14.0-427.el9.x86_64"));
-  CHECK_THAT(reason_hint(check_reason::kModulesRefused, kDebian), Contains("ship an image built for 6.1.0-56-amd64"));
-  CHECK_THAT(reason_hint(check_reason::kBuildUnsignedEnforced, kDebian), Contains("--signing-key"));
+  CHECK_THAT(reason_hint(reason::kNoKernelHeaders, kRhel), Contains("install kernel-devel-5.14.0-427.el9.x86_64"));
+  CHECK_THAT(reason_hint(reason::kModulesRefused, kDebian), Contains("ship an image built for 6.1.0-56-amd64"));
+  CHECK_THAT(reason_hint(reason::kBuildUnsignedEnforced, kDebian), Contains("--signing-key"));
   CHECK_THAT(reason_hint("build_disabled", kDebian), Contains("--build-mode sidecar"));
 }
 
 TEST_CASE("hints: every reason that stops the agent has one; a note has none") {
-  using namespace check_reason;
+  using namespace reason;
   for (const char* code : {kNoDevice, kModulesRefused, kSymversIncomplete, kSymversFactsUnknown, kSymversUnverified,
                            kConflictInUse, kConflictBuiltin, kUpgradePending, kNoKernelHeaders, kHeadersMismatch,
                            kBuildUnsignedEnforced, kSigningKeyUnusable, kSigningKeyUntrusted, kBundleManifestMismatch,
@@ -60,11 +60,11 @@ TEST_CASE("hints: every reason that stops the agent has one; a note has none") {
 }
 
 TEST_CASE("hints: attached to each reason by its code") {
-  std::vector<DecisionReason> reasons{{check_reason::kModulesRefused, "1 of 1 bundle modules would be refused"},
-                                      {check_reason::kNoKernelHeaders, "no kernel headers for 6.1.0-56-amd64"},
-                                      {check_reason::kBuildPossible, "kernel headers for 6.1.0-56-amd64"}};
+  std::vector<DecisionReason> reasons{{reason::kModulesRefused, "1 of 1 bundle modules would be refused"},
+                                      {reason::kNoKernelHeaders, "no kernel headers for 6.1.0-56-amd64"},
+                                      {reason::kBuildPossible, "kernel headers for 6.1.0-56-amd64"}};
   attach_hints(reasons, kDebian);
-  CHECK(reasons[0].hint == reason_hint(check_reason::kModulesRefused, kDebian));
+  CHECK(reasons[0].hint == reason_hint(reason::kModulesRefused, kDebian));
   CHECK_THAT(reasons[1].hint, Contains("linux-headers-6.1.0-56-amd64"));
   CHECK(reasons[2].hint.empty());
 }

@@ -67,8 +67,8 @@ Diagnosis refused_node() {
   d.evaluation.modules = {v};
   d.decision = Decision::Refuse;
   d.build.detail = "no kernel headers for 6.1.0-56-amd64: /lib/modules/6.1.0-56-amd64/build (incomplete: needs Makefile)";
-  d.reasons = {{check_reason::kModulesRefused, "1 of 1 bundle modules would be refused: i915 (ENOEXEC: module_layout_crc)"},
-               {check_reason::kNoKernelHeaders, d.build.detail}};
+  d.reasons = {{reason::kModulesRefused, "1 of 1 bundle modules would be refused: i915 (ENOEXEC: module_layout_crc)"},
+               {reason::kNoKernelHeaders, d.build.detail}};
   attach_hints(d.reasons, {d.kernel.release, d.kernel.proc_version});
   d.problems = {Error{ENOENT, "cannot open: No such file or directory", "/host/lib/modules/6.1.0-56-amd64/modules.dep"}};
   return d;
@@ -84,7 +84,7 @@ TEST_CASE("render: each reason on one line, its hint under it") {
         std::vector<std::string>{"  - no_kernel_headers: " + d.build.detail});
   const auto hints = lines_with(text, "hint: ");
   REQUIRE(hints.size() == 2);
-  CHECK(hints[0] == "    hint: " + reason_hint(check_reason::kModulesRefused, {d.kernel.release, d.kernel.proc_version}));
+  CHECK(hints[0] == "    hint: " + reason_hint(reason::kModulesRefused, {d.kernel.release, d.kernel.proc_version}));
   CHECK_THAT(hints[1], Contains("install linux-headers-6.1.0-56-amd64"));
   CHECK_THAT(hints[1], Contains("--build-mode sidecar"));
   // The kernel's message is not wrapped into a pipe: it stays whole on its line.
@@ -142,7 +142,7 @@ TEST_CASE("render: the summary line") {
   CHECK(check_summary(d) ==
         "refuse (exit 20) on 6.1.0-56-amd64: 1/1 refused (ENOEXEC), 1 warning; modules_refused, no_kernel_headers");
   d.decision = Decision::NoDevice;
-  d.reasons = {{check_reason::kNoDevice, "no PCI device matches"}};
+  d.reasons = {{reason::kNoDevice, "no PCI device matches"}};
   CHECK(check_summary(d) == "no-device (exit 30) on 6.1.0-56-amd64: no_device");
 }
 
@@ -153,5 +153,5 @@ TEST_CASE("render: JSON: the reason's hint (null for a note), problems inside th
   CHECK(j["reasons"][1]["hint"] == d.reasons[1].hint);
   // Problems name their files inside the root, as the rest of the JSON does.
   CHECK(j["problems"][0]["path"] == "/lib/modules/6.1.0-56-amd64/modules.dep");
-  CHECK(to_json(DecisionReason{check_reason::kBuildPossible, "headers"})["hint"].is_null());
+  CHECK(to_json(DecisionReason{reason::kBuildPossible, "headers"})["hint"].is_null());
 }

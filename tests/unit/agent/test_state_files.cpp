@@ -261,7 +261,7 @@ TEST_CASE("status: every documented field, phases by name") {
   CHECK(building["build"]["result"].is_null());
   CHECK(building["build"]["progress"] == "12 s: CC [M] agent_test_nic.o");
   BuildResult r;
-  r.result = "failed";
+  r.result = BuildOutcome::Failed;
   r.reason = "build_failed";
   r.log = "/var/lib/intel-gpu-driver/builds/k/key/build.log";
   r.key = "key";

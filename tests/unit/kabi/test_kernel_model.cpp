@@ -311,3 +311,33 @@ TEST_CASE("kernel model: a walk that cannot finish is an error, never a short tr
   CHECK(tree.error().code == ELOOP);
   CHECK_THAT(tree.error().message, Contains("deeper than"));
 }
+
+TEST_CASE("kernel model: the kernel image in each layout packages use", "[kernel_model]") {
+  const std::string kver = "7.0.1-amd64";
+  CHECK(kernel_image_paths(kver) == std::vector<std::string>{"/boot/vmlinuz-7.0.1-amd64",
+                                                             "/lib/modules/7.0.1-amd64/vmlinuz",
+                                                             "/usr/lib/modules/7.0.1-amd64/vmlinuz"});
+  SECTION("Debian 6.x: /boot/vmlinuz-<kver>, the tree in /lib/modules") {
+    TempDir t;
+    spit(t / ("lib/modules/" + kver + "/modules.dep"), "");
+    REQUIRE_FALSE(find_kernel_image(t / ("lib/modules/" + kver), kver));
+    spit(t / ("boot/vmlinuz-" + kver), "image");
+    CHECK(find_kernel_image(t / ("lib/modules/" + kver), kver) == std::filesystem::canonical(t / ("boot/vmlinuz-" + kver)));
+  }
+  SECTION("Debian 7.x: /usr/lib/modules/<kver>/vmlinuz, reached by the tree's usr path or by /lib") {
+    TempDir t;
+    spit(t / ("usr/lib/modules/" + kver + "/vmlinuz"), "image");
+    std::filesystem::create_symlink("usr/lib", t / "lib");
+    const auto image = std::filesystem::canonical(t / ("usr/lib/modules/" + kver + "/vmlinuz"));
+    CHECK(find_kernel_image(t / ("usr/lib/modules/" + kver), kver) == image);
+    CHECK(find_kernel_image(t / ("lib/modules/" + kver), kver) == image);
+  }
+  SECTION("a usr tree finds the system root's /boot, not /usr/boot") {
+    TempDir t;
+    spit(t / ("usr/lib/modules/" + kver + "/modules.dep"), "");
+    spit(t / ("usr/boot/vmlinuz-" + kver), "not the image");
+    REQUIRE_FALSE(find_kernel_image(t / ("usr/lib/modules/" + kver), kver));
+    spit(t / ("boot/vmlinuz-" + kver), "image");
+    CHECK(find_kernel_image(t / ("usr/lib/modules/" + kver), kver) == std::filesystem::canonical(t / ("boot/vmlinuz-" + kver)));
+  }
+}

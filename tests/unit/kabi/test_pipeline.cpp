@@ -3,6 +3,7 @@
 #include "catch2_compat.h"
 
 #include <algorithm>
+#include <fstream>
 
 #include "kabi/dwarf_types.h"
 #include "kabi/kernel_source.h"
@@ -359,20 +360,20 @@ TEST_CASE("parse_utsrelease and settle_release: the release from the kernel's ow
   CHECK(parse_utsrelease("#define UTS_RELEASE \"" + std::string(65, '1') + "\"\n").empty());
 
   auto r = settle_release({.vermagic_release = "6.1.0-56-amd64", .headers_release = "6.1.0-56-amd64",
-                           .tree_dir = "/x/lib/modules/6.1.0-56-amd64"});
+                           .tree_dir = "/x/lib/modules/6.1.0-56-amd64", .headers_dir = ""});
   CHECK(r.release == "6.1.0-56-amd64");
   CHECK(r.from == "vermagic");
   CHECK(r.notes.empty());
   // The headers of another kernel, a tree directory named otherwise: said, the vermagic wins.
   r = settle_release({.vermagic_release = "6.1.0-56-amd64", .headers_release = "6.1.0-55-amd64",
-                      .tree_dir = "/x/lib/modules/6.1.0-55-amd64"});
+                      .tree_dir = "/x/lib/modules/6.1.0-55-amd64", .headers_dir = ""});
   CHECK(r.release == "6.1.0-56-amd64");
   REQUIRE(r.notes.size() == 2);
   CHECK(r.notes[0].find("utsrelease.h says 6.1.0-55-amd64") != std::string::npos);
   CHECK(r.notes[1].find("/x/lib/modules/6.1.0-55-amd64, not named after its release") != std::string::npos);
   // A tree copied anywhere else: its directory name is no claim.
-  CHECK(settle_release({.vermagic_release = "6.1.0-56-amd64", .headers_release = "", .tree_dir = "/tmp/mytree"}).notes.empty());
-  r = settle_release({.vermagic_release = "", .headers_release = "6.12.118+deb13-amd64", .tree_dir = ""});
+  CHECK(settle_release({.vermagic_release = "6.1.0-56-amd64", .headers_release = "", .tree_dir = "/tmp/mytree", .headers_dir = ""}).notes.empty());
+  r = settle_release({.vermagic_release = "", .headers_release = "6.12.118+deb13-amd64", .tree_dir = "", .headers_dir = ""});
   CHECK(r.release == "6.12.118+deb13-amd64");
   CHECK(r.from == "utsrelease.h");
   r = settle_release({});
@@ -408,6 +409,68 @@ TEST_CASE("matrix_text: kernels named by release in full, by path when it is not
         "CRCs from /abs/k/Module.symvers");
   CHECK(kernel_origin("k", "6.1.0-56-amd64", "/abs/k/Module.symvers", false) == "given as k; CRCs from /abs/k/Module.symvers");
   CHECK(matrix_json(r)["kernels"][0]["release_from"].is_null());
+}
+
+TEST_CASE("kernel release: the headers' directory name, when nothing in the kernel's files says it") {
+  CHECK(release_of_headers_dir("/srv/k/usr/src/linux-headers-6.1.0-47-amd64") == "6.1.0-47-amd64");
+  CHECK(release_of_headers_dir("/srv/k/usr/src/kernels/5.14.0-427.el9.x86_64") == "5.14.0-427.el9.x86_64");
+  CHECK(release_of_headers_dir("/srv/k/usr/src/linux-headers-").empty());
+  CHECK(release_of_headers_dir("/srv/k/headers").empty());
+  CHECK(release_of_headers_dir("/srv/k/linux-headers-6.1 bad").empty());
+  auto r = settle_release({.vermagic_release = "", .headers_release = "", .tree_dir = "",
+                           .headers_dir = "/srv/k/usr/src/linux-headers-6.1.0-47-amd64"});
+  CHECK(r.release == "6.1.0-47-amd64");
+  CHECK(r.from == "headers directory");
+  // The kernel's own words win over a directory name.
+  r = settle_release({.vermagic_release = "", .headers_release = "6.1.0-56-amd64", .tree_dir = "",
+                      .headers_dir = "/srv/k/usr/src/linux-headers-6.1.0-47-amd64"});
+  CHECK(r.release == "6.1.0-56-amd64");
+  CHECK(r.from == "utsrelease.h");
+  // Located: a Module.symvers alone in a Debian headers directory, no utsrelease.h beside it.
+  TempDir tmp;
+  const fs::path headers = tmp.path() / "linux-headers-6.1.0-47-amd64";
+  fs::create_directories(headers);
+  std::ofstream(headers / "Module.symvers") << "0x12345678\tsym\tvmlinux\tEXPORT_SYMBOL\t\n";
+  auto src = locate_kernel(headers / "Module.symvers");
+  REQUIRE(src);
+  REQUIRE(src->headers_release.empty());
+  auto release = kernel_release(*src);
+  REQUIRE(release);
+  CHECK(release->release == "6.1.0-47-amd64");
+  CHECK(release->from == "headers directory");
+}
+
+TEST_CASE("matrix: NAME=PATH names a kernel; the path stays in the JSON") {
+  CHECK(parse_kernel_arg("deb12-47=/srv/k/Module.symvers").name == "deb12-47");
+  CHECK(parse_kernel_arg("deb12-47=/srv/k/Module.symvers").path == "/srv/k/Module.symvers");
+  for (const std::string plain : {"/srv/k/Module.symvers", "/srv/a=b/Module.symvers", "=x", "x=", "x"}) {
+    INFO(plain);
+    CHECK(parse_kernel_arg(plain).name.empty());
+    CHECK(parse_kernel_arg(plain).path == plain);
+  }
+  MatrixReport r;
+  r.bundle = "b";
+  KernelPlan a, b;
+  a.kernel = "/srv/k/6.1.0-47/Module.symvers";
+  a.name = "bookworm-47";
+  a.release = "6.1.0-47-amd64";
+  a.symvers = a.kernel;
+  b.kernel = "/srv/k/x/Module.symvers";
+  b.name = "x";
+  b.symvers = b.kernel;
+  r.kernels = {a, b};
+  group_kernels(r);
+  const std::string text = matrix_text(r);
+  CHECK(text.find("\n1     bookworm-47 ") != std::string::npos);
+  CHECK(text.find("bookworm-47  release 6.1.0-47-amd64, given as " + a.kernel + "; CRCs from " + a.symvers + "\n") !=
+        std::string::npos);
+  CHECK(text.find("x            release unknown, given as " + b.kernel) != std::string::npos);
+  const auto j = matrix_json(r);
+  CHECK(j["kernels"][0]["name"] == "bookworm-47");
+  CHECK(j["kernels"][0]["kernel"] == a.kernel);
+  CHECK(j["kernels"][0]["release"] == "6.1.0-47-amd64");
+  a.name.clear();
+  CHECK(kernel_display_name(a) == "6.1.0-47-amd64");
 }
 
 TEST_CASE("read_tree_symvers: a tree's own exports and __versions make a partial table") {

@@ -143,3 +143,25 @@ TEST_CASE("build env: the node's own headers come before the image's") {
   CHECK_FALSE(env.in_image);
   CHECK(env.dir == "/usr/src/linux-headers-6.1.0-56-amd64");
 }
+
+TEST_CASE("build env: the image's headers are looked at only when the node's cannot build") {
+  TempDir t;
+  write_file(t / "host/proc/sys/kernel/osrelease", "6.1.0-56-amd64\n");
+  write_file(t / "image/kernels/6.1.0-56-amd64/Makefile", "");
+  write_file(t / "image/kernels/6.1.0-56-amd64/Module.symvers", "");
+  auto root = HostRoot::open(t / "host").value();
+  auto none = choose_build_headers(root, "6.1.0-56-amd64", "");
+  CHECK_FALSE(none.env.possible);
+  CHECK_FALSE(none.to_verify);
+  auto image = choose_build_headers(root, "6.1.0-56-amd64", t / "image/kernels");
+  CHECK_FALSE(image.env.possible);
+  REQUIRE(image.to_verify);
+  CHECK(*image.to_verify == t / "image/kernels/6.1.0-56-amd64/Module.symvers");
+  write_file(t / "host/usr/src/linux-headers-6.1.0-56-amd64/Makefile", "");
+  write_file(t / "host/usr/src/linux-headers-6.1.0-56-amd64/Module.symvers", "");
+  agent::test::make_link(t / "host/lib/modules/6.1.0-56-amd64/build", "/usr/src/linux-headers-6.1.0-56-amd64");
+  auto node = choose_build_headers(root, "6.1.0-56-amd64", t / "image/kernels");
+  CHECK(node.env.possible);
+  CHECK_FALSE(node.to_verify);
+  CHECK(node.image.dir.empty());
+}

@@ -127,3 +127,33 @@ TEST_CASE("probe_kernel: a release without a module tree is an error naming wher
   REQUIRE_FALSE(k);
   CHECK(k.error().message.find("/lib/modules/6.1.0-56-amd64") != std::string::npos);
 }
+
+TEST_CASE("find_kernel_image: /boot first, then the module trees (Debian 7.x's /usr/lib/modules)") {
+  TempDir t;
+  const std::string kver = "7.0.1-amd64";
+  auto root = HostRoot::open(t.path()).value();
+  REQUIRE_FALSE(find_kernel_image(root, kver));
+  write_file(t / ("usr/lib/modules/" + kver + "/vmlinuz"), "image");
+  CHECK(find_kernel_image(root, kver) == "/usr/lib/modules/" + kver + "/vmlinuz");
+  write_file(t / ("lib/modules/" + kver + "/vmlinuz"), "image");
+  CHECK(find_kernel_image(root, kver) == "/lib/modules/" + kver + "/vmlinuz");
+  fs::create_directories(t / ("boot/vmlinuz-" + kver));  // a directory is no image
+  CHECK(find_kernel_image(root, kver) == "/lib/modules/" + kver + "/vmlinuz");
+  fs::remove(t / ("boot/vmlinuz-" + kver));
+  write_file(t / ("boot/vmlinuz-" + kver), "image");
+  CHECK(find_kernel_image(root, kver) == "/boot/vmlinuz-" + kver);
+}
+
+TEST_CASE("probe_boot_id: the trimmed id; missing or empty is an error naming the file") {
+  TempDir t;
+  auto root = HostRoot::open(t.path()).value();
+  auto none = probe_boot_id(root);
+  REQUIRE_FALSE(none);
+  CHECK(none.error().code == ENOENT);
+  write_file(t / "proc/sys/kernel/random/boot_id", "\n");
+  auto empty = probe_boot_id(root);
+  REQUIRE_FALSE(empty);
+  CHECK(empty.error().what().find("/proc/sys/kernel/random/boot_id") != std::string::npos);
+  write_file(t / "proc/sys/kernel/random/boot_id", "6f1c2e0a-1b2c-4d5e-8f90-a1b2c3d4e5f6\n");
+  CHECK(probe_boot_id(root).value() == "6f1c2e0a-1b2c-4d5e-8f90-a1b2c3d4e5f6");
+}

@@ -120,3 +120,25 @@ TEST_CASE("probe_loaded_modules: no /proc/modules is an error, not 'nothing load
   REQUIRE_FALSE(inv);
   CHECK(inv.error().code == ENOENT);
 }
+
+TEST_CASE("probe_build_id: the note's hex, none for a module without one, an error when unreadable") {
+  TempDir t;
+  // An ELF note as the kernel shows it: namesz 4, descsz 4, NT_GNU_BUILD_ID (3), "GNU\0", the id.
+  const std::string note("\x04\0\0\0\x04\0\0\0\x03\0\0\0GNU\0\xde\xad\xbe\xef", 20);
+  write_file(t / "proc/modules", "i915 4194304 0 - Live 0x0\nxe 4194304 0 - Live 0x0\n");
+  for (const char* m : {"i915", "xe"}) write_file(t / "sys/module" / m / "initstate", "live\n");
+  auto root = HostRoot::open(t.path()).value();
+  CHECK(probe_build_id(root, "i915").value().empty());
+  write_file(t / "sys/module/i915/notes/.note.gnu.build-id", note);
+  CHECK(probe_build_id(root, "i915").value() == "deadbeef");
+  fs::create_directories(t / "sys/module/xe/notes/.note.gnu.build-id");
+  auto bad = probe_build_id(root, "xe");
+  REQUIRE_FALSE(bad);
+  CHECK(bad.error().what().find("xe/notes") != std::string::npos);
+  // The inventory reads it the same way, and says what it could not read.
+  auto inv = probe_loaded_modules(root, "").value();
+  CHECK(inv.modules.at("i915").build_id == "deadbeef");
+  CHECK(inv.modules.at("xe").build_id.empty());
+  REQUIRE(inv.problems.size() == 1);
+  CHECK(inv.problems[0].what().find("xe/notes") != std::string::npos);
+}

@@ -216,3 +216,26 @@ TEST_CASE("sysfs: device links and attributes that lead out of the root are neve
   CHECK(gone.vendor == 0);  // not whatever the agent's own machine has there
   CHECK_FALSE(gone.problems.empty());
 }
+
+TEST_CASE("probe_device_binding: the bound driver's module and the DRM nodes; unbound is none, unreadable an error") {
+  agent::test::HostCopy h(agent::test::base_host());
+  auto root = HostRoot::open(h.root).value();
+  const std::string gpu = "/sys/devices/pci0000:00/0000:00:01.0/0000:03:00.0";
+  REQUIRE(fs::is_symlink(h.root / ("." + gpu + "/driver")));
+  REQUIRE_FALSE(fs::exists(h.root / ("." + gpu + "/drm")));
+  auto b = probe_device_binding(root, gpu);
+  REQUIRE(b);
+  CHECK(b->driver_module == "i915");
+  CHECK(b->drm.empty());
+  for (const char* n : {"card1", "renderD128", "version"}) h.put("." + gpu + "/drm/" + n + "/dev", "226:1\n");
+  CHECK(probe_device_binding(root, gpu).value().drm == std::vector<std::string>{"card1", "renderD128"});
+  // Unbound: no driver link.
+  fs::remove(h.root / ("." + gpu + "/driver"));
+  CHECK(probe_device_binding(root, gpu).value().driver_module.empty());
+  // A drm that is no directory cannot be listed: an error naming it, not "no DRM node".
+  fs::remove_all(h.root / ("." + gpu + "/drm"));
+  h.put("." + gpu + "/drm", "not a directory");
+  auto bad = probe_device_binding(root, gpu);
+  REQUIRE_FALSE(bad);
+  CHECK(bad.error().what().find("0000:03:00.0/drm") != std::string::npos);
+}

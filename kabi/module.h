@@ -1,6 +1,7 @@
 // A kernel module (.ko, .ko.xz, .ko.zst, .ko.gz) as the kernel's loader sees it.
 #pragma once
 
+#include <cerrno>
 #include <cstdint>
 #include <filesystem>
 #include <optional>
@@ -72,6 +73,7 @@ struct Signature {
   enum class State { None, Present, Unsupported, Malformed };
   State state = State::None;
   std::string problem;    // why it is malformed
+  int malformed_errno = EBADMSG;  // what the kernel's parser returns for it
   std::string signer;     // issuer name of the signing certificate, if readable
   std::string key_id;     // hex: serial number, or subject key identifier
   bool by_key_identifier = false;  // the signer named by subject key identifier, not issuer + serial

@@ -249,8 +249,8 @@ Evaluation evaluate(const std::vector<ModuleInfo>& set, const KernelModel& kerne
       } else if (s.state == Signature::State::Unsupported) {
         unenforced(reason::kUnsupportedSigAccepted, reason::kUnsupportedSigEnforced, "module with unsupported crypto");
       } else if (s.state == Signature::State::Malformed) {
-        v.reasons.push_back(make(reason::kSignatureMalformed, EBADMSG, "module signature malformed: " + s.problem));
-        settle(EBADMSG);
+        v.reasons.push_back(make(reason::kSignatureMalformed, s.malformed_errno, "module signature malformed: " + s.problem));
+        settle(s.malformed_errno);
       } else if (!pkcs7_parser_knows_digest(s.hash_algo, kernel.version_major, kernel.version_minor)) {
         // ENOPKG from the parser ("PKCS7: Unsupported digest algo"), before anything else is
         // looked at: as unsigned.

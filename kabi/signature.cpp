@@ -1,5 +1,6 @@
 #include "kabi/signature.h"
 
+#include <cerrno>
 #include <memory>
 #include <optional>
 #include <string>
@@ -19,12 +20,112 @@ namespace {
 constexpr size_t kModSigSize = 12;  // sizeof(struct module_signature)
 constexpr unsigned char kPkeyIdPkcs7 = 2;
 
+// One DER item: its tag and contents, within `in`; nothing when it does not fit.
+struct DerItem {
+  unsigned char tag = 0;
+  std::string_view contents;
+  std::string_view rest;  // what follows the item
+};
+std::optional<DerItem> der_item(std::string_view in) {
+  if (in.size() < 2) return std::nullopt;
+  const auto* b = reinterpret_cast<const unsigned char*>(in.data());
+  size_t len = b[1], at = 2;
+  if (len & 0x80) {
+    const size_t n = len & 0x7f;
+    if (n == 0 || n > 4 || in.size() < 2 + n) return std::nullopt;
+    len = 0;
+    for (size_t i = 0; i < n; ++i) len = (len << 8) | b[2 + i];
+    at = 2 + n;
+  }
+  if (in.size() - at < len) return std::nullopt;
+  return DerItem{b[0], in.substr(at, len), in.substr(at + len)};
+}
+std::optional<unsigned> der_small_int(const DerItem& i) {
+  if (i.tag != 0x02 || i.contents.size() != 1) return std::nullopt;
+  return static_cast<unsigned char>(i.contents[0]);
+}
+
+// What pkcs7_parse_message() (crypto/asymmetric_keys/pkcs7_parser.c) refuses in the structure
+// before any key is looked at, in the order its ASN.1 callbacks meet it: the SignedData version
+// (1 or 3, else EINVAL), the content type (data, or msIndirectData as Authenticode signs; else
+// EINVAL), then each SignerInfo's version against the SignedData's (1 wants 1, 3 wants not 1:
+// EBADMSG; another EINVAL) and, for msIndirectData, its signed attributes (none: EBADMSG).
+// Empty when it passes; `err` set to the errno.
+std::string pkcs7_structure_problem(std::string_view der, int& err) {
+  auto ci = der_item(der);  // ContentInfo
+  if (!ci) return {};
+  auto type = der_item(ci->contents);
+  auto explicit0 = type ? der_item(type->rest) : std::nullopt;
+  auto sd = explicit0 ? der_item(explicit0->contents) : std::nullopt;  // SignedData
+  auto version = sd ? der_item(sd->contents) : std::nullopt;
+  const auto sd_version = version ? der_small_int(*version) : std::nullopt;
+  if (!sd_version) return {};  // OpenSSL parsed it; leave the rest to it
+  if (*sd_version != 1 && *sd_version != 3) {
+    err = EINVAL;
+    return "PKCS7: Unsupported SignedData version " + std::to_string(*sd_version);
+  }
+  auto digests = der_item(version->rest);
+  auto encap = digests ? der_item(digests->rest) : std::nullopt;
+  auto oid = encap ? der_item(encap->contents) : std::nullopt;
+  static constexpr std::string_view kData("\x2a\x86\x48\x86\xf7\x0d\x01\x07\x01", 9);  // 1.2.840.113549.1.7.1
+  static constexpr std::string_view kMsIndirectData("\x2b\x06\x01\x04\x01\x82\x37\x02\x01\x04", 10);  // 1.3.6.1.4.1.311.2.1.4
+  if (!oid || oid->tag != 0x06) return {};
+  if (oid->contents != kData && oid->contents != kMsIndirectData) {
+    err = EINVAL;
+    return "PKCS7: Unsupported data type (content type not data or msIndirectData)";
+  }
+  // [0] certificates, [1] crls, then the SET of SignerInfo.
+  std::string_view rest = encap->rest;
+  std::optional<DerItem> infos;
+  while (auto i = der_item(rest)) {
+    rest = i->rest;
+    if (i->tag == 0x31) infos = i;
+  }
+  if (!infos) return {};
+  std::string_view in = infos->contents;
+  while (!in.empty()) {
+    const auto si = der_item(in);
+    if (!si) break;
+    in = si->rest;
+    auto v = der_item(si->contents);
+    const auto si_version = v ? der_small_int(*v) : std::nullopt;
+    if (!si_version) continue;
+    if (*si_version != 1 && *si_version != 3) {
+      err = EINVAL;
+      return "PKCS7: Unsupported SignerInfo version " + std::to_string(*si_version);
+    }
+    if ((*si_version == 1) != (*sd_version == 1)) {
+      err = EBADMSG;
+      return "PKCS7: SignedData-SignerInfo version mismatch (SignedData " + std::to_string(*sd_version) +
+             ", SignerInfo " + std::to_string(*si_version) + ")";
+    }
+    // pkcs7_note_signed_info(), at the SignerInfo's end.
+    bool authattrs = false;
+    std::string_view fields = si->contents;
+    while (!fields.empty()) {
+      const auto item = der_item(fields);
+      if (!item) break;
+      authattrs = authattrs || item->tag == 0xa0;
+      fields = item->rest;
+    }
+    if (oid->contents == kMsIndirectData && !authattrs) {
+      err = EBADMSG;
+      return "PKCS7: Authenticode requires AuthAttrs (content type msIndirectData, no signed attributes)";
+    }
+  }
+  return {};
+}
+
 // Fills signer, key id and digest algorithm from the CMS SignedData, as far as it parses.
 bool describe_cms(std::string_view der, Signature& sig) {
   init_crypto();
   const auto* p = reinterpret_cast<const unsigned char*>(der.data());
   CHandle<CMS_ContentInfo, CMS_ContentInfo_free> cms(d2i_CMS_ContentInfo(nullptr, &p, static_cast<long>(der.size())));
   if (!cms) return false;
+  if (int err = 0; sig.problem.empty()) {
+    sig.problem = pkcs7_structure_problem(der, err);
+    if (!sig.problem.empty()) sig.malformed_errno = err;
+  }
   STACK_OF(CMS_SignerInfo)* infos = CMS_get0_SignerInfos(cms.get());
   if (!infos || sk_CMS_SignerInfo_num(infos) < 1) return false;
   CMS_SignerInfo* si = sk_CMS_SignerInfo_value(infos, 0);
@@ -39,8 +140,8 @@ bool describe_cms(std::string_view der, Signature& sig) {
     CMS_SignerInfo* s = sk_CMS_SignerInfo_value(infos, i);
     if (CMS_signed_get_attr_count(s) < 0) continue;
     sig.signed_attributes = true;
-    if (CMS_signed_get_attr_by_NID(s, NID_pkcs9_contentType, -1) < 0 ||
-        CMS_signed_get_attr_by_NID(s, NID_pkcs9_messageDigest, -1) < 0)
+    if (sig.problem.empty() && (CMS_signed_get_attr_by_NID(s, NID_pkcs9_contentType, -1) < 0 ||
+                                CMS_signed_get_attr_by_NID(s, NID_pkcs9_messageDigest, -1) < 0))
       sig.problem = "signed attributes without contentType or messageDigest (PKCS7: Missing required AuthAttr)";
   }
   ASN1_OCTET_STRING* keyid = nullptr;

@@ -317,6 +317,15 @@ for abi in "$K61" "$K612" "$K7"; do
   make_cases "$abi" "$abi" crc-itu-t crc-itu-t- --only license
   add "$abi" "crc-itu-t-license+omfs-own" "$(one_case)" "$(mod "$abi" omfs)"
 done
+# The inheriting path: crc16 licensed 'MIT', then a user whose first symbol from it comes before
+# any GPL-only one (mkiss on 6.x: "module uses symbols crc16 from proprietary module crc16,
+# inheriting taint.", then its GPL-only symbols are unknown, ENOENT; 7.2's w1_ds2406).
+for abi in "$K61" "$K612" "$K7"; do
+  make_cases "$abi" "$abi" crc16 crc16- --only license
+  user=mkiss
+  [[ $abi == "$K7" ]] && user=w1_ds2406
+  add "$abi" "crc16-license+$user-own" "$(one_case)" "$(mod "$abi" "$user")"
+done
 
 # 7.x module-load semantics (docs/kernel-load-checks.md G1, G2, H9). G1: crc8 (exports) with its
 # __kflagstab renamed away: 7.2 "no flags for exported symbols" (ENOEXEC). H9: autofs4 uses
@@ -347,9 +356,12 @@ if [[ ! -f $signcert ]]; then
   mv "$signkey.tmp" "$signkey" && mv "$signcert.tmp" "$signcert"
 fi
 sign=(--sign-key "$signkey" --sign-cert "$signcert")
-rule_cases "$K61" "$K61" i915 i915- --only sig_cms_noattr,sig_cms_authattrs "${sign[@]}"
-rule_cases "$K612" "$K612" xe xe- --only sig_cms_noattr,sig_cms_authattrs "${sign[@]}"
-rule_cases "$K7" "$K7" xe xe- --only sig_cms_noattr,sig_cms_authattrs "${sign[@]}"
+rule_cases "$K61" "$K61" i915 i915- \
+  --only sig_cms_noattr,sig_cms_authattrs,sig_cms_econtent,sig_cms_econtent_keyid,sig_cms_econtent_attrs,sig_cms_econtent_other "${sign[@]}"
+rule_cases "$K612" "$K612" xe xe- \
+  --only sig_cms_noattr,sig_cms_authattrs,sig_cms_econtent,sig_cms_econtent_keyid,sig_cms_econtent_attrs,sig_cms_econtent_other "${sign[@]}"
+rule_cases "$K7" "$K7" xe xe- \
+  --only sig_cms_noattr,sig_cms_authattrs,sig_cms_econtent,sig_cms_econtent_keyid,sig_cms_econtent_attrs,sig_cms_econtent_other "${sign[@]}"
 rule_cases "$K61" "$K61" i915 i915- --keep-signature --only sig_params
 rule_cases "$K612" "$K612" xe xe- --keep-signature --only sig_malformed,sig_unsupported,sig_params
 rule_cases "$K7" "$K7" xe xe- --keep-signature --only sig_malformed,sig_unsupported,sig_params

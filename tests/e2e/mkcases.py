@@ -60,6 +60,20 @@ python stdlib only), so that exactly one loadability rule is hit:
                      the key (EKEYREJECTED). signingTime is set to 2026-01-01 and the attributes
                      signed again (openssl dgst), so the case is the same bytes every run. Only
                      with --only.
+  sig_cms_econtent   as sig_cms_noattr with eContentType SPC_INDIRECT_DATA (-econtent_type, as an
+                     Authenticode signer would make): OpenSSL then writes SignedData version 3
+                     beside a version 1 SignerInfo (issuer and serial), which the kernel's parser
+                     refuses: "SignedData-SignerInfo version mismatch" (EBADMSG). Only with --only.
+  sig_cms_econtent_keyid
+                     the same signed by key identifier (-keyid: SignerInfo version 3): the
+                     versions agree, but msIndirectData without signed attributes: "Authenticode
+                     requires AuthAttrs" (EBADMSG)
+  sig_cms_econtent_attrs
+                     the same with signed attributes: it parses, then pkcs7_verify() refuses
+                     anything but pkcs7-data (EKEYREJECTED)
+  sig_cms_econtent_other
+                     eContentType 1.2.3.4, by key identifier: the parser takes only data and
+                     msIndirectData: "Unsupported data type" (EINVAL)
   module_layout_missing
                      the __versions entry of module_layout renamed away (Debian's check_version:
                      "no symbol version for module_layout", ENOEXEC). Only with --only.
@@ -625,7 +639,7 @@ def openssl(args, stdin=None):
     return r.stdout
 
 
-def cms_sign(image, attrs):
+def cms_sign(image, attrs, econtent_type=None, keyid=False):
     if not SIGN["key"] or not SIGN["cert"]:
         raise CaseError("--sign-key and --sign-cert are needed")
     import tempfile
@@ -634,7 +648,9 @@ def cms_sign(image, attrs):
         f.flush()
         blob = bytearray(openssl(["cms", "-sign", "-binary", "-outform", "DER", "-nocerts", "-md", "sha256",
                                   "-signer", SIGN["cert"], "-inkey", SIGN["key"], "-in", f.name]
-                                 + (["-nosmimecap"] if attrs else ["-noattr"])))
+                                 + (["-nosmimecap"] if attrs else ["-noattr"])
+                                 + (["-econtent_type", econtent_type] if econtent_type else [])
+                                 + (["-keyid"] if keyid else [])))
     # ContentInfo -> [0] -> SignedData -> signerInfos (its last SET) -> the SignerInfo
     signed_data = der_children(blob, der_children(blob, 0)[1][1])[0][1]
     infos = der_children(blob, signed_data)[-1]
@@ -663,6 +679,33 @@ def case_sig_cms_noattr(data, _signed, _symvers):
     if signature_len(data):
         raise CaseError("input still signed")
     return bytearray(cms_sign(data, False)), "signed again by openssl cms -sign -noattr (%s)" % SIGN["cert"]
+
+
+def econtent_case(data, oid, keyid, attrs=False):
+    if signature_len(data):
+        raise CaseError("input still signed")
+    return (bytearray(cms_sign(data, attrs, oid, keyid)),
+            "signed again by openssl cms -sign%s -econtent_type %s%s (%s)"
+            % ("" if attrs else " -noattr", oid, " -keyid" if keyid else "", SIGN["cert"]))
+
+
+MS_INDIRECT_DATA = "1.3.6.1.4.1.311.2.1.4"  # SPC_INDIRECT_DATA, what Authenticode signs
+
+
+def case_sig_cms_econtent(data, _signed, _symvers):
+    return econtent_case(data, MS_INDIRECT_DATA, False)
+
+
+def case_sig_cms_econtent_keyid(data, _signed, _symvers):
+    return econtent_case(data, MS_INDIRECT_DATA, True)
+
+
+def case_sig_cms_econtent_attrs(data, _signed, _symvers):
+    return econtent_case(data, MS_INDIRECT_DATA, True, True)
+
+
+def case_sig_cms_econtent_other(data, _signed, _symvers):
+    return econtent_case(data, "1.2.3.4", True)
 
 
 def case_sig_cms_authattrs(data, _signed, _symvers):
@@ -1368,6 +1411,10 @@ CASES = [
     ("sig_params", case_sig_params),
     ("sig_cms_noattr", case_sig_cms_noattr),
     ("sig_cms_authattrs", case_sig_cms_authattrs),
+    ("sig_cms_econtent", case_sig_cms_econtent),
+    ("sig_cms_econtent_keyid", case_sig_cms_econtent_keyid),
+    ("sig_cms_econtent_attrs", case_sig_cms_econtent_attrs),
+    ("sig_cms_econtent_other", case_sig_cms_econtent_other),
     ("module_layout_missing", case_module_layout_missing),
     ("undef_last_enoent", case_undef_last_enoent),
     ("undef_last_einval", case_undef_last_einval),
@@ -1402,7 +1449,8 @@ CASES = [
 # made only when --only names them
 OPT_IN = {"export_crc", "this_module_size", "sig_malformed", "sig_unsupported", "sig_oversized",
           "no_vermagic", "symtab_twice", "machine", "shentsize", "export_vmlinux", "renamed",
-          "sig_params", "sig_cms_noattr", "sig_cms_authattrs", "module_layout_missing",
+          "sig_params", "sig_cms_noattr", "sig_cms_authattrs", "sig_cms_econtent",
+          "sig_cms_econtent_keyid", "sig_cms_econtent_attrs", "sig_cms_econtent_other", "module_layout_missing",
           "undef_last_enoent", "undef_last_einval", "elf_magic", "elf_dyn", "truncated", "section0",
           "shname_range", "modinfo_twice", "modinfo_noalloc", "this_module_nobits", "write_exec",
           "common_symbol", "shndx_range", "strtab_link", "strtab_lead", "out_of_tree", "staging",

@@ -2,6 +2,7 @@
 // kernel images (no cache needed); on real Debian kernels: tests/realdata/test_real_kernel_keys.cpp.
 #include "catch2_compat.h"
 
+#include <cerrno>
 #include <cstdint>
 #include <cstdlib>
 #include <filesystem>
@@ -233,9 +234,29 @@ TEST_CASE("check_module_signature: signed attributes or another content type, wh
 
   const std::string other_type = sign_module(image, cert.get(), key.get(), false, true, NID_id_smime_ct_TSTInfo);
   auto o = agent::kabi::parse_signature_trailer(other_type);
-  REQUIRE(o.signature.state == agent::kabi::Signature::State::Present);
+  // pkcs7_note_content() takes data and msIndirectData only: another type does not parse (EINVAL,
+  // as the kernel answered tests/e2e's sig_cms_econtent_other under qemu).
   CHECK(o.signature.content_type == "1.2.840.113549.1.9.16.1.4");
-  CHECK(check_module_signature(other_type, {}) == SignatureCheck::BadSignature);
+  CHECK(o.signature.state == agent::kabi::Signature::State::Malformed);
+  CHECK(o.signature.malformed_errno == EINVAL);
+  CHECK_THAT(o.signature.problem, Catch::Contains("Unsupported data type"));
+  CHECK(check_module_signature(other_type, {}) == SignatureCheck::Malformed);
+
+  // msIndirectData (Authenticode's type, which the parser takes): without signed attributes the
+  // parser refuses it (EBADMSG), with them pkcs7_verify() does (not pkcs7-data) - as the kernel
+  // answered tests/e2e's sig_cms_econtent_keyid and sig_cms_econtent_attrs under qemu.
+  int ms_nid = OBJ_txt2nid("1.3.6.1.4.1.311.2.1.4");
+  if (ms_nid == NID_undef) ms_nid = OBJ_create("1.3.6.1.4.1.311.2.1.4", "msIndirectDataTest", "msIndirectData (test)");
+  REQUIRE(ms_nid != NID_undef);
+  auto bare = agent::kabi::parse_signature_trailer(sign_module(image, cert.get(), key.get(), true, false, ms_nid));
+  CHECK(bare.signature.content_type == "1.3.6.1.4.1.311.2.1.4");
+  CHECK(bare.signature.state == agent::kabi::Signature::State::Malformed);
+  CHECK(bare.signature.malformed_errno == EBADMSG);
+  CHECK_THAT(bare.signature.problem, Catch::Contains("Authenticode requires AuthAttrs"));
+  auto attributed = agent::kabi::parse_signature_trailer(sign_module(image, cert.get(), key.get(), true, true, ms_nid));
+  CHECK(attributed.signature.state == agent::kabi::Signature::State::Present);
+  CHECK(attributed.signature.problem.empty());
+  CHECK(attributed.signature.content_type == "1.3.6.1.4.1.311.2.1.4");
 }
 
 TEST_CASE("signature_check_name", "[kabi][kernel_keys]") {

@@ -1364,8 +1364,9 @@ TEST_CASE("rules: signed attributes or another content type -> EKEYREJECTED what
       CHECK_THAT(find_reason(v, reason::kSignatureAuthattrs)->message, Contains("Invalid module sig (has authattrs)"));
     }
     k.sig_enforce = false;
-    // The content type is checked first, as pkcs7_verify() does.
-    m.signature.content_type = "1.2.840.113549.1.9.16.1.4";
+    // The content type is checked first, as pkcs7_verify() does (msIndirectData: the one type
+    // besides data that the parser takes).
+    m.signature.content_type = "1.3.6.1.4.1.311.2.1.4";
     auto v = one(m, k);
     REQUIRE_REFUSED(v, EKEYREJECTED);
     CHECK(find_reason(v, reason::kSignatureNotData));

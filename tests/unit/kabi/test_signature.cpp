@@ -1,5 +1,7 @@
 #include "kabi/signature.h"
 
+#include <cerrno>
+
 #include "catch2_compat.h"
 
 #include "test_util.h"
@@ -101,6 +103,44 @@ TEST_CASE("signature: trailers the kernel cannot parse", "[signature]") {
     auto t = parse_signature_trailer(image + der + module_signature(static_cast<uint32_t>(der.size()), 2, 0, 0, 1) +
                                      std::string(kSignatureMagic));
     CHECK(t.signature.state == Signature::State::Malformed);
+  }
+  // pkcs7_parser.c's structure checks, on sign-file's shape (SignedData v1, id-data, one
+  // SignerInfo v1 by issuer and serial): the kernel answers found under qemu with
+  // tests/e2e/mkcases.py's sig_cms_econtent* cases (tests/e2e/README.md).
+  SECTION("SignedData and SignerInfo versions, the content type: the parser's errno") {
+    const std::string data_oid("\x06\x09\x2a\x86\x48\x86\xf7\x0d\x01\x07\x01", 11);
+    const std::string one("\x02\x01\x01", 3);
+    const size_t oid_at = der.find(data_oid);
+    const size_t sd_version = der.find(one);
+    REQUIRE(oid_at != std::string::npos);
+    REQUIRE(sd_version != std::string::npos);
+    REQUIRE(sd_version < oid_at);  // SignedData's version comes before its content type
+    const size_t si_version = der.find(one, oid_at);
+    REQUIRE(si_version != std::string::npos);
+    REQUIRE(parse_signature_trailer(sign(image, der)).signature.problem.empty());
+    auto with = [&](size_t at, char byte) {
+      std::string d = der;
+      d[at] = byte;
+      return parse_signature_trailer(sign(image, d)).signature;
+    };
+    Signature s = with(sd_version + 2, '\x03');  // SignedData v3 beside SignerInfo v1
+    CHECK(s.state == Signature::State::Malformed);
+    CHECK(s.malformed_errno == EBADMSG);
+    CHECK_THAT(s.problem, Contains("SignedData-SignerInfo version mismatch"));
+    s = with(si_version + 2, '\x03');  // SignerInfo v3 under SignedData v1
+    CHECK(s.malformed_errno == EBADMSG);
+    CHECK_THAT(s.problem, Contains("version mismatch"));
+    s = with(sd_version + 2, '\x02');
+    CHECK(s.state == Signature::State::Malformed);
+    CHECK(s.malformed_errno == EINVAL);
+    CHECK_THAT(s.problem, Contains("Unsupported SignedData version 2"));
+    s = with(si_version + 2, '\x05');
+    CHECK(s.malformed_errno == EINVAL);
+    CHECK_THAT(s.problem, Contains("Unsupported SignerInfo version 5"));
+    s = with(oid_at + 10, '\x09');  // 1.2.840.113549.1.7.9, not data
+    CHECK(s.state == Signature::State::Malformed);
+    CHECK(s.malformed_errno == EINVAL);
+    CHECK_THAT(s.problem, Contains("Unsupported data type"));
   }
   SECTION("the same signature spliced onto other bytes still parses (verification is kernel_keys')") {
     auto t = parse_signature_trailer(sign(image, der));

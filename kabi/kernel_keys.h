@@ -36,7 +36,7 @@ namespace agent::kabi {
 // vmlinux is never held. Memory is what the decompressor needs for its history - an xz
 // dictionary (32 MiB for x86 kernels; a stream asking for more than 256 MiB is refused with an
 // error), a zstd window (up to 128 MiB, at most the decompressed size), 32 KiB for gzip - plus
-// about 1.5 MiB. Time is one decompression of the kernel (0.1-0.6 s).
+// about 1.5 MiB. Time is one decompression of the kernel (bench/results.md has its cost).
 [[nodiscard]] Result<std::vector<std::string>> extract_kernel_certificates(const std::filesystem::path& vmlinuz);
 
 // The same, but stops reading the image as soon as every id in `wanted_key_ids` matches a
@@ -50,9 +50,8 @@ namespace agent::kabi {
 // Empty ids (unsigned modules) are ignored; a list with no non-empty id scans everything.
 // Matching is by id alone: a certificate with the wanted serial number but another issuer
 // would stop the scan too (Debian's build keys have 20-byte random serials).
-// A kernel's certificates sit 60-80% of the way into vmlinux, but past 90% of the compressed
-// payload (the code before them compresses worst): this saves 10-20% of the time, and on a
-// zstd kernel the memory of the rest of the window (65 -> 52 MB on Debian 6.12).
+// A kernel's certificates sit well before the end of vmlinux, so stopping there saves the rest of
+// the decompression, and on a zstd kernel the memory of the rest of the window (bench/results.md).
 [[nodiscard]] Result<std::vector<std::string>> extract_kernel_certificates(
     const std::filesystem::path& vmlinuz, const std::vector<std::string>& wanted_key_ids);
 

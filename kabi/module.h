@@ -172,7 +172,7 @@ struct ReadOptions {
   // The target kernel's built-in certificates (DER): the signature is then checked as the
   // kernel would and Signature::key_check is set.
   const std::vector<std::string>* trusted_certs = nullptr;
-  bool sha256 = true;  // hash the file (costs ~1 ms per MB)
+  bool sha256 = true;  // hash the file (a pass over every byte: callers that never use it skip it)
   // A file every kernel generation refuses as no module (not ELF, truncated, ...) is returned
   // with ModuleInfo::unreadable and its refusals, for the rules to report, instead of an error
   // (the bundle checks: kabi check, agent check, the entrypoint).

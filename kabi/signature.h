@@ -24,8 +24,8 @@ struct SignatureTrailer {
 
 // Initializes OpenSSL once, without the system's openssl.cnf: the agent parses DER, CMS and
 // X.509 and hashes with SHA-256, which the default provider does; a node's or image's config
-// (engines, providers) has no say in what the kernel will accept. Loading that config was also
-// ~4% of a `kabi check`. Called by everything here that uses OpenSSL.
+// (engines, providers) has no say in what the kernel will accept, and reading it at every start
+// costs time (README's benchmark). Called by everything here that uses OpenSSL.
 void init_crypto();
 
 // The name the kernel gives a certificate's subject (x509_fabricate_name), and so the start of

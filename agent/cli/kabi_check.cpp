@@ -62,10 +62,10 @@ int run_kabi_check(const KabiCheckOptions& o, std::ostream& out, std::ostream& e
 
   // A signature by a key the kernel trusts must verify, or the kernel refuses the module before
   // any other check; the trusted certificates are in the kernel image. Decompressing an image
-  // costs 0.1-0.5 s, so it is read when asked for (--kernel-image) or when a module is signed
-  // with the key the kernel's own modules are signed with (certainly trusted). Otherwise a
-  // signature is reported as not verified: a key only a distribution CA in the image trusts
-  // (not Debian's case) goes unchecked.
+  // costs far more than the rest of a check, so it is read when asked for (--kernel-image) or
+  // when a module is signed with the key the kernel's own modules are signed with (certainly
+  // trusted). Otherwise a signature is reported as not verified: a key only a distribution CA in
+  // the image trusts (not Debian's case) goes unchecked.
   const bool own_key = std::any_of(set.begin(), set.end(), [&](const kabi::ModuleInfo& m) {
     return m.signature.state == kabi::Signature::State::Present && !kernel->build_key_id.empty() &&
            m.signature.key_id == kernel->build_key_id;

@@ -136,15 +136,28 @@ std::set<std::string> blacklisted_binary_hashes(const Keyring& blacklist) {
   return out;
 }
 
+namespace {
+
+// Lowercase hex without leading 00 octets.
+std::string canonical_hex(std::string_view hex) {
+  while (hex.size() > 2 && hex.substr(0, 2) == "00") hex.remove_prefix(2);
+  std::string s(hex);
+  for (char& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return s;
+}
+
+}  // namespace
+
+bool description_has_key_id(std::string_view description, std::string_view key_id) {
+  const size_t colon = description.rfind(": ");
+  if (colon == std::string_view::npos || key_id.empty()) return false;
+  const std::string suffix = canonical_hex(description.substr(colon + 2));
+  return !suffix.empty() && suffix == canonical_hex(key_id);
+}
+
 std::optional<std::string> keyring_key_for_signer(const KernelKeyrings& keyrings, std::string_view key_id,
                                                   bool by_key_identifier, std::string_view issuer_name,
                                                   bool platform_for_modules) {
-  auto same_hex = [](std::string_view a, std::string_view b) {
-    if (a.empty() || a.size() != b.size()) return false;
-    for (size_t i = 0; i < a.size(); ++i)
-      if (std::tolower(static_cast<unsigned char>(a[i])) != std::tolower(static_cast<unsigned char>(b[i]))) return false;
-    return true;
-  };
   std::optional<std::string> unread;
   if (const Keyring* b = keyrings.find(kBuiltinKeyring); b && b->state == Keyring::State::NotFound)
     unread = "the system keyrings are not visible (no " + std::string(kBuiltinKeyring) + ": " + b->problem + ")";
@@ -161,8 +174,8 @@ std::optional<std::string> keyring_key_for_signer(const KernelKeyrings& keyrings
       const size_t colon = key.description.rfind(": ");
       if (colon == std::string::npos) continue;
       const std::string_view subject = std::string_view(key.description).substr(0, colon);
-      const std::string_view id = std::string_view(key.description).substr(colon + 2);
-      if (same_hex(id, key_id) || (!by_key_identifier && !issuer_name.empty() && subject == issuer_name))
+      if (description_has_key_id(key.description, key_id) ||
+          (!by_key_identifier && !issuer_name.empty() && subject == issuer_name))
         return std::string(name) + ": " + key.description;
     }
   }

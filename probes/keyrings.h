@@ -77,6 +77,12 @@ struct KernelKeyrings {
 // "tbs:" entries (certificates) and anything else are not module hashes and are left out.
 [[nodiscard]] std::set<std::string> blacklisted_binary_hashes(const Keyring& blacklist);
 
+// Pure: whether a key described "<name>: <hex>" (x509_key_preparse: the subject key identifier,
+// or without one the serial number's DER content) carries `key_id` (hex, as kabi::Signature::key_id
+// or kabi::certificate_key_ids give it): the same bytes, compared without case and without the
+// leading 00 octet the kernel keeps of a serial number's sign.
+[[nodiscard]] bool description_has_key_id(std::string_view description, std::string_view key_id);
+
 // Pure: where the kernel's key lookup may find a module signer that no certificate the agent
 // holds is, as far as keyctl shows - keys on the keyrings verified after the built-in one
 // (.secondary_trusted_keys, .machine, and .platform when `platform_for_modules`) are described

@@ -403,26 +403,13 @@ Result<std::string> sign_module(std::string_view module_bytes, const SigningKey&
 // ---- trust -----------------------------------------------------------------------------------
 namespace {
 
-// Lowercase hex without leading 00 octets: the kernel keeps a serial number's sign octet in a
-// description, kabi::certificate_key_ids does not.
-std::string canonical_hex(std::string_view hex) {
-  while (hex.size() > 2 && hex.substr(0, 2) == "00") hex.remove_prefix(2);
-  std::string s(hex);
-  for (char& c : s)
-    if (c >= 'A' && c <= 'F') c = static_cast<char>(c - 'A' + 'a');
-  return s;
-}
-
 bool same_key(const SigningIdentity& id, const probes::KeyDescription& k) {
   if (k.type != "asymmetric") return false;
   if (k.description == id.description) return true;
   // Same key under another subject name: the kernel finds a signer by id
   // (pkcs7_validate_trust -> find_asymmetric_key), not by name. A description ends with the
   // SKID, or the serial number without one - the last of key_ids either way.
-  const size_t colon = k.description.rfind(": ");
-  if (colon == std::string::npos || id.key_ids.empty()) return false;
-  const std::string suffix = canonical_hex(std::string_view(k.description).substr(colon + 2));
-  return !suffix.empty() && suffix == canonical_hex(id.key_ids.back());
+  return !id.key_ids.empty() && probes::description_has_key_id(k.description, id.key_ids.back());
 }
 
 bool holds(const probes::Keyring* k, const SigningIdentity& id) {

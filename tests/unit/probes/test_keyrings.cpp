@@ -154,8 +154,14 @@ TEST_CASE("keyring_key_for_signer: a run-time key the signer may be, by id or by
   k = keyring_key_for_signer(r, "00c0ffee", false, "", true);
   REQUIRE(k);
   CHECK(*k == ".platform: Vendor db key: 00c0ffee");
-  // A part of an id is no id.
+  // A part of an id is no id; the serial's sign octet the description keeps is none of it.
   CHECK_FALSE(keyring_key_for_signer(r, "a1b2c3d4", true, "", true));
+  k = keyring_key_for_signer(r, "C0FFEE", false, "", true);
+  REQUIRE(k);
+  CHECK(*k == ".platform: Vendor db key: 00c0ffee");
+  CHECK(description_has_key_id("Vendor db key: 00c0ffee", "c0ffee"));
+  CHECK_FALSE(description_has_key_id("Vendor db key: 00c0ffee", "c0ffe"));
+  CHECK_FALSE(description_has_key_id("no separator c0ffee", "c0ffee"));
 
   // A keyring not read may hold it; none visible at all neither rules it out.
   r.keyrings[2].state = Keyring::State::Unreadable;

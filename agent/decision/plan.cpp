@@ -73,4 +73,36 @@ Plan make_plan(const Diagnosis& d, const BundleFirmware& firmware, const std::st
   return p;
 }
 
+const char* course_name(Course c) {
+  switch (c) {
+    case Course::Load: return "load";
+    case Course::Build: return "build";
+    case Course::Refuse: return "refuse";
+    case Course::Wait: return "wait";
+  }
+  return "refuse";
+}
+
+Course course_of(const Diagnosis& d, bool loaded_built, bool is_built) {
+  const bool refused = std::any_of(d.evaluation.modules.begin(), d.evaluation.modules.end(),
+                                   [](const auto& m) { return m.verdict == kabi::Verdict::Refused; });
+  switch (d.decision) {
+    case Decision::Prebuilt: return Course::Load;
+    case Decision::Build: return is_built ? Course::Refuse : Course::Build;
+    case Decision::UpgradePending:
+      return !is_built && loaded_built && refused && d.build.possible ? Course::Build : Course::Wait;
+    case Decision::NoDevice:
+    case Decision::Refuse: return Course::Refuse;
+  }
+  return Course::Refuse;
+}
+
+std::vector<Conflict> unjournaled_live(const Diagnosis& d, const std::vector<std::string>& journaled) {
+  std::vector<Conflict> out;
+  for (const auto& c : d.conflicts)
+    if (c.same_as_bundle && std::find(journaled.begin(), journaled.end(), c.name) == journaled.end())
+      out.push_back(c);
+  return out;
+}
+
 }  // namespace agent

@@ -64,6 +64,21 @@ struct Plan {
   bool build = false;                  // the modules must be built on the node first
 };
 
+// How the entrypoint goes on from a diagnosis: load the set, build (or wait for) the modules
+// first, refuse, or wait (an older bundle of its own is in use) and decide again later.
+enum class Course { Load, Build, Refuse, Wait };
+[[nodiscard]] const char* course_name(Course c);  // "load", "build", "refuse", "wait"
+
+// `loaded_built`: the journal says this agent loaded built modules in this boot; `is_built`: the
+// diagnosed set is such a build already (its own Build decision is then a refusal). A build is
+// also due when an upgrade looks pending only because the modules in use are a build this agent
+// loaded, while the image's bundle would still be refused.
+[[nodiscard]] Course course_of(const Diagnosis& d, bool loaded_built, bool is_built);
+
+// The bundle modules live with the bundle's build that `journaled` (the modules this agent's
+// journal says it inserted) does not name: loaded by hand, or the journal was lost.
+[[nodiscard]] std::vector<Conflict> unjournaled_live(const Diagnosis& d, const std::vector<std::string>& journaled);
+
 // `firmware`: the image's firmware set; `firmware_base`: host directory the copies go under.
 [[nodiscard]] Plan make_plan(const Diagnosis& d, const BundleFirmware& firmware, const std::string& firmware_base);
 

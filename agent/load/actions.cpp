@@ -24,7 +24,7 @@ Result<Fd> open_for_insert(const PlannedInsert& insert, const probes::HostRoot& 
   return std::move(*file);
 }
 
-Result<void> restore_module(const probes::HostRoot& root, const KernelModules& kernel, const std::string& name,
+Result<void> restore_module(const probes::HostRoot& root, const ModuleControl& kernel, const std::string& name,
                             const std::string& restore_path, const std::string& options) {
   if (restore_path.empty()) return fail(ENOENT, "not in the kernel's module tree: cannot be inserted again", name);
   auto file = root.fs().open_file(restore_path);

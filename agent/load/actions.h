@@ -18,7 +18,7 @@ namespace agent {
 [[nodiscard]] Result<Fd> open_for_insert(const PlannedInsert& insert, const probes::HostRoot& root);
 
 // Inserts again a module the agent removed, from the kernel's own tree (a host path).
-[[nodiscard]] Result<void> restore_module(const probes::HostRoot& root, const KernelModules& kernel,
+[[nodiscard]] Result<void> restore_module(const probes::HostRoot& root, const ModuleControl& kernel,
                                           const std::string& name, const std::string& restore_path,
                                           const std::string& options);
 

@@ -73,7 +73,9 @@ Result<void> set_firmware_path(const kabi::RootFs& root, const std::string& valu
   if (!p) return tl::unexpected(p.error());
   struct stat st{};
   if (::fstat(p->get(), &st) != 0 || !S_ISREG(st.st_mode)) return fail(EINVAL, "not a sysfs attribute", shown);
-  Fd f(::open(("/proc/self/fd/" + std::to_string(p->get())).c_str(), O_WRONLY | O_CLOEXEC));
+  // O_TRUNC as a shell's `>` has it: sysfs replaces the value on any write; a host tree that is
+  // a plain file (a test's node) must not keep the tail of a longer previous value.
+  Fd f(::open(("/proc/self/fd/" + std::to_string(p->get())).c_str(), O_WRONLY | O_TRUNC | O_CLOEXEC));
   if (!f) return fail(errno, std::string("cannot open for writing: ") + std::strerror(errno), shown);
   // A write of zero bytes never reaches the parameter: an empty path is written as a newline,
   // which the parameter strips (kernels >= 6.0; older ones keep a path of "\n", which names no

@@ -14,17 +14,27 @@ struct kmod_ctx;
 
 namespace agent {
 
-class KernelModules {
+// What the entrypoint and `agent unload` ask of the running kernel's module loader: the one
+// seam between the load path and the kernel (the unit tests give a fake that edits a fixture
+// node's /proc/modules and /sys the way the kernel would).
+class ModuleControl {
+ public:
+  virtual ~ModuleControl() = default;
+  // Inserts the module in the open file `file` (its bytes already verified) with `options`.
+  // The error carries the kernel's errno (init_module/finit_module, or the module's init).
+  [[nodiscard]] virtual Result<void> insert(const Fd& file, const std::string& name, const std::string& options) const = 0;
+  // Removes a loaded module; never forced, never waits: EBUSY/EAGAIN while it is in use.
+  [[nodiscard]] virtual Result<void> remove(const std::string& name) const = 0;
+};
+
+class KernelModules final : public ModuleControl {
  public:
   // A libkmod context that reads no configuration of the agent's own filesystem: options are
   // passed explicitly (probes/module_options reads the host's).
   [[nodiscard]] static Result<KernelModules> open();
 
-  // Inserts the module in the open file `file` (its bytes already verified) with `options`.
-  // The error carries the kernel's errno (init_module/finit_module, or the module's init).
-  [[nodiscard]] Result<void> insert(const Fd& file, const std::string& name, const std::string& options) const;
-  // Removes a loaded module; never forced, never waits: EBUSY/EAGAIN while it is in use.
-  [[nodiscard]] Result<void> remove(const std::string& name) const;
+  [[nodiscard]] Result<void> insert(const Fd& file, const std::string& name, const std::string& options) const override;
+  [[nodiscard]] Result<void> remove(const std::string& name) const override;
 
  private:
   struct CtxDeleter {

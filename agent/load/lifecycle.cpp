@@ -83,14 +83,14 @@ std::string label_value(std::string v) {
 
 class Entrypoint {
  public:
-  Entrypoint(const RunOptions& o, probes::HostRoot root, WritableDir state, InstanceLock lock, Watch watch,
-             KernelModules kernel, Result<Journal> journal, std::string boot_id)
+  Entrypoint(const RunOptions& o, probes::HostRoot root, WritableDir state, InstanceLock lock, Events& watch,
+             const ModuleControl& kernel, Result<Journal> journal, std::string boot_id)
       : o_(o),
         root_(std::move(root)),
         state_(std::move(state)),
         lock_(std::move(lock)),
-        watch_(std::move(watch)),
-        kernel_(std::move(kernel)) {
+        watch_(watch),
+        kernel_(kernel) {
     status_.agent_version = o.agent_version;
     status_.boot_id = boot_id;
     journal_.boot_id = std::move(boot_id);
@@ -141,8 +141,8 @@ class Entrypoint {
   probes::HostRoot root_;
   WritableDir state_;
   InstanceLock lock_;
-  Watch watch_;
-  KernelModules kernel_;
+  Events& watch_;
+  const ModuleControl& kernel_;
   Journal journal_;
   Status status_;
   Clock::time_point started_ = Clock::now();
@@ -153,14 +153,7 @@ class Entrypoint {
   std::optional<Diagnosis> diag_;
   std::optional<Error> journal_error_;     // undo.json could not be read: act on nothing
   // This attempt's acting steps, in order; rollback undoes them last first.
-  struct Step {
-    enum class Kind { Insert, Dependency, Removal, Firmware } kind;
-    std::string name;            // the module (Insert, Dependency, Removal)
-    std::string before, ours;    // Firmware: the path before it, and the one it set
-    std::string ours_before;     // Firmware: the journal's own path before this step ("" none)
-    bool first_change = false;   // Firmware: the journal had no previous path before this step
-  };
-  std::vector<Step> steps_;
+  std::vector<ActedStep> steps_;
   std::optional<WatchEvent> interrupted_;  // a SIGTERM that arrived while acting or waiting
   std::optional<ScratchDir> staged_;          // the built modules being loaded
   std::string source_;                     // what this attempt loads: "prebuilt" or "built"
@@ -285,25 +278,19 @@ Entrypoint::Outcome Entrypoint::attempt() {
     status_.timings_ms["detect_ms"] = ms_since(t0);
     for (const auto& e : diag_->problems) log_line(spdlog::level::warn, "", "could not read: " + e.what());
 
-    // The build branch: the decision was build - or an upgrade looked pending only because the
-    // modules in use are a build this agent loaded, while the image's would still be refused.
-    const bool refused = std::any_of(diag_->evaluation.modules.begin(), diag_->evaluation.modules.end(),
-                                     [](const auto& m) { return m.verdict == kabi::Verdict::Refused; });
-    if (diag_->decision == Decision::Build ||
-        (diag_->decision == Decision::UpgradePending && journal_.source == "built" && refused && diag_->build.possible)) {
+    if (course_of(*diag_, journal_.source == "built", false) == Course::Build) {
       if (auto end = obtain_build(opts)) return *end;
       source_ = "built";
     }
   }
   const Diagnosis& diag = *diag_;
-  // A bundle module live with its build that this agent's journal does not name (loaded by
-  // hand, or the journal was lost): kept as live, and said, since `agent unload` will not remove it.
-  for (const auto& m : status_.modules)
-    if (m.live && std::none_of(journal_.inserted.begin(), journal_.inserted.end(),
-                               [&](const auto& i) { return i.name == m.verdict.name; }))
-      note(reason::kUnjournaledModule, m.verdict.name + " is live with the bundle's build id " + m.build_id +
-                                               " but this agent's journal does not name it (loaded by hand, or the "
-                                               "journal was lost): kept, and `agent unload` will not remove it");
+  std::vector<std::string> journaled;
+  for (const auto& i : journal_.inserted) journaled.push_back(i.name);
+  for (const auto& c : unjournaled_live(diag, journaled))
+    note(reason::kUnjournaledModule, c.name + " is live with the bundle's build" +
+                                         (c.build_id.empty() ? std::string() : " (build id " + c.build_id + ")") +
+                                         " but this agent's journal does not name it (loaded by hand, or the "
+                                         "journal was lost): kept, and `agent unload` will not remove it");
 
   const Plan plan = make_plan(diag, firmware, o_.check.firmware_base);
   status_.firmware = {firmware.dir, plan.firmware.dir, firmware.digest, firmware.files.size(),
@@ -311,18 +298,18 @@ Entrypoint::Outcome Entrypoint::attempt() {
   std::string why;
   for (const auto& r : diag.reasons)
     why += (why.empty() ? "" : "; ") + r.code + ": " + r.message + (r.hint.empty() ? "" : " (hint: " + r.hint + ")");
-  switch (diag.decision) {
-    case Decision::NoDevice:
-    case Decision::Refuse:
-      set_phase(Phase::Refused, "decision " + decision_name(diag.decision) + ": " + why, spdlog::level::warn);
+  switch (course_of(diag, journal_.source == "built", source_ == "built")) {
+    case Course::Refuse:
+      set_phase(Phase::Refused,
+                diag.decision == Decision::Build ? "the built modules would be refused: " + why
+                                                 : "decision " + decision_name(diag.decision) + ": " + why,
+                diag.decision == Decision::Build ? spdlog::level::err : spdlog::level::warn);
       return Outcome::Refused;
-    case Decision::UpgradePending:
+    case Course::Wait:
       set_phase(Phase::UpgradePending, why, spdlog::level::warn);
       return Outcome::Waiting;
-    case Decision::Build:  // the built modules themselves would need a build: refused, with the reasons
-      set_phase(Phase::Refused, "the built modules would be refused: " + why, spdlog::level::err);
-      return Outcome::Refused;
-    case Decision::Prebuilt: break;
+    case Course::Build:  // obtained above: not reached
+    case Course::Load: break;
   }
 
   if (!set_phase(Phase::Loading, plan.fast_path ? "every " + source_ + " module is already live with its build: nothing to load"
@@ -540,7 +527,7 @@ bool Entrypoint::act(const Plan& plan) {
         return failed(reason::kRemoveFailed, r.name, done.error());
       }
       journal_.removed.back().done = true;
-      steps_.push_back({Step::Kind::Removal, r.name, {}, {}, {}, false});
+      steps_.push_back({ActedStep::Kind::Removal, r.name, {}, {}, {}, false, false});
       if (auto w = record(); !w) return unrecorded(r.name, w.error());
     }
     log_line(spdlog::level::info, "loading", "removed " + r.name + (r.ours_previous ? " (an older bundle)" : ""));
@@ -556,8 +543,8 @@ bool Entrypoint::act(const Plan& plan) {
       case FirmwarePathAction::Ours: {
         const std::string before = plan.firmware.current.value_or("");
         if (before != *dir) {
-          Step step{Step::Kind::Firmware, {}, before, *dir, journal_.firmware_path,
-                    !journal_.firmware_previous_path.has_value()};
+          ActedStep step{ActedStep::Kind::Firmware, {}, before, *dir, journal_.firmware_path,
+                         !journal_.firmware_previous_path.has_value(), false};
           if (step.first_change) journal_.firmware_previous_path = before;
           journal_.firmware_path = *dir;
           journal_.firmware_done = false;
@@ -633,7 +620,7 @@ bool Entrypoint::act(const Plan& plan) {
       }
       return failed(reason::kInsertFailed, i.name, done.error(), klog ? lines_about(klog->read_new(), i.name) : std::vector<std::string>{});
     }
-    steps_.push_back({i.from_bundle ? Step::Kind::Insert : Step::Kind::Dependency, i.name, {}, {}, {}, false});
+    steps_.push_back({i.from_bundle ? ActedStep::Kind::Insert : ActedStep::Kind::Dependency, i.name, {}, {}, {}, false, true});
     if (i.from_bundle) {
       journal_.inserted.back().done = true;
       for (auto& m : status_.modules)
@@ -658,62 +645,19 @@ bool Entrypoint::act(const Plan& plan) {
 
 // This attempt's steps undone last first, with the same undo `agent unload` uses.
 void Entrypoint::rollback() {
-  std::vector<std::string> left;
   const UndoScope scope = undo_scope();
   const probes::ModuleOptions options = probes::probe_module_options(root_);
-  while (!steps_.empty()) {
-    const Step step = std::move(steps_.back());
-    steps_.pop_back();
-    std::string what;
-    Result<void> r;
-    switch (step.kind) {
-      case Step::Kind::Insert: {
-        what = "remove " + step.name;
-        auto it = std::find_if(journal_.inserted.begin(), journal_.inserted.end(), [&](const auto& x) { return x.name == step.name; });
-        if (it == journal_.inserted.end()) break;
-        // A module without a build id cannot be verified later, but this process just inserted it.
-        r = it->build_id.empty() ? kernel_.remove(step.name) : undo_insert(root_, kernel_, *it);
-        if (r) journal_.inserted.erase(it);
-        break;
-      }
-      case Step::Kind::Dependency:
-        what = "remove " + step.name + " (in-tree dependency)";
-        r = kernel_.remove(step.name);
-        break;
-      case Step::Kind::Removal: {
-        what = "insert " + step.name + " again";
-        auto it = std::find_if(journal_.removed.begin(), journal_.removed.end(), [&](const auto& x) { return x.name == step.name; });
-        if (it == journal_.removed.end()) break;
-        r = undo_removal(root_, kernel_, *it, options.of(step.name), scope);
-        if (r) {
-          journal_.removed.erase(it);
-          std::erase(status_.removed, step.name);
-        }
-        break;
-      }
-      case Step::Kind::Firmware: {
-        what = "set firmware_class.path back to '" + step.before + "'";
-        auto back = undo_firmware_path(root_, step.ours, step.before, scope);
-        if (!back) {
-          r = tl::unexpected(back.error());
-          break;
-        }
-        if (step.first_change) journal_.firmware_previous_path.reset();
-        journal_.firmware_path = step.ours_before;
-        status_.firmware.path = *back ? step.before : status_.firmware.path;
-        break;
-      }
-    }
-    save_journal_or_log();
-    if (!r) {
-      left.push_back(what + ": " + r.error().what());
-      log_line(spdlog::level::err, "loading", "rollback: could not " + what + ": " + r.error().what());
-    } else {
-      log_line(spdlog::level::info, "loading", "rollback: " + what);
-    }
+  const UndoReport report = undo_steps(UndoContext{root_, kernel_, scope, options}, journal_, steps_,
+                                       [this] { save_journal_or_log(); });
+  steps_.clear();
+  for (const auto& u : report.undone) {
+    log_line(spdlog::level::info, "loading", "rollback: " + u.what);
+    if (u.step.kind == ActedStep::Kind::Removal) std::erase(status_.removed, u.step.name);
+    if (u.step.kind == ActedStep::Kind::Firmware && u.changed) status_.firmware.path = u.step.before;
   }
+  for (const auto& n : report.not_undone) log_line(spdlog::level::err, "loading", "rollback: could not " + n);
   for (auto& m : status_.modules) m.inserted = m.live = false;
-  if (!left.empty()) note(reason::kRollbackIncomplete, join(left, "; "));
+  if (!report.not_undone.empty()) note(reason::kRollbackIncomplete, join(report.not_undone, "; "));
 }
 
 void Entrypoint::refresh_devices() {
@@ -894,7 +838,7 @@ int Entrypoint::stop(int code) {
     u.firmware_base = o_.check.firmware_base;
     u.nfd_dir = o_.nfd_dir;
     std::ostringstream out, err;
-    const int rc = run_unload(u, out, err);
+    const int rc = run_unload(u, kernel_, out, err);
     log_line(rc == kUnloadDone ? spdlog::level::info : spdlog::level::warn, "stopping", out.str() + err.str());
   }
   return code;
@@ -971,6 +915,21 @@ const char* build_mode_name(BuildMode m) {
 }
 
 int run_entrypoint(const RunOptions& o) {
+  EntrypointSeams real;
+  real.events = []() -> Result<std::unique_ptr<Events>> {
+    auto w = Watch::open();
+    if (!w) return tl::unexpected(w.error());
+    return std::make_unique<Watch>(std::move(*w));
+  };
+  real.kernel = []() -> Result<std::unique_ptr<ModuleControl>> {
+    auto k = KernelModules::open();
+    if (!k) return tl::unexpected(k.error());
+    return std::make_unique<KernelModules>(std::move(*k));
+  };
+  return run_entrypoint(o, real);
+}
+
+int run_entrypoint(const RunOptions& o, const EntrypointSeams& seams) {
   auto fail_start = [](const std::string& what) {
     log_line(spdlog::level::critical, "", what);
     return kExitInputError;
@@ -1009,15 +968,15 @@ int run_entrypoint(const RunOptions& o) {
                              {"boot_id", *boot_id}, {"agent_version", o.agent_version}, {"updated", utc_now()}};
   if (auto w = state->write(kStatusFile, safe_dump(first) + "\n"); !w)
     return fail_start("cannot write the status: " + w.error().what());
-  auto watch = Watch::open();
+  auto watch = seams.events();
   if (!watch) return refuse_start(watch.error().what());
-  auto kernel = KernelModules::open();
+  auto kernel = seams.kernel();
   if (!kernel) return refuse_start(kernel.error().what());
   // An unreadable journal is not a reason to exit (a crash loop): the agent stays up, refused,
   // naming the file, and acts on nothing until it can be read.
   auto journal = load_journal(*state, *boot_id);
-  Entrypoint e(o, std::move(*root), std::move(*state), std::move(*lock), std::move(*watch), std::move(*kernel),
-               std::move(journal), std::move(*boot_id));
+  Entrypoint e(o, std::move(*root), std::move(*state), std::move(*lock), **watch, **kernel, std::move(journal),
+               std::move(*boot_id));
   return e.run();
 }
 

@@ -9,6 +9,8 @@
 #pragma once
 
 #include <chrono>
+#include <functional>
+#include <memory>
 #include <filesystem>
 #include <iosfwd>
 #include <optional>
@@ -17,6 +19,8 @@
 #include "agent/base/vocabulary.h"
 #include "agent/build/build.h"
 #include "agent/decision/plan.h"
+#include "agent/load/kernel_modules.h"
+#include "agent/load/watch.h"
 
 namespace agent {
 
@@ -48,6 +52,15 @@ struct RunOptions {
 
 int run_entrypoint(const RunOptions& options);
 
+// What the entrypoint acts through and waits on, opened once the state directory is locked
+// (a failure is then a refused status, not a bare exit). The real ones: libkmod and the
+// signal/uevent watch; the unit tests give fakes.
+struct EntrypointSeams {
+  std::function<Result<std::unique_ptr<ModuleControl>>()> kernel;
+  std::function<Result<std::unique_ptr<Events>>()> events;
+};
+int run_entrypoint(const RunOptions& options, const EntrypointSeams& seams);
+
 struct UnloadOptions {
   std::optional<std::filesystem::path> root;
   std::filesystem::path state_dir = kDefaultStateDir;  // the journal names the NFD file to remove
@@ -58,5 +71,7 @@ struct UnloadOptions {
 };
 
 int run_unload(const UnloadOptions& options, std::ostream& out, std::ostream& err);
+// The same, acting through `kernel` (the unit tests' fake).
+int run_unload(const UnloadOptions& options, const ModuleControl& kernel, std::ostream& out, std::ostream& err);
 
 }  // namespace agent

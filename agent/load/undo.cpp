@@ -1,5 +1,6 @@
 #include "agent/load/undo.h"
 
+#include <algorithm>
 #include <cerrno>
 #include <filesystem>
 
@@ -40,14 +41,14 @@ std::string underscores(std::string s) {
 
 }  // namespace
 
-Result<void> undo_insert(const probes::HostRoot& root, const KernelModules& kernel, const Journal::Inserted& entry) {
+Result<bool> undo_insert(const probes::HostRoot& root, const ModuleControl& kernel, const Journal::Inserted& entry) {
   if (entry.build_id.empty())
     return fail(EPERM, "the journal records no build id: not removed (cannot tell it is the one the agent inserted)",
                 entry.name);
   auto loaded = probes::probe_loaded_modules(root, "");
   if (!loaded) return tl::unexpected(loaded.error());
   auto m = loaded->modules.find(entry.name);
-  if (m == loaded->modules.end()) return {};  // gone already
+  if (m == loaded->modules.end()) return false;  // gone already
   const std::string& live_id = m->second.build_id;
   if (live_id != entry.build_id)
     return fail(EPERM, "the live module is " + (live_id.empty() ? std::string("of unknown build") : "another build (" + live_id + ")") +
@@ -57,10 +58,11 @@ Result<void> undo_insert(const probes::HostRoot& root, const KernelModules& kern
     return fail(EBUSY, "in use (refcnt " + (m->second.refcnt ? std::to_string(*m->second.refcnt) : std::string("unknown")) +
                            (m->second.holders.empty() ? "" : ", holders " + join(m->second.holders)) + "), not removed",
                 entry.name);
-  return kernel.remove(entry.name);
+  if (auto r = kernel.remove(entry.name); !r) return tl::unexpected(r.error());
+  return true;
 }
 
-Result<void> undo_removal(const probes::HostRoot& root, const KernelModules& kernel, const Journal::Removed& entry,
+Result<void> undo_removal(const probes::HostRoot& root, const ModuleControl& kernel, const Journal::Removed& entry,
                           const std::string& options, const UndoScope& scope) {
   if (entry.restore_path.empty()) return fail(ENOENT, "the kernel's tree has no file for it: not inserted again", entry.name);
   const bool in_tree = !scope.release.empty() && (under(entry.restore_path, "/lib/modules/" + scope.release) ||
@@ -85,6 +87,90 @@ Result<bool> undo_firmware_path(const probes::HostRoot& root, const std::string&
   if (now.firmware_path && *now.firmware_path != ours) return false;
   if (auto r = set_firmware_path(root.fs(), previous); !r) return tl::unexpected(r.error());
   return true;
+}
+
+std::vector<ActedStep> journal_steps(const Journal& j) {
+  std::vector<ActedStep> steps;
+  for (const auto& r : j.removed) steps.push_back({ActedStep::Kind::Removal, r.name, {}, {}, {}, false, false});
+  if (j.firmware_previous_path)
+    steps.push_back({ActedStep::Kind::Firmware, {}, *j.firmware_previous_path, j.firmware_path, {}, true, false});
+  for (const auto& i : j.inserted) steps.push_back({ActedStep::Kind::Insert, i.name, {}, {}, {}, false, false});
+  return steps;
+}
+
+namespace {
+
+// One step undone, `journal` updated when it is.
+Result<Undone> undo_one(const UndoContext& ctx, Journal& journal, const ActedStep& step) {
+  Undone u{step, true, {}};
+  switch (step.kind) {
+    case ActedStep::Kind::Insert: {
+      u.what = "remove " + step.name;
+      auto it = std::find_if(journal.inserted.begin(), journal.inserted.end(), [&](const auto& x) { return x.name == step.name; });
+      if (it == journal.inserted.end()) {
+        u.changed = false;
+        return u;
+      }
+      // A module without a build id cannot be verified later, but this process just inserted it.
+      if (step.by_this_process && it->build_id.empty()) {
+        if (auto r = ctx.kernel.remove(step.name); !r) return tl::unexpected(r.error());
+      } else {
+        auto r = undo_insert(ctx.root, ctx.kernel, *it);
+        if (!r) return tl::unexpected(r.error());
+        u.changed = *r;
+      }
+      journal.inserted.erase(it);
+      return u;
+    }
+    case ActedStep::Kind::Dependency:
+      u.what = "remove " + step.name + " (in-tree dependency)";
+      if (auto r = ctx.kernel.remove(step.name); !r) return tl::unexpected(r.error());
+      return u;
+    case ActedStep::Kind::Removal: {
+      u.what = "insert " + step.name + " again";
+      auto it = std::find_if(journal.removed.begin(), journal.removed.end(), [&](const auto& x) { return x.name == step.name; });
+      if (it == journal.removed.end()) {
+        u.changed = false;
+        return u;
+      }
+      if (auto r = undo_removal(ctx.root, ctx.kernel, *it, ctx.options.of(step.name), ctx.scope); !r)
+        return tl::unexpected(r.error());
+      journal.removed.erase(it);
+      return u;
+    }
+    case ActedStep::Kind::Firmware: {
+      u.what = "set firmware_class.path back to '" + step.before + "'";
+      auto back = undo_firmware_path(ctx.root, step.ours, step.before, ctx.scope);
+      if (!back) return tl::unexpected(back.error());
+      u.changed = *back;
+      if (step.first_change) journal.firmware_previous_path.reset();
+      journal.firmware_path = step.ours_before;
+      return u;
+    }
+  }
+  return u;
+}
+
+}  // namespace
+
+UndoReport undo_steps(const UndoContext& ctx, Journal& journal, const std::vector<ActedStep>& steps,
+                      const std::function<void()>& save) {
+  UndoReport report;
+  for (auto it = steps.rbegin(); it != steps.rend(); ++it) {
+    auto r = undo_one(ctx, journal, *it);
+    save();
+    if (r) {
+      report.undone.push_back(std::move(*r));
+    } else {
+      const std::string what = it->kind == ActedStep::Kind::Firmware ? std::string("set firmware_class.path back")
+                               : it->kind == ActedStep::Kind::Removal ? "insert " + it->name + " again"
+                                                                      : "remove " + it->name;
+      // An error about the module itself has the module's name as its path: said once.
+      const Error& e = r.error();
+      report.not_undone.push_back(what + ": " + (e.path == it->name ? e.message : e.what()));
+    }
+  }
+  return report;
 }
 
 Result<void> check_nfd_file(const std::string& nfd_file, const UndoScope& scope) {

@@ -24,6 +24,15 @@
 namespace agent {
 
 int run_unload(const UnloadOptions& o, std::ostream& out, std::ostream& err) {
+  auto kernel = KernelModules::open();
+  if (!kernel) {
+    err << "agent: unload: " << printable(kernel.error().what()) << '\n';
+    return kExitInputError;
+  }
+  return run_unload(o, *kernel, out, err);
+}
+
+int run_unload(const UnloadOptions& o, const ModuleControl& kernel, std::ostream& out, std::ostream& err) {
   auto input_error = [&](const std::string& what) {
     err << "agent: unload: " << printable(what) << '\n';
     return kExitInputError;
@@ -41,8 +50,6 @@ int run_unload(const UnloadOptions& o, std::ostream& out, std::ostream& err) {
   if (!boot_id) return input_error(boot_id.error().what());
   auto journal = load_journal(*state, *boot_id);
   if (!journal) return input_error(journal.error().what());
-  auto kernel = KernelModules::open();
-  if (!kernel) return input_error(kernel.error().what());
 
   auto release = root->read_value("/proc/sys/kernel/osrelease");
   const UndoScope scope{release ? *release : std::string(), o.firmware_base, o.nfd_dir ? o.nfd_dir->string() : std::string()};
@@ -63,45 +70,26 @@ int run_unload(const UnloadOptions& o, std::ostream& out, std::ostream& err) {
     for (const auto& line : reconcile(*journal, now)) out << "journal: " << printable(line) << '\n';
   }
 
-  // The bundle's modules, last inserted first, each only when it is the recorded build and unused.
-  std::vector<Journal::Inserted> kept;
-  for (auto it = journal->inserted.rbegin(); it != journal->inserted.rend(); ++it) {
-    auto loaded = probes::probe_loaded_modules(*root, "");
-    const bool was_loaded = loaded && loaded->modules.count(it->name);
-    if (auto r = undo_insert(*root, *kernel, *it); !r) {
-      not_undone.push_back(r.error().what());
-      kept.insert(kept.begin(), *it);
-    } else if (was_loaded) {
-      removed.push_back(it->name);
-    }
-  }
-  journal->inserted = kept;
-
-  // The modules the entrypoint removed, last removed first, once their name is free again.
+  // The journal's steps, last first, with the entrypoint's own undo: each module only when it is
+  // the recorded build and unused, each removed one once its name is free again, the firmware
+  // path unless someone changed it since.
   const probes::ModuleOptions options = probes::probe_module_options(*root);
-  std::vector<Journal::Removed> still_removed;
-  for (auto it = journal->removed.rbegin(); it != journal->removed.rend(); ++it) {
-    if (auto r = undo_removal(*root, *kernel, *it, options.of(it->name), scope); !r) {
-      not_undone.push_back(r.error().what());
-      still_removed.insert(still_removed.begin(), *it);
-      continue;
-    }
-    restored.push_back(it->name);
-  }
-  journal->removed = still_removed;
-
-  // firmware_class.path: back to what it was, unless someone changed it since.
-  if (journal->firmware_previous_path) {
-    auto r = undo_firmware_path(*root, journal->firmware_path, *journal->firmware_previous_path, scope);
-    if (!r) {
-      not_undone.push_back("firmware_class.path: " + r.error().what());
-    } else {
-      firmware_note = *r ? "firmware_class.path set back to '" + *journal->firmware_previous_path + "'"
-                         : "firmware_class.path was changed by someone else since: kept";
-      journal->firmware_previous_path.reset();
-      journal->firmware_path.clear();
+  const UndoReport report = undo_steps(UndoContext{*root, kernel, scope, options}, *journal, journal_steps(*journal),
+                                       [&] { (void)save_journal(*state, *journal); });
+  for (const auto& u : report.undone) {
+    switch (u.step.kind) {
+      case ActedStep::Kind::Insert:
+      case ActedStep::Kind::Dependency:
+        if (u.changed) removed.push_back(u.step.name);
+        break;
+      case ActedStep::Kind::Removal: restored.push_back(u.step.name); break;
+      case ActedStep::Kind::Firmware:
+        firmware_note = u.changed ? "firmware_class.path set back to '" + u.step.before + "'"
+                                  : "firmware_class.path was changed by someone else since: kept";
+        break;
     }
   }
+  not_undone.insert(not_undone.end(), report.not_undone.begin(), report.not_undone.end());
 
   if (!journal->nfd_file.empty()) {
     const std::filesystem::path nfd(journal->nfd_file);

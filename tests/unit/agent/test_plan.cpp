@@ -131,3 +131,43 @@ TEST_CASE("plan: firmware goes to <base>/<digest>; firmware_class.path set only 
   CHECK(action("/lib/firmware/custom").action == FirmwarePathAction::Foreign);
   CHECK(action(std::nullopt).action == FirmwarePathAction::Unknown);
 }
+
+TEST_CASE("course: the decision as the entrypoint acts on it, built sets and upgrades included") {
+  Diagnosis d = node();
+  auto course = [&](Decision dec, bool loaded_built, bool is_built) {
+    d.decision = dec;
+    return course_of(d, loaded_built, is_built);
+  };
+  CHECK(course(Decision::Prebuilt, false, false) == Course::Load);
+  CHECK(course(Decision::Prebuilt, true, true) == Course::Load);
+  CHECK(course(Decision::Refuse, false, false) == Course::Refuse);
+  CHECK(course(Decision::NoDevice, true, false) == Course::Refuse);
+  CHECK(course(Decision::Build, false, false) == Course::Build);
+  // The built modules would themselves need a build: there is nothing more to build.
+  CHECK(course(Decision::Build, false, true) == Course::Refuse);
+
+  // An upgrade pending behind an older bundle: wait, unless the modules in use are a build this
+  // agent loaded and the image's bundle would still be refused (then the build is what loads).
+  d.build.possible = true;
+  CHECK(course(Decision::UpgradePending, false, false) == Course::Wait);
+  CHECK(course(Decision::UpgradePending, true, false) == Course::Wait);  // nothing refused yet
+  d.evaluation.modules[0].verdict = kabi::Verdict::Refused;
+  CHECK(course(Decision::UpgradePending, true, false) == Course::Build);
+  CHECK(course(Decision::UpgradePending, false, false) == Course::Wait);  // in use: not our build
+  CHECK(course(Decision::UpgradePending, true, true) == Course::Wait);    // the build is diagnosed already
+  d.build.possible = false;
+  CHECK(course(Decision::UpgradePending, true, false) == Course::Wait);
+}
+
+TEST_CASE("unjournaled: bundle modules live with the bundle's build that the journal does not name") {
+  Diagnosis d = node();
+  REQUIRE(unjournaled_live(d, {}).empty());  // the in-tree i915 is no bundle build
+  d.conflicts[0].same_as_bundle = true;
+  d.conflicts[0].build_id = "bid-i915";
+  const auto all = unjournaled_live(d, {});
+  REQUIRE(all.size() == 1);
+  CHECK(all[0].name == "i915");
+  CHECK(all[0].build_id == "bid-i915");
+  CHECK(unjournaled_live(d, {"mei_gsc", "i915"}).empty());
+  CHECK(unjournaled_live(d, {"mei_gsc"}).size() == 1);
+}

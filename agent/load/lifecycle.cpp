@@ -112,7 +112,19 @@ class Entrypoint {
   // the cache's entry for this kernel and these sources is live with its build ids (its fast
   // path; the image's bundle, refused for this kernel when the build was made, is not read).
   bool adopt_live_build(DiagnoseOptions opts);
+  // The acting steps; each returns how it failed (the reason code, the module, the kernel's lines).
+  struct StepFailure {
+    const char* code;
+    std::string module;
+    Error error;
+    std::vector<std::string> kernel_lines;
+  };
   bool act(const Plan& plan);
+  std::optional<StepFailure> remove_conflict(const PlannedRemoval& r);
+  std::optional<StepFailure> point_firmware(const FirmwarePlan& fp);
+  std::optional<StepFailure> insert_module(const PlannedInsert& i, const probes::ModuleOptions& options,
+                                           std::optional<KernelLog>& klog, double& insert_ms);
+  static StepFailure unrecorded(const std::string& what, const Error& e);
   void rollback();
   // The journal as read (an unreadable one is kept as an error: nothing is acted on), with the
   // intended steps of an agent that died reconciled with the kernel.
@@ -485,6 +497,150 @@ std::optional<Entrypoint::Outcome> Entrypoint::obtain_build(DiagnoseOptions opts
   return std::nullopt;
 }
 
+// Write-ahead: the step is recorded before it acts; one that cannot be is not taken.
+Entrypoint::StepFailure Entrypoint::unrecorded(const std::string& what, const Error& e) {
+  return {reason::kJournalUnwritable, what, Error{e.code, "not done, since it could not be recorded first: " + e.what(), ""}, {}};
+}
+
+// A conflicting module out (holders come first in the plan).
+std::optional<Entrypoint::StepFailure> Entrypoint::remove_conflict(const PlannedRemoval& r) {
+  if (r.ours_previous) {
+    // An older bundle's module is not the kernel's own: it is not restored (its file went with
+    // the older image), and no longer ours to unload once it is gone.
+    if (auto done = kernel_.remove(r.name); !done) return StepFailure{reason::kRemoveFailed, r.name, done.error(), {}};
+    std::erase_if(journal_.inserted, [&](const auto& x) { return x.name == r.name; });
+    if (auto w = record(); !w) return unrecorded(r.name, w.error());
+  } else {
+    journal_.removed.push_back({r.name, r.restore_path, false});
+    if (auto w = record(); !w) {
+      journal_.removed.pop_back();
+      return unrecorded(r.name, w.error());
+    }
+    if (auto done = kernel_.remove(r.name); !done) {
+      journal_.removed.pop_back();
+      save_journal_or_log();
+      return StepFailure{reason::kRemoveFailed, r.name, done.error(), {}};
+    }
+    journal_.removed.back().done = true;
+    steps_.push_back({ActedStep::Kind::Removal, r.name, {}, {}, {}, false, false});
+    if (auto w = record(); !w) return unrecorded(r.name, w.error());
+  }
+  log_line(spdlog::level::info, "loading", "removed " + r.name + (r.ours_previous ? " (an older bundle)" : ""));
+  status_.removed.push_back(r.name);
+  return std::nullopt;
+}
+
+// The firmware: our copy, and firmware_class.path pointing at it when that is ours to set.
+std::optional<Entrypoint::StepFailure> Entrypoint::point_firmware(const FirmwarePlan& fp) {
+  if (fp.firmware.files.empty()) return std::nullopt;
+  auto dir = install_firmware(root_.fs(), fp.firmware, o_.check.firmware_base);
+  if (!dir) return StepFailure{reason::kFirmwareFailed, "firmware", dir.error(), {}};
+  switch (fp.action) {
+    case FirmwarePathAction::Set:
+    case FirmwarePathAction::Ours: {
+      const std::string before = fp.current.value_or("");
+      if (before != *dir) {
+        ActedStep step{ActedStep::Kind::Firmware, {}, before, *dir, journal_.firmware_path,
+                       !journal_.firmware_previous_path.has_value(), false};
+        if (step.first_change) journal_.firmware_previous_path = before;
+        journal_.firmware_path = *dir;
+        journal_.firmware_done = false;
+        auto forget = [&] {
+          if (step.first_change) journal_.firmware_previous_path.reset();
+          journal_.firmware_path = step.ours_before;
+          journal_.firmware_done = true;
+        };
+        if (auto w = record(); !w) {
+          forget();
+          return unrecorded("firmware", w.error());
+        }
+        if (auto set = set_firmware_path(root_.fs(), *dir); !set) {
+          forget();
+          save_journal_or_log();
+          return StepFailure{reason::kFirmwareFailed, "firmware", set.error(), {}};
+        }
+        journal_.firmware_done = true;
+        steps_.push_back(std::move(step));
+        if (auto w = record(); !w) return unrecorded("firmware", w.error());
+        log_line(spdlog::level::info, "loading", "firmware_class.path: '" + before + "' -> '" + *dir + "'");
+      }
+      status_.firmware.path = *dir;
+      status_.firmware.previous_path = journal_.firmware_previous_path;
+      break;
+    }
+    case FirmwarePathAction::Foreign:
+      status_.firmware.conflict = "firmware_class.path is '" + *fp.current +
+                                  "', set by someone else: kept; the bundle's firmware is in " + *dir;
+      note(reason::kFirmwarePathForeign, status_.firmware.conflict);
+      log_line(spdlog::level::warn, "loading", status_.firmware.conflict);
+      break;
+    case FirmwarePathAction::Unknown:
+      status_.firmware.conflict = std::string(kFirmwarePathParam) + " is not readable: left alone";
+      note(reason::kFirmwarePathForeign, status_.firmware.conflict);
+      log_line(spdlog::level::warn, "loading", status_.firmware.conflict);
+      break;
+  }
+  return std::nullopt;
+}
+
+// One insert, from the bytes that were checked. A bundle module is recorded as intended before
+// the insert call: a kill -9 while the kernel runs its init leaves a record the next agent
+// reconciles.
+std::optional<Entrypoint::StepFailure> Entrypoint::insert_module(const PlannedInsert& i, const probes::ModuleOptions& options,
+                                                                 std::optional<KernelLog>& klog, double& insert_ms) {
+  if (auto sig = watch_.pending_signal()) {
+    interrupted_ = sig;
+    if (sig->kind == WatchEvent::Kind::Terminate)
+      return StepFailure{reason::kInsertFailed, i.name, Error{EINTR, "interrupted by " + sig->signal, ""}, {}};
+  }
+  auto file = open_for_insert(i, root_);
+  if (!file)
+    return StepFailure{file.error().code == EIO ? reason::kNotTheCheckedModule : reason::kInsertFailed, i.name,
+                       file.error(), {}};
+  if (i.from_bundle) {
+    std::erase_if(journal_.inserted, [&](const auto& x) { return x.name == i.name; });  // not live: stale
+    journal_.inserted.push_back({i.name, i.build_id, false});
+    journal_.source = source_;
+    if (auto w = record(); !w) {
+      journal_.inserted.pop_back();
+      return unrecorded(i.name, w.error());
+    }
+  }
+  if (klog) (void)klog->read_new();
+  const auto t = Clock::now();
+  auto done = kernel_.insert(*file, i.name, options.of(i.name));
+  insert_ms += ms_since(t);
+  if (!done) {
+    if (i.from_bundle) {
+      journal_.inserted.pop_back();
+      save_journal_or_log();
+    }
+    return StepFailure{reason::kInsertFailed, i.name, done.error(),
+                       klog ? lines_about(klog->read_new(), i.name) : std::vector<std::string>{}};
+  }
+  steps_.push_back({i.from_bundle ? ActedStep::Kind::Insert : ActedStep::Kind::Dependency, i.name, {}, {}, {}, false, true});
+  if (i.from_bundle) {
+    journal_.inserted.back().done = true;
+    for (auto& m : status_.modules)
+      if (m.verdict.name == i.name) m.inserted = m.live = true;
+    if (auto w = record(); !w) return unrecorded(i.name, w.error());
+  }
+  const std::string opts = options.of(i.name);
+  log_line(spdlog::level::info, "loading",
+           "inserted " + i.name + (i.from_bundle ? "" : " (in-tree dependency)") + (opts.empty() ? "" : " with " + opts));
+  if (i.from_bundle && !i.build_id.empty()) {
+    auto live = probes::probe_build_id(root_, i.name);
+    if (!live) return StepFailure{reason::kNotTheCheckedModule, i.name, live.error(), {}};
+    if (*live != i.build_id)
+      return StepFailure{reason::kNotTheCheckedModule, i.name,
+                         Error{EIO, "the live module's build id is '" + *live + "', the checked one's " + i.build_id, ""},
+                         {}};
+  }
+  return std::nullopt;
+}
+
+// The plan's acting steps in order - conflicts out, the firmware, the inserts - and on the
+// first failure this attempt's steps undone.
 bool Entrypoint::act(const Plan& plan) {
   steps_.clear();
   const probes::ModuleOptions options = probes::probe_module_options(root_);
@@ -493,150 +649,22 @@ bool Entrypoint::act(const Plan& plan) {
   if (auto k = KernelLog::open()) klog.emplace(std::move(*k));
   else log_line(spdlog::level::warn, "", k.error().what() + ": a failed insert will carry no kernel lines");
 
-  auto failed = [&](const char* code, const std::string& module, const Error& e, std::vector<std::string> lines = {}) {
+  std::optional<StepFailure> failure;
+  for (const auto& r : plan.remove)
+    if ((failure = remove_conflict(r))) break;
+  if (!failure) failure = point_firmware(plan.firmware);
+  double insert_ms = 0;
+  if (!failure)
+    for (const auto& i : plan.insert)
+      if ((failure = insert_module(i, options, klog, insert_ms))) break;
+  if (failure) {
     // The module's name is the error's path when it is about the module itself.
-    const std::string message = e.path == module ? e.message : e.what();
-    status_.failure = LoadFailure{module, e.code, message, std::move(lines)};
-    note(code, module + ": " + message);
+    const Error& e = failure->error;
+    const std::string message = e.path == failure->module ? e.message : e.what();
+    status_.failure = LoadFailure{failure->module, e.code, message, std::move(failure->kernel_lines)};
+    note(failure->code, failure->module + ": " + message);
     rollback();
     return false;
-  };
-  // Write-ahead: the step is recorded before it acts; one that cannot be is not taken.
-  auto unrecorded = [&](const std::string& what, const Error& e) {
-    return failed(reason::kJournalUnwritable, what,
-                  Error{e.code, "not done, since it could not be recorded first: " + e.what(), ""});
-  };
-
-  // 1. Conflicting modules, holders first.
-  for (const auto& r : plan.remove) {
-    if (r.ours_previous) {
-      // An older bundle's module is not the kernel's own: it is not restored (its file went with
-      // the older image), and no longer ours to unload once it is gone.
-      if (auto done = kernel_.remove(r.name); !done) return failed(reason::kRemoveFailed, r.name, done.error());
-      std::erase_if(journal_.inserted, [&](const auto& x) { return x.name == r.name; });
-      if (auto w = record(); !w) return unrecorded(r.name, w.error());
-    } else {
-      journal_.removed.push_back({r.name, r.restore_path, false});
-      if (auto w = record(); !w) {
-        journal_.removed.pop_back();
-        return unrecorded(r.name, w.error());
-      }
-      if (auto done = kernel_.remove(r.name); !done) {
-        journal_.removed.pop_back();
-        save_journal_or_log();
-        return failed(reason::kRemoveFailed, r.name, done.error());
-      }
-      journal_.removed.back().done = true;
-      steps_.push_back({ActedStep::Kind::Removal, r.name, {}, {}, {}, false, false});
-      if (auto w = record(); !w) return unrecorded(r.name, w.error());
-    }
-    log_line(spdlog::level::info, "loading", "removed " + r.name + (r.ours_previous ? " (an older bundle)" : ""));
-    status_.removed.push_back(r.name);
-  }
-
-  // 2. Firmware: our copy, and firmware_class.path pointing at it when that is ours to set.
-  if (!plan.firmware.firmware.files.empty()) {
-    auto dir = install_firmware(root_.fs(), plan.firmware.firmware, o_.check.firmware_base);
-    if (!dir) return failed(reason::kFirmwareFailed, "firmware", dir.error());
-    switch (plan.firmware.action) {
-      case FirmwarePathAction::Set:
-      case FirmwarePathAction::Ours: {
-        const std::string before = plan.firmware.current.value_or("");
-        if (before != *dir) {
-          ActedStep step{ActedStep::Kind::Firmware, {}, before, *dir, journal_.firmware_path,
-                         !journal_.firmware_previous_path.has_value(), false};
-          if (step.first_change) journal_.firmware_previous_path = before;
-          journal_.firmware_path = *dir;
-          journal_.firmware_done = false;
-          auto forget = [&] {
-            if (step.first_change) journal_.firmware_previous_path.reset();
-            journal_.firmware_path = step.ours_before;
-            journal_.firmware_done = true;
-          };
-          if (auto w = record(); !w) {
-            forget();
-            return unrecorded("firmware", w.error());
-          }
-          if (auto set = set_firmware_path(root_.fs(), *dir); !set) {
-            forget();
-            save_journal_or_log();
-            return failed(reason::kFirmwareFailed, "firmware", set.error());
-          }
-          journal_.firmware_done = true;
-          steps_.push_back(std::move(step));
-          if (auto w = record(); !w) return unrecorded("firmware", w.error());
-          log_line(spdlog::level::info, "loading", "firmware_class.path: '" + before + "' -> '" + *dir + "'");
-        }
-        status_.firmware.path = *dir;
-        status_.firmware.previous_path = journal_.firmware_previous_path;
-        break;
-      }
-      case FirmwarePathAction::Foreign:
-        status_.firmware.conflict = "firmware_class.path is '" + *plan.firmware.current +
-                                    "', set by someone else: kept; the bundle's firmware is in " + *dir;
-        note(reason::kFirmwarePathForeign, status_.firmware.conflict);
-        log_line(spdlog::level::warn, "loading", status_.firmware.conflict);
-        break;
-      case FirmwarePathAction::Unknown:
-        status_.firmware.conflict = std::string(kFirmwarePathParam) + " is not readable: left alone";
-        note(reason::kFirmwarePathForeign, status_.firmware.conflict);
-        log_line(spdlog::level::warn, "loading", status_.firmware.conflict);
-        break;
-    }
-  }
-
-  // 3. Inserts, dependencies first, each from the bytes that were checked. A bundle module is
-  // recorded as intended before the insert call: a kill -9 while the kernel runs its init
-  // leaves a record the next agent reconciles.
-  double insert_ms = 0;
-  for (const auto& i : plan.insert) {
-    if (auto sig = watch_.pending_signal()) {
-      interrupted_ = sig;
-      if (sig->kind == WatchEvent::Kind::Terminate) {
-        return failed(reason::kInsertFailed, i.name, Error{EINTR, "interrupted by " + sig->signal, ""});
-      }
-    }
-    auto file = open_for_insert(i, root_);
-    if (!file)
-      return failed(file.error().code == EIO ? reason::kNotTheCheckedModule : reason::kInsertFailed, i.name,
-                    file.error());
-    if (i.from_bundle) {
-      std::erase_if(journal_.inserted, [&](const auto& x) { return x.name == i.name; });  // not live: stale
-      journal_.inserted.push_back({i.name, i.build_id, false});
-      journal_.source = source_;
-      if (auto w = record(); !w) {
-        journal_.inserted.pop_back();
-        return unrecorded(i.name, w.error());
-      }
-    }
-    if (klog) (void)klog->read_new();
-    const auto t = Clock::now();
-    auto done = kernel_.insert(*file, i.name, options.of(i.name));
-    insert_ms += ms_since(t);
-    if (!done) {
-      if (i.from_bundle) {
-        journal_.inserted.pop_back();
-        save_journal_or_log();
-      }
-      return failed(reason::kInsertFailed, i.name, done.error(), klog ? lines_about(klog->read_new(), i.name) : std::vector<std::string>{});
-    }
-    steps_.push_back({i.from_bundle ? ActedStep::Kind::Insert : ActedStep::Kind::Dependency, i.name, {}, {}, {}, false, true});
-    if (i.from_bundle) {
-      journal_.inserted.back().done = true;
-      for (auto& m : status_.modules)
-        if (m.verdict.name == i.name) m.inserted = m.live = true;
-      if (auto w = record(); !w) return unrecorded(i.name, w.error());
-    }
-    const std::string opts = options.of(i.name);
-    log_line(spdlog::level::info, "loading",
-             "inserted " + i.name + (i.from_bundle ? "" : " (in-tree dependency)") + (opts.empty() ? "" : " with " + opts));
-    if (i.from_bundle && !i.build_id.empty()) {
-      auto live = probes::probe_build_id(root_, i.name);
-      if (!live) return failed(reason::kNotTheCheckedModule, i.name, live.error());
-      if (*live != i.build_id)
-        return failed(reason::kNotTheCheckedModule, i.name,
-                      Error{EIO, "the live module's build id is '" + *live + "', the checked one's " + i.build_id, ""});
-    }
   }
   status_.timings_ms["insert_ms"] = insert_ms;
   write_status();

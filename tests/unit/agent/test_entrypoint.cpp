@@ -436,3 +436,49 @@ TEST_CASE("agent unload: a module in use stays, named; the rest is undone; the j
   REQUIRE(j["removed"].size() == 1);
   CHECK(j["firmware_previous_path"].is_null());
 }
+
+TEST_CASE("entrypoint: nothing is acted on without a journal; a removal the kernel refuses ends the attempt") {
+  SECTION("the journal cannot be read (undo.json is a directory): the kernel is asked nothing") {
+    World w;
+    FakeKernel kernel(w.node.root, w.scratch);
+    kernel.binds["i915"] = kI915Devices;
+    fs::create_directories(w.state / kJournalFile / "in-the-way");
+    RunOptions o = w.options();
+    o.exit_on_refuse = true;
+    ScriptedEvents events({});
+    CHECK(w.run(o, kernel, events) == kRunRefused);
+    CHECK(kernel.calls.empty());
+    const auto s = w.status();
+    CHECK(s["phase"] == "refused");
+    CHECK(has(reason_codes(s), reason::kJournalUnreadable));
+    CHECK(kernel.live("i915"));
+    CHECK((w.firmware_path().empty() || w.firmware_path() == "\n"));
+  }
+  SECTION("the in-tree i915 cannot be removed (EBUSY): nothing inserted, nothing left journaled") {
+    World w;
+    struct Busy final : ModuleControl {
+      explicit Busy(FakeKernel& k) : k_(k) {}
+      Result<void> insert(const Fd& f, const std::string& n, const std::string& o) const override { return k_.insert(f, n, o); }
+      Result<void> remove(const std::string& n) const override {
+        k_.calls.push_back("remove " + n + " (busy)");
+        return fail(EBUSY, "cannot remove: Device or resource busy", n);
+      }
+      FakeKernel& k_;
+    };
+    FakeKernel kernel(w.node.root, w.scratch);
+    Busy busy(kernel);
+    RunOptions o = w.options();
+    o.exit_on_refuse = true;
+    ScriptedEvents events({});
+    EntrypointSeams seams;
+    seams.kernel = [&]() -> Result<std::unique_ptr<ModuleControl>> { return std::make_unique<Busy>(kernel); };
+    seams.events = [&]() -> Result<std::unique_ptr<Events>> { return std::make_unique<ScriptedEvents>(std::vector<ScriptedEvents::Step>{}); };
+    CHECK(run_entrypoint(o, seams) == kRunRefused);
+    REQUIRE(kernel.calls == std::vector<std::string>{"remove i915 (busy)"});
+    const auto s = w.status();
+    CHECK(has(reason_codes(s), reason::kRemoveFailed));
+    CHECK(s["failure"]["errno"] == EBUSY);
+    CHECK_FALSE(fs::exists(w.state / kJournalFile));
+    CHECK_FALSE(w.ready());
+  }
+}

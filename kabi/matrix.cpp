@@ -137,15 +137,7 @@ nlohmann::json matrix_json(const MatrixReport& r) {
     nlohmann::json mods = nlohmann::json::array();
     for (const auto& m : k.modules) {
       nlohmann::json reasons = nlohmann::json::array();
-      for (const auto& reason : m.first_reasons) {
-        reasons.push_back({
-            {"code", reason.code},
-            {"symbol", reason.symbol.empty() ? nlohmann::json(nullptr) : nlohmann::json(reason.symbol)},
-            {"expected_crc", reason.expected_crc ? nlohmann::json(crc_hex(*reason.expected_crc)) : nlohmann::json(nullptr)},
-            {"found_crc", reason.found_crc ? nlohmann::json(crc_hex(*reason.found_crc)) : nlohmann::json(nullptr)},
-            {"message", reason.message},
-        });
-      }
+      for (const auto& reason : m.first_reasons) reasons.push_back(reason_json(reason));
       mods.push_back({{"name", m.name},
                       {"path", m.path},
                       {"verdict", plan_name(m.plan)},

@@ -16,18 +16,20 @@ std::string crc_hex(uint32_t crc) {
 
 std::string verdict_name(Verdict v) { return v == Verdict::Loadable ? "loadable" : "refused"; }
 
+nlohmann::json reason_json(const Reason& r) {
+  return {
+      {"code", r.code},
+      {"symbol", r.symbol.empty() ? nlohmann::json(nullptr) : nlohmann::json(r.symbol)},
+      {"expected_crc", r.expected_crc ? nlohmann::json(crc_hex(*r.expected_crc)) : nlohmann::json(nullptr)},
+      {"found_crc", r.found_crc ? nlohmann::json(crc_hex(*r.found_crc)) : nlohmann::json(nullptr)},
+      {"message", r.message},
+      {"fatal", r.fatal},
+  };
+}
+
 nlohmann::json module_verdict_json(const ModuleVerdict& v) {
   nlohmann::json reasons = nlohmann::json::array();
-  for (const auto& r : v.reasons) {
-    reasons.push_back({
-        {"code", r.code},
-        {"symbol", r.symbol.empty() ? nlohmann::json(nullptr) : nlohmann::json(r.symbol)},
-        {"expected_crc", r.expected_crc ? nlohmann::json(crc_hex(*r.expected_crc)) : nlohmann::json(nullptr)},
-        {"found_crc", r.found_crc ? nlohmann::json(crc_hex(*r.found_crc)) : nlohmann::json(nullptr)},
-        {"message", r.message},
-        {"fatal", r.fatal},
-    });
-  }
+  for (const auto& r : v.reasons) reasons.push_back(reason_json(r));
   return {
       {"path", v.path},
       {"name", v.name},

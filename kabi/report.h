@@ -18,6 +18,8 @@ inline constexpr int kReportSchema = 1;
 [[nodiscard]] std::string crc_hex(uint32_t crc);
 [[nodiscard]] std::string verdict_name(Verdict v);
 
+// One reason: code, symbol, expected_crc, found_crc (0x-hex), message, fatal.
+[[nodiscard]] nlohmann::json reason_json(const Reason& r);
 [[nodiscard]] nlohmann::json module_verdict_json(const ModuleVerdict& v);
 [[nodiscard]] nlohmann::json kernel_json(const KernelModel& k);
 // {"schema":1,"kernel":{...},"modules":[...]}

@@ -56,11 +56,11 @@ std::set<std::string> defined(unsigned list) {
 
 void same(const std::set<std::string>& in_readme, const std::set<std::string>& in_code, const std::string& what) {
   for (const auto& c : in_code) {
-    INFO(what << ": '" << c << "' is defined in agent/base/vocabulary.h, not listed in README.md");
+    INFO(what << ": '" << c << "' is defined in the code, not listed in README.md");
     CHECK(in_readme.count(c) == 1);
   }
   for (const auto& c : in_readme) {
-    INFO(what << ": README.md lists '" << c << "', agent/base/vocabulary.h does not define it");
+    INFO(what << ": README.md lists '" << c << "', the code does not define it");
     CHECK(in_code.count(c) == 1);
   }
 }
@@ -132,4 +132,41 @@ TEST_CASE("vocabulary: the README's decision table has each decision's exit code
   for (Decision d : {Decision::Prebuilt, Decision::Build, Decision::Refuse, Decision::NoDevice, Decision::UpgradePending})
     in_code.insert({exit_code(d), decision_name(d)});
   CHECK(in_readme == in_code);
+}
+
+// kabi's rule codes are defined once, in kabi/rules.h's `namespace reason`: read from that
+// source, they are compared with the README's table of the rules (column "reason code") and the
+// audit's table (docs/kernel-load-checks.md), so a rule added without its documentation fails.
+TEST_CASE("vocabulary: kabi's rule codes, README's rules table and the load-check audit name the same codes") {
+  std::ifstream in(KABI_RULES_H);
+  std::stringstream text;
+  text << in.rdbuf();
+  const std::string rules = span(text.str(), "namespace reason {", "}  // namespace reason");
+  static const std::regex constant(R"re(inline constexpr const char\* k\w+ = "([a-z0-9_]+)";)re");
+  std::set<std::string> in_code;
+  for (std::sregex_iterator it(rules.begin(), rules.end(), constant), end; it != end; ++it) in_code.insert((*it)[1]);
+  REQUIRE(in_code.size() > 60);
+  REQUIRE(in_code.count("crc_mismatch") == 1);
+
+  // The table's third column, where the codes are (the check's text may quote other words).
+  const std::string table = span(readme(), "| order | check | reason code | errno |", "\n\n");
+  std::set<std::string> in_readme;
+  std::istringstream rows(table);
+  for (std::string line; std::getline(rows, line);) {
+    std::vector<std::string> cells;
+    for (size_t a = 0, b; (b = line.find(" | ", a)) != std::string::npos; a = b + 3) cells.push_back(line.substr(a, b - a));
+    if (cells.size() < 3 || cells[0] == "| order" || cells[0] == "|---") continue;
+    for (const auto& c : codes_in(cells[2]))
+      if (c != "strict" && c != "upstream") in_readme.insert(c);  // the policies a code depends on
+  }
+  REQUIRE(in_readme.size() > 60);
+  same(in_readme, in_code, "kabi/rules.h vs README.md's rules table");
+
+  std::ifstream audit_in(AGENT_LOAD_CHECKS_DOC);
+  std::stringstream audit;
+  audit << audit_in.rdbuf();
+  for (const auto& c : in_code) {
+    INFO("'" << c << "' (kabi/rules.h) is not in docs/kernel-load-checks.md");
+    CHECK(audit.str().find("`" + c + "`") != std::string::npos);
+  }
 }

@@ -12,13 +12,11 @@
 namespace agent {
 namespace {
 
-using ModuleHandle = std::unique_ptr<kmod_module, decltype([](kmod_module* m) { kmod_module_unref(m); })>;
+using ModuleHandle = CHandle<kmod_module, kmod_module_unref>;
 
 std::string err_text(int e) { return std::strerror(e); }
 
 }  // namespace
-
-void KernelModules::CtxDeleter::operator()(kmod_ctx* c) const noexcept { kmod_unref(c); }
 
 Result<KernelModules> KernelModules::open() {
   // An empty configuration list: no modprobe.d of the container's filesystem is read.

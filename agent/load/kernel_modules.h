@@ -7,10 +7,12 @@
 #include <string>
 #include <vector>
 
+#include <libkmod.h>
+
 #include "kabi/fd.h"
+#include "kabi/handles.h"
 #include "kabi/result.h"
 
-struct kmod_ctx;
 
 namespace agent {
 
@@ -37,11 +39,8 @@ class KernelModules final : public ModuleControl {
   [[nodiscard]] Result<void> remove(const std::string& name) const override;
 
  private:
-  struct CtxDeleter {
-    void operator()(kmod_ctx* c) const noexcept;
-  };
   explicit KernelModules(kmod_ctx* c) : ctx_(c) {}
-  std::unique_ptr<kmod_ctx, CtxDeleter> ctx_;
+  CHandle<kmod_ctx, kmod_unref> ctx_;
 };
 
 // The kernel's log from the moment it is opened (/dev/kmsg, positioned at its end).

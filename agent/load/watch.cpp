@@ -44,46 +44,22 @@ Result<Watch> Watch::open() {
   w.signal_fd_ = Fd(::signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK));
   if (!w.signal_fd_) return fail(errno, std::string("signalfd: ") + std::strerror(errno));
 
-  w.udev_ = udev_new();
+  w.udev_.reset(udev_new());
   if (!w.udev_) {
     w.uevent_problem_ = "libudev: cannot create a context";
     return w;
   }
-  w.monitor_ = udev_monitor_new_from_netlink(w.udev_, "kernel");
+  w.monitor_.reset(udev_monitor_new_from_netlink(w.udev_.get(), "kernel"));
   if (!w.monitor_) {
     w.uevent_problem_ = "no uevent netlink socket (a pod without host networking sees no uevents)";
     return w;
   }
-  for (const char* sub : {"module", "pci", "drm"}) udev_monitor_filter_add_match_subsystem_devtype(w.monitor_, sub, nullptr);
-  if (udev_monitor_enable_receiving(w.monitor_) < 0) {
+  for (const char* sub : {"module", "pci", "drm"}) udev_monitor_filter_add_match_subsystem_devtype(w.monitor_.get(), sub, nullptr);
+  if (udev_monitor_enable_receiving(w.monitor_.get()) < 0) {
     w.uevent_problem_ = std::string("cannot receive uevents: ") + std::strerror(errno);
-    udev_monitor_unref(w.monitor_);
-    w.monitor_ = nullptr;
+    w.monitor_.reset();
   }
   return w;
-}
-
-Watch::~Watch() {
-  if (monitor_) udev_monitor_unref(monitor_);
-  if (udev_) udev_unref(udev_);
-}
-
-Watch::Watch(Watch&& o) noexcept
-    : signal_fd_(std::move(o.signal_fd_)),
-      udev_(std::exchange(o.udev_, nullptr)),
-      monitor_(std::exchange(o.monitor_, nullptr)),
-      uevent_problem_(std::move(o.uevent_problem_)) {}
-
-Watch& Watch::operator=(Watch&& o) noexcept {
-  if (this != &o) {
-    if (monitor_) udev_monitor_unref(monitor_);
-    if (udev_) udev_unref(udev_);
-    signal_fd_ = std::move(o.signal_fd_);
-    udev_ = std::exchange(o.udev_, nullptr);
-    monitor_ = std::exchange(o.monitor_, nullptr);
-    uevent_problem_ = std::move(o.uevent_problem_);
-  }
-  return *this;
 }
 
 std::optional<WatchEvent> Watch::pending_signal() { return read_signal(signal_fd_.get()); }
@@ -91,7 +67,7 @@ std::optional<WatchEvent> Watch::pending_signal() { return read_signal(signal_fd
 WatchEvent Watch::next(std::optional<std::chrono::milliseconds> timeout) {
   const auto deadline = timeout ? std::chrono::steady_clock::now() + *timeout : std::chrono::steady_clock::time_point::max();
   for (;;) {
-    pollfd fds[2] = {{signal_fd_.get(), POLLIN, 0}, {monitor_ ? udev_monitor_get_fd(monitor_) : -1, POLLIN, 0}};
+    pollfd fds[2] = {{signal_fd_.get(), POLLIN, 0}, {monitor_ ? udev_monitor_get_fd(monitor_.get()) : -1, POLLIN, 0}};
     int wait_ms = -1;
     if (timeout) {
       const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
@@ -104,17 +80,16 @@ WatchEvent Watch::next(std::optional<std::chrono::milliseconds> timeout) {
     if (fds[0].revents & POLLIN)
       if (auto e = read_signal(signal_fd_.get())) return *e;
     if (monitor_ && (fds[1].revents & POLLIN)) {
-      udev_device* dev = udev_monitor_receive_device(monitor_);
+      CHandle<udev_device, udev_device_unref> dev(udev_monitor_receive_device(monitor_.get()));
       if (!dev) continue;
       WatchEvent e;
       e.kind = WatchEvent::Kind::Uevent;
-      const char* sub = udev_device_get_subsystem(dev);
-      const char* act = udev_device_get_action(dev);
-      const char* name = udev_device_get_sysname(dev);
+      const char* sub = udev_device_get_subsystem(dev.get());
+      const char* act = udev_device_get_action(dev.get());
+      const char* name = udev_device_get_sysname(dev.get());
       e.subsystem = sub ? sub : "";
       e.action = act ? act : "";
       e.name = name ? name : "";
-      udev_device_unref(dev);
       return e;
     }
   }

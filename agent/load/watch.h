@@ -8,11 +8,12 @@
 #include <optional>
 #include <string>
 
+#include <libudev.h>
+
 #include "kabi/fd.h"
+#include "kabi/handles.h"
 #include "kabi/result.h"
 
-struct udev;
-struct udev_monitor;
 
 namespace agent {
 
@@ -44,9 +45,6 @@ class Watch final : public Events {
   // and opens the uevent monitor. Without a monitor (no netlink: a pod without host networking
   // sees no uevents) the watch still works, on signals and timeouts; `uevents()` says which.
   [[nodiscard]] static Result<Watch> open();
-  ~Watch() override;
-  Watch(Watch&&) noexcept;
-  Watch& operator=(Watch&&) noexcept;
 
   [[nodiscard]] bool uevents() const noexcept override { return monitor_ != nullptr; }
   [[nodiscard]] const std::string& uevent_problem() const noexcept override { return uevent_problem_; }
@@ -56,8 +54,8 @@ class Watch final : public Events {
  private:
   Watch() = default;
   Fd signal_fd_;
-  udev* udev_ = nullptr;
-  udev_monitor* monitor_ = nullptr;
+  CHandle<udev, udev_unref> udev_;
+  CHandle<udev_monitor, udev_monitor_unref> monitor_;  // after udev_: released first
   std::string uevent_problem_;
 };
 

@@ -11,6 +11,8 @@
 #                    (default: symvers module decompress signature kernel_image stablelist)
 #   FUZZ_BUILD_DIR   build directory (default: <repo>/build-fuzz)
 #   FUZZ_JOBS        ninja -j (default 2)
+#   FUZZ_PHASE       build (configure, build, seeds: both CPUs), run (the targets one at a time:
+#                    one CPU, so ctest runs a one-CPU VM test beside it), or all (default)
 #   AGENT_KERNEL_CACHE  real kernels for seeds (default ~/.cache/intel-gpu-agent/kernels)
 # A crash leaves its input in $FUZZ_BUILD_DIR/fuzz-artifacts/<target>/; once understood, copy it
 # to tests/fuzz/regressions/<target>/ so it is replayed on every run.
@@ -21,6 +23,7 @@ root=$(cd "$here/../.." && pwd)
 build=${FUZZ_BUILD_DIR:-$root/build-fuzz}
 secs=${FUZZ_SECONDS:-20}
 jobs=${FUZZ_JOBS:-2}
+phase=${FUZZ_PHASE:-all}
 read -r -a targets <<<"${FUZZ_TARGETS:-symvers module decompress signature kernel_image stablelist host_text state_json}"
 
 die() { echo "run-fuzz: $*" >&2; echo "0 passed, ${#targets[@]} failed"; exit 1; }
@@ -29,6 +32,9 @@ for cc in clang clang++; do
   command -v "$cc" >/dev/null || die "$cc not found (apt-get install clang libclang-rt-14-dev)"
 done
 [[ $secs =~ ^[0-9]+$ && $secs -gt 0 ]] || die "FUZZ_SECONDS must be a positive integer, not '$secs'"
+[[ $phase == all || $phase == build || $phase == run ]] || die "FUZZ_PHASE must be build, run or all, not '$phase'"
+
+if [[ $phase != run ]]; then
 
 echo "run-fuzz: configuring $build"
 # A build dir generated from another checkout can't be reused: start it afresh.
@@ -51,6 +57,16 @@ ninja -C "$build" -j "$jobs" "${targets[@]/#/fuzz_}" >"$build/fuzz-build.log" 2>
   || { tail -n 40 "$build/fuzz-build.log" >&2; die "build failed (log: $build/fuzz-build.log)"; }
 
 python3 "$here/make-seeds.py" "$build/fuzz-seeds" || die "seed generation failed"
+if [[ $phase == build ]]; then
+  echo "run-fuzz: built ${#targets[@]} targets and their seeds in $build"
+  exit 0
+fi
+fi  # phase != run
+
+for t in "${targets[@]}"; do
+  [[ -x $build/tests/fuzz/fuzz_$t && -d $build/fuzz-seeds/$t ]] \
+    || die "fuzz_$t is not built in $build (FUZZ_PHASE=build first)"
+done
 export AGENT_FUZZ_CERTS=$build/fuzz-seeds/certs  # what fuzz_signature verifies against
 
 # halt_on_error etc.: the first report is fatal; leaks count as failures (LeakSanitizer).

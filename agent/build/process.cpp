@@ -20,6 +20,18 @@ extern "C" void on_stop_signal(int sig) { g_stop_signal = sig; }
 
 std::string err_text(int e) { return std::strerror(e); }
 
+// Everything `fd` gives until EOF (a signal does not cut it short).
+std::string read_to_eof(int fd) {
+  std::string out;
+  char buf[4096];
+  for (;;) {
+    const ssize_t n = ::read(fd, buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return out;
+    out.append(buf, static_cast<size_t>(n));
+  }
+}
+
 // `fd` as the child's `target` (0, 1, 2): kept open across exec even when it is already there.
 void place_fd(int fd, int target) {
   if (fd == target) ::fcntl(fd, F_SETFD, 0);
@@ -74,14 +86,7 @@ Result<pid_t> spawn(const ProcessSpec& spec) {
   ::setpgid(pid, pid);  // also here: no window in which a kill(-pid) misses the child
   report_write.reset();
   // Nothing to read: the exec closed the pipe. Else the child said why and exits.
-  std::string why;
-  char buf[512];
-  for (;;) {
-    const ssize_t n = ::read(report_read.get(), buf, sizeof buf);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) break;
-    why.append(buf, static_cast<size_t>(n));
-  }
+  const std::string why = read_to_eof(report_read.get());
   if (why.empty()) return pid;
   while (::waitpid(pid, nullptr, 0) < 0 && errno == EINTR) {}
   return fail(ECHILD, printable(why));
@@ -184,14 +189,7 @@ Result<std::string> capture_output(const std::vector<std::string>& argv) {
   auto pid = spawn(spec);
   out_write.reset();
   if (!pid) return fail(pid.error().code, command + " cannot start: " + pid.error().what());
-  std::string out;
-  char buf[4096];
-  for (;;) {
-    const ssize_t n = ::read(out_read.get(), buf, sizeof buf);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) break;
-    out.append(buf, static_cast<size_t>(n));
-  }
+  std::string out = read_to_eof(out_read.get());
   const ProcessEnd end = supervise(*pid, {}, t0);
   if (!end.succeeded()) return fail(ENOENT, command + " failed (" + describe(end) + ")");
   return out;

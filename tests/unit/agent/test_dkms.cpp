@@ -19,6 +19,7 @@
 #include "test_util.h"
 
 using namespace agent;
+using agent::test::read_bytes;
 using agent::test::TempDir;
 using agent::test::write_file;
 using Catch::Matchers::Contains;
@@ -26,17 +27,11 @@ namespace fs = std::filesystem;
 
 namespace {
 
-
 DkmsPackage package() {
   DkmsPackage p;
   p.name = "agent-test-driver";
   p.version = "1.0";
   return p;
-}
-
-std::string slurp(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
 }
 
 }  // namespace
@@ -87,7 +82,7 @@ TEST_CASE("dkms: make.log while dkms runs, and where dkms moves it after a succe
 
 TEST_CASE("dkms: the packages of a sources directory, each named as dkms requires") {
   TempDir t;
-  const std::string conf = slurp(fs::path(AGENT_KMOD_SRC) / "dkms.conf");
+  const std::string conf = read_bytes(fs::path(AGENT_KMOD_SRC) / "dkms.conf");
   REQUIRE_FALSE(conf.empty());
   CHECK_THAT(find_packages(t / "absent", "6.1.0").error().what(), Contains("sources directory not found"));
   CHECK_THAT(find_packages(t.path(), "6.1.0").error().what(), Contains("no DKMS source tree"));
@@ -146,7 +141,7 @@ TEST_CASE("run_dkms_build: a failed run, one that times out, one that cannot sta
     if (r.error().kind == BuildFailure::Kind::Environment) FAIL("this runner cannot make a mount namespace: " << r.error().detail);
     CHECK(r.error().kind == BuildFailure::Kind::Failed);
     CHECK(r.error().detail == "dkms build of agent-test-driver-1.0 failed (exit 10): a.c:3:1: error: no");
-    CHECK_THAT(slurp(log), Contains("agent build: " + dkms.string() + " build --verbose") &&
+    CHECK_THAT(read_bytes(log), Contains("agent build: " + dkms.string() + " build --verbose") &&
                                Contains("make's output (dkms make.log)"));
   }
   SECTION("it hangs: killed at the deadline, told with the build's timeout") {
@@ -162,7 +157,7 @@ TEST_CASE("run_dkms_build: a failed run, one that times out, one that cannot sta
     auto r = run_dkms_build(tree, run, "agent-test-driver-1.0", package());  // no such program
     REQUIRE_FALSE(r);
     CHECK(r.error().kind == BuildFailure::Kind::Environment);
-    CHECK_THAT(slurp(log), Contains(r.error().detail));
+    CHECK_THAT(read_bytes(log), Contains(r.error().detail));
   }
   SECTION("asked to stop before it starts") {
     run.stop = [] { return std::string("interrupted by Terminated"); };

@@ -13,19 +13,13 @@
 #include "test_util.h"
 
 using namespace agent;
+using agent::test::read_bytes;
 using agent::test::TempDir;
 using agent::test::write_file;
 using Catch::Matchers::Contains;
 namespace fs = std::filesystem;
 
 namespace {
-
-std::string slurp(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
 
 std::vector<std::string> names_in(const fs::path& d) {
   std::vector<std::string> out;
@@ -54,8 +48,8 @@ TEST_CASE("install_dir: written whole under a temporary name, renamed into place
   auto r = install_dir(c.dir, "entry", IfPresent::Keep, write_ours);
   REQUIRE(r);
   CHECK(*r == DirInstall::Ours);
-  CHECK(slurp(c.at / "entry/a") == "ours a");
-  CHECK(slurp(c.at / "entry/sub/b") == "ours b");
+  CHECK(read_bytes(c.at / "entry/a") == "ours a");
+  CHECK(read_bytes(c.at / "entry/sub/b") == "ours b");
   CHECK(names_in(c.at) == std::vector<std::string>{"entry"});
 
   // Keep: what is there stays, and nothing is written.
@@ -111,7 +105,7 @@ TEST_CASE("install_dir: a file in the way is an error naming it; a bad name is r
   REQUIRE_FALSE(r);
   CHECK(r.error().code == EEXIST);
   CHECK_THAT(r.error().what(), Contains("cache/entry") && Contains("not a directory"));
-  CHECK(slurp(c.at / "entry") == "a file");
+  CHECK(read_bytes(c.at / "entry") == "a file");
   CHECK(names_in(c.at) == std::vector<std::string>{"entry"});
 
   auto bad = install_dir(c.dir, "../up", IfPresent::Keep, write_ours);

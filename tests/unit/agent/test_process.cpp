@@ -17,24 +17,18 @@
 #include "test_util.h"
 
 using namespace agent;
+using agent::test::read_bytes;
 using agent::test::TempDir;
 using Catch::Matchers::Contains;
 namespace fs = std::filesystem;
 
 namespace {
 
-std::string slurp(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
-
 // Whether `pid` is still a process (a zombie counts: not reaped).
 bool alive(pid_t pid) { return ::kill(pid, 0) == 0 || errno != ESRCH; }
 
 pid_t pid_in(const fs::path& p) {
-  const std::string s = slurp(p);
+  const std::string s = read_bytes(p);
   REQUIRE_FALSE(s.empty());
   return static_cast<pid_t>(std::stol(s));
 }
@@ -65,7 +59,7 @@ TEST_CASE("run_supervised: the exit status, a signal, the output where it was se
   CHECK(e.code == 3);
   CHECK_FALSE(e.succeeded());
   CHECK(describe(e) == "exit 3");
-  CHECK(slurp(t / "out") == "to-out\nto-err\n");
+  CHECK(read_bytes(t / "out") == "to-out\nto-err\n");
 
   const ProcessEnd ok = run_supervised(sh("exit 0"), {});
   CHECK(ok.succeeded());
@@ -81,7 +75,7 @@ TEST_CASE("run_supervised: the environment and directory given, and stdin empty"
   spec.env = std::vector<std::string>{"ONLY=this", "PATH=/usr/bin:/bin"};
   spec.cwd = t.path().string();
   REQUIRE(run_supervised(spec, {}).succeeded());
-  CHECK(slurp(t / "out") == "this||" + fs::canonical(t.path()).string() + "\n");
+  CHECK(read_bytes(t / "out") == "this||" + fs::canonical(t.path()).string() + "\n");
 }
 
 TEST_CASE("run_supervised: a timeout kills the group, a grandchild included, and reaps it") {

@@ -54,6 +54,44 @@ void remove_tree(int dir_fd, const std::string& name) {
   ::unlinkat(dir_fd, name.c_str(), AT_REMOVEDIR);
 }
 
+Result<DirInstall> install_dir(const WritableDir& dir, const std::string& name, IfPresent present,
+                               const std::function<Result<void>(const WritableDir&)>& fill) {
+  const std::string shown = dir.path() + "/" + name;
+  if (!single_component(name)) return fail(EINVAL, "not a file name", shown);
+  const auto is_dir = [&] {
+    struct stat st{};
+    return ::fstatat(dir.fd(), name.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISDIR(st.st_mode);
+  };
+  if (present == IfPresent::Keep && dir.exists(name)) {
+    if (is_dir()) return DirInstall::Theirs;  // renamed into place only when complete
+    return fail(EEXIST, "in the way: not a directory", shown);
+  }
+  const std::string tmp = ".tmp-" + name + "-" + std::to_string(::getpid());
+  remove_tree(dir.fd(), tmp);  // a leftover of a crashed agent with this pid
+  auto abandon = [&](Error e) {
+    remove_tree(dir.fd(), tmp);
+    return tl::unexpected(std::move(e));
+  };
+  auto sub = dir.subdir(tmp);
+  if (!sub) return abandon(sub.error());
+  if (auto f = fill(*sub); !f) return abandon(f.error());
+  if (present == IfPresent::Replace && dir.exists(name)) {
+    if (auto r = dir.remove_any(name); !r) return abandon(r.error());
+  }
+  if (::renameat(dir.fd(), tmp.c_str(), dir.fd(), name.c_str()) != 0) {
+    const int e = errno;
+    // Another writer renamed its whole `name` into place first: as good as ours.
+    if ((e == EEXIST || e == ENOTEMPTY) && is_dir()) {
+      remove_tree(dir.fd(), tmp);
+      return DirInstall::Theirs;
+    }
+    return abandon(Error{e, "cannot rename into place: " + err_text(e), shown});
+  }
+  // The rename is durable once the directory is; a failure here leaves the new entry in place.
+  if (::fsync(dir.fd()) != 0 && errno != EINVAL) return fail(errno, "cannot fsync the directory: " + err_text(errno), dir.path());
+  return DirInstall::Ours;
+}
+
 Result<ScratchDir> ScratchDir::make(const std::string& prefix) {
   const char* t = std::getenv("TMPDIR");
   std::string tmpl = std::string(t && *t ? t : "/tmp") + "/" + prefix + ".XXXXXX";

@@ -7,6 +7,7 @@
 
 #include <sys/types.h>
 
+#include <functional>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -82,6 +83,20 @@ class ScratchDir {
   explicit ScratchDir(std::string p) : path_(std::move(p)) {}
   std::string path_;
 };
+
+// How install_dir ended: `name` is the directory this call wrote, or another writer's (already
+// there, or renamed into place first) - whole either way.
+enum class DirInstall { Ours, Theirs };
+// What install_dir does with a `name` already there: keeps it (a directory: Theirs; anything
+// else: an error), or replaces it.
+enum class IfPresent { Keep, Replace };
+
+// Installs the directory `name` in `dir` whole: `fill` writes into a temporary directory beside
+// it (.tmp-<name>-<pid>, a name readers skip), which is renamed to `name` and `dir` fsynced, so
+// a reader sees no `name` or a complete one. When another writer renames its `name` into place
+// between the fill and the rename, theirs stays (Theirs). Whatever fails, no temporary is left.
+[[nodiscard]] Result<DirInstall> install_dir(const WritableDir& dir, const std::string& name, IfPresent present,
+                                             const std::function<Result<void>(const WritableDir&)>& fill);
 
 // Removes the directory tree `name` under the directory `dir_fd` (one of the agent's own making:
 // a temporary copy, a cache entry), never following a link; what cannot be removed stays.

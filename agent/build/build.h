@@ -1,7 +1,9 @@
 // `agent build`: the image's DKMS source trees built with Debian's `dkms` against the running
 // kernel's headers (found under the host root), in a private mount namespace, supervised
 // (process group, timeout, progress, SIGTERM), each result kABI-checked against the running
-// kernel and kept in a cache keyed by everything the output depends on.
+// kernel and kept in a cache keyed by everything the output depends on. The parts: process.h
+// (the supervised process), dkms.h (the dkms runs), cache.h (the cache's entries), failure.h
+// (why a build failed); this file's build.cpp puts them in order.
 #pragma once
 
 #include <chrono>
@@ -57,20 +59,6 @@ struct BuildOptions {
 // (the builder's image has one, the reader's may not) nor the headers' path - then verified
 // (every module's sha256) and kABI-checked against the running kernel. A success is preferred
 // to a recorded failure, the newest of each; nullopt when there is none yet.
-// What a cache entry records (<entry>/result.json, or failed.json), read with every field's type
-// checked: a wrong shape is an error naming the file and the field.
-struct CacheRecord {
-  bool failed = false;
-  std::string release, proc_version, sources_sha256;  // the recorded inputs a reader matches on
-  std::string kernel, reason, detail;                 // reason, detail: failed.json
-  std::string signer, signing_key_id;
-  struct Module {
-    std::string name, file, sha256;  // file: a name in the entry (its reader refuses anything else)
-  };
-  std::vector<Module> modules;       // result.json: at least one
-};
-[[nodiscard]] Result<CacheRecord> parse_cache_record(std::string_view text, const std::string& file, bool failed);
-
 // `skipped`, when given, gets an error for each entry of this kernel that could not be read
 // (a result.json or failed.json that is not what `agent build` writes): named, never a crash.
 [[nodiscard]] Result<std::optional<BuildResult>> find_build(const probes::HostRoot& root, const BuildOptions& options,

@@ -2,7 +2,6 @@
 
 #include <fcntl.h>
 #include <sys/stat.h>
-#include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
@@ -24,47 +23,30 @@ Result<std::string> install_firmware(const kabi::RootFs& root, const BundleFirmw
   if (fw.digest.empty()) return fail(EINVAL, "no firmware to install", fw.dir);
   auto base_dir = WritableDir::open(root, base, "firmware directory");
   if (!base_dir) return tl::unexpected(base_dir.error());
-  const std::string target = kabi::normalize_path(base) + "/" + fw.digest;
-  struct stat st{};
-  if (::fstatat(base_dir->fd(), fw.digest.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0) {
-    if (S_ISDIR(st.st_mode)) return target;  // renamed into place only when complete
-    return fail(EEXIST, "in the way of the bundle's firmware (not a directory)", root.display(target));
-  }
-  const std::string tmp = ".tmp-" + fw.digest + "-" + std::to_string(::getpid());
-  remove_tree(base_dir->fd(), tmp);
-  auto tmp_dir = base_dir->subdir(tmp);
-  if (!tmp_dir) return tl::unexpected(tmp_dir.error());
-  auto abandon = [&](Error e) {
-    remove_tree(base_dir->fd(), tmp);
-    return tl::unexpected(std::move(e));
-  };
-  for (const auto& f : fw.files) {
-    auto bytes = kabi::read_file(fs::path(fw.dir) / f.rel, kMaxFirmwareFile);
-    if (!bytes) return abandon(bytes.error());
-    if (kabi::sha256_hex(*bytes) != f.sha256)
-      return abandon(Error{EIO, "changed since it was scanned", (fs::path(fw.dir) / f.rel).string()});
-    // Subdirectories one component at a time, inside the temporary tree.
-    const fs::path rel(f.rel);
-    std::optional<WritableDir> parent;
-    const WritableDir* at = &*tmp_dir;
-    for (const auto& comp : rel.parent_path()) {
-      auto sub = at->subdir(comp.string());
-      if (!sub) return abandon(sub.error());
-      parent.emplace(std::move(*sub));
-      at = &*parent;
+  // A set already there is reused; one another agent renames into place first is as good as ours.
+  auto copy = [&](const WritableDir& to) -> Result<void> {
+    for (const auto& f : fw.files) {
+      auto bytes = kabi::read_file(fs::path(fw.dir) / f.rel, kMaxFirmwareFile);
+      if (!bytes) return tl::unexpected(bytes.error());
+      if (kabi::sha256_hex(*bytes) != f.sha256)
+        return fail(EIO, "changed since it was scanned", (fs::path(fw.dir) / f.rel).string());
+      // Subdirectories one component at a time, inside the temporary tree.
+      const fs::path rel(f.rel);
+      std::optional<WritableDir> parent;
+      const WritableDir* at = &to;
+      for (const auto& comp : rel.parent_path()) {
+        auto sub = at->subdir(comp.string());
+        if (!sub) return tl::unexpected(sub.error());
+        parent.emplace(std::move(*sub));
+        at = &*parent;
+      }
+      if (auto w = at->write(rel.filename().string(), *bytes); !w) return tl::unexpected(w.error());
     }
-    if (auto w = at->write(rel.filename().string(), *bytes); !w) return abandon(w.error());
-  }
-  if (::renameat(base_dir->fd(), tmp.c_str(), base_dir->fd(), fw.digest.c_str()) != 0) {
-    const int e = errno;
-    remove_tree(base_dir->fd(), tmp);
-    // Another agent renamed the same set into place first: theirs is as good as ours.
-    if ((e == EEXIST || e == ENOTEMPTY) && ::fstatat(base_dir->fd(), fw.digest.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0)
-      return target;
-    return fail(e, std::string("cannot rename the firmware into place: ") + std::strerror(e), root.display(target));
-  }
-  ::fsync(base_dir->fd());
-  return target;
+    return {};
+  };
+  auto installed = install_dir(*base_dir, fw.digest, IfPresent::Keep, copy);
+  if (!installed) return tl::unexpected(installed.error());
+  return kabi::normalize_path(base) + "/" + fw.digest;
 }
 
 Result<void> set_firmware_path(const kabi::RootFs& root, const std::string& value) {

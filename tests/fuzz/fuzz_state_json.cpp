@@ -1,5 +1,5 @@
 // libFuzzer target: the JSON files the agent reads back from disk - its journal (undo.json,
-// agent/load/journal.h), a build cache entry's result.json and failed.json (agent/build/build.h), the
+// agent/load/journal.h), a build cache entry's result.json and failed.json (agent/build/cache.h), the
 // image's bundle-manifest.json (agent/facts/bundle_manifest.h) and the status the readiness probe
 // reads (agent/base/json_input.h). Whatever a disk, a hand edit or another
 // tool left there is an error naming the file, never a crash, a leak or undefined behaviour.
@@ -9,7 +9,7 @@
 #include <string_view>
 
 #include "agent/base/json_input.h"
-#include "agent/build/build.h"
+#include "agent/build/cache.h"
 #include "agent/facts/bundle_manifest.h"
 #include "agent/load/journal.h"
 

@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include "agent/build/build.h"
+#include "agent/build/cache.h"
 #include "catch2_compat.h"
 #include "kabi/module.h"
 #include "test_util.h"
@@ -226,4 +227,37 @@ TEST_CASE("find_build: a failed.json of the wrong shape is named") {
   REQUIRE(skipped.size() == 1);
   CHECK_THAT(skipped[0].what(), Contains("failed.json"));
   CHECK_THAT(skipped[0].what(), Contains("'reason' is a number"));
+}
+
+// The writer and the readers agree: an entry install_entry writes is the one find_build takes,
+// and installing over an entry (--rebuild over a recorded failure) replaces it whole.
+TEST_CASE("install_entry: what the builder installs, find_build reads; installed over a failure") {
+  Sidecar s;
+  s.failure("k1", s.digest());
+  auto failed = s.find();
+  REQUIRE(failed);
+  REQUIRE(failed->has_value());
+  REQUIRE((*failed)->result == BuildOutcome::Failed);  // the failure is there to be replaced
+
+  write_file(s.t / "built/basic.ko", s.module);
+  auto kdir = WritableDir::open(kabi::RootFs::open(s.node).value(),
+                                std::string("/var/lib/intel-gpu-driver/builds/") + kRelease, "build cache");
+  REQUIRE(kdir);
+  EntryContent c;
+  c.files = {{"basic.ko", s.t / "built/basic.ko"}};
+  c.log = "built\n";
+  c.record = {{"schema", 1}, {"kernel", kRelease}, {"key", "k1"}, {"inputs", s.inputs(s.digest())},
+              {"modules", {{{"name", "basic"}, {"file", "basic.ko"}, {"sha256", kabi::sha256_hex(s.module)}}}}};
+  auto installed = install_entry(*kdir, "k1", c);
+  REQUIRE(installed);
+  CHECK(*installed == DirInstall::Ours);
+  CHECK_FALSE(fs::exists(s.kdir / "k1/failed.json"));
+  CHECK(slurp(s.kdir / "k1/build.log") == "built\n");
+  auto found = s.find();
+  REQUIRE(found);
+  REQUIRE(found->has_value());
+  CHECK((*found)->result == BuildOutcome::Cached);
+  CHECK((*found)->key == "k1");
+  REQUIRE((*found)->modules.size() == 1);
+  CHECK((*found)->modules[0].sha256 == kabi::sha256_hex(s.module));
 }

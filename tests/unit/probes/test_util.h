@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <initializer_list>
 #include <iostream>
+#include <iterator>
 #include <fstream>
 #include <optional>
 #include <string>
@@ -20,6 +21,12 @@ namespace agent::test {
 inline void write_file(const std::filesystem::path& p, const std::string& text) {
   std::filesystem::create_directories(p.parent_path());
   std::ofstream(p, std::ios::binary | std::ios::trunc) << text;
+}
+
+// A whole file as bytes; empty when it cannot be read.
+inline std::string read_bytes(const std::filesystem::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
 }
 
 inline void make_link(const std::filesystem::path& link, const std::filesystem::path& target) {

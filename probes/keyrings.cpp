@@ -148,6 +148,21 @@ std::string canonical_hex(std::string_view hex) {
 
 }  // namespace
 
+std::vector<std::string> builtin_key_ids(const Keyring& builtin) {
+  if (builtin.state != Keyring::State::Read || builtin.keys.empty()) return {};
+  std::vector<std::string> ids;
+  for (const KeyDescription& k : builtin.keys) {
+    const size_t colon = k.description.rfind(": ");
+    if (k.type != "asymmetric" || colon == std::string::npos) return {};
+    const std::string id = canonical_hex(std::string_view(k.description).substr(colon + 2));
+    if (id.empty() || id.size() % 2 != 0 ||
+        id.find_first_not_of("0123456789abcdef") != std::string::npos)
+      return {};
+    ids.push_back(id);
+  }
+  return ids;
+}
+
 bool description_has_key_id(std::string_view description, std::string_view key_id) {
   const size_t colon = description.rfind(": ");
   if (colon == std::string_view::npos || key_id.empty()) return false;

@@ -40,10 +40,11 @@ std::string read(const fs::path& p) {
   return std::string(std::istreambuf_iterator<char>(in), {});
 }
 
-// An uncompressed vmlinux (the scanner takes an ELF as it is) with the certificates in it.
+// An uncompressed vmlinux (the scanner takes an ELF as it is) with the certificates in it, each
+// followed by 2 MiB (more than the scan's 1 MiB chunk, so that a scan can stop after one).
 std::string vmlinux_with(const std::vector<std::string>& certs) {
   std::string v = "\x7f" "ELF" + std::string(4096, '\x11');
-  for (const auto& c : certs) v += c + std::string(1000, '\x22');
+  for (const auto& c : certs) v += c + std::string(size_t{2} << 20, '\x22');
   return v;
 }
 

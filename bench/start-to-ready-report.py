@@ -71,6 +71,9 @@ if "agent" in st:
     out.append("Process start in the VM: `agent --version` %.0f ms per exec, busybox `true` %.0f ms.\n"
                % (st["agent"] * 100, st.get("busybox", float("nan")) * 100))
 for l in lines:
+    if l.startswith("CERTS "):  # where `agent --check` found the kernel's certificates
+        out.append(l[6:] + "\n")
+for l in lines:
     if l.startswith("PERFDSO ") or l.startswith("PERF "):
         prof.append(l)
 print("\n".join(out))

@@ -256,8 +256,14 @@ Result<Diagnosis> diagnose(const DiagnoseOptions& o) {
       r.certificates = c.error().what();
     } else {
       kernel_image = *p;
-      r.certificates = *p + ": " + std::to_string(c->scan.certificates.size()) +
-                       " certificate(s) for the bundle's signers" + (c->from_cache ? " (kept from an earlier scan)" : "");
+      using E = kabi::KernelCertificates::Extent;
+      const E e = c->scan.extent;
+      r.certificates = *p + ": " + std::to_string(c->scan.certificates.size()) + " certificate(s) for the bundle's signers" +
+                       (signers.empty()             ? ""
+                        : e == E::WholeImage        ? " (the whole image read"
+                        : e == E::Signers           ? " (read until every signer was found"
+                                                    : " (read until every key of .builtin_trusted_keys was found") +
+                       (signers.empty() ? "" : c->from_cache ? "; kept from an earlier start)" : ")");
     }
   }
   // The operator's certificate: trusted by the kernel's keyrings, it verifies what it signed (the

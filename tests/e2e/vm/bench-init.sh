@@ -127,6 +127,7 @@ for s in $SETS; do
   rc=$? T1=$(now)
   echo "BENCH $name check 1 $(secs "$T0" "$T1")"
   echo "CHECK $name rc=$rc $(tr -d '\n ' </tmp/check.json | grep -o '"decision":"[a-z-]*"')"
+  echo "CERTS $name $(tr -d '\n' </tmp/check.json | grep -o '"certificates": *"[^"]*"')"
 
   # once under perf (cpu-clock samples, user and kernel): where the CPU goes
   if [ "$PROFILE" = perf ] && [ -x /usr/bin/perf ]; then

@@ -63,19 +63,12 @@ std::vector<std::string> key_ids_of(const X509* cert) {
   return ids;
 }
 
-// Lowercase hex without the leading 00 octets (the kernel keeps a serial number's sign octet in
-// a key's description; OpenSSL gives the magnitude).
-std::string canonical_id(std::string_view hex) {
-  while (hex.size() > 2 && hex.substr(0, 2) == "00") hex.remove_prefix(2);
-  return lower(std::string(hex));
-}
-
 // Key ids to find among the certificates, each once.
 class IdSet {
  public:
   explicit IdSet(const std::vector<std::string>& ids) {
     for (const std::string& id : ids)
-      if (!id.empty()) ids_.push_back(canonical_id(id));
+      if (!id.empty()) ids_.push_back(canonical_key_id(id));
     std::sort(ids_.begin(), ids_.end());
     ids_.erase(std::unique(ids_.begin(), ids_.end()), ids_.end());
     matched_.assign(ids_.size(), false);
@@ -85,7 +78,7 @@ class IdSet {
   void match(const std::vector<std::string>& cert_ids) {
     if (remaining_ == 0) return;
     for (const std::string& raw : cert_ids) {
-      const std::string id = canonical_id(raw);
+      const std::string id = canonical_key_id(raw);
       const auto it = std::lower_bound(ids_.begin(), ids_.end(), id);
       if (it == ids_.end() || *it != id) continue;
       const auto i = static_cast<size_t>(it - ids_.begin());
@@ -468,6 +461,11 @@ Result<std::vector<std::string>> extract_kernel_certificates(const std::filesyst
 Result<std::vector<std::string>> extract_kernel_certificates(const std::filesystem::path& vmlinuz,
                                                              const std::vector<std::string>& wanted_key_ids) {
   return extract(vmlinuz, wanted_key_ids);
+}
+
+std::string canonical_key_id(std::string_view hex) {
+  while (hex.size() > 2 && hex.substr(0, 2) == "00") hex.remove_prefix(2);
+  return lower(std::string(hex));
 }
 
 std::vector<std::string> certificate_key_ids(std::string_view der) {

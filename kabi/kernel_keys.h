@@ -55,6 +55,10 @@ namespace agent::kabi {
 [[nodiscard]] Result<std::vector<std::string>> extract_kernel_certificates(
     const std::filesystem::path& vmlinuz, const std::vector<std::string>& wanted_key_ids);
 
+// A key id as ids are compared: lowercase hex without leading 00 octets (the kernel keeps a
+// serial number's sign octet in a key's description; OpenSSL gives the magnitude).
+[[nodiscard]] std::string canonical_key_id(std::string_view hex);
+
 // The ids a DER certificate answers to, as lowercase hex: its serial number, then its subject
 // key identifier if it has one. Empty if `der` is not a certificate.
 [[nodiscard]] std::vector<std::string> certificate_key_ids(std::string_view der);

@@ -29,6 +29,7 @@ med = lambda v: statistics.median(v) if v else float("nan")
 names = {"floor": "floor: insmod in dependency order until the NIC is bound",
          "first": "agent first load, exec until the ready file exists",
          "fast": "agent restarted with the modules live (fast path)",
+         "cold": "agent first load with no certificates kept (first start on a new kernel image; one run)",
          "check": "`agent --check` (the diagnosis alone, one run)"}
 phases = ["detect_ms", "insert_ms", "bind_ms", "attempt_ms", "start_to_ready_ms"]
 out = []
@@ -40,7 +41,7 @@ for s, what in (("test", "the test driver set (agent_test_helper, agent_test_nic
     out.append("Bundle: %s\n" % what)
     out.append("| run (same boot) | runs (s) | median s | vs floor | agent's timings, medians (ms) |")
     out.append("|---|---|---:|---:|---|")
-    for k in ("floor", "first", "fast", "check"):
+    for k in ("floor", "first", "fast", "cold", "check"):
         v = t.get((s, k), [])
         if not v:
             continue
@@ -69,6 +70,9 @@ st = {l.split()[1]: float(l.split()[2]) for l in lines if l.startswith("STARTUP 
 if "agent" in st:
     out.append("Process start in the VM: `agent --version` %.0f ms per exec, busybox `true` %.0f ms.\n"
                % (st["agent"] * 100, st.get("busybox", float("nan")) * 100))
+for l in lines:
+    if l.startswith("CERTS "):  # where `agent --check` found the kernel's certificates
+        out.append(l[6:] + "\n")
 for l in lines:
     if l.startswith("PERFDSO ") or l.startswith("PERF "):
         prof.append(l)

@@ -14,7 +14,8 @@
 #           it) until its ready file exists; SIGTERM
 #   fast    the same again with the modules live (the fast path) until ready; SIGTERM, `agent
 #           unload`, so that the next first load is one again
-# then `agent --check` of the bundle, and one first load and one fast path under -P's profiler:
+# then one first load with the kernel image's certificates not kept from an earlier start (cold:
+# the runs above keep them from the first on), `agent --check` of the bundle, and one first load and one fast path under -P's profiler:
 # strace (file opens and module calls, timestamped: where the agent's wall time goes in the VM;
 # the default), perf (cpu-clock samples by library and function) or none. Before the bundles:
 # process start, `agent --version` ten times beside busybox's.

@@ -63,6 +63,40 @@ std::vector<std::string> key_ids_of(const X509* cert) {
   return ids;
 }
 
+// Key ids to find among the certificates, each once.
+class IdSet {
+ public:
+  explicit IdSet(const std::vector<std::string>& ids) {
+    for (const std::string& id : ids)
+      if (!id.empty()) ids_.push_back(canonical_key_id(id));
+    std::sort(ids_.begin(), ids_.end());
+    ids_.erase(std::unique(ids_.begin(), ids_.end()), ids_.end());
+    matched_.assign(ids_.size(), false);
+    remaining_ = ids_.size();
+  }
+  // A certificate's ids (certificate_key_ids).
+  void match(const std::vector<std::string>& cert_ids) {
+    if (remaining_ == 0) return;
+    for (const std::string& raw : cert_ids) {
+      const std::string id = canonical_key_id(raw);
+      const auto it = std::lower_bound(ids_.begin(), ids_.end(), id);
+      if (it == ids_.end() || *it != id) continue;
+      const auto i = static_cast<size_t>(it - ids_.begin());
+      if (!matched_[i]) {
+        matched_[i] = true;
+        --remaining_;
+      }
+    }
+  }
+  // Every id matched (false when there is none).
+  bool done() const { return remaining_ == 0 && !ids_.empty(); }
+
+ private:
+  std::vector<std::string> ids_;  // sorted, canonical, non-empty
+  std::vector<bool> matched_;
+  size_t remaining_ = 0;
+};
+
 // ---- scanning the decompressed kernel for certificates, a chunk at a time --------------------
 // Every DER X.509 certificate: SEQUENCE (30 82 len16) holding a SEQUENCE (30 82) - the
 // tbsCertificate - that d2i_X509 accepts, consuming exactly the outer length.
@@ -80,15 +114,9 @@ class CertificateScanner final : public ByteSink {
   // `buf` holds buffer_size(chunk) bytes, whatever they are (a scanner never reads what it
   // wasn't given). `elf_only`: stop early only if the output starts like an ELF (a stream found
   // by its magic alone may be something else, which is then read to its end).
-  CertificateScanner(char* buf, size_t chunk, const std::vector<std::string>& wanted_key_ids, bool elf_only = false)
-      : buf_(buf), size_(buffer_size(chunk)), elf_only_(elf_only) {
-    for (const std::string& id : wanted_key_ids)
-      if (!id.empty()) wanted_.push_back(lower(id));
-    std::sort(wanted_.begin(), wanted_.end());
-    wanted_.erase(std::unique(wanted_.begin(), wanted_.end()), wanted_.end());
-    matched_.assign(wanted_.size(), false);
-    remaining_ = wanted_.size();
-  }
+  CertificateScanner(char* buf, size_t chunk, const CertificateScanStop& stop, bool elf_only = false)
+      : buf_(buf), size_(buffer_size(chunk)), signers_(stop.wanted_key_ids), kernel_keys_(stop.kernel_key_ids),
+        elf_only_(elf_only) {}
 
   // Where the producer writes next: the rest of the current chunk, never empty.
   std::span<char> space() override { return {buf_ + filled_, size_ - filled_}; }
@@ -111,8 +139,11 @@ class CertificateScanner final : public ByteSink {
   // The end of the kernel: scans what is left.
   void finish() { scan(true); }
 
-  // Every wanted key id has been found (false when none is wanted: then everything is read).
-  bool done() const override { return remaining_ == 0 && !wanted_.empty() && (!elf_only_ || is_elf(head_)); }
+  // Every wanted key id, or every key of the kernel's, has been found (false when none is
+  // wanted: then everything is read).
+  bool done() const override { return (signers_.done() || kernel_keys_.done()) && (!elf_only_ || is_elf(head_)); }
+  // Why the scan stopped before the end: every kernel key matched (else the signers).
+  bool kernel_keys_done() const { return kernel_keys_.done(); }
 
   uint64_t total() const override { return total_; }
   // The first bytes produced (up to 4), to tell an ELF.
@@ -148,7 +179,9 @@ class CertificateScanner final : public ByteSink {
       std::string der(blob.substr(at, len + 4));
       if (seen_.insert(der).second) {
         certs_.push_back(std::move(der));
-        match(cert.get());
+        const std::vector<std::string> ids = key_ids_of(cert.get());
+        signers_.match(ids);
+        kernel_keys_.match(ids);
       }
       at += len + 4;  // certificates don't overlap; resume after this one
     }
@@ -156,19 +189,6 @@ class CertificateScanner final : public ByteSink {
     // last certificate, or the limit (a 30 at the very end may begin a certificate with the next
     // chunk's 82) - but never before the data (while less than kTail bytes have come).
     next_ = std::max(at == std::string_view::npos ? limit : std::max(at, limit), valid_);
-  }
-
-  void match(const X509* cert) {
-    if (remaining_ == 0) return;
-    for (const std::string& id : key_ids_of(cert)) {
-      const auto it = std::lower_bound(wanted_.begin(), wanted_.end(), id);
-      if (it == wanted_.end() || *it != id) continue;
-      const auto i = static_cast<size_t>(it - wanted_.begin());
-      if (!matched_[i]) {
-        matched_[i] = true;
-        --remaining_;
-      }
-    }
   }
 
   char* buf_;
@@ -180,9 +200,8 @@ class CertificateScanner final : public ByteSink {
   std::string head_;
   std::vector<std::string> certs_;
   std::set<std::string, std::less<>> seen_;
-  std::vector<std::string> wanted_;  // sorted, lowercase, non-empty
-  std::vector<bool> matched_;
-  size_t remaining_ = 0;  // wanted ids not matched yet
+  IdSet signers_;
+  IdSet kernel_keys_;
   bool elf_only_;
 };
 
@@ -327,6 +346,7 @@ detail::KernelCertificateScan result_of(CertificateScanner& sink, bool ended) {
   detail::KernelCertificateScan r;
   r.kernel_bytes = sink.total();
   r.stopped_early = !ended;
+  r.kernel_keys_found = !ended && sink.kernel_keys_done();
   r.certificates = sink.take_certificates();
   return r;
 }
@@ -334,7 +354,7 @@ detail::KernelCertificateScan result_of(CertificateScanner& sink, bool ended) {
 // The uncompressed kernel inside the image, scanned: the image itself if it is an ELF, else the
 // payload the x86 boot protocol (2.08+) points at, else the first gzip/xz/zstd stream anywhere
 // in the image that decompresses (preferring one that yields an ELF, as vmlinux.bin is).
-Result<detail::KernelCertificateScan> scan_image(const Image& image, const std::vector<std::string>& wanted,
+Result<detail::KernelCertificateScan> scan_image(const Image& image, const CertificateScanStop& wanted,
                                                  size_t chunk) {
   const std::string& path = image.path();
   std::string header(0x250, '\0');
@@ -411,7 +431,7 @@ Result<detail::KernelCertificateScan> scan_image(const Image& image, const std::
 }
 
 Result<std::vector<std::string>> extract(const std::filesystem::path& vmlinuz, const std::vector<std::string>& wanted) {
-  auto scan = detail::scan_kernel_certificates(vmlinuz, wanted, kDefaultChunk);
+  auto scan = detail::scan_kernel_certificates(vmlinuz, {.wanted_key_ids = wanted, .kernel_key_ids = {}}, kDefaultChunk);
   if (!scan) return tl::unexpected(scan.error());
   if (scan->certificates.empty()) return fail(ENOKEY, "no X.509 certificate in the kernel image", vmlinuz.string());
   return std::move(scan->certificates);
@@ -425,12 +445,11 @@ void free_x509_stack(STACK_OF(X509) * s) { sk_X509_free(s); }
 namespace detail {
 
 Result<KernelCertificateScan> scan_kernel_certificates(const std::filesystem::path& vmlinuz,
-                                                       const std::vector<std::string>& wanted_key_ids,
-                                                       size_t chunk_size) {
+                                                       const CertificateScanStop& stop, size_t chunk_size) {
   init_crypto();
   auto image = Image::open(vmlinuz);
   if (!image) return tl::unexpected(image.error());
-  return scan_image(*image, wanted_key_ids, chunk_size);
+  return scan_image(*image, stop, chunk_size);
 }
 
 }  // namespace detail
@@ -442,6 +461,11 @@ Result<std::vector<std::string>> extract_kernel_certificates(const std::filesyst
 Result<std::vector<std::string>> extract_kernel_certificates(const std::filesystem::path& vmlinuz,
                                                              const std::vector<std::string>& wanted_key_ids) {
   return extract(vmlinuz, wanted_key_ids);
+}
+
+std::string canonical_key_id(std::string_view hex) {
+  while (hex.size() > 2 && hex.substr(0, 2) == "00") hex.remove_prefix(2);
+  return lower(std::string(hex));
 }
 
 std::vector<std::string> certificate_key_ids(std::string_view der) {
@@ -536,8 +560,7 @@ SignatureCheck check_module_signature(std::string_view file, const std::vector<s
   return ok == 1 ? SignatureCheck::Verified : SignatureCheck::BadSignature;
 }
 
-namespace {
-std::vector<std::string> signers_of(const std::vector<ModuleInfo>& set) {
+std::vector<std::string> signer_key_ids(const std::vector<ModuleInfo>& set) {
   std::vector<std::string> signers;
   for (const auto& m : set)
     if (m.signature.state == Signature::State::Present && !m.signature.key_id.empty())
@@ -545,37 +568,71 @@ std::vector<std::string> signers_of(const std::vector<ModuleInfo>& set) {
   return signers;
 }
 
-Result<std::vector<std::string>> check_signatures(std::vector<ModuleInfo>& set, Result<std::vector<std::string>> certs) {
-  if (!certs) return tl::unexpected(certs.error());
+Result<void> check_module_signatures(std::vector<ModuleInfo>& set, const std::vector<std::string>& certs) {
   for (auto& m : set) {
     if (m.signature.state != Signature::State::Present) continue;
     auto bytes = read_decompressed(m.path);  // the signature covers the decompressed module
     if (!bytes) return tl::unexpected(bytes.error());
-    m.signature.key_check = key_check_of(check_module_signature(*bytes, *certs));
+    m.signature.key_check = key_check_of(check_module_signature(*bytes, certs));
     m.signature.module_sha256 = sha256_hex(*bytes);
   }
-  return certs;
+  return {};
 }
-}  // namespace
+
+std::string_view extent_name(KernelCertificates::Extent e) noexcept {
+  switch (e) {
+    case KernelCertificates::Extent::WholeImage: return "whole-image";
+    case KernelCertificates::Extent::Signers: return "signers";
+    case KernelCertificates::Extent::KernelKeys: return "kernel-keys";
+  }
+  return "?";
+}
+
+Result<KernelCertificates> scan_kernel_image(Fd kernel_image, const std::string& name, const CertificateScanStop& stop) {
+  init_crypto();
+  auto image = Image::from_fd(std::move(kernel_image), name);
+  if (!image) return tl::unexpected(image.error());
+  auto scan = scan_image(*image, stop, kDefaultChunk);
+  if (!scan) return tl::unexpected(scan.error());
+  if (scan->certificates.empty()) return fail(ENOKEY, "no X.509 certificate in the kernel image", name);
+  KernelCertificates r;
+  r.certificates = std::move(scan->certificates);
+  r.kernel_bytes = scan->kernel_bytes;
+  r.extent = !scan->stopped_early      ? KernelCertificates::Extent::WholeImage
+             : scan->kernel_keys_found ? KernelCertificates::Extent::KernelKeys
+                                       : KernelCertificates::Extent::Signers;
+  return r;
+}
+
+bool certificates_suffice(const KernelCertificates& scan, const CertificateScanStop& stop) {
+  if (scan.extent == KernelCertificates::Extent::WholeImage) return true;
+  IdSet signers(stop.wanted_key_ids), kernel_keys(stop.kernel_key_ids);
+  for (const std::string& der : scan.certificates) {
+    const std::vector<std::string> ids = certificate_key_ids(der);
+    signers.match(ids);
+    kernel_keys.match(ids);
+  }
+  return signers.done() || kernel_keys.done();
+}
 
 Result<std::vector<std::string>> verify_module_signatures(std::vector<ModuleInfo>& set,
                                                           const std::filesystem::path& kernel_image) {
-  const auto signers = signers_of(set);
+  const auto signers = signer_key_ids(set);
   if (signers.empty()) return std::vector<std::string>{};
-  return check_signatures(set, extract_kernel_certificates(kernel_image, signers));
+  auto certs = extract_kernel_certificates(kernel_image, signers);
+  if (!certs) return tl::unexpected(certs.error());
+  if (auto ok = check_module_signatures(set, *certs); !ok) return tl::unexpected(ok.error());
+  return certs;
 }
 
 Result<std::vector<std::string>> verify_module_signatures(std::vector<ModuleInfo>& set, Fd kernel_image,
                                                           const std::string& name) {
-  const auto signers = signers_of(set);
+  const auto signers = signer_key_ids(set);
   if (signers.empty()) return std::vector<std::string>{};
-  init_crypto();
-  auto image = Image::from_fd(std::move(kernel_image), name);
-  if (!image) return tl::unexpected(image.error());
-  auto scan = scan_image(*image, signers, kDefaultChunk);
+  auto scan = scan_kernel_image(std::move(kernel_image), name, {.wanted_key_ids = signers, .kernel_key_ids = {}});
   if (!scan) return tl::unexpected(scan.error());
-  if (scan->certificates.empty()) return fail(ENOKEY, "no X.509 certificate in the kernel image", name);
-  return check_signatures(set, std::move(scan->certificates));
+  if (auto ok = check_module_signatures(set, scan->certificates); !ok) return tl::unexpected(ok.error());
+  return std::move(scan->certificates);
 }
 
 Signature::KeyCheck key_check_of(SignatureCheck c) noexcept {

@@ -55,9 +55,60 @@ namespace agent::kabi {
 [[nodiscard]] Result<std::vector<std::string>> extract_kernel_certificates(
     const std::filesystem::path& vmlinuz, const std::vector<std::string>& wanted_key_ids);
 
+// A key id as ids are compared: lowercase hex without leading 00 octets (the kernel keeps a
+// serial number's sign octet in a key's description; OpenSSL gives the magnitude).
+[[nodiscard]] std::string canonical_key_id(std::string_view hex);
+
 // The ids a DER certificate answers to, as lowercase hex: its serial number, then its subject
 // key identifier if it has one. Empty if `der` is not a certificate.
 [[nodiscard]] std::vector<std::string> certificate_key_ids(std::string_view der);
+
+// Where a scan of a kernel image may stop before the end of vmlinux. Ids are hex as
+// Signature::key_id gives them, matched without case and without leading 00 octets against both
+// of each certificate's ids (certificate_key_ids); empty ids are ignored.
+struct CertificateScanStop {
+  // The bundle's signers: stop once each matches a certificate found (as
+  // extract_kernel_certificates(vmlinuz, wanted_key_ids)).
+  std::vector<std::string> wanted_key_ids;
+  // The keys on the running kernel's .builtin_trusted_keys - the hex each key's description
+  // ends with (its subject key identifier, else its serial number) - when that keyring was read
+  // whole and the image is that kernel's: stop once each matches a certificate found. The kernel
+  // loaded its built-in keyring from the image's certificate list, so every key it trusts from
+  // the image has then been seen; a certificate further on is none the kernel holds. Empty: not
+  // known (then only the signers, or the end, stop the scan).
+  std::vector<std::string> kernel_key_ids;
+};
+
+// A scan of a kernel image: the certificates found, in image order, and how far it went.
+struct KernelCertificates {
+  enum class Extent {
+    WholeImage,  // read to the end: every certificate of the image
+    Signers,     // stopped once every wanted signer was found
+    KernelKeys,  // stopped once every key of the kernel's built-in keyring was found
+  };
+  std::vector<std::string> certificates;
+  Extent extent = Extent::WholeImage;
+  uint64_t kernel_bytes = 0;  // bytes of the uncompressed kernel produced
+};
+
+[[nodiscard]] std::string_view extent_name(KernelCertificates::Extent e) noexcept;
+
+// Scans the open kernel image (a regular file; `name` names it in errors) as far as `stop`
+// allows. Fails like extract_kernel_certificates, including when no certificate is found.
+[[nodiscard]] Result<KernelCertificates> scan_kernel_image(Fd kernel_image, const std::string& name,
+                                                           const CertificateScanStop& stop);
+
+// Pure: whether `scan` (e.g. an earlier one, kept in a cache) answers for `stop` as a new scan
+// would: it read the whole image, or every wanted signer is among its certificates, or (with
+// kernel key ids given) every kernel key is.
+[[nodiscard]] bool certificates_suffice(const KernelCertificates& scan, const CertificateScanStop& stop);
+
+// The signers' key ids of the signed modules of `set` (CertificateScanStop::wanted_key_ids).
+[[nodiscard]] std::vector<std::string> signer_key_ids(const std::vector<ModuleInfo>& set);
+
+// Checks the signature of every signed module of `set` against `certs_der`, re-reading those
+// modules' bytes from their paths; sets Signature::key_check and Signature::module_sha256.
+[[nodiscard]] Result<void> check_module_signatures(std::vector<ModuleInfo>& set, const std::vector<std::string>& certs_der);
 
 namespace detail {
 
@@ -68,10 +119,11 @@ namespace detail {
 struct KernelCertificateScan {
   std::vector<std::string> certificates;
   uint64_t kernel_bytes = 0;  // bytes of the uncompressed kernel produced (and mostly scanned)
-  bool stopped_early = false;  // every wanted key id was found before the end of the kernel
+  bool stopped_early = false;  // every wanted key id (or every kernel key) was found before the end
+  bool kernel_keys_found = false;  // stopped early because every kernel key id was found
 };
 [[nodiscard]] Result<KernelCertificateScan> scan_kernel_certificates(const std::filesystem::path& vmlinuz,
-                                                                     const std::vector<std::string>& wanted_key_ids,
+                                                                     const CertificateScanStop& stop,
                                                                      size_t chunk_size);
 
 }  // namespace detail

@@ -9,6 +9,8 @@
 
 #include <keyutils.h>
 
+#include "kabi/kernel_keys.h"
+
 namespace agent::probes {
 namespace {
 
@@ -136,23 +138,26 @@ std::set<std::string> blacklisted_binary_hashes(const Keyring& blacklist) {
   return out;
 }
 
-namespace {
-
-// Lowercase hex without leading 00 octets.
-std::string canonical_hex(std::string_view hex) {
-  while (hex.size() > 2 && hex.substr(0, 2) == "00") hex.remove_prefix(2);
-  std::string s(hex);
-  for (char& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return s;
+std::vector<std::string> builtin_key_ids(const Keyring& builtin) {
+  if (builtin.state != Keyring::State::Read || builtin.keys.empty()) return {};
+  std::vector<std::string> ids;
+  for (const KeyDescription& k : builtin.keys) {
+    const size_t colon = k.description.rfind(": ");
+    if (k.type != "asymmetric" || colon == std::string::npos) return {};
+    const std::string id = kabi::canonical_key_id(std::string_view(k.description).substr(colon + 2));
+    if (id.empty() || id.size() % 2 != 0 ||
+        id.find_first_not_of("0123456789abcdef") != std::string::npos)
+      return {};
+    ids.push_back(id);
+  }
+  return ids;
 }
-
-}  // namespace
 
 bool description_has_key_id(std::string_view description, std::string_view key_id) {
   const size_t colon = description.rfind(": ");
   if (colon == std::string_view::npos || key_id.empty()) return false;
-  const std::string suffix = canonical_hex(description.substr(colon + 2));
-  return !suffix.empty() && suffix == canonical_hex(key_id);
+  const std::string suffix = kabi::canonical_key_id(description.substr(colon + 2));
+  return !suffix.empty() && suffix == kabi::canonical_key_id(key_id);
 }
 
 std::optional<std::string> keyring_key_for_signer(const KernelKeyrings& keyrings, std::string_view key_id,

@@ -77,6 +77,12 @@ struct KernelKeyrings {
 // "tbs:" entries (certificates) and anything else are not module hashes and are left out.
 [[nodiscard]] std::set<std::string> blacklisted_binary_hashes(const Keyring& blacklist);
 
+// Pure: the ids of the keys on a read .builtin_trusted_keys - the hex each key's description
+// ends with (x509_key_preparse: the subject key identifier, else the serial number) - for
+// kabi::CertificateScanStop::kernel_key_ids. Empty (not known) unless the keyring was read
+// whole, holds a key, and every key on it is an asymmetric key described "<name>: <hex>".
+[[nodiscard]] std::vector<std::string> builtin_key_ids(const Keyring& builtin);
+
 // Pure: whether a key described "<name>: <hex>" (x509_key_preparse: the subject key identifier,
 // or without one the serial number's DER content) carries `key_id` (hex, as kabi::Signature::key_id
 // or kabi::certificate_key_ids give it): the same bytes, compared without case and without the

@@ -8,6 +8,9 @@
 #include <cstdio>
 #include <cstring>
 #include <functional>
+#include <map>
+#include <mutex>
+#include <tuple>
 #include <system_error>
 
 #include <spdlog/spdlog.h>
@@ -152,19 +155,44 @@ Result<std::vector<PciDevice>> scan_udev(const HostRoot& root) {
   return out;
 }
 
+// Names looked up in this process, by pci.ids path and vendor:device (empty: not in the file;
+// remembered too, or a device pci.ids lacks would have the file read at every discovery).
+// libpci reads the whole file at its first lookup, and a run discovers the PCI bus several
+// times (bench/results.md): the file is read once per process, at the first discovery that
+// meets a device it has not named yet.
+struct NameMemo {
+  std::mutex lock;
+  std::map<std::tuple<std::string, uint16_t, uint16_t>, std::pair<std::string, std::string>> names;
+};
+NameMemo& name_memo() {
+  static NameMemo memo;
+  return memo;
+}
+
 // Names devices from pci.ids through libpci's parser (no hwdb: the result must not depend on
 // which udev database the image happens to carry).
 void name_devices(std::vector<PciDevice>& devices, const fs::path& ids, std::vector<Error>& problems) {
   std::string ids_path = ids.string();  // outlives the access handle
-  PciAccess pacc(agent_pci_alloc());
-  if (!pacc) return;
-  pacc->id_lookup_mode = PCI_LOOKUP_NO_HWDB;
-  pci_set_name_list_path(pacc.get(), ids_path.data(), 0);
+  NameMemo& memo = name_memo();
+  const std::lock_guard<std::mutex> held(memo.lock);
+  PciAccess pacc;
   char err[512];
   char buf[256];
   const int flags = PCI_LOOKUP_NO_NUMBERS | PCI_LOOKUP_NO_HWDB;
   for (auto& d : devices) {
     if (d.vendor == 0) continue;
+    const auto key = std::tuple(ids_path, d.vendor, d.device);
+    if (auto it = memo.names.find(key); it != memo.names.end()) {
+      d.vendor_name = it->second.first;
+      d.device_name = it->second.second;
+      continue;
+    }
+    if (!pacc) {
+      pacc.reset(agent_pci_alloc());
+      if (!pacc) return;
+      pacc->id_lookup_mode = PCI_LOOKUP_NO_HWDB;
+      pci_set_name_list_path(pacc.get(), ids_path.data(), 0);
+    }
     const char* name = nullptr;
     if (agent_pci_lookup(pacc.get(), buf, sizeof buf, flags | PCI_LOOKUP_VENDOR, d.vendor, 0, &name, err, sizeof err) !=
         0) {
@@ -178,6 +206,7 @@ void name_devices(std::vector<PciDevice>& devices, const fs::path& ids, std::vec
       return;
     }
     if (name) d.device_name = name;
+    memo.names.emplace(key, std::pair(d.vendor_name, d.device_name));
   }
 }
 

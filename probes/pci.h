@@ -43,6 +43,8 @@ enum class PciBackend {
 struct PciOptions {
   PciBackend backend = PciBackend::Auto;
   // pci.ids to name devices from; empty: this image's /usr/share/misc/pci.ids (or hwdata's).
+  // Read once per process: a vendor:device named from a file is named the same way by every
+  // later discovery with that path, without reading the file again.
   std::filesystem::path pci_ids;
 };
 

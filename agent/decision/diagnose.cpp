@@ -241,15 +241,29 @@ Result<Diagnosis> diagnose(const DiagnoseOptions& o) {
   // far as the bundle's signers need (not at all for an unsigned bundle).
   std::string kernel_image;  // host path of the image the certificates came from
   if (auto p = probes::find_kernel_image(*root, *release)) {
-    auto image = root->fs().open_file(*p);
-    auto c = image ? kabi::verify_module_signatures(r.bundle, std::move(*image), root->display(*p))
-                   : Result<std::vector<std::string>>(tl::unexpected(image.error()));
+    const std::vector<std::string> signers = kabi::signer_key_ids(r.bundle);
+    const fs::path cache = o.certificate_cache ? *o.certificate_cache
+                           : o.inserting       ? fs::path(kDefaultCertificateCache)
+                                               : fs::path();
+    auto c = signers.empty() ? Result<KernelImageCertificates>(KernelImageCertificates{})
+                             : kernel_image_certificates(*root, *p, signers, cache);
+    if (c) {
+      for (auto& w : c->warnings) r.problems.push_back(std::move(w));
+      if (auto ok = kabi::check_module_signatures(r.bundle, c->scan.certificates); !ok) c = tl::unexpected(ok.error());
+    }
     if (!c) {
       r.problems.push_back(c.error());
       r.certificates = c.error().what();
     } else {
       kernel_image = *p;
-      r.certificates = *p + ": " + std::to_string(c->size()) + " certificate(s) for the bundle's signers";
+      using E = kabi::KernelCertificates::Extent;
+      const E e = c->scan.extent;
+      r.certificates = *p + ": " + std::to_string(c->scan.certificates.size()) + " certificate(s) for the bundle's signers" +
+                       (signers.empty()             ? ""
+                        : e == E::WholeImage        ? " (the whole image read"
+                        : e == E::Signers           ? " (read until every signer was found"
+                                                    : " (read until every key of .builtin_trusted_keys was found") +
+                       (signers.empty() ? "" : c->from_cache ? "; kept from an earlier start)" : ")");
     }
   }
   // The operator's certificate: trusted by the kernel's keyrings, it verifies what it signed (the

@@ -60,6 +60,10 @@ struct DiagnoseOptions {
   // module it signed is verified with it when the kernel trusts it. The key's file is only
   // stat()ed (there, a regular file; its mode): the decision never reads a private key.
   SigningFiles signing;
+  // A host directory that keeps the kernel image's certificates between starts
+  // (kernel_image_certificates). Unset: the entrypoint (inserting) uses kDefaultCertificateCache,
+  // `agent check` keeps none (it writes nothing); empty: none.
+  std::optional<std::filesystem::path> certificate_cache;
 };
 
 struct Diagnosis {

@@ -6,6 +6,8 @@
 #include <cstdio>
 #include <cstring>
 
+#include "agent/base/state_files.h"
+#include "kabi/certificate_cache.h"
 #include "kabi/kernel_keys.h"
 #include "kabi/module.h"
 #include "kabi/text.h"
@@ -72,6 +74,71 @@ SigningFacts probe_signing(const probes::HostRoot& root, const std::string& rele
   s.trust = signing_trust(s.identity, keyrings, image_certs,
                           proc_version && platform_keyring_for_modules(*proc_version));
   return s;
+}
+
+namespace {
+
+Error with_note(Error e, const std::string& note) {
+  e.message += note;
+  return e;
+}
+
+// The keyrings this process sees are the root's kernel's: the same boot.
+bool keyrings_are_the_roots(const probes::HostRoot& root) {
+  if (root.is_live()) return true;
+  auto here = probes::HostRoot::open("/");
+  if (!here) return false;
+  auto mine = probes::probe_boot_id(*here);
+  auto theirs = probes::probe_boot_id(root);
+  return mine && theirs && *mine == *theirs;
+}
+
+}  // namespace
+
+Result<KernelImageCertificates> kernel_image_certificates(const probes::HostRoot& root, const std::string& image,
+                                                          const std::vector<std::string>& signers,
+                                                          const std::filesystem::path& cache_dir) {
+  KernelImageCertificates r;
+  kabi::CertificateScanStop stop{.wanted_key_ids = signers, .kernel_key_ids = {}};
+  if (keyrings_are_the_roots(root))
+    stop.kernel_key_ids = probes::builtin_key_ids(probes::probe_keyring(probes::kBuiltinKeyring));
+  auto fd = root.fs().open_file(image);
+  if (!fd) return tl::unexpected(fd.error());
+  const std::string name = root.display(image);
+
+  std::optional<WritableDir> dir;
+  std::string entry;
+  if (!cache_dir.empty()) {
+    auto sum = kabi::file_sha256(*fd, name);
+    if (!sum) return tl::unexpected(sum.error());
+    entry = *sum + ".certs";
+    if (auto d = WritableDir::open(root.fs(), cache_dir.native(), "certificate cache")) {
+      dir = std::move(*d);
+      if (auto text = dir->read(entry)) {
+        auto cached = kabi::parse_certificate_cache(*text, *sum, dir->path() + "/" + entry);
+        if (!cached) {
+          r.warnings.push_back(with_note(cached.error(), "; scanning the image again"));
+        } else if (kabi::certificates_suffice(*cached, stop)) {
+          r.scan = std::move(*cached);
+          r.from_cache = true;
+          return r;
+        }
+      } else if (text.error().code != ENOENT) {
+        r.warnings.push_back(with_note(text.error(), "; scanning the image again"));
+      }
+    } else {
+      r.warnings.push_back(with_note(d.error(), ": the image's certificates are not kept"));
+    }
+  }
+
+  auto scan = kabi::scan_kernel_image(std::move(*fd), name, stop);
+  if (!scan) return tl::unexpected(scan.error());
+  r.scan = std::move(*scan);
+  if (dir) {
+    if (auto ok = dir->write(entry, kabi::format_certificate_cache(r.scan, entry.substr(0, entry.size() - 6))); !ok)
+      r.warnings.push_back(with_note(ok.error(), ": the image's certificates are not kept"));
+  }
+  return r;
 }
 
 std::vector<std::string> signing_warnings(const SigningFacts& s) {

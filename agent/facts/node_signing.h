@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "agent/facts/signing.h"
+#include "kabi/kernel_keys.h"
 #include "probes/host_root.h"
 
 namespace agent {
@@ -50,6 +51,26 @@ struct SigningFacts {
 // not a regular file is a problem, a mode that lets others read it a warning.
 [[nodiscard]] SigningFacts probe_signing(const probes::HostRoot& root, const std::string& release,
                                          const SigningFiles& files);
+
+// Where the entrypoint keeps kernel images' certificates between starts (a host path).
+inline constexpr const char* kDefaultCertificateCache = "/var/lib/intel-gpu-driver/kernel-certificates";
+
+// The certificates built into the kernel image at `image` (a host path under `root`), read only
+// as far as the bundle's `signers` need - or, when the image is the running kernel's (the
+// root's boot id is this process's) and its .builtin_trusted_keys was read whole, until every
+// key on it has been seen. With a `cache_dir` (a host directory, written through the root), a
+// scan is kept there as <sha256 of the image>.certs and used again when it answers for the same
+// image (kabi::certificates_suffice); a cache file that cannot be read or written is a warning,
+// and the image is scanned.
+struct KernelImageCertificates {
+  kabi::KernelCertificates scan;
+  bool from_cache = false;
+  std::vector<Error> warnings;  // the cache could not be used: not fatal
+};
+[[nodiscard]] Result<KernelImageCertificates> kernel_image_certificates(const probes::HostRoot& root,
+                                                                        const std::string& image,
+                                                                        const std::vector<std::string>& signers,
+                                                                        const std::filesystem::path& cache_dir);
 
 // The warnings, in order (validity, key file mode); none empty.
 [[nodiscard]] std::vector<std::string> signing_warnings(const SigningFacts& s);

@@ -1,4 +1,4 @@
-// systemd's service notification (sd_notify(3)) for the entrypoint run by
+// systemd's service notification (the sd_notify(3) protocol, without libsystemd) for the entrypoint run by
 // systemd/intel-gpu-driver.service (Type=notify): the phases as STATUS= lines, READY=1 once the
 // agent has settled, STOPPING=1 on stop. Without NOTIFY_SOCKET (a container, a shell) nothing is
 // sent and nothing is formatted.

@@ -128,7 +128,7 @@ void check_real_kernel(const std::string& role, const std::string& other_role) {
   const std::string foreign_id = agent::kabi::parse_signature_trailer(foreign).signature.key_id;
   REQUIRE(!own_id.empty());
   REQUIRE(!foreign_id.empty());
-  auto early = agent::kabi::detail::scan_kernel_certificates(*dir / "vmlinuz", {own_id}, size_t{1} << 20);
+  auto early = agent::kabi::detail::scan_kernel_certificates(*dir / "vmlinuz", {.wanted_key_ids = {own_id}, .kernel_key_ids = {}}, size_t{1} << 20);
   INFO((early ? std::string() : early.error().what()));
   REQUIRE(early);
   CHECK(early->stopped_early);
@@ -138,6 +138,25 @@ void check_real_kernel(const std::string& role, const std::string& other_role) {
   REQUIRE(full);
   CHECK(*full == certs);
   CHECK(check_module_signature(foreign, *full) == SignatureCheck::UnknownKey);
+
+  // The foreign signer with the kernel's own keys known (as its .builtin_trusted_keys describes
+  // them: each certificate's subject key id, else its serial): stops after the last of them,
+  // having found every certificate the whole image holds.
+  std::vector<std::string> kernel_keys;
+  for (const auto& c : certs) kernel_keys.push_back(agent::kabi::certificate_key_ids(c).back());
+  auto at_keys = agent::kabi::detail::scan_kernel_certificates(
+      *dir / "vmlinuz", {.wanted_key_ids = {foreign_id}, .kernel_key_ids = kernel_keys}, size_t{1} << 20);
+  REQUIRE(at_keys);
+  CHECK(at_keys->stopped_early);
+  CHECK(at_keys->kernel_keys_found);
+  CHECK(at_keys->certificates == certs);
+  auto whole = agent::kabi::detail::scan_kernel_certificates(*dir / "vmlinuz", {.wanted_key_ids = {foreign_id}, .kernel_key_ids = {}},
+                                                             size_t{1} << 20);
+  REQUIRE(whole);
+  CHECK(!whole->stopped_early);
+  CHECK(at_keys->kernel_bytes < whole->kernel_bytes);
+  UNSCOPED_INFO("scan stopped at the kernel's keys after " << at_keys->kernel_bytes << " of " << whole->kernel_bytes
+                                                           << " bytes of vmlinux");
 }
 
 }  // namespace

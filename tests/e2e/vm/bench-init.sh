@@ -2,7 +2,8 @@
 # bench/start-to-ready.sh's /init: in one boot, per bundle, RUNS alternating runs of the floor
 # (insmod of the bundle's files in dependency order until the NIC is bound), the agent's first
 # load (`agent run` as lifecycle-init.sh starts it, until its ready file exists) and its fast
-# path (restarted with the modules live), on the live /sys, /proc and /dev. Then, once per
+# path (restarted with the modules live), on the live /sys, /proc and /dev; then one first load
+# with no kernel certificates kept from an earlier start (cold). Then, once per
 # bundle and start, the same under strace (file opens and module calls, timestamped) or perf
 # (cpu-clock samples by library and function).
 # Env (/e2e/env.sh): NIC, RUNS, PROFILE (strace, perf or none), SETS ("name:bundle-dir:firmware-dir:module,module..." each,
@@ -110,6 +111,15 @@ for s in $SETS; do
     i=$((i + 1))
   done
 
+  # a first load without the certificates an earlier start kept (the first start on a new kernel
+  # image): the runs above found them kept from run 1 on
+  rm -rf /var/lib/intel-gpu-driver/kernel-certificates
+  # shellcheck disable=SC2086
+  agent_start "$name" cold 1 agent run --nfd-dir "$NFD" $args
+  stop "$name-cold-1" TERM
+  unload "$name-cold-unload" >/dev/null
+  clean "$name" cold 1 "$mods"
+
   # the diagnosis alone, timed (`agent --check`, the same bundle)
   T0=$(now)
   # shellcheck disable=SC2086
@@ -117,6 +127,7 @@ for s in $SETS; do
   rc=$? T1=$(now)
   echo "BENCH $name check 1 $(secs "$T0" "$T1")"
   echo "CHECK $name rc=$rc $(tr -d '\n ' </tmp/check.json | grep -o '"decision":"[a-z-]*"')"
+  echo "CERTS $name $(tr -d '\n' </tmp/check.json | grep -o '"certificates": *"[^"]*"')"
 
   # once under perf (cpu-clock samples, user and kernel): where the CPU goes
   if [ "$PROFILE" = perf ] && [ -x /usr/bin/perf ]; then

@@ -453,7 +453,7 @@ TEST_CASE("extract_kernel_certificates stops once the wanted keys are found", "[
 
     {
       INFO("the first certificate's serial: stops after it");
-      auto scan = scan_kernel_certificates(file, {ids_a[0]}, chunk);
+      auto scan = scan_kernel_certificates(file, {.wanted_key_ids = {ids_a[0]}, .kernel_key_ids = {}}, chunk);
       INFO((scan ? std::string() : scan.error().what()));
       REQUIRE(scan);
       CHECK(scan->certificates == std::vector<std::string>{der_a});
@@ -465,7 +465,7 @@ TEST_CASE("extract_kernel_certificates stops once the wanted keys are found", "[
     }
     {
       INFO("the second's subject key id, in upper case, and the first's: stops after the second");
-      auto scan = scan_kernel_certificates(file, {upper(ids_b[1]), ids_a[1], ids_b[1]}, chunk);
+      auto scan = scan_kernel_certificates(file, {.wanted_key_ids = {upper(ids_b[1]), ids_a[1], ids_b[1]}, .kernel_key_ids = {}}, chunk);
       REQUIRE(scan);
       CHECK(scan->certificates == both);
       CHECK(scan->stopped_early);
@@ -473,7 +473,7 @@ TEST_CASE("extract_kernel_certificates stops once the wanted keys are found", "[
     }
     {
       INFO("a key the kernel doesn't have: reads everything");
-      auto scan = scan_kernel_certificates(file, {ids_a[0], "0badc0de"}, chunk);
+      auto scan = scan_kernel_certificates(file, {.wanted_key_ids = {ids_a[0], "0badc0de"}, .kernel_key_ids = {}}, chunk);
       REQUIRE(scan);
       CHECK(scan->certificates == both);
       CHECK(!scan->stopped_early);
@@ -485,7 +485,7 @@ TEST_CASE("extract_kernel_certificates stops once the wanted keys are found", "[
     {
       INFO("no key wanted (or only empty ids, as unsigned modules have): reads everything");
       for (const auto& wanted : {std::vector<std::string>{}, std::vector<std::string>{"", ""}}) {
-        auto scan = scan_kernel_certificates(file, wanted, chunk);
+        auto scan = scan_kernel_certificates(file, {.wanted_key_ids = wanted, .kernel_key_ids = {}}, chunk);
         REQUIRE(scan);
         CHECK(scan->certificates == both);
         CHECK(!scan->stopped_early);

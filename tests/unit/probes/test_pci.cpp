@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <fstream>
 
 #include "probes/pci.h"
 #include "test_util.h"
@@ -134,6 +135,36 @@ TEST_CASE("PCI discovery: without pci.ids the devices are listed by id and the g
   REQUIRE(inv.problems.size() == 1);
   CHECK(inv.problems[0].code == ENOENT);
   CHECK(by_bdf(inv, "0000:03:00.0").name() == "8086:56c0");
+}
+
+TEST_CASE("PCI discovery: pci.ids is read once per process, not at every discovery") {
+  auto root = HostRoot::open(agent::test::base_host()).value();
+  const TempDir tmp;
+  const fs::path ids = tmp.path() / "pci.ids";
+  // pci.ids's format: a vendor line, its devices indented by a tab.
+  auto write_ids = [&](const std::string& devices) {
+    std::ofstream(ids) << "8086  Intel Corporation\n" << devices;
+  };
+  write_ids("\t56c0  first name\n");
+  PciOptions o = sysfs_options();
+  o.pci_ids = ids;
+  auto first = discover_pci(root, o).value();
+  CHECK(first.problems.empty());
+  CHECK(by_bdf(first, "0000:03:00.0").name() == "Intel Corporation first name");
+  CHECK(by_bdf(first, "0000:00:02.0").device_name.empty());  // 8086:46a6, not in that file
+  // Changed on disk: the answers of the first read stand, a name and the absence of one.
+  write_ids("\t46a6  integrated\n\t56c0  second name\n");
+  auto second = discover_pci(root, o).value();
+  CHECK(second.pci_ids == ids.string());
+  CHECK(by_bdf(second, "0000:03:00.0").name() == "Intel Corporation first name");
+  CHECK(by_bdf(second, "0000:00:02.0").device_name.empty());
+  // Another path is another file: read, with today's content.
+  const fs::path copy = tmp.path() / "pci.ids.copy";
+  fs::copy_file(ids, copy);
+  o.pci_ids = copy;
+  auto third = discover_pci(root, o).value();
+  CHECK(by_bdf(third, "0000:03:00.0").name() == "Intel Corporation second name");
+  CHECK(by_bdf(third, "0000:00:02.0").name() == "Intel Corporation integrated");
 }
 
 TEST_CASE("PCI discovery: libudev refuses a root other than /") {

@@ -109,7 +109,7 @@ debdeps=$(
 )
 build_pkgs="cmake ninja-build pkg-config g++ binutils make gcc-12 dkms kmod libc6-dev pci.ids
   libkmod-dev libelf-dev libdw-dev libudev-dev libpci-dev libspdlog-dev libfmt-dev nlohmann-json3-dev
-  libcli11-dev libexpected-dev zlib1g-dev liblzma-dev libzstd-dev libssl-dev libkeyutils-dev libbz2-dev libsystemd-dev $debdeps"
+  libcli11-dev libexpected-dev zlib1g-dev liblzma-dev libzstd-dev libssl-dev libkeyutils-dev libbz2-dev $debdeps"
 build_pkgs=$(tr ' \n' '\n\n' <<<"$build_pkgs" | sed '/^$/d' | sort -u | tr '\n' ',')
 build_pkgs=${build_pkgs%,}
 # The kABI check's sample of the kernel's own modules (as lifecycle-vm.sh's host), not e1000.
@@ -131,7 +131,7 @@ builder_tag=localhost/intel-gpu-driver-builder:debian12-$abi-$builder_digest
 make_base "$builder_tag" builder_post --variant=minbase --include="$build_pkgs"
 
 # ---- 2. the node variant's base ---------------------------------------------------------------
-node_pkgs="dkms make gcc-12 libc6-dev binutils kmod libpci3 libudev1 libsystemd0 pci.ids"
+node_pkgs="dkms make gcc-12 libc6-dev binutils kmod libpci3 libudev1 pci.ids"
 node_post() { :; }
 node_digest=$({ printf '%s\n' "${common_opts[@]}" "$node_pkgs" "$MIRROR" "post 1"; } | sha256sum | cut -c1-16)
 node_tag=localhost/intel-gpu-driver-runtime:debian12-node-$node_digest

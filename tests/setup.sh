@@ -8,7 +8,6 @@ BUILD_PACKAGES=(
   build-essential cmake ninja-build pkg-config git
   libkmod-dev libelf-dev libdw-dev libudev-dev libpci-dev pci.ids libspdlog-dev libfmt-dev nlohmann-json3-dev
   catch2 libcli11-dev libexpected-dev zlib1g-dev liblzma-dev libzstd-dev libssl-dev libkeyutils-dev
-  libsystemd-dev
 )
 TEST_PACKAGES=(
   kmod xz-utils zstd gzip cpio openssl python3 libc6-dev

@@ -20,28 +20,16 @@
 #include <openssl/x509.h>
 
 #include "kabi/handles.h"
+#include "kabi/module_signing.h"
 #include "kabi/result.h"
 #include "probes/keyrings.h"
 
 namespace agent {
 
-// A certificate as the kernel's asymmetric key type names it once it is in a keyring.
-struct SigningIdentity {
-  // The subject as crypto/asymmetric_keys/x509_cert_parser.c (x509_fabricate_name) builds it:
-  // the CN alone when the O is empty, is a prefix of the CN, or shares its first 7 bytes;
-  // "O: CN" when both are there otherwise; the O, or else the emailAddress, without a CN.
-  std::string signer;
-  // Lowercase hex: serial number, then subject key identifier if any (kabi::certificate_key_ids;
-  // the ids kabi's signature reader gives a module's signer).
-  std::vector<std::string> key_ids;
-  // What the key is called in a keyring (x509_key_preparse): "<signer>: <hex>", the hex being
-  // the subject key identifier, or without one the serial number's DER content bytes (a leading
-  // 00 included when the DER has one).
-  std::string description;
-};
-
-// The identity of a DER certificate; EINVAL (naming `name`) when it does not parse.
-[[nodiscard]] Result<SigningIdentity> certificate_identity(std::string_view der, const std::string& name);
+// A certificate's identity as the kernel names it, and module signing itself: kabi/module_signing.
+using kabi::certificate_identity;
+using kabi::is_module_signature_hash;
+using kabi::SigningIdentity;
 
 // A certificate, loaded and checked: all the decision, `agent --check` and the cache key need.
 struct SigningCertificate {
@@ -152,22 +140,7 @@ struct SigningKey {
 // the key is is nobody's business. The values already parsed are the caller's copies.
 void mask_option_values(int argc, char** argv, std::string_view option) noexcept;
 
-// The digests the kernel's PKCS#7 verifier knows (crypto/asymmetric_keys/pkcs7_parser.c);
-// the sha3 ones since Linux 6.7.
-[[nodiscard]] bool is_module_signature_hash(std::string_view hash) noexcept;
-
-// Returns the module with a signature appended, as scripts/sign-file appends it and
-// kernel/module/signing.c (mod_verify_sig) reads it:
-//   module | PKCS#7 | struct module_signature | "~Module signature appended~\n"
-// where PKCS#7 is a detached CMS SignedData over the whole module, DER, with one signer named
-// by issuer and serial number, digest `hash`, no signed attributes (pkcs7_verify refuses a
-// module signature with authenticated attributes) and no certificates (the kernel has its own);
-// struct module_signature is zero but for id_type = PKEY_ID_PKCS7 (2) and the big-endian
-// signature length.
-// `module_bytes` is the raw ELF: a .ko.xz/.ko.zst/.ko.gz is signed uncompressed and compressed
-// afterwards, as kbuild does; it is the caller's business to decompress and recompress (a
-// compressed input is EINVAL). Errors name `path_for_errors`: ENOEXEC not an ELF, EEXIST
-// already signed, EINVAL an unknown hash, EIO OpenSSL failed.
+// kabi::sign_module with a loaded key (EINVAL when it was released).
 [[nodiscard]] Result<std::string> sign_module(std::string_view module_bytes, const SigningKey& key,
                                               const std::string& path_for_errors, std::string_view hash = "sha256");
 

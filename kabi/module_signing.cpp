@@ -23,19 +23,6 @@ namespace {
 
 using Bio = CHandle<BIO, BIO_free>;
 
-// The last OpenSSL error, for a message; clears the queue so later calls start clean.
-std::string openssl_error() {
-  const unsigned long e = ERR_peek_last_error();
-  std::string s;
-  if (e != 0) {
-    char buf[256];
-    ERR_error_string_n(e, buf, sizeof buf);
-    s = buf;
-  }
-  ERR_clear_error();
-  return s.empty() ? "unknown OpenSSL error" : s;
-}
-
 // The serial number's DER content octets (x509_note_serial keeps them raw: a positive serial
 // whose top bit is set keeps its leading 00).
 std::string raw_serial_hex(const X509* cert) {

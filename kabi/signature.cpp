@@ -8,6 +8,7 @@
 #include <openssl/bio.h>
 #include <openssl/cms.h>
 #include <openssl/crypto.h>
+#include <openssl/err.h>
 #include <openssl/objects.h>
 #include <openssl/x509.h>
 
@@ -201,6 +202,18 @@ std::string kernel_key_name(const X509_name_st* name) {
 void init_crypto() {
   static const bool done = OPENSSL_init_crypto(OPENSSL_INIT_NO_LOAD_CONFIG, nullptr) == 1;
   (void)done;
+}
+
+std::string openssl_error() {
+  const unsigned long e = ERR_peek_last_error();
+  std::string s;
+  if (e != 0) {
+    char buf[256];
+    ERR_error_string_n(e, buf, sizeof buf);
+    s = buf;
+  }
+  ERR_clear_error();
+  return s.empty() ? "unknown OpenSSL error" : s;
 }
 
 SignatureTrailer parse_signature_trailer(std::string_view file) {

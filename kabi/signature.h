@@ -28,6 +28,9 @@ struct SignatureTrailer {
 // costs time (README's benchmark). Called by everything here that uses OpenSSL.
 void init_crypto();
 
+// The last OpenSSL error, for a message; clears the queue so later calls start clean.
+[[nodiscard]] std::string openssl_error();
+
 // The name the kernel gives a certificate's subject (x509_fabricate_name), and so the start of
 // its key's description in a keyring ("<name>: <hex>"): the CN alone when the O is empty, is a
 // prefix of the CN, or shares its first 7 bytes; "O: CN" when both are there otherwise; the O,

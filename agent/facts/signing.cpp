@@ -30,19 +30,7 @@ namespace agent {
 namespace {
 
 using Bio = CHandle<BIO, BIO_free>;
-
-// The last OpenSSL error, for a message; clears the queue so later calls start clean.
-std::string openssl_error() {
-  const unsigned long e = ERR_peek_last_error();
-  std::string s;
-  if (e != 0) {
-    char buf[256];
-    ERR_error_string_n(e, buf, sizeof buf);
-    s = buf;
-  }
-  ERR_clear_error();
-  return s.empty() ? "unknown OpenSSL error" : s;
-}
+using kabi::openssl_error;
 
 bool looks_pem(std::string_view bytes) { return bytes.find("-----BEGIN ") != std::string_view::npos; }
 

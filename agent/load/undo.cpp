@@ -100,12 +100,22 @@ std::vector<ActedStep> journal_steps(const Journal& j) {
 
 namespace {
 
+// What undoing `step` does, for the log and for a step left in place.
+std::string undo_what(const ActedStep& step) {
+  switch (step.kind) {
+    case ActedStep::Kind::Insert: return "remove " + step.name;
+    case ActedStep::Kind::Dependency: return "remove " + step.name + " (in-tree dependency)";
+    case ActedStep::Kind::Removal: return "insert " + step.name + " again";
+    case ActedStep::Kind::Firmware: return "set firmware_class.path back to '" + step.before + "'";
+  }
+  return "undo";
+}
+
 // One step undone, `journal` updated when it is.
 Result<Undone> undo_one(const UndoContext& ctx, Journal& journal, const ActedStep& step) {
-  Undone u{step, true, {}};
+  Undone u{step, true, undo_what(step)};
   switch (step.kind) {
     case ActedStep::Kind::Insert: {
-      u.what = "remove " + step.name;
       auto it = std::find_if(journal.inserted.begin(), journal.inserted.end(), [&](const auto& x) { return x.name == step.name; });
       if (it == journal.inserted.end()) {
         u.changed = false;
@@ -123,11 +133,9 @@ Result<Undone> undo_one(const UndoContext& ctx, Journal& journal, const ActedSte
       return u;
     }
     case ActedStep::Kind::Dependency:
-      u.what = "remove " + step.name + " (in-tree dependency)";
       if (auto r = ctx.kernel.remove(step.name); !r) return tl::unexpected(r.error());
       return u;
     case ActedStep::Kind::Removal: {
-      u.what = "insert " + step.name + " again";
       auto it = std::find_if(journal.removed.begin(), journal.removed.end(), [&](const auto& x) { return x.name == step.name; });
       if (it == journal.removed.end()) {
         u.changed = false;
@@ -139,7 +147,6 @@ Result<Undone> undo_one(const UndoContext& ctx, Journal& journal, const ActedSte
       return u;
     }
     case ActedStep::Kind::Firmware: {
-      u.what = "set firmware_class.path back to '" + step.before + "'";
       auto back = undo_firmware_path(ctx.root, step.ours, step.before, ctx.scope);
       if (!back) return tl::unexpected(back.error());
       u.changed = *back;
@@ -162,12 +169,9 @@ UndoReport undo_steps(const UndoContext& ctx, Journal& journal, const std::vecto
     if (r) {
       report.undone.push_back(std::move(*r));
     } else {
-      const std::string what = it->kind == ActedStep::Kind::Firmware ? std::string("set firmware_class.path back")
-                               : it->kind == ActedStep::Kind::Removal ? "insert " + it->name + " again"
-                                                                      : "remove " + it->name;
       // An error about the module itself has the module's name as its path: said once.
       const Error& e = r.error();
-      report.not_undone.push_back(what + ": " + (e.path == it->name ? e.message : e.what()));
+      report.not_undone.push_back(undo_what(*it) + ": " + (e.path == it->name ? e.message : e.what()));
     }
   }
   return report;

@@ -24,18 +24,12 @@
 #include "test_util.h"
 
 using namespace agent;
+using agent::test::read_bytes;
 using agent::test::TempDir;
 using agent::test::write_file;
 namespace fs = std::filesystem;
 
 namespace {
-
-std::string slurp(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
 
 // Replaces a file that may be a hard link into the shared fixture without touching that inode.
 void put(const fs::path& p, const std::string& text) {
@@ -51,7 +45,7 @@ std::string build_id_note(const fs::path& ko, const fs::path& scratch) {
   const fs::path out = scratch / "note.bin";
   const std::string cmd = "objcopy -O binary --only-section=.note.gnu.build-id '" + ko.string() + "' '" + out.string() + "'";
   REQUIRE(std::system(cmd.c_str()) == 0);
-  return slurp(out);
+  return read_bytes(out);
 }
 
 std::string hex(std::string_view bytes) {
@@ -82,7 +76,7 @@ class FakeKernel final : public ModuleControl {
     const fs::path copy = scratch_ / ("insert-" + std::to_string(calls.size()) + ".ko");
     {
       std::ofstream out(copy, std::ios::binary);
-      out << slurp("/proc/self/fd/" + std::to_string(file.get()));
+      out << read_bytes("/proc/self/fd/" + std::to_string(file.get()));
     }
     const std::string note = build_id_note(copy, scratch_);
     const std::string id = build_id_of_note(note);
@@ -90,7 +84,7 @@ class FakeKernel final : public ModuleControl {
     if (auto it = refuse_build.find(id); it != refuse_build.end())
       return fail(it->second, std::string("the kernel refused it: ") + std::strerror(it->second), name);
     if (live(name)) return fail(EEXIST, "the kernel refused it: File exists", name);
-    put(root_ / "proc/modules", name + " 16384 0 - Live 0x0000000000000000\n" + slurp(root_ / "proc/modules"));
+    put(root_ / "proc/modules", name + " 16384 0 - Live 0x0000000000000000\n" + read_bytes(root_ / "proc/modules"));
     const fs::path sys = root_ / "sys/module" / name;
     fs::remove_all(sys);
     put(sys / "initstate", "live\n");
@@ -116,7 +110,7 @@ class FakeKernel final : public ModuleControl {
   Result<void> remove(const std::string& name) const override {
     calls.push_back("remove " + name);
     if (!live(name)) return fail(ENOENT, "cannot remove: No such file or directory", name);
-    std::istringstream in(slurp(root_ / "proc/modules"));
+    std::istringstream in(read_bytes(root_ / "proc/modules"));
     std::string out, line;
     while (std::getline(in, line))
       if (!line.starts_with(name + " ")) out += line + "\n";
@@ -135,7 +129,7 @@ class FakeKernel final : public ModuleControl {
   }
 
   bool live(const std::string& name) const {
-    const std::string modules = "\n" + slurp(root_ / "proc/modules");
+    const std::string modules = "\n" + read_bytes(root_ / "proc/modules");
     return modules.find("\n" + name + " ") != std::string::npos;
   }
 
@@ -197,7 +191,7 @@ struct World {
     // The one file the agent writes in place (a sysfs attribute) must not be the shared fixture's
     // inode: its own copy.
     const fs::path fw_param = node.root / "sys/module/firmware_class/parameters/path";
-    put(fw_param, slurp(fw_param));
+    put(fw_param, read_bytes(fw_param));
     // The in-tree i915 as the kernel shows it once loaded: its build id note.
     put(node.root / "sys/module/i915/notes/.note.gnu.build-id",
         build_id_note(node.root / "lib/modules" / node_kver / kI915, scratch));
@@ -226,10 +220,10 @@ struct World {
     return run_entrypoint(o, seams);
   }
 
-  nlohmann::json status() const { return nlohmann::json::parse(slurp(state / kStatusFile)); }
-  nlohmann::json journal() const { return nlohmann::json::parse(slurp(state / kJournalFile)); }
+  nlohmann::json status() const { return nlohmann::json::parse(read_bytes(state / kStatusFile)); }
+  nlohmann::json journal() const { return nlohmann::json::parse(read_bytes(state / kJournalFile)); }
   bool ready() const { return fs::exists(state / kReadyFile); }
-  std::string firmware_path() const { return slurp(node.root / "sys/module/firmware_class/parameters/path"); }
+  std::string firmware_path() const { return read_bytes(node.root / "sys/module/firmware_class/parameters/path"); }
 
  private:
   // The entrypoint owns what the seams return; the test keeps the fakes to look at them.
@@ -293,7 +287,7 @@ TEST_CASE("entrypoint: first load - the in-tree i915 out, the bundle's in, bound
   // The firmware copied under the host's firmware directory, and the kernel's path pointed at it.
   const std::string path = w.firmware_path();
   CHECK(path.starts_with("/var/lib/intel-gpu-driver/firmware/"));
-  CHECK(slurp(w.node.root / path.substr(1) / "i915/test_guc.bin") == "firmware bytes\n");
+  CHECK(read_bytes(w.node.root / path.substr(1) / "i915/test_guc.bin") == "firmware bytes\n");
 
   // Stopped: not ready, the modules stay, and the journal says what to undo.
   CHECK_FALSE(w.ready());
